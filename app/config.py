@@ -1,0 +1,72 @@
+"""Settings: environment first, then `.tidemill.toml` (cwd) or `~/.tidemill.toml`, then defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+CONFIG_FILES = (Path(".tidemill.toml"), Path.home() / ".tidemill.toml")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Tidemill reads from its environment.
+
+    `database_url` empty means: start the embedded PostgreSQL in `data_dir`.
+    """
+
+    database_url: str = ""
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("tidemill")))
+    base_currency: str = "USD"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    url: str = "http://127.0.0.1:8000/graphql"
+    api_key: str = ""
+    statement_timeout_ms: int = 30_000
+
+
+ENV_KEYS = {
+    "TIDEMILL_DATABASE_URL": "database_url",
+    "TIDEMILL_DATA_DIR": "data_dir",
+    "TIDEMILL_BASE_CURRENCY": "base_currency",
+    "TIDEMILL_HOST": "host",
+    "TIDEMILL_PORT": "port",
+    "TIDEMILL_URL": "url",
+    "TIDEMILL_API_KEY": "api_key",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "data_dir":
+        return Path(str(value)).expanduser()
+    if name in {"port", "statement_timeout_ms"}:
+        return int(value)
+    if name == "base_currency":
+        return str(value).upper()
+    return str(value)
+
+
+def _file_values() -> dict[str, Any]:
+    for path in CONFIG_FILES:
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+            known = Settings.__dataclass_fields__
+            return {key: value for key, value in data.items() if key in known}
+    return {}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from (in order of precedence) overrides, environment, config file, defaults."""
+    values = _file_values()
+    for env_key, name in ENV_KEYS.items():
+        if os.environ.get(env_key):
+            values[name] = os.environ[env_key]
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    coerced = {name: _coerce(name, value) for name, value in values.items()}
+    return replace(Settings(), **coerced)

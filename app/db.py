@@ -1,0 +1,65 @@
+"""Database connection: an explicit URL, or the embedded PostgreSQL (pgserver) in the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+EMBEDDED_DATABASE = "tidemill"
+_embedded_servers: dict[Path, Any] = {}
+
+
+def asyncpg_url(url: str) -> URL:
+    """Any `postgresql://` URL as an asyncpg URL (the only driver Tidemill uses)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def start_embedded(data_dir: Path) -> URL:
+    """Start (or join) the embedded server in `data_dir/pg` and ensure the tidemill database."""
+    import pgserver  # local: only the embedded default needs the server binaries
+
+    pg_dir = data_dir / "pg"
+    if pg_dir not in _embedded_servers:
+        pg_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(str(pg_dir), cleanup_mode="stop")
+        exists = server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
+        )
+        if "(1 row)" not in exists:
+            server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+        _embedded_servers[pg_dir] = server
+    uri = _embedded_servers[pg_dir].get_uri(EMBEDDED_DATABASE)
+    return asyncpg_url(uri)
+
+
+def database_url(settings: Settings) -> URL:
+    if settings.database_url:
+        return asyncpg_url(settings.database_url)
+    return start_embedded(settings.data_dir)
+
+
+def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    options: dict[str, Any] = {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": True}
+    options.update(kwargs)
+    return create_async_engine(database_url(settings), **options)
+
+
+async def ping(connection: AsyncConnection) -> None:
+    await connection.execute(sa.text("SELECT 1"))
+
+
+def run_blocking(coro: Any) -> Any:
+    """Run a coroutine from synchronous code (the CLI)."""
+    return asyncio.run(coro)

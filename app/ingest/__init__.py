@@ -1,0 +1,1 @@
+"""Ingestion: canonical rows in, derived ledger and movements recomputed."""

@@ -1,0 +1,29 @@
+"""Canonical rows every connector produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodRow:
+    """One state of a subscription on [valid_from, valid_to) (valid_to None = still running)."""
+
+    line: int
+    subscription_id: str
+    customer_id: str
+    valid_from: date
+    valid_to: date | None
+    status: str
+    plan: str | None
+    quantity: int
+    amount: Decimal  # per unit per billing period, major units
+    billing_interval: str
+    interval_count: int
+    currency: str
+    mrr: int  # cents, METRICS.md 2
+    customer_name: str | None
+    email: str | None
+    country: str | None

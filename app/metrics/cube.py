@@ -1,0 +1,116 @@
+"""Cube declarations: the dimensions a metric family accepts, and spec validation against them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement
+
+from app.errors import InvalidQuery
+from app.metrics.spec import Filter, FilterOp, QuerySpec
+
+
+class Level(Enum):
+    """Customer-level dimensions select customers; subscription-level ones re-scope their MRR
+    (METRICS.md 3, filtered and broken-down views)."""
+
+    CUSTOMER = "customer"
+    SUBSCRIPTION = "subscription"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The tables a dimension expression may read; the compiler joins what is used."""
+
+    ledger: sa.FromClause
+    plan: sa.FromClause
+    customer: sa.FromClause
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    description: str
+    level: Level
+    expression: Callable[[Sources], ColumnElement[str]]
+    needs_plan: bool = False
+    kind: str = "string"
+
+
+@dataclass(frozen=True)
+class Cube:
+    name: str
+    description: str
+    dimensions: tuple[Dimension, ...]
+
+    def dimension(self, name: str) -> Dimension:
+        return next(d for d in self.dimensions if d.name == name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+
+NO_VALUE_OPS = frozenset({FilterOp.IS_NULL, FilterOp.IS_NOT_NULL})
+MULTI_VALUE_OPS = frozenset({FilterOp.IN, FilterOp.NOT_IN})
+
+
+def _filter_problems(cube: Cube, item: Filter) -> Iterable[str]:
+    if item.field not in cube.names:
+        yield f"unknown filter field {item.field!r}; valid: {', '.join(cube.names)}"
+    if item.op in NO_VALUE_OPS and item.values:
+        yield f"filter {item.field} {item.op.value} takes no values"
+    elif item.op in MULTI_VALUE_OPS and not item.values:
+        yield f"filter {item.field} {item.op.value} needs at least one value"
+    elif item.op not in NO_VALUE_OPS | MULTI_VALUE_OPS and len(item.values) != 1:
+        yield f"filter {item.field} {item.op.value} needs exactly one value"
+
+
+def spec_problems(cube: Cube, spec: QuerySpec) -> list[str]:
+    problems = [
+        f"unknown dimension {name!r}; valid: {', '.join(cube.names)}"
+        for name in spec.dimensions
+        if name not in cube.names
+    ]
+    if len(set(spec.dimensions)) != len(spec.dimensions):
+        problems.append("a dimension is listed twice")
+    for item in spec.filters:
+        problems.extend(_filter_problems(cube, item))
+    return problems
+
+
+def validate(cube: Cube, spec: QuerySpec, extra: Iterable[str] = ()) -> None:
+    problems = [*extra, *spec_problems(cube, spec)]
+    if problems:
+        raise InvalidQuery(problems)
+
+
+def filter_clause(column: ColumnElement[str], item: Filter) -> ColumnElement[bool]:
+    """A filter as a SQL condition; values are always bound parameters."""
+    first = item.values[0] if item.values else ""
+    match item.op:
+        case FilterOp.EQ:
+            return column == first
+        case FilterOp.NEQ:
+            return column.is_distinct_from(first)
+        case FilterOp.IN:
+            return column.in_(item.values)
+        case FilterOp.NOT_IN:
+            return sa.or_(column.is_(None), column.not_in(item.values))
+        case FilterOp.GT:
+            return column > first
+        case FilterOp.GTE:
+            return column >= first
+        case FilterOp.LT:
+            return column < first
+        case FilterOp.LTE:
+            return column <= first
+        case FilterOp.CONTAINS:
+            return column.icontains(first, autoescape=True)
+        case FilterOp.IS_NULL:
+            return column.is_(None)
+        case FilterOp.IS_NOT_NULL:
+            return column.is_not(None)

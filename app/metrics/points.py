@@ -1,0 +1,115 @@
+"""Series points of METRICS.md 4, assembled from the integer aggregates the SQL returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+from typing import Any
+
+from app.metrics.periods import period_end
+from app.metrics.spec import SeriesRequest
+from app.money import ratio_cents
+
+
+@dataclass(frozen=True)
+class Point:
+    date: date
+    end_date: date
+    mrr: int
+    arr: int
+    customers: int
+    arpa: int | None
+    asp: int | None
+    new: int
+    expansion: int
+    contraction: int
+    churn: int
+    reactivation: int
+    net_new_mrr: int
+    customers_diff: int
+    new_customers: int
+    expansion_customers: int
+    contraction_customers: int
+    churn_customers: int
+    reactivation_customers: int
+    churned_customers: int
+    customer_churn_rate: float | None
+    mrr_churn_rate: float | None
+    net_mrr_churn_rate: float | None
+    customer_retention_rate: float | None
+    mrr_retention_rate: float | None
+    nrr: float | None
+    grr: float | None
+    quick_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    current: float | None
+    previous: float | None
+    percentage_change: float | None
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    """A fraction, or None when the denominator is 0 (METRICS.md 1)."""
+    return None if denominator == 0 else float(Fraction(numerator, denominator))
+
+
+def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
+    """A Point from one result row of `compile_series` (a, b = the clipped period)."""
+    key: date = row["k"]
+    mrr, customers = row["mrr_end"], row["customers_end"]
+    mrr_before = mrr - row["net"]
+    customers_before = customers - row["customers_net"]
+    new, expansion, reactivation = row["new"], row["expansion"], row["reactivation"]
+    contraction, churn = row["contraction"], row["churn"]
+    churned = row.get("churned_customers", 0)
+    customer_churn = rate(churned, customers_before)
+    mrr_churn = rate(-(churn + contraction), mrr_before)
+    return Point(
+        date=max(key, request.start),
+        end_date=min(period_end(key, request.interval), request.end),
+        mrr=mrr,
+        arr=12 * mrr,
+        customers=customers,
+        arpa=ratio_cents(mrr, customers),
+        asp=ratio_cents(new, row.get("new_customers", 0)),
+        new=new,
+        expansion=expansion,
+        contraction=contraction,
+        churn=churn,
+        reactivation=reactivation,
+        net_new_mrr=row["net"],
+        customers_diff=row["customers_net"],
+        new_customers=row.get("new_customers", 0),
+        expansion_customers=row.get("expansion_customers", 0),
+        contraction_customers=row.get("contraction_customers", 0),
+        churn_customers=row.get("churn_customers", 0),
+        reactivation_customers=row.get("reactivation_customers", 0),
+        churned_customers=churned,
+        customer_churn_rate=customer_churn,
+        mrr_churn_rate=mrr_churn,
+        net_mrr_churn_rate=rate(-(churn + contraction + expansion + reactivation), mrr_before),
+        customer_retention_rate=rate(customers_before - churned, customers_before),
+        mrr_retention_rate=rate(mrr_before + churn + contraction, mrr_before),
+        nrr=rate(mrr_before + row.get("retained_delta", 0), mrr_before),
+        grr=rate(mrr_before + row.get("gross_retained_delta", 0), mrr_before),
+        quick_ratio=rate(new + expansion + reactivation, -(contraction + churn)),
+    )
+
+
+def summarize(points: Sequence[Point], field: str) -> Summary:
+    """{current, previous, percentageChange} of a series field (METRICS.md 4)."""
+    values = [getattr(point, field) for point in points]
+    current = values[-1] if values else None
+    previous = values[-2] if len(values) > 1 else None
+    change = None
+    if current is not None and previous:
+        change = float((Fraction(current) - Fraction(previous)) / abs(Fraction(previous)))
+    return Summary(
+        current=None if current is None else float(current),
+        previous=None if previous is None else float(previous),
+        percentage_change=change,
+    )

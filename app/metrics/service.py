@@ -1,0 +1,84 @@
+"""The metrics service: validate a request against its cube, compile, execute, assemble."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.cube import Cube, validate
+from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
+from app.metrics.periods import period_count
+from app.metrics.points import Point, build_point
+from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+
+MAX_POINTS = 3_700  # ten years of days
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    key: tuple[str, ...]
+    label: str
+    points: tuple[Point, ...]
+
+
+def request_problems(request: SeriesRequest) -> list[str]:
+    if request.start > request.end:
+        return [f"start {request.start} is after end {request.end}"]
+    count = period_count(request.start, request.end, request.interval)
+    if count > MAX_POINTS:
+        return [
+            f"the series would have {count} points; at most {MAX_POINTS} are served "
+            "(use a longer interval or a shorter range)"
+        ]
+    return []
+
+
+class MetricsEngine:
+    """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
+
+    def __init__(self, engine: AsyncEngine, cube: Cube = MRR_CUBE) -> None:
+        self.engine = engine
+        self.cube = cube
+
+    def validate(self, request: SeriesRequest) -> None:
+        validate(self.cube, request.spec, request_problems(request))
+
+    async def _rows(self, request: SeriesRequest) -> Sequence[Any]:
+        self.validate(request)
+        statement = compile_series(self.cube, request)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(statement)
+            return result.mappings().all()
+
+    async def series(self, request: SeriesRequest) -> tuple[Point, ...]:
+        """The total series, ignoring the spec's dimensions (its filters still apply)."""
+        total = replace(request, spec=replace(request.spec, dimensions=()))
+        return tuple(build_point(row, total) for row in await self._rows(total))
+
+    async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
+        """One series per value combination of the spec's dimensions that has any MRR or
+        movement in range."""
+        if not request.spec.dimensions:
+            return ()
+        groups = group_names(request.spec)
+        by_key: dict[tuple[str, ...], list[Point]] = {}
+        for row in await self._rows(request):
+            key = tuple(str(row[g]) for g in groups)
+            by_key.setdefault(key, []).append(build_point(row, request))
+        return tuple(
+            Breakdown(key=key, label=" / ".join(key), points=tuple(points))
+            for key, points in by_key.items()
+            if any(point.mrr or point.net_new_mrr or point.customers for point in points)
+        )
+
+    async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
+        """The one-day series point of day `at`."""
+        request = SeriesRequest(at, at, Interval.DAY, spec, fields)
+        return (await self.series(request))[0]
+
+
+__all__ = ["NO_VALUE", "Breakdown", "MetricsEngine"]

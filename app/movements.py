@@ -1,0 +1,63 @@
+"""The movement rule of METRICS.md section 3, as SQL over ledger rows.
+
+Used twice, so the rule lives once: by ingestion to materialize the unfiltered `movement` table,
+and by the metrics compiler for scoped views (a breakdown or filter by a subscription-level
+dimension recomputes customers' MRR inside the scope and classifies again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
+
+CONTRIBUTING_STATUSES = ("active", "past_due")
+
+
+def classify(row_number: ColumnElement[int], before: ColumnElement[int],
+             after: ColumnElement[int]) -> ColumnElement[str]:
+    """The kind of a day's change. A customer's first change in scope is always `new` (its MRR
+    starts at 0 and is never negative); a later rise from 0 is a `reactivation`."""
+    return sa.case(
+        (row_number == 1, sa.literal("new")),
+        (before == 0, sa.literal("reactivation")),
+        (after == 0, sa.literal("churn")),
+        (after > before, sa.literal("expansion")),
+        else_=sa.literal("contraction"),
+    )
+
+
+def movements_from_changes(changes: FromClause, groups: Sequence[str] = ()) -> Select[tuple[object, ...]]:
+    """Movement rows (customer_id, *groups, day, kind, before, after, amount) from ledger-shaped
+    rows (customer_id, *groups, day, delta). Changes within a day net out; a zero net is no
+    movement."""
+    group_cols = [changes.c[name] for name in groups]
+    daily = (
+        sa.select(
+            changes.c.customer_id,
+            *group_cols,
+            changes.c.day,
+            sa.func.sum(changes.c.delta).label("delta"),
+        )
+        .group_by(changes.c.customer_id, *group_cols, changes.c.day)
+        .having(sa.func.sum(changes.c.delta) != 0)
+        .subquery("daily")
+    )
+    partition = [daily.c.customer_id, *(daily.c[name] for name in groups)]
+    running = sa.select(
+        daily,
+        sa.func.sum(daily.c.delta).over(partition_by=partition, order_by=daily.c.day).label("after"),
+        sa.func.row_number().over(partition_by=partition, order_by=daily.c.day).label("n"),
+    ).subquery("running")
+    before = sa.cast(running.c.after - running.c.delta, sa.BigInteger)
+    after = sa.cast(running.c.after, sa.BigInteger)
+    return sa.select(
+        running.c.customer_id,
+        *(running.c[name] for name in groups),
+        running.c.day,
+        classify(running.c.n, before, after).label("kind"),
+        before.label("before"),
+        after.label("after"),
+        sa.cast(running.c.delta, sa.BigInteger).label("amount"),
+    )

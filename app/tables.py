@@ -1,0 +1,124 @@
+"""The canonical tables, as SQLAlchemy Core metadata.
+
+Alembic migrations in `migrations/` create them; this module only describes them for queries.
+A test checks that the migrated database and this metadata agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+customer = sa.Table(
+    "customer",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("country", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("source", "external_id", name="customer_source_external_id_key"),
+)
+
+plan = sa.Table(
+    "plan",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.UniqueConstraint("source", "external_id", name="plan_source_external_id_key"),
+)
+
+subscription = sa.Table(
+    "subscription",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.BigInteger, sa.ForeignKey("customer.id"), nullable=False),
+    sa.UniqueConstraint("source", "external_id", name="subscription_source_external_id_key"),
+    sa.Index("subscription_customer_id_idx", "customer_id"),
+)
+
+# One row per state of a subscription: valid on [valid_from, valid_to) (valid_to NULL = open).
+subscription_version = sa.Table(
+    "subscription_version",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "subscription_id",
+        sa.BigInteger,
+        sa.ForeignKey("subscription.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_to", sa.Date),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("plan_id", sa.BigInteger, sa.ForeignKey("plan.id")),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("amount", sa.Numeric, nullable=False),  # per unit per billing period, major units
+    sa.Column("billing_interval", sa.Text, nullable=False),  # day | week | month | year
+    sa.Column("interval_count", sa.Integer, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("mrr", sa.BigInteger, nullable=False),  # cents in `currency`, METRICS.md 2
+    sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
+    sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
+    sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
+)
+
+# The MRR ledger: +mrr on the first day a contributing version counts, -mrr on the day it stops.
+mrr_change = sa.Table(
+    "mrr_change",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("subscription_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("plan_id", sa.BigInteger),
+    sa.Column("plan_interval", sa.Text, nullable=False),
+    sa.Index("mrr_change_customer_day_idx", "customer_id", "day"),
+)
+
+# Customer movements of the unfiltered total, derived from the ledger (METRICS.md 3).
+movement = sa.Table(
+    "movement",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("before", sa.BigInteger, nullable=False),
+    sa.Column("after", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Index("movement_day_idx", "day"),
+)
+
+import_run = sa.Table(
+    "import_run",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("changed_customers", sa.Integer, nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+raw_event = sa.Table(
+    "raw_event",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("processed_at", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("source", "event_id", name="raw_event_source_event_id_key"),
+)

@@ -1,0 +1,1 @@
+"""CSV exports: the subscription-periods format."""
