@@ -28,15 +28,13 @@ def asyncpg_url(url: str) -> URL:
 
 def start_embedded(data_dir: Path) -> URL:
     """Start (or join) the embedded server in `data_dir/pg` and ensure the tidemill database."""
-    import pgserver  # local: only the embedded default needs the server binaries
+    from pgserver.postgres_server import get_server  # only the embedded default needs it
 
     pg_dir = data_dir / "pg"
     if pg_dir not in _embedded_servers:
         pg_dir.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(str(pg_dir), cleanup_mode="stop")
-        exists = server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
-        )
+        server = get_server(str(pg_dir), cleanup_mode="stop")
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
         _embedded_servers[pg_dir] = server

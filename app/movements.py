@@ -15,8 +15,9 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 CONTRIBUTING_STATUSES = ("active", "past_due")
 
 
-def classify(row_number: ColumnElement[int], before: ColumnElement[int],
-             after: ColumnElement[int]) -> ColumnElement[str]:
+def classify(
+    row_number: ColumnElement[int], before: ColumnElement[int], after: ColumnElement[int]
+) -> ColumnElement[str]:
     """The kind of a day's change. A customer's first change in scope is always `new` (its MRR
     starts at 0 and is never negative); a later rise from 0 is a `reactivation`."""
     return sa.case(
@@ -28,7 +29,9 @@ def classify(row_number: ColumnElement[int], before: ColumnElement[int],
     )
 
 
-def movements_from_changes(changes: FromClause, groups: Sequence[str] = ()) -> Select[tuple[object, ...]]:
+def movements_from_changes(
+    changes: FromClause, groups: Sequence[str] = ()
+) -> Select[tuple[object, ...]]:
     """Movement rows (customer_id, *groups, day, kind, before, after, amount) from ledger-shaped
     rows (customer_id, *groups, day, delta). Changes within a day net out; a zero net is no
     movement."""
@@ -47,7 +50,9 @@ def movements_from_changes(changes: FromClause, groups: Sequence[str] = ()) -> S
     partition = [daily.c.customer_id, *(daily.c[name] for name in groups)]
     running = sa.select(
         daily,
-        sa.func.sum(daily.c.delta).over(partition_by=partition, order_by=daily.c.day).label("after"),
+        sa.func.sum(daily.c.delta)
+        .over(partition_by=partition, order_by=daily.c.day)
+        .label("after"),
         sa.func.row_number().over(partition_by=partition, order_by=daily.c.day).label("n"),
     ).subquery("running")
     before = sa.cast(running.c.after - running.c.delta, sa.BigInteger)

@@ -20,7 +20,9 @@ customer = sa.Table(
     sa.Column("name", sa.Text),
     sa.Column("email", sa.Text),
     sa.Column("country", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.UniqueConstraint("source", "external_id", name="customer_source_external_id_key"),
 )
 
@@ -107,7 +109,9 @@ import_run = sa.Table(
     sa.Column("sha256", sa.Text, nullable=False),
     sa.Column("row_count", sa.Integer, nullable=False),
     sa.Column("changed_customers", sa.Integer, nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "finished_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 raw_event = sa.Table(
@@ -117,7 +121,9 @@ raw_event = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("payload", JSONB, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
     sa.Column("error", sa.Text),
     sa.UniqueConstraint("source", "event_id", name="raw_event_source_event_id_key"),

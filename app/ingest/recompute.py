@@ -62,8 +62,15 @@ async def recompute_touched(connection: AsyncConnection) -> None:
         _ledger_side(subscription_version.c.valid_from, 1),
         _ledger_side(subscription_version.c.valid_to, -1),
     )
-    columns = ["customer_id", "subscription_id", "day", "delta", "currency", "plan_id",
-               "plan_interval"]
+    columns = [
+        "customer_id",
+        "subscription_id",
+        "day",
+        "delta",
+        "currency",
+        "plan_id",
+        "plan_interval",
+    ]
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
     await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
     changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()

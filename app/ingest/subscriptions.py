@@ -70,7 +70,8 @@ _APPLY = [
     """
     INSERT INTO customer (source, external_id, name, email, country)
     SELECT :source, customer_id,
-           (array_agg(customer_name ORDER BY line DESC) FILTER (WHERE customer_name IS NOT NULL))[1],
+           (array_agg(customer_name ORDER BY line DESC)
+                FILTER (WHERE customer_name IS NOT NULL))[1],
            (array_agg(email ORDER BY line DESC) FILTER (WHERE email IS NOT NULL))[1],
            (array_agg(country ORDER BY line DESC) FILTER (WHERE country IS NOT NULL))[1]
     FROM stage_period GROUP BY customer_id

@@ -8,9 +8,10 @@ Point values (ratios, rounding).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube, Dimension, Level, Sources, filter_clause
@@ -22,8 +23,8 @@ NO_VALUE = "(none)"
 KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
 # Point fields that need per-customer aggregation inside a period.
 CUSTOMER_FIELDS = frozenset(
-    {f"{kind}Customers" for kind in KINDS}
-    | {"churnedCustomers", "customerChurnRate", "customerRetentionRate", "nrr", "grr", "asp"}
+    {f"{kind}_customers" for kind in KINDS}
+    | {"churned_customers", "customer_churn_rate", "customer_retention_rate", "nrr", "grr", "asp"}
 )
 
 MRR_CUBE = Cube(
@@ -31,19 +32,28 @@ MRR_CUBE = Cube(
     description="Monthly recurring revenue, its movements and churn (METRICS.md 3-4).",
     dimensions=(
         Dimension(
-            "plan", "Plan name of the subscription", Level.SUBSCRIPTION,
-            lambda s: s.plan.c.name, needs_plan=True,
+            "plan",
+            "Plan name of the subscription",
+            Level.SUBSCRIPTION,
+            lambda s: s.plan.c.name,
+            needs_plan=True,
         ),
         Dimension(
-            "currency", "Original currency of the subscription", Level.SUBSCRIPTION,
+            "currency",
+            "Original currency of the subscription",
+            Level.SUBSCRIPTION,
             lambda s: s.ledger.c.currency,
         ),
         Dimension(
-            "plan_interval", "Billing frequency: day, week, month, year, or e.g. '3 month'",
-            Level.SUBSCRIPTION, lambda s: s.ledger.c.plan_interval,
+            "plan_interval",
+            "Billing frequency: day, week, month, year, or e.g. '3 month'",
+            Level.SUBSCRIPTION,
+            lambda s: s.ledger.c.plan_interval,
         ),
         Dimension(
-            "customer_country", "Customer's country (ISO 3166 alpha-2)", Level.CUSTOMER,
+            "customer_country",
+            "Customer's country (ISO 3166 alpha-2)",
+            Level.CUSTOMER,
             lambda s: s.customer.c.country,
         ),
     ),
@@ -82,16 +92,16 @@ def group_names(spec: QuerySpec) -> list[str]:
 
 def _group_columns(cube: Cube, spec: QuerySpec) -> list[ColumnElement[str]]:
     return [
-        sa.func.coalesce(sa.cast(cube.dimension(name).expression(SOURCES), sa.Text), NO_VALUE)
-        .label(label)
+        sa.func.coalesce(
+            sa.cast(cube.dimension(name).expression(SOURCES), sa.Text), NO_VALUE
+        ).label(label)
         for name, label in zip(spec.dimensions, group_names(spec), strict=True)
     ]
 
 
 def _where(cube: Cube, spec: QuerySpec) -> list[ColumnElement[bool]]:
     return [
-        filter_clause(cube.dimension(item.field).expression(SOURCES), item)
-        for item in spec.filters
+        filter_clause(cube.dimension(item.field).expression(SOURCES), item) for item in spec.filters
     ]
 
 
@@ -118,8 +128,17 @@ def _period_key(day: ColumnElement[object], interval: Interval) -> ColumnElement
     return sa.cast(truncated, sa.Date)
 
 
+STEPS = {
+    Interval.DAY: "1 day",
+    Interval.WEEK: "1 week",
+    Interval.MONTH: "1 month",
+    Interval.QUARTER: "3 months",
+    Interval.YEAR: "1 year",
+}
+
+
 def _step(interval: Interval) -> ColumnElement[object]:
-    return sa.cast(sa.literal(f"1 {interval.value}"), sa.Interval)
+    return sa.cast(sa.literal(STEPS[interval]), sa.Interval)
 
 
 def _active(column: ColumnElement[int]) -> ColumnElement[int]:
@@ -130,7 +149,13 @@ def _kind_sum(mv: FromClause, kind: str) -> ColumnElement[int]:
     return sa.func.sum(mv.c.amount).filter(mv.c.kind == kind).label(kind)
 
 
-def _flow_sums(mv: FromClause) -> list[ColumnElement[object]]:
+def _ordered_first(value: ColumnElement[Any], order: ColumnElement[Any]) -> ColumnElement[int]:
+    """The first `value` in `order` within a group: (array_agg(value ORDER BY order))[1]."""
+    aggregated = sa.func.array_agg(aggregate_order_by(value, order), type_=ARRAY(sa.BigInteger))
+    return aggregated[1]
+
+
+def _flow_sums(mv: FromClause) -> list[ColumnElement[Any]]:
     """Per-kind sums, the net change and the change in active customers of some movements."""
     active_change = _active(mv.c.after) - _active(mv.c.before)
     return [
@@ -149,8 +174,8 @@ def _customer_level(
         *(mv.c[g] for g in groups),
         key.label("k"),
         *_flow_sums(mv),
-        (array_agg(aggregate_order_by(mv.c.before, mv.c.day.asc())))[1].label("first_before"),
-        (array_agg(aggregate_order_by(mv.c.after, mv.c.day.desc())))[1].label("last_after"),
+        _ordered_first(mv.c.before, mv.c.day.asc()).label("first_before"),
+        _ordered_first(mv.c.after, mv.c.day.desc()).label("last_after"),
     ).group_by(*(mv.c[g] for g in groups), key, mv.c.customer_id)
 
 
@@ -159,7 +184,7 @@ def _period_level(
 ) -> Select[tuple[object, ...]]:
     c = per_customer.c
     sums = [sa.func.sum(c[name]).label(name) for name in (*KINDS, "net", "customers_net")]
-    counts: list[ColumnElement[object]] = []
+    counts: list[ColumnElement[Any]] = []
     if with_customers:
         held = c.first_before > 0
         counts = [
@@ -181,7 +206,8 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
     spec, interval = request.spec, request.interval
     groups = group_names(spec)
     mv = movement_source(cube, spec)
-    start, end = sa.bindparam("start", request.start), sa.bindparam("end", request.end)
+    start: ColumnElement[Any] = sa.bindparam("start", request.start, type_=sa.Date)
+    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     key = _period_key(mv.c.day, interval)
     wanted = request.fields
     with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
@@ -199,8 +225,11 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
     flows = _period_level(per_customer, groups, with_customers).subquery("flows")
     active_change = _active(mv.c.after) - _active(mv.c.before)
     opening = (
-        sa.select(*(mv.c[g] for g in groups), sa.func.sum(mv.c.amount).label("mrr"),
-                  sa.func.sum(active_change).label("customers"))
+        sa.select(
+            *(mv.c[g] for g in groups),
+            sa.func.sum(mv.c.amount).label("mrr"),
+            sa.func.sum(active_change).label("customers"),
+        )
         .where(mv.c.day < start)
         .group_by(*(mv.c[g] for g in groups))
         .subquery("opening")
@@ -218,9 +247,11 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
     if groups:
         seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
         group_values = seen.subquery("group_values")
-        grid = sa.select(periods.c.k, *(group_values.c[g] for g in groups)).join_from(
-            periods, group_values, sa.true()
-        ).subquery("grid")
+        grid = (
+            sa.select(periods.c.k, *(group_values.c[g] for g in groups))
+            .join_from(periods, group_values, sa.true())
+            .subquery("grid")
+        )
     else:
         grid = sa.select(periods.c.k).subquery("grid")
 
@@ -231,22 +262,24 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
         return sa.and_(sa.true(), *conditions)
 
     partition = [grid.c[g] for g in groups]
-    running = {"partition_by": partition or None, "order_by": grid.c.k}
+
+    def running_total(value: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.sum(value).over(partition_by=partition or None, order_by=grid.c.k)
+
     net_mrr = sa.func.coalesce(flows.c.net, 0)
     net_customers = sa.func.coalesce(flows.c.customers_net, 0)
     flow_columns = [c for c in flows.c if c.key not in {"k", *groups}]
-    statement = (
+    return (
         sa.select(
             *(grid.c[g] for g in groups),
             grid.c.k,
             *(sa.cast(sa.func.coalesce(c, 0), sa.BigInteger).label(c.key) for c in flow_columns),
             sa.cast(
-                sa.func.coalesce(opening.c.mrr, 0) + sa.func.sum(net_mrr).over(**running),
+                sa.func.coalesce(opening.c.mrr, 0) + running_total(net_mrr),
                 sa.BigInteger,
             ).label("mrr_end"),
             sa.cast(
-                sa.func.coalesce(opening.c.customers, 0)
-                + sa.func.sum(net_customers).over(**running),
+                sa.func.coalesce(opening.c.customers, 0) + running_total(net_customers),
                 sa.BigInteger,
             ).label("customers_end"),
         )
@@ -255,4 +288,3 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
         .outerjoin(opening, joined(opening, on_key=False))
         .order_by(*partition, grid.c.k)
     )
-    return statement

@@ -42,11 +42,10 @@ def period_end(first: date, interval: Interval) -> date:
 
 def period_count(start: date, end: date, interval: Interval) -> int:
     """How many points a series over [start, end] has."""
-    count, first = 0, period_start(start, interval)
+    first = period_start(start, interval)
     if interval is Interval.DAY:
         return (end - start).days + 1
     if interval is Interval.WEEK:
         return (period_start(end, interval) - first).days // 7 + 1
     months = (end.year - first.year) * 12 + end.month - first.month
-    count = months // MONTHS_PER[interval] + 1
-    return count
+    return months // MONTHS_PER[interval] + 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from fractions import Fraction
 from typing import Any
 
@@ -15,8 +15,8 @@ from app.money import ratio_cents
 
 @dataclass(frozen=True)
 class Point:
-    date: date
-    end_date: date
+    date: datetime.date
+    end_date: datetime.date
     mrr: int
     arr: int
     customers: int
@@ -59,7 +59,7 @@ def rate(numerator: int, denominator: int) -> float | None:
 
 def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
     """A Point from one result row of `compile_series` (a, b = the clipped period)."""
-    key: date = row["k"]
+    key: datetime.date = row["k"]
     mrr, customers = row["mrr_end"], row["customers_end"]
     mrr_before = mrr - row["net"]
     customers_before = customers - row["customers_net"]

@@ -40,8 +40,11 @@ def request_problems(request: SeriesRequest) -> list[str]:
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
-    def __init__(self, engine: AsyncEngine, cube: Cube = MRR_CUBE) -> None:
+    def __init__(
+        self, engine: AsyncEngine, base_currency: str = "USD", cube: Cube = MRR_CUBE
+    ) -> None:
         self.engine = engine
+        self.base_currency = base_currency
         self.cube = cube
 
     def validate(self, request: SeriesRequest) -> None:

@@ -8,11 +8,10 @@ quantity]; optional: currency, plan, status, customer_name, email, country.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import TextIO
 
 from app.ingest.rows import PeriodRow
 from app.money import INTERVALS, ISO_CURRENCIES, monthly_cents
@@ -143,8 +142,11 @@ def _price(row: dict[str, str]) -> tuple[Decimal, int, str, int]:
     if amount is None:
         raise RowError("monthly_amount (or amount with interval) is required")
     interval = _choice(row, "interval", INTERVALS, "")
-    return amount, _positive_int(row, "quantity", 1), interval, _positive_int(
-        row, "interval_count", 1
+    return (
+        amount,
+        _positive_int(row, "quantity", 1),
+        interval,
+        _positive_int(row, "interval_count", 1),
     )
 
 
@@ -181,10 +183,10 @@ def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
 
 
 def read_periods(
-    handle: TextIO, base_currency: str
+    lines: Iterable[str], base_currency: str
 ) -> tuple[HeaderCheck, Iterator[PeriodRow | tuple[int, str]]]:
     """The header check and a stream of rows, or (line, reason) for each bad line."""
-    reader = csv.DictReader(handle)
+    reader = csv.DictReader(lines)
     header = check_header([name.strip() for name in reader.fieldnames or []])
     reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
 

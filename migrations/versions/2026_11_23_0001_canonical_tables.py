@@ -74,7 +74,9 @@ def upgrade() -> None:
         sa.Column("currency", sa.Text, nullable=False),
         sa.Column("mrr", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
-        sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
+        sa.CheckConstraint(
+            "valid_to IS NULL OR valid_to > valid_from", name="version_period_check"
+        ),
         sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
     )
     op.create_table(

@@ -1,0 +1,1 @@
+"""Tidemill: subscription-revenue metrics over GraphQL."""

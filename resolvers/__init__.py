@@ -1,0 +1,1 @@
+"""Thin resolvers: GraphQL arguments -> frozen specs -> the metrics service -> results."""

@@ -1,0 +1,75 @@
+"""Resolvers of the metric fields. Each turns its arguments into a spec and calls the service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import date
+
+from app.errors import InvalidQuery
+from app.metrics.cube import Cube
+from app.metrics.points import Point, Summary, summarize
+from app.metrics.service import Breakdown
+from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
+from resolvers.context import Context
+
+POINT_FIELDS = {
+    "".join(part.title() if i else part for i, part in enumerate(f.name.split("_"))): f.name
+    for f in fields(Point)
+}
+SUMMARY_FIELDS = tuple(
+    name for name, attr in POINT_FIELDS.items() if attr not in {"date", "end_date"}
+)
+
+
+def to_spec(
+    dimensions: Iterable[str], filters: Iterable[tuple[str, FilterOp, Sequence[str]]]
+) -> QuerySpec:
+    return QuerySpec(
+        dimensions=tuple(dimensions),
+        filters=tuple(Filter(name, op, tuple(values)) for name, op, values in filters),
+    )
+
+
+def point_attributes(graphql_names: Iterable[str]) -> frozenset[str]:
+    return frozenset(POINT_FIELDS[name] for name in graphql_names if name in POINT_FIELDS)
+
+
+def summary_attribute(field: str) -> str:
+    if field not in SUMMARY_FIELDS:
+        raise InvalidQuery([f"unknown summary field {field!r}; valid: {', '.join(SUMMARY_FIELDS)}"])
+    return POINT_FIELDS[field]
+
+
+def series_request(
+    context: Context,
+    start: date,
+    end: date,
+    interval: Interval,
+    spec: QuerySpec,
+    wanted: Iterable[str],
+) -> SeriesRequest:
+    request = SeriesRequest(start, end, interval, spec, point_attributes(wanted))
+    context.metrics.validate(request)
+    return request
+
+
+async def points(context: Context, request: SeriesRequest) -> tuple[Point, ...]:
+    return await context.once(("points", request), lambda: context.metrics.series(request))
+
+
+async def breakdown(context: Context, request: SeriesRequest) -> tuple[Breakdown, ...]:
+    return await context.once(("breakdown", request), lambda: context.metrics.breakdown(request))
+
+
+async def series_summary(context: Context, request: SeriesRequest, field: str) -> Summary:
+    attribute = summary_attribute(field)
+    return summarize(await points(context, request), attribute)
+
+
+async def snapshot(context: Context, at: date, spec: QuerySpec, wanted: Iterable[str]) -> Point:
+    return await context.metrics.snapshot(at, spec, point_attributes(wanted))
+
+
+def cubes(context: Context) -> tuple[Cube, ...]:
+    return (context.metrics.cube,)

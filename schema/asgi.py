@@ -1,0 +1,66 @@
+"""The one wiring point: settings -> engine -> service -> GraphQL app with health routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from app import migrate
+from app.config import Settings, load_settings
+from app.db import create_engine, ping
+from app.metrics.service import MetricsEngine
+from resolvers.context import Context
+from schema.root import schema
+
+log = logging.getLogger("tidemill.server")
+
+
+class TidemillGraphQL(GraphQL[Context, None]):
+    def __init__(self, metrics: MetricsEngine) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.metrics = metrics
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(metrics=self.metrics)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    engine = create_engine(settings)
+    metrics = MetricsEngine(engine, settings.base_currency)
+    graphql = TidemillGraphQL(metrics)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with engine.connect() as connection:
+                await ping(connection)
+            current = await migrate.is_current(engine)
+        except Exception as error:  # the point of the probe: report, don't raise
+            log.warning("readiness check failed: %s", error)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "migrations": "pending"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,85 @@
+"""The root Query and the assembled schema."""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+
+from app.metrics.cube import Cube
+from app.metrics.spec import FilterOp as FilterOpEnum
+from app.metrics.spec import Interval as IntervalEnum
+from resolvers import metrics as resolve
+from resolvers.context import Context
+from schema.errors import ErrorCodes
+from schema.scalars import SCALARS
+from schema.selection import selected_names, wanted_point_fields
+from schema.types import (
+    DimensionInfo,
+    FilterInfo,
+    Interval,
+    Metric,
+    Point,
+    QuerySpecInput,
+    Series,
+)
+
+Info = strawberry.Info[Context, None]
+
+
+def _spec(spec: QuerySpecInput | None) -> resolve.QuerySpec:
+    return spec.to_spec() if spec else resolve.QuerySpec()
+
+
+def _metric(cube: Cube) -> Metric:
+    ops = list(FilterOpEnum)
+    return Metric(
+        name=cube.name,
+        description=cube.description,
+        unit="cents",
+        dimensions=[
+            DimensionInfo(name=d.name, description=d.description, kind=d.kind, level=d.level.value)
+            for d in cube.dimensions
+        ],
+        filters=[FilterInfo(name=d.name, ops=ops) for d in cube.dimensions],
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Discovery: metric families with their dimensions and filters.")
+    def metrics(self, info: Info) -> list[Metric]:
+        return [_metric(cube) for cube in resolve.cubes(info.context)]
+
+    @strawberry.field(description="A series over [start, end], one point per calendar period.")
+    def series(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
+        spec: QuerySpecInput | None = None,
+    ) -> Series:
+        request = resolve.series_request(
+            info.context, start, end, interval, _spec(spec), wanted_point_fields(info)
+        )
+        currency = info.context.metrics.base_currency
+        return Series(start=start, end=end, interval=interval, currency=currency, request=request)
+
+    @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
+    async def snapshot(
+        self, info: Info, at: datetime.date | None = None, spec: QuerySpecInput | None = None
+    ) -> Point:
+        day = at or datetime.datetime.now(datetime.UTC).date()
+        wanted = selected_names(info)
+        return await resolve.snapshot(info.context, day, _spec(spec), wanted)  # type: ignore[return-value]
+
+
+schema = strawberry.Schema(
+    query=Query,
+    extensions=[ErrorCodes],
+    config=StrawberryConfig(scalar_map=SCALARS),
+)
+
+__all__ = ["schema"]

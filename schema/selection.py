@@ -1,0 +1,42 @@
+"""Which Point fields a query selects, so the service computes only those."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from strawberry.types import Info
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+
+def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, FragmentSpread | InlineFragment):
+            yield from _fields(selection.selections)
+        else:
+            yield selection
+
+
+def _child(field: SelectedField, name: str) -> list[SelectedField]:
+    return [child for child in _fields(field.selections) if child.name == name]
+
+
+def _summary_fields(field: SelectedField) -> set[str]:
+    return {str(summary.arguments.get("field", "mrr")) for summary in _child(field, "summary")}
+
+
+def wanted_point_fields(info: Info) -> set[str]:
+    """GraphQL names of Point fields selected under points, summary(field) and breakdown."""
+    wanted: set[str] = set()
+    for series in info.selected_fields:
+        wanted |= {
+            f.name for points in _child(series, "points") for f in _fields(points.selections)
+        }
+        wanted |= _summary_fields(series)
+        for entry in _child(series, "breakdown"):
+            wanted |= {f.name for p in _child(entry, "points") for f in _fields(p.selections)}
+            wanted |= _summary_fields(entry)
+    return wanted
+
+
+def selected_names(info: Info) -> set[str]:
+    return {f.name for field in info.selected_fields for f in _fields(field.selections)}

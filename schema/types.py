@@ -1,0 +1,144 @@
+"""Strawberry types. Resolvers return the service's dataclasses; these declare their fields."""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+
+from app.metrics.service import Breakdown as BreakdownResult
+from app.metrics.spec import FilterOp as FilterOpEnum
+from app.metrics.spec import Interval as IntervalEnum
+from app.metrics.spec import SeriesRequest
+from resolvers import metrics as resolve
+from resolvers.context import Context
+from schema.scalars import Cents
+
+Interval = strawberry.enum(IntervalEnum, name="Interval")
+FilterOp = strawberry.enum(FilterOpEnum, name="FilterOp")
+
+
+@strawberry.input(description="A filter: `field op values`; names come from the metric's cube.")
+class FilterInput:
+    field: str
+    op: FilterOp = FilterOpEnum.EQ
+    values: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="What to slice and how.")
+class QuerySpecInput:
+    dimensions: list[str] = strawberry.field(
+        default_factory=list, description="Breakdown (GROUP BY); names from `metrics`."
+    )
+    filters: list[FilterInput] = strawberry.field(default_factory=list)
+
+    def to_spec(self) -> resolve.QuerySpec:
+        return resolve.to_spec(self.dimensions, ((f.field, f.op, f.values) for f in self.filters))
+
+
+@strawberry.type(description="One period of a series (METRICS.md 4). Money in integer cents.")
+class Point:
+    date: datetime.date = strawberry.field(
+        description="First day of the period (not before start)."
+    )
+    end_date: datetime.date = strawberry.field(description="Last day (not after end).")
+    mrr: Cents = strawberry.field(description="MRR at endDate.")
+    arr: Cents
+    customers: int = strawberry.field(description="Active customers at endDate.")
+    arpa: Cents | None
+    asp: Cents | None = strawberry.field(description="new / newCustomers.")
+    new: Cents
+    expansion: Cents
+    contraction: Cents
+    churn: Cents
+    reactivation: Cents
+    net_new_mrr: Cents
+    customers_diff: int
+    new_customers: int
+    expansion_customers: int
+    contraction_customers: int
+    churn_customers: int
+    reactivation_customers: int
+    churned_customers: int = strawberry.field(
+        description="Active at the day before date and not active at endDate."
+    )
+    customer_churn_rate: float | None
+    mrr_churn_rate: float | None
+    net_mrr_churn_rate: float | None
+    customer_retention_rate: float | None
+    mrr_retention_rate: float | None
+    nrr: float | None
+    grr: float | None
+    quick_ratio: float | None
+
+
+@strawberry.type(description="Last value, the one before, and the change as a fraction.")
+class Summary:
+    current: float | None
+    previous: float | None
+    percentage_change: float | None
+
+
+@strawberry.type(description="One value combination of the requested dimensions.")
+class Breakdown:
+    key: list[str]
+    label: str
+    points: list[Point]
+    series_points: strawberry.Private[tuple[object, ...]]
+
+    @strawberry.field
+    def summary(self, field: str = "mrr") -> Summary:
+        return resolve.summarize(self.series_points, resolve.summary_attribute(field))  # type: ignore[arg-type, return-value]
+
+    @classmethod
+    def of(cls, result: BreakdownResult) -> Breakdown:
+        return cls(
+            key=list(result.key),
+            label=result.label,
+            points=list(result.points),  # type: ignore[arg-type]
+            series_points=result.points,
+        )
+
+
+@strawberry.type(description="A metric series over [start, end].")
+class Series:
+    start: datetime.date
+    end: datetime.date
+    interval: Interval
+    currency: str
+    request: strawberry.Private[SeriesRequest]
+
+    @strawberry.field(description="The total, one point per period.")
+    async def points(self, info: strawberry.Info[Context, None]) -> list[Point]:
+        return list(await resolve.points(info.context, self.request))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Summary of a Point field over the total's last two points.")
+    async def summary(self, info: strawberry.Info[Context, None], field: str = "mrr") -> Summary:
+        return await resolve.series_summary(info.context, self.request, field)  # type: ignore[return-value]
+
+    @strawberry.field(description="One entry per value combination of spec.dimensions.")
+    async def breakdown(self, info: strawberry.Info[Context, None]) -> list[Breakdown]:
+        return [Breakdown.of(b) for b in await resolve.breakdown(info.context, self.request)]
+
+
+@strawberry.type
+class DimensionInfo:
+    name: str
+    description: str
+    kind: str
+    level: str
+
+
+@strawberry.type
+class FilterInfo:
+    name: str
+    ops: list[FilterOp]
+
+
+@strawberry.type(description="A metric family, its dimensions and filters (discovery).")
+class Metric:
+    name: str
+    description: str
+    unit: str
+    dimensions: list[DimensionInfo]
+    filters: list[FilterInfo]

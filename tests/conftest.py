@@ -1,0 +1,119 @@
+"""Test fixtures: a real PostgreSQL (TIDEMILL_TEST_DATABASE_URL, else an embedded pgserver),
+one fresh migrated database per run, emptied before each test."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app import migrate
+from app.db import asyncpg_url
+from app.ingest.subscriptions import ImportResult, load_periods
+from app.metrics.service import MetricsEngine
+from connectors.csv.subscriptions import read_periods
+from resolvers.context import Context
+from schema import schema
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+PLAYBOOK = DATASETS / "mrr-playbook" / "subscription_periods.csv"
+TABLES = ("movement", "mrr_change", "subscription_version", "subscription", "plan", "customer",
+          "import_run", "raw_event")
+
+
+def _server_url() -> str:
+    explicit = os.environ.get("TIDEMILL_TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    from pgserver.postgres_server import get_server
+
+    server = get_server(tempfile.mkdtemp(prefix="tidemill-test-pg-"), cleanup_mode="delete")
+    return str(server.get_uri("postgres"))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the test server, dropped at the end of the run."""
+    import asyncio
+
+    admin_url = asyncpg_url(_server_url())
+    name = f"tidemill_test_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(sa.text(statement))
+        await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name)
+    yield url.render_as_string(hide_password=False)
+    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(make_url(database_url))
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def clean(request: pytest.FixtureRequest) -> None:
+    """Empty every table before a test that uses the database."""
+    if "engine" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+
+
+@pytest.fixture
+def metrics(engine: AsyncEngine) -> MetricsEngine:
+    return MetricsEngine(engine)
+
+
+async def import_text(engine: AsyncEngine, text: str, name: str = "fixture.csv") -> ImportResult:
+    """Import CSV text through the same parser and loader as `tidemill import subscriptions`."""
+    header, rows = read_periods(io.StringIO(text), "USD")
+    assert not header.problems(), header.problems()
+    return await load_periods(engine, rows, filename=name, sha256="test")
+
+
+async def execute(
+    metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run a GraphQL document on the real schema; fail on errors."""
+    result = await schema.execute(query, variable_values=variables,
+                                  context_value=Context(metrics=metrics))
+    assert result.errors is None, [error.message for error in result.errors]
+    assert result.data is not None
+    return result.data
+
+
+async def execute_errors(
+    metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run a GraphQL document expected to fail; its errors as the client sees them."""
+    result = await schema.execute(query, variable_values=variables,
+                                  context_value=Context(metrics=metrics))
+    assert result.errors, "expected GraphQL errors"
+    return [error.formatted for error in result.errors]
+
+
+async def table_counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as connection:
+        return {
+            table: int(await connection.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
+            for table in TABLES
+        }

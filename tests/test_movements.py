@@ -1,0 +1,210 @@
+"""Hand-computed fixtures for METRICS.md sections 2-4 (every number below is worked out by hand
+in the comments)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, import_text
+
+HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,plan\n"
+
+# A: new 100 on Jan 1, expansion to 150 on Mar 1.
+# B: new 50 on Jan 15, churn Feb 10, reactivation at 40 on Apr 1 (new subscription).
+# C: new 200 on Feb 1, contraction to 120 on Mar 15.
+# D: 30 from Jan 1, swapped for another 30 subscription on Feb 1: nets out, no movement.
+# E: joins Mar 1 and leaves Mar 2 (new +10, churn -10 inside March).
+COMPANY = HEADER + """\
+a1,A,2024-01-01,2024-03-01,100,Basic
+a1,A,2024-03-01,,150,Basic
+b1,B,2024-01-15,2024-02-10,50,Basic
+b2,B,2024-04-01,,40,Basic
+c1,C,2024-02-01,2024-03-15,200,Pro
+c1,C,2024-03-15,,120,Pro
+d1,D,2024-01-01,2024-02-01,30,Basic
+d2,D,2024-02-01,,30,Basic
+e1,E,2024-03-01,2024-03-02,10,Basic
+"""
+
+ALL_FIELDS = """date endDate mrr arr customers arpa asp new expansion contraction churn reactivation
+ netNewMrr customersDiff newCustomers expansionCustomers contractionCustomers churnCustomers
+ reactivationCustomers churnedCustomers customerChurnRate mrrChurnRate netMrrChurnRate
+ customerRetentionRate mrrRetentionRate nrr grr quickRatio"""
+
+
+async def series(
+    metrics: MetricsEngine, start: str, end: str, interval: str = "MONTH", spec: Any = None,
+    fields: str = ALL_FIELDS,
+) -> list[dict[str, Any]]:
+    query = f"""query($spec: QuerySpecInput) {{
+      series(start: "{start}", end: "{end}", interval: {interval}, spec: $spec) {{
+        points {{ {fields} }} }} }}"""
+    data = await execute(metrics, query, {"spec": spec})
+    points: list[dict[str, Any]] = data["series"]["points"]
+    return points
+
+
+@pytest.fixture
+async def company(engine: AsyncEngine) -> None:
+    await import_text(engine, COMPANY)
+
+
+@pytest.mark.usefixtures("company")
+async def test_monthly_movements_by_hand(metrics: MetricsEngine) -> None:
+    jan, feb, mar, apr = await series(metrics, "2024-01-01", "2024-04-30")
+    # Jan: A 10000 + B 5000 + D 3000 new.
+    assert (jan["mrr"], jan["customers"], jan["new"], jan["newCustomers"]) == (18000, 3, 18000, 3)
+    assert jan["asp"] == 6000 and jan["arpa"] == 6000 and jan["arr"] == 216000
+    # Feb: C new 20000, B churns -5000, D's swap nets out.
+    assert (feb["mrr"], feb["customers"], feb["new"], feb["churn"]) == (33000, 3, 20000, -5000)
+    assert (feb["churnedCustomers"], feb["churnCustomers"], feb["expansion"]) == (1, 1, 0)
+    # Mar: A +5000, C -8000, E +1000 then -1000 (not a churned customer: inactive at Feb 29).
+    assert (mar["mrr"], mar["customers"]) == (30000, 3)
+    assert (mar["new"], mar["expansion"], mar["contraction"], mar["churn"]) == (
+        1000, 5000, -8000, -1000,
+    )
+    assert (mar["churnedCustomers"], mar["churnCustomers"], mar["contractionCustomers"]) == (0, 1, 1)
+    # Apr: B comes back at 4000.
+    assert (apr["mrr"], apr["customers"], apr["reactivation"], apr["reactivationCustomers"]) == (
+        34000, 4, 4000, 1,
+    )
+    assert [p["netNewMrr"] for p in (jan, feb, mar, apr)] == [18000, 15000, -3000, 4000]
+    assert [p["customersDiff"] for p in (jan, feb, mar, apr)] == [3, 0, 0, 1]
+
+
+@pytest.mark.usefixtures("company")
+async def test_rates_by_hand(metrics: MetricsEngine) -> None:
+    jan, feb, mar, _apr = await series(metrics, "2024-01-01", "2024-04-30")
+    # Jan starts from nothing: every rate with a zero denominator is null.
+    assert jan["customerChurnRate"] is None and jan["mrrChurnRate"] is None and jan["nrr"] is None
+    assert jan["quickRatio"] is None  # no contraction or churn
+    assert feb["customerChurnRate"] == pytest.approx(float(Fraction(1, 3)))
+    assert feb["customerRetentionRate"] == pytest.approx(float(Fraction(2, 3)))
+    assert feb["mrrChurnRate"] == pytest.approx(5000 / 18000)
+    assert feb["quickRatio"] == pytest.approx(20000 / 5000)
+    assert mar["mrrChurnRate"] == pytest.approx(9000 / 33000)
+    assert mar["mrrRetentionRate"] == pytest.approx(24000 / 33000)
+    assert mar["netMrrChurnRate"] == pytest.approx(4000 / 33000)
+    assert mar["quickRatio"] == pytest.approx(6000 / 9000)
+    # Active at Feb 29: A 10000, C 20000, D 3000. At Mar 31: 15000, 12000, 3000.
+    assert mar["nrr"] == pytest.approx(30000 / 33000)
+    assert mar["grr"] == pytest.approx(25000 / 33000)  # A capped at 10000
+
+
+@pytest.mark.usefixtures("company")
+async def test_selecting_few_fields_gives_the_same_numbers(metrics: MetricsEngine) -> None:
+    full = await series(metrics, "2024-01-01", "2024-04-30")
+    for fields in ("mrr", "churnedCustomers nrr", "asp newCustomers", "quickRatio"):
+        partial = await series(metrics, "2024-01-01", "2024-04-30", fields=fields)
+        for whole, part in zip(full, partial, strict=True):
+            assert part == {name: whole[name] for name in fields.split()}
+
+
+@pytest.mark.usefixtures("company")
+async def test_periods_are_clipped_to_the_range(metrics: MetricsEngine) -> None:
+    points = await series(metrics, "2024-01-10", "2024-03-05", fields="date endDate mrr new")
+    assert [(p["date"], p["endDate"]) for p in points] == [
+        ("2024-01-10", "2024-01-31"), ("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-05"),
+    ]
+    # Jan 1 movements (A, D) are before the range: they are in the opening MRR, not in `new`.
+    assert points[0]["new"] == 5000 and points[0]["mrr"] == 18000
+    assert points[2]["mrr"] == 33000 + 5000 + 1000 - 1000  # A expanded, E came and went
+
+
+@pytest.mark.usefixtures("company")
+async def test_every_interval_keeps_the_invariant(metrics: MetricsEngine) -> None:
+    for interval, count in (("DAY", 121), ("WEEK", 18), ("MONTH", 4), ("QUARTER", 2), ("YEAR", 1)):
+        points = await series(metrics, "2024-01-01", "2024-04-30", interval,
+                              fields="date endDate mrr netNewMrr")
+        assert len(points) == count, interval
+        previous = 0
+        for point in points:
+            assert point["mrr"] - previous == point["netNewMrr"], (interval, point)
+            previous = point["mrr"]
+        assert points[-1]["mrr"] == 34000
+    weeks = await series(metrics, "2024-01-01", "2024-01-20", "WEEK", fields="date endDate")
+    assert [w["date"] for w in weeks] == ["2024-01-01", "2024-01-08", "2024-01-15"]  # Mondays
+    assert weeks[-1]["endDate"] == "2024-01-20"
+
+
+@pytest.mark.usefixtures("company")
+async def test_snapshot_is_the_one_day_point(metrics: MetricsEngine) -> None:
+    data = await execute(metrics, """{
+      mar1: snapshot(at: "2024-03-01") { date endDate mrr customers new churn }
+      mar2: snapshot(at: "2024-03-02") { mrr customers churn churnedCustomers } }""")
+    assert data["mar1"] == {"date": "2024-03-01", "endDate": "2024-03-01", "mrr": 39000,
+                            "customers": 4, "new": 1000, "churn": 0}
+    assert data["mar2"] == {"mrr": 38000, "customers": 3, "churn": -1000, "churnedCustomers": 1}
+
+
+async def test_churn_and_reactivation_inside_one_period(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, HEADER + "f1,F,2024-01-01,2024-02-10,100,\nf2,F,2024-02-20,,100,\n")
+    _jan, feb = await series(metrics, "2024-01-01", "2024-02-29")
+    assert (feb["churn"], feb["reactivation"], feb["netNewMrr"]) == (-10000, 10000, 0)
+    assert feb["churnedCustomers"] == 0 and feb["customerChurnRate"] == 0
+    assert (feb["churnCustomers"], feb["reactivationCustomers"]) == (1, 1)
+
+
+async def test_second_subscription_is_expansion_cancelling_one_is_contraction(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, HEADER + "g1,G,2024-01-01,,50,\ng2,G,2024-02-01,2024-03-01,20,\n")
+    jan, feb, mar = await series(metrics, "2024-01-01", "2024-03-31")
+    assert (jan["new"], feb["expansion"], mar["contraction"]) == (5000, 2000, -2000)
+    assert (feb["newCustomers"], feb["customers"], mar["churn"]) == (0, 1, 0)
+
+
+async def test_plan_change_is_churn_and_new_inside_a_plan_breakdown(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, HEADER + "h1,H,2024-01-01,2024-02-01,10,Basic\n"
+                                       "h1,H,2024-02-01,,30,Pro\n")
+    query = """{ series(start: "2024-02-01", end: "2024-02-29",
+                        spec: {dimensions: ["plan"]}) {
+        points { mrr new expansion churn }
+        breakdown { key label points { mrr new churn expansion churnedCustomers } } } }"""
+    data = (await execute(metrics, query))["series"]
+    assert data["points"] == [{"mrr": 3000, "new": 0, "expansion": 2000, "churn": 0}]
+    by_plan = {entry["label"]: entry["points"][0] for entry in data["breakdown"]}
+    assert by_plan == {
+        "Basic": {"mrr": 0, "new": 0, "churn": -1000, "expansion": 0, "churnedCustomers": 1},
+        "Pro": {"mrr": 3000, "new": 3000, "churn": 0, "expansion": 0, "churnedCustomers": 0},
+    }
+    pro_only = await series(metrics, "2024-02-01", "2024-02-29", "MONTH",
+                            {"filters": [{"field": "plan", "values": ["Pro"]}]}, "mrr new")
+    assert pro_only == [{"mrr": 3000, "new": 3000}]
+
+
+NORMALIZATION = """\
+subscription_id,customer_id,start_date,end_date,amount,interval,interval_count,quantity
+y1,Y,2024-01-01,,1200,year,1,1
+w1,W,2024-01-01,,10,week,1,1
+q1,Q,2024-01-01,,300,month,3,2
+r1,R1,2024-01-01,,0.125,month,1,1
+r2,R2,2024-01-01,,0.375,month,1,1
+r3,R3,2024-01-01,,1.5,year,1,1
+d1,DD,2024-01-01,,1,day,1,3
+"""
+
+
+async def test_normalization_and_half_even_rounding(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, NORMALIZATION)
+    query = '{ snapshot(at: "2024-01-31") { mrr } }'
+    assert (await execute(metrics, query))["snapshot"]["mrr"] == (
+        10000  # 1200/year
+        + 4333  # 10/week * 52/12 = 4333.33
+        + 20000  # 2 x 300 every 3 months
+        + 12  # 12.5 cents -> 12 (half to even)
+        + 38  # 37.5 cents -> 38
+        + 12  # 150/12 = 12.5 cents -> 12
+        + 9125  # 3 x 1/day * 365/12 = 9125
+    )
