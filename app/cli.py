@@ -222,7 +222,7 @@ def _metric_command(
     spec = _spec(dimension, filters)
     if start is None and end is None and not dimension:
         data = _query("MrrSnapshot", {"at": _day(at), "spec": spec})["snapshot"]
-        render([{"date": data["date"], **{f: data[f] for f in fields}}], fmt)
+        render([{"date": data["date"], **{f: data[f] for f in fields if f in data}}], fmt)
         return
     first, last = _range(start, end)
     variables = {"start": first, "end": last, "interval": interval.name, "spec": spec}
@@ -319,13 +319,12 @@ def summary(
     series = _query("Summary", variables)["series"]
     rows = [{"metric": name, **series[name]} for name in SUMMARY_METRICS]
     if fmt is Format.TABLE:
-        currency = series["currency"]
         rows = [
             {
                 "metric": row["metric"],
-                "current": cell(row["metric"], row["current"], currency),
-                "previous": cell(row["metric"], row["previous"], currency),
-                "change": cell("percentageChange", row["percentageChange"], currency),
+                "current": cell(row["metric"], row["current"]),
+                "previous": cell(row["metric"], row["previous"]),
+                "change": cell("percentageChange", row["percentageChange"]),
             }
             for row in rows
         ]

@@ -7,7 +7,11 @@ from typing import Any
 
 import httpx
 from gql import Client, GraphQLRequest
-from gql.transport.exceptions import TransportQueryError, TransportServerError
+from gql.transport.exceptions import (
+    TransportConnectionFailed,
+    TransportQueryError,
+    TransportServerError,
+)
 from gql.transport.httpx import HTTPXTransport
 
 from app.config import Settings
@@ -41,7 +45,7 @@ def run(settings: Settings, name: str, variables: dict[str, Any]) -> dict[str, A
     request = GraphQLRequest(document(name), variable_values=variables)
     try:
         result: dict[str, Any] = client.execute(request)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, TransportConnectionFailed):
         raise ClientError(
             f"cannot reach the Tidemill server at {settings.url} "
             "(start it with `tidemill serve`, or set TIDEMILL_URL)"

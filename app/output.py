@@ -47,18 +47,17 @@ class Format(enum.StrEnum):
     CSV = "csv"
 
 
-def money(cents: int | float | None, currency: str) -> str:
-    if cents is None:
-        return "—"
+def money(cents: int | float) -> str:
+    """Cents as an amount of the major unit with thousands separators: 1234567 -> 12,345.67."""
     amount = Decimal(int(cents)) / 100
-    return f"{amount:,.2f} {currency}"
+    return f"{amount:,.2f}"
 
 
-def cell(field: str, value: Any, currency: str) -> str:
+def cell(field: str, value: Any) -> str:
     if value is None:
         return "—"
     if field in MONEY_FIELDS:
-        return money(value, currency)
+        return money(value)
     if field in RATE_FIELDS:
         return f"{100 * float(value):.2f} %"
     if isinstance(value, float):
@@ -86,11 +85,11 @@ def render(
         writer.writerows(rows)
         console.out(buffer.getvalue(), end="")
         return
-    table = Table(title=title or None)
+    table = Table(title=title or None, caption=f"amounts in {currency}")
     for column in columns:
         table.add_column(
             column, justify="left" if column in {"date", "endDate", "key"} else "right"
         )
     for row in rows:
-        table.add_row(*(cell(column, row[column], currency) for column in columns))
+        table.add_row(*(cell(column, row[column]) for column in columns))
     console.print(table)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 
 from app.metrics.cube import Cube
@@ -76,7 +78,12 @@ class Query:
         return await resolve.snapshot(info.context, day, _spec(spec), wanted)  # type: ignore[return-value]
 
 
-schema = strawberry.Schema(
+class TidemillSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Errors are shaped and internal ones logged (with the request id) by ErrorCodes."""
+
+
+schema = TidemillSchema(
     query=Query,
     extensions=[ErrorCodes],
     config=StrawberryConfig(scalar_map=SCALARS),

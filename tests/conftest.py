@@ -26,8 +26,16 @@ from schema import schema
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PLAYBOOK = DATASETS / "mrr-playbook" / "subscription_periods.csv"
-TABLES = ("movement", "mrr_change", "subscription_version", "subscription", "plan", "customer",
-          "import_run", "raw_event")
+TABLES = (
+    "movement",
+    "mrr_change",
+    "subscription_version",
+    "subscription",
+    "plan",
+    "customer",
+    "import_run",
+    "raw_event",
+)
 
 
 def _server_url() -> str:
@@ -94,8 +102,9 @@ async def execute(
     metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run a GraphQL document on the real schema; fail on errors."""
-    result = await schema.execute(query, variable_values=variables,
-                                  context_value=Context(metrics=metrics))
+    result = await schema.execute(
+        query, variable_values=variables, context_value=Context(metrics=metrics)
+    )
     assert result.errors is None, [error.message for error in result.errors]
     assert result.data is not None
     return result.data
@@ -105,8 +114,9 @@ async def execute_errors(
     metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Run a GraphQL document expected to fail; its errors as the client sees them."""
-    result = await schema.execute(query, variable_values=variables,
-                                  context_value=Context(metrics=metrics))
+    result = await schema.execute(
+        query, variable_values=variables, context_value=Context(metrics=metrics)
+    )
     assert result.errors, "expected GraphQL errors"
     return [error.formatted for error in result.errors]
 

@@ -19,7 +19,9 @@ HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,plan\n"
 # C: new 200 on Feb 1, contraction to 120 on Mar 15.
 # D: 30 from Jan 1, swapped for another 30 subscription on Feb 1: nets out, no movement.
 # E: joins Mar 1 and leaves Mar 2 (new +10, churn -10 inside March).
-COMPANY = HEADER + """\
+COMPANY = (
+    HEADER
+    + """\
 a1,A,2024-01-01,2024-03-01,100,Basic
 a1,A,2024-03-01,,150,Basic
 b1,B,2024-01-15,2024-02-10,50,Basic
@@ -30,6 +32,7 @@ d1,D,2024-01-01,2024-02-01,30,Basic
 d2,D,2024-02-01,,30,Basic
 e1,E,2024-03-01,2024-03-02,10,Basic
 """
+)
 
 ALL_FIELDS = """date endDate mrr arr customers arpa asp new expansion contraction churn reactivation
  netNewMrr customersDiff newCustomers expansionCustomers contractionCustomers churnCustomers
@@ -38,7 +41,11 @@ ALL_FIELDS = """date endDate mrr arr customers arpa asp new expansion contractio
 
 
 async def series(
-    metrics: MetricsEngine, start: str, end: str, interval: str = "MONTH", spec: Any = None,
+    metrics: MetricsEngine,
+    start: str,
+    end: str,
+    interval: str = "MONTH",
+    spec: Any = None,
     fields: str = ALL_FIELDS,
 ) -> list[dict[str, Any]]:
     query = f"""query($spec: QuerySpecInput) {{
@@ -59,19 +66,31 @@ async def test_monthly_movements_by_hand(metrics: MetricsEngine) -> None:
     jan, feb, mar, apr = await series(metrics, "2024-01-01", "2024-04-30")
     # Jan: A 10000 + B 5000 + D 3000 new.
     assert (jan["mrr"], jan["customers"], jan["new"], jan["newCustomers"]) == (18000, 3, 18000, 3)
-    assert jan["asp"] == 6000 and jan["arpa"] == 6000 and jan["arr"] == 216000
+    assert jan["asp"] == 6000
+    assert jan["arpa"] == 6000
+    assert jan["arr"] == 216000
     # Feb: C new 20000, B churns -5000, D's swap nets out.
     assert (feb["mrr"], feb["customers"], feb["new"], feb["churn"]) == (33000, 3, 20000, -5000)
     assert (feb["churnedCustomers"], feb["churnCustomers"], feb["expansion"]) == (1, 1, 0)
     # Mar: A +5000, C -8000, E +1000 then -1000 (not a churned customer: inactive at Feb 29).
     assert (mar["mrr"], mar["customers"]) == (30000, 3)
     assert (mar["new"], mar["expansion"], mar["contraction"], mar["churn"]) == (
-        1000, 5000, -8000, -1000,
+        1000,
+        5000,
+        -8000,
+        -1000,
     )
-    assert (mar["churnedCustomers"], mar["churnCustomers"], mar["contractionCustomers"]) == (0, 1, 1)
+    assert (mar["churnedCustomers"], mar["churnCustomers"], mar["contractionCustomers"]) == (
+        0,
+        1,
+        1,
+    )
     # Apr: B comes back at 4000.
     assert (apr["mrr"], apr["customers"], apr["reactivation"], apr["reactivationCustomers"]) == (
-        34000, 4, 4000, 1,
+        34000,
+        4,
+        4000,
+        1,
     )
     assert [p["netNewMrr"] for p in (jan, feb, mar, apr)] == [18000, 15000, -3000, 4000]
     assert [p["customersDiff"] for p in (jan, feb, mar, apr)] == [3, 0, 0, 1]
@@ -81,7 +100,9 @@ async def test_monthly_movements_by_hand(metrics: MetricsEngine) -> None:
 async def test_rates_by_hand(metrics: MetricsEngine) -> None:
     jan, feb, mar, _apr = await series(metrics, "2024-01-01", "2024-04-30")
     # Jan starts from nothing: every rate with a zero denominator is null.
-    assert jan["customerChurnRate"] is None and jan["mrrChurnRate"] is None and jan["nrr"] is None
+    assert jan["customerChurnRate"] is None
+    assert jan["mrrChurnRate"] is None
+    assert jan["nrr"] is None
     assert jan["quickRatio"] is None  # no contraction or churn
     assert feb["customerChurnRate"] == pytest.approx(float(Fraction(1, 3)))
     assert feb["customerRetentionRate"] == pytest.approx(float(Fraction(2, 3)))
@@ -109,18 +130,22 @@ async def test_selecting_few_fields_gives_the_same_numbers(metrics: MetricsEngin
 async def test_periods_are_clipped_to_the_range(metrics: MetricsEngine) -> None:
     points = await series(metrics, "2024-01-10", "2024-03-05", fields="date endDate mrr new")
     assert [(p["date"], p["endDate"]) for p in points] == [
-        ("2024-01-10", "2024-01-31"), ("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-05"),
+        ("2024-01-10", "2024-01-31"),
+        ("2024-02-01", "2024-02-29"),
+        ("2024-03-01", "2024-03-05"),
     ]
     # Jan 1 movements (A, D) are before the range: they are in the opening MRR, not in `new`.
-    assert points[0]["new"] == 5000 and points[0]["mrr"] == 18000
+    assert points[0]["new"] == 5000
+    assert points[0]["mrr"] == 18000
     assert points[2]["mrr"] == 33000 + 5000 + 1000 - 1000  # A expanded, E came and went
 
 
 @pytest.mark.usefixtures("company")
 async def test_every_interval_keeps_the_invariant(metrics: MetricsEngine) -> None:
     for interval, count in (("DAY", 121), ("WEEK", 18), ("MONTH", 4), ("QUARTER", 2), ("YEAR", 1)):
-        points = await series(metrics, "2024-01-01", "2024-04-30", interval,
-                              fields="date endDate mrr netNewMrr")
+        points = await series(
+            metrics, "2024-01-01", "2024-04-30", interval, fields="date endDate mrr netNewMrr"
+        )
         assert len(points) == count, interval
         previous = 0
         for point in points:
@@ -134,11 +159,20 @@ async def test_every_interval_keeps_the_invariant(metrics: MetricsEngine) -> Non
 
 @pytest.mark.usefixtures("company")
 async def test_snapshot_is_the_one_day_point(metrics: MetricsEngine) -> None:
-    data = await execute(metrics, """{
+    data = await execute(
+        metrics,
+        """{
       mar1: snapshot(at: "2024-03-01") { date endDate mrr customers new churn }
-      mar2: snapshot(at: "2024-03-02") { mrr customers churn churnedCustomers } }""")
-    assert data["mar1"] == {"date": "2024-03-01", "endDate": "2024-03-01", "mrr": 39000,
-                            "customers": 4, "new": 1000, "churn": 0}
+      mar2: snapshot(at: "2024-03-02") { mrr customers churn churnedCustomers } }""",
+    )
+    assert data["mar1"] == {
+        "date": "2024-03-01",
+        "endDate": "2024-03-01",
+        "mrr": 39000,
+        "customers": 4,
+        "new": 1000,
+        "churn": 0,
+    }
     assert data["mar2"] == {"mrr": 38000, "customers": 3, "churn": -1000, "churnedCustomers": 1}
 
 
@@ -148,7 +182,8 @@ async def test_churn_and_reactivation_inside_one_period(
     await import_text(engine, HEADER + "f1,F,2024-01-01,2024-02-10,100,\nf2,F,2024-02-20,,100,\n")
     _jan, feb = await series(metrics, "2024-01-01", "2024-02-29")
     assert (feb["churn"], feb["reactivation"], feb["netNewMrr"]) == (-10000, 10000, 0)
-    assert feb["churnedCustomers"] == 0 and feb["customerChurnRate"] == 0
+    assert feb["churnedCustomers"] == 0
+    assert feb["customerChurnRate"] == 0
     assert (feb["churnCustomers"], feb["reactivationCustomers"]) == (1, 1)
 
 
@@ -164,8 +199,9 @@ async def test_second_subscription_is_expansion_cancelling_one_is_contraction(
 async def test_plan_change_is_churn_and_new_inside_a_plan_breakdown(
     engine: AsyncEngine, metrics: MetricsEngine
 ) -> None:
-    await import_text(engine, HEADER + "h1,H,2024-01-01,2024-02-01,10,Basic\n"
-                                       "h1,H,2024-02-01,,30,Pro\n")
+    await import_text(
+        engine, HEADER + "h1,H,2024-01-01,2024-02-01,10,Basic\nh1,H,2024-02-01,,30,Pro\n"
+    )
     query = """{ series(start: "2024-02-01", end: "2024-02-29",
                         spec: {dimensions: ["plan"]}) {
         points { mrr new expansion churn }
@@ -177,8 +213,14 @@ async def test_plan_change_is_churn_and_new_inside_a_plan_breakdown(
         "Basic": {"mrr": 0, "new": 0, "churn": -1000, "expansion": 0, "churnedCustomers": 1},
         "Pro": {"mrr": 3000, "new": 3000, "churn": 0, "expansion": 0, "churnedCustomers": 0},
     }
-    pro_only = await series(metrics, "2024-02-01", "2024-02-29", "MONTH",
-                            {"filters": [{"field": "plan", "values": ["Pro"]}]}, "mrr new")
+    pro_only = await series(
+        metrics,
+        "2024-02-01",
+        "2024-02-29",
+        "MONTH",
+        {"filters": [{"field": "plan", "values": ["Pro"]}]},
+        "mrr new",
+    )
     assert pro_only == [{"mrr": 3000, "new": 3000}]
 
 

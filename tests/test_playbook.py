@@ -42,7 +42,11 @@ async def test_april_and_august_2019(metrics: MetricsEngine) -> None:
     assert (april["mrr"], april["customers"]) == (89500, 17)
     assert (april["new"], april["reactivation"], april["expansion"]) == (12000, 5000, 6500)
     assert (august["mrr"], august["customers"], august["new"]) == (124000, 26, 10500)
-    assert (august["churn"], august["churnedCustomers"], august["contraction"]) == (-16000, 3, -5500)
+    assert (august["churn"], august["churnedCustomers"], august["contraction"]) == (
+        -16000,
+        3,
+        -5500,
+    )
 
 
 @pytest.mark.usefixtures("playbook")

@@ -1,0 +1,126 @@
+"""The subscription-periods import: bad files are refused whole, good ones are idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.errors import ImportFailed
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, import_text, table_counts
+
+HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
+GOOD = HEADER + "s1,C1,2024-01-01,,100\ns2,C2,2024-01-01,2024-03-01,50\n"
+
+
+async def mrr_at(metrics: MetricsEngine, day: str) -> int:
+    data = await execute(metrics, f'{{ snapshot(at: "{day}") {{ mrr }} }}')
+    return int(data["snapshot"]["mrr"])
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("s3,C3,2024-13-01,,10", "start_date '2024-13-01' is not a date"),
+        ("s3,C3,2024-02-01,2024-01-01,10", "end_date 2024-01-01 is not after start_date"),
+        ("s3,C3,2024-02-01,,-10", "monthly_amount '-10' is negative"),
+        ("s3,C3,2024-02-01,,ten", "monthly_amount 'ten' is not a number"),
+        ("s3,,2024-02-01,,10", "subscription_id and customer_id must not be empty"),
+        ("s3,C3,2024-02-01,,10,extra", "more values than columns"),
+    ],
+)
+async def test_a_bad_row_stops_the_import_and_saves_nothing(
+    engine: AsyncEngine, metrics: MetricsEngine, line: str, reason: str
+) -> None:
+    await import_text(engine, GOOD)
+    before = await table_counts(engine)
+    corrected = HEADER + "s1,C1,2024-01-01,,999\n" + line + "\n"
+    with pytest.raises(ImportFailed) as raised:
+        await import_text(engine, corrected, name="bad.csv")
+    assert raised.value.lines[0][0] == 3
+    assert f"bad.csv, line 3: {reason}" in str(raised.value)
+    assert await table_counts(engine) == before
+    assert await mrr_at(metrics, "2024-01-31") == 15000  # s1 was not changed to 999
+
+
+async def test_unknown_currency_names_the_line(engine: AsyncEngine) -> None:
+    text = "subscription_id,customer_id,start_date,end_date,monthly_amount,currency\n"
+    with pytest.raises(ImportFailed, match=r"line 2: currency 'XYZ' is not an ISO 4217"):
+        await import_text(engine, text + "s1,C1,2024-01-01,,10,XYZ\n")
+    assert (await table_counts(engine))["subscription"] == 0
+
+
+async def test_overlapping_periods_of_one_subscription_are_refused(engine: AsyncEngine) -> None:
+    text = HEADER + "s1,C1,2024-01-01,2024-03-01,10\ns1,C1,2024-02-01,,20\n"
+    with pytest.raises(
+        ImportFailed, match=r"line 3: overlaps an earlier period of subscription s1"
+    ):
+        await import_text(engine, text)
+    assert (await table_counts(engine))["subscription_version"] == 0
+
+
+async def test_every_bad_line_is_reported(engine: AsyncEngine) -> None:
+    text = HEADER + "s1,C1,nope,,10\ns2,C2,2024-01-01,,x\n"
+    with pytest.raises(ImportFailed) as raised:
+        await import_text(engine, text)
+    assert [line for line, _ in raised.value.lines] == [2, 3]
+
+
+async def test_reimport_changes_nothing_and_a_correction_updates_only_what_changed(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    first = await import_text(engine, GOOD)
+    assert (first.changed_subscriptions, first.changed_customers) == (2, 2)
+    again = await import_text(engine, GOOD)
+    assert (again.changed_subscriptions, again.changed_customers) == (0, 0)
+    corrected = await import_text(
+        engine, HEADER + "s1,C1,2024-01-01,,100\ns2,C2,2024-01-01,2024-02-01,50\n"
+    )
+    assert (corrected.changed_subscriptions, corrected.changed_customers) == (1, 1)
+    assert await mrr_at(metrics, "2024-02-15") == 10000  # s2 now ends Feb 1
+    data = await execute(
+        metrics,
+        """{ series(start: "2024-02-01", end: "2024-03-31") {
+        points { churn } } }""",
+    )
+    assert [p["churn"] for p in data["series"]["points"]] == [-5000, 0]
+
+
+async def test_cli_reports_bad_file_with_line_and_exit_code(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.csv"
+    path.write_text(HEADER + "s1,C1,2024-01-01,,10\ns2,C2,yesterday,,10\n")
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["import", "subscriptions", str(path)],
+        env={"TIDEMILL_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 1
+    assert "broken.csv, line 3: start_date 'yesterday' is not a date" in " ".join(
+        result.output.split()
+    )
+    assert (await table_counts(engine))["customer"] == 0
+
+
+async def test_cli_refuses_a_file_without_the_required_columns(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "columns.csv"
+    path.write_text("subscription_id,customer,start_date\n1,2,2024-01-01\n")
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["import", "subscriptions", str(path)],
+        env={"TIDEMILL_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "missing required column(s): customer_id, end_date" in output
+    assert "unknown column(s): customer" in output
