@@ -70,6 +70,13 @@ class Point:
     nrr: float | None
     grr: float | None
     quick_ratio: float | None
+    customer_churn_avg: float | None = strawberry.field(
+        description="Mean customerChurnRate of the 6 calendar months before endDate's month."
+    )
+    ltv: Cents | None = strawberry.field(description="arpa / customerChurnAvg.")
+    fx_adjustment: Cents = strawberry.field(
+        description="mrr(b) - mrr(a-1) - netNewMrr: the MRR change due to exchange rates."
+    )
 
 
 @strawberry.type(description="Last value, the one before, and the change as a fraction.")

@@ -250,3 +250,25 @@ async def test_normalization_and_half_even_rounding(
         + 12  # 150/12 = 12.5 cents -> 12
         + 9125  # 3 x 1/day * 365/12 = 9125
     )
+
+
+@pytest.mark.usefixtures("company")
+async def test_churn_average_and_ltv_by_hand(metrics: MetricsEngine) -> None:
+    # Monthly customerChurnRate: Jan null (no customers at Dec 31), Feb 1/3, Mar 0, Apr 0.
+    points = await series(
+        metrics, "2024-02-01", "2024-05-31", fields="date arpa customerChurnAvg ltv"
+    )
+    feb, mar, apr, may = points
+    assert (feb["customerChurnAvg"], feb["ltv"]) == (None, None)  # Aug-Jan: all null
+    assert mar["customerChurnAvg"] == pytest.approx(1 / 3)
+    assert mar["ltv"] == 30000  # arpa 10000 / (1/3)
+    assert apr["customerChurnAvg"] == pytest.approx(1 / 6)  # Feb 1/3 and Mar 0
+    assert apr["ltv"] == 51000  # arpa 8500 / (1/6)
+    assert may["customerChurnAvg"] == pytest.approx(1 / 9)
+    assert may["ltv"] == 76500
+    by_country = await execute(
+        metrics,
+        """{ series(start: "2024-04-01", end: "2024-04-30",
+        spec: {dimensions: ["customer_country"]}) { breakdown { key points { ltv } } } }""",
+    )
+    assert by_country["series"]["breakdown"] == [{"key": ["(none)"], "points": [{"ltv": 51000}]}]

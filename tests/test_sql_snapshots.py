@@ -22,11 +22,15 @@ CASES = {
     "series_total_mrr_only": SeriesRequest(START, END, Interval.MONTH, fields=frozenset({"mrr"})),
     "series_total_all_fields": SeriesRequest(START, END, Interval.QUARTER),
     "series_by_country_filtered": SeriesRequest(
-        START, END, Interval.MONTH,
+        START,
+        END,
+        Interval.MONTH,
         QuerySpec(("customer_country",), (Filter("customer_country", FilterOp.NEQ, ("US",)),)),
     ),
     "series_by_plan_in_currency": SeriesRequest(
-        START, END, Interval.WEEK,
+        START,
+        END,
+        Interval.WEEK,
         QuerySpec(("plan",), (Filter("currency", FilterOp.IN, ("USD", "EUR")),)),
     ),
 }
@@ -45,10 +49,13 @@ def test_compiled_sql_matches_snapshot(name: str) -> None:
 def test_values_are_bound_parameters_never_sql_text() -> None:
     hostile = "US'; DROP TABLE customer; --"
     request = SeriesRequest(
-        START, END, Interval.MONTH,
+        START,
+        END,
+        Interval.MONTH,
         QuerySpec((), (Filter("customer_country", FilterOp.EQ, (hostile,)),)),
     )
     compiled = compile_series(MRR_CUBE, request).compile(dialect=postgresql.dialect())
     assert hostile not in str(compiled)
     assert hostile in compiled.params.values()
-    assert compiled.params["start"] == START and compiled.params["end"] == END
+    assert compiled.params["start"] == START
+    assert compiled.params["end"] == END

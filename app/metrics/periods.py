@@ -9,7 +9,7 @@ from app.metrics.spec import Interval
 MONTHS_PER = {Interval.MONTH: 1, Interval.QUARTER: 3, Interval.YEAR: 12}
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
 
@@ -37,7 +37,7 @@ def period_end(first: date, interval: Interval) -> date:
         case Interval.WEEK:
             return first + timedelta(days=6)
         case Interval.MONTH | Interval.QUARTER | Interval.YEAR:
-            return _add_months(first, MONTHS_PER[interval]) - timedelta(days=1)
+            return add_months(first, MONTHS_PER[interval]) - timedelta(days=1)
 
 
 def period_count(start: date, end: date, interval: Interval) -> int:

@@ -43,6 +43,9 @@ class Point:
     nrr: float | None
     grr: float | None
     quick_ratio: float | None
+    customer_churn_avg: float | None = None  # set by app.metrics.ltv
+    ltv: int | None = None
+    fx_adjustment: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics.cube import Cube, validate
+from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
@@ -57,10 +58,20 @@ class MetricsEngine:
             result = await connection.execute(statement)
             return result.mappings().all()
 
+    async def _churn_history(self, request: SeriesRequest) -> Rates:
+        if not wants_ltv(request):
+            return {}
+        rows = await self._rows(history_request(request))
+        return monthly_rates(rows, group_names(request.spec))
+
     async def series(self, request: SeriesRequest) -> tuple[Point, ...]:
         """The total series, ignoring the spec's dimensions (its filters still apply)."""
         total = replace(request, spec=replace(request.spec, dimensions=()))
-        return tuple(build_point(row, total) for row in await self._rows(total))
+        points = [build_point(row, total) for row in await self._rows(total)]
+        if wants_ltv(total):
+            rates = await self._churn_history(total)
+            points = [with_ltv(point, rates) for point in points]
+        return tuple(points)
 
     async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
         """One series per value combination of the spec's dimensions that has any MRR or
@@ -69,9 +80,11 @@ class MetricsEngine:
             return ()
         groups = group_names(request.spec)
         by_key: dict[tuple[str, ...], list[Point]] = {}
+        rates = await self._churn_history(request)
         for row in await self._rows(request):
             key = tuple(str(row[g]) for g in groups)
-            by_key.setdefault(key, []).append(build_point(row, request))
+            point = build_point(row, request)
+            by_key.setdefault(key, []).append(with_ltv(point, rates, key) if rates else point)
         return tuple(
             Breakdown(key=key, label=" / ".join(key), points=tuple(points))
             for key, points in by_key.items()
