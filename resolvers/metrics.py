@@ -7,6 +7,7 @@ from dataclasses import fields
 from datetime import date
 
 from app.errors import InvalidQuery
+from app.metrics.cohorts import Cohort, CohortRequest
 from app.metrics.cube import Cube
 from app.metrics.points import Point, Summary, summarize
 from app.metrics.service import Breakdown
@@ -73,3 +74,7 @@ async def snapshot(context: Context, at: date, spec: QuerySpec, wanted: Iterable
 
 def cubes(context: Context) -> tuple[Cube, ...]:
     return (context.metrics.cube,)
+
+
+async def cohorts(context: Context, start: date, end: date, spec: QuerySpec) -> tuple[Cohort, ...]:
+    return await context.metrics.cohorts(CohortRequest(start, end, spec))

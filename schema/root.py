@@ -18,6 +18,7 @@ from schema.errors import ErrorCodes
 from schema.scalars import SCALARS
 from schema.selection import selected_names, wanted_point_fields
 from schema.types import (
+    Cohort,
     DimensionInfo,
     FilterInfo,
     Interval,
@@ -68,6 +69,17 @@ class Query:
         )
         currency = info.context.metrics.base_currency
         return Series(start=start, end=end, interval=interval, currency=currency, request=request)
+
+    @strawberry.field(description="Retention cohorts by month of first `new` (METRICS.md 5).")
+    async def cohorts(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        spec: QuerySpecInput | None = None,
+    ) -> list[Cohort]:
+        result = await resolve.cohorts(info.context, start, end, _spec(spec))
+        return list(result)  # type: ignore[arg-type]
 
     @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
     async def snapshot(

@@ -128,6 +128,26 @@ class Series:
         return [Breakdown.of(b) for b in await resolve.breakdown(info.context, self.request)]
 
 
+@strawberry.type(description="One month of a cohort: members active at its last day.")
+class CohortCell:
+    offset: int = strawberry.field(description="Months since the cohort month (0 = itself).")
+    month: datetime.date
+    active_customers: int
+    mrr: Cents
+    customer_retention: float | None = strawberry.field(description="activeCustomers / size.")
+    mrr_retention: float | None = strawberry.field(description="mrr / mrr at offset 0.")
+
+
+@strawberry.type(description="Customers whose first `new` movement is in `cohort`'s month.")
+class Cohort:
+    cohort: datetime.date = strawberry.field(description="First day of the cohort month.")
+    size: int
+    ltv: Cents | None = strawberry.field(
+        description="Realized LTV: MRR earned per day up to end (x 12/365), per member."
+    )
+    cells: list[CohortCell]
+
+
 @strawberry.type
 class DimensionInfo:
     name: str

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
+from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.cube import Cube, validate
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
@@ -90,6 +92,14 @@ class MetricsEngine:
             for key, points in by_key.items()
             if any(point.mrr or point.net_new_mrr or point.customers for point in points)
         )
+
+    async def cohorts(self, request: CohortRequest) -> tuple[Cohort, ...]:
+        """The retention matrix of METRICS.md 5, one row per cohort month."""
+        validate(self.cube, request.spec, cohort_problems(request))
+        async with self.engine.connect() as connection:
+            result = await connection.execute(compile_cohorts(self.cube, request))
+            rows = result.mappings().all()
+        return build_cohorts(rows, request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""
