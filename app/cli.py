@@ -6,23 +6,30 @@ import asyncio
 import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from app import migrate
-from app.client import ClientError, run
 from app.config import Settings, load_settings
-from app.db import create_engine
 from app.errors import UserError
 from app.output import Format, cell, render
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Heavy modules (SQLAlchemy, Alembic, gql) are imported inside the commands that use them, so
+# every command starts fast.
 
 console = Console()
 errors = Console(stderr=True)
 cli = typer.Typer(help="Tidemill: subscription-revenue metrics over GraphQL.", no_args_is_help=True)
 importer = typer.Typer(help="Import data files.", no_args_is_help=True)
 cli.add_typer(importer, name="import")
+fx = typer.Typer(
+    help="Exchange rates (value of one unit in the base currency).", no_args_is_help=True
+)
+cli.add_typer(fx, name="fx")
 
 
 class IntervalChoice(StrEnum):
@@ -57,10 +64,23 @@ def fail(message: str) -> typer.Exit:
 # --- server side -----------------------------------------------------------------------------
 
 
+def create_engine(settings: Settings) -> AsyncEngine:
+    from app.db import create_engine as create
+
+    return create(settings)
+
+
 async def _migrate(settings: Settings) -> None:
+    """Upgrade the schema; on first use, load the default FX table (ECB reference rates)."""
+    from app import migrate
+    from app.ingest.fx import ensure_ecb
+
     engine = create_engine(settings)
     try:
         await migrate.upgrade(engine)
+        loaded = await ensure_ecb(engine, settings.base_currency)
+        if loaded:
+            console.print(f"loaded {loaded} ECB reference rates to {settings.base_currency}")
     finally:
         await engine.dispose()
 
@@ -108,9 +128,9 @@ def demo(
     settings = load_settings(host=host, port=port)
 
     async def load() -> None:
+        await _migrate(settings)
         engine = create_engine(settings)
         try:
-            await migrate.upgrade(engine)
             with count_progress() as progress:
                 task = progress.add_task("demo company: loading subscription periods", total=None)
 
@@ -177,6 +197,49 @@ def import_subscriptions(
     )
 
 
+@fx.command("load")
+def fx_load() -> None:
+    """(Re)load the ECB reference rates shipped with Tidemill; your own rates are kept."""
+    from app.ingest.fx import load_ecb
+
+    settings = load_settings()
+
+    async def load() -> int:
+        engine = create_engine(settings)
+        try:
+            return await load_ecb(engine, settings.base_currency)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(load())
+    console.print(f"loaded {count} ECB reference rates to {settings.base_currency}")
+
+
+@fx.command("import")
+def fx_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
+) -> None:
+    """Load or override rates from a CSV with columns date,currency,rate (all or nothing)."""
+    from app.ingest.fx import import_rates, parse_rates
+
+    settings = load_settings()
+
+    async def load() -> int:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rates = parse_rates(handle, str(path))
+        engine = create_engine(settings)
+        try:
+            return await import_rates(engine, rates)
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(load())
+    except UserError as error:
+        raise fail(str(error)) from None
+    console.print(f"imported {count} rates from {path}")
+
+
 # --- client side -----------------------------------------------------------------------------
 
 
@@ -192,6 +255,8 @@ def _spec(dimensions: list[str] | None, filters: list[str] | None) -> dict[str, 
 
 
 def _query(name: str, variables: dict[str, Any]) -> dict[str, Any]:
+    from app.client import ClientError, run
+
     try:
         return run(load_settings(), name, variables)
     except ClientError as error:

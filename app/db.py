@@ -48,8 +48,32 @@ def database_url(settings: Settings) -> URL:
     return start_embedded(settings.data_dir)
 
 
+# Metric queries are a few big aggregations: give them memory to hash and sort in, parallel
+# workers, and no JIT (its compile time dwarfs these queries, and their estimates often trip
+# its cost threshold).
+SESSION_SETTINGS = {
+    "jit": "off",
+    "work_mem": "64MB",
+    # let the two passes over the movement table run in parallel workers
+    "parallel_setup_cost": "100",
+    "parallel_tuple_cost": "0.001",
+    "min_parallel_table_scan_size": "0",
+}
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    options: dict[str, Any] = {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": True}
+    connect_args = {
+        "server_settings": {
+            **SESSION_SETTINGS,
+            "statement_timeout": str(settings.statement_timeout_ms),
+        }
+    }
+    options: dict[str, Any] = {
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_pre_ping": True,
+        "connect_args": connect_args,
+    }
     options.update(kwargs)
     return create_async_engine(database_url(settings), **options)
 

@@ -171,38 +171,46 @@ ISO_CURRENCIES = frozenset(
 INTERVALS = ("day", "week", "month", "year")
 
 
+# Billing periods per month for each interval, as (numerator, denominator) (METRICS.md 2).
+PER_MONTH = {"month": (1, 1), "year": (1, 12), "week": (52, 12), "day": (365, 12)}
+
+
 def monthly_factor(interval: str, interval_count: int) -> Fraction:
     """How many of a price's billing periods make one month (METRICS.md 2, step 2)."""
-    match interval:
-        case "month":
-            return Fraction(1, interval_count)
-        case "year":
-            return Fraction(1, 12 * interval_count)
-        case "week":
-            return Fraction(52, 12 * interval_count)
-        case "day":
-            return Fraction(365, 12 * interval_count)
-        case _:
-            raise ValueError(f"unknown interval {interval!r}; accepted: {', '.join(INTERVALS)}")
+    if interval not in PER_MONTH:
+        raise ValueError(f"unknown interval {interval!r}; accepted: {', '.join(INTERVALS)}")
+    numerator, denominator = PER_MONTH[interval]
+    return Fraction(numerator, denominator * interval_count)
+
+
+def divide_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator (denominator > 0) rounded to an integer, half to even."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        return quotient + 1
+    return quotient
 
 
 def round_half_even(value: Fraction) -> int:
     """Round an exact number of cents to an integer, half to even."""
-    floor = value.numerator // value.denominator
-    remainder = value - floor
-    if remainder > Fraction(1, 2) or (remainder == Fraction(1, 2) and floor % 2 == 1):
-        return floor + 1
-    return floor
+    return divide_half_even(value.numerator, value.denominator)
 
 
 def monthly_cents(amount: Decimal, quantity: int, interval: str, interval_count: int) -> int:
-    """MRR in cents of `quantity` units at `amount` major units per billing period."""
-    exact = Fraction(amount) * 100 * quantity * monthly_factor(interval, interval_count)
-    return round_half_even(exact)
+    """MRR in cents of `quantity` units at `amount` major units per billing period
+    (integer arithmetic only: exact, and fast enough for imports)."""
+    factor = monthly_factor(interval, interval_count)
+    numerator, denominator = amount.as_integer_ratio()
+    return divide_half_even(
+        numerator * 100 * quantity * factor.numerator, denominator * factor.denominator
+    )
 
 
 def ratio_cents(numerator: int, denominator: int) -> int | None:
     """`numerator / denominator` cents rounded half to even; None when the denominator is 0."""
     if denominator == 0:
         return None
-    return round_half_even(Fraction(numerator, denominator))
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    return divide_half_even(numerator, denominator)

@@ -8,6 +8,7 @@ dimension recomputes customers' MRR inside the scope and classifies again).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
@@ -32,9 +33,11 @@ def classify(
 def movements_from_changes(
     changes: FromClause, groups: Sequence[str] = ()
 ) -> Select[tuple[object, ...]]:
-    """Movement rows (customer_id, *groups, day, kind, before, after, amount) from ledger-shaped
-    rows (customer_id, *groups, day, delta). Changes within a day net out; a zero net is no
-    movement."""
+    """Movement rows (customer_id, *groups, day, kind, before, after, amount, prev_day,
+    next_day) from ledger-shaped rows (customer_id, *groups, day, delta). Changes within a day
+    net out; a zero net is no movement. prev_day/next_day are the customer's neighbouring
+    movement days (in the same groups), so a period query can tell a customer's only movement
+    in a period without grouping by customer."""
     group_cols = [changes.c[name] for name in groups]
     daily = (
         sa.select(
@@ -48,12 +51,16 @@ def movements_from_changes(
         .subquery("daily")
     )
     partition = [daily.c.customer_id, *(daily.c[name] for name in groups)]
+
+    def by_day(function: sa.sql.functions.Function[Any]) -> ColumnElement[Any]:
+        return function.over(partition_by=partition, order_by=daily.c.day)
+
     running = sa.select(
         daily,
-        sa.func.sum(daily.c.delta)
-        .over(partition_by=partition, order_by=daily.c.day)
-        .label("after"),
-        sa.func.row_number().over(partition_by=partition, order_by=daily.c.day).label("n"),
+        by_day(sa.func.sum(daily.c.delta)).label("after"),
+        by_day(sa.func.row_number()).label("n"),
+        by_day(sa.func.lag(daily.c.day)).label("prev_day"),
+        by_day(sa.func.lead(daily.c.day)).label("next_day"),
     ).subquery("running")
     before = sa.cast(running.c.after - running.c.delta, sa.BigInteger)
     after = sa.cast(running.c.after, sa.BigInteger)
@@ -65,4 +72,6 @@ def movements_from_changes(
         before.label("before"),
         after.label("after"),
         sa.cast(running.c.delta, sa.BigInteger).label("amount"),
+        running.c.prev_day,
+        running.c.next_day,
     )

@@ -16,7 +16,8 @@ from rich.progress import (
 
 
 class CountingLines:
-    """Iterate a text file's lines while counting the bytes consumed (for a progress bar)."""
+    """Iterate a text file's lines while counting the characters consumed (for a progress bar;
+    close enough to bytes for the mostly-ASCII files it reads)."""
 
     def __init__(self, handle: TextIO) -> None:
         self.handle = handle
@@ -24,7 +25,7 @@ class CountingLines:
 
     def __iter__(self) -> Iterator[str]:
         for line in self.handle:
-            self.consumed += len(line.encode())
+            self.consumed += len(line)
             yield line
 
 

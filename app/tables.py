@@ -61,13 +61,15 @@ subscription_version = sa.Table(
     sa.Column("valid_from", sa.Date, nullable=False),
     sa.Column("valid_to", sa.Date),
     sa.Column("status", sa.Text, nullable=False),
-    sa.Column("plan_id", sa.BigInteger, sa.ForeignKey("plan.id")),
+    sa.Column("plan_id", sa.BigInteger),  # plan.id; no FK: set only by the loader's joins
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("amount", sa.Numeric, nullable=False),  # per unit per billing period, major units
     sa.Column("billing_interval", sa.Text, nullable=False),  # day | week | month | year
     sa.Column("interval_count", sa.Integer, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("mrr", sa.BigInteger, nullable=False),  # cents in `currency`, METRICS.md 2
+    sa.Column("trial_start", sa.Date),
+    sa.Column("trial_end", sa.Date),
     sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
     sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
     sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
@@ -97,7 +99,49 @@ movement = sa.Table(
     sa.Column("before", sa.BigInteger, nullable=False),
     sa.Column("after", sa.BigInteger, nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),  # amounts are in the customer's currency
+    sa.Column("prev_day", sa.Date),  # the customer's previous and next movement days
+    sa.Column("next_day", sa.Date),
     sa.Index("movement_day_idx", "day"),
+)
+
+# Movements inside the scope of one value of a subscription-level dimension (METRICS.md 3,
+# filtered views), kept for the dimension most broken down by (plan).
+# Derived and rewritten per customer, so unique by construction: no key to maintain.
+movement_scope = sa.Table(
+    "movement_scope",
+    metadata,
+    sa.Column("dimension", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("before", sa.BigInteger, nullable=False),
+    sa.Column("after", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("prev_day", sa.Date),
+    sa.Column("next_day", sa.Date),
+    sa.Index("movement_scope_customer_idx", "customer_id"),
+)
+
+# Currencies the ledger has ever held (so queries skip FX work when all are the report's).
+ledger_currency = sa.Table(
+    "ledger_currency",
+    metadata,
+    sa.Column("currency", sa.Text, primary_key=True),
+    sa.Column("first_day", sa.Date, nullable=False),
+)
+
+# Value of one unit of `currency` in the base currency on `day` (ECB reference or user-loaded).
+fx_rate = sa.Table(
+    "fx_rate",
+    metadata,
+    sa.Column("currency", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("rate", sa.Numeric, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.CheckConstraint("rate > 0", name="fx_rate_positive_check"),
 )
 
 import_run = sa.Table(

@@ -24,11 +24,16 @@ SUMMARY_FIELDS = tuple(
 
 
 def to_spec(
-    dimensions: Iterable[str], filters: Iterable[tuple[str, FilterOp, Sequence[str]]]
+    dimensions: Iterable[str],
+    filters: Iterable[tuple[str, FilterOp, Sequence[str]]],
+    currency: str | None = None,
+    fix_fx: bool = False,
 ) -> QuerySpec:
     return QuerySpec(
         dimensions=tuple(dimensions),
         filters=tuple(Filter(name, op, tuple(values)) for name, op, values in filters),
+        currency=currency.upper() if currency else None,
+        fix_fx=fix_fx,
     )
 
 

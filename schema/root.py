@@ -67,7 +67,7 @@ class Query:
         request = resolve.series_request(
             info.context, start, end, interval, _spec(spec), wanted_point_fields(info)
         )
-        currency = info.context.metrics.base_currency
+        currency = request.spec.currency or info.context.metrics.base_currency
         return Series(start=start, end=end, interval=interval, currency=currency, request=request)
 
     @strawberry.field(description="Retention cohorts by month of first `new` (METRICS.md 5).")

@@ -31,9 +31,16 @@ class QuerySpecInput:
         default_factory=list, description="Breakdown (GROUP BY); names from `metrics`."
     )
     filters: list[FilterInput] = strawberry.field(default_factory=list)
+    currency: str | None = strawberry.field(
+        default=None, description="Report currency (ISO 4217); default the base currency."
+    )
+    fix_fx: bool = strawberry.field(
+        default=False, description="Convert at the rate of the first point's date."
+    )
 
     def to_spec(self) -> resolve.QuerySpec:
-        return resolve.to_spec(self.dimensions, ((f.field, f.op, f.values) for f in self.filters))
+        filters = ((f.field, f.op, f.values) for f in self.filters)
+        return resolve.to_spec(self.dimensions, filters, self.currency, self.fix_fx)
 
 
 @strawberry.type(description="One period of a series (METRICS.md 4). Money in integer cents.")

@@ -35,6 +35,9 @@ TABLES = (
     "customer",
     "import_run",
     "raw_event",
+    "fx_rate",
+    "ledger_currency",
+    "movement_scope",
 )
 
 

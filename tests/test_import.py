@@ -58,7 +58,7 @@ async def test_unknown_currency_names_the_line(engine: AsyncEngine) -> None:
 async def test_overlapping_periods_of_one_subscription_are_refused(engine: AsyncEngine) -> None:
     text = HEADER + "s1,C1,2024-01-01,2024-03-01,10\ns1,C1,2024-02-01,,20\n"
     with pytest.raises(
-        ImportFailed, match=r"line 3: overlaps an earlier period of subscription s1"
+        ImportFailed, match=r"line 3: overlaps another period of subscription s1 \(line 2\)"
     ):
         await import_text(engine, text)
     assert (await table_counts(engine))["subscription_version"] == 0

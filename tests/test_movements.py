@@ -272,3 +272,22 @@ async def test_churn_average_and_ltv_by_hand(metrics: MetricsEngine) -> None:
         spec: {dimensions: ["customer_country"]}) { breakdown { key points { ltv } } } }""",
     )
     assert by_country["series"]["breakdown"] == [{"key": ["(none)"], "points": [{"ltv": 51000}]}]
+
+
+@pytest.mark.usefixtures("company")
+async def test_stored_and_derived_scopes_agree(metrics: MetricsEngine) -> None:
+    """A plan breakdown and an EQ filter read the stored per-plan movements; an IN filter
+    derives them from the ledger: all three must give the same numbers."""
+    fields = "mrr customers new expansion contraction churn reactivation churnedCustomers nrr"
+    query = f"""{{ series(start: "2024-01-01", end: "2024-04-30", spec: {{dimensions: ["plan"]}}) {{
+        breakdown {{ label points {{ {fields} }} }} }} }}"""
+    breakdown = {
+        entry["label"]: entry["points"]
+        for entry in (await execute(metrics, query))["series"]["breakdown"]
+    }
+    assert set(breakdown) == {"Basic", "Pro"}
+    for plan, points in breakdown.items():
+        for op in ("EQ", "IN"):
+            spec = {"filters": [{"field": "plan", "op": op, "values": [plan]}]}
+            filtered = await series(metrics, "2024-01-01", "2024-04-30", spec=spec, fields=fields)
+            assert filtered == points, (plan, op)

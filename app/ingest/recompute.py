@@ -9,8 +9,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.metrics.cube import Sources
+from app.metrics.mrr import MRR_CUBE, NO_VALUE
 from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
-from app.tables import movement, mrr_change, subscription, subscription_version
+from app.tables import (
+    customer,
+    movement,
+    movement_scope,
+    mrr_change,
+    plan,
+    subscription,
+    subscription_version,
+)
 
 TOUCHED = sa.table("touched_customer", sa.column("customer_id", sa.BigInteger))
 
@@ -45,6 +55,43 @@ def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[ob
     )
 
 
+MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
+
+
+async def _recompute_scopes(connection: AsyncConnection) -> None:
+    """Per-value movements of each materialized dimension of the MRR cube (plan, interval)."""
+    touched = sa.select(TOUCHED.c.customer_id)
+    await connection.execute(
+        sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
+    )
+    sources = Sources(rows=mrr_change, plan=plan, customer=customer)
+    for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
+        value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
+        changes = (
+            sa.select(
+                mrr_change.c.customer_id,
+                mrr_change.c.day,
+                mrr_change.c.delta,
+                mrr_change.c.currency,
+                value.label("value"),
+            )
+            .outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
+            .where(mrr_change.c.customer_id.in_(touched))
+            .subquery("changes")
+        )
+        derived = movements_from_changes(changes, ["value", "currency"]).subquery("derived")
+        rows = sa.select(
+            sa.literal(dimension.name).label("dimension"),
+            derived.c.value,
+            derived.c.customer_id,
+            derived.c.day,
+            derived.c.currency,
+            *(derived.c[name] for name in MOVEMENT_COLUMNS),
+        )
+        columns = ["dimension", "value", "customer_id", "day", "currency", *MOVEMENT_COLUMNS]
+        await connection.execute(sa.insert(movement_scope).from_select(columns, rows))
+
+
 async def create_touched_table(connection: AsyncConnection) -> None:
     await connection.execute(
         sa.text(
@@ -74,9 +121,26 @@ async def recompute_touched(connection: AsyncConnection) -> None:
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
     await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
     changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()
-    derived = movements_from_changes(changes)
+    derived = movements_from_changes(changes, ["currency"])
+    columns = [
+        "customer_id",
+        "currency",
+        "day",
+        "kind",
+        "before",
+        "after",
+        "amount",
+        "prev_day",
+        "next_day",
+    ]
+    await connection.execute(sa.insert(movement).from_select(columns, derived))
+    await _recompute_scopes(connection)
     await connection.execute(
-        sa.insert(movement).from_select(
-            ["customer_id", "day", "kind", "before", "after", "amount"], derived
+        sa.text(
+            "INSERT INTO ledger_currency (currency, first_day) "
+            "SELECT currency, min(day) FROM mrr_change "
+            "WHERE customer_id IN (SELECT customer_id FROM touched_customer) GROUP BY currency "
+            "ON CONFLICT (currency) DO UPDATE "
+            "SET first_day = least(ledger_currency.first_day, EXCLUDED.first_day)"
         )
     )

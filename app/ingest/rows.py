@@ -27,3 +27,5 @@ class PeriodRow:
     customer_name: str | None
     email: str | None
     country: str | None
+    trial_start: date | None = None
+    trial_end: date | None = None

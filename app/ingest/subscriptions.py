@@ -6,9 +6,11 @@ was, and re-running an interrupted import simply does it again (imports are idem
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass, fields
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from app.tables import import_run
 BATCH = 5_000
 MAX_REPORTED = 20
 STAGE_COLUMNS = [field.name for field in fields(PeriodRow)]
+as_record = operator.attrgetter(*STAGE_COLUMNS)
 
 Progress = Callable[[str, int], None]
 
@@ -41,29 +44,45 @@ _STAGE_DDL = """
 CREATE TEMP TABLE stage_period (
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
     status text, plan text, quantity integer, amount numeric, billing_interval text,
-    interval_count integer, currency text, mrr bigint, customer_name text, email text,
-    country text
+    interval_count integer, currency text, mrr bigint, trial_start date, trial_end date,
+    customer_name text, email text, country text
 ) ON COMMIT DROP
 """
 
 _CHECKS = {
-    "overlaps an earlier period of subscription {2} (line {0})": """
-        SELECT a.line, b.line, b.subscription_id FROM stage_period a
-        JOIN stage_period b ON a.subscription_id = b.subscription_id AND a.line < b.line
-         AND daterange(a.valid_from, a.valid_to) && daterange(b.valid_from, b.valid_to)
-        ORDER BY b.line LIMIT 20""",
+    "overlaps another period of subscription {2} (line {0})": """
+        SELECT least(line, previous_line), greatest(line, previous_line), subscription_id FROM (
+            SELECT line, subscription_id, valid_from,
+                   lag(line) OVER w AS previous_line,
+                   lag(valid_from) OVER w AS previous_from,
+                   lag(valid_to) OVER w AS previous_to
+            FROM stage_period WINDOW w AS (PARTITION BY subscription_id ORDER BY valid_from, line)
+        ) ordered
+        WHERE previous_from IS NOT NULL AND (previous_to IS NULL OR previous_to > valid_from)
+        ORDER BY 2 LIMIT 20""",
     "subscription {2} already belongs to another customer in this file (line {0})": """
-        SELECT first.line, later.line, later.subscription_id FROM stage_period later
-        JOIN LATERAL (SELECT line, customer_id FROM stage_period s
-                      WHERE s.subscription_id = later.subscription_id ORDER BY line LIMIT 1)
-             first ON first.customer_id <> later.customer_id
-        ORDER BY later.line LIMIT 20""",
-    "subscription {2} already has another currency in this file (line {0})": """
-        SELECT first.line, later.line, later.subscription_id FROM stage_period later
-        JOIN LATERAL (SELECT line, currency FROM stage_period s
-                      WHERE s.subscription_id = later.subscription_id ORDER BY line LIMIT 1)
-             first ON first.currency <> later.currency
-        ORDER BY later.line LIMIT 20""",
+        SELECT first_line, line, subscription_id FROM (
+            SELECT line, subscription_id, customer_id,
+                   first_value(line) OVER w AS first_line,
+                   first_value(customer_id) OVER w AS first_customer
+            FROM stage_period WINDOW w AS (PARTITION BY subscription_id ORDER BY line)
+        ) ranked WHERE customer_id <> first_customer ORDER BY line LIMIT 20""",
+    # One currency per customer (as Stripe enforces): FX then never mixes inside a customer.
+    "customer {2} is billed in another currency on line {0}; a customer has one currency": """
+        SELECT first_line, line, customer_id FROM (
+            SELECT line, customer_id, currency,
+                   first_value(line) OVER w AS first_line,
+                   first_value(currency) OVER w AS first_currency
+            FROM stage_period WINDOW w AS (PARTITION BY customer_id ORDER BY line)
+        ) ranked WHERE currency <> first_currency ORDER BY line LIMIT 20""",
+    "customer {2} already has subscriptions in another currency; a customer has one currency": """
+        SELECT min(st.line), min(st.line), st.customer_id FROM stage_period st
+        JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
+        JOIN subscription s ON s.customer_id = c.id
+        JOIN subscription_version v ON v.subscription_id = s.id
+        WHERE v.currency <> st.currency
+          AND s.external_id NOT IN (SELECT subscription_id FROM stage_period)
+        GROUP BY st.customer_id ORDER BY 1 LIMIT 20""",
 }
 
 _APPLY = [
@@ -113,7 +132,8 @@ _APPLY = [
     """
     CREATE TEMP TABLE new_version ON COMMIT DROP AS
     SELECT s.id AS subscription_id, st.valid_from, st.valid_to, st.status, p.id AS plan_id,
-           st.quantity, st.amount, st.billing_interval, st.interval_count, st.currency, st.mrr
+           st.quantity, st.amount, st.billing_interval, st.interval_count, st.currency, st.mrr,
+           st.trial_start, st.trial_end
     FROM stage_period st
     JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
     LEFT JOIN plan p ON p.source = :source AND p.external_id = st.plan
@@ -121,7 +141,7 @@ _APPLY = [
     """
     CREATE TEMP TABLE old_version ON COMMIT DROP AS
     SELECT subscription_id, valid_from, valid_to, status, plan_id, quantity, amount,
-           billing_interval, interval_count, currency, mrr
+           billing_interval, interval_count, currency, mrr, trial_start, trial_end
     FROM subscription_version
     WHERE subscription_id IN (SELECT subscription_id FROM new_version)
     """,
@@ -145,11 +165,35 @@ _APPLY = [
     """,
     """
     INSERT INTO subscription_version (subscription_id, valid_from, valid_to, status, plan_id,
-        quantity, amount, billing_interval, interval_count, currency, mrr)
+        quantity, amount, billing_interval, interval_count, currency, mrr, trial_start,
+        trial_end)
     SELECT * FROM new_version
     WHERE subscription_id IN (SELECT subscription_id FROM changed_subscription)
     """,
 ]
+
+
+@dataclass
+class _Batches:
+    """Cut a row stream into COPY batches, collecting bad lines on the way."""
+
+    rows: Iterator[PeriodRow | tuple[int, str]]
+    count: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def next_batch(self) -> list[tuple[object, ...]]:
+        batch: list[tuple[object, ...]] = []
+        for row in self.rows:
+            self.count += 1
+            if isinstance(row, tuple):
+                self.problems.append(row)
+                if len(self.problems) >= MAX_REPORTED:
+                    break
+                continue
+            batch.append(as_record(row))
+            if len(batch) >= BATCH:
+                break
+        return batch
 
 
 async def _stage(
@@ -158,38 +202,28 @@ async def _stage(
     filename: str,
     progress: Progress,
 ) -> int:
-    """COPY good rows into the stage table in batches; collect bad lines and fail with them."""
+    """COPY good rows into the stage table in batches; collect bad lines and fail with them.
+
+    The next batch is parsed in a worker thread while the server ingests the previous one."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    problems: list[tuple[int, str]] = []
-    batch: list[tuple[object, ...]] = []
-    count = 0
-    for row in rows:
-        count += 1
-        if isinstance(row, tuple):
-            problems.append(row)
-            if len(problems) >= MAX_REPORTED:
-                break
-            continue
-        batch.append(astuple(row))
-        if len(batch) >= BATCH:
-            await driver.copy_records_to_table("stage_period", records=batch, columns=STAGE_COLUMNS)
-            progress("read", len(batch))
-            batch = []
-    if problems:
-        raise ImportFailed(filename, problems)
-    if batch:
-        await driver.copy_records_to_table("stage_period", records=batch, columns=STAGE_COLUMNS)
-        progress("read", len(batch))
-    return count
+    batches = _Batches(iter(rows))
+    batch = await asyncio.to_thread(batches.next_batch)
+    while batch and len(batches.problems) < MAX_REPORTED:
+        copy = driver.copy_records_to_table("stage_period", records=batch, columns=STAGE_COLUMNS)
+        batch, _ = await asyncio.gather(asyncio.to_thread(batches.next_batch), copy)
+        progress("read", BATCH)
+    if batches.problems:
+        raise ImportFailed(filename, batches.problems)
+    return batches.count
 
 
-async def _check(connection: AsyncConnection, filename: str) -> None:
+async def _check(connection: AsyncConnection, filename: str, source: str) -> None:
     problems: list[tuple[int, str]] = []
     for message, query in _CHECKS.items():
-        for first, line, subscription_id in await connection.execute(sa.text(query)):
-            problems.append((line, message.format(first, line, subscription_id)))
+        found = await connection.execute(sa.text(query), {"source": source})
+        problems.extend((line, message.format(first, line, key)) for first, line, key in found)
     if problems:
         raise ImportFailed(filename, sorted(problems)[:MAX_REPORTED])
 
@@ -225,7 +259,7 @@ async def load_periods(
     async with engine.begin() as connection:
         await connection.execute(sa.text(_STAGE_DDL))
         count = await _stage(connection, rows, filename, progress)
-        await _check(connection, filename)
+        await _check(connection, filename, source)
         progress("apply", 0)
         changed, touched = await _apply(connection, source)
         await connection.execute(

@@ -11,6 +11,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from app.errors import InvalidQuery
 from app.metrics.spec import Filter, FilterOp, QuerySpec
+from app.money import ISO_CURRENCIES
 
 
 class Level(Enum):
@@ -23,9 +24,10 @@ class Level(Enum):
 
 @dataclass(frozen=True)
 class Sources:
-    """The tables a dimension expression may read; the compiler joins what is used."""
+    """The tables a dimension expression may read; the compiler joins what is used. `rows` is
+    the table the query reads movements or ledger changes from (both carry `currency`)."""
 
-    ledger: sa.FromClause
+    rows: sa.FromClause
     plan: sa.FromClause
     customer: sa.FromClause
 
@@ -38,6 +40,8 @@ class Dimension:
     expression: Callable[[Sources], ColumnElement[str]]
     needs_plan: bool = False
     kind: str = "string"
+    materialized: bool = False  # per-value movements are kept in movement_scope
+    reads_customer: bool = False  # the expression reads the customer table
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,13 @@ def _filter_problems(cube: Cube, item: Filter) -> Iterable[str]:
 
 
 def spec_problems(cube: Cube, spec: QuerySpec) -> list[str]:
-    problems = [
+    problems = []
+    if spec.currency is not None and spec.currency not in ISO_CURRENCIES:
+        problems.append(
+            f"currency {spec.currency!r} is not an ISO 4217 code (e.g. USD, EUR, GBP); "
+            "any currency with FX rates is accepted"
+        )
+    problems += [
         f"unknown dimension {name!r}; valid: {', '.join(cube.names)}"
         for name in spec.dimensions
         if name not in cube.names

@@ -8,16 +8,24 @@ Point values (ratios, rounding).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube, Dimension, Level, Sources, filter_clause
-from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+from app.metrics.fx import (
+    Currencies,
+    conversion_table,
+    converted_movements,
+    day_before,
+    missing_rate,
+    revaluation,
+)
+from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
 from app.movements import movements_from_changes
-from app.tables import customer, movement, mrr_change, plan
+from app.tables import customer, movement, movement_scope, mrr_change, plan
 
 NO_VALUE = "(none)"
 KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
@@ -37,34 +45,34 @@ MRR_CUBE = Cube(
             Level.SUBSCRIPTION,
             lambda s: s.plan.c.name,
             needs_plan=True,
+            materialized=True,
         ),
         Dimension(
             "currency",
-            "Original currency of the subscription",
-            Level.SUBSCRIPTION,
-            lambda s: s.ledger.c.currency,
+            "Currency the customer is billed in (one per customer)",
+            Level.CUSTOMER,
+            lambda s: s.rows.c.currency,
         ),
         Dimension(
             "plan_interval",
             "Billing frequency: day, week, month, year, or e.g. '3 month'",
             Level.SUBSCRIPTION,
-            lambda s: s.ledger.c.plan_interval,
+            lambda s: s.rows.c.plan_interval,
         ),
         Dimension(
             "customer_country",
             "Customer's country (ISO 3166 alpha-2)",
             Level.CUSTOMER,
             lambda s: s.customer.c.country,
+            reads_customer=True,
         ),
     ),
 )
 
-SOURCES = Sources(ledger=mrr_change, plan=plan, customer=customer)
-
 
 @dataclass(frozen=True)
 class Scope:
-    """Which dimensions the request uses, and so which tables the movement source needs."""
+    """Which dimensions the request uses, and so where its movements come from."""
 
     cube: Cube
     spec: QuerySpec
@@ -74,53 +82,97 @@ class Scope:
         return [self.cube.dimension(name) for name in dict.fromkeys(names)]
 
     @property
-    def subscription_level(self) -> bool:
-        return any(d.level is Level.SUBSCRIPTION for d in self.used())
-
-    @property
-    def needs_plan(self) -> bool:
-        return any(d.needs_plan for d in self.used())
+    def subscription_level(self) -> list[Dimension]:
+        return [d for d in self.used() if d.level is Level.SUBSCRIPTION]
 
     @property
     def needs_customer(self) -> bool:
-        return any(d.level is Level.CUSTOMER for d in self.used())
+        return any(d.reads_customer for d in self.used())
+
+    def materialized(self) -> Dimension | None:
+        """The one subscription-level dimension whose per-value movements are stored, when
+        the spec breaks down by it (without filtering it) or filters it with one EQ."""
+        if len(self.subscription_level) != 1 or not self.subscription_level[0].materialized:
+            return None
+        dimension = self.subscription_level[0]
+        filters = [f for f in self.spec.filters if f.field == dimension.name]
+        as_breakdown = self.spec.dimensions.count(dimension.name) == 1 and not filters
+        as_one_value = (
+            dimension.name not in self.spec.dimensions
+            and len(filters) == 1
+            and filters[0].op is FilterOp.EQ
+        )
+        return dimension if as_breakdown or as_one_value else None
 
 
 def group_names(spec: QuerySpec) -> list[str]:
     return [f"g{index}" for index in range(len(spec.dimensions))]
 
 
-def _group_columns(cube: Cube, spec: QuerySpec) -> list[ColumnElement[str]]:
+Expressions = dict[str, ColumnElement[Any]]
+
+
+def _expressions(scope: Scope, rows: FromClause, override: Expressions) -> Expressions:
+    """SQL of each dimension the spec uses, reading `rows` (or as overridden)."""
+    sources = Sources(rows=rows, plan=plan, customer=customer)
+    return {d.name: override.get(d.name, d.expression(sources)) for d in scope.used()}
+
+
+def _group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[str]]:
     return [
-        sa.func.coalesce(
-            sa.cast(cube.dimension(name).expression(SOURCES), sa.Text), NO_VALUE
-        ).label(label)
+        sa.func.coalesce(sa.cast(expressions[name], sa.Text), NO_VALUE).label(label)
         for name, label in zip(spec.dimensions, group_names(spec), strict=True)
     ]
 
 
-def _where(cube: Cube, spec: QuerySpec) -> list[ColumnElement[bool]]:
-    return [
-        filter_clause(cube.dimension(item.field).expression(SOURCES), item) for item in spec.filters
-    ]
+def _where(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[bool]]:
+    return [filter_clause(expressions[item.field], item) for item in spec.filters]
 
 
 def movement_source(cube: Cube, spec: QuerySpec) -> FromClause:
-    """Movement rows (customer_id, g0.., day, kind, before, after, amount) in the spec's scope."""
+    """Movement rows (customer_id, g0.., day, kind, before, after, amount, currency, prev_day,
+    next_day) in the spec's scope, in each customer's own currency. Three sources, one rule:
+    the stored customer movements (customer-level dimensions only), the stored per-value
+    movements of one dimension (movement_scope), or movements derived here from the ledger."""
     scope = Scope(cube, spec)
-    groups = _group_columns(cube, spec)
+    materialized = scope.materialized()
     if not scope.subscription_level:
-        query = sa.select(movement, *groups).where(*_where(cube, spec))
-        if scope.needs_customer:
-            query = query.join_from(movement, customer, customer.c.id == movement.c.customer_id)
-        return query.cte("mv")
-    changes = sa.select(mrr_change.c.customer_id, mrr_change.c.day, mrr_change.c.delta, *groups)
-    if scope.needs_plan:
+        return _stored(movement, spec, _expressions(scope, movement, {}), scope)
+    if materialized is not None:
+        stored = (
+            sa.select(movement_scope)
+            .where(movement_scope.c.dimension == materialized.name)
+            .subquery("scoped")
+        )
+        value = sa.func.nullif(stored.c.value, NO_VALUE)
+        return _stored(stored, spec, _expressions(scope, stored, {materialized.name: value}), scope)
+    return _derived(cube, spec, scope)
+
+
+def _stored(
+    rows: FromClause, spec: QuerySpec, expressions: Expressions, scope: Scope
+) -> FromClause:
+    query = sa.select(rows, *_group_columns(spec, expressions)).where(*_where(spec, expressions))
+    if scope.needs_customer:
+        query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
+    return query.subquery("mv")
+
+
+def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
+    expressions = _expressions(scope, mrr_change, {})
+    changes = sa.select(
+        mrr_change.c.customer_id,
+        mrr_change.c.day,
+        mrr_change.c.delta,
+        mrr_change.c.currency,
+        *_group_columns(spec, expressions),
+    )
+    if any(d.needs_plan for d in scope.used()):
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
-    scoped = changes.where(*_where(cube, spec)).subquery("scoped")
-    return movements_from_changes(scoped, group_names(spec)).cte("mv")
+    scoped = changes.where(*_where(spec, expressions)).subquery("scoped")
+    return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte("mv")
 
 
 def _period_key(day: ColumnElement[object], interval: Interval) -> ColumnElement[object]:
@@ -149,10 +201,23 @@ def _kind_sum(mv: FromClause, kind: str) -> ColumnElement[int]:
     return sa.func.sum(mv.c.amount).filter(mv.c.kind == kind).label(kind)
 
 
-def _ordered_first(value: ColumnElement[Any], order: ColumnElement[Any]) -> ColumnElement[int]:
-    """The first `value` in `order` within a group: (array_agg(value ORDER BY order))[1]."""
-    aggregated = sa.func.array_agg(aggregate_order_by(value, order), type_=ARRAY(sa.BigInteger))
-    return aggregated[1]
+VALUE_BITS = 1 << 40  # customer MRR in cents stays below 2**40 (about 11 billion a month)
+EPOCH = date(1970, 1, 1)
+
+
+def _day_weighted(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[Any]:
+    days = sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
+    return days * VALUE_BITS + value
+
+
+def _first_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
+    """`value` of the earliest row of a group: min over (day, value) packed in one bigint, so
+    PostgreSQL can hash-aggregate instead of sorting (values are non-negative MRR)."""
+    return sa.cast(sa.func.min(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
+
+
+def _last_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
+    return sa.cast(sa.func.max(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
 
 
 def _flow_sums(mv: FromClause) -> list[ColumnElement[Any]]:
@@ -165,18 +230,50 @@ def _flow_sums(mv: FromClause) -> list[ColumnElement[Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Period:
+    """The period key of a movement and the clipped bounds [a, b] of that period."""
+
+    key: ColumnElement[Any]
+    a: ColumnElement[Any]
+    b: ColumnElement[Any]
+
+
 def _customer_level(
-    mv: FromClause, key: ColumnElement[object], groups: list[str]
-) -> Select[tuple[object, ...]]:
+    mv: FromClause, period: Period, groups: list[str]
+) -> sa.CompoundSelect[tuple[object, ...]]:
     """Per (group, period, customer): movement sums per kind, the state before the first and
-    after the last movement in the period (= the states at a-1 and at b)."""
-    return sa.select(
-        *(mv.c[g] for g in groups),
-        key.label("k"),
-        *_flow_sums(mv),
-        _ordered_first(mv.c.before, mv.c.day.asc()).label("first_before"),
-        _ordered_first(mv.c.after, mv.c.day.desc()).label("last_after"),
-    ).group_by(*(mv.c[g] for g in groups), key, mv.c.customer_id)
+    after the last movement in the period (= the states at a-1 and at b).
+
+    A customer's only movement in a period (the common case) is its own row: it is found
+    from its neighbouring movement days, so only customers with several movements in a period
+    are grouped."""
+    alone = sa.and_(
+        sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < period.a),
+        sa.or_(mv.c.next_day.is_(None), mv.c.next_day > period.b),
+    )
+    group_columns = [mv.c[g] for g in groups]
+    singles = sa.select(
+        *group_columns,
+        period.key.label("k"),
+        *(sa.case((mv.c.kind == kind, mv.c.amount)).label(kind) for kind in KINDS),
+        mv.c.amount.label("net"),
+        (_active(mv.c.after) - _active(mv.c.before)).label("customers_net"),
+        mv.c.before.label("first_before"),
+        mv.c.after.label("last_after"),
+    ).where(alone)
+    several = (
+        sa.select(
+            *group_columns,
+            period.key.label("k"),
+            *_flow_sums(mv),
+            _first_by_day(mv.c.before, mv.c.day).label("first_before"),
+            _last_by_day(mv.c.after, mv.c.day).label("last_after"),
+        )
+        .where(sa.not_(alone))
+        .group_by(*group_columns, period.key, mv.c.customer_id)
+    )
+    return sa.union_all(singles, several)
 
 
 def _period_level(
@@ -200,60 +297,158 @@ def _period_level(
     )
 
 
-def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, ...]]:
-    """One statement giving, per group and period key `k`, the flows of the period and the
-    stocks at its end (`mrr_end`, `customers_end`) and their changes over it."""
-    spec, interval = request.spec, request.interval
-    groups = group_names(spec)
-    mv = movement_source(cube, spec)
-    start: ColumnElement[Any] = sa.bindparam("start", request.start, type_=sa.Date)
-    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
-    key = _period_key(mv.c.day, interval)
+def currencies_of(
+    request: SeriesRequest, base_currency: str, present: frozenset[str]
+) -> Currencies:
+    spec = request.spec
+    return Currencies(
+        base=base_currency,
+        report=spec.currency or base_currency,
+        fixed_on=request.start if spec.fix_fx else None,
+        present=present,
+    )
+
+
+def _periods(request: SeriesRequest, end: ColumnElement[Any]) -> FromClause:
+    """One row per period of the series: key `k` (calendar start) and `b` (clipped end)."""
+    interval = request.interval
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    series = sa.select(
+        sa.func.generate_series(
+            sa.func.date_trunc(interval.value, sa.cast(start, sa.DateTime)),
+            sa.cast(end, sa.DateTime),
+            _step(interval),
+        ).label("k")
+    ).subquery("series")
+    return sa.select(
+        sa.cast(series.c.k, sa.Date).label("k"),
+        sa.func.greatest(sa.cast(series.c.k, sa.Date), start).label("a"),
+        sa.func.least(_last_day(series.c.k, interval), end).label("b"),
+    ).subquery("periods")
+
+
+def _last_day(key: ColumnElement[Any], interval: Interval) -> ColumnElement[Any]:
+    return sa.cast(
+        sa.cast(key, sa.DateTime) + _step(interval) - sa.text("interval '1 day'"), sa.Date
+    )
+
+
+def _period_of(day: ColumnElement[Any], request: SeriesRequest) -> Period:
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    key = _period_key(day, request.interval)
+    return Period(
+        key=key,
+        a=sa.func.greatest(key, start),
+        b=sa.func.least(_last_day(key, request.interval), end),
+    )
+
+
+def _flows(
+    mv: FromClause, periods: FromClause, request: SeriesRequest, groups: list[str]
+) -> FromClause:
+    """Per (group, period): movement sums and, when asked for, per-customer facts."""
     wanted = request.fields
     with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
-
-    in_range = mv.c.day.between(start, end)
+    period = _period_of(mv.c.day, request)
+    in_range = mv.c.day.between(
+        sa.bindparam("start", request.start, type_=sa.Date),
+        sa.bindparam("end", request.end, type_=sa.Date),
+    )
     if with_customers:
-        per_customer = _customer_level(mv, key, groups).where(in_range).subquery("per_customer")
-    else:
-        per_customer = (
-            sa.select(*(mv.c[g] for g in groups), key.label("k"), *_flow_sums(mv))
-            .where(in_range)
-            .group_by(*(mv.c[g] for g in groups), key)
-            .subquery("per_customer")
-        )
-    flows = _period_level(per_customer, groups, with_customers).subquery("flows")
-    active_change = _active(mv.c.after) - _active(mv.c.before)
-    opening = (
+        rows = sa.select(mv).where(in_range).subquery("in_range")
+        bounds = _period_of(rows.c.day, request)
+        per_customer = _customer_level(rows, bounds, groups).subquery("per_customer")
+        return _period_level(per_customer, groups, with_customers=True).subquery("flows")
+    group_columns = [mv.c[g] for g in groups]
+    per_period = (
+        sa.select(*group_columns, period.key.label("k"), *_flow_sums(mv))
+        .where(in_range)
+        .group_by(*group_columns, period.key)
+        .subquery("per_period")
+    )
+    return _period_level(per_period, groups, with_customers=False).subquery("flows")
+
+
+def _opening(mv: FromClause, request: SeriesRequest, groups: list[str]) -> FromClause:
+    """MRR and active customers before the first period, per group."""
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    return (
         sa.select(
             *(mv.c[g] for g in groups),
             sa.func.sum(mv.c.amount).label("mrr"),
-            sa.func.sum(active_change).label("customers"),
+            sa.func.sum(_active(mv.c.after) - _active(mv.c.before)).label("customers"),
         )
         .where(mv.c.day < start)
         .group_by(*(mv.c[g] for g in groups))
         .subquery("opening")
     )
-    periods = sa.select(
-        sa.cast(
-            sa.func.generate_series(
-                sa.func.date_trunc(interval.value, sa.cast(start, sa.DateTime)),
-                sa.cast(end, sa.DateTime),
-                _step(interval),
-            ),
-            sa.Date,
-        ).label("k")
-    ).subquery("periods")
-    if groups:
-        seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
-        group_values = seen.subquery("group_values")
-        grid = (
-            sa.select(periods.c.k, *(group_values.c[g] for g in groups))
-            .join_from(periods, group_values, sa.true())
-            .subquery("grid")
+
+
+def _grid(
+    mv: FromClause, periods: FromClause, groups: list[str], end: ColumnElement[Any]
+) -> FromClause:
+    """Every period for every group value seen up to the end (dense breakdown series)."""
+    if not groups:
+        return sa.select(periods.c.k).subquery("grid")
+    seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
+    group_values = seen.subquery("group_values")
+    return (
+        sa.select(periods.c.k, *(group_values.c[g] for g in groups))
+        .join_from(periods, group_values, sa.true())
+        .subquery("grid")
+    )
+
+
+def compile_series(
+    cube: Cube,
+    request: SeriesRequest,
+    base_currency: str = "USD",
+    present: frozenset[str] = frozenset(),
+) -> Select[tuple[object, ...]]:
+    """One statement giving, per group and period key `k`, the flows of the period and the
+    stocks at its end (`mrr_end`, `customers_end`), with the FX revaluation of the stocks at
+    the period's end and start (`reval_end`, `reval_start`), in the report currency.
+    `present` are the currencies the ledger holds (conversion is skipped when all are R)."""
+    groups = group_names(request.spec)
+    currencies = currencies_of(request, base_currency, present)
+    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
+    original = movement_source(cube, request.spec)
+    periods = _periods(request, end)
+    if currencies.needs_conversion:
+        conv = conversion_table(original, currencies, end)
+        mv = converted_movements(original, conv, groups, currencies.report)
+        opening_day = sa.select(
+            sa.cast(sa.null(), sa.Date).label("k"),
+            sa.bindparam("opening_day", day_before(request.start), type_=sa.Date).label("b"),
+        ).subquery("opening_day")
+        fx = FxTerms(
+            reval=revaluation(mv, conv, groups, periods, currencies.report, "reval"),
+            reval_open=revaluation(mv, conv, groups, opening_day, currencies.report, "reval_open"),
+            missing=missing_rate(mv),
         )
     else:
-        grid = sa.select(periods.c.k).subquery("grid")
+        mv, fx = original, None
+    grid = _grid(mv, periods, groups, end)
+    flows = _flows(mv, periods, request, groups)
+    return _assemble(grid, flows, _opening(mv, request, groups), fx, groups)
+
+
+@dataclass(frozen=True)
+class FxTerms:
+    reval: FromClause
+    reval_open: FromClause
+    missing: ColumnElement[Any]
+
+
+def _assemble(
+    grid: FromClause,
+    flows: FromClause,
+    opening: FromClause,
+    fx: FxTerms | None,
+    groups: list[str],
+) -> Select[tuple[object, ...]]:
+    """Dense rows over the grid: flows, running stocks, FX revaluation."""
 
     def joined(table: FromClause, on_key: bool = True) -> ColumnElement[bool]:
         conditions = [table.c[g] == grid.c[g] for g in groups]
@@ -266,25 +461,41 @@ def compile_series(cube: Cube, request: SeriesRequest) -> Select[tuple[object, .
     def running_total(value: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.func.sum(value).over(partition_by=partition or None, order_by=grid.c.k)
 
+    zero = sa.literal(0, sa.BigInteger)
+    reval_end: ColumnElement[Any] = zero
+    reval_start: ColumnElement[Any] = zero
+    missing: ColumnElement[Any] = sa.null()
+    if fx is not None:
+        reval_end = sa.func.coalesce(fx.reval.c.reval, 0)
+        previous = sa.func.lag(reval_end).over(partition_by=partition or None, order_by=grid.c.k)
+        reval_start = sa.func.coalesce(previous, fx.reval_open.c.reval, 0)
+        missing = fx.missing
     net_mrr = sa.func.coalesce(flows.c.net, 0)
     net_customers = sa.func.coalesce(flows.c.customers_net, 0)
     flow_columns = [c for c in flows.c if c.key not in {"k", *groups}]
-    return (
+    statement = (
         sa.select(
             *(grid.c[g] for g in groups),
             grid.c.k,
             *(sa.cast(sa.func.coalesce(c, 0), sa.BigInteger).label(c.key) for c in flow_columns),
             sa.cast(
-                sa.func.coalesce(opening.c.mrr, 0) + running_total(net_mrr),
+                sa.func.coalesce(opening.c.mrr, 0) + running_total(net_mrr) + reval_end,
                 sa.BigInteger,
             ).label("mrr_end"),
             sa.cast(
                 sa.func.coalesce(opening.c.customers, 0) + running_total(net_customers),
                 sa.BigInteger,
             ).label("customers_end"),
+            sa.cast(reval_end, sa.BigInteger).label("reval_end"),
+            sa.cast(reval_start, sa.BigInteger).label("reval_start"),
+            missing.label("fx_missing"),
         )
         .select_from(grid)
         .outerjoin(flows, joined(flows))
         .outerjoin(opening, joined(opening, on_key=False))
-        .order_by(*partition, grid.c.k)
     )
+    if fx is not None:
+        statement = statement.outerjoin(fx.reval, joined(fx.reval)).outerjoin(
+            fx.reval_open, joined(fx.reval_open, on_key=False)
+        )
+    return statement.order_by(*partition, grid.c.k)

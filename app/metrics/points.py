@@ -64,7 +64,8 @@ def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
     """A Point from one result row of `compile_series` (a, b = the clipped period)."""
     key: datetime.date = row["k"]
     mrr, customers = row["mrr_end"], row["customers_end"]
-    mrr_before = mrr - row["net"]
+    fx_adjustment = row["reval_end"] - row["reval_start"]
+    mrr_before = mrr - row["net"] - fx_adjustment
     customers_before = customers - row["customers_net"]
     new, expansion, reactivation = row["new"], row["expansion"], row["reactivation"]
     contraction, churn = row["contraction"], row["churn"]
@@ -100,6 +101,7 @@ def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
         nrr=rate(mrr_before + row.get("retained_delta", 0), mrr_before),
         grr=rate(mrr_before + row.get("gross_retained_delta", 0), mrr_before),
         quick_ratio=rate(new + expansion + reactivation, -(contraction + churn)),
+        fx_adjustment=fx_adjustment,
     )
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import UserError
 from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
 from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.cube import Cube, validate
@@ -17,6 +19,7 @@ from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
 
@@ -55,10 +58,18 @@ class MetricsEngine:
 
     async def _rows(self, request: SeriesRequest) -> Sequence[Any]:
         self.validate(request)
-        statement = compile_series(self.cube, request)
         async with self.engine.connect() as connection:
+            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+            statement = compile_series(self.cube, request, self.base_currency, present)
             result = await connection.execute(statement)
-            return result.mappings().all()
+            rows = result.mappings().all()
+        if rows and rows[0]["fx_missing"]:
+            currency, day = rows[0]["fx_missing"].split(" ")
+            raise UserError(
+                f"no FX rate for {currency} on or before {day}: load rates with "
+                "`tidemill fx load` (ECB reference rates) or `tidemill fx import FILE.csv`"
+            )
+        return rows
 
     async def _churn_history(self, request: SeriesRequest) -> Rates:
         if not wants_ltv(request):

@@ -42,6 +42,8 @@ class QuerySpec:
 
     dimensions: tuple[str, ...] = ()
     filters: tuple[Filter, ...] = ()
+    currency: str | None = None  # report currency; None = the base currency
+    fix_fx: bool = False  # convert at the rate of the first point's date
 
 
 @dataclass(frozen=True)

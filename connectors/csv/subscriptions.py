@@ -2,7 +2,7 @@
 
 Columns: subscription_id, customer_id, start_date, end_date (exclusive, empty = open) and either
 monthly_amount (the subscription's monthly total) or amount + interval [+ interval_count,
-quantity]; optional: currency, plan, status, customer_name, email, country.
+quantity]; optional: currency, plan, status, trial_start, trial_end, customer_name, email, country.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ OPTIONAL = (
     "currency",
     "plan",
     "status",
+    "trial_start",
+    "trial_end",
     "customer_name",
     "email",
     "country",
@@ -69,13 +71,8 @@ def check_header(fields: list[str]) -> HeaderCheck:
     return HeaderCheck(tuple(missing), tuple(unknown))
 
 
-def _text(row: dict[str, str], name: str) -> str | None:
-    value = (row.get(name) or "").strip()
-    return value or None
-
-
 def _date(row: dict[str, str], name: str) -> date | None:
-    value = _text(row, name)
+    value = row.get(name)
     if value is None:
         return None
     try:
@@ -85,7 +82,7 @@ def _date(row: dict[str, str], name: str) -> date | None:
 
 
 def _decimal(row: dict[str, str], name: str) -> Decimal | None:
-    value = _text(row, name)
+    value = row.get(name)
     if value is None:
         return None
     try:
@@ -100,7 +97,7 @@ def _decimal(row: dict[str, str], name: str) -> Decimal | None:
 
 
 def _positive_int(row: dict[str, str], name: str, default: int) -> int:
-    value = _text(row, name)
+    value = row.get(name)
     if value is None:
         return default
     if not value.isdigit() or int(value) < 1:
@@ -109,21 +106,21 @@ def _positive_int(row: dict[str, str], name: str, default: int) -> int:
 
 
 def _choice(row: dict[str, str], name: str, accepted: tuple[str, ...], default: str) -> str:
-    value = (_text(row, name) or default).lower()
+    value = (row.get(name) or default).lower()
     if value not in accepted:
         raise RowError(f"{name} {value!r} is not one of: {', '.join(accepted)}")
     return value
 
 
 def _currency(row: dict[str, str], base_currency: str) -> str:
-    value = (_text(row, "currency") or base_currency).upper()
+    value = (row.get("currency") or base_currency).upper()
     if value not in ISO_CURRENCIES:
         raise RowError(f"currency {value!r} is not an ISO 4217 currency code (e.g. USD, EUR)")
     return value
 
 
 def _country(row: dict[str, str]) -> str | None:
-    value = _text(row, "country")
+    value = row.get("country")
     if value is None:
         return None
     if len(value) != 2 or not value.isalpha():
@@ -151,8 +148,9 @@ def _price(row: dict[str, str]) -> tuple[Decimal, int, str, int]:
 
 
 def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
-    subscription_id = _text(row, "subscription_id")
-    customer_id = _text(row, "customer_id")
+    """One line as a canonical row; `row` holds only non-empty, stripped values."""
+    subscription_id = row.get("subscription_id")
+    customer_id = row.get("customer_id")
     if subscription_id is None or customer_id is None:
         raise RowError("subscription_id and customer_id must not be empty")
     valid_from = _date(row, "start_date")
@@ -162,6 +160,9 @@ def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
     if valid_to is not None and valid_to <= valid_from:
         raise RowError(f"end_date {valid_to} is not after start_date {valid_from}")
     amount, quantity, interval, count = _price(row)
+    trial_start, trial_end = _date(row, "trial_start"), _date(row, "trial_end")
+    if trial_start and trial_end and trial_end < trial_start:
+        raise RowError(f"trial_end {trial_end} is before trial_start {trial_start}")
     return PeriodRow(
         line=line,
         subscription_id=subscription_id,
@@ -169,15 +170,17 @@ def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
         valid_from=valid_from,
         valid_to=valid_to,
         status=_choice(row, "status", STATUSES, "active"),
-        plan=_text(row, "plan"),
+        plan=row.get("plan"),
         quantity=quantity,
         amount=amount,
         billing_interval=interval,
         interval_count=count,
         currency=_currency(row, base_currency),
         mrr=monthly_cents(amount, quantity, interval, count),
-        customer_name=_text(row, "customer_name"),
-        email=_text(row, "email"),
+        trial_start=trial_start,
+        trial_end=trial_end,
+        customer_name=row.get("customer_name"),
+        email=row.get("email"),
         country=_country(row),
     )
 
@@ -186,18 +189,22 @@ def read_periods(
     lines: Iterable[str], base_currency: str
 ) -> tuple[HeaderCheck, Iterator[PeriodRow | tuple[int, str]]]:
     """The header check and a stream of rows, or (line, reason) for each bad line."""
-    reader = csv.DictReader(lines)
-    header = check_header([name.strip() for name in reader.fieldnames or []])
-    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+    reader = csv.reader(lines)
+    names = [name.strip() for name in next(reader, [])]
+    header = check_header(names)
 
     def rows() -> Iterator[PeriodRow | tuple[int, str]]:
         for raw in reader:
             line = reader.line_num
-            if None in raw:
+            if len(raw) > len(names):
                 yield line, "more values than columns in the header"
                 continue
+            if not raw:
+                continue
+            values = zip(names, raw, strict=False)  # short rows: missing values are empty
+            stripped = {name: value.strip() for name, value in values if value}
             try:
-                yield parse_row(line, raw, base_currency)
+                yield parse_row(line, stripped, base_currency)
             except RowError as error:
                 yield line, str(error)
 
