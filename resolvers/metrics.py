@@ -12,6 +12,7 @@ from app.metrics.cube import Cube
 from app.metrics.points import Point, Summary, summarize
 from app.metrics.service import Breakdown
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
+from app.metrics.trials import Trials, TrialsRequest
 from resolvers.context import Context
 
 POINT_FIELDS = {
@@ -83,3 +84,9 @@ def cubes(context: Context) -> tuple[Cube, ...]:
 
 async def cohorts(context: Context, start: date, end: date, spec: QuerySpec) -> tuple[Cohort, ...]:
     return await context.metrics.cohorts(CohortRequest(start, end, spec))
+
+
+async def trials(
+    context: Context, start: date, end: date, interval: Interval, spec: QuerySpec
+) -> Trials:
+    return await context.metrics.trials(TrialsRequest(start, end, interval, spec))

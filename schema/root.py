@@ -26,6 +26,7 @@ from schema.types import (
     Point,
     QuerySpecInput,
     Series,
+    Trials,
 )
 
 Info = strawberry.Info[Context, None]
@@ -80,6 +81,18 @@ class Query:
     ) -> list[Cohort]:
         result = await resolve.cohorts(info.context, start, end, _spec(spec))
         return list(result)  # type: ignore[arg-type]
+
+    @strawberry.field(description="Trials started, converted and expired (METRICS.md 6).")
+    async def trials(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
+        spec: QuerySpecInput | None = None,
+    ) -> Trials:
+        spec_ = _spec(spec)
+        return await resolve.trials(info.context, start, end, interval, spec_)  # type: ignore[return-value]
 
     @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
     async def snapshot(

@@ -155,6 +155,33 @@ class Cohort:
     cells: list[CohortCell]
 
 
+@strawberry.type(description="Trials per period, each counted on its own day (METRICS.md 6).")
+class TrialPoint:
+    date: datetime.date
+    end_date: datetime.date
+    trials_started: int
+    trials_converted: int
+    trials_expired: int
+    conversion_rate: float | None = strawberry.field(
+        description="converted / (converted + expired)."
+    )
+
+
+@strawberry.type(description="Trials started in the range and what became of them by its end.")
+class TrialFunnel:
+    started: int
+    converted: int
+    expired: int
+    in_progress: int
+    conversion_rate: float | None
+
+
+@strawberry.type
+class Trials:
+    points: list[TrialPoint]
+    funnel: TrialFunnel
+
+
 @strawberry.type
 class DimensionInfo:
     name: str

@@ -112,7 +112,7 @@ def group_names(spec: QuerySpec) -> list[str]:
 Expressions = dict[str, ColumnElement[Any]]
 
 
-def _expressions(scope: Scope, rows: FromClause, override: Expressions) -> Expressions:
+def expressions_for(scope: Scope, rows: FromClause, override: Expressions) -> Expressions:
     """SQL of each dimension the spec uses, reading `rows` (or as overridden)."""
     sources = Sources(rows=rows, plan=plan, customer=customer)
     return {d.name: override.get(d.name, d.expression(sources)) for d in scope.used()}
@@ -125,7 +125,7 @@ def _group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElem
     ]
 
 
-def _where(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[bool]]:
+def where_clauses(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[bool]]:
     return [filter_clause(expressions[item.field], item) for item in spec.filters]
 
 
@@ -137,7 +137,7 @@ def movement_source(cube: Cube, spec: QuerySpec) -> FromClause:
     scope = Scope(cube, spec)
     materialized = scope.materialized()
     if not scope.subscription_level:
-        return _stored(movement, spec, _expressions(scope, movement, {}), scope)
+        return _stored(movement, spec, expressions_for(scope, movement, {}), scope)
     if materialized is not None:
         stored = (
             sa.select(movement_scope)
@@ -145,21 +145,25 @@ def movement_source(cube: Cube, spec: QuerySpec) -> FromClause:
             .subquery("scoped")
         )
         value = sa.func.nullif(stored.c.value, NO_VALUE)
-        return _stored(stored, spec, _expressions(scope, stored, {materialized.name: value}), scope)
+        return _stored(
+            stored, spec, expressions_for(scope, stored, {materialized.name: value}), scope
+        )
     return _derived(cube, spec, scope)
 
 
 def _stored(
     rows: FromClause, spec: QuerySpec, expressions: Expressions, scope: Scope
 ) -> FromClause:
-    query = sa.select(rows, *_group_columns(spec, expressions)).where(*_where(spec, expressions))
+    query = sa.select(rows, *_group_columns(spec, expressions)).where(
+        *where_clauses(spec, expressions)
+    )
     if scope.needs_customer:
         query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
     return query.subquery("mv")
 
 
 def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
-    expressions = _expressions(scope, mrr_change, {})
+    expressions = expressions_for(scope, mrr_change, {})
     changes = sa.select(
         mrr_change.c.customer_id,
         mrr_change.c.day,
@@ -171,11 +175,11 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
-    scoped = changes.where(*_where(spec, expressions)).subquery("scoped")
+    scoped = changes.where(*where_clauses(spec, expressions)).subquery("scoped")
     return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte("mv")
 
 
-def _period_key(day: ColumnElement[object], interval: Interval) -> ColumnElement[object]:
+def period_key(day: ColumnElement[object], interval: Interval) -> ColumnElement[object]:
     truncated = sa.func.date_trunc(interval.value, sa.cast(day, sa.DateTime))
     return sa.cast(truncated, sa.Date)
 
@@ -189,7 +193,7 @@ STEPS = {
 }
 
 
-def _step(interval: Interval) -> ColumnElement[object]:
+def step(interval: Interval) -> ColumnElement[object]:
     return sa.cast(sa.literal(STEPS[interval]), sa.Interval)
 
 
@@ -317,7 +321,7 @@ def _periods(request: SeriesRequest, end: ColumnElement[Any]) -> FromClause:
         sa.func.generate_series(
             sa.func.date_trunc(interval.value, sa.cast(start, sa.DateTime)),
             sa.cast(end, sa.DateTime),
-            _step(interval),
+            step(interval),
         ).label("k")
     ).subquery("series")
     return sa.select(
@@ -329,14 +333,14 @@ def _periods(request: SeriesRequest, end: ColumnElement[Any]) -> FromClause:
 
 def _last_day(key: ColumnElement[Any], interval: Interval) -> ColumnElement[Any]:
     return sa.cast(
-        sa.cast(key, sa.DateTime) + _step(interval) - sa.text("interval '1 day'"), sa.Date
+        sa.cast(key, sa.DateTime) + step(interval) - sa.text("interval '1 day'"), sa.Date
     )
 
 
 def _period_of(day: ColumnElement[Any], request: SeriesRequest) -> Period:
     start = sa.bindparam("start", request.start, type_=sa.Date)
     end = sa.bindparam("end", request.end, type_=sa.Date)
-    key = _period_key(day, request.interval)
+    key = period_key(day, request.interval)
     return Period(
         key=key,
         a=sa.func.greatest(key, start),

@@ -19,6 +19,8 @@ from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
+from app.metrics.trials import request_problems as trial_problems
 from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
@@ -111,6 +113,15 @@ class MetricsEngine:
             result = await connection.execute(compile_cohorts(self.cube, request))
             rows = result.mappings().all()
         return build_cohorts(rows, request)
+
+    async def trials(self, request: TrialsRequest) -> Trials:
+        """Trials started, converted and expired per period, and the funnel (METRICS.md 6)."""
+        validate(self.cube, request.spec, trial_problems(request))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(compile_trials(self.cube, request))).mappings()
+            points = rows.all()
+            funnel = (await connection.execute(compile_funnel(self.cube, request))).mappings()
+            return build_trials(points, funnel.one(), request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""

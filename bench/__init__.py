@@ -1,0 +1,1 @@
+"""Performance benchmark: `python -m bench.run` (see bench/run.py)."""

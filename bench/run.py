@@ -1,0 +1,342 @@
+"""Tidemill's performance benchmark, one command: `python -m bench.run [--customers N --years Y]`.
+
+1. a fresh, migrated database `tidemill_bench` on the server of TIDEMILL_BENCH_DATABASE_URL
+   (an admin URL; default postgresql://postgres@127.0.0.1:5432/postgres);
+2. the demo company at benchmark size (busier than the demo) written to bench/data/;
+3. the real CLI imports it in a subprocess: wall time -> rows/s, the child's peak RSS;
+4. the real server answers every case of `cases()` over HTTP: warm-ups, then timed runs;
+5. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
+
+A new benchmark case is one more `Case` in `cases()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil  # type: ignore[import-untyped]  # no stubs installed
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from app.config import load_settings
+from app.db import create_engine
+from app.demo import Rates, add_months, generate_periods, write_csv
+from app.migrate import upgrade
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE = "tidemill_bench"
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO / "bench" / "data"
+DATA_END = date(2026, 1, 1)  # fixed, so a run is the same data on any day
+MB = 1024 * 1024
+# Far busier than the demo: about 10 periods per customer over five years.
+BENCH_RATES = Rates(
+    churn=0.015,
+    change=0.7,
+    past_due=0.12,
+    yearly=0.05,
+    reactivation=0.5,
+    second_subscription=0.2,
+)
+
+POINT_FIELDS = """
+    date endDate mrr arr customers arpa asp new expansion contraction churn reactivation
+    netNewMrr customersDiff newCustomers expansionCustomers contractionCustomers churnCustomers
+    reactivationCustomers churnedCustomers customerChurnRate mrrChurnRate netMrrChurnRate
+    quickRatio
+"""
+SERIES_QUERY = f"""
+query BenchSeries($start: Date!, $end: Date!, $interval: Interval!, $spec: QuerySpecInput) {{
+  series(start: $start, end: $end, interval: $interval, spec: $spec) {{
+    points {{ {POINT_FIELDS} }}
+    summary {{ current previous percentageChange }}
+  }}
+}}
+"""
+BREAKDOWN_QUERY = f"""
+query BenchBreakdown($start: Date!, $end: Date!, $interval: Interval!, $spec: QuerySpecInput) {{
+  series(start: $start, end: $end, interval: $interval, spec: $spec) {{
+    breakdown {{ key points {{ {POINT_FIELDS} }} }}
+  }}
+}}
+"""
+
+
+class BenchFailed(RuntimeError):
+    """A step of the benchmark did not work (not: was too slow)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One GraphQL request, timed over HTTP; its median latency is held against `target_ms`."""
+
+    name: str
+    query: str
+    variables: Mapping[str, Any]
+    target_ms: float
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: float
+    at_least: bool = False  # the value must reach the target (throughput) instead of stay under
+    detail: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.target if self.at_least else self.value <= self.target
+
+
+def cases(start: date, end: date) -> list[Case]:
+    window = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
+    by_plan = {**window, "spec": {"dimensions": ["plan"]}}
+    return [
+        Case("series", SERIES_QUERY, window, target_ms=150),
+        Case("breakdown by plan", BREAKDOWN_QUERY, by_plan, target_ms=400),
+    ]
+
+
+# --- database and data -----------------------------------------------------------------------
+
+
+def _url(admin_url: str, database: str) -> str:
+    url = make_url(admin_url).set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def fresh_database(admin_url: str) -> str:
+    """Drop and create the bench database, migrate it; its URL."""
+    admin = await asyncpg.connect(_url(admin_url, make_url(admin_url).database or "postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await admin.close()
+    url = _url(admin_url, DATABASE)
+    engine = create_engine(load_settings(database_url=url))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+def write_data(customers: int, years: int, seed: int) -> tuple[Path, int]:
+    """The benchmark company as a CSV under bench/data/; its path and row count."""
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / f"periods-{customers}c-{years}y-seed{seed}.csv"
+    months = 12 * years
+    start = add_months(DATA_END, -months)
+    periods = generate_periods(customers, seed, start, months, rates=BENCH_RATES)
+    return path, write_csv(periods, path)
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def run_import(path: Path, env: Mapping[str, str]) -> tuple[float, float]:
+    """Import with the real CLI in a child process: (seconds, the child's peak RSS in MB)."""
+    command = [sys.executable, "-m", "app.cli", "import", "subscriptions", str(path)]
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise BenchFailed(f"import exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
+    return seconds, peak_kb / 1024
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchFailed(f"server exited with {process.returncode} before it was healthy")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise BenchFailed(f"server not healthy after {timeout:.0f} s")
+
+
+@contextmanager
+def server(env: Mapping[str, str]) -> Iterator[tuple[str, psutil.Process]]:
+    """The real ASGI app under uvicorn in a child process: (base URL, its process)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "schema.asgi:create_app"]
+    command += ["--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, cwd=REPO)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_healthy(base_url, process)
+        yield base_url, psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- GraphQL cases ---------------------------------------------------------------------------
+
+
+def post(client: httpx.Client, case: Case) -> None:
+    response = client.post("/graphql", json={"query": case.query, "variables": case.variables})
+    body = response.json()
+    if response.status_code != 200 or body.get("errors") or not body.get("data"):
+        raise BenchFailed(f"{case.name}: HTTP {response.status_code}: {body.get('errors')}")
+
+
+def timed(client: httpx.Client, case: Case) -> float:
+    """Milliseconds of one request, checked for errors."""
+    began = time.perf_counter()
+    post(client, case)
+    return (time.perf_counter() - began) * 1000
+
+
+def p95(samples: list[float]) -> float:
+    if len(samples) < 2:
+        return max(samples)
+    return statistics.quantiles(samples, n=20)[18]
+
+
+def measure(client: httpx.Client, case: Case, warmup: int, runs: int) -> Figure:
+    for _ in range(warmup):
+        post(client, case)
+    samples = [timed(client, case) for _ in range(runs)]
+    return Figure(
+        f"{case.name} median",
+        statistics.median(samples),
+        "ms",
+        case.target_ms,
+        detail=f"p95 {_number(p95(samples))} ms",
+    )
+
+
+def measure_server(
+    env: Mapping[str, str], bench_cases: list[Case], warmup: int, runs: int
+) -> list[Figure]:
+    with server(env) as (base_url, process), httpx.Client(base_url=base_url, timeout=120) as client:
+        figures = [measure(client, case, warmup, runs) for case in bench_cases]
+        rss = process.memory_info().rss / MB
+    return [*figures, Figure("server RSS after run", rss, "MB", 250)]
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:,.1f}"
+
+
+def table(figures: list[Figure], title: str) -> Table:
+    report = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("measure", "value", "target", "", "detail"):
+        report.add_column(column, justify="right" if column in ("value", "target") else "left")
+    for figure in figures:
+        bound = "≥" if figure.at_least else "≤"
+        report.add_row(
+            figure.name,
+            f"{_number(figure.value)} {figure.unit}",
+            f"{bound} {_number(figure.target)} {figure.unit}",
+            "[green]ok[/green]" if figure.met else "[red]missed[/red]",
+            figure.detail,
+        )
+    return report
+
+
+# --- command ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=10_000, help="customers (10000)")
+    parser.add_argument("--years", type=int, default=5, help="years of history (5)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the company (7)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per case (20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per case (3)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return parser.parse_args(argv)
+
+
+def import_figures(path: Path, rows: int, env: Mapping[str, str]) -> list[Figure]:
+    seconds, peak_mb = run_import(path, env)
+    return [
+        Figure(
+            "import",
+            rows / seconds,
+            "rows/s",
+            20_000,
+            at_least=True,
+            detail=f"{rows:,} rows, {seconds:.1f} s",
+        ),
+        Figure("import peak memory", peak_mb, "MB", 300),
+    ]
+
+
+def run(args: argparse.Namespace, console: Console) -> list[Figure]:
+    admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
+    url = asyncio.run(fresh_database(admin_url))
+    console.print(f"database: {make_url(url).render_as_string(hide_password=True)}")
+    path, rows = write_data(args.customers, args.years, args.seed)
+    console.print(
+        f"data: {path.relative_to(REPO)} ({rows:,} periods, {args.customers:,} customers)"
+    )
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
+    figures = import_figures(path, rows, env)
+    start = add_months(DATA_END, -12 * args.years)
+    bench_cases = cases(start, DATA_END - timedelta(days=1))
+    return figures + measure_server(env, bench_cases, args.warmup, args.runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 100  # rich's 80 columns fold the table in logs and CI output
+    try:
+        figures = run(args, console)
+    except BenchFailed as error:
+        console.print(f"[red]benchmark failed:[/red] {error}")
+        return 2
+    title = f"{args.customers:,} customers, {args.years} years, {args.runs} runs per query"
+    console.print(table(figures, title))
+    return 1 if args.strict and not all(figure.met for figure in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

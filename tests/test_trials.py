@@ -1,0 +1,90 @@
+"""Trials (METRICS.md 6): started, converted (also late), expired, funnel — by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, execute_errors, import_text
+
+HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,status,trial_start,trial_end,plan\n"
+# T1 trials Jan 1-15 then pays: converts Jan 15.
+# T2 trials Jan 10-24 then is canceled: expires Jan 24.
+# T3 trials Jan 20-Feb 3, stays unpaid (incomplete) and pays from Mar 1: converts late, Mar 1.
+# T4 gives its trial in columns (Jan 18 - Feb 1) on its first paid period: converts Feb 1.
+# T5 trials Feb 10-24 and its history stops: expires Feb 24.
+# T6 trials from Mar 20, still trialing: in progress.
+TRIALS = (
+    HEADER
+    + """\
+t1,C1,2024-01-01,2024-01-15,50,trialing,,,Basic
+t1,C1,2024-01-15,,50,active,,,Basic
+t2,C2,2024-01-10,2024-01-24,50,trialing,,,Basic
+t2,C2,2024-01-24,,50,canceled,,,Basic
+t3,C3,2024-01-20,2024-02-03,50,trialing,,,Pro
+t3,C3,2024-02-03,2024-03-01,50,incomplete,,,Pro
+t3,C3,2024-03-01,,50,active,,,Pro
+t4,C4,2024-02-01,,50,active,2024-01-18,2024-02-01,Pro
+t5,C5,2024-02-10,2024-02-24,50,trialing,,,Basic
+t6,C6,2024-03-20,,50,trialing,,,Basic
+n1,C7,2024-01-01,,80,active,,,Basic
+"""
+)
+QUERY = """query($spec: QuerySpecInput) {
+  trials(start: "2024-01-01", end: "2024-03-31", interval: MONTH, spec: $spec) {
+    points { date endDate trialsStarted trialsConverted trialsExpired conversionRate }
+    funnel { started converted expired inProgress conversionRate } } }"""
+
+
+async def trials(metrics: MetricsEngine, spec: Any = None) -> dict[str, Any]:
+    result: dict[str, Any] = (await execute(metrics, QUERY, {"spec": spec}))["trials"]
+    return result
+
+
+async def test_trials_by_hand(engine: AsyncEngine, metrics: MetricsEngine) -> None:
+    await import_text(engine, TRIALS)
+    data = await trials(metrics)
+    counts = [
+        (p["trialsStarted"], p["trialsConverted"], p["trialsExpired"]) for p in data["points"]
+    ]
+    assert counts == [(4, 1, 1), (1, 1, 1), (1, 1, 0)]
+    assert [p["conversionRate"] for p in data["points"]] == [0.5, 0.5, 1.0]
+    assert data["funnel"] == {
+        "started": 6,
+        "converted": 3,
+        "expired": 2,
+        "inProgress": 1,
+        "conversionRate": 0.6,
+    }
+
+
+async def test_trialing_contributes_no_mrr(engine: AsyncEngine, metrics: MetricsEngine) -> None:
+    await import_text(engine, TRIALS)
+    data = await execute(metrics, '{ snapshot(at: "2024-01-31") { mrr customers } }')
+    # Only C1 (paying from Jan 15) and C7 contribute; the trials and C3's unpaid time don't.
+    assert data["snapshot"] == {"mrr": 13000, "customers": 2}
+
+
+async def test_trials_follow_filters(engine: AsyncEngine, metrics: MetricsEngine) -> None:
+    await import_text(engine, TRIALS)
+    pro = await trials(metrics, {"filters": [{"field": "plan", "values": ["Pro"]}]})
+    assert pro["funnel"] == {
+        "started": 2,
+        "converted": 2,
+        "expired": 0,
+        "inProgress": 0,
+        "conversionRate": 1.0,
+    }
+    [error] = await execute_errors(metrics, QUERY, {"spec": {"dimensions": ["plan"]}})
+    assert "trials take filters, not dimensions" in error["message"]
+
+
+@pytest.mark.parametrize("line", ["t9,C9,2024-01-01,,10,trialing,2024-02-01,2024-01-01,"])
+async def test_trial_end_before_start_is_refused(engine: AsyncEngine, line: str) -> None:
+    from app.errors import ImportFailed
+
+    with pytest.raises(ImportFailed, match="trial_end 2024-01-01 is before trial_start"):
+        await import_text(engine, HEADER + line + "\n")
