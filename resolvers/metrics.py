@@ -7,6 +7,7 @@ from dataclasses import fields
 from datetime import date
 
 from app.errors import InvalidQuery
+from app.metrics.churn import ChurnPage, ChurnRequest, Cursor
 from app.metrics.cohorts import Cohort, CohortRequest
 from app.metrics.cube import Cube
 from app.metrics.points import Point, Summary, summarize
@@ -90,3 +91,17 @@ async def trials(
     context: Context, start: date, end: date, interval: Interval, spec: QuerySpec
 ) -> Trials:
     return await context.metrics.trials(TrialsRequest(start, end, interval, spec))
+
+
+async def churn_page(
+    context: Context,
+    start: date,
+    end: date,
+    spec: QuerySpec,
+    kinds: tuple[str, ...],
+    first: int,
+    after: str | None,
+) -> ChurnPage:
+    cursor = Cursor.decode(after) if after else None
+    request = ChurnRequest(start, end, spec, kinds, first, cursor)
+    return await context.metrics.churn(request)

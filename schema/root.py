@@ -18,6 +18,7 @@ from schema.errors import ErrorCodes
 from schema.scalars import SCALARS
 from schema.selection import selected_names, wanted_point_fields
 from schema.types import (
+    ChurnReport,
     Cohort,
     DimensionInfo,
     FilterInfo,
@@ -93,6 +94,18 @@ class Query:
     ) -> Trials:
         spec_ = _spec(spec)
         return await resolve.trials(info.context, start, end, interval, spec_)  # type: ignore[return-value]
+
+    @strawberry.field(description="Churn detail: churned customers and revenue-churn events.")
+    def churn(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        spec: QuerySpecInput | None = None,
+    ) -> ChurnReport:
+        query_spec = _spec(spec)
+        currency = query_spec.currency or info.context.metrics.base_currency
+        return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
 
     @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
     async def snapshot(

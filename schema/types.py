@@ -6,6 +6,7 @@ import datetime
 
 import strawberry
 
+from app.metrics.churn import LOGO, REVENUE
 from app.metrics.service import Breakdown as BreakdownResult
 from app.metrics.spec import FilterOp as FilterOpEnum
 from app.metrics.spec import Interval as IntervalEnum
@@ -180,6 +181,65 @@ class TrialFunnel:
 class Trials:
     points: list[TrialPoint]
     funnel: TrialFunnel
+
+
+@strawberry.type
+class PageInfo:
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type(description="A churn or contraction movement of one customer on one day.")
+class ChurnEvent:
+    customer_id: strawberry.ID
+    external_id: str
+    name: str | None
+    day: datetime.date
+    kind: str
+    amount: Cents = strawberry.field(description="The movement (negative): MRR lost.")
+    mrr_before: Cents
+    mrr_after: Cents
+    plans: list[str] = strawberry.field(description="Plans whose MRR stopped or shrank.")
+    cursor: str
+
+
+@strawberry.type
+class ChurnPage:
+    total_count: int
+    total_amount: Cents = strawberry.field(description="Sum of all events' amounts (all pages).")
+    events: list[ChurnEvent]
+    end_cursor: strawberry.Private[str | None]
+    has_next_page: strawberry.Private[bool]
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        return PageInfo(end_cursor=self.end_cursor, has_next_page=self.has_next_page)
+
+
+@strawberry.type(description="Who churned, and every revenue-churn movement, in [start, end].")
+class ChurnReport:
+    start: datetime.date
+    end: datetime.date
+    currency: str
+    spec: strawberry.Private[resolve.QuerySpec]
+
+    @strawberry.field(description="Logo churn: customers whose MRR went to 0.")
+    async def churned_customers(
+        self, info: strawberry.Info[Context, None], first: int = 50, after: str | None = None
+    ) -> ChurnPage:
+        page = await resolve.churn_page(
+            info.context, self.start, self.end, self.spec, LOGO, first, after
+        )
+        return page  # type: ignore[return-value]
+
+    @strawberry.field(description="Revenue churn: churn and contraction movements.")
+    async def revenue_churn(
+        self, info: strawberry.Info[Context, None], first: int = 50, after: str | None = None
+    ) -> ChurnPage:
+        page = await resolve.churn_page(
+            info.context, self.start, self.end, self.spec, REVENUE, first, after
+        )
+        return page  # type: ignore[return-value]
 
 
 @strawberry.type

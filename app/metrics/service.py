@@ -11,9 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import UserError
+from app.metrics.churn import ChurnPage, ChurnRequest, build_page, compile_page, compile_totals
+from app.metrics.churn import request_problems as churn_problems
 from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
 from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.cube import Cube, validate
+from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
 from app.metrics.periods import period_count
@@ -45,6 +48,23 @@ def request_problems(request: SeriesRequest) -> list[str]:
     return []
 
 
+def check_rates(missing: str | None) -> None:
+    """Raise the user error for the first movement without an FX rate, if any."""
+    if missing:
+        currency, day = missing.split(" ")
+        raise UserError(
+            f"no FX rate for {currency} on or before {day}: load rates with "
+            "`tidemill fx load` (ECB reference rates) or `tidemill fx import FILE.csv`"
+        )
+
+
+def currencies_of_spec(
+    spec: QuerySpec, base: str, present: frozenset[str], start: date
+) -> Currencies:
+    fixed_on = start if spec.fix_fx else None
+    return Currencies(base=base, report=spec.currency or base, fixed_on=fixed_on, present=present)
+
+
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
@@ -65,12 +85,8 @@ class MetricsEngine:
             statement = compile_series(self.cube, request, self.base_currency, present)
             result = await connection.execute(statement)
             rows = result.mappings().all()
-        if rows and rows[0]["fx_missing"]:
-            currency, day = rows[0]["fx_missing"].split(" ")
-            raise UserError(
-                f"no FX rate for {currency} on or before {day}: load rates with "
-                "`tidemill fx load` (ECB reference rates) or `tidemill fx import FILE.csv`"
-            )
+        if rows:
+            check_rates(rows[0]["fx_missing"])
         return rows
 
     async def _churn_history(self, request: SeriesRequest) -> Rates:
@@ -122,6 +138,23 @@ class MetricsEngine:
             points = rows.all()
             funnel = (await connection.execute(compile_funnel(self.cube, request))).mappings()
             return build_trials(points, funnel.one(), request)
+
+    async def churn(self, request: ChurnRequest) -> ChurnPage:
+        """A page of churn (and contraction) movements with totals over all of them."""
+        validate(self.cube, request.spec, churn_problems(request))
+        async with self.engine.connect() as connection:
+            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+            currencies = currencies_of_spec(
+                request.spec, self.base_currency, present, request.start
+            )
+            totals = (
+                (await connection.execute(compile_totals(self.cube, request, currencies)))
+                .mappings()
+                .one()
+            )
+            check_rates(totals["fx_missing"])
+            page = await connection.execute(compile_page(self.cube, request, currencies))
+            return build_page(page.mappings().all(), totals, request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""

@@ -1,0 +1,182 @@
+"""Churn detail: who churned (logo churn) and every revenue-churn movement, paginated.
+
+Events are the `churn` (and, for revenue churn, `contraction`) movements of METRICS.md 3 in the
+spec's scope, with amounts in the report currency converted on their day (METRICS.md 7), so
+they add up to the series' `churn` and `contraction`. Pages are keyset-paginated on
+(day, customer id): stable while data is added elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement, Select
+
+from app.errors import UserError
+from app.metrics.cube import Cube
+from app.metrics.fx import Currencies, conversion_table, converted_movements, missing_rate
+from app.metrics.mrr import NO_VALUE, movement_source
+from app.metrics.spec import QuerySpec
+from app.tables import customer, mrr_change, plan
+
+LOGO = ("churn",)
+REVENUE = ("churn", "contraction")
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Cursor:
+    day: date
+    customer_id: int
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.day}:{self.customer_id}".encode()).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            day, customer_id = base64.urlsafe_b64decode(text.encode()).decode().split(":")
+            return cls(date.fromisoformat(day), int(customer_id))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise UserError(f"after {text!r} is not a cursor returned by this field") from None
+
+
+@dataclass(frozen=True)
+class ChurnRequest:
+    start: date
+    end: date
+    spec: QuerySpec = field(default_factory=QuerySpec)
+    kinds: tuple[str, ...] = REVENUE
+    first: int = 50
+    after: Cursor | None = None
+
+
+@dataclass(frozen=True)
+class ChurnEvent:
+    customer_id: int
+    external_id: str
+    name: str | None
+    day: date
+    kind: str
+    amount: int
+    mrr_before: int
+    mrr_after: int
+    plans: tuple[str, ...]  # the plans whose MRR stopped or shrank that day
+    cursor: str
+
+
+@dataclass(frozen=True)
+class ChurnPage:
+    total_count: int
+    total_amount: int
+    events: tuple[ChurnEvent, ...]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+def request_problems(request: ChurnRequest) -> list[str]:
+    problems = []
+    if request.start > request.end:
+        problems.append(f"start {request.start} is after end {request.end}")
+    if request.spec.dimensions:
+        problems.append("churn detail takes filters, not dimensions")
+    if not 1 <= request.first <= MAX_PAGE:
+        problems.append(f"first must be between 1 and {MAX_PAGE}, not {request.first}")
+    return problems
+
+
+def _plans_left(customer_id: ColumnElement[Any], day: ColumnElement[Any]) -> Any:
+    name = sa.func.coalesce(plan.c.name, NO_VALUE)
+    return (
+        sa.select(sa.func.array_agg(sa.distinct(name)))
+        .select_from(mrr_change)
+        .outerjoin(plan, plan.c.id == mrr_change.c.plan_id)
+        .where(
+            mrr_change.c.customer_id == customer_id,
+            mrr_change.c.day == day,
+            mrr_change.c.delta < 0,
+        )
+        .scalar_subquery()
+    )
+
+
+def _events(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Any:
+    """The matching movements in the report currency, and the missing-rate probe."""
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    mv = movement_source(cube, request.spec)
+    missing: ColumnElement[Any] = sa.null()
+    if currencies.needs_conversion:
+        conv = conversion_table(mv, currencies, end)
+        mv = converted_movements(mv, conv, [], currencies.report)
+        missing = missing_rate(mv)
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    events = (
+        sa.select(mv)
+        .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, end))
+        .subquery("events")
+    )
+    return events, missing
+
+
+def compile_totals(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Select[Any]:
+    events, missing = _events(cube, request, currencies)
+    return sa.select(
+        sa.func.count().label("total_count"),
+        sa.func.coalesce(sa.func.sum(events.c.amount), 0).label("total_amount"),
+        missing.label("fx_missing"),
+    ).select_from(events)
+
+
+def compile_page(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Select[Any]:
+    """One page of events after the cursor, ordered by (day, customer id)."""
+    events, _ = _events(cube, request, currencies)
+    page = sa.select(events)
+    if request.after is not None:
+        after = sa.tuple_(
+            sa.bindparam("after_day", request.after.day, type_=sa.Date),
+            sa.bindparam("after_customer", request.after.customer_id, type_=sa.BigInteger),
+        )
+        page = page.where(sa.tuple_(events.c.day, events.c.customer_id) > after)
+    order = (events.c.day, events.c.customer_id)
+    limited = page.order_by(*order).limit(request.first + 1).subquery("page")
+    return (
+        sa.select(
+            limited,
+            customer.c.external_id,
+            customer.c.name,
+            _plans_left(limited.c.customer_id, limited.c.day).label("plans"),
+        )
+        .join_from(limited, customer, customer.c.id == limited.c.customer_id)
+        .order_by(limited.c.day, limited.c.customer_id)
+    )
+
+
+def build_page(rows: Sequence[Any], totals: Any, request: ChurnRequest) -> ChurnPage:
+    events = tuple(
+        ChurnEvent(
+            customer_id=row["customer_id"],
+            external_id=row["external_id"],
+            name=row["name"],
+            day=row["day"],
+            kind=row["kind"],
+            amount=row["amount"],
+            mrr_before=row["before"],
+            mrr_after=row["after"],
+            plans=tuple(sorted(row["plans"] or ())),
+            cursor=Cursor(row["day"], row["customer_id"]).encode(),
+        )
+        for row in rows[: request.first]
+    )
+    return ChurnPage(
+        total_count=int(totals["total_count"]),
+        total_amount=int(totals["total_amount"]),
+        events=events,
+        end_cursor=events[-1].cursor if events else None,
+        has_next_page=len(rows) > request.first,
+    )
