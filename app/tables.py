@@ -70,6 +70,7 @@ subscription_version = sa.Table(
     sa.Column("mrr", sa.BigInteger, nullable=False),  # cents in `currency`, METRICS.md 2
     sa.Column("trial_start", sa.Date),
     sa.Column("trial_end", sa.Date),
+    sa.Column("pricing_model", sa.Text, nullable=False),  # flat | per_unit | tiered
     sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
     sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
     sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
@@ -86,6 +87,8 @@ mrr_change = sa.Table(
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("plan_id", sa.BigInteger),
     sa.Column("plan_interval", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("pricing_model", sa.Text, nullable=False),
     sa.Index("mrr_change_customer_day_idx", "customer_id", "day"),
 )
 

@@ -44,6 +44,8 @@ def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[ob
             version.c.currency,
             version.c.plan_id,
             _plan_interval(version).label("plan_interval"),
+            version.c.status,
+            version.c.pricing_model,
         )
         .join(subscription, subscription.c.id == version.c.subscription_id)
         .where(
@@ -117,6 +119,8 @@ async def recompute_touched(connection: AsyncConnection) -> None:
         "currency",
         "plan_id",
         "plan_interval",
+        "status",
+        "pricing_model",
     ]
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
     await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))

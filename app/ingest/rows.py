@@ -29,3 +29,4 @@ class PeriodRow:
     country: str | None
     trial_start: date | None = None
     trial_end: date | None = None
+    pricing_model: str = "flat"  # flat | per_unit | tiered

@@ -45,7 +45,7 @@ CREATE TEMP TABLE stage_period (
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
     status text, plan text, quantity integer, amount numeric, billing_interval text,
     interval_count integer, currency text, mrr bigint, trial_start date, trial_end date,
-    customer_name text, email text, country text
+    customer_name text, email text, country text, pricing_model text
 ) ON COMMIT DROP
 """
 
@@ -133,7 +133,7 @@ _APPLY = [
     CREATE TEMP TABLE new_version ON COMMIT DROP AS
     SELECT s.id AS subscription_id, st.valid_from, st.valid_to, st.status, p.id AS plan_id,
            st.quantity, st.amount, st.billing_interval, st.interval_count, st.currency, st.mrr,
-           st.trial_start, st.trial_end
+           st.trial_start, st.trial_end, st.pricing_model
     FROM stage_period st
     JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
     LEFT JOIN plan p ON p.source = :source AND p.external_id = st.plan
@@ -141,7 +141,7 @@ _APPLY = [
     """
     CREATE TEMP TABLE old_version ON COMMIT DROP AS
     SELECT subscription_id, valid_from, valid_to, status, plan_id, quantity, amount,
-           billing_interval, interval_count, currency, mrr, trial_start, trial_end
+           billing_interval, interval_count, currency, mrr, trial_start, trial_end, pricing_model
     FROM subscription_version
     WHERE subscription_id IN (SELECT subscription_id FROM new_version)
     """,
@@ -166,7 +166,7 @@ _APPLY = [
     """
     INSERT INTO subscription_version (subscription_id, valid_from, valid_to, status, plan_id,
         quantity, amount, billing_interval, interval_count, currency, mrr, trial_start,
-        trial_end)
+        trial_end, pricing_model)
     SELECT * FROM new_version
     WHERE subscription_id IN (SELECT subscription_id FROM changed_subscription)
     """,

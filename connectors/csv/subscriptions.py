@@ -2,7 +2,9 @@
 
 Columns: subscription_id, customer_id, start_date, end_date (exclusive, empty = open) and either
 monthly_amount (the subscription's monthly total) or amount + interval [+ interval_count,
-quantity]; optional: currency, plan, status, trial_start, trial_end, customer_name, email, country.
+quantity]; optional: currency, plan, status, trial_start, trial_end, pricing_model (flat,
+per_unit or tiered; default per_unit when the row gives a quantity, else flat), customer_name,
+email, country.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ STATUSES = (
     "paused",
     "canceled",
 )
+PRICING_MODELS = ("flat", "per_unit", "tiered")
 OPTIONAL = (
     "monthly_amount",
     "amount",
@@ -38,6 +41,7 @@ OPTIONAL = (
     "status",
     "trial_start",
     "trial_end",
+    "pricing_model",
     "customer_name",
     "email",
     "country",
@@ -160,6 +164,7 @@ def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
     if valid_to is not None and valid_to <= valid_from:
         raise RowError(f"end_date {valid_to} is not after start_date {valid_from}")
     amount, quantity, interval, count = _price(row)
+    default_model = "per_unit" if "quantity" in row else "flat"
     trial_start, trial_end = _date(row, "trial_start"), _date(row, "trial_end")
     if trial_start and trial_end and trial_end < trial_start:
         raise RowError(f"trial_end {trial_end} is before trial_start {trial_start}")
@@ -182,6 +187,7 @@ def parse_row(line: int, row: dict[str, str], base_currency: str) -> PeriodRow:
         customer_name=row.get("customer_name"),
         email=row.get("email"),
         country=_country(row),
+        pricing_model=_choice(row, "pricing_model", PRICING_MODELS, default_model),
     )
 
 

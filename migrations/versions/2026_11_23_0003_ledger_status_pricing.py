@@ -1,0 +1,38 @@
+"""Subscription status and pricing model on versions and ledger rows (dimensions).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-23
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "subscription_version",
+        sa.Column("pricing_model", sa.Text, nullable=False, server_default="flat"),
+    )
+    op.alter_column("subscription_version", "pricing_model", server_default=None)
+    op.add_column(
+        "mrr_change", sa.Column("status", sa.Text, nullable=False, server_default="active")
+    )
+    op.add_column(
+        "mrr_change", sa.Column("pricing_model", sa.Text, nullable=False, server_default="flat")
+    )
+    op.alter_column("mrr_change", "status", server_default=None)
+    op.alter_column("mrr_change", "pricing_model", server_default=None)
+
+
+def downgrade() -> None:
+    op.drop_column("mrr_change", "pricing_model")
+    op.drop_column("mrr_change", "status")
+    op.drop_column("subscription_version", "pricing_model")
