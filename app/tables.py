@@ -20,6 +20,7 @@ customer = sa.Table(
     sa.Column("name", sa.Text),
     sa.Column("email", sa.Text),
     sa.Column("country", sa.Text),
+    sa.Column("customer_since", sa.Date),  # day of its first `new` movement (derived)
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

@@ -12,7 +12,9 @@ from tests.conftest import execute_errors, import_text, table_counts
 
 SERIES = """query($spec: QuerySpecInput, $start: Date! = "2024-01-01", $end: Date! = "2024-03-31") {
   series(start: $start, end: $end, spec: $spec) { points { mrr } } }"""
-VALID = "plan, currency, plan_interval, customer_country"
+VALID = (
+    "plan, currency, plan_interval, customer_country, region, customer_age, status, pricing_model"
+)
 
 
 async def test_unknown_dimension_and_filter_list_the_valid_names(

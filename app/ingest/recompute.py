@@ -66,7 +66,7 @@ async def _recompute_scopes(connection: AsyncConnection) -> None:
     await connection.execute(
         sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
     )
-    sources = Sources(rows=mrr_change, plan=plan, customer=customer)
+    sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
     for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
         value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
         changes = (
@@ -139,6 +139,13 @@ async def recompute_touched(connection: AsyncConnection) -> None:
     ]
     await connection.execute(sa.insert(movement).from_select(columns, derived))
     await _recompute_scopes(connection)
+    await connection.execute(
+        sa.text(
+            "UPDATE customer c SET customer_since = ("
+            " SELECT min(day) FROM movement m WHERE m.customer_id = c.id AND m.kind = 'new')"
+            " WHERE c.id IN (SELECT customer_id FROM touched_customer)"
+        )
+    )
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "

@@ -109,7 +109,7 @@ def _plans_left(customer_id: ColumnElement[Any], day: ColumnElement[Any]) -> Any
 def _events(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Any:
     """The matching movements in the report currency, and the missing-rate probe."""
     end = sa.bindparam("end", request.end, type_=sa.Date)
-    mv = movement_source(cube, request.spec)
+    mv = movement_source(cube, request.spec, end)
     missing: ColumnElement[Any] = sa.null()
     if currencies.needs_conversion:
         conv = conversion_table(mv, currencies, end)

@@ -68,9 +68,9 @@ def _month(day: ColumnElement[Any]) -> ColumnElement[Any]:
 def compile_cohorts(cube: Cube, request: CohortRequest) -> Select[tuple[object, ...]]:
     """Per (cohort, movement month): the members' MRR change, active-count change and the
     day-weighted MRR for realized LTV; plus each cohort's size."""
-    mv = movement_source(cube, request.spec)
     start: ColumnElement[Any] = sa.bindparam("start", request.start, type_=sa.Date)
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
+    mv = movement_source(cube, request.spec, end)
     month = _month(mv.c.day)
     members = (
         sa.select(mv.c.customer_id, month.label("cohort"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
@@ -30,6 +31,7 @@ class Sources:
     rows: sa.FromClause
     plan: sa.FromClause
     customer: sa.FromClause
+    end: sa.ColumnElement[Any]  # the last day the query reads (for time-relative dimensions)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from app.metrics.fx import (
     missing_rate,
     revaluation,
 )
+from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
 from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
 from app.movements import movements_from_changes
 from app.tables import customer, movement, movement_scope, mrr_change, plan
@@ -34,6 +35,22 @@ CUSTOMER_FIELDS = frozenset(
     {f"{kind}_customers" for kind in KINDS}
     | {"churned_customers", "customer_churn_rate", "customer_retention_rate", "nrr", "grr", "asp"}
 )
+
+AGE_BUCKETS = ("0-6", "6-12", "12-24", "24+")
+
+
+def customer_age(since: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The MRR-timeline age bucket of a customer whose first `new` was on `since`."""
+    age = sa.func.age(end, since)
+    months = sa.extract("year", age) * 12 + sa.extract("month", age)
+    return sa.case(
+        (since.is_(None), sa.null()),
+        (months < 6, AGE_BUCKETS[0]),
+        (months < 12, AGE_BUCKETS[1]),
+        (months < 24, AGE_BUCKETS[2]),
+        else_=AGE_BUCKETS[3],
+    )
+
 
 MRR_CUBE = Cube(
     name="mrr",
@@ -66,6 +83,33 @@ MRR_CUBE = Cube(
             lambda s: s.customer.c.country,
             reads_customer=True,
         ),
+        Dimension(
+            "region",
+            f"Sales region of the customer's country: {', '.join(REGIONS)}",
+            Level.CUSTOMER,
+            lambda s: sa.case(COUNTRY_REGION, value=s.customer.c.country, else_=OTHER),
+            reads_customer=True,
+        ),
+        Dimension(
+            "customer_age",
+            "Months from the customer's first `new` to the end of the range: "
+            f"{', '.join(AGE_BUCKETS)}",
+            Level.CUSTOMER,
+            lambda s: customer_age(s.customer.c.customer_since, s.end),
+            reads_customer=True,
+        ),
+        Dimension(
+            "status",
+            "Subscription status while it earns MRR: active or past_due",
+            Level.SUBSCRIPTION,
+            lambda s: s.rows.c.status,
+        ),
+        Dimension(
+            "pricing_model",
+            "How the subscription is priced: flat, per_unit or tiered",
+            Level.SUBSCRIPTION,
+            lambda s: s.rows.c.pricing_model,
+        ),
     ),
 )
 
@@ -76,6 +120,7 @@ class Scope:
 
     cube: Cube
     spec: QuerySpec
+    end: ColumnElement[Any]  # the query's `end` parameter (time-relative dimensions read it)
 
     def used(self) -> list[Dimension]:
         names = [*self.spec.dimensions, *(item.field for item in self.spec.filters)]
@@ -114,7 +159,7 @@ Expressions = dict[str, ColumnElement[Any]]
 
 def expressions_for(scope: Scope, rows: FromClause, override: Expressions) -> Expressions:
     """SQL of each dimension the spec uses, reading `rows` (or as overridden)."""
-    sources = Sources(rows=rows, plan=plan, customer=customer)
+    sources = Sources(rows=rows, plan=plan, customer=customer, end=scope.end)
     return {d.name: override.get(d.name, d.expression(sources)) for d in scope.used()}
 
 
@@ -129,12 +174,12 @@ def where_clauses(spec: QuerySpec, expressions: Expressions) -> list[ColumnEleme
     return [filter_clause(expressions[item.field], item) for item in spec.filters]
 
 
-def movement_source(cube: Cube, spec: QuerySpec) -> FromClause:
+def movement_source(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
     """Movement rows (customer_id, g0.., day, kind, before, after, amount, currency, prev_day,
     next_day) in the spec's scope, in each customer's own currency. Three sources, one rule:
     the stored customer movements (customer-level dimensions only), the stored per-value
     movements of one dimension (movement_scope), or movements derived here from the ledger."""
-    scope = Scope(cube, spec)
+    scope = Scope(cube, spec, end)
     materialized = scope.materialized()
     if not scope.subscription_level:
         return _stored(movement, spec, expressions_for(scope, movement, {}), scope)
@@ -417,7 +462,7 @@ def compile_series(
     groups = group_names(request.spec)
     currencies = currencies_of(request, base_currency, present)
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
-    original = movement_source(cube, request.spec)
+    original = movement_source(cube, request.spec, end)
     periods = _periods(request, end)
     if currencies.needs_conversion:
         conv = conversion_table(original, currencies, end)

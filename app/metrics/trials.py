@@ -136,9 +136,9 @@ def trial_facts() -> FromClause:
     ).subquery("trials")
 
 
-def _scoped(cube: Cube, spec: QuerySpec) -> FromClause:
+def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
     facts = trial_facts()
-    scope = Scope(cube, spec)
+    scope = Scope(cube, spec, end)
     query = sa.select(facts).where(*where_clauses(spec, expressions_for(scope, facts, {})))
     if any(d.needs_plan for d in scope.used()):
         query = query.outerjoin_from(facts, plan, plan.c.id == facts.c.plan_id)
@@ -149,9 +149,9 @@ def _scoped(cube: Cube, spec: QuerySpec) -> FromClause:
 
 def compile_trials(cube: Cube, request: TrialsRequest) -> Select[tuple[object, ...]]:
     """Per period key `k`: trials started, converted and expired (each on its own day)."""
-    trials = _scoped(cube, request.spec)
     start = sa.bindparam("start", request.start, type_=sa.Date)
     end = sa.bindparam("end", request.end, type_=sa.Date)
+    trials = _scoped(cube, request.spec, end)
     periods = sa.select(
         sa.cast(
             sa.func.generate_series(
@@ -190,8 +190,8 @@ def compile_trials(cube: Cube, request: TrialsRequest) -> Select[tuple[object, .
 
 
 def compile_funnel(cube: Cube, request: TrialsRequest) -> Select[int, int, int]:
-    trials = _scoped(cube, request.spec)
     end = sa.bindparam("end", request.end, type_=sa.Date)
+    trials = _scoped(cube, request.spec, end)
     started = trials.c.started.between(sa.bindparam("start", request.start, type_=sa.Date), end)
     return sa.select(
         sa.func.count().label("started"),

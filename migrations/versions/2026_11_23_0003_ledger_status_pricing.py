@@ -1,4 +1,5 @@
-"""Subscription status and pricing model on versions and ledger rows (dimensions).
+"""Subscription status and pricing model on versions and ledger rows, and each customer's
+first day as a customer (dimensions).
 
 Revision ID: 0003
 Revises: 0002
@@ -30,9 +31,16 @@ def upgrade() -> None:
     )
     op.alter_column("mrr_change", "status", server_default=None)
     op.alter_column("mrr_change", "pricing_model", server_default=None)
+    op.add_column("customer", sa.Column("customer_since", sa.Date))
+    op.execute(
+        "UPDATE customer c SET customer_since = m.first_new FROM "
+        "(SELECT customer_id, min(day) AS first_new FROM movement WHERE kind = 'new' "
+        "GROUP BY customer_id) m WHERE m.customer_id = c.id"
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("customer", "customer_since")
     op.drop_column("mrr_change", "pricing_model")
     op.drop_column("mrr_change", "status")
     op.drop_column("subscription_version", "pricing_model")
