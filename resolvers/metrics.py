@@ -7,9 +7,9 @@ from dataclasses import fields
 from datetime import date
 
 from app.errors import InvalidQuery
+from app.metrics.catalog import MetricInfo
 from app.metrics.churn import ChurnPage, ChurnRequest, Cursor
 from app.metrics.cohorts import Cohort, CohortRequest
-from app.metrics.cube import Cube
 from app.metrics.points import Point, Summary, summarize
 from app.metrics.service import Breakdown
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
@@ -79,8 +79,8 @@ async def snapshot(context: Context, at: date, spec: QuerySpec, wanted: Iterable
     return await context.metrics.snapshot(at, spec, point_attributes(wanted))
 
 
-def cubes(context: Context) -> tuple[Cube, ...]:
-    return (context.metrics.cube,)
+def available_metrics(context: Context) -> tuple[MetricInfo, ...]:
+    return context.metrics.available_metrics()
 
 
 async def cohorts(context: Context, start: date, end: date, spec: QuerySpec) -> tuple[Cohort, ...]:

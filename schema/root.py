@@ -9,8 +9,6 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 
-from app.metrics.cube import Cube
-from app.metrics.spec import FilterOp as FilterOpEnum
 from app.metrics.spec import Interval as IntervalEnum
 from resolvers import metrics as resolve
 from resolvers.context import Context
@@ -20,8 +18,6 @@ from schema.selection import selected_names, wanted_point_fields
 from schema.types import (
     ChurnReport,
     Cohort,
-    DimensionInfo,
-    FilterInfo,
     Interval,
     Metric,
     Point,
@@ -37,25 +33,11 @@ def _spec(spec: QuerySpecInput | None) -> resolve.QuerySpec:
     return spec.to_spec() if spec else resolve.QuerySpec()
 
 
-def _metric(cube: Cube) -> Metric:
-    ops = list(FilterOpEnum)
-    return Metric(
-        name=cube.name,
-        description=cube.description,
-        unit="cents",
-        dimensions=[
-            DimensionInfo(name=d.name, description=d.description, kind=d.kind, level=d.level.value)
-            for d in cube.dimensions
-        ],
-        filters=[FilterInfo(name=d.name, ops=ops) for d in cube.dimensions],
-    )
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="Discovery: metric families with their dimensions and filters.")
     def metrics(self, info: Info) -> list[Metric]:
-        return [_metric(cube) for cube in resolve.cubes(info.context)]
+        return list(resolve.available_metrics(info.context))  # type: ignore[arg-type]
 
     @strawberry.field(description="A series over [start, end], one point per calendar period.")
     def series(

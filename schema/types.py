@@ -247,7 +247,10 @@ class DimensionInfo:
     name: str
     description: str
     kind: str
-    level: str
+
+    @strawberry.field(description="customer: selects customers; subscription: re-scopes MRR.")
+    def level(self) -> str:
+        return str(self.level.value)  # type: ignore[attr-defined]  # self is a cube Dimension
 
 
 @strawberry.type
@@ -256,10 +259,18 @@ class FilterInfo:
     ops: list[FilterOp]
 
 
-@strawberry.type(description="A metric family, its dimensions and filters (discovery).")
+@strawberry.type
+class FieldInfo:
+    name: str
+    description: str
+    unit: str = strawberry.field(description="cents, count, ratio or date")
+
+
+@strawberry.type(description="A metric family: its fields, dimensions and filters (discovery).")
 class Metric:
     name: str
     description: str
     unit: str
+    fields: list[FieldInfo]
     dimensions: list[DimensionInfo]
     filters: list[FilterInfo]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -11,7 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import UserError
-from app.metrics.churn import ChurnPage, ChurnRequest, build_page, compile_page, compile_totals
+from app.metrics.catalog import MetricInfo, catalog
+from app.metrics.churn import (
+    LOGO,
+    REVENUE,
+    ChurnPage,
+    ChurnRequest,
+    Cursor,
+    build_page,
+    compile_page,
+    compile_totals,
+)
 from app.metrics.churn import request_problems as churn_problems
 from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
 from app.metrics.cohorts import request_problems as cohort_problems
@@ -65,6 +75,39 @@ def currencies_of_spec(
     return Currencies(base=base, report=spec.currency or base, fixed_on=fixed_on, present=present)
 
 
+def day(params: Mapping[str, Any], name: str) -> date:
+    value = params.get(name)
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise UserError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def interval(params: Mapping[str, Any]) -> Interval:
+    value = params.get("interval", Interval.MONTH)
+    if isinstance(value, Interval):
+        return value
+    try:
+        return Interval(str(value).lower())
+    except ValueError:
+        accepted = ", ".join(i.value for i in Interval)
+        raise UserError(f"interval {value!r} is not one of: {accepted}") from None
+
+
+def series_request(params: Mapping[str, Any], spec: QuerySpec) -> SeriesRequest:
+    fields = frozenset(params.get("fields", ()))
+    return SeriesRequest(day(params, "start"), day(params, "end"), interval(params), spec, fields)
+
+
+def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
+    kinds = LOGO if params.get("type", "revenue") == "logo" else REVENUE
+    after = Cursor.decode(params["after"]) if params.get("after") else None
+    first = int(params.get("first", 50))
+    return ChurnRequest(day(params, "start"), day(params, "end"), spec, kinds, first, after)
+
+
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
@@ -74,6 +117,43 @@ class MetricsEngine:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
+
+    async def query(
+        self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
+    ) -> Any:
+        """The Python API: `await engine.query("mrr", {"query_type": "series", "start": ...,
+        "end": ..., "interval": "month"}, spec=QuerySpec(...))`. Query types: mrr -> series,
+        breakdown, snapshot; cohorts; trials; churn (params `type`: logo|revenue, `first`,
+        `after`). Dates may be `date`s or ISO strings. Results are the same dataclasses the
+        GraphQL API serves."""
+        spec = spec or QuerySpec()
+        match metric, params.get("query_type", "series"):
+            case "mrr", "series":
+                return await self.series(series_request(params, spec))
+            case "mrr", "breakdown":
+                return await self.breakdown(series_request(params, spec))
+            case "mrr", "snapshot":
+                return await self.snapshot(day(params, "at"), spec, frozenset())
+            case "cohorts", _:
+                return await self.cohorts(
+                    CohortRequest(day(params, "start"), day(params, "end"), spec)
+                )
+            case "trials", _:
+                request = TrialsRequest(
+                    day(params, "start"), day(params, "end"), interval(params), spec
+                )
+                return await self.trials(request)
+            case "churn", _:
+                return await self.churn(churn_request(params, spec))
+        names = ", ".join(m.name for m in self.available_metrics())
+        raise UserError(
+            f"unknown metric or query type {metric!r}/{params.get('query_type')!r}; metrics: "
+            f"{names} (mrr takes query_type series, breakdown or snapshot)"
+        )
+
+    def available_metrics(self) -> tuple[MetricInfo, ...]:
+        """Metric families with their fields, dimensions and filters."""
+        return catalog(self.cube)
 
     def validate(self, request: SeriesRequest) -> None:
         validate(self.cube, request.spec, request_problems(request))
