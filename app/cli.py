@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from app.cli_client import register
+from app.cli_common import console, fail
 from app.config import Settings, load_settings
 from app.errors import UserError
-from app.output import Format, cell, render
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 # Heavy modules (SQLAlchemy, Alembic, gql) are imported inside the commands that use them, so
 # every command starts fast.
 
-console = Console()
-errors = Console(stderr=True)
 cli = typer.Typer(help="Tidemill: subscription-revenue metrics over GraphQL.", no_args_is_help=True)
 importer = typer.Typer(help="Import data files.", no_args_is_help=True)
 cli.add_typer(importer, name="import")
@@ -30,35 +26,7 @@ fx = typer.Typer(
     help="Exchange rates (value of one unit in the base currency).", no_args_is_help=True
 )
 cli.add_typer(fx, name="fx")
-
-
-class IntervalChoice(StrEnum):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-    QUARTER = "quarter"
-    YEAR = "year"
-
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
-StartOption = Annotated[
-    datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD).")
-]
-EndOption = Annotated[
-    datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (YYYY-MM-DD).")
-]
-IntervalOption = Annotated[IntervalChoice, typer.Option(help="Period length of the series.")]
-DimensionOption = Annotated[
-    list[str] | None, typer.Option("--dimension", "-d", help="Break down by (repeatable).")
-]
-FilterOption = Annotated[
-    list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (repeatable).")
-]
-
-
-def fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
+register(cli)
 
 
 # --- server side -----------------------------------------------------------------------------
@@ -238,162 +206,6 @@ def fx_import(
     except UserError as error:
         raise fail(str(error)) from None
     console.print(f"imported {count} rates from {path}")
-
-
-# --- client side -----------------------------------------------------------------------------
-
-
-def _spec(dimensions: list[str] | None, filters: list[str] | None) -> dict[str, Any]:
-    parsed = []
-    for item in filters or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--filter {item!r} is not key=value")
-        values = value.split(",")
-        parsed.append({"field": key, "op": "IN" if len(values) > 1 else "EQ", "values": values})
-    return {"dimensions": dimensions or [], "filters": parsed}
-
-
-def _query(name: str, variables: dict[str, Any]) -> dict[str, Any]:
-    from app.client import ClientError, run
-
-    try:
-        return run(load_settings(), name, variables)
-    except ClientError as error:
-        raise fail(str(error)) from None
-
-
-def _day(value: datetime.datetime | None) -> str | None:
-    return value.date().isoformat() if value else None
-
-
-def _range(start: datetime.datetime | None, end: datetime.datetime | None) -> tuple[str, str]:
-    today = datetime.datetime.now(datetime.UTC).date()
-    last = end.date() if end else today
-    first = start.date() if start else last.replace(day=1) - datetime.timedelta(days=365)
-    return first.replace(day=first.day).isoformat(), last.isoformat()
-
-
-def _metric_command(
-    fields: list[str],
-    at: datetime.datetime | None,
-    start: datetime.datetime | None,
-    end: datetime.datetime | None,
-    interval: IntervalChoice,
-    dimension: list[str] | None,
-    filters: list[str] | None,
-    fmt: Format,
-) -> None:
-    spec = _spec(dimension, filters)
-    if start is None and end is None and not dimension:
-        data = _query("MrrSnapshot", {"at": _day(at), "spec": spec})["snapshot"]
-        render([{"date": data["date"], **{f: data[f] for f in fields if f in data}}], fmt)
-        return
-    first, last = _range(start, end)
-    variables = {"start": first, "end": last, "interval": interval.name, "spec": spec}
-    if dimension:
-        series = _query("MrrBreakdown", variables)["series"]
-        rows = [
-            {"key": entry["label"], "date": p["date"], **{f: p[f] for f in fields}}
-            for entry in series["breakdown"]
-            for p in entry["points"]
-        ]
-    else:
-        series = _query("MrrSeries", variables)["series"]
-        rows = [{"date": p["date"], **{f: p[f] for f in fields}} for p in series["points"]]
-    render(rows, fmt, currency=series["currency"])
-
-
-MRR_FIELDS = [
-    "mrr",
-    "customers",
-    "arpa",
-    "new",
-    "expansion",
-    "contraction",
-    "churn",
-    "reactivation",
-    "netNewMrr",
-]
-
-
-@cli.command()
-def mrr(
-    at: Annotated[
-        datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="MRR on this day.")
-    ] = None,
-    start: StartOption = None,
-    end: EndOption = None,
-    interval: IntervalOption = IntervalChoice.MONTH,
-    dimension: DimensionOption = None,
-    filters: FilterOption = None,
-    fmt: FormatOption = Format.TABLE,
-) -> None:
-    """MRR today (or --at a day), or a series with --start/--end [--interval]."""
-    _metric_command(MRR_FIELDS, at, start, end, interval, dimension, filters, fmt)
-
-
-@cli.command()
-def arr(
-    at: Annotated[
-        datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="ARR on this day.")
-    ] = None,
-    start: StartOption = None,
-    end: EndOption = None,
-    interval: IntervalOption = IntervalChoice.MONTH,
-    dimension: DimensionOption = None,
-    filters: FilterOption = None,
-    fmt: FormatOption = Format.TABLE,
-) -> None:
-    """ARR (12 x MRR) today, --at a day, or as a series."""
-    _metric_command(["arr", "customers"], at, start, end, interval, dimension, filters, fmt)
-
-
-SUMMARY_METRICS = [
-    "mrr",
-    "arr",
-    "customers",
-    "arpa",
-    "netNewMrr",
-    "customerChurnRate",
-    "mrrChurnRate",
-    "quickRatio",
-]
-
-
-@cli.command()
-def summary(
-    start: StartOption = None,
-    end: EndOption = None,
-    interval: IntervalOption = IntervalChoice.MONTH,
-    filters: FilterOption = None,
-    fmt: FormatOption = Format.TABLE,
-) -> None:
-    """Headline numbers: the last period against the one before it."""
-    today = datetime.datetime.now(datetime.UTC).date()
-    last = end.date() if end else today
-    first = (
-        start.date() if start else (last.replace(day=1) - datetime.timedelta(days=1)).replace(day=1)
-    )
-    variables = {
-        "start": first.isoformat(),
-        "end": last.isoformat(),
-        "interval": interval.name,
-        "spec": _spec(None, filters),
-    }
-    series = _query("Summary", variables)["series"]
-    rows = [{"metric": name, **series[name]} for name in SUMMARY_METRICS]
-    if fmt is Format.TABLE:
-        rows = [
-            {
-                "metric": row["metric"],
-                "current": cell(row["metric"], row["current"]),
-                "previous": cell(row["metric"], row["previous"]),
-                "change": cell("percentageChange", row["percentageChange"]),
-            }
-            for row in rows
-        ]
-    render(rows, fmt, currency=series["currency"], title=f"{first} to {last}")
 
 
 def count_progress() -> Any:

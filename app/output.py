@@ -25,6 +25,11 @@ MONEY_FIELDS = frozenset(
         "churn",
         "reactivation",
         "netNewMrr",
+        "ltv",
+        "amount",
+        "mrrBefore",
+        "mrrAfter",
+        "fxAdjustment",
     }
 )
 RATE_FIELDS = frozenset(
@@ -37,6 +42,11 @@ RATE_FIELDS = frozenset(
         "nrr",
         "grr",
         "percentageChange",
+        "customerChurnAvg",
+        "conversionRate",
+        "customerRetention",
+        "mrrRetention",
+        "trialConversion",
     }
 )
 

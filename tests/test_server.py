@@ -128,7 +128,7 @@ async def test_cli_explains_unreachable_server_and_bad_arguments(server: str) ->
     assert down.exit_code == 1
     assert "cannot reach the Tidemill server at http://127.0.0.1:1/graphql" in down.output
     bad = await asyncio.to_thread(
-        _tidemill, server, "mrr", "--start", "2019-03-01", "--end", "2019-04-30", "-d", "planet"
+        _tidemill, server, "mrr", "breakdown", "--start", "2019-03-01", "-d", "planet"
     )
     assert bad.exit_code == 1
     assert "[BAD_USER_INPUT] unknown dimension 'planet'" in " ".join(bad.output.split())

@@ -1,0 +1,49 @@
+"""What every `tidemill` command shares: consoles, error exit, common options."""
+
+from __future__ import annotations
+
+import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.output import Format
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class IntervalChoice(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+DAY_FORMAT = ["%Y-%m-%d"]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+StartOption = Annotated[
+    datetime.datetime | None, typer.Option(formats=DAY_FORMAT, help="First day (YYYY-MM-DD).")
+]
+EndOption = Annotated[
+    datetime.datetime | None, typer.Option(formats=DAY_FORMAT, help="Last day (YYYY-MM-DD).")
+]
+AtOption = Annotated[
+    datetime.datetime | None, typer.Option(formats=DAY_FORMAT, help="The day (YYYY-MM-DD).")
+]
+IntervalOption = Annotated[IntervalChoice, typer.Option(help="Period length of the series.")]
+DimensionOption = Annotated[
+    list[str] | None, typer.Option("--dimension", "-d", help="Break down by (repeatable).")
+]
+FilterOption = Annotated[
+    list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (repeatable).")
+]
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a user-facing error and return the exit to raise (exit code 1)."""
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)

@@ -1,0 +1,115 @@
+"""The metric commands of the CLI against a real server (the fixtures of test_server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import PLAYBOOK, import_text
+from tests.test_movements import COMPANY
+from tests.test_server import _tidemill, server
+from tests.test_trials import TRIALS
+
+__all__ = ["server"]  # the module-scoped uvicorn fixture
+
+
+async def tidemill_json(url: str, *args: str) -> Any:
+    result = await asyncio.to_thread(_tidemill, url, *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+async def playbook(engine: AsyncEngine) -> None:
+    await import_text(engine, PLAYBOOK.read_text())
+
+
+@pytest.mark.usefixtures("playbook")
+async def test_mrr_breakdown(server: str) -> None:
+    rows = await tidemill_json(
+        server,
+        "mrr",
+        "breakdown",
+        "-d",
+        "plan_interval",
+        "--start",
+        "2019-04-01",
+        "--end",
+        "2019-04-30",
+    )
+    assert rows == [
+        {
+            "key": "month",
+            "date": "2019-04-01",
+            "mrr": 89500,
+            "customers": 17,
+            "arpa": 5265,
+            "new": 12000,
+            "expansion": 6500,
+            "contraction": 0,
+            "churn": 0,
+            "reactivation": 5000,
+            "netNewMrr": 23500,
+        }
+    ]
+
+
+@pytest.mark.usefixtures("playbook")
+async def test_summary_has_the_headline_metrics(server: str) -> None:
+    rows = await tidemill_json(server, "summary", "--start", "2019-07-01", "--end", "2019-08-31")
+    by_metric = {row["metric"]: row for row in rows}
+    assert {"mrr", "arr", "customers", "arpa", "churn", "nrr", "ltv", "trialConversion"} <= set(
+        by_metric
+    )
+    assert by_metric["churn"]["current"] == -16000
+    assert by_metric["trialConversion"]["current"] is None  # no trials in this dataset
+
+
+async def test_churn_retention_ltv_trials(server: str, engine: AsyncEngine) -> None:
+    await import_text(engine, COMPANY)
+    window = ("--start", "2024-01-01", "--end", "2024-04-30")
+    logo = await tidemill_json(server, "churn", "--type", "logo", *window)
+    assert [(r["customer"], r["amount"], r["plans"]) for r in logo] == [
+        ("B", -5000, "Basic"),
+        ("E", -1000, "Basic"),
+    ]
+    revenue = await tidemill_json(server, "churn", *window)
+    assert [r["kind"] for r in revenue] == ["churn", "churn", "contraction"]
+    cohorts = await tidemill_json(server, "retention", *window)
+    assert [(c["cohort"], c["size"]) for c in cohorts] == [
+        ("2024-01-01", 3),
+        ("2024-02-01", 1),
+        ("2024-03-01", 1),
+    ]
+    ltv = await tidemill_json(server, "ltv", "--start", "2024-03-01", "--end", "2024-05-31")
+    assert [p["ltv"] for p in ltv] == [30000, 51000, 76500]
+    table = await asyncio.to_thread(_tidemill, server, "retention", *window)
+    assert table.exit_code == 0
+    assert "100.00 %" in table.output
+
+
+async def test_trials_command(server: str, engine: AsyncEngine) -> None:
+    await import_text(engine, TRIALS)
+    rows = await tidemill_json(server, "trials", "--start", "2024-01-01", "--end", "2024-03-31")
+    assert [(r["trialsStarted"], r["trialsConverted"], r["trialsExpired"]) for r in rows] == [
+        (4, 1, 1),
+        (1, 1, 1),
+        (1, 1, 0),
+    ]
+    table = await asyncio.to_thread(
+        _tidemill, server, "trials", "--start", "2024-01-01", "--end", "2024-03-31"
+    )
+    assert "funnel: 6 started, 3 converted, 2 expired, 1 in progress" in table.output
+
+
+async def test_bad_options_are_explained(server: str) -> None:
+    bad_type = await asyncio.to_thread(_tidemill, server, "churn", "--type", "people")
+    assert bad_type.exit_code == 1
+    assert "--type 'people' is not logo or revenue" in bad_type.output
+    no_dimension = await asyncio.to_thread(_tidemill, server, "mrr", "breakdown")
+    assert no_dimension.exit_code == 1
+    assert "give at least one --dimension" in no_dimension.output
