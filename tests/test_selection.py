@@ -1,0 +1,60 @@
+"""Only the selected fields are computed: a query for `mrr` alone runs neither the
+per-customer (churn, NRR) SQL nor the churn-average history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, import_text
+from tests.test_movements import COMPANY
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def run(metrics: MetricsEngine, fields: str) -> None:
+    await execute(
+        metrics, f'{{ series(start: "2024-01-01", end: "2024-04-30") {{ points {{ {fields} }} }} }}'
+    )
+
+
+def metric_statements(statements: list[str]) -> list[str]:
+    return [s for s in statements if "generate_series" in s]
+
+
+async def test_mrr_alone_runs_one_lean_statement(
+    engine: AsyncEngine, metrics: MetricsEngine, statements: list[str]
+) -> None:
+    await import_text(engine, COMPANY)
+    statements.clear()
+    await run(metrics, "mrr")
+    [series] = metric_statements(statements)
+    assert "first_before" not in series  # no per-customer pass
+
+
+async def test_nrr_adds_the_per_customer_pass_and_ltv_the_history(
+    engine: AsyncEngine, metrics: MetricsEngine, statements: list[str]
+) -> None:
+    await import_text(engine, COMPANY)
+    statements.clear()
+    await run(metrics, "mrr nrr")
+    [series] = metric_statements(statements)
+    assert "first_before" in series
+    statements.clear()
+    await run(metrics, "mrr ltv")
+    assert len(metric_statements(statements)) == 2  # the series and the monthly churn history
