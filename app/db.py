@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def start_embedded(data_dir: Path) -> URL:
     pg_dir = data_dir / "pg"
     if pg_dir not in _embedded_servers:
         pg_dir.mkdir(parents=True, exist_ok=True)
-        server = get_server(str(pg_dir), cleanup_mode="stop")
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            server = get_server(str(pg_dir), cleanup_mode="stop")
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
@@ -58,6 +61,9 @@ SESSION_SETTINGS = {
     "parallel_setup_cost": "100",
     "parallel_tuple_cost": "0.001",
     "min_parallel_table_scan_size": "0",
+    # metric statements are few and parameter-sensitive (date ranges, intervals): plan each
+    # execution for its values instead of falling back to a generic plan
+    "plan_cache_mode": "force_custom_plan",
 }
 
 

@@ -53,12 +53,7 @@ subscription_version = sa.Table(
     "subscription_version",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column(
-        "subscription_id",
-        sa.BigInteger,
-        sa.ForeignKey("subscription.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    sa.Column("subscription_id", sa.BigInteger, nullable=False),  # subscription.id
     sa.Column("valid_from", sa.Date, nullable=False),
     sa.Column("valid_to", sa.Date),
     sa.Column("status", sa.Text, nullable=False),

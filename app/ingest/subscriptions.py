@@ -22,9 +22,21 @@ from app.ingest.rows import PeriodRow
 from app.tables import import_run
 
 BATCH = 5_000
+REANALYZE_AFTER = 1_000  # customers recomputed
+DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope")
 MAX_REPORTED = 20
 STAGE_COLUMNS = [field.name for field in fields(PeriodRow)]
-as_record = operator.attrgetter(*STAGE_COLUMNS)
+_fields = operator.attrgetter(*STAGE_COLUMNS)
+_AMOUNT = STAGE_COLUMNS.index("amount")
+
+
+def as_record(row: PeriodRow) -> tuple[object, ...]:
+    """A COPY record; the amount travels as text (asyncpg's binary numeric encoder is the
+    slowest part of staging) and is cast to numeric by the server."""
+    record = list(_fields(row))
+    record[_AMOUNT] = str(record[_AMOUNT])
+    return tuple(record)
+
 
 Progress = Callable[[str, int], None]
 
@@ -43,7 +55,7 @@ def _noop(_stage: str, _count: int) -> None:
 _STAGE_DDL = """
 CREATE TEMP TABLE stage_period (
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
-    status text, plan text, quantity integer, amount numeric, billing_interval text,
+    status text, plan text, quantity integer, amount text, billing_interval text,
     interval_count integer, currency text, mrr bigint, trial_start date, trial_end date,
     customer_name text, email text, country text, pricing_model text
 ) ON COMMIT DROP
@@ -132,7 +144,8 @@ _APPLY = [
     """
     CREATE TEMP TABLE new_version ON COMMIT DROP AS
     SELECT s.id AS subscription_id, st.valid_from, st.valid_to, st.status, p.id AS plan_id,
-           st.quantity, st.amount, st.billing_interval, st.interval_count, st.currency, st.mrr,
+           st.quantity, st.amount::numeric, st.billing_interval, st.interval_count, st.currency,
+           st.mrr,
            st.trial_start, st.trial_end, st.pricing_model
     FROM stage_period st
     JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
@@ -271,4 +284,17 @@ async def load_periods(
                 changed_customers=touched,
             )
         )
+    if touched >= REANALYZE_AFTER:
+        await refresh_statistics(engine)
     return ImportResult(rows=count, changed_subscriptions=changed, changed_customers=touched)
+
+
+async def refresh_statistics(engine: AsyncEngine) -> None:
+    """Planner statistics for the derived tables after a large change, so the next metric
+    query gets good plans at once instead of after autovacuum's next round."""
+    async with engine.connect() as connection:
+        # a small sample is enough for the row counts and distributions these plans need
+        await connection.execute(sa.text("SET default_statistics_target = 10"))
+        await connection.execute(sa.text(f"ANALYZE {', '.join(DERIVED_TABLES)}"))
+        await connection.execute(sa.text("RESET default_statistics_target"))
+        await connection.commit()

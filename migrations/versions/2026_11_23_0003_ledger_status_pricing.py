@@ -18,6 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # versions are written only by the loader, joined to their subscription; the per-row FK
+    # check was the largest single cost of a big import (the unique key on (subscription_id,
+    # valid_from) still guards the history)
+    op.drop_constraint("subscription_version_subscription_id_fkey", "subscription_version")
     op.add_column(
         "subscription_version",
         sa.Column("pricing_model", sa.Text, nullable=False, server_default="flat"),
@@ -40,6 +44,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_foreign_key(
+        "subscription_version_subscription_id_fkey",
+        "subscription_version",
+        "subscription",
+        ["subscription_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
     op.drop_column("customer", "customer_since")
     op.drop_column("mrr_change", "pricing_model")
     op.drop_column("mrr_change", "status")
