@@ -108,12 +108,41 @@ class Figure:
         return self.value >= self.target if self.at_least else self.value <= self.target
 
 
+ALL_POINT_FIELDS = (
+    POINT_FIELDS
+    + """ customerRetentionRate mrrRetentionRate nrr grr customerChurnAvg ltv fxAdjustment"""
+)
+FULL_SERIES_QUERY = f"""
+query BenchFullSeries($start: Date!, $end: Date!, $interval: Interval!) {{
+  series(start: $start, end: $end, interval: $interval) {{ points {{ {ALL_POINT_FIELDS} }} }}
+}}
+"""
+SNAPSHOT_QUERY = f"""
+query BenchSnapshot($at: Date!) {{ snapshot(at: $at) {{ {ALL_POINT_FIELDS} }} }}
+"""
+COHORTS_QUERY = """
+query BenchCohorts($start: Date!, $end: Date!) {
+  cohorts(start: $start, end: $end) {
+    cohort size ltv cells { offset activeCustomers mrr customerRetention mrrRetention }
+  }
+}
+"""
+
+
 def cases(start: date, end: date) -> list[Case]:
     window = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
     by_plan = {**window, "spec": {"dimensions": ["plan"]}}
     return [
         Case("series", SERIES_QUERY, window, target_ms=150),
         Case("breakdown by plan", BREAKDOWN_QUERY, by_plan, target_ms=400),
+        Case("series, every field", FULL_SERIES_QUERY, window, target_ms=300),
+        Case("snapshot, every field", SNAPSHOT_QUERY, {"at": end.isoformat()}, target_ms=100),
+        Case(
+            "cohorts, 5 years",
+            COHORTS_QUERY,
+            {"start": start.isoformat(), "end": end.isoformat()},
+            target_ms=500,
+        ),
     ]
 
 
