@@ -9,7 +9,10 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 
+from app.customers import CustomerSort
+from app.errors import UserError
 from app.metrics.spec import Interval as IntervalEnum
+from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
 from schema.errors import ErrorCodes
@@ -18,8 +21,13 @@ from schema.selection import selected_names, wanted_point_fields
 from schema.types import (
     ChurnReport,
     Cohort,
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
+    CustomerSortEnum,
     Interval,
     Metric,
+    PageInfo,
     Point,
     QuerySpecInput,
     Series,
@@ -88,6 +96,36 @@ class Query:
         query_spec = _spec(spec)
         currency = query_spec.currency or info.context.metrics.base_currency
         return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
+
+    @strawberry.field(description="Customers: search, filter, sort, cursor-paginated.")
+    async def customers(
+        self,
+        info: Info,
+        search: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+        sort: CustomerSortEnum = CustomerSort.NAME,  # type: ignore[valid-type]
+        spec: QuerySpecInput | None = None,
+    ) -> CustomerConnection:
+        page = await resolve_customers.customer_page(
+            info.context, search, first, after, sort, _spec(spec)
+        )
+        edges = [
+            CustomerEdge(node=node, cursor=cursor)  # type: ignore[arg-type]
+            for node, cursor in zip(page.customers, page.cursors, strict=True)
+        ]
+        info_ = PageInfo(
+            end_cursor=page.cursors[-1] if page.cursors else None, has_next_page=page.has_next_page
+        )
+        return CustomerConnection(total_count=page.total_count, edges=edges, page_info=info_)
+
+    @strawberry.field(description="One customer by id.")
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer:
+        try:
+            ident = int(id)
+        except ValueError:
+            raise UserError(f"customer id {id!r} is not a customer id (a number)") from None
+        return await resolve_customers.customer(info.context, ident)  # type: ignore[return-value]
 
     @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
     async def snapshot(

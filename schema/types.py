@@ -6,11 +6,13 @@ import datetime
 
 import strawberry
 
+from app.customers import CustomerSort
 from app.metrics.churn import LOGO, REVENUE
 from app.metrics.service import Breakdown as BreakdownResult
 from app.metrics.spec import FilterOp as FilterOpEnum
 from app.metrics.spec import Interval as IntervalEnum
 from app.metrics.spec import SeriesRequest
+from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
 from schema.scalars import Cents
@@ -274,3 +276,91 @@ class Metric:
     fields: list[FieldInfo]
     dimensions: list[DimensionInfo]
     filters: list[FilterInfo]
+
+
+CustomerSortEnum = strawberry.enum(CustomerSort, name="CustomerSort")
+
+
+@strawberry.type(description="A subscription and its version in force today.")
+class Subscription:
+    id: strawberry.ID
+    external_id: str
+    plan: str | None
+    quantity: int
+    interval: str
+    status: str
+    mrr: Cents = strawberry.field(description="MRR of the version in force, its currency.")
+    currency: str
+    started: datetime.date
+    ended: datetime.date | None
+
+
+@strawberry.type(description="A movement of the customer's MRR (METRICS.md 3).")
+class Activity:
+    day: datetime.date
+    kind: str
+    amount: Cents
+    mrr_before: Cents
+    mrr_after: Cents
+    description: str = strawberry.field(description='e.g. "upgraded from Basic to Pro"')
+
+
+@strawberry.type(description="A customer and its facts (METRICS.md 8), batched per page.")
+class Customer:
+    id: strawberry.ID
+    external_id: str
+    source: str
+    name: str | None
+    email: str | None
+    country: str | None
+    customer_since: datetime.date | None = strawberry.field(
+        description="Day of its first `new` movement."
+    )
+
+    @strawberry.field(description="MRR today, in the customer's currency.")
+    async def mrr(self, info: strawberry.Info[Context, None]) -> Cents:
+        return Cents((await resolve_customers.state(info.context, int(self.id))).mrr)
+
+    @strawberry.field
+    async def arr(self, info: strawberry.Info[Context, None]) -> Cents:
+        return Cents(12 * (await resolve_customers.state(info.context, int(self.id))).mrr)
+
+    @strawberry.field(description="The customer's billing currency (null if never billed).")
+    async def currency(self, info: strawberry.Info[Context, None]) -> str | None:
+        return (await resolve_customers.state(info.context, int(self.id))).currency
+
+    @strawberry.field(description="active, trialing, churned or never_active.")
+    async def status(self, info: strawberry.Info[Context, None]) -> str:
+        return (await resolve_customers.state(info.context, int(self.id))).status
+
+    @strawberry.field(description="Day of its latest churn, when not active now.")
+    async def churned_at(self, info: strawberry.Info[Context, None]) -> datetime.date | None:
+        return (await resolve_customers.state(info.context, int(self.id))).churned_at
+
+    @strawberry.field(description="MRR lost in that churn.")
+    async def churned_mrr(self, info: strawberry.Info[Context, None]) -> Cents | None:
+        lost = (await resolve_customers.state(info.context, int(self.id))).churned_mrr
+        return None if lost is None else Cents(lost)
+
+    @strawberry.field
+    async def subscriptions(self, info: strawberry.Info[Context, None]) -> list[Subscription]:
+        facts = await resolve_customers.subscriptions(info.context, int(self.id))
+        return facts  # type: ignore[return-value]
+
+    @strawberry.field(description="Its movements, newest first.")
+    async def activities(self, info: strawberry.Info[Context, None]) -> list[Activity]:
+        found = await resolve_customers.activities(info.context, int(self.id))
+        return found  # type: ignore[return-value]
+
+
+@strawberry.type
+class CustomerEdge:
+    node: Customer
+    cursor: str
+
+
+@strawberry.type
+class CustomerConnection:
+    total_count: int
+    edges: list[CustomerEdge]
+    page_info: PageInfo

@@ -1,0 +1,403 @@
+"""Customers: the paginated list and the per-customer facts of METRICS.md 8.
+
+Every per-customer fact is loaded for a whole batch of customers in one statement (the
+GraphQL layer's dataloaders call these with the ids of a page), so a page costs a constant
+number of queries whatever its size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import ColumnElement
+
+from app.errors import NotFound, UserError
+from app.metrics.cube import Cube, Sources, filter_clause, validate
+from app.metrics.spec import QuerySpec
+from app.tables import customer, movement, mrr_change, plan, subscription, subscription_version
+
+MAX_PAGE = 200
+
+
+class CustomerSort(enum.Enum):
+    MRR = "mrr"  # highest first
+    NAME = "name"
+    CUSTOMER_SINCE = "customer_since"  # oldest first
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    id: int
+    external_id: str
+    source: str
+    name: str | None
+    email: str | None
+    country: str | None
+    customer_since: date | None
+    sort_value: Any = None
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    total_count: int
+    customers: tuple[CustomerRow, ...]
+    cursors: tuple[str, ...]
+    has_next_page: bool
+
+
+@dataclass(frozen=True)
+class CustomerQuery:
+    search: str | None = None
+    first: int = 50
+    after: str | None = None
+    sort: CustomerSort = CustomerSort.NAME
+    at: date = field(default_factory=date.today)
+    where: tuple[ColumnElement[bool], ...] = ()  # extra conditions on `customer` (filters)
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    """MRR (in the customer's currency) and churn facts of one customer at a day."""
+
+    mrr: int
+    currency: str | None
+    status: str  # active | trialing | churned | never_active
+    churned_at: date | None
+    churned_mrr: int | None
+
+
+@dataclass(frozen=True)
+class SubscriptionFacts:
+    id: int
+    external_id: str
+    plan: str | None
+    quantity: int
+    interval: str
+    status: str
+    mrr: int
+    currency: str
+    started: date
+    ended: date | None
+
+
+@dataclass(frozen=True)
+class Activity:
+    day: date
+    kind: str
+    amount: int
+    mrr_before: int
+    mrr_after: int
+    description: str
+
+
+def _encode(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode("\x1f".join(map(str, values)).encode()).decode()
+
+
+def _decode(cursor: str) -> list[str]:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode().split("\x1f")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise UserError(f"after {cursor!r} is not a cursor returned by this field") from None
+
+
+def current_mrr(at: date) -> ColumnElement[Any]:
+    """A customer's MRR (own currency) at `at`: the `after` of its last movement by then."""
+    latest = (
+        sa.select(movement.c.after)
+        .where(movement.c.customer_id == customer.c.id, movement.c.day <= at)
+        .order_by(movement.c.day.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(latest, 0)
+
+
+def _sort_key(query: CustomerQuery) -> ColumnElement[Any]:
+    match query.sort:
+        case CustomerSort.MRR:
+            return current_mrr(query.at)
+        case CustomerSort.NAME:
+            return sa.func.coalesce(customer.c.name, customer.c.external_id)
+        case CustomerSort.CUSTOMER_SINCE:
+            return sa.func.coalesce(customer.c.customer_since, sa.literal(date.max, sa.Date))
+
+
+def _matches(search: str | None) -> list[ColumnElement[bool]]:
+    """Email exact (case-insensitive), name or external id as a substring."""
+    if not search:
+        return []
+    return [
+        sa.or_(
+            sa.func.lower(customer.c.email) == search.lower(),
+            customer.c.name.icontains(search, autoescape=True),
+            customer.c.external_id.icontains(search, autoescape=True),
+        )
+    ]
+
+
+def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    """Keyset condition: rows strictly after the cursor in (key, id) order."""
+    if not query.after:
+        return []
+    try:
+        value, ident = _decode(query.after)
+        last_id = int(ident)
+        typed: Any = int(value) if query.sort is CustomerSort.MRR else value
+        if query.sort is CustomerSort.CUSTOMER_SINCE:
+            typed = date.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"after {query.after!r} is not a cursor for sort {query.sort.name}"
+        ) from None
+    descending = query.sort is CustomerSort.MRR
+    if descending:
+        return [sa.or_(key < typed, sa.and_(key == typed, customer.c.id > last_id))]
+    return [sa.tuple_(key, customer.c.id) > sa.tuple_(sa.literal(typed), sa.literal(last_id))]
+
+
+async def list_customers(engine: AsyncEngine, query: CustomerQuery) -> CustomerPage:
+    if not 1 <= query.first <= MAX_PAGE:
+        raise UserError(f"first must be between 1 and {MAX_PAGE}, not {query.first}")
+    key = _sort_key(query)
+    conditions = [*_matches(query.search), *query.where]
+    order = (key.desc() if query.sort is CustomerSort.MRR else key, customer.c.id)
+    page = (
+        sa.select(customer, key.label("sort_value"))
+        .where(*conditions, *_after(query, key))
+        .order_by(*order)
+        .limit(query.first + 1)
+    )
+    total = sa.select(sa.func.count()).select_from(customer).where(*conditions)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(page)).mappings().all()
+        count = int(await connection.scalar(total) or 0)
+    customers = tuple(_customer_row(row) for row in rows[: query.first])
+    cursors = tuple(_encode((c.sort_value, c.id)) for c in customers)
+    return CustomerPage(count, customers, cursors, has_next_page=len(rows) > query.first)
+
+
+def _customer_row(row: Any) -> CustomerRow:
+    return CustomerRow(
+        id=row["id"],
+        external_id=row["external_id"],
+        source=row["source"],
+        name=row["name"],
+        email=row["email"],
+        country=row["country"],
+        customer_since=row["customer_since"],
+        sort_value=row.get("sort_value"),
+    )
+
+
+async def customers_by_id(engine: AsyncEngine, ids: Sequence[int]) -> list[CustomerRow | None]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(customer).where(customer.c.id.in_(ids)))
+        found = {row["id"]: _customer_row(row) for row in rows.mappings()}
+    return [found.get(ident) for ident in ids]
+
+
+async def get_customer(engine: AsyncEngine, ident: int) -> CustomerRow:
+    [row] = await customers_by_id(engine, [ident])
+    if row is None:
+        raise NotFound(f"no customer with id {ident}")
+    return row
+
+
+async def states(engine: AsyncEngine, ids: Sequence[int], at: date) -> list[CustomerState]:
+    """MRR, status and churn facts of many customers, in one statement."""
+    last = (
+        sa.select(
+            movement.c.customer_id,
+            movement.c.kind,
+            movement.c.before,
+            movement.c.after,
+            movement.c.day,
+            movement.c.currency,
+        )
+        .where(movement.c.customer_id.in_(ids), movement.c.day <= at)
+        .order_by(movement.c.customer_id, movement.c.day.desc())
+        .ext(distinct_on(movement.c.customer_id))
+    )
+    trialing = (
+        sa.select(subscription.c.customer_id)
+        .join(subscription_version, subscription_version.c.subscription_id == subscription.c.id)
+        .where(
+            subscription.c.customer_id.in_(ids),
+            subscription_version.c.status == "trialing",
+            subscription_version.c.valid_from <= at,
+            sa.or_(subscription_version.c.valid_to.is_(None), subscription_version.c.valid_to > at),
+        )
+        .distinct()
+    )
+    async with engine.connect() as connection:
+        latest = {row["customer_id"]: row for row in (await connection.execute(last)).mappings()}
+        on_trial = set(await connection.scalars(trialing))
+    return [_state(latest.get(ident), ident in on_trial) for ident in ids]
+
+
+def _state(row: Any, on_trial: bool) -> CustomerState:
+    if row is not None and row["after"] > 0:
+        return CustomerState(row["after"], row["currency"], "active", None, None)
+    if row is not None:
+        return CustomerState(0, row["currency"], "churned", row["day"], row["before"])
+    return CustomerState(0, None, "trialing" if on_trial else "never_active", None, None)
+
+
+async def subscriptions_of(
+    engine: AsyncEngine, ids: Sequence[int], at: date
+) -> list[list[SubscriptionFacts]]:
+    """Each customer's subscriptions: the version in force at `at` (else the last one)."""
+    v = subscription_version
+    ranked = (
+        sa.select(
+            subscription.c.customer_id,
+            subscription.c.id,
+            subscription.c.external_id,
+            plan.c.name.label("plan"),
+            v.c.quantity,
+            v.c.billing_interval,
+            v.c.interval_count,
+            v.c.status,
+            v.c.mrr,
+            v.c.currency,
+            sa.func.min(v.c.valid_from).over(partition_by=v.c.subscription_id).label("started"),
+            sa.case(
+                (
+                    sa.func.bool_and(v.c.valid_to.is_not(None)).over(
+                        partition_by=v.c.subscription_id
+                    ),
+                    sa.func.max(v.c.valid_to).over(partition_by=v.c.subscription_id),
+                )
+            ).label("ended"),
+            sa.func.row_number()
+            .over(
+                partition_by=v.c.subscription_id,
+                order_by=(sa.case((v.c.valid_from <= at, 0), else_=1), v.c.valid_from.desc()),
+            )
+            .label("n"),
+        )
+        .join(v, v.c.subscription_id == subscription.c.id)
+        .outerjoin(plan, plan.c.id == v.c.plan_id)
+        .where(subscription.c.customer_id.in_(ids))
+        .subquery("ranked")
+    )
+    query = sa.select(ranked).where(ranked.c.n == 1).order_by(ranked.c.started, ranked.c.id)
+    by_customer: dict[int, list[SubscriptionFacts]] = {ident: [] for ident in ids}
+    async with engine.connect() as connection:
+        for row in (await connection.execute(query)).mappings():
+            by_customer[row["customer_id"]].append(_subscription(row))
+    return [by_customer[ident] for ident in ids]
+
+
+def _subscription(row: Any) -> SubscriptionFacts:
+    count = row["interval_count"]
+    interval = row["billing_interval"] if count == 1 else f"{count} {row['billing_interval']}"
+    return SubscriptionFacts(
+        id=row["id"],
+        external_id=row["external_id"],
+        plan=row["plan"],
+        quantity=row["quantity"],
+        interval=interval,
+        status=row["status"],
+        mrr=row["mrr"],
+        currency=row["currency"],
+        started=row["started"],
+        ended=row["ended"],
+    )
+
+
+async def activities_of(engine: AsyncEngine, ids: Sequence[int]) -> list[list[Activity]]:
+    """Each customer's movements, newest first, described from the plans that changed."""
+    changes = (
+        sa.select(
+            mrr_change.c.customer_id,
+            mrr_change.c.day,
+            sa.func.array_agg(sa.distinct(sa.func.coalesce(plan.c.name, "(no plan)")))
+            .filter(mrr_change.c.delta < 0)
+            .label("stopped"),
+            sa.func.array_agg(sa.distinct(sa.func.coalesce(plan.c.name, "(no plan)")))
+            .filter(mrr_change.c.delta > 0)
+            .label("started"),
+        )
+        .outerjoin(plan, plan.c.id == mrr_change.c.plan_id)
+        .where(mrr_change.c.customer_id.in_(ids))
+        .group_by(mrr_change.c.customer_id, mrr_change.c.day)
+        .subquery("changes")
+    )
+    query = (
+        sa.select(movement, changes.c.stopped, changes.c.started)
+        .outerjoin(
+            changes,
+            sa.and_(
+                changes.c.customer_id == movement.c.customer_id, changes.c.day == movement.c.day
+            ),
+        )
+        .where(movement.c.customer_id.in_(ids))
+        .order_by(movement.c.customer_id, movement.c.day.desc())
+    )
+    by_customer: dict[int, list[Activity]] = {ident: [] for ident in ids}
+    async with engine.connect() as connection:
+        for row in (await connection.execute(query)).mappings():
+            by_customer[row["customer_id"]].append(_activity(row))
+    return [by_customer[ident] for ident in ids]
+
+
+def describe(kind: str, stopped: Sequence[str], started: Sequence[str]) -> str:
+    """A human sentence for a movement, e.g. "upgraded from Basic to Pro"."""
+    left, joined = ", ".join(sorted(stopped)), ", ".join(sorted(started))
+    changed_plan = bool(stopped and started and set(stopped) != set(started))
+    match kind:
+        case "new":
+            return f"subscribed to {joined}" if joined else "subscribed"
+        case "reactivation":
+            return f"reactivated on {joined}" if joined else "reactivated"
+        case "churn":
+            return f"canceled {left}" if left else "canceled"
+        case "expansion" if changed_plan:
+            return f"upgraded from {left} to {joined}"
+        case "contraction" if changed_plan:
+            return f"downgraded from {left} to {joined}"
+        case "expansion":
+            return f"expanded {joined or left}".strip()
+        case _:
+            return f"contracted {left or joined}".strip()
+
+
+def _activity(row: Any) -> Activity:
+    description = describe(row["kind"], row["stopped"] or [], row["started"] or [])
+    return Activity(
+        row["day"], row["kind"], row["amount"], row["before"], row["after"], description
+    )
+
+
+def spec_conditions(cube: Cube, spec: QuerySpec, at: date) -> list[ColumnElement[bool]]:
+    """Metric-spec filters as conditions on `customer`: customer-level dimensions directly,
+    the others as "has MRR (ever) in that scope" (e.g. plan = Pro: ever paid for Pro)."""
+    validate(cube, spec, ["customers take filters, not dimensions"] if spec.dimensions else [])
+    end = sa.bindparam("customers_at", at, type_=sa.Date)
+    on_customer = Sources(rows=customer, plan=plan, customer=customer, end=end)
+    on_ledger = Sources(rows=mrr_change, plan=plan, customer=customer, end=end)
+    conditions: list[ColumnElement[bool]] = []
+    for item in spec.filters:
+        dimension = cube.dimension(item.field)
+        if dimension.reads_customer:
+            conditions.append(filter_clause(dimension.expression(on_customer), item))
+            continue
+        ledger = sa.select(sa.literal(1)).where(
+            mrr_change.c.customer_id == customer.c.id,
+            filter_clause(dimension.expression(on_ledger), item),
+        )
+        if dimension.needs_plan:
+            ledger = ledger.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
+        conditions.append(ledger.exists())
+    return conditions

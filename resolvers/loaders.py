@@ -1,0 +1,31 @@
+"""Dataloaders, created per request: per-customer facts for a whole page in one query each."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from typing import TypeVar
+
+from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import customers
+
+T = TypeVar("T")
+
+
+def _loader(fetch: Callable[[Sequence[int]], Awaitable[Sequence[T]]]) -> DataLoader[int, T]:
+    async def batch(ids: list[int]) -> list[T]:
+        return list(await fetch(ids))
+
+    return DataLoader(batch)
+
+
+class Loaders:
+    """One loader per per-customer fact; keys are customer ids."""
+
+    def __init__(self, engine: AsyncEngine, today: date) -> None:
+        self.customer = _loader(lambda ids: customers.customers_by_id(engine, ids))
+        self.state = _loader(lambda ids: customers.states(engine, ids, today))
+        self.subscriptions = _loader(lambda ids: customers.subscriptions_of(engine, ids, today))
+        self.activities = _loader(lambda ids: customers.activities_of(engine, ids))
