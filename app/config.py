@@ -17,7 +17,8 @@ CONFIG_FILES = (Path(".tidemill.toml"), Path.home() / ".tidemill.toml")
 class Settings:
     """Everything Tidemill reads from its environment.
 
-    `database_url` empty means: start the embedded PostgreSQL in `data_dir`.
+    `database_url` empty means: start the embedded PostgreSQL in `data_dir`. The `max_*` fields
+    cap what one HTTP request may ask of the server (schema/security.py).
     """
 
     database_url: str = ""
@@ -28,6 +29,11 @@ class Settings:
     url: str = "http://127.0.0.1:8000/graphql"
     api_key: str = ""
     statement_timeout_ms: int = 30_000
+    graphiql: bool = True
+    max_query_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 1_000
+    max_batch_operations: int = 10
 
 
 ENV_KEYS = {
@@ -38,14 +44,36 @@ ENV_KEYS = {
     "TIDEMILL_PORT": "port",
     "TIDEMILL_URL": "url",
     "TIDEMILL_API_KEY": "api_key",
+    "TIDEMILL_STATEMENT_TIMEOUT_MS": "statement_timeout_ms",
+    "TIDEMILL_GRAPHIQL": "graphiql",
+    "TIDEMILL_MAX_QUERY_DEPTH": "max_query_depth",
+    "TIDEMILL_MAX_ALIASES": "max_aliases",
+    "TIDEMILL_MAX_TOKENS": "max_tokens",
+    "TIDEMILL_MAX_BATCH_OPERATIONS": "max_batch_operations",
 }
+INTEGER_FIELDS = frozenset(
+    name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)
+)
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in BOOLEANS:
+        raise ValueError(f"{name}: {value!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+    return BOOLEANS[text]
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name == "data_dir":
         return Path(str(value)).expanduser()
-    if name in {"port", "statement_timeout_ms"}:
+    if name in INTEGER_FIELDS:
         return int(value)
+    if name == "graphiql":
+        return _boolean(name, value)
     if name == "base_currency":
         return str(value).upper()
     return str(value)

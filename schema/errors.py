@@ -13,8 +13,35 @@ from app.errors import UserError
 log = logging.getLogger("tidemill.graphql")
 
 
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+TIMEOUT_MESSAGE = (
+    "The query ran longer than the server's statement timeout and was cancelled; "
+    "ask for less (a shorter range, a coarser interval, fewer dimensions)."
+)
+
+
+def is_query_canceled(error: BaseException | None) -> bool:
+    """Whether PostgreSQL cancelled the statement, through SQLAlchemy's and asyncpg's wrappers."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if getattr(error, "sqlstate", None) == QUERY_CANCELED:
+            return True
+        seen.add(id(error))
+        error = getattr(error, "orig", None) or error.__cause__
+    return False
+
+
+def _coded(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    return GraphQLError(
+        message, error.nodes, error.source, error.positions, error.path, None, extensions
+    )
+
+
 def _shaped(error: GraphQLError, request_id: str) -> GraphQLError:
     original = error.original_error
+    if is_query_canceled(original):
+        log.warning("statement timeout (request %s)", request_id)
+        return _coded(error, TIMEOUT_MESSAGE, {"code": "TIMEOUT", "requestId": request_id})
     if isinstance(original, UserError):
         extensions = {"code": original.code, "problems": list(original.problems)}
         return GraphQLError(
@@ -35,6 +62,13 @@ def _shaped(error: GraphQLError, request_id: str) -> GraphQLError:
         None,
         {"code": "INTERNAL", "requestId": request_id},
     )
+
+
+def coded(error: GraphQLError, request_id: str) -> GraphQLError:
+    """`error` if it already carries a code, else shaped: the last guard at the HTTP edge."""
+    if (error.extensions or {}).get("code"):
+        return error
+    return _shaped(error, request_id)
 
 
 class ErrorCodes(SchemaExtension):

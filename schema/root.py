@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.schema.config import StrawberryConfig
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
 from app.customers import CustomerSort
 from app.errors import UserError
@@ -141,10 +143,18 @@ class TidemillSchema(strawberry.Schema):
         """Errors are shaped and internal ones logged (with the request id) by ErrorCodes."""
 
 
-schema = TidemillSchema(
-    query=Query,
-    extensions=[ErrorCodes],
-    config=StrawberryConfig(scalar_map=SCALARS),
-)
+def build_schema(
+    extensions: Sequence[Callable[[], SchemaExtension]] = (), max_batch: int | None = None
+) -> TidemillSchema:
+    """The schema; the server adds its security extensions and batch cap (schema/security.py)."""
+    batching: BatchingConfig | None = {"max_operations": max_batch} if max_batch else None
+    return TidemillSchema(
+        query=Query,
+        extensions=[*extensions, ErrorCodes],
+        config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
+    )
+
+
+schema = build_schema()
 
 __all__ = ["schema"]
