@@ -47,7 +47,9 @@ def _shaped(error: GraphQLError, request_id: str) -> GraphQLError:
         return GraphQLError(
             error.message, error.nodes, error.source, error.positions, error.path, None, extensions
         )
-    if original is None:  # parse or validation error: the query itself is wrong
+    if original is None or isinstance(original, GraphQLError):
+        # parse or validation error, or a variable value that does not coerce: the request
+        # itself is wrong (graphql-core and Strawberry raise GraphQLErrors for the caller)
         extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
         return GraphQLError(
             error.message, error.nodes, error.source, error.positions, error.path, None, extensions
