@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app.cli_admin import keys, queries
 from app.cli_client import register
 from app.cli_common import console, fail
 from app.config import Settings, load_settings
@@ -26,6 +27,8 @@ fx = typer.Typer(
     help="Exchange rates (value of one unit in the base currency).", no_args_is_help=True
 )
 cli.add_typer(fx, name="fx")
+cli.add_typer(keys, name="keys")
+cli.add_typer(queries, name="queries")
 register(cli)
 
 

@@ -7,7 +7,7 @@ A test checks that the migrated database and this metadata agree.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = sa.MetaData()
 
@@ -170,4 +170,32 @@ raw_event = sa.Table(
     sa.Column("processed_at", sa.DateTime(timezone=True)),
     sa.Column("error", sa.Text),
     sa.UniqueConstraint("source", "event_id", name="raw_event_source_event_id_key"),
+)
+
+# API keys: only the SHA-256 of a key is stored; `scopes` are app.auth.Scope values.
+api_key = sa.Table(
+    "api_key",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.Text, nullable=False),
+    sa.Column("scopes", ARRAY(sa.Text), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("name", name="api_key_name_key"),
+    sa.UniqueConstraint("key_hash", name="api_key_key_hash_key"),
+)
+
+# Documents registered by clients through automatic persisted queries, by their sha256.
+persisted_query = sa.Table(
+    "persisted_query",
+    metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )

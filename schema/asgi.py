@@ -5,38 +5,26 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
 from app import migrate
 from app.config import Settings, load_settings
 from app.db import create_engine, ping
 from app.metrics.service import MetricsEngine
-from resolvers.context import Context
-from schema.root import schema
+from schema.security import announce, secure_view
 
 log = logging.getLogger("tidemill.server")
-
-
-class TidemillGraphQL(GraphQL[Context, None]):
-    def __init__(self, metrics: MetricsEngine) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
-        self.metrics = metrics
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(metrics=self.metrics)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     engine = create_engine(settings)
     metrics = MetricsEngine(engine, settings.base_currency)
-    graphql = TidemillGraphQL(metrics)
+    graphql = secure_view(settings, metrics)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -55,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await announce(graphql, settings.host)
         yield
         await engine.dispose()
 

@@ -38,6 +38,8 @@ TABLES = (
     "fx_rate",
     "ledger_currency",
     "movement_scope",
+    "api_key",
+    "persisted_query",
 )
 
 

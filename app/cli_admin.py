@@ -1,0 +1,134 @@
+"""Server-side admin commands: `tidemill keys ...` (API keys, in the database) and
+`tidemill queries ...` (the persisted queries the server registers from `queries/`)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from app.cli_common import FormatOption, console, errors, fail
+from app.config import load_settings
+from app.errors import UserError
+from app.output import Format, render
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from app.auth import ApiKey
+
+T = TypeVar("T")
+
+keys = typer.Typer(
+    help="API keys: create, list, revoke (talks to the database).", no_args_is_help=True
+)
+queries = typer.Typer(
+    help="Persisted queries: the documents in queries/ and their hashes.", no_args_is_help=True
+)
+
+
+def with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` against the configured database (migrated first); user errors exit 1."""
+    from app import migrate
+    from app.db import create_engine
+
+    async def run() -> T:
+        engine = create_engine(load_settings())
+        try:
+            await migrate.upgrade(engine)
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except UserError as error:
+        raise fail(str(error)) from None
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else ""
+
+
+def _key_row(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scopes": ",".join(key.scopes),
+        "created": _when(key.created_at),
+        "last used": _when(key.last_used_at) or "never",
+        "revoked": _when(key.revoked_at),
+    }
+
+
+def _print(rows: Sequence[dict[str, Any]], fmt: Format, title: str) -> None:
+    if fmt is not Format.TABLE:
+        render(rows, fmt, console=console)
+        return
+    table = Table(title=title)
+    for column in rows[0] if rows else ():
+        table.add_column(column, overflow="fold")  # hashes are copied whole
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+
+
+@keys.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="What uses the key: dashboard, partner-acme, ...")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="read, write, admin or partner (repeatable, or comma-separated)."),
+    ] = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from app.auth import create_key, parse_scopes
+
+    try:
+        scopes = parse_scopes(scope or ["read"])
+    except UserError as error:
+        raise fail(str(error)) from None
+    stored, key = with_engine(lambda engine: create_key(engine, name, scopes))
+    errors.print(
+        f"created key {stored.name!r} (id {stored.id}, scopes {', '.join(stored.scopes)}); "
+        "store it now, it is not shown again:"
+    )
+    print(key)
+
+
+@keys.command("list")
+def list_command(fmt: FormatOption = Format.TABLE) -> None:
+    """Every key: name, scopes, created, last used, revoked (never the key itself)."""
+    from app.auth import list_keys
+
+    rows = [_key_row(key) for key in with_engine(list_keys)]
+    _print(rows, fmt, title="API keys")
+
+
+@keys.command("revoke")
+def revoke(
+    name_or_id: Annotated[str, typer.Argument(metavar="NAME_OR_ID", help="The key to revoke.")],
+) -> None:
+    """Revoke a key; requests that send it are refused from now on."""
+    from app.auth import revoke_key
+
+    revoked = with_engine(lambda engine: revoke_key(engine, name_or_id))
+    console.print(f"revoked key {revoked.name!r} (id {revoked.id})")
+
+
+@queries.command("list")
+def list_queries(fmt: FormatOption = Format.TABLE) -> None:
+    """Each document in queries/ with the sha256 it is registered under (as gql sends it), and
+    the one of the form Apollo Client sends (with __typename added)."""
+    from app.persisted import QUERIES_DIR, read_documents
+
+    pairs = [read_documents(path) for path in sorted(QUERIES_DIR.glob("*.graphql"))]
+    rows = [
+        {"name": plain.name, "sha256": plain.sha256, "apollo sha256": apollo.sha256}
+        for plain, apollo in pairs
+    ]
+    _print(rows, fmt, title="persisted queries")

@@ -1,0 +1,316 @@
+"""The HTTP edge's security: API keys, persisted queries, limits and coded errors.
+
+Per HTTP request, `SecureGraphQL` (the GraphQL view) authenticates the Authorization header
+once (app/auth.py; failure is `UNAUTHENTICATED`, HTTP 401), then per operation resolves the
+document from the persisted-query registry (app/persisted.py; partner keys run only the
+registered `queries/` documents). Per operation, `ScopeGuard` (a schema extension) checks the
+key's scope against the operation kind (queries need `read`, mutations `write`; `FORBIDDEN`
+otherwise) and takes introspection and "Did you mean" suggestions away from partner keys.
+`RequireScope` guards single fields (admin-only ones). Strawberry's limiters cap depth,
+aliases and tokens, the schema's batching config the operations per batch; every error that
+leaves the view carries `extensions.code`.
+
+Code that runs the schema in-process (tests, `MetricsEngine` users) passes a plain `Context`,
+which has no principal: it is trusted, as the database behind it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cross_web import HTTPException
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    ValidationContext,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from strawberry.asgi import GraphQL
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.permission import BasePermission
+from strawberry.schema.base import BaseSchema
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from app import auth
+from app.auth import Authenticator, Principal, Scope, Unauthenticated, any_key_exists, is_loopback
+from app.config import Settings
+from app.errors import UserError
+from app.metrics.service import MetricsEngine
+from app.persisted import Registry, load_documents, requested_hash
+from resolvers.context import Context
+from schema.errors import coded
+from schema.root import build_schema
+
+log = logging.getLogger("tidemill.server")
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+REFUSAL_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403}
+HTTP_ERROR_CODES = {404: "NOT_FOUND"}
+
+
+@dataclass
+class SecureContext(Context):
+    """The request context over HTTP: who is asking (None until authenticated)."""
+
+    principal: Principal | None = None
+
+
+def _principal(context: Any) -> Principal | None:
+    """The caller of an operation; the trusted in-process caller when the context has none."""
+    if not isinstance(context, SecureContext):
+        return None
+    if context.principal is None:
+        raise Unauthenticated("not authenticated")
+    return context.principal
+
+
+class NoIntrospection(NoSchemaIntrospectionCustomRule):
+    """graphql's rule against `__schema` and `__type`, reported as FORBIDDEN."""
+
+    def report_error(self, error: GraphQLError) -> None:
+        error.extensions = {"code": "FORBIDDEN"}
+        super().report_error(error)
+
+
+def _error(error: UserError) -> GraphQLError:
+    return GraphQLError(str(error), original_error=error)
+
+
+class ScopeGuard(SchemaExtension):
+    """The caller's scopes against the operation kind; partner keys lose introspection."""
+
+    def on_validate(self) -> Iterator[None]:
+        try:
+            self._check(_principal(self.execution_context.context))
+        except UserError as error:
+            self.execution_context.pre_execution_errors = [_error(error)]  # skips validation
+        yield
+
+    def _check(self, principal: Principal | None) -> None:
+        if principal is None:
+            return
+        if principal.is_partner:
+            rules = self.execution_context.validation_rules
+            self.execution_context.validation_rules = (*rules, NoIntrospection)
+        auth.require(principal, auth.operation_scope(self.execution_context.operation_type.value))
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        context = self.execution_context.context
+        if result is None or not isinstance(context, SecureContext) or not context.principal:
+            return
+        if context.principal.is_partner:
+            for error in result.errors or []:
+                error.message = SUGGESTION.sub("", error.message)
+
+
+def RequireScope(scope: Scope) -> type[BasePermission]:  # noqa: N802 (reads as a class)
+    """A field permission: `permission_classes=[RequireScope(Scope.ADMIN)]`."""
+
+    class Permission(BasePermission):
+        def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+            principal = _principal(info.context)
+            if principal is not None:
+                auth.require(principal, scope)
+            return True
+
+    Permission.__name__ = f"Require{scope.value.title()}"
+    return Permission
+
+
+def _tolerant(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """`rule`, except that a KeyError (Strawberry's depth rule meeting an unknown fragment,
+    which graphql's KnownFragmentNames rule reports as the caller's error) is not a crash."""
+
+    class Tolerant(rule):  # type: ignore[valid-type,misc]
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except KeyError:
+                ASTValidationRule.__init__(self, context)
+
+    return Tolerant
+
+
+class DepthLimiter(QueryDepthLimiter):
+    """Strawberry's QueryDepthLimiter (introspection fields are not counted), crash-free."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(max_depth=max_depth)
+        self.validation_rules = [_tolerant(rule) for rule in self.validation_rules]
+
+
+def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """The per-request schema extensions of a server: the limits of `settings`, the guard."""
+    return [
+        functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
+        functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        ScopeGuard,
+    ]
+
+
+def refusal(error: UserError) -> ExecutionResult:
+    """An operation refused before it ran, as a coded GraphQL error."""
+    error_ = GraphQLError(str(error), extensions={"code": error.code})
+    return ExecutionResult(data=None, errors=[error_])
+
+
+def _refusal_status(result: Any) -> int | None:
+    """401/403 when a single operation was refused as a whole for want of a key or a scope."""
+    if not isinstance(result, ExecutionResult) or result.data is not None or not result.errors:
+        return None
+    codes = {str((error.extensions or {}).get("code")) for error in result.errors}
+    return REFUSAL_STATUS.get(codes.pop()) if len(codes) == 1 else None
+
+
+class SecureGraphQL(GraphQL[SecureContext, None]):
+    """The GraphQL view with keys, persisted queries and coded errors (see the module doc)."""
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        metrics: MetricsEngine,
+        authenticator: Authenticator,
+        registry: Registry,
+        graphiql: bool = True,
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
+        self.metrics = metrics
+        self.authenticator = authenticator
+        self.registry = registry
+
+    async def get_context(self, request: Any, response: Any) -> SecureContext:
+        return SecureContext(metrics=self.metrics)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that carries a persisted-query hash, whatever its Accept header."""
+        persisted = request.query_params.get("extensions") is not None
+        return not persisted and super().should_render_graphql_ide(request)
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: Any,
+        context: SecureContext,
+        root_value: Any,
+        sub_response: Response,
+    ) -> Any:
+        try:
+            context.principal = await self.authenticator.authenticate(
+                request.headers.get("authorization")
+            )
+        except Unauthenticated as error:
+            sub_response.headers["WWW-Authenticate"] = "Bearer"
+            sub_response.status_code = 401
+            refused = refusal(error)
+            return [refused for _ in request_data] if isinstance(request_data, list) else refused
+        result = await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+        sub_response.status_code = _refusal_status(result)  # type: ignore[assignment]
+        return result
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: SecureContext,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        partner = context.principal is not None and context.principal.is_partner
+        try:
+            sha256 = requested_hash(request_data.extensions)
+            resolved = await self.registry.resolve(request_data.query, sha256, partner)
+        except UserError as error:
+            return refusal(error)
+        result = await super().execute_single(
+            request,
+            request_adapter,
+            sub_response,
+            context,
+            root_value,
+            replace(request_data, query=resolved.text),
+        )
+        if resolved.register and resolved.sha256 and resolved.text and result.data is not None:
+            await self.registry.store(resolved.sha256, resolved.text)
+        return result
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Every error leaves with a code; one that has none is shaped (internal: masked)."""
+        if result.errors:
+            request_id = uuid.uuid4().hex[:12]
+            result.errors = [coded(error, request_id) for error in result.errors]
+        return await super().process_result(request, result)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Protocol errors (bad JSON, wrong method, too many operations) as coded JSON too, and
+        anything unexpected (the database down) masked as INTERNAL with a logged request id."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as error:
+            code = HTTP_ERROR_CODES.get(error.status_code, "BAD_USER_INPUT")
+            return _error_response(error.reason, {"code": code}, error.status_code)
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception("internal error (request %s)", request_id)
+            message = f"Internal error (request id {request_id})."
+            return _error_response(message, {"code": "INTERNAL", "requestId": request_id}, 500)
+
+
+def _error_response(message: str, extensions: dict[str, str], status: int) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": extensions}]}, status)
+
+
+def secure_view(settings: Settings, metrics: MetricsEngine) -> SecureGraphQL:
+    """The server's GraphQL view: its schema with the limits, keys and registered queries."""
+    schema = build_schema(extensions(settings), settings.max_batch_operations)
+    authenticator = Authenticator(metrics.engine, is_loopback(settings.host))
+    registry = Registry(metrics.engine, load_documents())
+    return SecureGraphQL(schema, metrics, authenticator, registry, settings.graphiql)
+
+
+async def announce(view: SecureGraphQL, host: str) -> None:
+    """Say at start-up how requests are let in; keyless access above all. A database that is
+    not there yet is reported, not fatal (`/readyz` tells when it is)."""
+    documents = {document.name for document in view.registry.documents.values()}
+    log.info("%d persisted queries registered from queries/", len(documents))
+    try:
+        await _announce_access(view, host)
+    except Exception as error:  # the server can start; requests are refused until it is back
+        log.warning("could not check API keys at start-up: %s", error)
+
+
+async def _announce_access(view: SecureGraphQL, host: str) -> None:
+    if await view.authenticator.keyless_allowed():
+        log.warning(
+            "keyless access: no API key exists and the server binds to loopback (%s), so "
+            "requests without a key are let in; `tidemill keys create` ends this",
+            host,
+        )
+    elif not await any_key_exists(view.authenticator.engine):
+        log.warning(
+            "no API key exists and the server binds to %s: every request is refused until "
+            "you create one with `tidemill keys create`",
+            host,
+        )
+    else:
+        log.info("API keys required (Authorization: Bearer tm_...)")

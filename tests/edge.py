@@ -1,0 +1,186 @@
+"""Helpers for the tests of the HTTP edge (auth, persisted queries, limits): the real app, or the
+real view over the real schema plus a few test-only fields (a mutation, an admin-only field, a
+slow statement, a crash), served in-process through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import strawberry
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette import types
+from starlette.applications import Starlette
+from starlette.routing import Route
+from strawberry.schema.config import StrawberryConfig
+from typer.testing import CliRunner
+
+from app import auth
+from app.auth import Authenticator, Scope, is_loopback
+from app.cli import cli as tidemill
+from app.config import Settings, load_settings
+from app.db import create_engine
+from app.metrics.service import MetricsEngine
+from app.persisted import Document, Registry, load_documents
+from schema import security
+from schema.asgi import create_app
+from schema.errors import ErrorCodes
+from schema.root import Query, TidemillSchema
+from schema.scalars import SCALARS
+from schema.security import RequireScope, SecureGraphQL
+
+BASE = "http://tidemill.test"
+
+
+@strawberry.type
+class ExtendedQuery(Query):
+    @strawberry.field
+    async def sleep(self, info: strawberry.Info, seconds: float) -> bool:
+        engine = info.context.metrics.engine
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT pg_sleep(:s)"), {"s": seconds})
+        return True
+
+    @strawberry.field
+    def crash(self) -> bool:
+        raise RuntimeError("secret internals")
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="A write, as segment and attribute mutations will be.")
+    def touch(self) -> bool:
+        return True
+
+    @strawberry.mutation(permission_classes=[RequireScope(Scope.ADMIN)])
+    def rotate_source(self) -> bool:
+        return True
+
+
+def settings(database_url: str, **overrides: Any) -> Settings:
+    values = {"database_url": database_url, "host": "127.0.0.1", "api_key": ""} | overrides
+    return load_settings(**values)
+
+
+def extended_schema(config: Settings) -> TidemillSchema:
+    batching = {"max_operations": config.max_batch_operations}
+    return TidemillSchema(
+        query=ExtendedQuery,
+        mutation=Mutation,
+        extensions=[*security.extensions(config), ErrorCodes],
+        config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),  # type: ignore[typeddict-item]
+    )
+
+
+def extended_app(config: Settings, documents: Mapping[str, Document] | None = None) -> Starlette:
+    """The secure view over the extended schema, with the engine of the real server."""
+    engine = create_engine(config)
+    registry = Registry(engine, load_documents() if documents is None else documents)
+    authenticator = Authenticator(engine, is_loopback(config.host))
+    view = SecureGraphQL(
+        extended_schema(config), MetricsEngine(engine), authenticator, registry, config.graphiql
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    return Starlette(routes=[Route("/graphql", view, methods=["GET", "POST"])], lifespan=lifespan)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `app`, with its lifespan (start-up log, engine disposal) run."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        yield client
+
+
+def real_app(database_url: str, **overrides: Any) -> Starlette:
+    return create_app(settings(database_url, **overrides))
+
+
+async def new_key(engine: AsyncEngine, *scopes: str, name: str = "") -> str:
+    parsed = auth.parse_scopes(scopes)
+    _, key = await auth.create_key(engine, name or "-".join(scopes), parsed)
+    return key
+
+
+def bearer(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def persisted(sha256: str) -> dict[str, Any]:
+    return {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+
+
+def codes(body: Any) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors") or []]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(app: types.ASGIApp) -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port, for clients that need a socket."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class Recorder:
+    """ASGI middleware that keeps the body of every HTTP request (what clients really send)."""
+
+    def __init__(self, app: types.ASGIApp) -> None:
+        self.app = app
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: types.Scope, receive: types.Receive, send: types.Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def recording() -> types.Message:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            return message
+
+        await self.app(scope, recording, send)
+        self.bodies.append(b"".join(chunks))
+
+
+def _cli(server: str, key: str, *args: str) -> Any:
+    env = {"TIDEMILL_URL": f"{server}/graphql", "TIDEMILL_API_KEY": key, "COLUMNS": "200"}
+    return CliRunner().invoke(tidemill, list(args), env=env)
+
+
+async def cli(server: str, key: str, *args: str) -> Any:
+    """A `tidemill` client command against `server`, sending `key` (none when empty)."""
+    return await asyncio.to_thread(_cli, server, key, *args)
