@@ -391,11 +391,12 @@ def spec_conditions(cube: Cube, spec: QuerySpec, at: date) -> list[ColumnElement
     for item in spec.filters:
         dimension = cube.dimension(item.field)
         if dimension.reads_customer:
-            conditions.append(filter_clause(dimension.expression(on_customer), item))
+            expression = dimension.expression(on_customer)
+            conditions.append(filter_clause(expression, item, dimension.parse))
             continue
         ledger = sa.select(sa.literal(1)).where(
             mrr_change.c.customer_id == customer.c.id,
-            filter_clause(dimension.expression(on_ledger), item),
+            filter_clause(dimension.expression(on_ledger), item, dimension.parse),
         )
         if dimension.needs_plan:
             ledger = ledger.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)

@@ -172,6 +172,59 @@ raw_event = sa.Table(
     sa.UniqueConstraint("source", "event_id", name="raw_event_source_event_id_key"),
 )
 
+# Customer attributes: a definition per key, one typed value per (customer, key).
+attribute = sa.Table(
+    "attribute",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),  # string | number | boolean | date
+    sa.Column("source", sa.Text, nullable=False),  # stripe | csv | api | computed
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(
+        "type IN ('string', 'number', 'boolean', 'date')", name="attribute_type_check"
+    ),
+)
+
+customer_attribute = sa.Table(
+    "customer_attribute",
+    metadata,
+    sa.Column(
+        "customer_id",
+        sa.BigInteger,
+        sa.ForeignKey("customer.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.Text, sa.ForeignKey("attribute.key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("string_value", sa.Text),
+    sa.Column("number_value", sa.Numeric),
+    sa.Column("boolean_value", sa.Boolean),
+    sa.Column("date_value", sa.Date),
+    sa.Index("customer_attribute_string_value_idx", "key", "string_value"),
+    sa.Index("customer_attribute_number_value_idx", "key", "number_value"),
+    sa.Index("customer_attribute_boolean_value_idx", "key", "boolean_value"),
+    sa.Index("customer_attribute_date_value_idx", "key", "date_value"),
+)
+
+# Saved segments: a named boolean tree of conditions (see app/segments.py).
+segment = sa.Table(
+    "segment",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("definition", JSONB, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
 # API keys: only the SHA-256 of a key is stored; `scopes` are app.auth.Scope values.
 api_key = sa.Table(
     "api_key",

@@ -38,6 +38,9 @@ TABLES = (
     "fx_rate",
     "ledger_currency",
     "movement_scope",
+    "customer_attribute",
+    "attribute",
+    "segment",
     "api_key",
     "persisted_query",
 )

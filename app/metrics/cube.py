@@ -44,6 +44,7 @@ class Dimension:
     kind: str = "string"
     materialized: bool = False  # per-value movements are kept in movement_scope
     reads_customer: bool = False  # the expression reads the customer table
+    parse: Callable[[str], object] = str  # a filter value as the expression's type
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Cube:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.dimensions)
+
+    def with_dimensions(self, extra: Iterable[Dimension]) -> Cube:
+        return Cube(self.name, self.description, (*self.dimensions, *extra))
 
 
 NO_VALUE_OPS = frozenset({FilterOp.IS_NULL, FilterOp.IS_NOT_NULL})
@@ -100,18 +104,22 @@ def validate(cube: Cube, spec: QuerySpec, extra: Iterable[str] = ()) -> None:
         raise InvalidQuery(problems)
 
 
-def filter_clause(column: ColumnElement[str], item: Filter) -> ColumnElement[bool]:
-    """A filter as a SQL condition; values are always bound parameters."""
-    first = item.values[0] if item.values else ""
+def filter_clause(
+    column: ColumnElement[Any], item: Filter, parse: Callable[[str], object] = str
+) -> ColumnElement[bool]:
+    """A filter as a SQL condition; values are parsed to the dimension's type and always
+    bound as parameters."""
+    values = [parse(value) for value in item.values]
+    first = values[0] if values else ""
     match item.op:
         case FilterOp.EQ:
             return column == first
         case FilterOp.NEQ:
             return column.is_distinct_from(first)
         case FilterOp.IN:
-            return column.in_(item.values)
+            return column.in_(values)
         case FilterOp.NOT_IN:
-            return sa.or_(column.is_(None), column.not_in(item.values))
+            return sa.or_(column.is_(None), column.not_in(values))
         case FilterOp.GT:
             return column > first
         case FilterOp.GTE:
@@ -121,7 +129,7 @@ def filter_clause(column: ColumnElement[str], item: Filter) -> ColumnElement[boo
         case FilterOp.LTE:
             return column <= first
         case FilterOp.CONTAINS:
-            return column.icontains(first, autoescape=True)
+            return sa.cast(column, sa.Text).icontains(str(first), autoescape=True)
         case FilterOp.IS_NULL:
             return column.is_(None)
         case FilterOp.IS_NOT_NULL:

@@ -170,8 +170,13 @@ def _group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElem
     ]
 
 
-def where_clauses(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[bool]]:
-    return [filter_clause(expressions[item.field], item) for item in spec.filters]
+def where_clauses(
+    scope: Scope, spec: QuerySpec, expressions: Expressions
+) -> list[ColumnElement[bool]]:
+    return [
+        filter_clause(expressions[item.field], item, scope.cube.dimension(item.field).parse)
+        for item in spec.filters
+    ]
 
 
 def movement_source(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
@@ -200,7 +205,7 @@ def _stored(
     rows: FromClause, spec: QuerySpec, expressions: Expressions, scope: Scope
 ) -> FromClause:
     query = sa.select(rows, *_group_columns(spec, expressions)).where(
-        *where_clauses(spec, expressions)
+        *where_clauses(scope, spec, expressions)
     )
     if scope.needs_customer:
         query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
@@ -220,7 +225,7 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
-    scoped = changes.where(*where_clauses(spec, expressions)).subquery("scoped")
+    scoped = changes.where(*where_clauses(scope, spec, expressions)).subquery("scoped")
     return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte("mv")
 
 

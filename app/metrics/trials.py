@@ -139,7 +139,7 @@ def trial_facts() -> FromClause:
 def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
     facts = trial_facts()
     scope = Scope(cube, spec, end)
-    query = sa.select(facts).where(*where_clauses(spec, expressions_for(scope, facts, {})))
+    query = sa.select(facts).where(*where_clauses(scope, spec, expressions_for(scope, facts, {})))
     if any(d.needs_plan for d in scope.used()):
         query = query.outerjoin_from(facts, plan, plan.c.id == facts.c.plan_id)
     if scope.needs_customer:

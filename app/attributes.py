@@ -1,0 +1,304 @@
+"""Customer attributes: typed definitions, one value per (customer, key), CSV import.
+
+A value is stored in the column of its attribute's type, so filters compare typed values and
+use the per-type indexes. A value that does not parse as its type is refused with the reason,
+and an import is all or nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import ColumnElement
+
+from app.errors import ImportFailed, NotFound, UserError
+from app.tables import attribute, customer, customer_attribute
+
+KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SOURCES = ("stripe", "csv", "api", "computed")
+TRUE, FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f"}
+
+Value = str | Decimal | bool | date
+
+
+class AttributeType(enum.Enum):
+    STRING = "string"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+
+    @property
+    def column(self) -> str:
+        return f"{self.value}_value"
+
+
+@dataclass(frozen=True)
+class AttributeDefinition:
+    key: str
+    label: str
+    type: AttributeType
+    source: str
+    description: str
+
+
+def parse_value(kind: AttributeType, text: str) -> Value:
+    """`text` as a value of `kind`; ValueError says why it is not one."""
+    value = text.strip()
+    match kind:
+        case AttributeType.STRING:
+            return value
+        case AttributeType.NUMBER:
+            try:
+                number = Decimal(value)
+            except InvalidOperation:
+                raise ValueError(f"{text!r} is not a number") from None
+            if not number.is_finite():
+                raise ValueError(f"{text!r} is not a finite number")
+            return number
+        case AttributeType.BOOLEAN:
+            if value.lower() in TRUE | FALSE:
+                return value.lower() in TRUE
+            raise ValueError(f"{text!r} is not a boolean (true/false, yes/no, 1/0)")
+        case AttributeType.DATE:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def attribute_column(kind: AttributeType) -> ColumnElement[Any]:
+    return customer_attribute.c[kind.column]
+
+
+def typed_literal(kind: AttributeType, text: str) -> Value:
+    """A filter value for an attribute of `kind`, or a user error naming the problem."""
+    try:
+        return parse_value(kind, text)
+    except ValueError as error:
+        raise UserError(f"attribute value {error} (type {kind.value})") from None
+
+
+def _definition(row: Any) -> AttributeDefinition:
+    return AttributeDefinition(
+        row["key"], row["label"], AttributeType(row["type"]), row["source"], row["description"]
+    )
+
+
+async def definitions(connection: AsyncConnection) -> dict[str, AttributeDefinition]:
+    rows = await connection.execute(sa.select(attribute).order_by(attribute.c.key))
+    return {row["key"]: _definition(row) for row in rows.mappings()}
+
+
+async def list_definitions(engine: AsyncEngine) -> list[AttributeDefinition]:
+    async with engine.connect() as connection:
+        return list((await definitions(connection)).values())
+
+
+async def create(engine: AsyncEngine, definition: AttributeDefinition) -> AttributeDefinition:
+    problems = []
+    if not KEY.match(definition.key):
+        problems.append(
+            f"key {definition.key!r} must be lower-case letters, digits and _ (a letter first)"
+        )
+    if definition.source not in SOURCES:
+        problems.append(f"source {definition.source!r} is not one of: {', '.join(SOURCES)}")
+    if problems:
+        raise UserError("; ".join(problems), problems)
+    values = {
+        "key": definition.key,
+        "label": definition.label,
+        "type": definition.type.value,
+        "source": definition.source,
+        "description": definition.description,
+    }
+    async with engine.begin() as connection:
+        inserted = await connection.execute(
+            insert(attribute).values(values).on_conflict_do_nothing().returning(attribute.c.key)
+        )
+        if inserted.first() is None:
+            raise UserError(f"attribute {definition.key!r} already exists")
+    return definition
+
+
+async def update(
+    engine: AsyncEngine, key: str, label: str | None, description: str | None
+) -> AttributeDefinition:
+    changes = {name: v for name, v in (("label", label), ("description", description)) if v}
+    async with engine.begin() as connection:
+        if changes:
+            await connection.execute(
+                sa.update(attribute).where(attribute.c.key == key).values(changes)
+            )
+        found = (await definitions(connection)).get(key)
+    if found is None:
+        raise NotFound(f"no attribute {key!r}")
+    return found
+
+
+async def _require(connection: AsyncConnection, key: str) -> AttributeDefinition:
+    found = (await definitions(connection)).get(key)
+    if found is None:
+        raise NotFound(f"no attribute {key!r}; define it first")
+    return found
+
+
+async def set_value(engine: AsyncEngine, customer_id: int, key: str, text: str) -> Value:
+    async with engine.begin() as connection:
+        definition = await _require(connection, key)
+        if (
+            await connection.scalar(sa.select(customer.c.id).where(customer.c.id == customer_id))
+            is None
+        ):
+            raise NotFound(f"no customer with id {customer_id}")
+        value = typed_literal(definition.type, text)
+        await _upsert(connection, [(customer_id, key, definition.type, value)])
+    return value
+
+
+async def remove_value(engine: AsyncEngine, customer_id: int, key: str) -> bool:
+    async with engine.begin() as connection:
+        deleted = await connection.execute(
+            sa.delete(customer_attribute).where(
+                customer_attribute.c.customer_id == customer_id, customer_attribute.c.key == key
+            )
+        )
+    return bool(deleted.rowcount)
+
+
+async def _upsert(
+    connection: AsyncConnection, values: Sequence[tuple[int, str, AttributeType, Value]]
+) -> None:
+    rows = [
+        {
+            "customer_id": customer_id,
+            "key": key,
+            "string_value": None,
+            "number_value": None,
+            "boolean_value": None,
+            "date_value": None,
+            kind.column: value,
+        }
+        for customer_id, key, kind, value in values
+    ]
+    if not rows:
+        return
+    statement = insert(customer_attribute).values(rows)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["customer_id", "key"],
+            set_={
+                column: statement.excluded[column]
+                for column in ("string_value", "number_value", "boolean_value", "date_value")
+            },
+        )
+    )
+
+
+async def distinct_values(engine: AsyncEngine, key: str, limit: int = 100) -> list[str]:
+    """Observed values of an attribute (for autocomplete), most frequent first."""
+    async with engine.connect() as connection:
+        definition = await _require(connection, key)
+        column = attribute_column(definition.type)
+        rows = await connection.execute(
+            sa.select(sa.cast(column, sa.Text))
+            .where(customer_attribute.c.key == key, column.is_not(None))
+            .group_by(column)
+            .order_by(sa.func.count().desc(), column)
+            .limit(limit)
+        )
+        return [str(value) for value in rows.scalars()]
+
+
+async def values_of(engine: AsyncEngine, ids: Sequence[int]) -> list[dict[str, Value]]:
+    """Every attribute value of many customers, in one statement (for a dataloader)."""
+    ca = customer_attribute
+    query = sa.select(ca).where(ca.c.customer_id.in_(ids))
+    found: dict[int, dict[str, Value]] = {ident: {} for ident in ids}
+    async with engine.connect() as connection:
+        for row in (await connection.execute(query)).mappings():
+            value = next(
+                row[c]
+                for c in ("string_value", "number_value", "boolean_value", "date_value")
+                if row[c] is not None
+            )
+            found[row["customer_id"]][row["key"]] = value
+    return [found[ident] for ident in ids]
+
+
+async def import_csv(
+    engine: AsyncEngine,
+    lines: Iterable[str],
+    filename: str,
+    progress: Callable[[int], None] = lambda _: None,
+) -> int:
+    """Values from a CSV whose first column is the customer (id or external id) and whose
+    other columns are attribute keys. All or nothing; every bad row is reported."""
+    reader = csv.reader(lines)
+    header = [name.strip() for name in next(reader, [])]
+    async with engine.begin() as connection:
+        known = await definitions(connection)
+        unknown = [key for key in header[1:] if key not in known]
+        if len(header) < 2 or unknown:
+            reason = (
+                f"unknown attribute(s): {', '.join(unknown)} (define them first)"
+                if unknown
+                else "needs a customer column and at least one attribute column"
+            )
+            raise ImportFailed(filename, [(1, reason)])
+        customers = await _customer_ids(connection)
+        values: list[tuple[int, str, AttributeType, Value]] = []
+        problems: list[tuple[int, str]] = []
+        for row in reader:
+            parsed, problem = _parse_row(row, header, known, customers)
+            if problem:
+                problems.append((reader.line_num, problem))
+            values.extend(parsed)
+            if reader.line_num % 1000 == 0:
+                progress(reader.line_num)
+        if problems:
+            raise ImportFailed(filename, problems[:20])
+        for start in range(0, len(values), 1000):
+            await _upsert(connection, values[start : start + 1000])
+    return len(values)
+
+
+async def _customer_ids(connection: AsyncConnection) -> dict[str, int]:
+    rows = await connection.execute(sa.select(customer.c.id, customer.c.external_id))
+    ids: dict[str, int] = {}
+    for ident, external in rows:
+        ids.setdefault(external, ident)
+        ids.setdefault(str(ident), ident)
+    return ids
+
+
+def _parse_row(
+    row: list[str],
+    header: list[str],
+    known: dict[str, AttributeDefinition],
+    customers: dict[str, int],
+) -> tuple[list[tuple[int, str, AttributeType, Value]], str | None]:
+    if not row:
+        return [], None
+    customer_id = customers.get(row[0].strip())
+    if customer_id is None:
+        return [], f"no customer with id or external id {row[0].strip()!r}"
+    parsed = []
+    for key, text in zip(header[1:], row[1:], strict=False):
+        if not text.strip():
+            continue
+        kind = known[key].type
+        try:
+            parsed.append((customer_id, key, kind, parse_value(kind, text)))
+        except ValueError as error:
+            return [], f"{key}: {error} (type {kind.value})"
+    return parsed, None
