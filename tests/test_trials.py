@@ -88,3 +88,11 @@ async def test_trial_end_before_start_is_refused(engine: AsyncEngine, line: str)
 
     with pytest.raises(ImportFailed, match="trial_end 2024-01-01 is before trial_start"):
         await import_text(engine, HEADER + line + "\n")
+
+
+async def test_too_long_a_trial_series_is_refused(metrics: MetricsEngine) -> None:
+    query = (
+        '{ trials(start: "2000-01-01", end: "2024-12-31", interval: DAY) { funnel { started } } }'
+    )
+    [error] = await execute_errors(metrics, query)
+    assert "the series would have 9132 points; at most 3700" in error["message"]

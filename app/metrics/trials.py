@@ -25,12 +25,13 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube
 from app.metrics.mrr import Scope, expressions_for, period_key, step, where_clauses
-from app.metrics.periods import period_end
+from app.metrics.periods import period_count, period_end
 from app.metrics.spec import Interval, QuerySpec
 from app.movements import CONTRIBUTING_STATUSES
 from app.tables import customer, plan, subscription, subscription_version
 
 ENDING_STATUSES = ("canceled", "incomplete_expired")
+MAX_POINTS = 3_700  # as for series: ten years of days
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def request_problems(request: TrialsRequest) -> list[str]:
     problems = []
     if request.start > request.end:
         problems.append(f"start {request.start} is after end {request.end}")
+    elif (count := period_count(request.start, request.end, request.interval)) > MAX_POINTS:
+        problems.append(f"the series would have {count} points; at most {MAX_POINTS} are served")
     if request.spec.dimensions:
         problems.append("trials take filters, not dimensions")
     return problems
