@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
 from app.errors import ImportFailed, NotFound, UserError
+from app.metrics.cube import Dimension, Level, Sources, filter_clause
+from app.metrics.spec import Filter, FilterOp
 from app.tables import attribute, customer, customer_attribute
 
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -86,6 +88,54 @@ def typed_literal(kind: AttributeType, text: str) -> Value:
         return parse_value(kind, text)
     except ValueError as error:
         raise UserError(f"attribute value {error} (type {kind.value})") from None
+
+
+PREFIX = "attr."
+# Operators whose complement is a plain condition: a customer without the attribute matches.
+COMPLEMENTS = {
+    FilterOp.NEQ: FilterOp.EQ,
+    FilterOp.NOT_IN: FilterOp.IN,
+    FilterOp.IS_NULL: FilterOp.IS_NOT_NULL,
+}
+
+
+def dimension(definition: AttributeDefinition) -> Dimension:
+    """`attr.<key>`: a customer-level dimension and filter. Grouping reads the value per row;
+    a filter is a semi-join on the attribute's (key, value) index."""
+    kind = definition.type
+    values = customer_attribute.alias(f"attr_{definition.key}")
+
+    def value_of(sources: Sources) -> ColumnElement[Any]:
+        return (
+            sa.select(values.c[kind.column])
+            .where(values.c.customer_id == sources.customer.c.id, values.c.key == definition.key)
+            .scalar_subquery()
+        )
+
+    def condition(sources: Sources, item: Filter) -> ColumnElement[bool]:
+        positive = Filter(item.field, COMPLEMENTS.get(item.op, item.op), item.values)
+        holders = sa.select(values.c.customer_id).where(
+            values.c.key == definition.key,
+            filter_clause(values.c[kind.column], positive, lambda text: typed_literal(kind, text)),
+        )
+        matching = sources.customer.c.id.in_(holders)
+        return sa.not_(matching) if item.op in COMPLEMENTS else matching
+
+    return Dimension(
+        PREFIX + definition.key,
+        definition.label + (f": {definition.description}" if definition.description else ""),
+        Level.CUSTOMER,
+        value_of,
+        kind=kind.value,
+        reads_customer=True,
+        parse=lambda text: typed_literal(kind, text),
+        condition=condition,
+    )
+
+
+async def dimensions(connection: AsyncConnection) -> list[Dimension]:
+    """The `attr.*` dimensions of the attributes defined now."""
+    return [dimension(d) for d in (await definitions(connection)).values()]
 
 
 def _definition(row: Any) -> AttributeDefinition:

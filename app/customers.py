@@ -21,8 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
 from app.errors import NotFound, UserError
-from app.metrics.cube import Cube, Sources, filter_clause, validate
+from app.metrics.cube import Cube, validate
 from app.metrics.spec import QuerySpec
+from app.metrics.universe import (
+    customer_condition,
+    customer_mrr,
+    segment_cube,
+    spec_segment_problems,
+    tree_condition,
+)
 from app.tables import customer, movement, mrr_change, plan, subscription, subscription_version
 
 MAX_PAGE = 200
@@ -110,22 +117,10 @@ def _decode(cursor: str) -> list[str]:
         raise UserError(f"after {cursor!r} is not a cursor returned by this field") from None
 
 
-def current_mrr(at: date) -> ColumnElement[Any]:
-    """A customer's MRR (own currency) at `at`: the `after` of its last movement by then."""
-    latest = (
-        sa.select(movement.c.after)
-        .where(movement.c.customer_id == customer.c.id, movement.c.day <= at)
-        .order_by(movement.c.day.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return sa.func.coalesce(latest, 0)
-
-
 def _sort_key(query: CustomerQuery) -> ColumnElement[Any]:
     match query.sort:
         case CustomerSort.MRR:
-            return current_mrr(query.at)
+            return customer_mrr(customer, sa.literal(query.at, sa.Date))
         case CustomerSort.NAME:
             return sa.func.coalesce(customer.c.name, customer.c.external_id)
         case CustomerSort.CUSTOMER_SINCE:
@@ -381,24 +376,15 @@ def _activity(row: Any) -> Activity:
 
 
 def spec_conditions(cube: Cube, spec: QuerySpec, at: date) -> list[ColumnElement[bool]]:
-    """Metric-spec filters as conditions on `customer`: customer-level dimensions directly,
-    the others as "has MRR (ever) in that scope" (e.g. plan = Pro: ever paid for Pro)."""
-    validate(cube, spec, ["customers take filters, not dimensions"] if spec.dimensions else [])
+    """Metric-spec filters and segment as conditions on `customer`: customer-level dimensions
+    directly, the others as "has MRR (ever) in that scope" (e.g. plan = Pro: ever paid for
+    Pro)."""
+    problems = ["customers take filters, not dimensions"] if spec.dimensions else []
+    if spec.compare:
+        problems.append("customers take a segment, not compareSegments")
+    validate(cube, spec, [*problems, *spec_segment_problems(cube, spec)])
     end = sa.bindparam("customers_at", at, type_=sa.Date)
-    on_customer = Sources(rows=customer, plan=plan, customer=customer, end=end)
-    on_ledger = Sources(rows=mrr_change, plan=plan, customer=customer, end=end)
-    conditions: list[ColumnElement[bool]] = []
-    for item in spec.filters:
-        dimension = cube.dimension(item.field)
-        if dimension.reads_customer:
-            expression = dimension.expression(on_customer)
-            conditions.append(filter_clause(expression, item, dimension.parse))
-            continue
-        ledger = sa.select(sa.literal(1)).where(
-            mrr_change.c.customer_id == customer.c.id,
-            filter_clause(dimension.expression(on_ledger), item, dimension.parse),
-        )
-        if dimension.needs_plan:
-            ledger = ledger.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
-        conditions.append(ledger.exists())
+    conditions = [customer_condition(cube, item, end) for item in spec.filters]
+    if spec.segment is not None:
+        conditions.append(tree_condition(segment_cube(cube), spec.segment, end))
     return conditions

@@ -32,7 +32,8 @@ async def customer_page(
     spec: QuerySpec,
 ) -> CustomerPage:
     today = _today()
-    where = tuple(customers.spec_conditions(context.metrics.cube, spec, today))
+    cube = await context.metrics.current_cube()
+    where = tuple(customers.spec_conditions(cube, spec, today))
     query = CustomerQuery(search, first, after, sort, today, where)
     return await customers.list_customers(context.metrics.engine, query)
 

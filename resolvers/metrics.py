@@ -49,7 +49,7 @@ def summary_attribute(field: str) -> str:
     return POINT_FIELDS[field]
 
 
-def series_request(
+async def series_request(
     context: Context,
     start: date,
     end: date,
@@ -58,7 +58,7 @@ def series_request(
     wanted: Iterable[str],
 ) -> SeriesRequest:
     request = SeriesRequest(start, end, interval, spec, point_attributes(wanted))
-    context.metrics.validate(request)
+    await context.metrics.validate(request)
     return request
 
 
@@ -79,8 +79,8 @@ async def snapshot(context: Context, at: date, spec: QuerySpec, wanted: Iterable
     return await context.metrics.snapshot(at, spec, point_attributes(wanted))
 
 
-def available_metrics(context: Context) -> tuple[MetricInfo, ...]:
-    return context.metrics.available_metrics()
+async def available_metrics(context: Context) -> tuple[MetricInfo, ...]:
+    return await context.metrics.available_metrics()
 
 
 async def cohorts(context: Context, start: date, end: date, spec: QuerySpec) -> tuple[Cohort, ...]:

@@ -46,11 +46,11 @@ def _spec(spec: QuerySpecInput | None) -> resolve.QuerySpec:
 @strawberry.type
 class Query:
     @strawberry.field(description="Discovery: metric families with their dimensions and filters.")
-    def metrics(self, info: Info) -> list[Metric]:
-        return list(resolve.available_metrics(info.context))  # type: ignore[arg-type]
+    async def metrics(self, info: Info) -> list[Metric]:
+        return list(await resolve.available_metrics(info.context))  # type: ignore[arg-type]
 
     @strawberry.field(description="A series over [start, end], one point per calendar period.")
-    def series(
+    async def series(
         self,
         info: Info,
         start: datetime.date,
@@ -58,7 +58,7 @@ class Query:
         interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
         spec: QuerySpecInput | None = None,
     ) -> Series:
-        request = resolve.series_request(
+        request = await resolve.series_request(
             info.context, start, end, interval, _spec(spec), wanted_point_fields(info)
         )
         currency = request.spec.currency or info.context.metrics.base_currency

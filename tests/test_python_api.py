@@ -66,7 +66,7 @@ async def test_discovery_is_generated_from_the_declarations(engine: AsyncEngine)
     mrr = families["mrr"]
     assert {d["name"]: d["level"] for d in mrr["dimensions"]}["plan"] == "subscription"
     assert [d["name"] for d in mrr["dimensions"]] == [
-        d.name for d in metrics.available_metrics()[0].dimensions
+        d.name for d in (await metrics.available_metrics())[0].dimensions
     ]
     fields = {f["name"]: f["unit"] for f in mrr["fields"]}
     assert (fields["mrr"], fields["nrr"], fields["customers"], fields["date"]) == (

@@ -138,7 +138,7 @@ totalCount: events over all pages""",
 
 
 def catalog(cube: Cube) -> tuple[MetricInfo, ...]:
-    filters = tuple(FilterInfo(d.name, tuple(FilterOp)) for d in cube.dimensions)
+    filters = tuple(FilterInfo(d.name, d.ops) for d in cube.dimensions)
     point_fields = tuple(f for group in POINT_FIELDS for f in group)
     families = (
         ("mrr", cube.description + " Query `series`, `snapshot`.", "cents", point_fields, True),

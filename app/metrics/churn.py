@@ -84,8 +84,8 @@ def request_problems(request: ChurnRequest) -> list[str]:
     problems = []
     if request.start > request.end:
         problems.append(f"start {request.start} is after end {request.end}")
-    if request.spec.dimensions:
-        problems.append("churn detail takes filters, not dimensions")
+    if request.spec.dimensions or request.spec.compare:
+        problems.append("churn detail takes filters, not dimensions or compareSegments")
     if not 1 <= request.first <= MAX_PAGE:
         problems.append(f"first must be between 1 and {MAX_PAGE}, not {request.first}")
     return problems

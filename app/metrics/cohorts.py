@@ -56,8 +56,10 @@ def request_problems(request: CohortRequest) -> list[str]:
     problems = []
     if request.start > request.end:
         problems.append(f"start {request.start} is after end {request.end}")
-    if request.spec.dimensions:
-        problems.append("cohorts take filters, not dimensions (one matrix per query)")
+    if request.spec.dimensions or request.spec.compare:
+        problems.append(
+            "cohorts take filters, not dimensions or compareSegments (one matrix per query)"
+        )
     return problems
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from app.errors import InvalidQuery
+from app.errors import InvalidQuery, UserError
 from app.metrics.spec import Filter, FilterOp, QuerySpec
 from app.money import ISO_CURRENCIES
 
@@ -39,12 +39,20 @@ class Dimension:
     name: str
     description: str
     level: Level
-    expression: Callable[[Sources], ColumnElement[str]]
+    expression: Callable[[Sources], ColumnElement[Any]]
     needs_plan: bool = False
     kind: str = "string"
     materialized: bool = False  # per-value movements are kept in movement_scope
     reads_customer: bool = False  # the expression reads the customer table
     parse: Callable[[str], object] = str  # a filter value as the expression's type
+    # A filter on this dimension as a condition, when not `filter_clause(expression)` (e.g.
+    # attributes: a semi-join on the attribute's index instead of a per-row lookup).
+    condition: Callable[[Sources, Filter], ColumnElement[bool]] | None = None
+
+    @property
+    def ops(self) -> tuple[FilterOp, ...]:
+        """The filter operators that make sense for the dimension's kind."""
+        return OPS_BY_KIND[self.kind]
 
 
 @dataclass(frozen=True)
@@ -66,17 +74,44 @@ class Cube:
 
 NO_VALUE_OPS = frozenset({FilterOp.IS_NULL, FilterOp.IS_NOT_NULL})
 MULTI_VALUE_OPS = frozenset({FilterOp.IN, FilterOp.NOT_IN})
+_ORDERED = (FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
+_EQUALITY = (FilterOp.EQ, FilterOp.NEQ, FilterOp.IN, FilterOp.NOT_IN)
+_NULLS = (FilterOp.IS_NULL, FilterOp.IS_NOT_NULL)
+OPS_BY_KIND: dict[str, tuple[FilterOp, ...]] = {
+    "string": (*_EQUALITY, FilterOp.CONTAINS, *_NULLS),
+    "number": (*_EQUALITY, *_ORDERED, *_NULLS),
+    "date": (*_EQUALITY, *_ORDERED, *_NULLS),
+    "boolean": (FilterOp.EQ, FilterOp.NEQ, *_NULLS),
+}
 
 
-def _filter_problems(cube: Cube, item: Filter) -> Iterable[str]:
+def filter_problems(cube: Cube, item: Filter, what: str = "filter") -> list[str]:
+    """What is wrong with a filter (or segment condition): unknown field, an operator that
+    does not fit the field's type, the wrong number of values, a value not of the type."""
     if item.field not in cube.names:
-        yield f"unknown filter field {item.field!r}; valid: {', '.join(cube.names)}"
+        return [f"unknown {what} field {item.field!r}; valid: {', '.join(cube.names)}"]
+    dimension = cube.dimension(item.field)
+    if item.op not in dimension.ops:
+        accepted = ", ".join(op.value for op in dimension.ops)
+        return [
+            f"{what} {item.field} ({dimension.kind}) does not take {item.op.value}; "
+            f"accepted: {accepted}"
+        ]
     if item.op in NO_VALUE_OPS and item.values:
-        yield f"filter {item.field} {item.op.value} takes no values"
-    elif item.op in MULTI_VALUE_OPS and not item.values:
-        yield f"filter {item.field} {item.op.value} needs at least one value"
-    elif item.op not in NO_VALUE_OPS | MULTI_VALUE_OPS and len(item.values) != 1:
-        yield f"filter {item.field} {item.op.value} needs exactly one value"
+        return [f"{what} {item.field} {item.op.value} takes no values"]
+    if item.op in MULTI_VALUE_OPS and not item.values:
+        return [f"{what} {item.field} {item.op.value} needs at least one value"]
+    if item.op not in NO_VALUE_OPS | MULTI_VALUE_OPS and len(item.values) != 1:
+        return [f"{what} {item.field} {item.op.value} needs exactly one value"]
+    if item.op is FilterOp.CONTAINS:
+        return []
+    problems = []
+    for value in item.values:
+        try:
+            dimension.parse(value)
+        except (ValueError, UserError) as error:
+            problems.append(f"{what} {item.field}: {error}")
+    return problems
 
 
 def spec_problems(cube: Cube, spec: QuerySpec) -> list[str]:
@@ -94,7 +129,7 @@ def spec_problems(cube: Cube, spec: QuerySpec) -> list[str]:
     if len(set(spec.dimensions)) != len(spec.dimensions):
         problems.append("a dimension is listed twice")
     for item in spec.filters:
-        problems.extend(_filter_problems(cube, item))
+        problems.extend(filter_problems(cube, item))
     return problems
 
 
@@ -102,6 +137,20 @@ def validate(cube: Cube, spec: QuerySpec, extra: Iterable[str] = ()) -> None:
     problems = [*extra, *spec_problems(cube, spec)]
     if problems:
         raise InvalidQuery(problems)
+
+
+def dimension_condition(
+    dimension: Dimension,
+    sources: Sources,
+    item: Filter,
+    expression: ColumnElement[Any] | None = None,
+) -> ColumnElement[bool]:
+    """A filter on `dimension` as a SQL condition over `sources` (`expression` overrides the
+    dimension's own, e.g. with a stored value column)."""
+    if dimension.condition is not None and expression is None:
+        return dimension.condition(sources, item)
+    column = dimension.expression(sources) if expression is None else expression
+    return filter_clause(column, item, dimension.parse)
 
 
 def filter_clause(

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
-from app.metrics.cube import Cube, Dimension, Level, Sources, filter_clause
+from app.metrics.cube import Cube, Dimension, Level, Sources, dimension_condition
 from app.metrics.fx import (
     Currencies,
     conversion_table,
@@ -25,6 +25,7 @@ from app.metrics.fx import (
 )
 from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
 from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
+from app.metrics.universe import branch_specs, universe
 from app.movements import movements_from_changes
 from app.tables import customer, movement, movement_scope, mrr_change, plan
 
@@ -151,7 +152,7 @@ class Scope:
 
 
 def group_names(spec: QuerySpec) -> list[str]:
-    return [f"g{index}" for index in range(len(spec.dimensions))]
+    return [f"g{index}" for index in range(len(spec.groups))]
 
 
 Expressions = dict[str, ColumnElement[Any]]
@@ -171,23 +172,33 @@ def _group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElem
 
 
 def where_clauses(
-    scope: Scope, spec: QuerySpec, expressions: Expressions
+    scope: Scope, spec: QuerySpec, rows: FromClause, override: Expressions
 ) -> list[ColumnElement[bool]]:
+    """The spec's filters over `rows` (a dimension in `override` is filtered on that
+    expression, e.g. a stored value column)."""
+    sources = Sources(rows=rows, plan=plan, customer=customer, end=scope.end)
     return [
-        filter_clause(expressions[item.field], item, scope.cube.dimension(item.field).parse)
+        dimension_condition(
+            scope.cube.dimension(item.field), sources, item, override.get(item.field)
+        )
         for item in spec.filters
     ]
 
 
-def movement_source(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
+def movement_source(
+    cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str = "mv"
+) -> FromClause:
     """Movement rows (customer_id, g0.., day, kind, before, after, amount, currency, prev_day,
     next_day) in the spec's scope, in each customer's own currency. Three sources, one rule:
     the stored customer movements (customer-level dimensions only), the stored per-value
-    movements of one dimension (movement_scope), or movements derived here from the ledger."""
+    movements of one dimension (movement_scope), or movements derived here from the ledger.
+    Compared segments are branches of a union: a customer in two segments is in both."""
+    if spec.compare:
+        return _compared(cube, spec, end, name)
     scope = Scope(cube, spec, end)
     materialized = scope.materialized()
     if not scope.subscription_level:
-        return _stored(movement, spec, expressions_for(scope, movement, {}), scope)
+        return _stored(movement, spec, scope, {}, name)
     if materialized is not None:
         stored = (
             sa.select(movement_scope)
@@ -195,24 +206,40 @@ def movement_source(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> Fro
             .subquery("scoped")
         )
         value = sa.func.nullif(stored.c.value, NO_VALUE)
-        return _stored(
-            stored, spec, expressions_for(scope, stored, {materialized.name: value}), scope
+        return _stored(stored, spec, scope, {materialized.name: value}, name)
+    return _derived(cube, spec, scope, name)
+
+
+def _compared(cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str) -> FromClause:
+    """The union of each compared segment's movements, its name as the first group `g0`."""
+    branches = []
+    for index, (segment, branch) in enumerate(zip(spec.compare, branch_specs(spec), strict=True)):
+        rows = movement_source(cube, branch, end, f"{name}_{index}")
+        dimensions = group_names(branch)
+        branches.append(
+            sa.select(
+                sa.literal(segment.name, sa.Text).label("g0"),
+                *(rows.c[g].label(f"g{i + 1}") for i, g in enumerate(dimensions)),
+                *(c for c in rows.c if c.key not in dimensions),
+            )
         )
-    return _derived(cube, spec, scope)
+    return sa.union_all(*branches).subquery(name)
 
 
 def _stored(
-    rows: FromClause, spec: QuerySpec, expressions: Expressions, scope: Scope
+    rows: FromClause, spec: QuerySpec, scope: Scope, override: Expressions, name: str
 ) -> FromClause:
+    expressions = expressions_for(scope, rows, override)
     query = sa.select(rows, *_group_columns(spec, expressions)).where(
-        *where_clauses(scope, spec, expressions)
+        *where_clauses(scope, spec, rows, override),
+        *universe(scope.cube, spec, rows.c.customer_id, scope.end),
     )
     if scope.needs_customer:
         query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
-    return query.subquery("mv")
+    return query.subquery(name)
 
 
-def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
+def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause:
     expressions = expressions_for(scope, mrr_change, {})
     changes = sa.select(
         mrr_change.c.customer_id,
@@ -225,8 +252,11 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope) -> FromClause:
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
-    scoped = changes.where(*where_clauses(scope, spec, expressions)).subquery("scoped")
-    return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte("mv")
+    scoped = changes.where(
+        *where_clauses(scope, spec, mrr_change, {}),
+        *universe(cube, spec, mrr_change.c.customer_id, scope.end),
+    ).subquery("scoped")
+    return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte(name)
 
 
 def period_key(day: ColumnElement[object], interval: Interval) -> ColumnElement[object]:
@@ -440,13 +470,24 @@ def _opening(mv: FromClause, request: SeriesRequest, groups: list[str]) -> FromC
 
 
 def _grid(
-    mv: FromClause, periods: FromClause, groups: list[str], end: ColumnElement[Any]
+    mv: FromClause,
+    periods: FromClause,
+    spec: QuerySpec,
+    end: ColumnElement[Any],
 ) -> FromClause:
-    """Every period for every group value seen up to the end (dense breakdown series)."""
+    """Every period for every group value seen up to the end (dense breakdown series); every
+    compared segment, even an empty one, when segments are compared without dimensions."""
+    groups = group_names(spec)
     if not groups:
         return sa.select(periods.c.k).subquery("grid")
-    seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
-    group_values = seen.subquery("group_values")
+    if spec.compare and not spec.dimensions:
+        names = sa.values(sa.column("g0", sa.Text), name="branches").data(
+            [(branch.name,) for branch in spec.compare]
+        )
+        group_values: FromClause = names
+    else:
+        seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
+        group_values = seen.subquery("group_values")
     return (
         sa.select(periods.c.k, *(group_values.c[g] for g in groups))
         .join_from(periods, group_values, sa.true())
@@ -483,7 +524,7 @@ def compile_series(
         )
     else:
         mv, fx = original, None
-    grid = _grid(mv, periods, groups, end)
+    grid = _grid(mv, periods, request.spec, end)
     flows = _flows(mv, periods, request, groups)
     return _assemble(grid, flows, _opening(mv, request, groups), fx, groups)
 

@@ -8,8 +8,9 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app import attributes
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
 from app.metrics.churn import (
@@ -34,6 +35,7 @@ from app.metrics.points import Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
+from app.metrics.universe import spec_segment_problems
 from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
@@ -56,6 +58,11 @@ def request_problems(request: SeriesRequest) -> list[str]:
             "(use a longer interval or a shorter range)"
         ]
     return []
+
+
+def check(cube: Cube, spec: QuerySpec, problems: Sequence[str]) -> None:
+    """Validate a spec (its segments too) against the cube, with the request's own problems."""
+    validate(cube, spec, [*problems, *spec_segment_problems(cube, spec)])
 
 
 def check_rates(missing: str | None) -> None:
@@ -145,24 +152,34 @@ class MetricsEngine:
                 return await self.trials(request)
             case "churn", _:
                 return await self.churn(churn_request(params, spec))
-        names = ", ".join(m.name for m in self.available_metrics())
+        names = ", ".join(m.name for m in catalog(self.cube))
         raise UserError(
             f"unknown metric or query type {metric!r}/{params.get('query_type')!r}; metrics: "
             f"{names} (mrr takes query_type series, breakdown or snapshot)"
         )
 
-    def available_metrics(self) -> tuple[MetricInfo, ...]:
-        """Metric families with their fields, dimensions and filters."""
-        return catalog(self.cube)
+    async def cube_of(self, connection: AsyncConnection) -> Cube:
+        """The cube with a dimension for every attribute defined now (`attr.<key>`)."""
+        return self.cube.with_dimensions(await attributes.dimensions(connection))
 
-    def validate(self, request: SeriesRequest) -> None:
-        validate(self.cube, request.spec, request_problems(request))
+    async def current_cube(self) -> Cube:
+        async with self.engine.connect() as connection:
+            return await self.cube_of(connection)
+
+    async def available_metrics(self) -> tuple[MetricInfo, ...]:
+        """Metric families with their fields, dimensions (attributes included) and filters."""
+        return catalog(await self.current_cube())
+
+    async def validate(self, request: SeriesRequest) -> None:
+        """Raise the user error listing everything wrong with a series request."""
+        check(await self.current_cube(), request.spec, request_problems(request))
 
     async def _rows(self, request: SeriesRequest) -> Sequence[Any]:
-        self.validate(request)
         async with self.engine.connect() as connection:
+            cube = await self.cube_of(connection)
+            check(cube, request.spec, request_problems(request))
             present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
-            statement = compile_series(self.cube, request, self.base_currency, present)
+            statement = compile_series(cube, request, self.base_currency, present)
             result = await connection.execute(statement)
             rows = result.mappings().all()
         if rows:
@@ -177,7 +194,7 @@ class MetricsEngine:
 
     async def series(self, request: SeriesRequest) -> tuple[Point, ...]:
         """The total series, ignoring the spec's dimensions (its filters still apply)."""
-        total = replace(request, spec=replace(request.spec, dimensions=()))
+        total = replace(request, spec=replace(request.spec, dimensions=(), compare=()))
         points = [build_point(row, total) for row in await self._rows(total)]
         if wants_ltv(total):
             rates = await self._churn_history(total)
@@ -186,54 +203,62 @@ class MetricsEngine:
 
     async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
         """One series per value combination of the spec's dimensions that has any MRR or
-        movement in range."""
-        if not request.spec.dimensions:
+        movement in range; with compared segments, the segment is the key's first part (in
+        the order asked) and every segment is listed when there are no dimensions."""
+        spec = request.spec
+        if not spec.groups:
             return ()
-        groups = group_names(request.spec)
+        groups = group_names(spec)
         by_key: dict[tuple[str, ...], list[Point]] = {}
         rates = await self._churn_history(request)
         for row in await self._rows(request):
             key = tuple(str(row[g]) for g in groups)
             point = build_point(row, request)
             by_key.setdefault(key, []).append(with_ltv(point, rates, key) if rates else point)
+        every_branch = bool(spec.compare) and not spec.dimensions
+        order = {branch.name: index for index, branch in enumerate(spec.compare)}
         return tuple(
             Breakdown(key=key, label=" / ".join(key), points=tuple(points))
-            for key, points in by_key.items()
-            if any(point.mrr or point.net_new_mrr or point.customers for point in points)
+            for key, points in sorted(by_key.items(), key=lambda item: order.get(item[0][0], 0))
+            if every_branch
+            or any(point.mrr or point.net_new_mrr or point.customers for point in points)
         )
 
     async def cohorts(self, request: CohortRequest) -> tuple[Cohort, ...]:
         """The retention matrix of METRICS.md 5, one row per cohort month."""
-        validate(self.cube, request.spec, cohort_problems(request))
         async with self.engine.connect() as connection:
-            result = await connection.execute(compile_cohorts(self.cube, request))
+            cube = await self.cube_of(connection)
+            check(cube, request.spec, cohort_problems(request))
+            result = await connection.execute(compile_cohorts(cube, request))
             rows = result.mappings().all()
         return build_cohorts(rows, request)
 
     async def trials(self, request: TrialsRequest) -> Trials:
         """Trials started, converted and expired per period, and the funnel (METRICS.md 6)."""
-        validate(self.cube, request.spec, trial_problems(request))
         async with self.engine.connect() as connection:
-            rows = (await connection.execute(compile_trials(self.cube, request))).mappings()
+            cube = await self.cube_of(connection)
+            check(cube, request.spec, trial_problems(request))
+            rows = (await connection.execute(compile_trials(cube, request))).mappings()
             points = rows.all()
-            funnel = (await connection.execute(compile_funnel(self.cube, request))).mappings()
+            funnel = (await connection.execute(compile_funnel(cube, request))).mappings()
             return build_trials(points, funnel.one(), request)
 
     async def churn(self, request: ChurnRequest) -> ChurnPage:
         """A page of churn (and contraction) movements with totals over all of them."""
-        validate(self.cube, request.spec, churn_problems(request))
         async with self.engine.connect() as connection:
+            cube = await self.cube_of(connection)
+            check(cube, request.spec, churn_problems(request))
             present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
             currencies = currencies_of_spec(
                 request.spec, self.base_currency, present, request.start
             )
             totals = (
-                (await connection.execute(compile_totals(self.cube, request, currencies)))
+                (await connection.execute(compile_totals(cube, request, currencies)))
                 .mappings()
                 .one()
             )
             check_rates(totals["fx_missing"])
-            page = await connection.execute(compile_page(self.cube, request, currencies))
+            page = await connection.execute(compile_page(cube, request, currencies))
             return build_page(page.mappings().all(), totals, request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:

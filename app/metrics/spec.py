@@ -37,13 +37,49 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class AllOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+# A segment definition: a boolean tree whose leaves are conditions (filters) on customer
+# fields, attributes and metric dimensions.
+Node = Filter | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A named segment definition, as a compare branch."""
+
+    name: str
+    definition: Node
+
+
+@dataclass(frozen=True)
 class QuerySpec:
-    """What to slice and how: breakdown dimensions and filters (names from the metric's cube)."""
+    """What to slice and how: breakdown dimensions and filters (names from the metric's cube),
+    the customer universe (`segment`) and segments to compare (one breakdown branch each)."""
 
     dimensions: tuple[str, ...] = ()
     filters: tuple[Filter, ...] = ()
+    segment: Node | None = None
+    compare: tuple[SegmentSpec, ...] = ()
     currency: str | None = None  # report currency; None = the base currency
     fix_fx: bool = False  # convert at the rate of the first point's date
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The breakdown's key parts: the compared segment (if any), then the dimensions."""
+        return ("segment",) * bool(self.compare) + self.dimensions
 
 
 @dataclass(frozen=True)

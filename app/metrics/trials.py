@@ -24,9 +24,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube
-from app.metrics.mrr import Scope, expressions_for, period_key, step, where_clauses
+from app.metrics.mrr import Scope, period_key, step, where_clauses
 from app.metrics.periods import period_count, period_end
 from app.metrics.spec import Interval, QuerySpec
+from app.metrics.universe import universe
 from app.movements import CONTRIBUTING_STATUSES
 from app.tables import customer, plan, subscription, subscription_version
 
@@ -75,8 +76,8 @@ def request_problems(request: TrialsRequest) -> list[str]:
         problems.append(f"start {request.start} is after end {request.end}")
     elif (count := period_count(request.start, request.end, request.interval)) > MAX_POINTS:
         problems.append(f"the series would have {count} points; at most {MAX_POINTS} are served")
-    if request.spec.dimensions:
-        problems.append("trials take filters, not dimensions")
+    if request.spec.dimensions or request.spec.compare:
+        problems.append("trials take filters, not dimensions or compareSegments")
     return problems
 
 
@@ -142,7 +143,9 @@ def trial_facts() -> FromClause:
 def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
     facts = trial_facts()
     scope = Scope(cube, spec, end)
-    query = sa.select(facts).where(*where_clauses(scope, spec, expressions_for(scope, facts, {})))
+    query = sa.select(facts).where(
+        *where_clauses(scope, spec, facts, {}), *universe(cube, spec, facts.c.customer_id, end)
+    )
     if any(d.needs_plan for d in scope.used()):
         query = query.outerjoin_from(facts, plan, plan.c.id == facts.c.plan_id)
     if scope.needs_customer:
