@@ -28,6 +28,7 @@ from app.tables import attribute, customer, customer_attribute
 
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SOURCES = ("stripe", "csv", "api", "computed")
+MAX_VALUES = 1000  # distinct values served per request
 TRUE, FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f"}
 
 Value = str | Decimal | bool | date
@@ -128,7 +129,7 @@ def dimension(definition: AttributeDefinition) -> Dimension:
         value_of,
         kind=kind.value,
         reads_customer=True,
-        parse=lambda text: typed_literal(kind, text),
+        parse=lambda text: parse_value(kind, text),
         condition=condition,
     )
 
@@ -156,6 +157,8 @@ async def list_definitions(engine: AsyncEngine) -> list[AttributeDefinition]:
 
 async def create(engine: AsyncEngine, definition: AttributeDefinition) -> AttributeDefinition:
     problems = []
+    if not definition.label.strip():
+        problems.append("an attribute label cannot be empty")
     if not KEY.match(definition.key):
         problems.append(
             f"key {definition.key!r} must be lower-case letters, digits and _ (a letter first)"
@@ -183,7 +186,14 @@ async def create(engine: AsyncEngine, definition: AttributeDefinition) -> Attrib
 async def update(
     engine: AsyncEngine, key: str, label: str | None, description: str | None
 ) -> AttributeDefinition:
-    changes = {name: v for name, v in (("label", label), ("description", description)) if v}
+    """Change the label and/or description (the key, type and source are fixed)."""
+    if label is not None and not label.strip():
+        raise UserError("an attribute label cannot be empty")
+    changes = {
+        name: value.strip()
+        for name, value in (("label", label), ("description", description))
+        if value is not None
+    }
     async with engine.begin() as connection:
         if changes:
             await connection.execute(
@@ -202,21 +212,42 @@ async def _require(connection: AsyncConnection, key: str) -> AttributeDefinition
     return found
 
 
-async def set_value(engine: AsyncEngine, customer_id: int, key: str, text: str) -> Value:
+async def _require_customer(connection: AsyncConnection, customer_id: int) -> None:
+    found = await connection.scalar(sa.select(customer.c.id).where(customer.c.id == customer_id))
+    if found is None:
+        raise NotFound(f"no customer with id {customer_id}")
+
+
+async def set_values(
+    engine: AsyncEngine, customer_id: int, values: Sequence[tuple[str, str]]
+) -> dict[str, Value]:
+    """Upsert values (key, text) on one customer: all of them, or none when any is wrong."""
     async with engine.begin() as connection:
-        definition = await _require(connection, key)
-        if (
-            await connection.scalar(sa.select(customer.c.id).where(customer.c.id == customer_id))
-            is None
-        ):
-            raise NotFound(f"no customer with id {customer_id}")
-        value = typed_literal(definition.type, text)
-        await _upsert(connection, [(customer_id, key, definition.type, value)])
-    return value
+        await _require_customer(connection, customer_id)
+        known = await definitions(connection)
+        unknown = sorted({key for key, _ in values if key not in known})
+        if unknown:
+            raise NotFound(f"no attribute {', '.join(map(repr, unknown))}; define it first")
+        parsed: dict[str, Value] = {}
+        problems = []
+        for key, text in values:
+            try:
+                parsed[key] = parse_value(known[key].type, text)
+            except ValueError as error:
+                problems.append(f"{key}: {error} (type {known[key].type.value})")
+        if problems:
+            raise UserError("; ".join(problems), problems)
+        await _upsert(
+            connection, [(customer_id, k, known[k].type, value) for k, value in parsed.items()]
+        )
+    return parsed
 
 
 async def remove_value(engine: AsyncEngine, customer_id: int, key: str) -> bool:
+    """Remove one value; False when the customer had none for `key`."""
     async with engine.begin() as connection:
+        await _require_customer(connection, customer_id)
+        await _require(connection, key)
         deleted = await connection.execute(
             sa.delete(customer_attribute).where(
                 customer_attribute.c.customer_id == customer_id, customer_attribute.c.key == key
@@ -290,26 +321,30 @@ async def import_csv(
     lines: Iterable[str],
     filename: str,
     progress: Callable[[int], None] = lambda _: None,
-) -> int:
+) -> tuple[int, int]:
     """Values from a CSV whose first column is the customer (id or external id) and whose
-    other columns are attribute keys. All or nothing; every bad row is reported."""
+    other columns are attribute keys. All or nothing; every bad row is reported (up to 20).
+    Returns (rows read, values upserted); `progress` is called with the line reached."""
     reader = csv.reader(lines)
     header = [name.strip() for name in next(reader, [])]
     async with engine.begin() as connection:
         known = await definitions(connection)
-        unknown = [key for key in header[1:] if key not in known]
-        if len(header) < 2 or unknown:
-            reason = (
-                f"unknown attribute(s): {', '.join(unknown)} (define them first)"
-                if unknown
-                else "needs a customer column and at least one attribute column"
-            )
-            raise ImportFailed(filename, [(1, reason)])
+        _check_header(filename, header, known)
         customers = await _customer_ids(connection)
         values: list[tuple[int, str, AttributeType, Value]] = []
         problems: list[tuple[int, str]] = []
+        seen: dict[int, int] = {}  # customer id -> line
+        rows = 0
         for row in reader:
+            if not row:
+                continue
+            rows += 1
             parsed, problem = _parse_row(row, header, known, customers)
+            ident = customers.get(row[0].strip())
+            if problem is None and ident is not None and ident in seen:
+                problem = f"customer {row[0].strip()!r} is already given on line {seen[ident]}"
+            if ident is not None:
+                seen.setdefault(ident, reader.line_num)
             if problem:
                 problems.append((reader.line_num, problem))
             values.extend(parsed)
@@ -319,15 +354,32 @@ async def import_csv(
             raise ImportFailed(filename, problems[:20])
         for start in range(0, len(values), 1000):
             await _upsert(connection, values[start : start + 1000])
-    return len(values)
+    progress(reader.line_num)
+    return rows, len(values)
+
+
+def _check_header(filename: str, header: list[str], known: dict[str, AttributeDefinition]) -> None:
+    unknown = [key for key in header[1:] if key not in known]
+    twice = sorted({key for key in header[1:] if header[1:].count(key) > 1})
+    if len(header) < 2:
+        reason = "needs a customer column (id or external id) and at least one attribute column"
+    elif unknown:
+        defined = ", ".join(known) or "none yet"
+        reason = (
+            f"unknown attribute(s): {', '.join(unknown)} (define them first; defined: {defined})"
+        )
+    elif twice:
+        reason = f"column(s) given twice: {', '.join(twice)}"
+    else:
+        return
+    raise ImportFailed(filename, [(1, reason)])
 
 
 async def _customer_ids(connection: AsyncConnection) -> dict[str, int]:
-    rows = await connection.execute(sa.select(customer.c.id, customer.c.external_id))
-    ids: dict[str, int] = {}
-    for ident, external in rows:
-        ids.setdefault(external, ident)
-        ids.setdefault(str(ident), ident)
+    """Customers by external id, and by id where that is no one's external id."""
+    rows = (await connection.execute(sa.select(customer.c.id, customer.c.external_id))).all()
+    ids = {str(ident): ident for ident, _ in rows}
+    ids.update({external: ident for ident, external in rows})
     return ids
 
 
@@ -337,11 +389,11 @@ def _parse_row(
     known: dict[str, AttributeDefinition],
     customers: dict[str, int],
 ) -> tuple[list[tuple[int, str, AttributeType, Value]], str | None]:
-    if not row:
-        return [], None
     customer_id = customers.get(row[0].strip())
     if customer_id is None:
         return [], f"no customer with id or external id {row[0].strip()!r}"
+    if len(row) > len(header):
+        return [], f"{len(row)} columns, but the header has {len(header)}"
     parsed = []
     for key, text in zip(header[1:], row[1:], strict=False):
         if not text.strip():

@@ -168,6 +168,41 @@ def import_subscriptions(
     )
 
 
+@importer.command("attributes")
+def import_attributes(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
+) -> None:
+    """Import customer attribute values: first column the customer id or external id, one
+    column per attribute key (define keys first). All or nothing; empty cells are skipped."""
+    from app.attributes import import_csv
+    from app.progress import CountingLines, file_progress
+
+    settings = load_settings()
+
+    async def load() -> tuple[int, int]:
+        engine = create_engine(settings)
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle, file_progress() as progress:
+                lines = CountingLines(handle)
+                task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
+                return await import_csv(
+                    engine,
+                    lines,
+                    str(path),
+                    lambda _line: progress.update(task, completed=lines.consumed),
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        rows, values = asyncio.run(load())
+    except UserError as error:
+        raise fail(str(error)) from None
+    except UnicodeDecodeError as error:
+        raise fail(f"{path}: not UTF-8 text ({error.reason})") from None
+    console.print(f"imported {values} attribute values for {rows} customers")
+
+
 @fx.command("load")
 def fx_load() -> None:
     """(Re)load the ECB reference rates shipped with Tidemill; your own rates are kept."""

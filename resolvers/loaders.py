@@ -9,7 +9,7 @@ from typing import TypeVar
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import customers
+from app import attributes, customers
 
 T = TypeVar("T")
 
@@ -29,3 +29,4 @@ class Loaders:
         self.state = _loader(lambda ids: customers.states(engine, ids, today))
         self.subscriptions = _loader(lambda ids: customers.subscriptions_of(engine, ids, today))
         self.activities = _loader(lambda ids: customers.activities_of(engine, ids))
+        self.attributes = _loader(lambda ids: attributes.values_of(engine, ids))

@@ -14,11 +14,16 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from app.customers import CustomerSort
 from app.errors import UserError
 from app.metrics.spec import Interval as IntervalEnum
+from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
+from resolvers import segments as resolve_segments
 from resolvers.context import Context
+from schema.attributes import Attribute
 from schema.errors import ErrorCodes
+from schema.mutation import Mutation
 from schema.scalars import SCALARS
+from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import selected_names, wanted_point_fields
 from schema.types import (
     ChurnReport,
@@ -39,8 +44,12 @@ from schema.types import (
 Info = strawberry.Info[Context, None]
 
 
-def _spec(spec: QuerySpecInput | None) -> resolve.QuerySpec:
-    return spec.to_spec() if spec else resolve.QuerySpec()
+async def _spec(info: Info, spec: QuerySpecInput | None) -> resolve.QuerySpec:
+    if spec is None:
+        return resolve.QuerySpec()
+    return await resolve_segments.with_segments(
+        info.context, spec.to_spec(), spec.segment, spec.compare_segments
+    )
 
 
 @strawberry.type
@@ -59,7 +68,7 @@ class Query:
         spec: QuerySpecInput | None = None,
     ) -> Series:
         request = await resolve.series_request(
-            info.context, start, end, interval, _spec(spec), wanted_point_fields(info)
+            info.context, start, end, interval, await _spec(info, spec), wanted_point_fields(info)
         )
         currency = request.spec.currency or info.context.metrics.base_currency
         return Series(start=start, end=end, interval=interval, currency=currency, request=request)
@@ -72,7 +81,7 @@ class Query:
         end: datetime.date,
         spec: QuerySpecInput | None = None,
     ) -> list[Cohort]:
-        result = await resolve.cohorts(info.context, start, end, _spec(spec))
+        result = await resolve.cohorts(info.context, start, end, await _spec(info, spec))
         return list(result)  # type: ignore[arg-type]
 
     @strawberry.field(description="Trials started, converted and expired (METRICS.md 6).")
@@ -84,18 +93,18 @@ class Query:
         interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
         spec: QuerySpecInput | None = None,
     ) -> Trials:
-        spec_ = _spec(spec)
+        spec_ = await _spec(info, spec)
         return await resolve.trials(info.context, start, end, interval, spec_)  # type: ignore[return-value]
 
     @strawberry.field(description="Churn detail: churned customers and revenue-churn events.")
-    def churn(
+    async def churn(
         self,
         info: Info,
         start: datetime.date,
         end: datetime.date,
         spec: QuerySpecInput | None = None,
     ) -> ChurnReport:
-        query_spec = _spec(spec)
+        query_spec = await _spec(info, spec)
         currency = query_spec.currency or info.context.metrics.base_currency
         return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
 
@@ -110,7 +119,7 @@ class Query:
         spec: QuerySpecInput | None = None,
     ) -> CustomerConnection:
         page = await resolve_customers.customer_page(
-            info.context, search, first, after, sort, _spec(spec)
+            info.context, search, first, after, sort, await _spec(info, spec)
         )
         edges = [
             CustomerEdge(node=node, cursor=cursor)  # type: ignore[arg-type]
@@ -135,7 +144,31 @@ class Query:
     ) -> Point:
         day = at or datetime.datetime.now(datetime.UTC).date()
         wanted = selected_names(info)
-        return await resolve.snapshot(info.context, day, _spec(spec), wanted)  # type: ignore[return-value]
+        return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)  # type: ignore[return-value]
+
+    @strawberry.field(description="Attribute definitions (their values slice as attr.<key>).")
+    async def attributes(self, info: Info) -> list[Attribute]:
+        return [Attribute.of(d) for d in await resolve_attributes.definitions(info.context)]
+
+    @strawberry.field(description="Observed values of an attribute, most frequent first.")
+    async def attribute_values(self, info: Info, key: str, first: int = 100) -> list[str]:
+        return await resolve_attributes.distinct_values(info.context, key, first)
+
+    @strawberry.field(description="Saved segments, by name.")
+    async def segments(self, info: Info) -> list[Segment]:
+        return [Segment.of(found) for found in await resolve_segments.all_segments(info.context)]
+
+    @strawberry.field(description="One saved segment.")
+    async def segment(self, info: Info, id: strawberry.ID) -> Segment:
+        return Segment.of(await resolve_segments.segment(info.context, id))
+
+    @strawberry.field(
+        description="Lint a segment definition without saving it: unknown fields, operators "
+        "that do not fit a field's type, values that do not parse."
+    )
+    async def validate_segment(self, info: Info, definition: SegmentNodeInput) -> SegmentValidation:
+        problems = await resolve_segments.problems(info.context, definition.to_json())
+        return SegmentValidation(valid=not problems, problems=problems)
 
 
 class TidemillSchema(strawberry.Schema):
@@ -150,6 +183,7 @@ def build_schema(
     batching: BatchingConfig | None = {"max_operations": max_batch} if max_batch else None
     return TidemillSchema(
         query=Query,
+        mutation=Mutation,
         extensions=[*extensions, ErrorCodes],
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )

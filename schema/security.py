@@ -190,7 +190,11 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         registry: Registry,
         graphiql: bool = True,
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            multipart_uploads_enabled=True,  # importAttributes(file: Upload!)
+        )
         self.metrics = metrics
         self.authenticator = authenticator
         self.registry = registry

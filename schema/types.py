@@ -12,9 +12,11 @@ from app.metrics.service import Breakdown as BreakdownResult
 from app.metrics.spec import FilterOp as FilterOpEnum
 from app.metrics.spec import Interval as IntervalEnum
 from app.metrics.spec import SeriesRequest
+from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
+from schema.attributes import AttributeValue
 from schema.scalars import Cents
 
 Interval = strawberry.enum(IntervalEnum, name="Interval")
@@ -34,6 +36,13 @@ class QuerySpecInput:
         default_factory=list, description="Breakdown (GROUP BY); names from `metrics`."
     )
     filters: list[FilterInput] = strawberry.field(default_factory=list)
+    segment: strawberry.ID | None = strawberry.field(
+        default=None, description="A saved segment: only its customers are counted."
+    )
+    compare_segments: list[strawberry.ID] = strawberry.field(
+        default_factory=list,
+        description="Up to 10 segments, one breakdown entry each (a customer may be in several).",
+    )
     currency: str | None = strawberry.field(
         default=None, description="Report currency (ISO 4217); default the base currency."
     )
@@ -351,6 +360,11 @@ class Customer:
     async def activities(self, info: strawberry.Info[Context, None]) -> list[Activity]:
         found = await resolve_customers.activities(info.context, int(self.id))
         return found  # type: ignore[return-value]
+
+    @strawberry.field(description="Its attribute values, by key.")
+    async def attributes(self, info: strawberry.Info[Context, None]) -> list[AttributeValue]:
+        found = await resolve_attributes.of_customer(info.context, int(self.id))
+        return [AttributeValue.of(key, value) for key, value in sorted(found.items())]
 
 
 @strawberry.type

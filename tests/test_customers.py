@@ -9,6 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import attributes
+from app.attributes import AttributeDefinition, AttributeType
 from app.metrics.service import MetricsEngine
 from tests.conftest import execute, execute_errors, import_text
 
@@ -142,17 +144,25 @@ async def test_a_page_costs_the_same_number_of_statements_for_10_and_100(
 ) -> None:
     rows = "".join(f"s{i},C{i:03},2024-01-01,2024-03-01,{i + 1},P,,,US\n" for i in range(100))
     await import_text(engine, HEADER + rows)
+    tier = AttributeDefinition("tier", "Tier", AttributeType.STRING, "csv", "")
+    await attributes.create(engine, tier)
+    values = ["customer,tier\n", *(f"C{i:03},gold\n" for i in range(100))]
+    assert await attributes.import_csv(engine, values, "tiers.csv") == (100, 100)
     query = """query($first: Int!) { customers(first: $first, sort: MRR) { edges { node {
         mrr arr status churnedAt churnedMrr subscriptions { plan } activities { description }
+        attributes { key value }
     } } } }"""
     counts = []
     for size in (10, 100):
         statements.clear()
         result = await execute(metrics, query, {"first": size})
         assert len(result["customers"]["edges"]) == size
+        assert {e["node"]["attributes"][0]["value"] for e in result["customers"]["edges"]} == {
+            "gold"
+        }
         counts.append(len(statements))
     assert counts[0] == counts[1]
-    assert counts[0] <= 7  # page, count, state (2), subscriptions, activities
+    assert counts[0] <= 9  # cube, page, count, state (2), subscriptions, activities, attributes
 
 
 @pytest.mark.usefixtures("people")

@@ -1,0 +1,128 @@
+"""Mutations: attribute definitions and values, attribute imports, saved segments. They call
+the same services as the CLI; an API key needs the `write` scope (schema/security.py)."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from app.errors import UserError
+from resolvers import attributes as resolve_attributes
+from resolvers import customers as resolve_customers
+from resolvers import segments as resolve_segments
+from resolvers.context import Context
+from schema.attributes import Attribute, AttributeImport, AttributeTypeEnum, AttributeValueInput
+from schema.segments import Segment, SegmentNodeInput
+from schema.types import Customer
+
+Info = strawberry.Info[Context, None]
+
+
+def _lines(upload: Upload, filename: str) -> Iterator[str]:
+    """The uploaded file's lines, decoded as UTF-8 as they are read."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    stream = upload.file  # type: ignore[attr-defined]  # starlette's UploadFile
+    try:
+        while chunk := stream.read(1 << 16):
+            pending += decoder.decode(chunk)
+            *complete, pending = pending.split("\n")
+            yield from (line + "\n" for line in complete)
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise UserError(f"{filename}: not UTF-8 text ({error.reason})") from None
+    if pending:
+        yield pending
+
+
+async def _customer(info: Info, ident: int) -> Customer:
+    return await resolve_customers.customer(info.context, ident)  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Define an attribute (its type is fixed once created).")
+    async def create_attribute(
+        self,
+        info: Info,
+        key: str,
+        label: str,
+        type: AttributeTypeEnum,  # type: ignore[valid-type]
+        source: str = "api",
+        description: str = "",
+    ) -> Attribute:
+        created = await resolve_attributes.create(
+            info.context, key, label, type, source, description
+        )
+        return Attribute.of(created)
+
+    @strawberry.mutation(description="Change an attribute's label and/or description.")
+    async def update_attribute(
+        self, info: Info, key: str, label: str | None = None, description: str | None = None
+    ) -> Attribute:
+        return Attribute.of(await resolve_attributes.update(info.context, key, label, description))
+
+    @strawberry.mutation(description="Upsert attribute values on one customer (all or none).")
+    async def set_customer_attributes(
+        self, info: Info, customer_id: strawberry.ID, values: list[AttributeValueInput]
+    ) -> Customer:
+        pairs = [(value.key, value.value) for value in values]
+        ident = await resolve_attributes.set_values(info.context, customer_id, pairs)
+        return await _customer(info, ident)
+
+    @strawberry.mutation(description="Remove one attribute value from a customer.")
+    async def remove_customer_attribute(
+        self, info: Info, customer_id: strawberry.ID, key: str
+    ) -> Customer:
+        ident = await resolve_attributes.remove_value(info.context, customer_id, key)
+        return await _customer(info, ident)
+
+    @strawberry.mutation(
+        description="Import attribute values from a CSV upload (GraphQL multipart request): "
+        "first column the customer id or external id, one column per attribute key. All rows "
+        "or nothing; every bad row is reported with its line and reason."
+    )
+    async def import_attributes(self, info: Info, file: Upload) -> AttributeImport:
+        if not hasattr(file, "file") or not hasattr(file, "close"):
+            raise UserError(
+                "file must be a file part of a GraphQL multipart request "
+                "(https://github.com/jaydenseric/graphql-multipart-request-spec)"
+            )
+        filename = getattr(file, "filename", None) or "upload.csv"
+        try:
+            rows, values = await resolve_attributes.import_file(
+                info.context, _lines(file, filename), filename
+            )
+        finally:
+            await file.close()  # type: ignore[attr-defined]  # starlette's UploadFile
+        return AttributeImport(rows=rows, values=values)
+
+    @strawberry.mutation(description="Save a segment (its definition is validated first).")
+    async def create_segment(
+        self, info: Info, name: str, definition: SegmentNodeInput, description: str = ""
+    ) -> Segment:
+        created = await resolve_segments.create(
+            info.context, name, description, definition.to_json()
+        )
+        return Segment.of(created)
+
+    @strawberry.mutation(description="Rename, re-describe or redefine a segment.")
+    async def update_segment(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        name: str | None = None,
+        description: str | None = None,
+        definition: SegmentNodeInput | None = None,
+    ) -> Segment:
+        data = definition.to_json() if definition is not None else None
+        updated = await resolve_segments.update(info.context, id, name, description, data)
+        return Segment.of(updated)
+
+    @strawberry.mutation(description="Delete a segment; returns its id.")
+    async def delete_segment(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        await resolve_segments.delete(info.context, id)
+        return id

@@ -1,0 +1,283 @@
+"""Saved segments: CRUD, validation, and their use as the universe and as compared branches of
+every metric (same numbers as the equivalent filters; a customer may be in several branches)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, execute_errors, import_text, table_counts
+from tests.test_attributes import PEOPLE, SET, VALUES, define, ids
+
+# Jan-Mar 2024, monthly MRR in dollars:
+#   A  US  saas    seats 10    Basic 100, 100, then Pro 150
+#   B  GB  retail  seats 3     Basic 50, churned Feb 10
+#   C  DE  saas    seats 25.5  Pro -, 200, 200
+#   D  US  (none)              Basic -, 80, 80
+CREATE = """mutation($name: String!, $definition: SegmentNodeInput!) {
+  createSegment(name: $name, definition: $definition) { id name definition } }"""
+FIELDS = """mrr arr customers arpa asp new expansion contraction churn reactivation netNewMrr
+  customersDiff newCustomers expansionCustomers contractionCustomers churnCustomers
+  reactivationCustomers churnedCustomers customerChurnRate mrrChurnRate netMrrChurnRate
+  customerRetentionRate mrrRetentionRate nrr grr quickRatio customerChurnAvg ltv"""
+SERIES = f"""query($spec: QuerySpecInput) {{
+  series(start: "2024-01-01", end: "2024-03-31", spec: $spec) {{
+    points {{ {FIELDS} }}
+    breakdown {{ key label points {{ {FIELDS} }} }} }} }}"""
+US_SAAS = {
+    "and": [
+        {"field": "customer_country", "op": "EQ", "values": ["US"]},
+        {"field": "attr.industry", "values": ["saas"]},
+    ]
+}
+BIG_OR_PRO = {
+    "or": [
+        {"field": "attr.seats", "op": "GT", "values": ["20"]},
+        {"field": "plan", "values": ["Pro"]},
+    ]
+}
+NOT_US = {"not": {"field": "customer_country", "values": ["US"]}}
+
+
+@pytest.fixture
+async def segments(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
+    """The customers with their attributes, and three saved segments (name -> id)."""
+    await import_text(engine, PEOPLE)
+    await define(metrics)
+    customers = await ids(metrics)
+    for name, values in VALUES.items():
+        pairs = [{"key": k, "value": v} for k, v in values.items()]
+        await execute(metrics, SET, {"id": customers[name], "values": pairs})
+    saved = {}
+    for name, definition in (("US SaaS", US_SAAS), ("Big or Pro", BIG_OR_PRO), ("Not US", NOT_US)):
+        created = await execute(metrics, CREATE, {"name": name, "definition": definition})
+        saved[name] = created["createSegment"]["id"]
+    return saved
+
+
+async def series(metrics: MetricsEngine, **spec: Any) -> dict[str, Any]:
+    result: dict[str, Any] = (await execute(metrics, SERIES, {"spec": spec}))["series"]
+    return result
+
+
+def mrr(points: list[dict[str, Any]]) -> list[int]:
+    return [point["mrr"] for point in points]
+
+
+async def test_segments_are_saved_listed_updated_and_deleted(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    listed = await execute(metrics, "{ segments { name definition } }")
+    assert [s["name"] for s in listed["segments"]] == ["Big or Pro", "Not US", "US SaaS"]
+    us_saas = next(s for s in listed["segments"] if s["name"] == "US SaaS")
+    assert us_saas["definition"] == {
+        "and": [
+            {"field": "customer_country", "op": "EQ", "values": ["US"]},
+            {"field": "attr.industry", "op": "EQ", "values": ["saas"]},
+        ]
+    }
+    updated = await execute(
+        metrics,
+        """mutation($id: ID!) { updateSegment(id: $id, name: "Outside the US",
+             description: "not billed in the US") { name description definition } }""",
+        {"id": segments["Not US"]},
+    )
+    assert updated["updateSegment"] == {
+        "name": "Outside the US",
+        "description": "not billed in the US",
+        "definition": {"not": {"field": "customer_country", "op": "EQ", "values": ["US"]}},
+    }
+    fetched = await execute(
+        metrics, "query($id: ID!) { segment(id: $id) { name } }", {"id": segments["Not US"]}
+    )
+    assert fetched["segment"]["name"] == "Outside the US"
+    deleted = await execute(
+        metrics, "mutation($id: ID!) { deleteSegment(id: $id) }", {"id": segments["US SaaS"]}
+    )
+    assert deleted["deleteSegment"] == segments["US SaaS"]
+    [gone] = await execute_errors(
+        metrics, "query($id: ID!) { segment(id: $id) { name } }", {"id": segments["US SaaS"]}
+    )
+    assert gone["extensions"]["code"] == "NOT_FOUND"
+    assert gone["message"] == f"no segment with id {segments['US SaaS']}"
+
+
+VALIDATE = """query($definition: SegmentNodeInput!) {
+  validateSegment(definition: $definition) { valid problems } }"""
+
+
+@pytest.mark.usefixtures("segments")
+async def test_validate_segment_names_every_problem(metrics: MetricsEngine) -> None:
+    ok = await execute(metrics, VALIDATE, {"definition": BIG_OR_PRO})
+    assert ok["validateSegment"] == {"valid": True, "problems": []}
+    bad = {
+        "and": [
+            {"field": "attr.tier", "values": ["gold"]},
+            {"field": "attr.industry", "op": "GT", "values": ["a"]},
+            {"not": {"field": "customer_since", "op": "LT", "values": ["last year"]}},
+            {"or": []},
+            {"field": "mrr", "op": "GTE", "values": ["100", "200"]},
+        ]
+    }
+    result = (await execute(metrics, VALIDATE, {"definition": bad}))["validateSegment"]
+    assert result["valid"] is False
+    problems = result["problems"]
+    assert problems[0] == "definition.and[3]: `or` needs at least one item"
+    assert problems[1].startswith("unknown condition field 'attr.tier'; valid: plan, currency")
+    assert "attr.industry" in problems[1]
+    assert "customer_since" in problems[1]
+    assert problems[2:] == [
+        "condition attr.industry (string) does not take GT; accepted: EQ, NEQ, IN, NOT_IN, "
+        "CONTAINS, IS_NULL, IS_NOT_NULL",
+        "condition customer_since: 'last year' is not a date (YYYY-MM-DD)",
+        "condition mrr GTE needs exactly one value",
+    ]
+    shape = {"field": "plan", "and": [{"field": "plan", "values": ["Pro"]}]}
+    [malformed] = (await execute(metrics, VALIDATE, {"definition": shape}))["validateSegment"][
+        "problems"
+    ]
+    assert malformed.startswith("definition: a node is exactly one of a condition")
+
+
+async def test_bad_definitions_and_ids_change_nothing(
+    engine: AsyncEngine, metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    before = await table_counts(engine)
+    bad = {"field": "attr.seats", "op": "CONTAINS", "values": ["1"]}
+    [error] = await execute_errors(metrics, CREATE, {"name": "Bad", "definition": bad})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "condition attr.seats (number) does not take CONTAINS" in error["message"]
+    [twice] = await execute_errors(metrics, CREATE, {"name": "Not US", "definition": NOT_US})
+    assert twice["message"] == "a segment named 'Not US' already exists"
+    [redefine] = await execute_errors(
+        metrics,
+        "mutation($id: ID!, $d: SegmentNodeInput!) { updateSegment(id: $id, definition: $d) { id } }",
+        {"id": segments["Not US"], "d": {"field": "nope"}},
+    )
+    assert redefine["extensions"]["code"] == "BAD_USER_INPUT"
+    for ident, code in (("999", "NOT_FOUND"), ("abc", "BAD_USER_INPUT")):
+        [error] = await execute_errors(
+            metrics, "mutation($id: ID!) { deleteSegment(id: $id) }", {"id": ident}
+        )
+        assert error["extensions"]["code"] == code
+        [error] = await execute_errors(metrics, SERIES, {"spec": {"segment": ident}})
+        assert error["extensions"]["code"] == code
+    [many] = await execute_errors(
+        metrics, SERIES, {"spec": {"compareSegments": [segments["Not US"]] * 11}}
+    )
+    assert "compareSegments takes at most 10 segments, not 11" in many["message"]
+    assert await table_counts(engine) == before
+
+
+async def test_a_segment_gives_the_numbers_of_the_equivalent_filters(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    filters = [
+        {"field": "customer_country", "values": ["US"]},
+        {"field": "attr.industry", "values": ["saas"]},
+    ]
+    filtered = await series(metrics, filters=filters)
+    segmented = await series(metrics, segment=segments["US SaaS"])
+    assert segmented["points"] == filtered["points"]
+    assert mrr(segmented["points"]) == [10000, 10000, 15000]  # A only
+    assert [p["expansion"] for p in segmented["points"]] == [0, 0, 5000]
+    by_region = await series(metrics, segment=segments["Not US"], dimensions=["customer_country"])
+    as_filter = await series(
+        metrics,
+        filters=[{"field": "customer_country", "op": "NEQ", "values": ["US"]}],
+        dimensions=["customer_country"],
+    )
+    assert by_region["breakdown"] == as_filter["breakdown"]
+    assert [b["key"] for b in by_region["breakdown"]] == [["DE"], ["GB"]]
+
+
+async def test_subscription_level_conditions_select_whole_customers(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    # Seats > 20 is C; plan = Pro is everyone who ever paid for Pro (A, C): all of their MRR
+    # counts, Basic months included, unlike the plan filter that re-scopes MRR to Pro.
+    segmented = await series(metrics, segment=segments["Big or Pro"])
+    assert mrr(segmented["points"]) == [10000, 30000, 35000]
+    plan_filter = await series(metrics, filters=[{"field": "plan", "values": ["Pro"]}])
+    assert mrr(plan_filter["points"]) == [0, 20000, 35000]
+
+
+async def test_compared_segments_are_branches_that_may_overlap(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    names = ["US SaaS", "Big or Pro", "Not US"]
+    compared = await series(metrics, compareSegments=[segments[n] for n in names])
+    assert [b["key"] for b in compared["breakdown"]] == [[n] for n in names]
+    for name, branch in zip(names, compared["breakdown"], strict=True):
+        alone = await series(metrics, segment=segments[name])
+        assert branch["points"] == alone["points"], name
+    march = [branch["points"][2]["customers"] for branch in compared["breakdown"]]
+    assert march == [1, 2, 1]  # A is in the first two, C in the last two
+    assert sum(march) > compared["points"][2]["customers"] == 3
+    assert compared["points"] == (await series(metrics))["points"]  # points stay the total
+
+
+async def test_compare_with_a_universe_and_dimensions(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    result = await series(
+        metrics,
+        segment=segments["Big or Pro"],
+        compareSegments=[segments["Not US"], segments["US SaaS"]],
+        dimensions=["plan"],
+    )
+    by_key = {tuple(b["key"]): mrr(b["points"]) for b in result["breakdown"]}
+    assert by_key == {
+        ("Not US", "Pro"): [0, 20000, 20000],  # C
+        ("US SaaS", "Basic"): [10000, 10000, 0],  # A
+        ("US SaaS", "Pro"): [0, 0, 15000],
+    }
+    assert mrr(result["points"]) == [10000, 30000, 35000]
+    empty = await series(
+        metrics,
+        segment=segments["US SaaS"],
+        compareSegments=[segments["Not US"], segments["US SaaS"]],
+    )
+    assert [(b["key"], mrr(b["points"])) for b in empty["breakdown"]] == [
+        (["Not US"], [0, 0, 0]),  # every compared segment is listed, even an empty one
+        (["US SaaS"], [10000, 10000, 15000]),
+    ]
+
+
+async def test_segments_narrow_customers_churn_and_cohorts(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    listed = await execute(
+        metrics,
+        """query($spec: QuerySpecInput) { customers(spec: $spec) {
+            totalCount edges { node { externalId } } } }""",
+        {"spec": {"segment": segments["Not US"]}},
+    )
+    assert [e["node"]["externalId"] for e in listed["customers"]["edges"]] == ["B", "C"]
+    churn = await execute(
+        metrics,
+        """query($spec: QuerySpecInput) { churn(start: "2024-01-01", end: "2024-03-31",
+            spec: $spec) { churnedCustomers { totalCount totalAmount } } }""",
+        {"spec": {"segment": segments["Not US"]}},
+    )
+    assert churn["churn"]["churnedCustomers"] == {"totalCount": 1, "totalAmount": -5000}
+    cohorts = await execute(
+        metrics,
+        """query($spec: QuerySpecInput) { cohorts(start: "2024-01-01", end: "2024-03-31",
+            spec: $spec) { cohort size } }""",
+        {"spec": {"segment": segments["Big or Pro"]}},
+    )
+    assert [(c["cohort"], c["size"]) for c in cohorts["cohorts"]] == [
+        ("2024-01-01", 1),
+        ("2024-02-01", 1),
+    ]
+    [error] = await execute_errors(
+        metrics,
+        """query($spec: QuerySpecInput) { cohorts(start: "2024-01-01", end: "2024-03-31",
+            spec: $spec) { cohort } }""",
+        {"spec": {"compareSegments": [segments["Not US"]]}},
+    )
+    assert "cohorts take filters, not dimensions or compareSegments" in error["message"]
