@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from app import attributes
-from app.attributes import AttributeDefinition, AttributeType, Value
+from app.attributes import AttributeDefinition, AttributeType
 from app.errors import UserError
 from resolvers.context import Context
 
@@ -43,11 +43,6 @@ async def update(
     context: Context, key: str, label: str | None, description: str | None
 ) -> AttributeDefinition:
     return await attributes.update(context.metrics.engine, key, label, description)
-
-
-async def of_customer(context: Context, ident: int) -> dict[str, Value]:
-    found: dict[str, Value] = await context.loaders.attributes.load(ident)
-    return found
 
 
 async def set_values(context: Context, ident: str, values: Sequence[tuple[str, str]]) -> int:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiodataloader import DataLoader
 
 from app import customers
+from app.attributes import Value
 from app.customers import (
     Activity,
     CustomerPage,
@@ -45,16 +52,34 @@ async def customer(context: Context, ident: int) -> CustomerRow:
     return found
 
 
-async def state(context: Context, ident: int) -> CustomerState:
-    result: CustomerState = await context.loaders.state.load(ident)
-    return result
+# The GraphQL fields of Customer that each loader serves.
+STATE_FIELDS = frozenset({"mrr", "arr", "currency", "status", "churnedAt", "churnedMrr"})
 
 
-async def subscriptions(context: Context, ident: int) -> list[SubscriptionFacts]:
-    result: list[SubscriptionFacts] = await context.loaders.subscriptions.load(ident)
-    return result
+@dataclass(frozen=True)
+class Facts:
+    """What the loaders fetched for one customer (None: not selected, so not fetched)."""
+
+    state: CustomerState | None = None
+    subscriptions: list[SubscriptionFacts] | None = None
+    activities: list[Activity] | None = None
+    attributes: dict[str, Value] | None = None
 
 
-async def activities(context: Context, ident: int) -> list[Activity]:
-    result: list[Activity] = await context.loaders.activities.load(ident)
-    return result
+async def facts(context: Context, ids: Sequence[int], wanted: set[str]) -> list[Facts]:
+    """The selected facts of a page of customers: one batch per loader, all at once, so each
+    field then resolves without awaiting (a constant number of statements per page)."""
+    loaders = context.loaders
+
+    def load(loader: DataLoader[int, Any], needed: bool) -> Awaitable[list[Any]]:
+        if needed:
+            return loader.load_many(list(ids))
+        return asyncio.sleep(0, [None] * len(ids))
+
+    parts = await asyncio.gather(
+        load(loaders.state, bool(wanted & STATE_FIELDS)),
+        load(loaders.subscriptions, "subscriptions" in wanted),
+        load(loaders.activities, "activities" in wanted),
+        load(loaders.attributes, "attributes" in wanted),
+    )
+    return [Facts(*found) for found in zip(*parts, strict=True)]

@@ -16,7 +16,8 @@ from resolvers import segments as resolve_segments
 from resolvers.context import Context
 from schema.attributes import Attribute, AttributeImport, AttributeTypeEnum, AttributeValueInput
 from schema.segments import Segment, SegmentNodeInput
-from schema.types import Customer
+from schema.selection import selected_names
+from schema.types import Customer, customer_nodes
 
 Info = strawberry.Info[Context, None]
 
@@ -39,7 +40,9 @@ def _lines(upload: Upload, filename: str) -> Iterator[str]:
 
 
 async def _customer(info: Info, ident: int) -> Customer:
-    return await resolve_customers.customer(info.context, ident)  # type: ignore[return-value]
+    row = await resolve_customers.customer(info.context, ident)
+    [node] = await customer_nodes(info, [row], selected_names(info))
+    return node
 
 
 @strawberry.type

@@ -24,7 +24,7 @@ from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
-from schema.selection import selected_names, wanted_point_fields
+from schema.selection import nested_names, selected_names, wanted_point_fields
 from schema.types import (
     ChurnReport,
     Cohort,
@@ -39,6 +39,7 @@ from schema.types import (
     QuerySpecInput,
     Series,
     Trials,
+    customer_nodes,
 )
 
 Info = strawberry.Info[Context, None]
@@ -121,9 +122,10 @@ class Query:
         page = await resolve_customers.customer_page(
             info.context, search, first, after, sort, await _spec(info, spec)
         )
+        nodes = await customer_nodes(info, page.customers, nested_names(info, "edges", "node"))
         edges = [
-            CustomerEdge(node=node, cursor=cursor)  # type: ignore[arg-type]
-            for node, cursor in zip(page.customers, page.cursors, strict=True)
+            CustomerEdge(node=node, cursor=cursor)
+            for node, cursor in zip(nodes, page.cursors, strict=True)
         ]
         info_ = PageInfo(
             end_cursor=page.cursors[-1] if page.cursors else None, has_next_page=page.has_next_page
@@ -136,7 +138,9 @@ class Query:
             ident = int(id)
         except ValueError:
             raise UserError(f"customer id {id!r} is not a customer id (a number)") from None
-        return await resolve_customers.customer(info.context, ident)  # type: ignore[return-value]
+        row = await resolve_customers.customer(info.context, ident)
+        [node] = await customer_nodes(info, [row], selected_names(info))
+        return node
 
     @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
     async def snapshot(

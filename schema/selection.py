@@ -40,3 +40,11 @@ def wanted_point_fields(info: Info) -> set[str]:
 
 def selected_names(info: Info) -> set[str]:
     return {f.name for field in info.selected_fields for f in _fields(field.selections)}
+
+
+def nested_names(info: Info, *path: str) -> set[str]:
+    """Names selected at `path` under the current field (e.g. "edges", "node")."""
+    level = list(info.selected_fields)
+    for name in path:
+        level = [child for field in level for child in _child(field, name)]
+    return {f.name for field in level for f in _fields(field.selections)}

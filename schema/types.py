@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
+from typing import TypeVar
 
 import strawberry
 
-from app.customers import CustomerSort
+from app.customers import CustomerRow, CustomerSort, CustomerState
 from app.metrics.churn import LOGO, REVENUE
 from app.metrics.service import Breakdown as BreakdownResult
 from app.metrics.spec import FilterOp as FilterOpEnum
 from app.metrics.spec import Interval as IntervalEnum
 from app.metrics.spec import SeriesRequest
-from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
+from resolvers.customers import Facts
 from schema.attributes import AttributeValue
 from schema.scalars import Cents
 
@@ -325,46 +327,80 @@ class Customer:
     customer_since: datetime.date | None = strawberry.field(
         description="Day of its first `new` movement."
     )
+    facts: strawberry.Private[Facts]
+
+    @classmethod
+    def of(cls, row: CustomerRow, facts: Facts) -> Customer:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            external_id=row.external_id,
+            source=row.source,
+            name=row.name,
+            email=row.email,
+            country=row.country,
+            customer_since=row.customer_since,
+            facts=facts,
+        )
+
+    @property
+    def state(self) -> CustomerState:
+        return _loaded(self.facts.state)
 
     @strawberry.field(description="MRR today, in the customer's currency.")
-    async def mrr(self, info: strawberry.Info[Context, None]) -> Cents:
-        return Cents((await resolve_customers.state(info.context, int(self.id))).mrr)
+    def mrr(self) -> Cents:
+        return Cents(self.state.mrr)
 
     @strawberry.field
-    async def arr(self, info: strawberry.Info[Context, None]) -> Cents:
-        return Cents(12 * (await resolve_customers.state(info.context, int(self.id))).mrr)
+    def arr(self) -> Cents:
+        return Cents(12 * self.state.mrr)
 
     @strawberry.field(description="The customer's billing currency (null if never billed).")
-    async def currency(self, info: strawberry.Info[Context, None]) -> str | None:
-        return (await resolve_customers.state(info.context, int(self.id))).currency
+    def currency(self) -> str | None:
+        return self.state.currency
 
     @strawberry.field(description="active, trialing, churned or never_active.")
-    async def status(self, info: strawberry.Info[Context, None]) -> str:
-        return (await resolve_customers.state(info.context, int(self.id))).status
+    def status(self) -> str:
+        return self.state.status
 
     @strawberry.field(description="Day of its latest churn, when not active now.")
-    async def churned_at(self, info: strawberry.Info[Context, None]) -> datetime.date | None:
-        return (await resolve_customers.state(info.context, int(self.id))).churned_at
+    def churned_at(self) -> datetime.date | None:
+        return self.state.churned_at
 
     @strawberry.field(description="MRR lost in that churn.")
-    async def churned_mrr(self, info: strawberry.Info[Context, None]) -> Cents | None:
-        lost = (await resolve_customers.state(info.context, int(self.id))).churned_mrr
+    def churned_mrr(self) -> Cents | None:
+        lost = self.state.churned_mrr
         return None if lost is None else Cents(lost)
 
     @strawberry.field
-    async def subscriptions(self, info: strawberry.Info[Context, None]) -> list[Subscription]:
-        facts = await resolve_customers.subscriptions(info.context, int(self.id))
-        return facts  # type: ignore[return-value]
+    def subscriptions(self) -> list[Subscription]:
+        return _loaded(self.facts.subscriptions)  # type: ignore[return-value]
 
     @strawberry.field(description="Its movements, newest first.")
-    async def activities(self, info: strawberry.Info[Context, None]) -> list[Activity]:
-        found = await resolve_customers.activities(info.context, int(self.id))
-        return found  # type: ignore[return-value]
+    def activities(self) -> list[Activity]:
+        return _loaded(self.facts.activities)  # type: ignore[return-value]
 
     @strawberry.field(description="Its attribute values, by key.")
-    async def attributes(self, info: strawberry.Info[Context, None]) -> list[AttributeValue]:
-        found = await resolve_attributes.of_customer(info.context, int(self.id))
+    def attributes(self) -> list[AttributeValue]:
+        found = _loaded(self.facts.attributes)
         return [AttributeValue.of(key, value) for key, value in sorted(found.items())]
+
+
+T = TypeVar("T")
+
+
+def _loaded(fact: T | None) -> T:
+    """A fact the resolver that made the node prefetched (resolvers.customers.facts)."""
+    if fact is None:
+        raise RuntimeError("a Customer fact was selected but not prefetched")
+    return fact
+
+
+async def customer_nodes(
+    info: strawberry.Info[Context, None], rows: Sequence[CustomerRow], wanted: set[str]
+) -> list[Customer]:
+    """Customer nodes with the facts `wanted` (GraphQL field names), one batch per loader."""
+    found = await resolve_customers.facts(info.context, [row.id for row in rows], wanted)
+    return [Customer.of(row, facts) for row, facts in zip(rows, found, strict=True)]
 
 
 @strawberry.type
