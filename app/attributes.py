@@ -354,6 +354,8 @@ async def import_csv(
             raise ImportFailed(filename, problems[:20])
         for start in range(0, len(values), 1000):
             await _upsert(connection, values[start : start + 1000])
+        if len(values) >= 1000:  # plans of the filters and loaders need current statistics
+            await connection.execute(sa.text("ANALYZE customer_attribute"))
     progress(reader.line_num)
     return rows, len(values)
 

@@ -70,6 +70,11 @@ subscription_version = sa.Table(
     sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
     sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
     sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
+    sa.Index(
+        "subscription_version_trialing_idx",
+        "subscription_id",
+        postgresql_where=sa.text("status = 'trialing'"),
+    ),
 )
 
 # The MRR ledger: +mrr on the first day a contributing version counts, -mrr on the day it stops.
