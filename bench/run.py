@@ -4,8 +4,9 @@
    (an admin URL; default postgresql://postgres@127.0.0.1:5432/postgres);
 2. the demo company at benchmark size (busier than the demo) written to bench/data/;
 3. the real CLI imports it in a subprocess: wall time -> rows/s, the child's peak RSS;
-4. the real server answers every case of `cases()` over HTTP: warm-ups, then timed runs;
-5. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
+4. attributes for every customer (the CLI again) and a saved segment (bench/segments.py);
+5. the real server answers every case of `cases()` over HTTP: warm-ups, then timed runs;
+6. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
 
 A new benchmark case is one more `Case` in `cases()`.
 """
@@ -40,6 +41,7 @@ from app.config import load_settings
 from app.db import create_engine
 from app.demo import Rates, add_months, generate_periods, write_csv
 from app.migrate import upgrade
+from bench import segments as bench_segments
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "tidemill_bench"
@@ -129,11 +131,17 @@ query BenchCohorts($start: Date!, $end: Date!) {
 """
 
 
-def cases(start: date, end: date) -> list[Case]:
+SEGMENT_RATIO = 1.5  # a segmented series may take this many times the unsegmented one
+
+
+def cases(start: date, end: date, segment: int) -> list[Case]:
     window = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
     by_plan = {**window, "spec": {"dimensions": ["plan"]}}
+    segmented = {**window, "spec": {"segment": str(segment)}}
     return [
         Case("series", SERIES_QUERY, window, target_ms=150),
+        Case("series, 3-condition segment", SERIES_QUERY, segmented, 150 * SEGMENT_RATIO),
+        Case("customers page of 100, 5 attributes", bench_segments.PAGE_QUERY, {"first": 100}, 80),
         Case("breakdown by plan", BREAKDOWN_QUERY, by_plan, target_ms=400),
         Case("series, every field", FULL_SERIES_QUERY, window, target_ms=300),
         Case("snapshot, every field", SNAPSHOT_QUERY, {"at": end.isoformat()}, target_ms=100),
@@ -154,15 +162,15 @@ def _url(admin_url: str, database: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def fresh_database(admin_url: str) -> str:
+async def fresh_database(admin_url: str, database: str = DATABASE) -> str:
     """Drop and create the bench database, migrate it; its URL."""
     admin = await asyncpg.connect(_url(admin_url, make_url(admin_url).database or "postgres"))
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
-    url = _url(admin_url, DATABASE)
+    url = _url(admin_url, database)
     engine = create_engine(load_settings(database_url=url))
     try:
         await upgrade(engine)
@@ -282,7 +290,26 @@ def measure_server(
     with server(env) as (base_url, process), httpx.Client(base_url=base_url, timeout=120) as client:
         figures = [measure(client, case, warmup, runs) for case in bench_cases]
         rss = process.memory_info().rss / MB
-    return [*figures, Figure("server RSS after run", rss, "MB", 250)]
+    return [*figures, *segment_ratio(figures), Figure("server RSS after run", rss, "MB", 250)]
+
+
+def segment_ratio(figures: list[Figure]) -> list[Figure]:
+    """The segmented series against the unsegmented one, measured in the same run."""
+    by_name = {figure.name: figure.value for figure in figures}
+    plain = by_name.get("series median")
+    segmented = by_name.get("series, 3-condition segment median")
+    if not plain or segmented is None:
+        return []
+    return [Figure("segmented / unsegmented series", segmented / plain, "x", SEGMENT_RATIO)]
+
+
+def load_attributes(url: str, periods: Path, seed: int, env: Mapping[str, str]) -> int:
+    """Attributes for every customer (via the CLI) and the bench segment; the segment's id."""
+    path, customers = bench_segments.write_attributes(periods, seed)
+    asyncio.run(bench_segments.define(url))
+    seconds = bench_segments.import_attributes(path, env)
+    Console().print(f"attributes: 5 per customer for {customers:,} customers, {seconds:.1f} s")
+    return asyncio.run(bench_segments.save_segment(url))
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -318,6 +345,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="random seed of the company (7)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per case (20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per case (3)")
+    parser.add_argument("--database", default=DATABASE, help=f"database to (re)create ({DATABASE})")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
@@ -339,7 +367,7 @@ def import_figures(path: Path, rows: int, env: Mapping[str, str]) -> list[Figure
 
 def run(args: argparse.Namespace, console: Console) -> list[Figure]:
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
-    url = asyncio.run(fresh_database(admin_url))
+    url = asyncio.run(fresh_database(admin_url, args.database))
     console.print(f"database: {make_url(url).render_as_string(hide_password=True)}")
     path, rows = write_data(args.customers, args.years, args.seed)
     console.print(
@@ -347,8 +375,9 @@ def run(args: argparse.Namespace, console: Console) -> list[Figure]:
     )
     env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
     figures = import_figures(path, rows, env)
+    segment = load_attributes(url, path, args.seed, env)
     start = add_months(DATA_END, -12 * args.years)
-    bench_cases = cases(start, DATA_END - timedelta(days=1))
+    bench_cases = cases(start, DATA_END - timedelta(days=1), segment)
     return figures + measure_server(env, bench_cases, args.warmup, args.runs)
 
 
