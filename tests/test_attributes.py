@@ -312,3 +312,12 @@ async def test_import_through_the_cli(
     output = " ".join(result.output.split())
     assert "bad.csv, line 1: unknown attribute(s): tier (define them first" in output
     assert await table_counts(engine) == before
+
+
+async def test_an_upload_that_is_not_a_file_is_refused(metrics: MetricsEngine) -> None:
+    [error] = await execute_errors(
+        metrics,
+        'mutation { importAttributes(file: "customer,industry") { rows } }',
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("file must be a file part of a GraphQL multipart request")

@@ -96,3 +96,23 @@ async def test_too_long_a_trial_series_is_refused(metrics: MetricsEngine) -> Non
     )
     [error] = await execute_errors(metrics, query)
     assert "the series would have 9132 points; at most 3700" in error["message"]
+
+
+async def test_a_segment_narrows_trials(engine: AsyncEngine, metrics: MetricsEngine) -> None:
+    await import_text(engine, TRIALS)
+    # ever paid for Pro: C3 (late) and C4; C3 converts in March, C4 in February
+    pro = await execute(
+        metrics,
+        """mutation { createSegment(name: "Pro", definition: {field: "plan", values: ["Pro"]})
+            { id } }""",
+    )
+    data = await trials(metrics, {"segment": pro["createSegment"]["id"]})
+    counts = [
+        (p["trialsStarted"], p["trialsConverted"], p["trialsExpired"]) for p in data["points"]
+    ]
+    assert counts == [(2, 0, 0), (0, 1, 0), (0, 1, 0)]
+    assert data["funnel"]["started"] == 2
+    [error] = await execute_errors(
+        metrics, QUERY, {"spec": {"compareSegments": [pro["createSegment"]["id"]]}}
+    )
+    assert "trials take filters, not dimensions or compareSegments" in error["message"]
