@@ -7,8 +7,6 @@ number of queries whatever its size.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
+from app import cursors
 from app.errors import NotFound, UserError
 from app.metrics.cube import Cube, validate
 from app.metrics.spec import QuerySpec
@@ -106,17 +105,6 @@ class Activity:
     description: str
 
 
-def _encode(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode("\x1f".join(map(str, values)).encode()).decode()
-
-
-def _decode(cursor: str) -> list[str]:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode().split("\x1f")
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise UserError(f"after {cursor!r} is not a cursor returned by this field") from None
-
-
 def _sort_key(query: CustomerQuery) -> ColumnElement[Any]:
     match query.sort:
         case CustomerSort.MRR:
@@ -145,7 +133,7 @@ def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[
     if not query.after:
         return []
     try:
-        value, ident = _decode(query.after)
+        value, ident = cursors.decode(query.after, 2)
         last_id = int(ident)
         typed: Any = int(value) if query.sort is CustomerSort.MRR else value
         if query.sort is CustomerSort.CUSTOMER_SINCE:
@@ -177,8 +165,8 @@ async def list_customers(engine: AsyncEngine, query: CustomerQuery) -> CustomerP
         rows = (await connection.execute(page)).mappings().all()
         count = int(await connection.scalar(total) or 0)
     customers = tuple(_customer_row(row) for row in rows[: query.first])
-    cursors = tuple(_encode((c.sort_value, c.id)) for c in customers)
-    return CustomerPage(count, customers, cursors, has_next_page=len(rows) > query.first)
+    after = tuple(cursors.encode((c.sort_value, c.id)) for c in customers)
+    return CustomerPage(count, customers, after, has_next_page=len(rows) > query.first)
 
 
 def _customer_row(row: Any) -> CustomerRow:

@@ -8,8 +8,6 @@ they add up to the series' `churn` and `contraction`. Pages are keyset-paginated
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement, Select
 
+from app import cursors
 from app.errors import UserError
 from app.metrics.cube import Cube
 from app.metrics.fx import Currencies, conversion_table, converted_movements, missing_rate
@@ -36,14 +35,14 @@ class Cursor:
     customer_id: int
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.day}:{self.customer_id}".encode()).decode()
+        return cursors.encode((self.day, self.customer_id))
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
-            day, customer_id = base64.urlsafe_b64decode(text.encode()).decode().split(":")
+            day, customer_id = cursors.decode(text, 2)
             return cls(date.fromisoformat(day), int(customer_id))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+        except ValueError:
             raise UserError(f"after {text!r} is not a cursor returned by this field") from None
 
 

@@ -1,0 +1,25 @@
+"""Opaque keyset cursors: the sort values of a row, joined and base64-encoded."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+
+SEPARATOR = "\x1f"  # ASCII unit separator: never in a date, a number or an id
+
+
+def encode(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(SEPARATOR.join(map(str, values)).encode()).decode()
+
+
+def decode(cursor: str, parts: int) -> list[str]:
+    """The values of a cursor made by `encode`; ValueError when it is not one of `parts`."""
+    try:
+        values = base64.urlsafe_b64decode(cursor.encode()).decode().split(SEPARATOR)
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"{cursor!r} is not a cursor") from None
+    if len(values) != parts:
+        raise ValueError(f"{cursor!r} is not a cursor")
+    return values
