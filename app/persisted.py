@@ -133,12 +133,21 @@ def requested_hash(extensions: Mapping[str, Any] | None) -> str | None:
     return sha256
 
 
+MAX_STORED = 10_000  # documents registered by clients (APQ) kept at most
+
+
 class Registry:
     """The registered documents (from `queries/`) and the stored ones (APQ), for one server."""
 
-    def __init__(self, engine: AsyncEngine, documents: Mapping[str, Document]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        documents: Mapping[str, Document],
+        max_stored: int = MAX_STORED,
+    ) -> None:
         self.engine = engine
         self.documents = dict(documents)
+        self.max_stored = max_stored
 
     async def stored(self, sha256: str) -> str | None:
         query = sa.select(persisted_query.c.document).where(persisted_query.c.sha256 == sha256)
@@ -146,9 +155,20 @@ class Registry:
             return await connection.scalar(query)
 
     async def store(self, sha256: str, text: str) -> None:
+        """Keep a client's document; beyond `max_stored`, the oldest are forgotten (a client
+        that sends one of those gets PERSISTED_QUERY_NOT_FOUND and registers it again)."""
         statement = insert(persisted_query).values(sha256=sha256, document=text)
+        oldest = (
+            sa.select(persisted_query.c.sha256)
+            .order_by(persisted_query.c.created_at.desc(), persisted_query.c.sha256)
+            .offset(self.max_stored)
+        )
         async with self.engine.begin() as connection:
-            await connection.execute(statement.on_conflict_do_nothing())
+            inserted = await connection.execute(statement.on_conflict_do_nothing())
+            if inserted.rowcount:
+                await connection.execute(
+                    sa.delete(persisted_query).where(persisted_query.c.sha256.in_(oldest))
+                )
 
     async def _by_hash(self, sha256: str, partner: bool) -> Resolved:
         if sha256 in self.documents:

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import persisted
 from app.client import persisted_requests
 from app.errors import UserError
-from app.persisted import QUERIES_DIR, load_documents, sha256_hex
+from app.persisted import (
+    QUERIES_DIR,
+    PersistedQueryNotFound,
+    Registry,
+    load_documents,
+    sha256_hex,
+)
 from schema import security
 from tests.conftest import PLAYBOOK, import_text
 from tests.edge import Recorder, bearer, cli, codes, new_key, real_app, running, serving
@@ -231,3 +237,14 @@ async def test_the_cli_sends_the_document_when_the_server_lacks_it(
     assert "query" not in first
     assert second["query"] == SNAPSHOT.text
     assert await stored_hashes(engine) == [SNAPSHOT.sha256]
+
+
+async def test_client_documents_are_capped_oldest_first(engine: AsyncEngine) -> None:
+    registry = Registry(engine, {}, max_stored=2)
+    texts = [f'{{ snapshot(at: "2024-01-0{day}") {{ mrr }} }}' for day in (1, 2, 3)]
+    for text in texts:
+        await registry.store(sha256_hex(text), text)
+        await registry.store(sha256_hex(text), text)  # a repeat keeps the one stored
+    assert [await registry.stored(sha256_hex(text)) for text in texts] == [None, *texts[1:]]
+    with pytest.raises(PersistedQueryNotFound):
+        await registry.resolve(None, sha256_hex(texts[0]), partner=False)
