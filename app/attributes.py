@@ -29,6 +29,7 @@ from app.tables import attribute, customer, customer_attribute
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SOURCES = ("stripe", "csv", "api", "computed")
 MAX_VALUES = 1000  # distinct values served per request
+VALUE_COLUMNS = ("string_value", "number_value", "boolean_value", "date_value")
 TRUE, FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f"}
 
 Value = str | Decimal | bool | date
@@ -277,10 +278,7 @@ async def _upsert(
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=["customer_id", "key"],
-            set_={
-                column: statement.excluded[column]
-                for column in ("string_value", "number_value", "boolean_value", "date_value")
-            },
+            set_={column: statement.excluded[column] for column in VALUE_COLUMNS},
         )
     )
 
@@ -307,11 +305,7 @@ async def values_of(engine: AsyncEngine, ids: Sequence[int]) -> list[dict[str, V
     found: dict[int, dict[str, Value]] = {ident: {} for ident in ids}
     async with engine.connect() as connection:
         for row in (await connection.execute(query)).mappings():
-            value = next(
-                row[c]
-                for c in ("string_value", "number_value", "boolean_value", "date_value")
-                if row[c] is not None
-            )
+            value = next(row[c] for c in VALUE_COLUMNS if row[c] is not None)
             found[row["customer_id"]][row["key"]] = value
     return [found[ident] for ident in ids]
 
@@ -331,7 +325,7 @@ async def import_csv(
         known = await definitions(connection)
         _check_header(filename, header, known)
         customers = await _customer_ids(connection)
-        values: list[tuple[int, str, AttributeType, Value]] = []
+        stage = await _Stage.create(connection)
         problems: list[tuple[int, str]] = []
         seen: dict[int, int] = {}  # customer id -> line
         rows = 0
@@ -347,17 +341,67 @@ async def import_csv(
                 seen.setdefault(ident, reader.line_num)
             if problem:
                 problems.append((reader.line_num, problem))
-            values.extend(parsed)
+            elif not problems:
+                await stage.add(parsed)
             if reader.line_num % 1000 == 0:
                 progress(reader.line_num)
         if problems:
             raise ImportFailed(filename, problems[:20])
-        for start in range(0, len(values), 1000):
-            await _upsert(connection, values[start : start + 1000])
-        if len(values) >= 1000:  # plans of the filters and loaders need current statistics
-            await connection.execute(sa.text("ANALYZE customer_attribute"))
+        count = await stage.apply()
     progress(reader.line_num)
-    return rows, len(values)
+    return rows, count
+
+
+class _Stage:
+    """Values copied (COPY) into a temporary table as they are parsed, then upserted in one
+    statement; all in the import's transaction, so a failed import leaves nothing."""
+
+    BATCH = 10_000
+
+    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+        self.connection = connection
+        self.driver = driver
+        self.batch: list[tuple[Any, ...]] = []
+        self.count = 0
+
+    @classmethod
+    async def create(cls, connection: AsyncConnection) -> _Stage:
+        await connection.execute(
+            sa.text(
+                "CREATE TEMP TABLE stage_attribute (customer_id bigint, key text, "
+                "string_value text, number_value numeric, boolean_value boolean, "
+                "date_value date) ON COMMIT DROP"
+            )
+        )
+        raw = await connection.get_raw_connection()
+        return cls(connection, raw.driver_connection)
+
+    async def add(self, values: Sequence[tuple[int, str, AttributeType, Value]]) -> None:
+        for customer_id, key, kind, value in values:
+            typed = tuple(value if column == kind.column else None for column in VALUE_COLUMNS)
+            self.batch.append((customer_id, key, *typed))
+        if len(self.batch) >= self.BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self.batch:
+            await self.driver.copy_records_to_table("stage_attribute", records=self.batch)
+            self.count += len(self.batch)
+            self.batch = []
+
+    async def apply(self) -> int:
+        await self._flush()
+        columns = ", ".join(("customer_id", "key", *VALUE_COLUMNS))
+        updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in VALUE_COLUMNS)
+        await self.connection.execute(
+            sa.text(
+                f"INSERT INTO customer_attribute ({columns}) SELECT {columns} FROM "
+                f"stage_attribute ON CONFLICT (customer_id, key) DO UPDATE SET {updates}"
+            )
+        )
+        if self.count >= 1000:  # plans of the filters and loaders need current statistics
+            await self.connection.execute(sa.text("ANALYZE customer_attribute"))
+        return self.count
 
 
 def _check_header(filename: str, header: list[str], known: dict[str, AttributeDefinition]) -> None:
