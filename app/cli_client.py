@@ -4,18 +4,22 @@ server (TIDEMILL_URL) and print a table, JSON or CSV."""
 from __future__ import annotations
 
 import datetime
+import json
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from app.cli_common import (
     AtOption,
+    CompareOption,
     DimensionOption,
     EndOption,
     FilterOption,
     FormatOption,
     IntervalChoice,
     IntervalOption,
+    SegmentOption,
     StartOption,
     fail,
 )
@@ -50,8 +54,13 @@ SUMMARY_METRICS = [
 mrr_app = typer.Typer(help="MRR: today, on a day, as a series, or broken down.")
 
 
-def spec(dimensions: list[str] | None, filters: list[str] | None) -> dict[str, Any]:
-    """--dimension and --filter options as a QuerySpecInput."""
+def spec(
+    dimensions: list[str] | None,
+    filters: list[str] | None,
+    segment: str | None = None,
+    compare: list[str] | None = None,
+) -> dict[str, Any]:
+    """--dimension, --filter, --segment and --compare options as a QuerySpecInput."""
     parsed = []
     for item in filters or []:
         key, sep, value = item.partition("=")
@@ -59,7 +68,12 @@ def spec(dimensions: list[str] | None, filters: list[str] | None) -> dict[str, A
             raise fail(f"--filter {item!r} is not key=value")
         values = value.split(",")
         parsed.append({"field": key, "op": "IN" if len(values) > 1 else "EQ", "values": values})
-    return {"dimensions": dimensions or [], "filters": parsed}
+    return {
+        "dimensions": dimensions or [],
+        "filters": parsed,
+        "segment": segment,
+        "compareSegments": compare or [],
+    }
 
 
 def query(name: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -107,9 +121,10 @@ def _mrr_like(
     end: datetime.datetime | None,
     interval: IntervalChoice,
     filters: list[str] | None,
+    segment: str | None,
     fmt: Format,
 ) -> None:
-    query_spec = spec(None, filters)
+    query_spec = spec(None, filters, segment)
     if start is None and end is None:
         day = at.date().isoformat() if at else None
         data = query("MrrSnapshot", {"at": day, "spec": query_spec})["snapshot"]
@@ -127,26 +142,33 @@ def mrr(
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """MRR today (or --at a day), or a series with --start/--end [--interval]."""
     if context.invoked_subcommand is None:
-        _mrr_like(MRR_FIELDS, at, start, end, interval, filters, fmt)
+        _mrr_like(MRR_FIELDS, at, start, end, interval, filters, segment, fmt)
 
 
 @mrr_app.command("breakdown")
 def mrr_breakdown(
     dimension: DimensionOption = None,
+    compare: CompareOption = None,
     start: StartOption = None,
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
-    """MRR per value of --dimension (plan, currency, plan_interval, customer_country, ...)."""
-    if not dimension:
-        raise fail("give at least one --dimension (see `metrics` in GraphiQL for the names)")
-    variables = _series_variables(start, end, interval, spec(dimension, filters))
+    """MRR per value of --dimension (plan, currency, plan_interval, customer_country,
+    attr.<key>, ...) and/or per --compare segment."""
+    if not dimension and not compare:
+        raise fail(
+            "give at least one --dimension (see `metrics` in GraphiQL for the names) "
+            "or --compare segment"
+        )
+    variables = _series_variables(start, end, interval, spec(dimension, filters, segment, compare))
     series = query("MrrBreakdown", variables)["series"]
     rows = [
         {"key": entry["label"], "date": p["date"], **{f: p[f] for f in MRR_FIELDS}}
@@ -162,10 +184,11 @@ def arr(
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """ARR (12 x MRR) today, --at a day, or as a series."""
-    _mrr_like(["arr", "customers"], at, start, end, interval, filters, fmt)
+    _mrr_like(["arr", "customers"], at, start, end, interval, filters, segment, fmt)
 
 
 def summary(
@@ -173,6 +196,7 @@ def summary(
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Headline numbers (MRR, ARR, customers, ARPA, churn, NRR, LTV, trial conversion): the
@@ -182,7 +206,7 @@ def summary(
         "start": first,
         "end": last,
         "interval": interval.name,
-        "spec": spec(None, filters),
+        "spec": spec(None, filters, segment),
     }
     data = query("Summary", variables)
     series = data["series"]
@@ -219,6 +243,7 @@ def churn(
     start: StartOption = None,
     end: EndOption = None,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     first: Annotated[int, typer.Option(help="Events per page (1-500).")] = 100,
     after: Annotated[str | None, typer.Option(help="Cursor of the previous page.")] = None,
     fmt: FormatOption = Format.TABLE,
@@ -230,7 +255,7 @@ def churn(
     variables = {
         "start": first_day,
         "end": last_day,
-        "spec": spec(None, filters),
+        "spec": spec(None, filters, segment),
         "first": first,
         "after": after,
         "logo": churn_type == "logo",
@@ -259,12 +284,15 @@ def retention(
     start: StartOption = None,
     end: EndOption = None,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     mrr_based: Annotated[bool, typer.Option("--mrr", help="MRR retention, not logos.")] = False,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """The cohort retention matrix: one row per cohort month, one column per month since."""
     first, last = date_range(start, end)
-    cohorts = query("Retention", {"start": first, "end": last, "spec": spec(None, filters)})
+    cohorts = query(
+        "Retention", {"start": first, "end": last, "spec": spec(None, filters, segment)}
+    )
     if fmt is not Format.TABLE:
         render(cohorts["cohorts"], fmt)
         return
@@ -289,10 +317,13 @@ def ltv(
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """ARPA, the 6-month customer churn average and LTV per period."""
-    series = query("Ltv", _series_variables(start, end, interval, spec(None, filters)))["series"]
+    series = query("Ltv", _series_variables(start, end, interval, spec(None, filters, segment)))[
+        "series"
+    ]
     fields = ["arpa", "customerChurnRate", "customerChurnAvg", "ltv"]
     render(_point_rows(series["points"], fields), fmt, currency=series["currency"])
 
@@ -302,10 +333,11 @@ def trials(
     end: EndOption = None,
     interval: IntervalOption = IntervalChoice.MONTH,
     filters: FilterOption = None,
+    segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Trials started, converted and expired per period, and the funnel."""
-    data = query("Trials", _series_variables(start, end, interval, spec(None, filters)))
+    data = query("Trials", _series_variables(start, end, interval, spec(None, filters, segment)))
     fields = ["trialsStarted", "trialsConverted", "trialsExpired", "conversionRate"]
     funnel = data["trials"]["funnel"]
     title = (
@@ -315,7 +347,62 @@ def trials(
     render(_point_rows(data["trials"]["points"], fields), fmt, title=title)
 
 
+class SortChoice(StrEnum):
+    NAME = "name"
+    MRR = "mrr"
+    CUSTOMER_SINCE = "customer_since"
+
+
+def customers(
+    search: Annotated[
+        str | None, typer.Option(help="Email (exact), name or external id (substring).")
+    ] = None,
+    sort: Annotated[SortChoice, typer.Option(help="name, mrr (highest first), customer_since")] = (
+        SortChoice.NAME
+    ),
+    filters: FilterOption = None,
+    segment: SegmentOption = None,
+    first: Annotated[int, typer.Option(help="Customers per page (1-200).")] = 50,
+    after: Annotated[str | None, typer.Option(help="Cursor of the previous page.")] = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Customers with their MRR today (in their own currency) and status."""
+    variables = {
+        "search": search,
+        "sort": sort.name,
+        "spec": spec(None, filters, segment),
+        "first": first,
+        "after": after,
+    }
+    page = query("Customers", variables)["customers"]
+    rows = [
+        {
+            "id": e["node"]["id"],
+            "customer": e["node"]["externalId"],
+            "name": e["node"]["name"],
+            "country": e["node"]["country"],
+            "since": e["node"]["customerSince"],
+            "mrr": e["node"]["mrr"],
+            "currency": e["node"]["currency"],
+            "status": e["node"]["status"],
+        }
+        for e in page["edges"]
+    ]
+    title = f"{page['totalCount']} customers"
+    if page["pageInfo"]["hasNextPage"]:
+        title += f" (next page: --after {page['pageInfo']['endCursor']})"
+    render(rows, fmt, currency="each customer's currency", title=title)
+
+
+def segments(fmt: FormatOption = Format.TABLE) -> None:
+    """The saved segments (use an id with --segment or --compare)."""
+    found = query("Segments", {})["segments"]
+    if fmt is Format.TABLE:
+        found = [{**s, "definition": json.dumps(s["definition"])} for s in found]
+    render(found, fmt)
+
+
 def register(cli: typer.Typer) -> None:
     cli.add_typer(mrr_app, name="mrr")
-    for command in (arr, summary, churn, retention, ltv, trials):
+    for command in (arr, summary, churn, retention, ltv, trials, customers, segments):
         cli.command()(command)

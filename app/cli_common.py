@@ -41,6 +41,13 @@ DimensionOption = Annotated[
 FilterOption = Annotated[
     list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (repeatable).")
 ]
+SegmentOption = Annotated[
+    str | None, typer.Option("--segment", help="Saved segment id: count only its customers.")
+]
+CompareOption = Annotated[
+    list[str] | None,
+    typer.Option("--compare", help="Saved segment id, one breakdown each (repeatable, <= 10)."),
+]
 
 
 def fail(message: str) -> typer.Exit:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.service import MetricsEngine
 from tests.conftest import PLAYBOOK, import_text
 from tests.test_movements import COMPANY
+from tests.test_segments import save_segments
 from tests.test_server import _tidemill, server
 from tests.test_trials import TRIALS
 
@@ -113,3 +115,34 @@ async def test_bad_options_are_explained(server: str) -> None:
     no_dimension = await asyncio.to_thread(_tidemill, server, "mrr", "breakdown")
     assert no_dimension.exit_code == 1
     assert "give at least one --dimension" in no_dimension.output
+
+
+async def test_customers_segments_and_compare(
+    engine: AsyncEngine, metrics: MetricsEngine, server: str
+) -> None:
+    saved = await save_segments(engine, metrics)
+    listed = await tidemill_json(server, "segments")
+    assert [s["name"] for s in listed] == ["Big or Pro", "Not US", "US SaaS"]
+    outside = await tidemill_json(server, "customers", "--segment", saved["Not US"])
+    assert [(c["customer"], c["mrr"], c["status"]) for c in outside] == [
+        ("B", 0, "churned"),
+        ("C", 20000, "active"),
+    ]
+    by_mrr = await tidemill_json(server, "customers", "--sort", "mrr", "--first", "2")
+    assert [c["customer"] for c in by_mrr] == ["C", "A"]
+    compared = await tidemill_json(
+        server,
+        "mrr",
+        "breakdown",
+        "--compare",
+        saved["US SaaS"],
+        "--compare",
+        saved["Not US"],
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-31",
+    )
+    assert [(row["key"], row["mrr"]) for row in compared] == [("US SaaS", 15000), ("Not US", 20000)]
+    scoped = await tidemill_json(server, "mrr", "--at", "2024-03-31", "--segment", saved["US SaaS"])
+    assert scoped[0]["mrr"] == 15000

@@ -44,6 +44,10 @@ NOT_US = {"not": {"field": "customer_country", "values": ["US"]}}
 
 @pytest.fixture
 async def segments(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
+    return await save_segments(engine, metrics)
+
+
+async def save_segments(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
     """The customers with their attributes, and three saved segments (name -> id)."""
     await import_text(engine, PEOPLE)
     await define(metrics)
