@@ -61,6 +61,11 @@ async def define(metrics: MetricsEngine) -> None:
 
 @pytest.fixture
 async def people(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
+    return await with_attributes(engine, metrics)
+
+
+async def with_attributes(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
+    """PEOPLE imported, the four attributes defined and VALUES set; customer ids by name."""
     await import_text(engine, PEOPLE)
     await define(metrics)
     customers = await ids(metrics)

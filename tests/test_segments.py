@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics.service import MetricsEngine
-from tests.conftest import execute, execute_errors, import_text, table_counts
-from tests.test_attributes import PEOPLE, SET, VALUES, define, ids
+from tests.conftest import execute, execute_errors, table_counts
+from tests.test_attributes import with_attributes
 
 # Jan-Mar 2024, monthly MRR in dollars:
 #   A  US  saas    seats 10    Basic 100, 100, then Pro 150
@@ -49,12 +49,7 @@ async def segments(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str
 
 async def save_segments(engine: AsyncEngine, metrics: MetricsEngine) -> dict[str, str]:
     """The customers with their attributes, and three saved segments (name -> id)."""
-    await import_text(engine, PEOPLE)
-    await define(metrics)
-    customers = await ids(metrics)
-    for name, values in VALUES.items():
-        pairs = [{"key": k, "value": v} for k, v in values.items()]
-        await execute(metrics, SET, {"id": customers[name], "values": pairs})
+    await with_attributes(engine, metrics)
     saved = {}
     for name, definition in (("US SaaS", US_SAAS), ("Big or Pro", BIG_OR_PRO), ("Not US", NOT_US)):
         created = await execute(metrics, CREATE, {"name": name, "definition": definition})
