@@ -1,4 +1,5 @@
-"""Load canonical subscription periods: stage, validate, upsert what changed, recompute.
+"""Load canonical subscription periods: stage (upserting customers, plans and subscriptions
+batch by batch), validate, replace the periods that changed, recompute.
 
 Everything happens in one transaction: a file that fails any check leaves the database as it
 was, and re-running an interrupted import simply does it again (imports are idempotent).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -52,14 +54,23 @@ def _noop(_stage: str, _count: int) -> None:
     return None
 
 
-_STAGE_DDL = """
-CREATE TEMP TABLE stage_period (
+_STAGE_COLUMNS_DDL = """
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
     status text, plan text, quantity integer, amount text, billing_interval text,
     interval_count integer, currency text, mrr bigint, trial_start date, trial_end date,
     customer_name text, email text, country text, pricing_model text
-) ON COMMIT DROP
 """
+_STAGE_DDL = [
+    f"CREATE TEMP TABLE stage_period ({_STAGE_COLUMNS_DDL}) ON COMMIT DROP",
+    f"CREATE TEMP TABLE stage_batch ({_STAGE_COLUMNS_DDL}) ON COMMIT DROP",
+    """
+    CREATE TEMP TABLE new_version (
+        subscription_id bigint, valid_from date, valid_to date, status text, plan_id bigint,
+        quantity integer, amount numeric, billing_interval text, interval_count integer,
+        currency text, mrr bigint, trial_start date, trial_end date, pricing_model text
+    ) ON COMMIT DROP
+    """,
+]
 
 _CHECKS = {
     "overlaps another period of subscription {2} (line {0})": """
@@ -103,7 +114,10 @@ _CHECKS = {
         GROUP BY st.customer_id ORDER BY 1 LIMIT 20""",
 }
 
-_APPLY = [
+# Run on each COPY batch (stage_batch, in file order) while the next one is parsed: the same
+# result as running them once on the whole file. A customer keeps the last name, email and
+# country the file gives; a bad file is refused by the checks afterwards, rolling this back.
+_PER_BATCH = [
     """
     INSERT INTO customer (source, external_id, name, email, country)
     SELECT :source, customer_id,
@@ -111,7 +125,7 @@ _APPLY = [
                 FILTER (WHERE customer_name IS NOT NULL))[1],
            (array_agg(email ORDER BY line DESC) FILTER (WHERE email IS NOT NULL))[1],
            (array_agg(country ORDER BY line DESC) FILTER (WHERE country IS NOT NULL))[1]
-    FROM stage_period GROUP BY customer_id
+    FROM stage_batch GROUP BY customer_id
     ON CONFLICT (source, external_id) DO UPDATE SET
         name = COALESCE(EXCLUDED.name, customer.name),
         email = COALESCE(EXCLUDED.email, customer.email),
@@ -122,41 +136,41 @@ _APPLY = [
     """,
     """
     INSERT INTO plan (source, external_id, name)
-    SELECT DISTINCT :source, plan, plan FROM stage_period WHERE plan IS NOT NULL
+    SELECT DISTINCT :source, plan, plan FROM stage_batch WHERE plan IS NOT NULL
     ON CONFLICT (source, external_id) DO NOTHING
     """,
-    """
-    CREATE TEMP TABLE staged_subscription ON COMMIT DROP AS
-    SELECT DISTINCT st.subscription_id AS external_id, c.id AS customer_id
-    FROM stage_period st JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
-    """,
-    # a subscription that moved to another customer touches its old customer too
+    # a subscription that moved to another customer touches both customers
     """
     INSERT INTO touched_customer
-    SELECT s.customer_id FROM subscription s
-    JOIN staged_subscription st ON s.source = :source AND s.external_id = st.external_id
-    WHERE s.customer_id <> st.customer_id
-    UNION SELECT st.customer_id FROM subscription s
-    JOIN staged_subscription st ON s.source = :source AND s.external_id = st.external_id
-    WHERE s.customer_id <> st.customer_id
+    SELECT unnest(ARRAY[s.customer_id, c.id]) FROM stage_batch st
+    JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
+    JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
+    WHERE s.customer_id <> c.id
     ON CONFLICT DO NOTHING
     """,
+    # one customer per subscription (a file giving two is refused by the checks)
     """
     INSERT INTO subscription (source, external_id, customer_id)
-    SELECT :source, external_id, customer_id FROM staged_subscription
+    SELECT DISTINCT ON (st.subscription_id) :source, st.subscription_id, c.id
+    FROM stage_batch st JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
+    ORDER BY st.subscription_id, st.line
     ON CONFLICT (source, external_id) DO UPDATE SET customer_id = EXCLUDED.customer_id
     WHERE subscription.customer_id <> EXCLUDED.customer_id
     """,
     """
-    CREATE TEMP TABLE new_version ON COMMIT DROP AS
-    SELECT s.id AS subscription_id, st.valid_from, st.valid_to, st.status, p.id AS plan_id,
-           st.quantity, st.amount::numeric, st.billing_interval, st.interval_count, st.currency,
-           st.mrr,
-           st.trial_start, st.trial_end, st.pricing_model
-    FROM stage_period st
+    INSERT INTO new_version
+    SELECT s.id, st.valid_from, st.valid_to, st.status, p.id, st.quantity, st.amount::numeric,
+           st.billing_interval, st.interval_count, st.currency, st.mrr, st.trial_start,
+           st.trial_end, st.pricing_model
+    FROM stage_batch st
     JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
     LEFT JOIN plan p ON p.source = :source AND p.external_id = st.plan
     """,
+    "INSERT INTO stage_period SELECT * FROM stage_batch",
+    "TRUNCATE stage_batch",
+]
+
+_APPLY = [
     # both sides are unique on (subscription_id, valid_from) (the overlap check), so a
     # subscription changed when one of its periods is missing on either side or differs
     """
@@ -194,49 +208,73 @@ _APPLY = [
 
 
 @dataclass
-class _Batches:
-    """Cut a row stream into COPY batches, collecting bad lines on the way."""
+class _Records:
+    """The COPY records of a row stream, collecting bad lines on the way (after the first, the
+    rest of the file is only read for more of them)."""
 
-    rows: Iterator[PeriodRow | tuple[int, str]]
+    rows: Iterable[PeriodRow | tuple[int, str]]
     count: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
 
-    def next_batch(self) -> list[tuple[object, ...]]:
-        batch: list[tuple[object, ...]] = []
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
         for row in self.rows:
             self.count += 1
             if isinstance(row, tuple):
                 self.problems.append(row)
                 if len(self.problems) >= MAX_REPORTED:
-                    break
-                continue
-            batch.append(as_record(row))
-            if len(batch) >= BATCH:
-                break
-        return batch
+                    return
+            elif not self.problems:
+                yield as_record(row)
+
+
+async def _per_batch_script(connection: AsyncConnection, source: str) -> str:
+    """_PER_BATCH as one script (one round trip), the source quoted by the server."""
+    literal = await connection.scalar(sa.text("SELECT quote_literal(:source)"), {"source": source})
+    return ";".join(_PER_BATCH).replace(":source", str(literal))
+
+
+async def _settle(task: asyncio.Task[str]) -> None:
+    """Let a task finish after an error elsewhere (the connection is busy until then); that
+    error is the one to report."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 async def _stage(
     connection: AsyncConnection,
     rows: Iterable[PeriodRow | tuple[int, str]],
     filename: str,
+    source: str,
     progress: Progress,
 ) -> int:
-    """COPY good rows into the stage table in batches; collect bad lines and fail with them.
+    """Stage the good rows batch by batch; collect bad lines and fail with them.
 
-    The next batch is parsed in a worker thread while the server ingests the previous one."""
+    The server applies one batch while this thread parses the next: here, not in a worker
+    thread, so the event loop never waits for the GIL to send the next statement."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    batches = _Batches(iter(rows))
-    batch = await asyncio.to_thread(batches.next_batch)
-    while batch and len(batches.problems) < MAX_REPORTED:
-        copy = driver.copy_records_to_table("stage_period", records=batch, columns=STAGE_COLUMNS)
-        batch, _ = await asyncio.gather(asyncio.to_thread(batches.next_batch), copy)
-        progress("read", BATCH)
-    if batches.problems:
-        raise ImportFailed(filename, batches.problems)
-    return batches.count
+    script = await _per_batch_script(connection, source)
+    records = _Records(rows)
+    batches = iter(records)
+    applying: asyncio.Task[str] | None = None
+    try:
+        while batch := list(itertools.islice(batches, BATCH)):
+            if applying:
+                await applying
+            await driver.copy_records_to_table("stage_batch", records=batch, columns=STAGE_COLUMNS)
+            applying = asyncio.create_task(driver.execute(script))
+            await asyncio.sleep(0)  # the task sends the script, then waits for the server
+            progress("read", len(batch))
+        if applying:
+            await applying
+    finally:
+        if applying and not applying.done():
+            await _settle(applying)
+    if records.problems:
+        raise ImportFailed(filename, records.problems)
+    return records.count
 
 
 async def _check(connection: AsyncConnection, filename: str, source: str) -> None:
@@ -249,7 +287,6 @@ async def _check(connection: AsyncConnection, filename: str, source: str) -> Non
 
 
 async def _apply(connection: AsyncConnection, source: str) -> tuple[int, int]:
-    await create_touched_table(connection)
     for statement in _APPLY:
         await connection.execute(sa.text(statement), {"source": source})
     # the temp table has no statistics: with them the recompute joins it by hash, not by a
@@ -280,8 +317,10 @@ async def load_periods(
 ) -> ImportResult:
     """Import a stream of periods (or bad lines) in one transaction."""
     async with engine.begin() as connection:
-        await connection.execute(sa.text(_STAGE_DDL))
-        count = await _stage(connection, rows, filename, progress)
+        for statement in _STAGE_DDL:
+            await connection.execute(sa.text(statement))
+        await create_touched_table(connection)
+        count = await _stage(connection, rows, filename, source, progress)
         await _check(connection, filename, source)
         progress("apply", 0)
         changed, touched = await _apply(connection, source)
