@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class PeriodRow:
-    """One state of a subscription on [valid_from, valid_to) (valid_to None = still running)."""
+class PeriodRow(NamedTuple):
+    """One state of a subscription on [valid_from, valid_to) (valid_to None = still running).
+
+    A named tuple, not a dataclass: an import makes one per line, and a tuple is built several
+    times faster (it is also most of its COPY record already)."""
 
     line: int
     subscription_id: str

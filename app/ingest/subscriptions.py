@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import operator
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -27,17 +26,14 @@ BATCH = 5_000
 REANALYZE_AFTER = 1_000  # customers recomputed
 DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope")
 MAX_REPORTED = 20
-STAGE_COLUMNS = [field.name for field in fields(PeriodRow)]
-_fields = operator.attrgetter(*STAGE_COLUMNS)
+STAGE_COLUMNS = PeriodRow._fields
 _AMOUNT = STAGE_COLUMNS.index("amount")
 
 
 def as_record(row: PeriodRow) -> tuple[object, ...]:
     """A COPY record; the amount travels as text (asyncpg's binary numeric encoder is the
     slowest part of staging) and is cast to numeric by the server."""
-    record = list(_fields(row))
-    record[_AMOUNT] = str(record[_AMOUNT])
-    return tuple(record)
+    return (*row[:_AMOUNT], str(row.amount), *row[_AMOUNT + 1 :])
 
 
 Progress = Callable[[str, int], None]
@@ -219,12 +215,13 @@ class _Records:
     def __iter__(self) -> Iterator[tuple[object, ...]]:
         for row in self.rows:
             self.count += 1
-            if isinstance(row, tuple):
-                self.problems.append(row)
-                if len(self.problems) >= MAX_REPORTED:
-                    return
-            elif not self.problems:
-                yield as_record(row)
+            if isinstance(row, PeriodRow):
+                if not self.problems:
+                    yield as_record(row)
+                continue
+            self.problems.append(row)
+            if len(self.problems) >= MAX_REPORTED:
+                return
 
 
 async def _per_batch_script(connection: AsyncConnection, source: str) -> str:
