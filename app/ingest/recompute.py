@@ -6,12 +6,10 @@ import just recomputes the customers it touched.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.ingest.bulk import filled_in_bulk
 from app.metrics.cube import Sources
 from app.metrics.mrr import MRR_CUBE, NO_VALUE
 from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
@@ -106,42 +104,13 @@ async def create_touched_table(connection: AsyncConnection) -> None:
     )
 
 
-# Plain (non-constraint) indexes of the tables a recompute fills.
-_PLAIN_INDEXES = """
-SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i
-WHERE i.indrelid = ANY(CAST(:tables AS regclass[]))
-  AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-"""
 DERIVED = ("mrr_change", "movement", "movement_scope")
-BULK_FROM = 1_000  # touched customers
-
-
-@asynccontextmanager
-async def _bulk_filled(connection: AsyncConnection) -> AsyncIterator[None]:
-    """Fill the derived tables that are still empty (a first import of many customers)
-    without maintaining their plain indexes row by row: building each index once afterwards
-    costs less. Their readers wait until the import commits (DROP INDEX locks the table); they
-    would find them empty anyway."""
-    indexes: list[tuple[str, str]] = []
-    touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
-    if touched >= BULK_FROM:
-        empty = [table for table in DERIVED if await _is_empty(connection, table)]
-        found = await connection.execute(sa.text(_PLAIN_INDEXES), {"tables": empty})
-        indexes = [(name, definition) for name, definition in found]
-    for name, _definition in indexes:
-        await connection.execute(sa.text(f"DROP INDEX {name}"))
-    yield
-    for _name, definition in indexes:
-        await connection.execute(sa.text(definition))
-
-
-async def _is_empty(connection: AsyncConnection, table: str) -> bool:
-    return not await connection.scalar(sa.text(f"SELECT EXISTS (SELECT FROM {table})"))
 
 
 async def recompute_touched(connection: AsyncConnection) -> None:
     """Rebuild `mrr_change` and `movement` for every customer in the temp `touched_customer`."""
-    async with _bulk_filled(connection):
+    touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
+    async with filled_in_bulk(connection, DERIVED, touched):
         await _recompute_derived(connection)
     await connection.execute(
         sa.text(

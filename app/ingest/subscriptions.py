@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import ImportFailed
+from app.ingest.bulk import filled_in_bulk
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.rows import PeriodRow
 from app.tables import import_run
@@ -166,7 +167,7 @@ _PER_BATCH = [
     "TRUNCATE stage_batch",
 ]
 
-_APPLY = [
+_CHANGES = [
     # both sides are unique on (subscription_id, valid_from) (the overlap check), so a
     # subscription changed when one of its periods is missing on either side or differs
     """
@@ -189,6 +190,9 @@ _APPLY = [
     JOIN subscription s ON s.id = c.subscription_id
     ON CONFLICT DO NOTHING
     """,
+]
+
+_REPLACE = [
     """
     DELETE FROM subscription_version
     WHERE subscription_id IN (SELECT subscription_id FROM changed_subscription)
@@ -283,9 +287,13 @@ async def _check(connection: AsyncConnection, filename: str, source: str) -> Non
         raise ImportFailed(filename, sorted(problems)[:MAX_REPORTED])
 
 
-async def _apply(connection: AsyncConnection, source: str) -> tuple[int, int]:
-    for statement in _APPLY:
-        await connection.execute(sa.text(statement), {"source": source})
+async def _apply(connection: AsyncConnection) -> tuple[int, int]:
+    for statement in _CHANGES:
+        await connection.execute(sa.text(statement))
+    touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
+    async with filled_in_bulk(connection, ["subscription_version"], touched):
+        for statement in _REPLACE:
+            await connection.execute(sa.text(statement))
     # the temp table has no statistics: with them the recompute joins it by hash, not by a
     # nested loop of index probes
     await connection.execute(sa.text("ANALYZE touched_customer"))
@@ -320,7 +328,7 @@ async def load_periods(
         count = await _stage(connection, rows, filename, source, progress)
         await _check(connection, filename, source)
         progress("apply", 0)
-        changed, touched = await _apply(connection, source)
+        changed, touched = await _apply(connection)
         await connection.execute(
             sa.insert(import_run).values(
                 kind="subscriptions",
