@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
+from app.ingest import bulk
 from app.metrics.service import MetricsEngine
-from tests.conftest import execute, import_text, table_counts
+from tests.conftest import TABLES, execute, import_text, table_counts
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
 GOOD = HEADER + "s1,C1,2024-01-01,,100\ns2,C2,2024-01-01,2024-03-01,50\n"
@@ -124,3 +128,44 @@ async def test_cli_refuses_a_file_without_the_required_columns(
     output = " ".join(result.output.split())
     assert "missing required column(s): customer_id, end_date" in output
     assert "unknown column(s): customer" in output
+
+
+DERIVED_ROWS = {
+    "subscription_version": "subscription_id, valid_from, valid_to, status, mrr",
+    "mrr_change": "customer_id, day, delta, currency",
+    "movement": "customer_id, day, kind, amount, before, after, prev_day, next_day",
+    "movement_scope": "dimension, value, customer_id, day, kind, amount",
+}
+
+
+async def stored_state(engine: AsyncEngine) -> dict[str, Any]:
+    """A digest of every derived table's rows, and every index and constraint definition."""
+    state: dict[str, Any] = {}
+    async with engine.connect() as connection:
+        for table, columns in DERIVED_ROWS.items():
+            digest = f"SELECT count(*), md5(string_agg(row({columns})::text, ';' ORDER BY {columns})) FROM {table}"
+            state[table] = tuple((await connection.execute(sa.text(digest))).one())
+        definitions = """SELECT indexdef FROM pg_indexes WHERE tablename = ANY(:tables)
+                         UNION ALL SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                         WHERE conrelid::regclass::text = ANY(:tables)"""
+        found = await connection.scalars(sa.text(definitions), {"tables": list(DERIVED_ROWS)})
+        state["definitions"] = sorted(found)
+    return state
+
+
+async def test_a_first_large_import_fills_in_bulk_with_the_same_result(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "company.csv"
+    write_csv(generate_periods(customers=bulk.BULK_FROM + 100, seed=3), path)
+    before = (await stored_state(engine))["definitions"]
+    result = await import_text(engine, path.read_text())
+    assert result.changed_customers > bulk.BULK_FROM  # so the tables were filled in bulk
+    in_bulk = await stored_state(engine)
+    assert in_bulk["definitions"] == before  # every index and constraint is back
+    assert in_bulk["movement"][0] > 0
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    monkeypatch.setattr(bulk, "BULK_FROM", 10**9)  # row by row, indexes maintained
+    await import_text(engine, path.read_text())
+    assert await stored_state(engine) == in_bulk
