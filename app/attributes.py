@@ -102,36 +102,41 @@ COMPLEMENTS = {
 
 
 def dimension(definition: AttributeDefinition) -> Dimension:
-    """`attr.<key>`: a customer-level dimension and filter. Grouping reads the value per row;
-    a filter is a semi-join on the attribute's (key, value) index."""
+    """`attr.<key>`: a customer-level dimension and filter. A breakdown outer-joins the values
+    once; a filter is a semi-join on the attribute's (key, value) index."""
     kind = definition.type
-    values = customer_attribute.alias(f"attr_{definition.key}")
+    grouped = customer_attribute.alias(f"attr_{definition.key}")
+    holders = customer_attribute.alias(f"attr_{definition.key}_holders")
 
-    def value_of(sources: Sources) -> ColumnElement[Any]:
-        return (
-            sa.select(values.c[kind.column])
-            .where(values.c.customer_id == sources.customer.c.id, values.c.key == definition.key)
-            .scalar_subquery()
+    def join(sources: Sources) -> tuple[sa.FromClause, ColumnElement[bool]]:
+        on = sa.and_(
+            grouped.c.customer_id == sources.customer.c.id, grouped.c.key == definition.key
         )
+        return grouped, on
 
     def condition(sources: Sources, item: Filter) -> ColumnElement[bool]:
         positive = Filter(item.field, COMPLEMENTS.get(item.op, item.op), item.values)
-        holders = sa.select(values.c.customer_id).where(
-            values.c.key == definition.key,
-            filter_clause(values.c[kind.column], positive, lambda text: typed_literal(kind, text)),
+        matching_ids = (
+            sa.select(holders.c.customer_id)
+            .where(
+                holders.c.key == definition.key,
+                filter_clause(holders.c[kind.column], positive, lambda t: parse_value(kind, t)),
+            )
+            .correlate(None)
         )
-        matching = sources.customer.c.id.in_(holders)
+        matching = sources.customer.c.id.in_(matching_ids)
         return sa.not_(matching) if item.op in COMPLEMENTS else matching
 
     return Dimension(
         PREFIX + definition.key,
         definition.label + (f": {definition.description}" if definition.description else ""),
         Level.CUSTOMER,
-        value_of,
+        lambda _sources: grouped.c[kind.column],
         kind=kind.value,
         reads_customer=True,
         parse=lambda text: parse_value(kind, text),
         condition=condition,
+        join=join,
     )
 
 

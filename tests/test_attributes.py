@@ -326,3 +326,26 @@ async def test_an_upload_that_is_not_a_file_is_refused(metrics: MetricsEngine) -
     )
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith("file must be a file part of a GraphQL multipart request")
+
+
+@pytest.mark.usefixtures("people")
+async def test_attribute_breakdown_with_subscription_level_dimensions(
+    metrics: MetricsEngine,
+) -> None:
+    async def by_key(*dimensions: str) -> dict[tuple[str, ...], list[int]]:
+        result = await series(metrics, dimensions=list(dimensions))
+        return {tuple(b["key"]): mrr(b) for b in result["breakdown"]}
+
+    # per-plan movements as stored (plan is materialized), then the industry joined
+    assert await by_key("plan", "attr.industry") == {
+        ("Basic", "saas"): [10000, 10000, 0],
+        ("Pro", "saas"): [0, 20000, 35000],
+        ("Basic", "retail"): [5000, 0, 0],
+        ("Basic", "(none)"): [0, 8000, 8000],
+    }
+    # movements derived from the ledger (status is not materialized)
+    assert await by_key("status", "attr.industry") == {
+        ("active", "saas"): [10000, 30000, 35000],
+        ("active", "retail"): [5000, 0, 0],
+        ("active", "(none)"): [0, 8000, 8000],
+    }

@@ -48,6 +48,9 @@ class Dimension:
     # A filter on this dimension as a condition, when not `filter_clause(expression)` (e.g.
     # attributes: a semi-join on the attribute's index instead of a per-row lookup).
     condition: Callable[[Sources, Filter], ColumnElement[bool]] | None = None
+    # A table the expression reads, outer-joined (with its ON clause) by a query that groups
+    # by the dimension; filters use `condition` instead.
+    join: Callable[[Sources], tuple[sa.FromClause, ColumnElement[bool]]] | None = None
 
     @property
     def ops(self) -> tuple[FilterOp, ...]:

@@ -236,7 +236,18 @@ def _stored(
     )
     if scope.needs_customer:
         query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
-    return query.subquery(name)
+    return _grouping_joins(query, scope, rows).subquery(name)
+
+
+def _grouping_joins(query: Select[Any], scope: Scope, rows: FromClause) -> Select[Any]:
+    """Outer-join the tables that the breakdown's dimensions read (after the customer)."""
+    sources = Sources(rows=rows, plan=plan, customer=customer, end=scope.end)
+    for name in scope.spec.dimensions:
+        dimension = scope.cube.dimension(name)
+        if dimension.join is not None:
+            table, on = dimension.join(sources)
+            query = query.outerjoin(table, on)
+    return query
 
 
 def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause:
@@ -252,10 +263,14 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
-    scoped = changes.where(
-        *where_clauses(scope, spec, mrr_change, {}),
-        *universe(cube, spec, mrr_change.c.customer_id, scope.end),
-    ).subquery("scoped")
+    scoped = (
+        _grouping_joins(changes, scope, mrr_change)
+        .where(
+            *where_clauses(scope, spec, mrr_change, {}),
+            *universe(cube, spec, mrr_change.c.customer_id, scope.end),
+        )
+        .subquery("scoped")
+    )
     return movements_from_changes(scoped, [*group_names(spec), "currency"]).cte(name)
 
 
