@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics.service import MetricsEngine
-from tests.conftest import execute, execute_errors, table_counts
+from tests.conftest import execute, execute_errors, import_text, table_counts
 from tests.test_attributes import with_attributes
 
 # Jan-Mar 2024, monthly MRR in dollars:
@@ -280,3 +280,27 @@ async def test_segments_narrow_customers_churn_and_cohorts(
         {"spec": {"compareSegments": [segments["Not US"]]}},
     )
     assert "cohorts take filters, not dimensions or compareSegments" in error["message"]
+
+
+async def test_not_keeps_customers_whose_field_is_unknown(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(
+        engine,
+        "subscription_id,customer_id,start_date,end_date,monthly_amount,country\n"
+        "u1,US1,2024-01-01,,10,US\nx1,NOWHERE,2024-01-01,,20,\n",
+    )
+    created = await execute(metrics, CREATE, {"name": "Not US", "definition": NOT_US})
+    spec = {"segment": created["createSegment"]["id"]}
+    listed = await execute(
+        metrics,
+        "query($spec: QuerySpecInput) { customers(spec: $spec) { edges { node { externalId } } } }",
+        {"spec": spec},
+    )
+    assert [e["node"]["externalId"] for e in listed["customers"]["edges"]] == ["NOWHERE"]
+    snapshot = await execute(
+        metrics,
+        'query($spec: QuerySpecInput) { snapshot(at: "2024-01-31", spec: $spec) { mrr } }',
+        {"spec": spec},
+    )
+    assert snapshot["snapshot"]["mrr"] == 2000

@@ -87,7 +87,9 @@ def customer_condition(
     """One condition as a test of customer `who`."""
     dimension = cube.dimension(item.field)
     if dimension.reads_customer:
-        return dimension_condition(dimension, Sources(who, plan, who, end), item)
+        # two-valued: a customer whose field is NULL fails the condition, so `not` keeps it
+        tested = dimension_condition(dimension, Sources(who, plan, who, end), item)
+        return sa.func.coalesce(tested, sa.false())
     on_ledger = Sources(rows=mrr_change, plan=plan, customer=who, end=end)
     ledger = sa.select(sa.literal(1)).where(
         mrr_change.c.customer_id == who.c.id,
