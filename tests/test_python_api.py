@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import MetricsEngine, QuerySpec
 from app.errors import UserError
-from app.metrics.spec import Filter
+from app.metrics.spec import AnyOf, Filter, FilterOp, Not, SegmentSpec
 from tests.conftest import execute, import_text
 from tests.test_movements import COMPANY
 
@@ -79,3 +79,24 @@ async def test_discovery_is_generated_from_the_declarations(engine: AsyncEngine)
     point_fields = {field["name"] for field in introspected["__type"]["fields"]}
     assert point_fields == set(fields), "every Point field is described in the catalog"
     assert "IN" in families["trials"]["filters"][0]["ops"]
+
+
+async def test_segment_trees_in_a_python_spec(engine: AsyncEngine) -> None:
+    await import_text(engine, COMPANY)
+    metrics = MetricsEngine(engine)
+    pro = Filter("plan", values=("Pro",))
+    big = Filter("mrr", FilterOp.GTE, ("100",))  # MRR at the end of the range, major units
+    day = {"start": "2024-03-31", "end": "2024-03-31", "interval": "day"}
+    either = await metrics.query(
+        "mrr", {"query_type": "series", **day}, spec=QuerySpec(segment=AnyOf((pro, big)))
+    )
+    assert [p.mrr for p in either] == [27000]  # A (150 a month) and C (120, on Pro)
+    neither = await metrics.query(
+        "mrr", {"query_type": "series", **day}, spec=QuerySpec(segment=Not(AnyOf((pro, big))))
+    )
+    assert [p.mrr for p in neither] == [3000]  # D; B and E are not active
+    branches = (SegmentSpec("Pro", pro), SegmentSpec("Big", big))
+    compared = await metrics.query(
+        "mrr", {"query_type": "breakdown", **day}, spec=QuerySpec(compare=branches)
+    )
+    assert [(b.key, b.points[0].mrr) for b in compared] == [(("Pro",), 12000), (("Big",), 27000)]
