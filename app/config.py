@@ -11,6 +11,8 @@ from typing import Any
 import platformdirs
 
 CONFIG_FILES = (Path(".tidemill.toml"), Path.home() / ".tidemill.toml")
+# The persisted GraphQL documents (the CLI's, the dashboard's, partners' trusted queries).
+QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
 
 
 @dataclass(frozen=True)

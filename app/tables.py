@@ -230,7 +230,7 @@ segment = sa.Table(
     ),
 )
 
-# API keys: only the SHA-256 of a key is stored; `scopes` are app.auth.Scope values.
+# API keys: only the SHA-256 of a key is stored; `scopes` are app.security.keys.Scope values.
 api_key = sa.Table(
     "api_key",
     metadata,

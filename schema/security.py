@@ -46,12 +46,19 @@ from strawberry.schema.base import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from app import auth
-from app.auth import Authenticator, Principal, Scope, Unauthenticated, any_key_exists, is_loopback
 from app.config import Settings
 from app.errors import UserError
 from app.metrics.service import MetricsEngine
-from app.persisted import Registry, load_documents, requested_hash
+from app.security import keys as auth
+from app.security.keys import (
+    Authenticator,
+    Principal,
+    Scope,
+    Unauthenticated,
+    any_key_exists,
+    is_loopback,
+)
+from app.security.persisted import Registry, load_documents, requested_hash
 from resolvers.context import Context
 from schema.errors import coded
 from schema.root import build_schema

@@ -23,13 +23,13 @@ from starlette.routing import Route
 from strawberry.schema.config import StrawberryConfig
 from typer.testing import CliRunner
 
-from app import auth
-from app.auth import Authenticator, Scope, is_loopback
 from app.cli import cli as tidemill
 from app.config import Settings, load_settings
 from app.db import create_engine
 from app.metrics.service import MetricsEngine
-from app.persisted import Document, Registry, load_documents
+from app.security import keys as auth
+from app.security.keys import Authenticator, Scope, is_loopback
+from app.security.persisted import Document, Registry, load_documents
 from schema import security
 from schema.asgi import create_app
 from schema.errors import ErrorCodes

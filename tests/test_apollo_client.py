@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.persisted import QUERIES_DIR, sha256_hex
+from app.config import QUERIES_DIR
+from app.security.persisted import sha256_hex
 from tests.conftest import PLAYBOOK, import_text
 from tests.edge import new_key, real_app, running
 

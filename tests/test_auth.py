@@ -18,11 +18,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from app import auth
-from app.auth import Scope
 from app.cli import cli as tidemill_cli
+from app.config import QUERIES_DIR
 from app.errors import NotFound, UserError
-from app.persisted import QUERIES_DIR, load_documents
+from app.security import keys as auth
+from app.security.keys import Scope
+from app.security.persisted import load_documents
 from schema import security
 from tests.edge import (
     bearer,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import load_settings
-from app.persisted import Document, load_documents, sha256_hex
+from app.security.persisted import Document, load_documents, sha256_hex
 from tests.edge import bearer, codes, extended_app, new_key, persisted, real_app, serving, settings
 
 DOCUMENTS = load_documents()

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import persisted
-from app.client import persisted_requests
+from app.cli.client import persisted_requests
 from app.errors import UserError
-from app.persisted import (
+from app.security import persisted
+from app.security.persisted import (
     QUERIES_DIR,
     PersistedQueryNotFound,
     Registry,

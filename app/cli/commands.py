@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from app.cli_admin import keys, queries
-from app.cli_client import register
-from app.cli_common import console, fail
+from app.cli.admin import keys, queries
+from app.cli.common import console, fail
+from app.cli.metrics import register
 from app.config import Settings, load_settings
 from app.errors import UserError
 
@@ -126,8 +126,8 @@ def import_subscriptions(
     source: Annotated[str, typer.Option(help="Source name the ids belong to.")] = "csv",
 ) -> None:
     """Import a subscription-periods CSV (see README). All or nothing; re-running is safe."""
+    from app.cli.progress import CountingLines, file_progress
     from app.ingest.subscriptions import file_sha256, load_periods
-    from app.progress import CountingLines, file_progress
     from connectors.csv.subscriptions import read_periods
 
     settings = load_settings()
@@ -175,7 +175,7 @@ def import_attributes(
     """Import customer attribute values: first column the customer id or external id, one
     column per attribute key (define keys first). All or nothing; empty cells are skipped."""
     from app.attributes import import_csv
-    from app.progress import CountingLines, file_progress
+    from app.cli.progress import CountingLines, file_progress
 
     settings = load_settings()
 
@@ -247,7 +247,7 @@ def fx_import(
 
 
 def count_progress() -> Any:
-    from app.progress import count_progress as progress
+    from app.cli.progress import count_progress as progress
 
     return progress()
 

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from app.cli_common import FormatOption, console, errors, fail
+from app.cli.common import FormatOption, console, errors, fail
+from app.cli.output import Format, render
 from app.config import load_settings
 from app.errors import UserError
-from app.output import Format, render
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from app.auth import ApiKey
+    from app.security.keys import ApiKey
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def create(
     ] = None,
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
-    from app.auth import create_key, parse_scopes
+    from app.security.keys import create_key, parse_scopes
 
     try:
         scopes = parse_scopes(scope or ["read"])
@@ -103,7 +103,7 @@ def create(
 @keys.command("list")
 def list_command(fmt: FormatOption = Format.TABLE) -> None:
     """Every key: name, scopes, created, last used, revoked (never the key itself)."""
-    from app.auth import list_keys
+    from app.security.keys import list_keys
 
     rows = [_key_row(key) for key in with_engine(list_keys)]
     _print(rows, fmt, title="API keys")
@@ -114,7 +114,7 @@ def revoke(
     name_or_id: Annotated[str, typer.Argument(metavar="NAME_OR_ID", help="The key to revoke.")],
 ) -> None:
     """Revoke a key; requests that send it are refused from now on."""
-    from app.auth import revoke_key
+    from app.security.keys import revoke_key
 
     revoked = with_engine(lambda engine: revoke_key(engine, name_or_id))
     console.print(f"revoked key {revoked.name!r} (id {revoked.id})")
@@ -124,7 +124,8 @@ def revoke(
 def list_queries(fmt: FormatOption = Format.TABLE) -> None:
     """Each document in queries/ with the sha256 it is registered under (as gql sends it), and
     the one of the form Apollo Client sends (with __typename added)."""
-    from app.persisted import QUERIES_DIR, read_documents
+    from app.config import QUERIES_DIR
+    from app.security.persisted import read_documents
 
     pairs = [read_documents(path) for path in sorted(QUERIES_DIR.glob("*.graphql"))]
     rows = [

@@ -8,7 +8,6 @@ document with the hash. Every failure becomes a ClientError whose message says w
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +20,8 @@ from gql.transport.exceptions import (
 )
 from gql.transport.httpx import HTTPXTransport
 
-from app.config import Settings
+from app.config import QUERIES_DIR, Settings
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 TIMEOUT_SECONDS = 120
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 KEY_HINT = (

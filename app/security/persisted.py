@@ -41,11 +41,11 @@ from graphql import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.auth import Forbidden
+from app.config import QUERIES_DIR
 from app.errors import UserError
+from app.security.keys import Forbidden
 from app.tables import persisted_query
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APQ_VERSION = 1
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.output import Format
+from app.cli.output import Format
 
 console = Console()
 errors = Console(stderr=True)

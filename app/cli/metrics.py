@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_common import (
+from app.cli.common import (
     AtOption,
     CompareOption,
     DimensionOption,
@@ -23,8 +23,8 @@ from app.cli_common import (
     StartOption,
     fail,
 )
+from app.cli.output import Format, cell, render
 from app.config import load_settings
-from app.output import Format, cell, render
 
 MRR_FIELDS = [
     "mrr",
@@ -77,7 +77,7 @@ def spec(
 
 
 def query(name: str, variables: dict[str, Any]) -> dict[str, Any]:
-    from app.client import ClientError, run
+    from app.cli.client import ClientError, run
 
     try:
         return run(load_settings(), name, variables)

@@ -1,0 +1,1 @@
+"""Who may ask what: API keys and their scopes, persisted (trusted) documents."""
