@@ -1,5 +1,11 @@
 """Test fixtures: a real PostgreSQL (TIDEMILL_TEST_DATABASE_URL, else an embedded pgserver),
-one fresh migrated database per run, emptied before each test."""
+one fresh migrated database per run, emptied before each test that uses it.
+
+No test may depend on another having run (pytest-randomly shuffles them): whatever a test
+needs it gets from its fixtures, after `clean` has emptied the database. Fixtures that hold
+state observed from the database (a server, whose keyless-access check is remembered for its
+life) are therefore function-scoped. The developer's own configuration (TIDEMILL_* variables,
+`.tidemill.toml` here or in the home directory) is hidden from the whole run."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app import migrate
+from app import config, migrate
 from app.db import asyncpg_url
 from app.ingest.subscriptions import ImportResult, load_periods
 from app.metrics.service import MetricsEngine
@@ -56,6 +62,17 @@ def _server_url() -> str:
     return str(server.get_uri("postgres"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_user_configuration() -> Iterator[None]:
+    """Settings come from defaults and what each test passes, never from the developer's
+    environment or `.tidemill.toml` (an `api_key` there would be sent by every CLI test)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in config.ENV_KEYS:
+            patch.delenv(key, raising=False)
+        patch.setattr(config, "CONFIG_FILES", ())
+        yield
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database on the test server, dropped at the end of the run."""
@@ -86,8 +103,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(autouse=True)
 async def clean(request: pytest.FixtureRequest) -> None:
-    """Empty every table before a test that uses the database."""
-    if "engine" not in request.fixturenames:
+    """Migrate (once) and empty every table before a test that uses the database, whether
+    through `engine` or only through its URL (a server, the CLI)."""
+    if not {"engine", "database_url"} & set(request.fixturenames):
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as connection:
