@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from graphql import GraphQLFormattedError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -138,7 +139,7 @@ async def execute(
 
 async def execute_errors(
     metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
+) -> list[GraphQLFormattedError]:
     """Run a GraphQL document expected to fail; its errors as the client sees them."""
     result = await schema.execute(
         query, variable_values=variables, context_value=Context(metrics=metrics)
