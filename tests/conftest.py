@@ -75,8 +75,8 @@ def no_user_configuration() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database on the test server, dropped at the end of the run."""
+def database() -> Iterator[str]:
+    """A fresh database on the test server, dropped at the end of the run (its URL)."""
     import asyncio
 
     admin_url = asyncpg_url(_server_url())
@@ -95,18 +95,25 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(make_url(database_url))
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    """The migrated test database."""
+    engine = create_async_engine(make_url(database))
     await migrate.upgrade(engine)
     yield engine
     await engine.dispose()
 
 
+@pytest.fixture
+def database_url(database: str, engine: AsyncEngine) -> str:
+    """The URL of the migrated test database, emptied for this test, for what connects by
+    itself (a server, the CLI). Function-scoped, so nothing started from it outlives a test."""
+    return database
+
+
 @pytest.fixture(autouse=True)
 async def clean(request: pytest.FixtureRequest) -> None:
-    """Migrate (once) and empty every table before a test that uses the database, whether
-    through `engine` or only through its URL (a server, the CLI)."""
-    if not {"engine", "database_url"} & set(request.fixturenames):
+    """Empty every table before a test that uses the database (through `engine` or its URL)."""
+    if "engine" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as connection:
