@@ -12,6 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.tables import metadata
+from tests.conftest import TABLES
+
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = (
     # needs only the database's URL, and runs first: the database must be migrated and empty
@@ -44,3 +47,7 @@ def test_order_and_the_developers_configuration_change_nothing(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert f"{len(ORDER)} passed" in done.stdout
+
+
+def test_every_table_is_emptied_before_a_test() -> None:
+    assert set(TABLES) == set(metadata.tables)
