@@ -26,10 +26,10 @@ serve: $(STAMP) ## Serve GraphQL on :8000 (TIDEMILL_DATABASE_URL or the embedded
 test: $(STAMP) ## Run the whole test suite (TIDEMILL_TEST_DATABASE_URL or an embedded server)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff and mypy --strict (every package, tests included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app connectors resolvers
+	$(BIN)/mypy .  # every package: app connectors resolvers schema bench migrations tests
 
 check: lint test ## Everything CI runs
 

@@ -70,6 +70,11 @@ async def breakdown(context: Context, request: SeriesRequest) -> tuple[Breakdown
     return await context.once(("breakdown", request), lambda: context.metrics.breakdown(request))
 
 
+def points_summary(points: Sequence[Point], field: str) -> Summary:
+    """Summary of the Point field named `field` (GraphQL name) over the last two points."""
+    return summarize(points, summary_attribute(field))
+
+
 async def series_summary(context: Context, request: SeriesRequest, field: str) -> Summary:
     attribute = summary_attribute(field)
     return summarize(await points(context, request), attribute)

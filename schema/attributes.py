@@ -9,22 +9,20 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app.attributes import AttributeDefinition, AttributeType, Value
-
-AttributeTypeEnum = strawberry.enum(
-    AttributeType, name="AttributeType", description="How values are stored and compared."
-)
+from app.attributes import AttributeDefinition, Value
+from schema.enums import AttributeType
+from schema.fields import field
 
 
 @strawberry.type(description="An attribute definition; its values filter and slice as attr.<key>.")
 class Attribute:
     key: str
     label: str
-    type: AttributeTypeEnum  # type: ignore[valid-type]
+    type: AttributeType
     source: str = strawberry.field(description="stripe, csv, api or computed.")
     description: str
 
-    @strawberry.field(description="Its dimension and filter name in metric specs.")
+    @field(description="Its dimension and filter name in metric specs.")
     def dimension(self) -> str:
         return f"attr.{self.key}"
 
@@ -69,7 +67,7 @@ def text_of(value: Value) -> str:
 @strawberry.type(description="One attribute value of a customer.")
 class AttributeValue:
     key: str
-    type: AttributeTypeEnum  # type: ignore[valid-type]
+    type: AttributeType
     value: JSON = strawberry.field(description="Typed: string, number, boolean or ISO date.")
     text: str = strawberry.field(description="The value as text (as filters take it).")
 

@@ -7,6 +7,7 @@ import codecs
 from collections.abc import Iterator
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from app.errors import UserError
@@ -14,7 +15,9 @@ from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import segments as resolve_segments
 from resolvers.context import Context
-from schema.attributes import Attribute, AttributeImport, AttributeTypeEnum, AttributeValueInput
+from schema.attributes import Attribute, AttributeImport, AttributeValueInput
+from schema.enums import AttributeType
+from schema.fields import mutation
 from schema.segments import Segment, SegmentNodeInput
 from schema.selection import selected_names
 from schema.types import Customer, customer_nodes
@@ -22,11 +25,11 @@ from schema.types import Customer, customer_nodes
 Info = strawberry.Info[Context, None]
 
 
-def _lines(upload: Upload, filename: str) -> Iterator[str]:
+def _lines(upload: UploadFile, filename: str) -> Iterator[str]:
     """The uploaded file's lines, decoded as UTF-8 as they are read."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     pending = ""
-    stream = upload.file  # type: ignore[attr-defined]  # starlette's UploadFile
+    stream = upload.file
     try:
         while chunk := stream.read(1 << 16):
             pending += decoder.decode(chunk)
@@ -47,13 +50,13 @@ async def _customer(info: Info, ident: int) -> Customer:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Define an attribute (its type is fixed once created).")
+    @mutation(description="Define an attribute (its type is fixed once created).")
     async def create_attribute(
         self,
         info: Info,
         key: str,
         label: str,
-        type: AttributeTypeEnum,  # type: ignore[valid-type]
+        type: AttributeType,
         source: str = "api",
         description: str = "",
     ) -> Attribute:
@@ -62,13 +65,13 @@ class Mutation:
         )
         return Attribute.of(created)
 
-    @strawberry.mutation(description="Change an attribute's label and/or description.")
+    @mutation(description="Change an attribute's label and/or description.")
     async def update_attribute(
         self, info: Info, key: str, label: str | None = None, description: str | None = None
     ) -> Attribute:
         return Attribute.of(await resolve_attributes.update(info.context, key, label, description))
 
-    @strawberry.mutation(description="Upsert attribute values on one customer (all or none).")
+    @mutation(description="Upsert attribute values on one customer (all or none).")
     async def set_customer_attributes(
         self, info: Info, customer_id: strawberry.ID, values: list[AttributeValueInput]
     ) -> Customer:
@@ -76,34 +79,35 @@ class Mutation:
         ident = await resolve_attributes.set_values(info.context, customer_id, pairs)
         return await _customer(info, ident)
 
-    @strawberry.mutation(description="Remove one attribute value from a customer.")
+    @mutation(description="Remove one attribute value from a customer.")
     async def remove_customer_attribute(
         self, info: Info, customer_id: strawberry.ID, key: str
     ) -> Customer:
         ident = await resolve_attributes.remove_value(info.context, customer_id, key)
         return await _customer(info, ident)
 
-    @strawberry.mutation(
+    @mutation(
         description="Import attribute values from a CSV upload (GraphQL multipart request): "
         "first column the customer id or external id, one column per attribute key. All rows "
         "or nothing; every bad row is reported with its line and reason."
     )
     async def import_attributes(self, info: Info, file: Upload) -> AttributeImport:
-        if not hasattr(file, "file") or not hasattr(file, "close"):
+        upload: object = file  # the Upload scalar is typed bytes; a multipart part is an UploadFile
+        if not isinstance(upload, UploadFile):
             raise UserError(
                 "file must be a file part of a GraphQL multipart request "
                 "(https://github.com/jaydenseric/graphql-multipart-request-spec)"
             )
-        filename = getattr(file, "filename", None) or "upload.csv"
+        filename = upload.filename or "upload.csv"
         try:
             rows, values = await resolve_attributes.import_file(
-                info.context, _lines(file, filename), filename
+                info.context, _lines(upload, filename), filename
             )
         finally:
-            await file.close()  # type: ignore[attr-defined]  # starlette's UploadFile
+            await upload.close()
         return AttributeImport(rows=rows, values=values)
 
-    @strawberry.mutation(description="Save a segment (its definition is validated first).")
+    @mutation(description="Save a segment (its definition is validated first).")
     async def create_segment(
         self, info: Info, name: str, definition: SegmentNodeInput, description: str = ""
     ) -> Segment:
@@ -112,7 +116,7 @@ class Mutation:
         )
         return Segment.of(created)
 
-    @strawberry.mutation(description="Rename, re-describe or redefine a segment.")
+    @mutation(description="Rename, re-describe or redefine a segment.")
     async def update_segment(
         self,
         info: Info,
@@ -125,7 +129,7 @@ class Mutation:
         updated = await resolve_segments.update(info.context, id, name, description, data)
         return Segment.of(updated)
 
-    @strawberry.mutation(description="Delete a segment; returns its id.")
+    @mutation(description="Delete a segment; returns its id.")
     async def delete_segment(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         await resolve_segments.delete(info.context, id)
         return id

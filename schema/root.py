@@ -11,16 +11,21 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
-from app.customers import CustomerSort
 from app.errors import UserError
-from app.metrics.spec import Interval as IntervalEnum
+from app.metrics.catalog import MetricInfo
+from app.metrics.cohorts import Cohort as CohortResult
+from app.metrics.points import Point as PointResult
+from app.metrics.spec import QuerySpec
+from app.metrics.trials import Trials as TrialsResult
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers import segments as resolve_segments
 from resolvers.context import Context
 from schema.attributes import Attribute
+from schema.enums import CustomerSort, Interval
 from schema.errors import ErrorCodes
+from schema.fields import field
 from schema.mutation import Mutation
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
@@ -31,8 +36,6 @@ from schema.types import (
     Customer,
     CustomerConnection,
     CustomerEdge,
-    CustomerSortEnum,
-    Interval,
     Metric,
     PageInfo,
     Point,
@@ -45,9 +48,9 @@ from schema.types import (
 Info = strawberry.Info[Context, None]
 
 
-async def _spec(info: Info, spec: QuerySpecInput | None) -> resolve.QuerySpec:
+async def _spec(info: Info, spec: QuerySpecInput | None) -> QuerySpec:
     if spec is None:
-        return resolve.QuerySpec()
+        return QuerySpec()
     return await resolve_segments.with_segments(
         info.context, spec.to_spec(), spec.segment, spec.compare_segments
     )
@@ -55,17 +58,20 @@ async def _spec(info: Info, spec: QuerySpecInput | None) -> resolve.QuerySpec:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Discovery: metric families with their dimensions and filters.")
-    async def metrics(self, info: Info) -> list[Metric]:
-        return list(await resolve.available_metrics(info.context))  # type: ignore[arg-type]
+    @field(
+        description="Discovery: metric families with their dimensions and filters.",
+        graphql_type=list[Metric],
+    )
+    async def metrics(self, info: Info) -> tuple[MetricInfo, ...]:
+        return await resolve.available_metrics(info.context)
 
-    @strawberry.field(description="A series over [start, end], one point per calendar period.")
+    @field(description="A series over [start, end], one point per calendar period.")
     async def series(
         self,
         info: Info,
         start: datetime.date,
         end: datetime.date,
-        interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
+        interval: Interval = Interval.MONTH,
         spec: QuerySpecInput | None = None,
     ) -> Series:
         request = await resolve.series_request(
@@ -74,30 +80,32 @@ class Query:
         currency = request.spec.currency or info.context.metrics.base_currency
         return Series(start=start, end=end, interval=interval, currency=currency, request=request)
 
-    @strawberry.field(description="Retention cohorts by month of first `new` (METRICS.md 5).")
+    @field(
+        description="Retention cohorts by month of first `new` (METRICS.md 5).",
+        graphql_type=list[Cohort],
+    )
     async def cohorts(
         self,
         info: Info,
         start: datetime.date,
         end: datetime.date,
         spec: QuerySpecInput | None = None,
-    ) -> list[Cohort]:
-        result = await resolve.cohorts(info.context, start, end, await _spec(info, spec))
-        return list(result)  # type: ignore[arg-type]
+    ) -> tuple[CohortResult, ...]:
+        return await resolve.cohorts(info.context, start, end, await _spec(info, spec))
 
-    @strawberry.field(description="Trials started, converted and expired (METRICS.md 6).")
+    @field(description="Trials started, converted and expired (METRICS.md 6).", graphql_type=Trials)
     async def trials(
         self,
         info: Info,
         start: datetime.date,
         end: datetime.date,
-        interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
+        interval: Interval = Interval.MONTH,
         spec: QuerySpecInput | None = None,
-    ) -> Trials:
+    ) -> TrialsResult:
         spec_ = await _spec(info, spec)
-        return await resolve.trials(info.context, start, end, interval, spec_)  # type: ignore[return-value]
+        return await resolve.trials(info.context, start, end, interval, spec_)
 
-    @strawberry.field(description="Churn detail: churned customers and revenue-churn events.")
+    @field(description="Churn detail: churned customers and revenue-churn events.")
     async def churn(
         self,
         info: Info,
@@ -109,14 +117,14 @@ class Query:
         currency = query_spec.currency or info.context.metrics.base_currency
         return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
 
-    @strawberry.field(description="Customers: search, filter, sort, cursor-paginated.")
+    @field(description="Customers: search, filter, sort, cursor-paginated.")
     async def customers(
         self,
         info: Info,
         search: str | None = None,
         first: int = 50,
         after: str | None = None,
-        sort: CustomerSortEnum = CustomerSort.NAME,  # type: ignore[valid-type]
+        sort: CustomerSort = CustomerSort.NAME,
         spec: QuerySpecInput | None = None,
     ) -> CustomerConnection:
         page = await resolve_customers.customer_page(
@@ -132,7 +140,7 @@ class Query:
         )
         return CustomerConnection(total_count=page.total_count, edges=edges, page_info=info_)
 
-    @strawberry.field(description="One customer by id.")
+    @field(description="One customer by id.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer:
         try:
             ident = int(id)
@@ -142,31 +150,31 @@ class Query:
         [node] = await customer_nodes(info, [row], selected_names(info))
         return node
 
-    @strawberry.field(description="The one-day point of day `at` (default: today, UTC).")
+    @field(description="The one-day point of day `at` (default: today, UTC).", graphql_type=Point)
     async def snapshot(
         self, info: Info, at: datetime.date | None = None, spec: QuerySpecInput | None = None
-    ) -> Point:
+    ) -> PointResult:
         day = at or datetime.datetime.now(datetime.UTC).date()
         wanted = selected_names(info)
-        return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)  # type: ignore[return-value]
+        return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)
 
-    @strawberry.field(description="Attribute definitions (their values slice as attr.<key>).")
+    @field(description="Attribute definitions (their values slice as attr.<key>).")
     async def attributes(self, info: Info) -> list[Attribute]:
         return [Attribute.of(d) for d in await resolve_attributes.definitions(info.context)]
 
-    @strawberry.field(description="Observed values of an attribute, most frequent first.")
+    @field(description="Observed values of an attribute, most frequent first.")
     async def attribute_values(self, info: Info, key: str, first: int = 100) -> list[str]:
         return await resolve_attributes.distinct_values(info.context, key, first)
 
-    @strawberry.field(description="Saved segments, by name.")
+    @field(description="Saved segments, by name.")
     async def segments(self, info: Info) -> list[Segment]:
         return [Segment.of(found) for found in await resolve_segments.all_segments(info.context)]
 
-    @strawberry.field(description="One saved segment.")
+    @field(description="One saved segment.")
     async def segment(self, info: Info, id: strawberry.ID) -> Segment:
         return Segment.of(await resolve_segments.segment(info.context, id))
 
-    @strawberry.field(
+    @field(
         description="Lint a segment definition without saving it: unknown fields, operators "
         "that do not fit a field's type, values that do not parse."
     )

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from app.segments import Segment as SegmentResult
 from app.segments import to_json
-from schema.types import FilterOp
+from schema.enums import FilterOp
 
 
 @strawberry.input(
@@ -20,7 +20,7 @@ from schema.types import FilterOp
 )
 class SegmentNodeInput:
     field: str | None = None
-    op: FilterOp | None = None  # type: ignore[valid-type]
+    op: FilterOp | None = None
     values: list[str] | None = None
     and_: list[SegmentNodeInput] | None = strawberry.field(default=None, name="and")
     or_: list[SegmentNodeInput] | None = strawberry.field(default=None, name="or")
@@ -60,7 +60,7 @@ class Segment:
             id=strawberry.ID(str(found.id)),
             name=found.name,
             description=found.description,
-            definition=to_json(found.definition),
+            definition=JSON(to_json(found.definition)),
             created_at=found.created_at,
             updated_at=found.updated_at,
         )

@@ -27,7 +27,7 @@ def _summary_fields(field: SelectedField) -> set[str]:
 def wanted_point_fields(info: Info) -> set[str]:
     """GraphQL names of Point fields selected under points, summary(field) and breakdown."""
     wanted: set[str] = set()
-    for series in info.selected_fields:
+    for series in _fields(info.selected_fields):
         wanted |= {
             f.name for points in _child(series, "points") for f in _fields(points.selections)
         }
@@ -44,7 +44,7 @@ def selected_names(info: Info) -> set[str]:
 
 def nested_names(info: Info, *path: str) -> set[str]:
     """Names selected at `path` under the current field (e.g. "edges", "node")."""
-    level = list(info.selected_fields)
+    level = list(_fields(info.selected_fields))
     for name in path:
         level = [child for field in level for child in _child(field, name)]
     return {f.name for field in level for f in _fields(field.selections)}

@@ -1,4 +1,6 @@
-"""Strawberry types. Resolvers return the service's dataclasses; these declare their fields."""
+"""Strawberry types. Resolvers return the service's dataclasses; these declare their fields
+(a resolver is annotated with the dataclass it returns and names its GraphQL type with
+`graphql_type`)."""
 
 from __future__ import annotations
 
@@ -8,27 +10,29 @@ from typing import TypeVar
 
 import strawberry
 
-from app.customers import CustomerRow, CustomerSort, CustomerState
+from app.customers import Activity as ActivityResult
+from app.customers import CustomerRow, CustomerState, SubscriptionFacts
 from app.metrics.churn import LOGO, REVENUE
+from app.metrics.churn import ChurnPage as ChurnPageResult
+from app.metrics.cube import Dimension
+from app.metrics.points import Point as PointResult
+from app.metrics.points import Summary as SummaryResult
 from app.metrics.service import Breakdown as BreakdownResult
-from app.metrics.spec import FilterOp as FilterOpEnum
-from app.metrics.spec import Interval as IntervalEnum
-from app.metrics.spec import SeriesRequest
+from app.metrics.spec import QuerySpec, SeriesRequest
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
 from resolvers.customers import Facts
 from schema.attributes import AttributeValue
+from schema.enums import FilterOp, Interval
+from schema.fields import field
 from schema.scalars import Cents
-
-Interval = strawberry.enum(IntervalEnum, name="Interval")
-FilterOp = strawberry.enum(FilterOpEnum, name="FilterOp")
 
 
 @strawberry.input(description="A filter: `field op values`; names come from the metric's cube.")
 class FilterInput:
     field: str
-    op: FilterOp = FilterOpEnum.EQ
+    op: FilterOp = FilterOp.EQ
     values: list[str] = strawberry.field(default_factory=list)
 
 
@@ -52,7 +56,7 @@ class QuerySpecInput:
         default=False, description="Convert at the rate of the first point's date."
     )
 
-    def to_spec(self) -> resolve.QuerySpec:
+    def to_spec(self) -> QuerySpec:
         filters = ((f.field, f.op, f.values) for f in self.filters)
         return resolve.to_spec(self.dimensions, filters, self.currency, self.fix_fx)
 
@@ -111,21 +115,15 @@ class Summary:
 class Breakdown:
     key: list[str]
     label: str
-    points: list[Point]
-    series_points: strawberry.Private[tuple[object, ...]]
+    points: tuple[PointResult, ...] = strawberry.field(graphql_type=list[Point])
 
-    @strawberry.field
-    def summary(self, field: str = "mrr") -> Summary:
-        return resolve.summarize(self.series_points, resolve.summary_attribute(field))  # type: ignore[arg-type, return-value]
+    @field(graphql_type=Summary)
+    def summary(self, field: str = "mrr") -> SummaryResult:
+        return resolve.points_summary(self.points, field)
 
     @classmethod
     def of(cls, result: BreakdownResult) -> Breakdown:
-        return cls(
-            key=list(result.key),
-            label=result.label,
-            points=list(result.points),  # type: ignore[arg-type]
-            series_points=result.points,
-        )
+        return cls(key=list(result.key), label=result.label, points=result.points)
 
 
 @strawberry.type(description="A metric series over [start, end].")
@@ -136,15 +134,20 @@ class Series:
     currency: str
     request: strawberry.Private[SeriesRequest]
 
-    @strawberry.field(description="The total, one point per period.")
-    async def points(self, info: strawberry.Info[Context, None]) -> list[Point]:
-        return list(await resolve.points(info.context, self.request))  # type: ignore[arg-type]
+    @field(description="The total, one point per period.", graphql_type=list[Point])
+    async def points(self, info: strawberry.Info[Context, None]) -> tuple[PointResult, ...]:
+        return await resolve.points(info.context, self.request)
 
-    @strawberry.field(description="Summary of a Point field over the total's last two points.")
-    async def summary(self, info: strawberry.Info[Context, None], field: str = "mrr") -> Summary:
-        return await resolve.series_summary(info.context, self.request, field)  # type: ignore[return-value]
+    @field(
+        description="Summary of a Point field over the total's last two points.",
+        graphql_type=Summary,
+    )
+    async def summary(
+        self, info: strawberry.Info[Context, None], field: str = "mrr"
+    ) -> SummaryResult:
+        return await resolve.series_summary(info.context, self.request, field)
 
-    @strawberry.field(description="One entry per value combination of spec.dimensions.")
+    @field(description="One entry per value combination of spec.dimensions.")
     async def breakdown(self, info: strawberry.Info[Context, None]) -> list[Breakdown]:
         return [Breakdown.of(b) for b in await resolve.breakdown(info.context, self.request)]
 
@@ -234,25 +237,23 @@ class ChurnReport:
     start: datetime.date
     end: datetime.date
     currency: str
-    spec: strawberry.Private[resolve.QuerySpec]
+    spec: strawberry.Private[QuerySpec]
 
-    @strawberry.field(description="Logo churn: customers whose MRR went to 0.")
+    @field(description="Logo churn: customers whose MRR went to 0.", graphql_type=ChurnPage)
     async def churned_customers(
         self, info: strawberry.Info[Context, None], first: int = 50, after: str | None = None
-    ) -> ChurnPage:
-        page = await resolve.churn_page(
+    ) -> ChurnPageResult:
+        return await resolve.churn_page(
             info.context, self.start, self.end, self.spec, LOGO, first, after
         )
-        return page  # type: ignore[return-value]
 
-    @strawberry.field(description="Revenue churn: churn and contraction movements.")
+    @field(description="Revenue churn: churn and contraction movements.", graphql_type=ChurnPage)
     async def revenue_churn(
         self, info: strawberry.Info[Context, None], first: int = 50, after: str | None = None
-    ) -> ChurnPage:
-        page = await resolve.churn_page(
+    ) -> ChurnPageResult:
+        return await resolve.churn_page(
             info.context, self.start, self.end, self.spec, REVENUE, first, after
         )
-        return page  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -261,9 +262,9 @@ class DimensionInfo:
     description: str
     kind: str
 
-    @strawberry.field(description="customer: selects customers; subscription: re-scopes MRR.")
-    def level(self) -> str:
-        return str(self.level.value)  # type: ignore[attr-defined]  # self is a cube Dimension
+    @field(description="customer: selects customers; subscription: re-scopes MRR.")
+    def level(self, root: Dimension) -> str:  # served from the cube's Dimension
+        return str(root.level.value)
 
 
 @strawberry.type
@@ -287,9 +288,6 @@ class Metric:
     fields: list[FieldInfo]
     dimensions: list[DimensionInfo]
     filters: list[FilterInfo]
-
-
-CustomerSortEnum = strawberry.enum(CustomerSort, name="CustomerSort")
 
 
 @strawberry.type(description="A subscription and its version in force today.")
@@ -346,7 +344,7 @@ class Customer:
     def state(self) -> CustomerState:
         return _loaded(self.facts.state)
 
-    @strawberry.field(description="MRR today, in the customer's currency.")
+    @field(description="MRR today, in the customer's currency.")
     def mrr(self) -> Cents:
         return Cents(self.state.mrr)
 
@@ -354,32 +352,32 @@ class Customer:
     def arr(self) -> Cents:
         return Cents(12 * self.state.mrr)
 
-    @strawberry.field(description="The customer's billing currency (null if never billed).")
+    @field(description="The customer's billing currency (null if never billed).")
     def currency(self) -> str | None:
         return self.state.currency
 
-    @strawberry.field(description="active, trialing, churned or never_active.")
+    @field(description="active, trialing, churned or never_active.")
     def status(self) -> str:
         return self.state.status
 
-    @strawberry.field(description="Day of its latest churn, when not active now.")
+    @field(description="Day of its latest churn, when not active now.")
     def churned_at(self) -> datetime.date | None:
         return self.state.churned_at
 
-    @strawberry.field(description="MRR lost in that churn.")
+    @field(description="MRR lost in that churn.")
     def churned_mrr(self) -> Cents | None:
         lost = self.state.churned_mrr
         return None if lost is None else Cents(lost)
 
-    @strawberry.field
-    def subscriptions(self) -> list[Subscription]:
-        return _loaded(self.facts.subscriptions)  # type: ignore[return-value]
+    @field(graphql_type=list[Subscription])
+    def subscriptions(self) -> list[SubscriptionFacts]:
+        return _loaded(self.facts.subscriptions)
 
-    @strawberry.field(description="Its movements, newest first.")
-    def activities(self) -> list[Activity]:
-        return _loaded(self.facts.activities)  # type: ignore[return-value]
+    @field(description="Its movements, newest first.", graphql_type=list[Activity])
+    def activities(self) -> list[ActivityResult]:
+        return _loaded(self.facts.activities)
 
-    @strawberry.field(description="Its attribute values, by key.")
+    @field(description="Its attribute values, by key.")
     def attributes(self) -> list[AttributeValue]:
         found = _loaded(self.facts.attributes)
         return [AttributeValue.of(key, value) for key, value in sorted(found.items())]

@@ -1,5 +1,11 @@
 """Test fixtures: a real PostgreSQL (TIDEMILL_TEST_DATABASE_URL, else an embedded pgserver),
-one fresh migrated database per run, emptied before each test."""
+one fresh migrated database per run, emptied before each test that uses it.
+
+No test may depend on another having run (pytest-randomly shuffles them): whatever a test
+needs it gets from its fixtures, after `clean` has emptied the database. Fixtures that hold
+state observed from the database (a server, whose keyless-access check is remembered for its
+life) are therefore function-scoped. The developer's own configuration (TIDEMILL_* variables,
+`.tidemill.toml` here or in the home directory) is hidden from the whole run."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from graphql import GraphQLFormattedError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app import migrate
+from app import config, migrate
 from app.db import asyncpg_url
 from app.ingest.subscriptions import ImportResult, load_periods
 from app.metrics.service import MetricsEngine
@@ -24,8 +31,8 @@ from connectors.csv.subscriptions import read_periods
 from resolvers.context import Context
 from schema import schema
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-PLAYBOOK = DATASETS / "mrr-playbook" / "subscription_periods.csv"
+# dbt Labs' mrr-playbook sample (MIT), shipped with its notice: see tests/data/mrr-playbook/README.md
+PLAYBOOK = Path(__file__).resolve().parent / "data" / "mrr-playbook" / "subscription_periods.csv"
 TABLES = (
     "movement",
     "mrr_change",
@@ -56,9 +63,20 @@ def _server_url() -> str:
     return str(server.get_uri("postgres"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_user_configuration() -> Iterator[None]:
+    """Settings come from defaults and what each test passes, never from the developer's
+    environment or `.tidemill.toml` (an `api_key` there would be sent by every CLI test)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in config.ENV_KEYS:
+            patch.delenv(key, raising=False)
+        patch.setattr(config, "CONFIG_FILES", ())
+        yield
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database on the test server, dropped at the end of the run."""
+def database() -> Iterator[str]:
+    """A fresh database on the test server, dropped at the end of the run (its URL)."""
     import asyncio
 
     admin_url = asyncpg_url(_server_url())
@@ -77,16 +95,24 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(make_url(database_url))
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    """The migrated test database."""
+    engine = create_async_engine(make_url(database))
     await migrate.upgrade(engine)
     yield engine
     await engine.dispose()
 
 
+@pytest.fixture
+def database_url(database: str, engine: AsyncEngine) -> str:
+    """The URL of the migrated test database, emptied for this test, for what connects by
+    itself (a server, the CLI). Function-scoped, so nothing started from it outlives a test."""
+    return database
+
+
 @pytest.fixture(autouse=True)
 async def clean(request: pytest.FixtureRequest) -> None:
-    """Empty every table before a test that uses the database."""
+    """Empty every table before a test that uses the database (through `engine` or its URL)."""
     if "engine" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
@@ -120,7 +146,7 @@ async def execute(
 
 async def execute_errors(
     metrics: MetricsEngine, query: str, variables: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
+) -> list[GraphQLFormattedError]:
     """Run a GraphQL document expected to fail; its errors as the client sees them."""
     result = await schema.execute(
         query, variable_values=variables, context_value=Context(metrics=metrics)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette import types
 from starlette.applications import Starlette
 from starlette.routing import Route
-from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from typer.testing import CliRunner
 
 from app.cli import cli as tidemill
@@ -33,6 +33,7 @@ from app.security.persisted import Document, Registry, load_documents
 from schema import security
 from schema.asgi import create_app
 from schema.errors import ErrorCodes
+from schema.fields import mutation
 from schema.root import Query, TidemillSchema
 from schema.scalars import SCALARS
 from schema.security import RequireScope, SecureGraphQL
@@ -56,11 +57,11 @@ class ExtendedQuery(Query):
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="A write, as segment and attribute mutations will be.")
+    @mutation(description="A write, as segment and attribute mutations will be.")
     def touch(self) -> bool:
         return True
 
-    @strawberry.mutation(permission_classes=[RequireScope(Scope.ADMIN)])
+    @mutation(permission_classes=[RequireScope(Scope.ADMIN)])
     def rotate_source(self) -> bool:
         return True
 
@@ -71,12 +72,12 @@ def settings(database_url: str, **overrides: Any) -> Settings:
 
 
 def extended_schema(config: Settings) -> TidemillSchema:
-    batching = {"max_operations": config.max_batch_operations}
+    batching: BatchingConfig = {"max_operations": config.max_batch_operations}
     return TidemillSchema(
         query=ExtendedQuery,
         mutation=Mutation,
         extensions=[*security.extensions(config), ErrorCodes],
-        config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),  # type: ignore[typeddict-item]
+        config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 
 

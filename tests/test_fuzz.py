@@ -31,8 +31,9 @@ schemathesis.graphql.scalar("Cents", st.integers(-(2**63), 2**63 - 1).map(nodes.
 schemathesis.graphql.scalar("Upload", st.text(max_size=20).map(nodes.String))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(database_url: str) -> Iterator[str]:
+    """A server per test, started on the emptied database (no key: keyless on loopback)."""
     with running(real_app(database_url)) as url:
         yield url
 

@@ -95,6 +95,7 @@ async def test_an_internal_error_is_masked_and_logged_with_its_request_id(
         "extensions": {"code": "INTERNAL", "requestId": request_id},
     }
     [record] = [r for r in caplog.records if request_id in r.getMessage()]
+    assert record.exc_info is not None
     assert "secret internals" in str(record.exc_info[1])
 
 

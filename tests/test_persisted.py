@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli.client import persisted_requests
+from app.config import QUERIES_DIR
 from app.errors import UserError
 from app.security import persisted
 from app.security.persisted import (
-    QUERIES_DIR,
     PersistedQueryNotFound,
     Registry,
     load_documents,

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -20,30 +16,17 @@ from app.cli import cli
 from app.config import load_settings
 from schema.asgi import create_app
 from tests.conftest import PLAYBOOK, import_text
+from tests.edge import real_app, running
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(database_url: str) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving the test database."""
-    port = _free_port()
-    app = create_app(load_settings(database_url=database_url))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(timeout=10)
+    """A real uvicorn server on a free loopback port, serving the (emptied) test database.
+
+    One per test: a server remembers what it saw of the database at start-up (whether any API
+    key exists), so it must not outlive the test whose database it started on."""
+    with running(real_app(database_url)) as url:
+        yield url
 
 
 @pytest.fixture
