@@ -500,24 +500,35 @@ def _grid(
     spec: QuerySpec,
     end: ColumnElement[Any],
 ) -> FromClause:
-    """Every period for every group value seen up to the end (dense breakdown series); every
-    compared segment, even an empty one, when segments are compared without dimensions."""
+    """Every period for every group value seen up to the end (dense breakdown series); with
+    compared segments, also every segment's placeholder, its dimensions `(none)`, so an empty
+    segment has a (zero) series too."""
     groups = group_names(spec)
     if not groups:
         return sa.select(periods.c.k).subquery("grid")
-    if spec.compare and not spec.dimensions:
-        names = sa.values(sa.column("g0", sa.Text), name="branches").data(
-            [(branch.name,) for branch in spec.compare]
+    group_values: FromClause
+    seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end)
+    if spec.compare:
+        placeholders = sa.values(*(sa.column(g, sa.Text) for g in groups), name="branches").data(
+            [placeholder_key(spec, branch.name) for branch in spec.compare]
         )
-        group_values: FromClause = names
+        every_branch = sa.select(*(placeholders.c[g] for g in groups))
+        group_values = (
+            every_branch if not spec.dimensions else sa.union(seen, every_branch)
+        ).subquery("group_values")
     else:
-        seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
-        group_values = seen.subquery("group_values")
+        group_values = seen.distinct().subquery("group_values")
     return (
         sa.select(periods.c.k, *(group_values.c[g] for g in groups))
         .join_from(periods, group_values, sa.true())
         .subquery("grid")
     )
+
+
+def placeholder_key(spec: QuerySpec, segment: str) -> tuple[str, ...]:
+    """The breakdown key of a compared segment with no data: its name, then `(none)` for each
+    dimension."""
+    return (segment, *(NO_VALUE for _ in spec.dimensions))
 
 
 def compile_series(

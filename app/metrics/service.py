@@ -29,7 +29,7 @@ from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.cube import Cube, validate
 from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
-from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
+from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
@@ -113,6 +113,10 @@ def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
     after = Cursor.decode(params["after"]) if params.get("after") else None
     first = int(params.get("first", 50))
     return ChurnRequest(day(params, "start"), day(params, "end"), spec, kinds, first, after)
+
+
+def _has_data(points: Sequence[Point]) -> bool:
+    return any(point.mrr or point.net_new_mrr or point.customers for point in points)
 
 
 class MetricsEngine:
@@ -209,8 +213,9 @@ class MetricsEngine:
 
     async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
         """One series per value combination of the spec's dimensions that has any MRR or
-        movement in range; with compared segments, the segment is the key's first part (in
-        the order asked) and every segment is listed when there are no dimensions."""
+        movement in range. With compared segments, the segment is the key's first part (in
+        the order asked) and every segment is listed: a segment with no data in range once,
+        under its placeholder key (its dimensions `(none)`), with zero points."""
         spec = request.spec
         if not spec.groups:
             return ()
@@ -221,13 +226,16 @@ class MetricsEngine:
             key = tuple(str(row[g]) for g in groups)
             point = build_point(row, request)
             by_key.setdefault(key, []).append(with_ltv(point, rates, key) if rates else point)
-        every_branch = bool(spec.compare) and not spec.dimensions
+        kept = {key: points for key, points in by_key.items() if _has_data(points)}
+        listed = {key[0] for key in kept} if spec.compare else set()
+        for branch in spec.compare:
+            placeholder = placeholder_key(spec, branch.name)
+            if branch.name not in listed:
+                kept[placeholder] = by_key[placeholder]
         order = {branch.name: index for index, branch in enumerate(spec.compare)}
         return tuple(
             Breakdown(key=key, label=" / ".join(key), points=tuple(points))
-            for key, points in sorted(by_key.items(), key=lambda item: order.get(item[0][0], 0))
-            if every_branch
-            or any(point.mrr or point.net_new_mrr or point.customers for point in points)
+            for key, points in sorted(kept.items(), key=lambda item: order.get(item[0][0], 0))
         )
 
     async def cohorts(self, request: CohortRequest) -> tuple[Cohort, ...]:
