@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube, Dimension, Level, Sources, dimension_condition
@@ -310,23 +311,29 @@ def _kind_sum(mv: FromClause, kind: str) -> ColumnElement[int]:
     return sa.func.sum(mv.c.amount).filter(mv.c.kind == kind).label(kind)
 
 
-VALUE_BITS = 1 << 40  # customer MRR in cents stays below 2**40 (about 11 billion a month)
-EPOCH = date(1970, 1, 1)
+EPOCH = date(1900, 1, 1)
 
 
-def _day_weighted(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[Any]:
+def _day_and(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[Any]:
     days = sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
-    return days * VALUE_BITS + value
+    return postgresql.array([days, sa.cast(value, sa.BigInteger)])
+
+
+def _by_day(aggregate: Any, value: ColumnElement[Any], day: ColumnElement[Any]) -> Any:
+    pair = aggregate(_day_and(value, day), type_=postgresql.ARRAY(sa.BigInteger))
+    return sa.cast(pair[2], sa.BigInteger)
 
 
 def _first_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
-    """`value` of the earliest row of a group: min over (day, value) packed in one bigint, so
-    PostgreSQL can hash-aggregate instead of sorting (values are non-negative MRR)."""
-    return sa.cast(sa.func.min(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
+    """`value` of the earliest row of a group: the min of [day, value] arrays, so PostgreSQL
+    can hash-aggregate instead of sorting, whatever the size of the value."""
+    first: ColumnElement[int] = _by_day(sa.func.min, value, day)
+    return first
 
 
 def _last_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
-    return sa.cast(sa.func.max(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
+    last: ColumnElement[int] = _by_day(sa.func.max, value, day)
+    return last
 
 
 def _flow_sums(mv: FromClause) -> list[ColumnElement[Any]]:
