@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import attributes
@@ -39,6 +41,7 @@ from app.metrics.universe import spec_segment_problems
 from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
+NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,21 @@ def check_rates(missing: str | None) -> None:
             f"no FX rate for {currency} on or before {day}: load rates with "
             "`tidemill fx load` (ECB reference rates) or `tidemill fx import FILE.csv`"
         )
+
+
+@contextmanager
+def fitting_in_cents(report: str) -> Iterator[None]:
+    """Turn a 64-bit overflow of converted amounts into the user error it is: stored amounts
+    are bounded (app.limits), but a rate can multiply them past 2^63 cents."""
+    try:
+        yield
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != NUMERIC_OUT_OF_RANGE:
+            raise
+        raise UserError(
+            f"amounts converted to {report} exceed 64-bit cents (9.2 x 10^18); check the FX "
+            "rates or report in another currency (spec.currency)"
+        ) from None
 
 
 def currencies_of_spec(
@@ -190,8 +208,8 @@ class MetricsEngine:
             check(cube, request.spec, request_problems(request))
             present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
             statement = compile_series(cube, request, self.base_currency, present)
-            result = await connection.execute(statement)
-            rows = result.mappings().all()
+            with fitting_in_cents(request.spec.currency or self.base_currency):
+                rows = (await connection.execute(statement)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return rows
@@ -244,8 +262,9 @@ class MetricsEngine:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
             currencies = await self._currencies(connection, request.spec, request.start)
-            result = await connection.execute(compile_cohorts(cube, request, currencies))
-            rows = result.mappings().all()
+            with fitting_in_cents(currencies.report):
+                result = await connection.execute(compile_cohorts(cube, request, currencies))
+                rows = result.mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)
@@ -266,14 +285,12 @@ class MetricsEngine:
             cube = await self.cube_of(connection)
             check(cube, request.spec, churn_problems(request))
             currencies = await self._currencies(connection, request.spec, request.start)
-            totals = (
-                (await connection.execute(compile_totals(cube, request, currencies)))
-                .mappings()
-                .one()
-            )
-            check_rates(totals["fx_missing"])
-            page = await connection.execute(compile_page(cube, request, currencies))
-            return build_page(page.mappings().all(), totals, request)
+            with fitting_in_cents(currencies.report):
+                totals = await connection.execute(compile_totals(cube, request, currencies))
+                total = totals.mappings().one()
+                check_rates(total["fx_missing"])
+                page = await connection.execute(compile_page(cube, request, currencies))
+                return build_page(page.mappings().all(), total, request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""
