@@ -3,7 +3,7 @@ fxAdjustment, fixFx, report currency and missing rates. Rates are set by hand.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,28 @@ async def test_churn_detail_before_later_movements(metrics: MetricsEngine) -> No
         "totalAmount": -18000,
         "events": [{"externalId": "X", "day": "2024-06-01", "kind": "churn", "amount": -18000}],
     }
+
+
+async def test_the_shipped_ecb_rates_serve_a_company_that_moves_after_them(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    from app.ingest.fx import load_ecb
+
+    await load_ecb(engine, "USD")
+    async with engine.connect() as connection:
+        last = await connection.scalar(sa.text("SELECT max(day) FROM fx_rate"))
+        august = await connection.scalar(
+            sa.text("SELECT rate FROM fx_rate WHERE currency = 'EUR' AND day <= '2024-08-20' "
+                    "ORDER BY day DESC LIMIT 1")
+        )  # fmt: skip
+    later = last + timedelta(days=10)  # an expansion after the last shipped rate
+    await import_text(
+        engine,
+        "subscription_id,customer_id,start_date,end_date,monthly_amount,currency\n"
+        f"e1,E,2024-01-10,{later},100,EUR\ne1,E,{later},,150,EUR\n",
+    )
+    data = await execute(metrics, '{ snapshot(at: "2024-08-20") { mrr } }')
+    assert data["snapshot"]["mrr"] == round(Decimal(10000) * august)  # half to even
 
 
 async def _pound_customer(engine: AsyncEngine) -> None:
