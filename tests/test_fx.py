@@ -378,3 +378,16 @@ async def test_cli_fx_import_all_or_nothing(
     good = await asyncio.to_thread(CliRunner().invoke, cli, ["fx", "import", str(path)], env=env)
     assert good.exit_code == 0, good.output
     assert "imported 1 rates" in good.output
+
+
+async def test_half_even_rounding_is_exact_and_inlined(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        rounded = await connection.execute(
+            sa.text("SELECT round_half_even(v) FROM unnest(ARRAY[2.5, 3.5, -2.5, 2.51, NULL]) v")
+        )
+        assert list(rounded.scalars()) == [2, 4, -2, 3, None]
+        # inlined into the plan (a call per row is several times slower on every conversion)
+        plan = await connection.execute(
+            sa.text("EXPLAIN VERBOSE SELECT round_half_even(x * 1.1) FROM generate_series(1, 3) x")
+        )
+        assert "round_half_even" not in " ".join(plan.scalars())

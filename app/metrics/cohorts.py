@@ -73,16 +73,27 @@ def compile_cohorts(
 ) -> Select[tuple[object, ...]]:
     """Per (cohort, month): the members' MRR change, active-count change, day-weighted MRR for
     realized LTV and each cohort's size, in the report currency R (METRICS.md 7). Members
-    billed in R add movement deltas; the others, whose MRR each day converts at that day's
-    rate, add one row per day they hold MRR (`foreign_mrr` is their stock at month end)."""
+    billed in R add movement deltas. The others are taken span by span (a span: one MRR from
+    a movement to the next): their stock at each month end converts at that day's rate
+    (`foreign_mrr`), and their day-weighted MRR converts each day at its own rate, exactly:
+    a span's MRR times the sum of its days' factors (a running sum per currency)."""
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     rows = _member_movements(cube, request, end)
     if not currencies.needs_conversion:
         return _by_month(_deltas(rows, end, None).subquery("cohort_rows"), sa.null())
-    held = _held_days(rows, currencies.report, end)
-    conv = conversion_table(sa.select(held.c.currency, held.c.day).distinct(), currencies)
-    daily = _daily(held, conv)
-    union = sa.union_all(_deltas(rows, end, currencies.report), daily).subquery("cohort_rows")
+    spans = _spans(rows, currencies.report, end)
+    conv = conversion_table(_every_day(spans, end), currencies)
+    running = sa.select(
+        conv,
+        sa.func.sum(conv.c.factor)
+        .over(partition_by=conv.c.currency, order_by=conv.c.day)
+        .label("running"),
+    ).cte("fx_running")
+    union = sa.union_all(
+        _deltas(rows, end, currencies.report),
+        _foreign_days(spans, running),
+        _foreign_stocks(spans, running, _month_ends(request, end)),
+    ).subquery("cohort_rows")
     return _by_month(union, missing_rate(conv))
 
 
@@ -126,50 +137,88 @@ def _deltas(rows: FromClause, end: ColumnElement[Any], report: str | None) -> Se
     ).group_by(rows.c.cohort, month)
 
 
-def _held_days(rows: FromClause, report: str, end: ColumnElement[Any]) -> FromClause:
-    """(cohort, currency, day, mrr) for every day up to `end` on which a member not billed in
-    R holds MRR, in its own currency."""
+def _spans(rows: FromClause, report: str, end: ColumnElement[Any]) -> FromClause:
+    """(cohort, currency, mrr, first, last): the days up to `end` on which a member not billed
+    in R holds one MRR (in its own currency)."""
+    following = sa.func.lead(rows.c.day).over(partition_by=rows.c.customer_id, order_by=rows.c.day)
     spans = (
         sa.select(
             rows.c.cohort,
             rows.c.currency,
-            rows.c.after,
-            rows.c.day.label("valid_from"),
-            sa.func.lead(rows.c.day)
-            .over(partition_by=rows.c.customer_id, order_by=rows.c.day)
-            .label("valid_to"),
+            rows.c.after.label("mrr"),
+            rows.c.day.label("first"),
+            sa.func.coalesce(following - sa.literal(1, sa.Integer), end).label("last"),
         )
         .where(rows.c.currency != report)
-        .subquery("spans")
+        .subquery("all_spans")
     )
-    last = sa.func.coalesce(spans.c.valid_to - sa.literal(1, sa.Integer), end)
+    return sa.select(spans).where(spans.c.mrr > 0).cte("spans")
+
+
+def _every_day(spans: FromClause, end: ColumnElement[Any]) -> Select[Any]:
+    """(currency, day) for every day from a currency's first span to `end`."""
     one_day = sa.cast(sa.literal("1 day"), sa.Interval)
-    day = sa.cast(sa.func.generate_series(spans.c.valid_from, last, one_day), sa.Date)
-    return (
-        sa.select(spans.c.cohort, spans.c.currency, spans.c.after.label("mrr"), day.label("day"))
-        .where(spans.c.after > 0)
-        .cte("held_days")
+    day = sa.func.generate_series(sa.func.min(spans.c.first), end, one_day)
+    return sa.select(spans.c.currency, sa.cast(day, sa.Date).label("day")).group_by(
+        spans.c.currency
     )
 
 
-def _daily(held: FromClause, conv: FromClause) -> Select[Any]:
-    """Per (cohort, month): the converted MRR of every held day, and its month-end stock."""
-    value = sa.func.round_half_even(held.c.mrr * conv.c.factor)
-    month_end = sa.extract("day", held.c.day + sa.literal(1, sa.Integer)) == 1
-    month = _month(held.c.day)
-    zero = sa.literal(0, sa.BigInteger)
+def _zero(*names: str) -> list[ColumnElement[Any]]:
+    return [sa.literal(0, sa.BigInteger).label(name) for name in names]
+
+
+def _foreign_days(spans: FromClause, running: FromClause) -> Select[Any]:
+    """Per (cohort, month of a span's start): the exact sum over the spans' days of MRR x that
+    day's factor."""
+    first, last = running.alias("at_first"), running.alias("at_last")
+    factors = last.c.running - first.c.running + first.c.factor  # the span's days' sum
+    month = _month(spans.c.first)
     return (
         sa.select(
-            held.c.cohort,
+            spans.c.cohort,
             month.label("month"),
-            zero.label("mrr_change"),
-            zero.label("active_change"),
-            sa.func.sum(value).label("mrr_days"),
-            zero.label("joined"),
-            sa.func.sum(value).filter(month_end).label("foreign_mrr"),
+            *_zero("mrr_change", "active_change"),
+            sa.func.sum(spans.c.mrr * factors).label("mrr_days"),
+            *_zero("joined", "foreign_mrr"),
         )
-        .join_from(held, conv, (conv.c.currency == held.c.currency) & (conv.c.day == held.c.day))
-        .group_by(held.c.cohort, month)
+        .join_from(
+            spans, first, (first.c.currency == spans.c.currency) & (first.c.day == spans.c.first)
+        )
+        .join(last, (last.c.currency == spans.c.currency) & (last.c.day == spans.c.last))
+        .group_by(spans.c.cohort, month)
+    )
+
+
+def _month_ends(request: CohortRequest, end: ColumnElement[Any]) -> FromClause:
+    """The last day of every month from the first cohort month to `end` that ends by then."""
+    first = sa.bindparam("start", request.start, type_=sa.Date)
+    month = sa.cast(sa.literal("1 month"), sa.Interval)
+    starts = sa.select(sa.func.generate_series(_month(first), end, month).label("k")).subquery(
+        "months"
+    )
+    b = sa.cast(starts.c.k + month - sa.cast(sa.literal("1 day"), sa.Interval), sa.Date)
+    # materialized: the spans compare plain dates, not the month arithmetic per pair
+    return sa.select(b.label("b")).where(b <= end).cte("month_ends").prefix_with("MATERIALIZED")
+
+
+def _foreign_stocks(spans: FromClause, running: FromClause, ends: FromClause) -> Select[Any]:
+    """Per (cohort, month): the members' MRR at the month's last day, each converted at that
+    day's rate and rounded to cents."""
+    holds = (spans.c.first <= ends.c.b) & (ends.c.b <= spans.c.last)
+    month = _month(ends.c.b)
+    return (
+        sa.select(
+            spans.c.cohort,
+            month.label("month"),
+            *_zero("mrr_change", "active_change", "mrr_days", "joined"),
+            sa.func.sum(sa.func.round_half_even(spans.c.mrr * running.c.factor)).label(
+                "foreign_mrr"
+            ),
+        )
+        .join_from(spans, ends, holds)
+        .join(running, (running.c.currency == spans.c.currency) & (running.c.day == ends.c.b))
+        .group_by(spans.c.cohort, month)
     )
 
 
@@ -177,8 +226,11 @@ SUMS = ("mrr_change", "active_change", "mrr_days", "joined", "foreign_mrr")
 
 
 def _by_month(rows: FromClause, missing: ColumnElement[Any]) -> Select[tuple[object, ...]]:
+    """The rows' sums per (cohort, month); mrr_days stays numeric (exact, converted)."""
+
     def total(name: str) -> ColumnElement[Any]:
-        return sa.cast(sa.func.coalesce(sa.func.sum(rows.c[name]), 0), sa.BigInteger).label(name)
+        kind = sa.Numeric if name == "mrr_days" else sa.BigInteger
+        return sa.cast(sa.func.coalesce(sa.func.sum(rows.c[name]), 0), kind).label(name)
 
     return (
         sa.select(
@@ -224,7 +276,7 @@ def build_cohorts(rows: Sequence[Any], request: CohortRequest) -> tuple[Cohort, 
     cohorts = []
     for cohort, deltas in sorted(by_cohort.items()):
         size = int(deltas[cohort]["joined"])
-        mrr_days = sum(int(row["mrr_days"]) for row in deltas.values())
+        mrr_days = sum((Fraction(row["mrr_days"]) for row in deltas.values()), Fraction(0))
         ltv = round_half_even(Fraction(mrr_days) / DAYS_PER_MONTH / size) if size else None
         cells = tuple(_cells(cohort, deltas, request.end))
         cohorts.append(Cohort(cohort=cohort, size=size, ltv=ltv, cells=cells))

@@ -150,23 +150,29 @@ def converted_movements(
     joined = sa.and_(conv.c.currency == mv.c.currency, conv.c.day == mv.c.day)
     before = convert(mv.c.before, mv.c.currency, conv.c.factor, report)
     after = convert(mv.c.after, mv.c.currency, conv.c.factor, report)
-    return (
+    keys = [mv.c.customer_id, *(mv.c[g] for g in groups), mv.c.day, mv.c.kind, mv.c.currency]
+    converted = (
         sa.select(
-            mv.c.customer_id,
-            *(mv.c[g] for g in groups),
-            mv.c.day,
-            mv.c.kind,
-            mv.c.currency,
+            *keys,
             sa.cast(before, sa.BigInteger).label("before"),
             sa.cast(after, sa.BigInteger).label("after"),
-            sa.cast(after - before, sa.BigInteger).label("amount"),
             mv.c.after.label("after_orig"),
             mv.c.prev_day,
             mv.c.next_day,
         )
         .outerjoin_from(mv, conv, joined)
-        .cte("cmv")
+        .subquery("converted")
     )
+    c = converted.c
+    return sa.select(
+        *(c[key.key] for key in keys),
+        c.before,
+        c.after,
+        (c.after - c.before).label("amount"),  # each rounding done once
+        c.after_orig,
+        c.prev_day,
+        c.next_day,
+    ).cte("cmv")
 
 
 def missing_rate(conv: FromClause) -> ColumnElement[Any]:

@@ -562,8 +562,11 @@ def compile_series(
         )
         conv = conversion_table(days, currencies)
         mv = converted_movements(needed, conv, groups, currencies.report)
+        # materialized: the spans of the revaluation compare plain dates, not each period's
+        # end arithmetic per pair
+        ends = sa.select(periods).cte("period_ends").prefix_with("MATERIALIZED")
         fx = FxTerms(
-            reval=revaluation(mv, conv, groups, periods, currencies.report, "reval"),
+            reval=revaluation(mv, conv, groups, ends, currencies.report, "reval"),
             missing=missing_rate(conv),
         )
     else:
