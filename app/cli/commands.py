@@ -178,6 +178,8 @@ def _run_import(path: Path, load: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     except UserError as error:
         raise fail(str(error)) from None
     except OSError as error:
+        if error.filename is None:  # not the file (the database, say): not for this message
+            raise
         raise fail(f"{path}: {error.strerror or error}") from None
 
 
