@@ -7,7 +7,6 @@ and an import is all or nothing.
 
 from __future__ import annotations
 
-import csv
 import enum
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +20,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
-from app.errors import ImportFailed, NotFound, UserError
+from app.errors import BadLines, ImportFailed, NotFound, UserError
+from app.ingest.csvfile import TextLines, with_header
+from app.limits import magnitude_problem
 from app.metrics.cube import Dimension, Level, Sources, filter_clause
 from app.metrics.spec import Filter, FilterOp
 from app.tables import attribute, customer, customer_attribute
@@ -31,6 +32,8 @@ SOURCES = ("stripe", "csv", "api", "computed")
 MAX_VALUES = 1000  # distinct values served per request
 VALUE_COLUMNS = ("string_value", "number_value", "boolean_value", "date_value")
 TRUE, FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f"}
+# A number attribute stays exact as a JSON number: below 10^15, at most 15 decimal places.
+NUMBER_DIGITS, NUMBER_DECIMALS = 15, 15
 
 Value = str | Decimal | bool | date
 
@@ -68,6 +71,8 @@ def parse_value(kind: AttributeType, text: str) -> Value:
                 raise ValueError(f"{text!r} is not a number") from None
             if not number.is_finite():
                 raise ValueError(f"{text!r} is not a finite number")
+            if problem := magnitude_problem(number, NUMBER_DIGITS, NUMBER_DECIMALS):
+                raise ValueError(f"{text!r} {problem}")
             return number
         case AttributeType.BOOLEAN:
             if value.lower() in TRUE | FALSE:
@@ -317,44 +322,55 @@ async def values_of(engine: AsyncEngine, ids: Sequence[int]) -> list[dict[str, V
 
 async def import_csv(
     engine: AsyncEngine,
-    lines: Iterable[str],
+    lines: TextLines | Iterable[str],
     filename: str,
     progress: Callable[[int], None] = lambda _: None,
 ) -> tuple[int, int]:
     """Values from a CSV whose first column is the customer (id or external id) and whose
-    other columns are attribute keys. All or nothing; every bad row is reported (up to 20).
-    Returns (rows read, values upserted); `progress` is called with the line reached."""
-    reader = csv.reader(lines)
-    header = [name.strip() for name in next(reader, [])]
+    other columns are attribute keys. All or nothing; every bad row is reported (the first 20,
+    and how many more). Returns (rows read, values upserted); `progress` is called with the
+    line reached."""
+    header, unreadable, rows = with_header(lines)
+    if unreadable:
+        raise ImportFailed(filename, [(1, unreadable)])
     async with engine.begin() as connection:
         known = await definitions(connection)
         _check_header(filename, header, known)
         customers = await _customer_ids(connection)
         stage = await _Stage.create(connection)
-        problems: list[tuple[int, str]] = []
+        problems = BadLines(filename)
         seen: dict[int, int] = {}  # customer id -> line
-        rows = 0
-        for row in reader:
-            if not row:
+        count = line = 0
+        for line, row, read_problem in rows:
+            if not row and not read_problem:
                 continue
-            rows += 1
+            count += 1
             parsed, problem = _parse_row(row, header, known, customers)
-            ident = customers.get(row[0].strip())
-            if problem is None and ident is not None and ident in seen:
-                problem = f"customer {row[0].strip()!r} is already given on line {seen[ident]}"
-            if ident is not None:
-                seen.setdefault(ident, reader.line_num)
+            repeated = _repeated(row, customers, seen, line)
+            problem = read_problem or problem or repeated
             if problem:
-                problems.append((reader.line_num, problem))
+                problems.add(line, problem)
             elif not problems:
                 await stage.add(parsed)
-            if reader.line_num % 1000 == 0:
-                progress(reader.line_num)
-        if problems:
-            raise ImportFailed(filename, problems[:20])
-        count = await stage.apply()
-    progress(reader.line_num)
-    return rows, count
+            if line % 1000 == 0:
+                progress(line)
+        problems.check()
+        values = await stage.apply()
+    progress(line)
+    return count, values
+
+
+def _repeated(
+    row: list[str], customers: dict[str, int], seen: dict[int, int], line: int
+) -> str | None:
+    """Whether the row's customer was given on an earlier line (remembering it if not)."""
+    ident = customers.get(row[0].strip()) if row else None
+    if ident is None:
+        return None
+    first = seen.setdefault(ident, line)
+    return (
+        None if first == line else f"customer {row[0].strip()!r} is already given on line {first}"
+    )
 
 
 class _Stage:
@@ -440,9 +456,9 @@ def _parse_row(
     known: dict[str, AttributeDefinition],
     customers: dict[str, int],
 ) -> tuple[list[tuple[int, str, AttributeType, Value]], str | None]:
-    customer_id = customers.get(row[0].strip())
+    customer_id = customers.get(row[0].strip()) if row else None
     if customer_id is None:
-        return [], f"no customer with id or external id {row[0].strip()!r}"
+        return [], f"no customer with id or external id {(row or [''])[0].strip()!r}"
     if len(row) > len(header):
         return [], f"{len(row)} columns, but the header has {len(header)}"
     parsed = []

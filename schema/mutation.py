@@ -3,14 +3,12 @@ the same services as the CLI; an API key needs the `write` scope (schema/securit
 
 from __future__ import annotations
 
-import codecs
-from collections.abc import Iterator
-
 import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from app.errors import UserError
+from app.ingest.csvfile import TextLines
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import segments as resolve_segments
@@ -23,23 +21,6 @@ from schema.selection import selected_names
 from schema.types import Customer, customer_nodes
 
 Info = strawberry.Info[Context, None]
-
-
-def _lines(upload: UploadFile, filename: str) -> Iterator[str]:
-    """The uploaded file's lines, decoded as UTF-8 as they are read."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
-    stream = upload.file
-    try:
-        while chunk := stream.read(1 << 16):
-            pending += decoder.decode(chunk)
-            *complete, pending = pending.split("\n")
-            yield from (line + "\n" for line in complete)
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError as error:
-        raise UserError(f"{filename}: not UTF-8 text ({error.reason})") from None
-    if pending:
-        yield pending
 
 
 async def _customer(info: Info, ident: int) -> Customer:
@@ -101,7 +82,7 @@ class Mutation:
         filename = upload.filename or "upload.csv"
         try:
             rows, values = await resolve_attributes.import_file(
-                info.context, _lines(upload, filename), filename
+                info.context, TextLines(upload.file), filename
             )
         finally:
             await upload.close()

@@ -246,6 +246,57 @@ async def test_compare_with_a_universe_and_dimensions(
     ]
 
 
+async def test_empty_compared_segments_are_listed_with_dimensions_too(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    created = await execute(
+        metrics,
+        CREATE,
+        {"name": "French", "definition": {"field": "customer_country", "values": ["FR"]}},
+    )
+    french = created["createSegment"]["id"]
+    result = await series(
+        metrics,
+        segment=segments["US SaaS"],
+        compareSegments=[segments["Not US"], segments["US SaaS"]],
+        dimensions=["attr.industry"],
+    )
+    # Not US is empty inside US SaaS: listed once, its dimension `(none)`, with zero points.
+    assert [(b["key"], b["label"], mrr(b["points"])) for b in result["breakdown"]] == [
+        (["Not US", "(none)"], "Not US / (none)", [0, 0, 0]),
+        (["US SaaS", "saas"], "US SaaS / saas", [10000, 10000, 15000]),
+    ]
+    both_empty = await series(
+        metrics,
+        segment=segments["US SaaS"],
+        compareSegments=[french, segments["Not US"]],
+        dimensions=["attr.industry", "plan"],
+    )
+    nobody = (await series(metrics, segment=french))["points"]
+    assert [p["mrr"] + p["customers"] for p in nobody] == [0, 0, 0]
+    assert [(b["key"], b["points"]) for b in both_empty["breakdown"]] == [
+        (["French", "(none)", "(none)"], nobody),
+        (["Not US", "(none)", "(none)"], nobody),
+    ]
+
+
+async def test_a_one_day_breakdown_lists_empty_segments_the_same_way(
+    metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    query = """query($spec: QuerySpecInput) { series(start: "2024-03-31", end: "2024-03-31",
+        interval: DAY, spec: $spec) { breakdown { key points { mrr customers } } } }"""
+    spec = {
+        "segment": segments["US SaaS"],
+        "compareSegments": [segments["Not US"], segments["US SaaS"]],
+        "dimensions": ["plan"],
+    }
+    breakdown = (await execute(metrics, query, {"spec": spec}))["series"]["breakdown"]
+    assert breakdown == [
+        {"key": ["Not US", "(none)"], "points": [{"mrr": 0, "customers": 0}]},
+        {"key": ["US SaaS", "Pro"], "points": [{"mrr": 15000, "customers": 1}]},
+    ]
+
+
 async def test_segments_narrow_customers_churn_and_cohorts(
     metrics: MetricsEngine, segments: dict[str, str]
 ) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -12,10 +13,12 @@ from app.cli.admin import keys, queries
 from app.cli.common import console, fail
 from app.cli.metrics import register
 from app.config import Settings, load_settings
-from app.errors import UserError
+from app.errors import ImportFailed, UserError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+_T = TypeVar("_T")
 
 # Heavy modules (SQLAlchemy, Alembic, gql) are imported inside the commands that use them, so
 # every command starts fast.
@@ -126,7 +129,8 @@ def import_subscriptions(
     source: Annotated[str, typer.Option(help="Source name the ids belong to.")] = "csv",
 ) -> None:
     """Import a subscription-periods CSV (see README). All or nothing; re-running is safe."""
-    from app.cli.progress import CountingLines, file_progress
+    from app.cli.progress import file_progress
+    from app.ingest.csvfile import TextLines
     from app.ingest.subscriptions import file_sha256, load_periods
     from connectors.csv.subscriptions import read_periods
 
@@ -135,11 +139,11 @@ def import_subscriptions(
     async def load() -> Any:
         engine = create_engine(settings)
         try:
-            with path.open(newline="", encoding="utf-8") as handle, file_progress() as progress:
-                lines = CountingLines(handle)
+            with path.open("rb") as handle, file_progress() as progress:
+                lines = TextLines(handle)
                 header, rows = read_periods(lines, settings.base_currency)
                 if header.problems():
-                    raise UserError(f"{path}: " + "; ".join(header.problems()))
+                    raise ImportFailed(str(path), [(1, problem) for problem in header.problems()])
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
 
                 def advance(stage: str, _count: int) -> None:
@@ -158,14 +162,25 @@ def import_subscriptions(
         finally:
             await engine.dispose()
 
-    try:
-        result = asyncio.run(load())
-    except UserError as error:
-        raise fail(str(error)) from None
+    result = _run_import(path, load)
     console.print(
         f"imported {result.rows} rows: {result.changed_subscriptions} subscriptions changed, "
         f"{result.changed_customers} customers recomputed"
     )
+
+
+def _run_import(path: Path, load: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run an import; a bad file exits 1 with `file, line N: reason` per bad line."""
+    try:
+        return asyncio.run(load())
+    except ImportFailed as error:
+        raise fail("import failed, nothing was saved:\n  " + "\n  ".join(error.problems)) from None
+    except UserError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        if error.filename is None:  # not the file (the database, say): not for this message
+            raise
+        raise fail(f"{path}: {error.strerror or error}") from None
 
 
 @importer.command("attributes")
@@ -175,15 +190,16 @@ def import_attributes(
     """Import customer attribute values: first column the customer id or external id, one
     column per attribute key (define keys first). All or nothing; empty cells are skipped."""
     from app.attributes import import_csv
-    from app.cli.progress import CountingLines, file_progress
+    from app.cli.progress import file_progress
+    from app.ingest.csvfile import TextLines
 
     settings = load_settings()
 
     async def load() -> tuple[int, int]:
         engine = create_engine(settings)
         try:
-            with path.open(newline="", encoding="utf-8-sig") as handle, file_progress() as progress:
-                lines = CountingLines(handle)
+            with path.open("rb") as handle, file_progress() as progress:
+                lines = TextLines(handle)
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
                 return await import_csv(
                     engine,
@@ -194,12 +210,7 @@ def import_attributes(
         finally:
             await engine.dispose()
 
-    try:
-        rows, values = asyncio.run(load())
-    except UserError as error:
-        raise fail(str(error)) from None
-    except UnicodeDecodeError as error:
-        raise fail(f"{path}: not UTF-8 text ({error.reason})") from None
+    rows, values = _run_import(path, load)
     console.print(f"imported {values} attribute values for {rows} customers")
 
 
@@ -226,23 +237,21 @@ def fx_import(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
 ) -> None:
     """Load or override rates from a CSV with columns date,currency,rate (all or nothing)."""
+    from app.ingest.csvfile import TextLines
     from app.ingest.fx import import_rates, parse_rates
 
     settings = load_settings()
 
     async def load() -> int:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rates = parse_rates(handle, str(path))
+        with path.open("rb") as handle:
+            rates = parse_rates(TextLines(handle), str(path))
         engine = create_engine(settings)
         try:
             return await import_rates(engine, rates)
         finally:
             await engine.dispose()
 
-    try:
-        count = asyncio.run(load())
-    except UserError as error:
-        raise fail(str(error)) from None
+    count = _run_import(path, load)
     console.print(f"imported {count} rates from {path}")
 
 

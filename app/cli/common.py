@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from app.cli.output import Format
 
@@ -52,5 +53,5 @@ CompareOption = Annotated[
 
 def fail(message: str) -> typer.Exit:
     """Print a user-facing error and return the exit to raise (exit code 1)."""
-    errors.print(f"[red]error:[/red] {message}")
+    errors.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code=1)

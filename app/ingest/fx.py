@@ -18,7 +18,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.errors import ImportFailed
+from app.errors import BadLines, ImportFailed
+from app.ingest.csvfile import TextLines, with_header
+from app.limits import day_problem, magnitude_problem
 from app.money import ISO_CURRENCIES
 
 BATCH = 10_000
@@ -59,36 +61,68 @@ def ecb_rates(base: str, archive: Path | None = None) -> Iterator[Rate]:
                 yield Rate(currency, day, per_euro[base] / value)
 
 
-def parse_rates(lines: Iterable[str], filename: str) -> list[Rate]:
+HEADER = ["date", "currency", "rate"]
+# A rate is the value of one unit in the base currency: within 10^-9..10^9 (every real one is).
+RATE_RANGE = (Decimal("1e-9"), Decimal("1e9"))
+RATE_DECIMALS = 30
+
+
+def parse_rates(lines: TextLines | Iterable[str], filename: str) -> list[Rate]:
     """A user file with columns date, currency, rate; every bad line is reported."""
-    reader = csv.DictReader(lines)
-    if [name.strip() for name in reader.fieldnames or []] != ["date", "currency", "rate"]:
-        raise ImportFailed(filename, [(1, "the header must be: date,currency,rate")])
-    rates, problems = [], []
-    for row in reader:
+    names, unreadable, rows = with_header(lines)
+    if unreadable or names != HEADER:
+        raise ImportFailed(filename, [(1, unreadable or "the header must be: date,currency,rate")])
+    rates: list[Rate] = []
+    given: dict[tuple[str, date], int] = {}  # (currency, day) -> line
+    problems = BadLines(filename)
+    for line, values, problem in rows:
+        if not values and not problem:
+            continue
         try:
-            rates.append(_parse_rate(row))
+            if problem:
+                raise ValueError(problem)
+            rate = _parse_rate(values)
+            _once(given, rate, line)
+            rates.append(rate)
         except ValueError as error:
-            problems.append((reader.line_num, str(error)))
-    if problems:
-        raise ImportFailed(filename, problems[:20])
+            problems.add(line, str(error))
+    problems.check()
     return rates
 
 
-def _parse_rate(row: dict[str, str]) -> Rate:
+def _once(given: dict[tuple[str, date], int], rate: Rate, line: int) -> None:
+    first = given.setdefault((rate.currency, rate.day), line)
+    if first != line:
+        raise ValueError(
+            f"the rate of {rate.currency} on {rate.day} is already given on line {first}"
+        )
+
+
+def _parse_rate(values: list[str]) -> Rate:
+    if len(values) != len(HEADER):
+        raise ValueError(f"{len(values)} values, but the header has {len(HEADER)}")
+    day_text, currency_text, rate_text = (value.strip() for value in values)
     try:
-        day = date.fromisoformat((row.get("date") or "").strip())
+        day = date.fromisoformat(day_text)
     except ValueError:
-        raise ValueError(f"date {row.get('date')!r} is not a date (YYYY-MM-DD)") from None
-    currency = (row.get("currency") or "").strip().upper()
+        raise ValueError(f"date {day_text!r} is not a date (YYYY-MM-DD)") from None
+    if problem := day_problem("date", day):
+        raise ValueError(problem)
+    currency = currency_text.upper()
     if currency not in ISO_CURRENCIES:
         raise ValueError(f"currency {currency!r} is not an ISO 4217 code")
     try:
-        rate = Decimal((row.get("rate") or "").strip())
+        rate = Decimal(rate_text)
     except InvalidOperation:
-        raise ValueError(f"rate {row.get('rate')!r} is not a number") from None
+        raise ValueError(f"rate {rate_text!r} is not a number") from None
     if not rate.is_finite() or rate <= 0:
-        raise ValueError(f"rate {row.get('rate')!r} must be a positive number")
+        raise ValueError(f"rate {rate_text!r} must be a positive number")
+    low, high = RATE_RANGE
+    if not low <= rate <= high or magnitude_problem(rate, 10, RATE_DECIMALS):
+        raise ValueError(
+            f"rate {rate_text!r} is out of range: between {low:f} and {high:,f}, "
+            f"with at most {RATE_DECIMALS} decimal places"
+        )
     return Rate(currency, day, rate)
 
 

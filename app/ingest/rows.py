@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import NamedTuple
+
+from app.limits import (
+    FIRST_DAY,
+    LAST_DAY,
+    MAX_COUNT,
+    MAX_MRR,
+    count_problem,
+    day_problem,
+    magnitude_problem,
+    mrr_problem,
+)
 
 
 class PeriodRow(NamedTuple):
@@ -32,3 +44,50 @@ class PeriodRow(NamedTuple):
     trial_start: date | None = None
     trial_end: date | None = None
     pricing_model: str = "flat"  # flat | per_unit | tiered
+
+
+AMOUNT_DIGITS, AMOUNT_DECIMALS = 24, 20  # an amount's bounds, major units
+
+
+def period_problem(row: PeriodRow) -> str | None:
+    """Why a canonical row cannot be stored (app.limits), whatever its source. A good row is
+    passed by one expression (this runs for every row of every import)."""
+    valid_to, trial_start, trial_end = row.valid_to, row.trial_start, row.trial_end
+    if (
+        0 <= row.mrr <= MAX_MRR
+        and 0 <= row.quantity <= MAX_COUNT
+        and 1 <= row.interval_count <= MAX_COUNT
+        and FIRST_DAY <= row.valid_from <= LAST_DAY
+        and (valid_to is None or valid_to <= LAST_DAY)
+        and (trial_start is None or FIRST_DAY <= trial_start <= LAST_DAY)
+        and (trial_end is None or FIRST_DAY <= trial_end <= LAST_DAY)
+        and _amount_problem(row.amount) is None
+        and "\x00" not in f"{row.subscription_id}{row.customer_id}{row.plan}{row.customer_name}"
+        and (row.email is None or "\x00" not in row.email)
+    ):
+        return None
+    return _first_problem(row)
+
+
+def _first_problem(row: PeriodRow) -> str | None:
+    texts = (row.subscription_id, row.customer_id, row.plan, row.customer_name, row.email)
+    return (
+        mrr_problem(row.mrr)
+        or count_problem("quantity", row.quantity)
+        or count_problem("interval count", row.interval_count, least=1)
+        or day_problem("start date", row.valid_from)
+        or day_problem("end date", row.valid_to)
+        or day_problem("trial start", row.trial_start)
+        or day_problem("trial end", row.trial_end)
+        or _amount_problem(row.amount)
+        or ("a text value holds a NUL byte" if any(t and "\x00" in t for t in texts) else None)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _amount_problem(amount: Decimal) -> str | None:
+    """(Remembered: a source repeats a few prices on many rows.)"""
+    if not amount.is_finite() or amount < 0:
+        return f"amount {amount} is not a finite number >= 0"
+    problem = magnitude_problem(amount, AMOUNT_DIGITS, AMOUNT_DECIMALS)
+    return problem and f"amount {amount} {problem}"

@@ -11,22 +11,21 @@ import asyncio
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.errors import ImportFailed
+from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest.bulk import filled_in_bulk
 from app.ingest.recompute import create_touched_table, recompute_touched
-from app.ingest.rows import PeriodRow
+from app.ingest.rows import PeriodRow, period_problem
 from app.tables import import_run
 
 BATCH = 5_000
 REANALYZE_AFTER = 1_000  # customers recomputed
 DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope")
-MAX_REPORTED = 20
 STAGE_COLUMNS = PeriodRow._fields
 _AMOUNT = STAGE_COLUMNS.index("amount")
 
@@ -71,7 +70,8 @@ _STAGE_DDL = [
 
 _CHECKS = {
     "overlaps another period of subscription {2} (line {0})": """
-        SELECT least(line, previous_line), greatest(line, previous_line), subscription_id FROM (
+        SELECT least(line, previous_line), greatest(line, previous_line), subscription_id,
+               count(*) OVER () FROM (
             SELECT line, subscription_id, valid_from,
                    lag(line) OVER w AS previous_line,
                    lag(valid_from) OVER w AS previous_from,
@@ -79,9 +79,9 @@ _CHECKS = {
             FROM stage_period WINDOW w AS (PARTITION BY subscription_id ORDER BY valid_from, line)
         ) ordered
         WHERE previous_from IS NOT NULL AND (previous_to IS NULL OR previous_to > valid_from)
-        ORDER BY 2 LIMIT 20""",
+        ORDER BY 2 LIMIT :reported""",
     "subscription {2} already belongs to another customer in this file (line {0})": """
-        SELECT first_line, line, subscription_id FROM (
+        SELECT first_line, line, subscription_id, count(*) OVER () FROM (
             SELECT line, subscription_id, customer_id,
                    first_value(line) OVER w AS first_line,
                    first_value(customer_id) OVER w AS first_customer
@@ -89,10 +89,10 @@ _CHECKS = {
                 SELECT subscription_id FROM stage_period
                 GROUP BY 1 HAVING min(customer_id) <> max(customer_id))
             WINDOW w AS (PARTITION BY subscription_id ORDER BY line)
-        ) ranked WHERE customer_id <> first_customer ORDER BY line LIMIT 20""",
+        ) ranked WHERE customer_id <> first_customer ORDER BY line LIMIT :reported""",
     # One currency per customer (as Stripe enforces): FX then never mixes inside a customer.
     "customer {2} is billed in another currency on line {0}; a customer has one currency": """
-        SELECT first_line, line, customer_id FROM (
+        SELECT first_line, line, customer_id, count(*) OVER () FROM (
             SELECT line, customer_id, currency,
                    first_value(line) OVER w AS first_line,
                    first_value(currency) OVER w AS first_currency
@@ -100,15 +100,16 @@ _CHECKS = {
                 SELECT customer_id FROM stage_period
                 GROUP BY 1 HAVING min(currency) <> max(currency))
             WINDOW w AS (PARTITION BY customer_id ORDER BY line)
-        ) ranked WHERE currency <> first_currency ORDER BY line LIMIT 20""",
+        ) ranked WHERE currency <> first_currency ORDER BY line LIMIT :reported""",
     "customer {2} already has subscriptions in another currency; a customer has one currency": """
-        SELECT min(st.line), min(st.line), st.customer_id FROM stage_period st
+        SELECT min(st.line), min(st.line), st.customer_id, count(*) OVER ()
+        FROM stage_period st
         JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
         JOIN subscription s ON s.customer_id = c.id
         JOIN subscription_version v ON v.subscription_id = s.id
         WHERE v.currency <> st.currency
           AND s.external_id NOT IN (SELECT subscription_id FROM stage_period)
-        GROUP BY st.customer_id ORDER BY 1 LIMIT 20""",
+        GROUP BY st.customer_id ORDER BY 1 LIMIT :reported""",
 }
 
 # Run on each COPY batch (stage_batch, in file order) while the next one is parsed: the same
@@ -209,23 +210,25 @@ _REPLACE = [
 
 @dataclass
 class _Records:
-    """The COPY records of a row stream, collecting bad lines on the way (after the first, the
-    rest of the file is only read for more of them)."""
+    """The COPY records of a row stream, checked against the limits every source is held to;
+    bad lines are collected on the way (after the first, the rest of the stream is only read
+    for more of them, and counted)."""
 
     rows: Iterable[PeriodRow | tuple[int, str]]
+    problems: BadLines
     count: int = 0
-    problems: list[tuple[int, str]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[tuple[object, ...]]:
         for row in self.rows:
             self.count += 1
             if isinstance(row, PeriodRow):
-                if not self.problems:
-                    yield as_record(row)
-                continue
-            self.problems.append(row)
-            if len(self.problems) >= MAX_REPORTED:
-                return
+                problem = period_problem(row)
+                if problem is None:
+                    if not self.problems:
+                        yield as_record(row)
+                    continue
+                row = (row.line, problem)
+            self.problems.add(*row)
 
 
 async def _per_batch_script(connection: AsyncConnection, source: str) -> str:
@@ -257,7 +260,7 @@ async def _stage(
     driver = raw.driver_connection
     assert driver is not None
     script = await _per_batch_script(connection, source)
-    records = _Records(rows)
+    records = _Records(rows, BadLines(filename))
     batches = iter(records)
     applying: asyncio.Task[str] | None = None
     try:
@@ -273,18 +276,22 @@ async def _stage(
     finally:
         if applying and not applying.done():
             await _settle(applying)
-    if records.problems:
-        raise ImportFailed(filename, records.problems)
+    records.problems.check()
     return records.count
 
 
 async def _check(connection: AsyncConnection, filename: str, source: str) -> None:
     problems: list[tuple[int, str]] = []
+    total = 0
     for message, query in _CHECKS.items():
-        found = await connection.execute(sa.text(query), {"source": source})
-        problems.extend((line, message.format(first, line, key)) for first, line, key in found)
+        found = (
+            await connection.execute(sa.text(query), {"source": source, "reported": MAX_REPORTED})
+        ).all()
+        total += found[0][3] if found else 0
+        problems.extend((line, message.format(first, line, key)) for first, line, key, _ in found)
     if problems:
-        raise ImportFailed(filename, sorted(problems)[:MAX_REPORTED])
+        listed = sorted(problems)[:MAX_REPORTED]
+        raise ImportFailed(filename, listed, total - len(listed))
 
 
 async def _apply(connection: AsyncConnection) -> tuple[int, int]:

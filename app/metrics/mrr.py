@@ -12,15 +12,18 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube, Dimension, Level, Sources, dimension_condition
 from app.metrics.fx import (
     Currencies,
+    as_of,
     conversion_table,
     converted_movements,
-    day_before,
     missing_rate,
+    movement_days,
+    point_days,
     revaluation,
 )
 from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
@@ -35,6 +38,14 @@ KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
 CUSTOMER_FIELDS = frozenset(
     {f"{kind}_customers" for kind in KINDS}
     | {"churned_customers", "customer_churn_rate", "customer_retention_rate", "nrr", "grr", "asp"}
+)
+
+# Point fields that count customers and read no money: a request for only these needs no rate
+# (the LTV's churn history is one).
+COUNT_FIELDS = frozenset(
+    {f"{kind}_customers" for kind in KINDS}
+    | {"date", "end_date", "customers", "customers_diff", "churned_customers"}
+    | {"customer_churn_rate", "customer_retention_rate"}
 )
 
 AGE_BUCKETS = ("0-6", "6-12", "12-24", "24+")
@@ -300,23 +311,29 @@ def _kind_sum(mv: FromClause, kind: str) -> ColumnElement[int]:
     return sa.func.sum(mv.c.amount).filter(mv.c.kind == kind).label(kind)
 
 
-VALUE_BITS = 1 << 40  # customer MRR in cents stays below 2**40 (about 11 billion a month)
-EPOCH = date(1970, 1, 1)
+EPOCH = date(1900, 1, 1)
 
 
-def _day_weighted(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[Any]:
+def _day_and(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[Any]:
     days = sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
-    return days * VALUE_BITS + value
+    return postgresql.array([days, sa.cast(value, sa.BigInteger)])
+
+
+def _by_day(aggregate: Any, value: ColumnElement[Any], day: ColumnElement[Any]) -> Any:
+    pair = aggregate(_day_and(value, day), type_=postgresql.ARRAY(sa.BigInteger))
+    return sa.cast(pair[2], sa.BigInteger)
 
 
 def _first_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
-    """`value` of the earliest row of a group: min over (day, value) packed in one bigint, so
-    PostgreSQL can hash-aggregate instead of sorting (values are non-negative MRR)."""
-    return sa.cast(sa.func.min(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
+    """`value` of the earliest row of a group: the min of [day, value] arrays, so PostgreSQL
+    can hash-aggregate instead of sorting, whatever the size of the value."""
+    first: ColumnElement[int] = _by_day(sa.func.min, value, day)
+    return first
 
 
 def _last_by_day(value: ColumnElement[Any], day: ColumnElement[Any]) -> ColumnElement[int]:
-    return sa.cast(sa.func.max(_day_weighted(value, day)) % VALUE_BITS, sa.BigInteger)
+    last: ColumnElement[int] = _by_day(sa.func.max, value, day)
+    return last
 
 
 def _flow_sums(mv: FromClause) -> list[ColumnElement[Any]]:
@@ -490,24 +507,35 @@ def _grid(
     spec: QuerySpec,
     end: ColumnElement[Any],
 ) -> FromClause:
-    """Every period for every group value seen up to the end (dense breakdown series); every
-    compared segment, even an empty one, when segments are compared without dimensions."""
+    """Every period for every group value seen up to the end (dense breakdown series); with
+    compared segments, also every segment's placeholder, its dimensions `(none)`, so an empty
+    segment has a (zero) series too."""
     groups = group_names(spec)
     if not groups:
         return sa.select(periods.c.k).subquery("grid")
-    if spec.compare and not spec.dimensions:
-        names = sa.values(sa.column("g0", sa.Text), name="branches").data(
-            [(branch.name,) for branch in spec.compare]
+    group_values: FromClause
+    seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end)
+    if spec.compare:
+        placeholders = sa.values(*(sa.column(g, sa.Text) for g in groups), name="branches").data(
+            [placeholder_key(spec, branch.name) for branch in spec.compare]
         )
-        group_values: FromClause = names
+        every_branch = sa.select(*(placeholders.c[g] for g in groups))
+        group_values = (
+            every_branch if not spec.dimensions else sa.union(seen, every_branch)
+        ).subquery("group_values")
     else:
-        seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end).distinct()
-        group_values = seen.subquery("group_values")
+        group_values = seen.distinct().subquery("group_values")
     return (
         sa.select(periods.c.k, *(group_values.c[g] for g in groups))
         .join_from(periods, group_values, sa.true())
         .subquery("grid")
     )
+
+
+def placeholder_key(spec: QuerySpec, segment: str) -> tuple[str, ...]:
+    """The breakdown key of a compared segment with no data: its name, then `(none)` for each
+    dimension."""
+    return (segment, *(NO_VALUE for _ in spec.dimensions))
 
 
 def compile_series(
@@ -525,17 +553,21 @@ def compile_series(
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     original = movement_source(cube, request.spec, end)
     periods = _periods(request, end)
-    if currencies.needs_conversion:
-        conv = conversion_table(original, currencies, end)
-        mv = converted_movements(original, conv, groups, currencies.report)
-        opening_day = sa.select(
-            sa.cast(sa.null(), sa.Date).label("k"),
-            sa.bindparam("opening_day", day_before(request.start), type_=sa.Date).label("b"),
-        ).subquery("opening_day")
+    counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
+    if currencies.needs_conversion and not counts_only:
+        needed = as_of(original, groups, request.start, end)
+        days = sa.union(
+            movement_days(needed, currencies.report),
+            point_days(needed, currencies.report, periods),
+        )
+        conv = conversion_table(days, currencies)
+        mv = converted_movements(needed, conv, groups, currencies.report)
+        # materialized: the spans of the revaluation compare plain dates, not each period's
+        # end arithmetic per pair
+        ends = sa.select(periods).cte("period_ends").prefix_with("MATERIALIZED")
         fx = FxTerms(
-            reval=revaluation(mv, conv, groups, periods, currencies.report, "reval"),
-            reval_open=revaluation(mv, conv, groups, opening_day, currencies.report, "reval_open"),
-            missing=missing_rate(mv),
+            reval=revaluation(mv, conv, groups, ends, currencies.report, "reval"),
+            missing=missing_rate(conv),
         )
     else:
         mv, fx = original, None
@@ -546,8 +578,7 @@ def compile_series(
 
 @dataclass(frozen=True)
 class FxTerms:
-    reval: FromClause
-    reval_open: FromClause
+    reval: FromClause  # per (group, period): stock at b's rate minus the converted flows
     missing: ColumnElement[Any]
 
 
@@ -578,7 +609,7 @@ def _assemble(
     if fx is not None:
         reval_end = sa.func.coalesce(fx.reval.c.reval, 0)
         previous = sa.func.lag(reval_end).over(partition_by=partition or None, order_by=grid.c.k)
-        reval_start = sa.func.coalesce(previous, fx.reval_open.c.reval, 0)
+        reval_start = sa.func.coalesce(previous, 0)  # the opening is at start-1's rate
         missing = fx.missing
     net_mrr = sa.func.coalesce(flows.c.net, 0)
     net_customers = sa.func.coalesce(flows.c.customers_net, 0)
@@ -605,7 +636,5 @@ def _assemble(
         .outerjoin(opening, joined(opening, on_key=False))
     )
     if fx is not None:
-        statement = statement.outerjoin(fx.reval, joined(fx.reval)).outerjoin(
-            fx.reval_open, joined(fx.reval_open, on_key=False)
-        )
+        statement = statement.outerjoin(fx.reval, joined(fx.reval))
     return statement.order_by(*partition, grid.c.k)

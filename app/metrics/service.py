@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import attributes
@@ -29,7 +31,7 @@ from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.cube import Cube, validate
 from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
-from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
+from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
@@ -39,6 +41,7 @@ from app.metrics.universe import spec_segment_problems
 from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
+NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,21 @@ def check_rates(missing: str | None) -> None:
             f"no FX rate for {currency} on or before {day}: load rates with "
             "`tidemill fx load` (ECB reference rates) or `tidemill fx import FILE.csv`"
         )
+
+
+@contextmanager
+def fitting_in_cents(report: str) -> Iterator[None]:
+    """Turn a 64-bit overflow of converted amounts into the user error it is: stored amounts
+    are bounded (app.limits), but a rate can multiply them past 2^63 cents."""
+    try:
+        yield
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != NUMERIC_OUT_OF_RANGE:
+            raise
+        raise UserError(
+            f"amounts converted to {report} exceed 64-bit cents (9.2 x 10^18); check the FX "
+            "rates or report in another currency (spec.currency)"
+        ) from None
 
 
 def currencies_of_spec(
@@ -113,6 +131,10 @@ def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
     after = Cursor.decode(params["after"]) if params.get("after") else None
     first = int(params.get("first", 50))
     return ChurnRequest(day(params, "start"), day(params, "end"), spec, kinds, first, after)
+
+
+def _has_data(points: Sequence[Point]) -> bool:
+    return any(point.mrr or point.net_new_mrr or point.customers for point in points)
 
 
 class MetricsEngine:
@@ -170,6 +192,12 @@ class MetricsEngine:
         """Metric families with their fields, dimensions (attributes included) and filters."""
         return catalog(await self.current_cube())
 
+    async def _currencies(
+        self, connection: AsyncConnection, spec: QuerySpec, start: date
+    ) -> Currencies:
+        present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+        return currencies_of_spec(spec, self.base_currency, present, start)
+
     async def validate(self, request: SeriesRequest) -> None:
         """Raise the user error listing everything wrong with a series request."""
         check(await self.current_cube(), request.spec, request_problems(request))
@@ -180,8 +208,8 @@ class MetricsEngine:
             check(cube, request.spec, request_problems(request))
             present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
             statement = compile_series(cube, request, self.base_currency, present)
-            result = await connection.execute(statement)
-            rows = result.mappings().all()
+            with fitting_in_cents(request.spec.currency or self.base_currency):
+                rows = (await connection.execute(statement)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return rows
@@ -203,8 +231,9 @@ class MetricsEngine:
 
     async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
         """One series per value combination of the spec's dimensions that has any MRR or
-        movement in range; with compared segments, the segment is the key's first part (in
-        the order asked) and every segment is listed when there are no dimensions."""
+        movement in range. With compared segments, the segment is the key's first part (in
+        the order asked) and every segment is listed: a segment with no data in range once,
+        under its placeholder key (its dimensions `(none)`), with zero points."""
         spec = request.spec
         if not spec.groups:
             return ()
@@ -215,13 +244,16 @@ class MetricsEngine:
             key = tuple(str(row[g]) for g in groups)
             point = build_point(row, request)
             by_key.setdefault(key, []).append(with_ltv(point, rates, key) if rates else point)
-        every_branch = bool(spec.compare) and not spec.dimensions
+        kept = {key: points for key, points in by_key.items() if _has_data(points)}
+        listed = {key[0] for key in kept} if spec.compare else set()
+        for branch in spec.compare:
+            placeholder = placeholder_key(spec, branch.name)
+            if branch.name not in listed:
+                kept[placeholder] = by_key[placeholder]
         order = {branch.name: index for index, branch in enumerate(spec.compare)}
         return tuple(
             Breakdown(key=key, label=" / ".join(key), points=tuple(points))
-            for key, points in sorted(by_key.items(), key=lambda item: order.get(item[0][0], 0))
-            if every_branch
-            or any(point.mrr or point.net_new_mrr or point.customers for point in points)
+            for key, points in sorted(kept.items(), key=lambda item: order.get(item[0][0], 0))
         )
 
     async def cohorts(self, request: CohortRequest) -> tuple[Cohort, ...]:
@@ -229,8 +261,12 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            result = await connection.execute(compile_cohorts(cube, request))
-            rows = result.mappings().all()
+            currencies = await self._currencies(connection, request.spec, request.start)
+            with fitting_in_cents(currencies.report):
+                result = await connection.execute(compile_cohorts(cube, request, currencies))
+                rows = result.mappings().all()
+        if rows:
+            check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)
 
     async def trials(self, request: TrialsRequest) -> Trials:
@@ -248,18 +284,13 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, churn_problems(request))
-            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
-            currencies = currencies_of_spec(
-                request.spec, self.base_currency, present, request.start
-            )
-            totals = (
-                (await connection.execute(compile_totals(cube, request, currencies)))
-                .mappings()
-                .one()
-            )
-            check_rates(totals["fx_missing"])
-            page = await connection.execute(compile_page(cube, request, currencies))
-            return build_page(page.mappings().all(), totals, request)
+            currencies = await self._currencies(connection, request.spec, request.start)
+            with fitting_in_cents(currencies.report):
+                totals = await connection.execute(compile_totals(cube, request, currencies))
+                total = totals.mappings().one()
+                check_rates(total["fx_missing"])
+                page = await connection.execute(compile_page(cube, request, currencies))
+                return build_page(page.mappings().all(), total, request)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""

@@ -9,7 +9,6 @@ email, country.
 
 from __future__ import annotations
 
-import csv
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import TypeVar
 
-from app.ingest.rows import PeriodRow
+from app.ingest.csvfile import TextLines, with_header
+from app.ingest.rows import AMOUNT_DECIMALS, AMOUNT_DIGITS, PeriodRow
+from app.limits import MAX_COUNT, day_problem, magnitude_problem, mrr_problem
 from app.money import INTERVALS, ISO_CURRENCIES, monthly_cents
 
 REQUIRED = ("subscription_id", "customer_id", "start_date", "end_date")
@@ -64,14 +65,20 @@ class RowError(ValueError):
 class HeaderCheck:
     missing: tuple[str, ...]
     unknown: tuple[str, ...]
+    repeated: tuple[str, ...] = ()
+    unreadable: str | None = None  # the header line itself is bad (or there is none)
 
     def problems(self) -> list[str]:
+        if self.unreadable:
+            return [self.unreadable]
         found = []
         if self.missing:
             found.append(f"missing required column(s): {', '.join(self.missing)}")
         if self.unknown:
             accepted = ", ".join(COLUMNS)
             found.append(f"unknown column(s): {', '.join(self.unknown)} (accepted: {accepted})")
+        if self.repeated:
+            found.append(f"column(s) given twice: {', '.join(self.repeated)}")
         return found
 
 
@@ -80,16 +87,20 @@ def check_header(fields: list[str]) -> HeaderCheck:
     if "monthly_amount" not in fields and not {"amount", "interval"} <= set(fields):
         missing.append("monthly_amount (or amount and interval)")
     unknown = [name for name in fields if name not in COLUMNS]
-    return HeaderCheck(tuple(missing), tuple(unknown))
+    repeated = sorted({name for name in fields if fields.count(name) > 1})
+    return HeaderCheck(tuple(missing), tuple(unknown), tuple(repeated))
 
 
 def _date(name: str, value: str | None) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise RowError(f"{name} {value!r} is not a date (expected YYYY-MM-DD)") from None
+    if problem := day_problem(name, day):
+        raise RowError(problem)
+    return day
 
 
 def _decimal(name: str, value: str | None) -> Decimal | None:
@@ -103,15 +114,24 @@ def _decimal(name: str, value: str | None) -> Decimal | None:
         raise RowError(f"{name} {value!r} is not a finite number")
     if number < 0:
         raise RowError(f"{name} {value!r} is negative (amounts must be >= 0)")
+    if problem := magnitude_problem(number, AMOUNT_DIGITS, AMOUNT_DECIMALS):
+        raise RowError(f"{name} {value!r} {problem}")
     return number
 
 
 def _positive_int(name: str, value: str | None, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or int(value) < 1:
-        raise RowError(f"{name} {value!r} is not a whole number >= 1")
+    whole = value.isascii() and value.isdigit() and len(value) <= len(str(MAX_COUNT))
+    if not whole or not 1 <= int(value) <= MAX_COUNT:
+        raise RowError(f"{name} {value!r} is not a whole number between 1 and {MAX_COUNT:,}")
     return int(value)
+
+
+def _checked_mrr(column: str, text: str | None, mrr: int) -> int:
+    if problem := mrr_problem(mrr):
+        raise RowError(f"{column} {text!r}: {problem}")
+    return mrr
 
 
 def _choice(name: str, accepted: tuple[str, ...], default: str, value: str | None) -> str:
@@ -145,13 +165,15 @@ def _price(values: tuple[str | None, ...]) -> Price:
     if monthly is not None and amount is not None:
         raise RowError("give either monthly_amount or amount, not both")
     if monthly is not None:
-        return monthly, 1, "month", 1, monthly_cents(monthly, 1, "month", 1)
+        mrr = _checked_mrr("monthly_amount", monthly_text, monthly_cents(monthly, 1, "month", 1))
+        return monthly, 1, "month", 1, mrr
     if amount is None:
         raise RowError("monthly_amount (or amount with interval) is required")
     interval = _choice("interval", INTERVALS, "", interval_text)
     quantity = _positive_int("quantity", quantity_text, 1)
     count = _positive_int("interval_count", count_text, 1)
-    return amount, quantity, interval, count, monthly_cents(amount, quantity, interval, count)
+    mrr = _checked_mrr("amount", amount_text, monthly_cents(amount, quantity, interval, count))
+    return amount, quantity, interval, count, mrr
 
 
 class _Memo(dict[_K, _V]):
@@ -230,22 +252,14 @@ class RowParser:
 
 def _picker(names: list[str]) -> Callable[[list[str]], tuple[str | None, ...]]:
     """A line's raw values -> its values in the order of COLUMNS: stripped, None where empty or
-    absent (a short line's missing values are empty; of a repeated column, the last non-empty
-    value counts)."""
+    absent (a short line's missing values are empty; the header has no repeated column)."""
     width = len(names)
     padding: list[str | None] = [None] * (width + 1)  # the last slot stands for absent columns
-    slots = {name: [i for i, given in enumerate(names) if given == name] for name in COLUMNS}
-    repeated = [indexes for indexes in slots.values() if len(indexes) > 1]
-    positions = [indexes[-1] if indexes else width for indexes in slots.values()]
-    for extra, indexes in enumerate(repeated, start=width + 1):
-        positions[positions.index(indexes[-1])] = extra
-    pick = operator.itemgetter(*positions)
+    pick = operator.itemgetter(*(names.index(name) if name in names else width for name in COLUMNS))
 
     def values(raw: list[str]) -> tuple[str | None, ...]:
-        found: list[str | None] = [value.strip() if value else None for value in raw]
+        found: list[str | None] = [value.strip() or None for value in raw]
         found += padding[len(found) :]
-        for indexes in repeated:
-            found.append(next((v for i in reversed(indexes) if (v := found[i]) is not None), None))
         picked: tuple[str | None, ...] = pick(found)
         return picked
 
@@ -253,25 +267,24 @@ def _picker(names: list[str]) -> Callable[[list[str]], tuple[str | None, ...]]:
 
 
 def read_periods(
-    lines: Iterable[str], base_currency: str
+    lines: TextLines | Iterable[str], base_currency: str
 ) -> tuple[HeaderCheck, Iterator[PeriodRow | tuple[int, str]]]:
     """The header check and a stream of rows, or (line, reason) for each bad line."""
-    reader = csv.reader(lines)
-    names = [name.strip() for name in next(reader, [])]
-    header = check_header(names)
+    names, unreadable, rows = with_header(lines)
+    if unreadable:
+        return HeaderCheck((), (), unreadable=unreadable), iter(())
 
-    def rows() -> Iterator[PeriodRow | tuple[int, str]]:
+    def periods() -> Iterator[PeriodRow | tuple[int, str]]:
         values, parse = _picker(names), RowParser(base_currency)
-        for raw in reader:
-            line = reader.line_num
-            if len(raw) > len(names):
+        for line, raw, problem in rows:
+            if problem:
+                yield line, problem
+            elif len(raw) > len(names):
                 yield line, "more values than columns in the header"
-                continue
-            if not raw:
-                continue
-            try:
-                yield parse(line, values(raw))
-            except RowError as error:
-                yield line, str(error)
+            elif raw:
+                try:
+                    yield parse(line, values(raw))
+                except RowError as error:
+                    yield line, str(error)
 
-    return header, rows()
+    return check_header(names), periods()

@@ -1,0 +1,164 @@
+"""Import files, read safely: text lines with their numbers, CSV rows with the line each starts
+on, and whatever is wrong with a line (not UTF-8, a NUL byte, too long, bad or unclosed
+quoting) as a reason to report, never an exception. Every import reads its file through here
+(subscriptions, attributes, FX rates; from a path or an upload).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from functools import partial
+from typing import BinaryIO
+
+MAX_LINE = 1 << 20  # characters in one line
+BAD_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a byte that is not UTF-8
+EMPTY_FILE = "the file is empty (expected a header line)"
+
+
+class TextLines:
+    """The lines of a file as UTF-8 text (a leading byte-order mark dropped), one string per
+    line so that csv's line numbers are the file's. A line that is not UTF-8, holds a NUL byte
+    or is longer than MAX_LINE is still yielded (cleaned) so reading goes on, and its problem
+    is kept in `problems`. Decoding runs in C; only a line that is not plain ASCII is looked
+    at more closely. `consumed` is how far the file has been read (for progress bars)."""
+
+    def __init__(self, stream: BinaryIO | None, decoded: Iterable[str] = ()) -> None:
+        self.stream = stream
+        self.decoded = decoded  # lines that are text already (when there is no stream)
+        self.number = 0
+        self.problems: dict[int, str] = {}
+        self.row_lines: list[str] = []  # the lines of the CSV row being read
+
+    @property
+    def consumed(self) -> int:
+        return self.stream.tell() if self.stream is not None else 0
+
+    def __iter__(self) -> Iterator[str]:
+        if self.stream is None:
+            yield from self._checked_lines(iter(self.decoded))
+            return
+        text = io.TextIOWrapper(
+            self.stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+        try:
+            yield from self._checked_lines(iter(partial(text.readline, MAX_LINE), ""))
+        finally:
+            if not self.stream.closed:  # (a wrapper of a closed stream is closed too)
+                text.detach()  # the stream stays its opener's to close
+
+    def _checked_lines(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            self.number += 1
+            if len(line) >= MAX_LINE or not line.isascii() or "\x00" in line:
+                line = self._checked(line, lines)
+            self.row_lines.append(line)
+            yield line
+
+    def _checked(self, text: str, lines: Iterator[str]) -> str:
+        """The line with its problem recorded and what made it bad removed."""
+        if len(text) >= MAX_LINE and not text.endswith("\n"):
+            for rest in lines:  # the rest of the long line
+                if rest.endswith("\n"):
+                    break
+            self._problem(f"the line is longer than {MAX_LINE:,} characters")
+            return "\n"
+        if bad := BAD_BYTE.search(text):
+            byte = ord(bad.group()) - 0xDC00
+            self._problem(
+                f"not UTF-8 text (byte 0x{byte:02x} at column {bad.start() + 1}): "
+                "save the file as UTF-8"
+            )
+            return BAD_BYTE.sub("\ufffd", text).replace("\x00", "")
+        if "\x00" in text:
+            column = text.index("\x00") + 1
+            self._problem(f"a NUL byte (\\x00) at column {column}: is this a CSV text file?")
+            return text.replace("\x00", "")
+        return text
+
+    def _problem(self, reason: str) -> None:
+        self.problems.setdefault(self.number, reason)
+
+    def problem_in(self, first: int, last: int) -> str | None:
+        """The first problem of lines first..last, if any."""
+        if not self.problems:
+            return None
+        return next((self.problems[n] for n in range(first, last + 1) if n in self.problems), None)
+
+
+# (the line a row starts on, its values, what is wrong with its lines: then values may be
+# anything). A plain tuple: a file has a row per line, and a tuple is the cheapest to make.
+CsvRow = tuple[int, list[str], str | None]
+
+
+def csv_rows(source: TextLines | Iterable[str]) -> Iterator[CsvRow]:
+    """The CSV rows of a file (blank lines are rows without values). A quoting error is
+    reported on the line it concerns; after a runaway quoted field (never closed, or over
+    csv's field size limit) the rest of the file is not read."""
+    lines = source if isinstance(source, TextLines) else TextLines(None, source)
+    reader = csv.reader(lines, strict=True)
+    row_lines, problems = lines.row_lines, lines.problems
+    while True:
+        start = reader.line_num + 1
+        row_lines.clear()
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            line, reason, runaway = _quoting_problem(str(error), start, row_lines)
+            yield line, [], lines.problem_in(start, reader.line_num) or reason
+            if runaway:
+                return
+            continue
+        yield start, values, lines.problem_in(start, reader.line_num) if problems else None
+
+
+def with_header(
+    source: TextLines | Iterable[str],
+) -> tuple[list[str], str | None, Iterator[CsvRow]]:
+    """The header's names (stripped), what is wrong with the header line (EMPTY_FILE when
+    there is none), and the rows after it."""
+    rows = csv_rows(source)
+    first = next(rows, None)
+    if first is None:
+        return [], EMPTY_FILE, rows
+    _, values, problem = first
+    return [value.strip() for value in values], problem, rows
+
+
+def _quoting_problem(message: str, start: int, row_lines: list[str]) -> tuple[int, str, bool]:
+    """(line, reason, whether the rest of the file is lost in the field) of a csv error."""
+    if "unexpected end of data" in message:
+        opened = _open_quote_line(row_lines, start)
+        return opened, "unclosed quote: the quoted field starting on this line never ends", True
+    if "field larger than field limit" in message:
+        opened = _open_quote_line(row_lines, start)
+        limit = csv.field_size_limit()
+        reason = f"a field starting on this line is longer than {limit:,} characters"
+        return opened, reason + " (is its closing quote missing?)", True
+    if "new-line character seen in unquoted field" in message:
+        return start, "a carriage return (\\r) inside the line: use \\n or \\r\\n line ends", False
+    if "expected after" in message:
+        reason = "bad quoting: a closing quote must be followed by a comma or the line's end"
+        return start, reason, False
+    return start, f"not valid CSV ({message})", False
+
+
+def _open_quote_line(row_lines: list[str], first: int) -> int:
+    """The line on which the row's quoted field that is still open began."""
+    opened, quoted, field_start, closed = first, False, True, False
+    for number, text in enumerate(row_lines, start=first):
+        for char in text:
+            if quoted:
+                if char == '"':
+                    quoted, closed = False, True
+                continue
+            if char == '"' and (field_start or closed):  # after a closing one: a doubled quote
+                quoted = True
+                if field_start:
+                    opened = number
+            field_start, closed = char in ",\r\n", False
+    return opened
