@@ -12,7 +12,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
 from app.customers import CustomerSort
-from app.errors import UserError
+from app.ids import parse_id
 from app.metrics.spec import Interval as IntervalEnum
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
@@ -134,11 +134,7 @@ class Query:
 
     @strawberry.field(description="One customer by id.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer:
-        try:
-            ident = int(id)
-        except ValueError:
-            raise UserError(f"customer id {id!r} is not a customer id (a number)") from None
-        row = await resolve_customers.customer(info.context, ident)
+        row = await resolve_customers.customer(info.context, parse_id(id, "customer"))
         [node] = await customer_nodes(info, [row], selected_names(info))
         return node
 

@@ -18,6 +18,7 @@ from sqlalchemy.sql.expression import ColumnElement, Select
 
 from app import cursors
 from app.errors import UserError
+from app.ids import bigint
 from app.metrics.cube import Cube
 from app.metrics.fx import Currencies, conversion_table, converted_movements, missing_rate
 from app.metrics.mrr import NO_VALUE, movement_source
@@ -41,7 +42,7 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         try:
             day, customer_id = cursors.decode(text, 2)
-            return cls(date.fromisoformat(day), int(customer_id))
+            return cls(date.fromisoformat(day), bigint(customer_id))
         except ValueError:
             raise UserError(f"after {text!r} is not a cursor returned by this field") from None
 
