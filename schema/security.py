@@ -378,12 +378,16 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Protocol errors (bad JSON, wrong method, too many operations) as coded JSON too;
-        anything unexpected is answered by the edge (schema/edge.py)."""
+        anything unexpected is answered by the edge (schema/edge.py). Uploaded files are
+        closed (their temporary files removed) however the request ends."""
         try:
             return await super().run(request, context, root_value)
         except HTTPException as error:
             headers = ALLOWED_METHODS if error.status_code == 405 else None
             return http_error(error.status_code, error.reason, headers)
+        finally:
+            if isinstance(request, Request):
+                await request.close()
 
 
 def _with_files(operations: Any, files_map: Any, files: Mapping[str, Any]) -> dict[str, Any]:

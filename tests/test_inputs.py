@@ -326,3 +326,47 @@ async def test_several_operations_need_an_operation_name(database_url: str) -> N
     }
     assert got.json() == unnamed.json()
     assert named.json() == {"data": {"segments": []}}
+
+
+# --- multipart requests (uploads) -----------------------------------------------------------------
+
+UPLOAD = json.dumps(
+    {
+        "query": "mutation($file: Upload!) { importAttributes(file: $file) { rows } }",
+        "variables": {"file": None},
+    }
+)
+CSV = ("attributes.csv", b"customer,tier\n", "text/csv")
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize(
+    ("parts", "problem"),
+    [
+        ({"operations": (None, "42"), "map": (None, "{}")}, NOT_A_REQUEST + ", not a number."),
+        ({"operations": (None, UPLOAD), "map": (None, "[1]")}, "map must be an object of lists"),
+        ({"operations": (None, UPLOAD), "map": (None, '{"0": "x"}')}, "map must be an object"),
+        (
+            {
+                "operations": (None, UPLOAD),
+                "map": (None, '{"0": ["variables.file.a.b"]}'),
+                "0": CSV,
+            },
+            "The multipart map names a file or a path that is not there.",
+        ),
+        (
+            {"operations": (None, UPLOAD), "map": (None, '{"1": ["variables.file"]}'), "0": CSV},
+            "The multipart map names a file or a path that is not there.",
+        ),
+        (
+            {"operations": ("o.json", UPLOAD.encode(), "application/json"), "map": (None, "{}")},
+            "The multipart fields operations and map must be text.",
+        ),
+    ],
+)
+async def test_a_multipart_request_that_does_not_fit(
+    database_url: str, parts: dict[str, Any], problem: str
+) -> None:
+    async with serving(real_app(database_url)) as client:
+        response = await client.post("/graphql", files=parts)
+    assert_refused(response, 400, problem)
