@@ -1,8 +1,8 @@
 """Fuzzing `/graphql`, against a real server: no answer may be a 5xx, and every error must carry
 a code other than INTERNAL (what a client sends is never a reason for an internal error).
 
-- schemathesis (GraphQL mode) generates queries and mutations from the schema, with valid and
-  invalid dates, and strings and ids that are hostile one time in four: a NUL, a lone
+- schemathesis (GraphQL mode) generates queries and mutations from the schema, with valid,
+  invalid and far-out dates, and strings and ids that are hostile one time in four: a NUL, a lone
   surrogate, longer than any limit, ids beyond 64 bits;
 - hypothesis sends what schemathesis never does: any JSON as a body, any bytes, variables
   nested to any depth, and hostile strings as variables of every string input, by POST and
@@ -42,8 +42,11 @@ HOSTILE_TEXT = st.one_of(
     st.integers(201, 5_000).map(lambda length: "x" * length),
 )
 IDS = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(2**63, 10**40)).map(str)
-# mostly real dates (so queries run), one in four not a date (so coercion errors are seen too)
-schemathesis.graphql.scalar("Date", st.one_of(DATES, DATES, DATES, NOT_DATES.map(nodes.String)))
+ANY_DATES = st.dates().map(lambda day: nodes.String(day.isoformat()))  # years 1 to 9999
+# mostly real dates (so queries run), else not a date or far out (so coercion errors are seen)
+schemathesis.graphql.scalar(
+    "Date", st.one_of(DATES, DATES, DATES, NOT_DATES.map(nodes.String), ANY_DATES)
+)
 schemathesis.graphql.scalar("Cents", st.integers(-(2**63), 2**63 - 1).map(nodes.Int))
 # a JSON body cannot carry a file: what a confused client sends instead of a multipart upload
 schemathesis.graphql.scalar("Upload", st.text(max_size=20).map(nodes.String))

@@ -370,3 +370,29 @@ async def test_a_multipart_request_that_does_not_fit(
     async with serving(real_app(database_url)) as client:
         response = await client.post("/graphql", files=parts)
     assert_refused(response, 400, problem)
+
+
+# --- dates ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize("day", ["0001-01-01", "1899-12-31", "2201-01-01", "9999-12-31"])
+async def test_days_far_out_are_refused(database_url: str, day: str) -> None:
+    literal = f'{{ snapshot(at: "{day}") {{ mrr }} }}'
+    variable = "query($at: Date) { snapshot(at: $at) { mrr } }"
+    async with serving(real_app(database_url)) as client:
+        posted = await client.post("/graphql", json={"query": literal})
+        got = await client.get(
+            "/graphql", params={"query": variable, "variables": f'{{"at": "{day}"}}'}
+        )
+    message = f'Value cannot represent a Date: "{day}". Dates run from 1900-01-01 to 2200-12-31.'
+    assert_refused(posted, 200, message)
+    assert_refused(got, 200, message)
+
+
+@pytest.mark.usefixtures("engine")
+async def test_the_first_and_last_days_are_taken(database_url: str) -> None:
+    query = '{ series(start: "1900-01-01", end: "2200-12-31", interval: YEAR) { end } }'
+    async with serving(real_app(database_url)) as client:
+        response = await client.post("/graphql", json={"query": query})
+    assert response.json() == {"data": {"series": {"end": "2200-12-31"}}}
