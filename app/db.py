@@ -71,11 +71,13 @@ SESSION_SETTINGS = {
 
 
 CONNECT_TIMEOUT_S = 10  # a database host that does not answer is an outage, not a hang
+POOL_SIZE, POOL_OVERFLOW = 5, 5
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    """The engine of a server or command: a pool of 5 (+5 overflow) connections, each checked
-    before use (so a restarted database is reconnected to), and a bounded wait for one."""
+    """The engine of a server or command: a pool of POOL_SIZE (+ POOL_OVERFLOW) connections,
+    each checked before use (so a restarted database is reconnected to), and a bounded wait
+    (`pool_timeout_ms`) for one."""
     connect_args = {
         "server_settings": {
             **SESSION_SETTINGS,
@@ -84,8 +86,8 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         "timeout": CONNECT_TIMEOUT_S,
     }
     options: dict[str, Any] = {
-        "pool_size": 5,
-        "max_overflow": 5,
+        "pool_size": POOL_SIZE,
+        "max_overflow": POOL_OVERFLOW,
         "pool_timeout": settings.pool_timeout_ms / 1000,
         "pool_pre_ping": True,
         "connect_args": connect_args,

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.config import Settings, load_settings
+from app.db import POOL_OVERFLOW, POOL_SIZE
 from schema import edge
 from tests.edge import (
     Relay,
@@ -230,13 +231,14 @@ async def test_an_exhausted_pool_is_503_after_a_bounded_wait(database_url: str) 
     sleep = {"query": "{ sleep(seconds: 2) }"}
     async with serving(app) as client:
         sleepers = [
-            asyncio.create_task(client.post("/graphql", json=sleep)) for _ in range(10)
-        ]  # the whole pool: 5 connections and 5 of overflow
+            asyncio.create_task(client.post("/graphql", json=sleep))
+            for _ in range(POOL_SIZE + POOL_OVERFLOW)  # every connection of the pool
+        ]
         await asyncio.sleep(1)
         busy = await client.post("/graphql", json=METRICS)
         slept = await asyncio.gather(*sleepers)
         after = await client.post("/graphql", json=METRICS)
-    assert [response.json() for response in slept] == [{"data": {"sleep": True}}] * 10
+    assert [response.json() for response in slept] == [{"data": {"sleep": True}}] * len(slept)
     assert_unavailable(busy, "every database connection is busy")
     assert after.status_code == 200
 
