@@ -36,6 +36,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 1_000
     max_batch_operations: int = 10
+    max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
+    max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
+    pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
 
 
 ENV_KEYS = {
@@ -52,6 +55,9 @@ ENV_KEYS = {
     "TIDEMILL_MAX_ALIASES": "max_aliases",
     "TIDEMILL_MAX_TOKENS": "max_tokens",
     "TIDEMILL_MAX_BATCH_OPERATIONS": "max_batch_operations",
+    "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
+    "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)
@@ -100,3 +106,10 @@ def load_settings(**overrides: Any) -> Settings:
     values.update({key: value for key, value in overrides.items() if value is not None})
     coerced = {name: _coerce(name, value) for name, value in values.items()}
     return replace(Settings(), **coerced)
+
+
+def environment(settings: Settings, *names: str) -> dict[str, str]:
+    """The values of `names` in `settings` as environment variables, for a process (or an app
+    factory) that loads its settings again."""
+    keys = {name: env_key for env_key, name in ENV_KEYS.items()}
+    return {keys[name]: str(getattr(settings, name)) for name in names}

@@ -20,6 +20,6 @@ def decode(cursor: str, parts: int) -> list[str]:
         values = base64.urlsafe_b64decode(cursor.encode()).decode().split(SEPARATOR)
     except (binascii.Error, UnicodeDecodeError):
         raise ValueError(f"{cursor!r} is not a cursor") from None
-    if len(values) != parts:
+    if len(values) != parts or "\x00" in cursor + "".join(values):
         raise ValueError(f"{cursor!r} is not a cursor")
     return values

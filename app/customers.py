@@ -20,6 +20,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from app import cursors
 from app.errors import NotFound, UserError
+from app.ids import bigint
 from app.metrics.cube import Cube, validate
 from app.metrics.spec import QuerySpec
 from app.metrics.universe import (
@@ -134,8 +135,8 @@ def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[
         return []
     try:
         value, ident = cursors.decode(query.after, 2)
-        last_id = int(ident)
-        typed: Any = int(value) if query.sort is CustomerSort.MRR else value
+        last_id = bigint(ident)
+        typed: Any = bigint(value) if query.sort is CustomerSort.MRR else value
         if query.sort is CustomerSort.CUSTOMER_SINCE:
             typed = date.fromisoformat(value)
     except ValueError:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -67,21 +70,64 @@ SESSION_SETTINGS = {
 }
 
 
+CONNECT_TIMEOUT_S = 10  # a database host that does not answer is an outage, not a hang
+POOL_SIZE, POOL_OVERFLOW = 5, 5
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    """The engine of a server or command: a pool of POOL_SIZE (+ POOL_OVERFLOW) connections,
+    each checked before use (so a restarted database is reconnected to), and a bounded wait
+    (`pool_timeout_ms`) for one."""
     connect_args = {
         "server_settings": {
             **SESSION_SETTINGS,
             "statement_timeout": str(settings.statement_timeout_ms),
-        }
+        },
+        "timeout": CONNECT_TIMEOUT_S,
     }
     options: dict[str, Any] = {
-        "pool_size": 5,
-        "max_overflow": 5,
+        "pool_size": POOL_SIZE,
+        "max_overflow": POOL_OVERFLOW,
+        "pool_timeout": settings.pool_timeout_ms / 1000,
         "pool_pre_ping": True,
         "connect_args": connect_args,
     }
     options.update(kwargs)
     return create_async_engine(database_url(settings), **options)
+
+
+# SQLSTATEs of a server that is going away or full: class 08 (connection exception) by prefix
+OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+UNREACHABLE = "the database cannot be reached"
+BUSY = "every database connection is busy"
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error` and what caused it, through SQLAlchemy's (`orig`) and Python's chaining."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        yield error
+        seen.add(id(error))
+        context = None if error.__suppress_context__ else error.__context__
+        error = getattr(error, "orig", None) or error.__cause__ or context
+
+
+def _outage(error: BaseException) -> str | None:
+    if isinstance(error, exc.TimeoutError):  # the pool's wait (pool_timeout) ran out
+        return BUSY
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+        return UNREACHABLE
+    sqlstate = str(getattr(error, "sqlstate", None) or "")
+    if sqlstate.startswith("08") or sqlstate in OUTAGE_SQLSTATES:
+        return UNREACHABLE
+    return UNREACHABLE if getattr(error, "connection_invalidated", False) else None
+
+
+def outage(error: BaseException | None) -> str | None:
+    """Why the database could not serve a statement (unreachable, shutting down, every pooled
+    connection busy), or None when `error` is no outage (a bug, a cancelled statement, ...).
+    An outage is temporary: the pool reconnects on the next checkout once the server is back."""
+    return next(filter(None, map(_outage, causes(error))), None)
 
 
 async def ping(connection: AsyncConnection) -> None:

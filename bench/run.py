@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil  # type: ignore[import-untyped]  # no stubs installed
+import psutil
 from rich import box
 from rich.console import Console
 from rich.table import Table

@@ -7,14 +7,12 @@ from collections.abc import Iterable, Sequence
 from app import attributes
 from app.attributes import AttributeDefinition, AttributeType
 from app.errors import UserError
+from app.ids import parse_id
 from resolvers.context import Context
 
 
 def customer_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"customer id {text!r} is not a customer id (a number)") from None
+    return parse_id(text, "customer")
 
 
 async def definitions(context: Context) -> list[AttributeDefinition]:

@@ -7,17 +7,14 @@ from dataclasses import replace
 from typing import Any
 
 from app import segments
-from app.errors import UserError
+from app.ids import parse_id
 from app.metrics.spec import QuerySpec
 from app.segments import Segment
 from resolvers.context import Context
 
 
 def segment_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"segment id {text!r} is not a segment id (a number)") from None
+    return parse_id(text, "segment")
 
 
 async def with_segments(

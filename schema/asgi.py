@@ -15,6 +15,7 @@ from app import migrate
 from app.config import Settings, load_settings
 from app.db import create_engine, ping
 from app.metrics.service import MetricsEngine
+from schema import edge
 from schema.security import announce, secure_view
 
 log = logging.getLogger("tidemill.server")
@@ -52,4 +53,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=edge.middleware(settings),
+        exception_handlers=edge.EXCEPTION_HANDLERS,
+    )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from app.db import causes, outage
 from app.errors import UserError
 
 log = logging.getLogger("tidemill.graphql")
@@ -22,13 +23,12 @@ TIMEOUT_MESSAGE = (
 
 def is_query_canceled(error: BaseException | None) -> bool:
     """Whether PostgreSQL cancelled the statement, through SQLAlchemy's and asyncpg's wrappers."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if getattr(error, "sqlstate", None) == QUERY_CANCELED:
-            return True
-        seen.add(id(error))
-        error = getattr(error, "orig", None) or error.__cause__
-    return False
+    return any(getattr(cause, "sqlstate", None) == QUERY_CANCELED for cause in causes(error))
+
+
+def unavailable_message(reason: str, request_id: str) -> str:
+    """What a client reads when the database is out (HTTP 503, code UNAVAILABLE)."""
+    return f"Service unavailable: {reason}; retry shortly (request id {request_id})."
 
 
 def _coded(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
@@ -39,14 +39,19 @@ def _coded(error: GraphQLError, message: str, extensions: dict[str, object]) -> 
 
 def _shaped(error: GraphQLError, request_id: str) -> GraphQLError:
     original = error.original_error
-    if is_query_canceled(original):
-        log.warning("statement timeout (request %s)", request_id)
-        return _coded(error, TIMEOUT_MESSAGE, {"code": "TIMEOUT", "requestId": request_id})
     if isinstance(original, UserError):
         extensions = {"code": original.code, "problems": list(original.problems)}
         return GraphQLError(
             error.message, error.nodes, error.source, error.positions, error.path, None, extensions
         )
+    reason = outage(original)
+    if reason is not None:
+        log.warning("database unavailable (request %s): %s", request_id, original)
+        message = unavailable_message(reason, request_id)
+        return _coded(error, message, {"code": "UNAVAILABLE", "requestId": request_id})
+    if is_query_canceled(original):
+        log.warning("statement timeout (request %s)", request_id)
+        return _coded(error, TIMEOUT_MESSAGE, {"code": "TIMEOUT", "requestId": request_id})
     if original is None or isinstance(original, GraphQLError):
         # parse or validation error, or a variable value that does not coerce: the request
         # itself is wrong (graphql-core and Strawberry raise GraphQLErrors for the caller)

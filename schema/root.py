@@ -11,7 +11,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
-from app.errors import UserError
+from app.ids import parse_id
 from app.metrics.catalog import MetricInfo
 from app.metrics.cohorts import Cohort as CohortResult
 from app.metrics.points import Point as PointResult
@@ -142,11 +142,7 @@ class Query:
 
     @field(description="One customer by id.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer:
-        try:
-            ident = int(id)
-        except ValueError:
-            raise UserError(f"customer id {id!r} is not a customer id (a number)") from None
-        row = await resolve_customers.customer(info.context, ident)
+        row = await resolve_customers.customer(info.context, parse_id(id, "customer"))
         [node] = await customer_nodes(info, [row], selected_names(info))
         return node
 

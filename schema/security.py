@@ -1,14 +1,18 @@
 """The HTTP edge's security: API keys, persisted queries, limits and coded errors.
 
-Per HTTP request, `SecureGraphQL` (the GraphQL view) authenticates the Authorization header
-once (app/auth.py; failure is `UNAUTHENTICATED`, HTTP 401), then per operation resolves the
-document from the persisted-query registry (app/persisted.py; partner keys run only the
-registered `queries/` documents). Per operation, `ScopeGuard` (a schema extension) checks the
-key's scope against the operation kind (queries need `read`, mutations `write`; `FORBIDDEN`
-otherwise) and takes introspection and "Did you mean" suggestions away from partner keys.
-`RequireScope` guards single fields (admin-only ones). Strawberry's limiters cap depth,
-aliases and tokens, the schema's batching config the operations per batch; every error that
-leaves the view carries `extensions.code`.
+Per HTTP request, `SecureGraphQL` (the GraphQL view) reads the request with the checks of
+schema/inputs.py, authenticates the Authorization header once (app/security/keys.py, with the
+request's `Origin` for keyless access; failure is `UNAUTHENTICATED`, HTTP 401), then per
+operation resolves the document from the persisted-query registry (app/security/persisted.py;
+partner keys run only the registered `queries/` documents) and insists on an `operationName`
+when the document names several operations. Per operation, `ScopeGuard` (a schema extension)
+checks the key's scope against the operation kind (queries need `read`, mutations `write`;
+`FORBIDDEN` otherwise) and takes introspection and "Did you mean" suggestions away from partner
+keys. `RequireScope` guards single fields (admin-only ones). Strawberry's limiters cap depth,
+aliases and tokens, `InputLimits` the size of arguments, the schema's batching config the
+operations per batch; every error that leaves the view carries `extensions.code`. A response
+with an error caused by a database outage is HTTP 503 (schema/edge.py says why and what else
+the edge does for every route).
 
 Code that runs the schema in-process (tests, `MetricsEngine` users) passes a plain `Context`,
 which has no principal: it is trusted, as the database behind it is.
@@ -20,7 +24,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,10 +33,12 @@ from graphql import (
     ASTValidationRule,
     GraphQLError,
     NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
     ValidationContext,
+    parse,
 )
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from strawberry.asgi import GraphQL
 from strawberry.extensions import (
     MaxAliasesLimiter,
@@ -40,7 +46,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.file_uploads.utils import replace_placeholders_with_files
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.permission import BasePermission
 from strawberry.schema.base import BaseSchema
 from strawberry.types import ExecutionResult
@@ -52,6 +59,7 @@ from app.metrics.service import MetricsEngine
 from app.security import keys as auth
 from app.security.keys import (
     Authenticator,
+    Origin,
     Principal,
     Scope,
     Unauthenticated,
@@ -60,13 +68,17 @@ from app.security.keys import (
 )
 from app.security.persisted import Registry, load_documents, requested_hash
 from resolvers.context import Context
+from schema import inputs
+from schema.edge import RETRY_AFTER_SECONDS, http_error
 from schema.errors import coded
 from schema.root import build_schema
 
 log = logging.getLogger("tidemill.server")
 SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 REFUSAL_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403}
-HTTP_ERROR_CODES = {404: "NOT_FOUND"}
+ALLOWED_METHODS = {"Allow": "GET, POST"}
+# headers by which a proxy says for whom it forwards a request (RFC 7239, and the de facto ones)
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 @dataclass
@@ -168,6 +180,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
         functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        inputs.InputLimits,
         ScopeGuard,
     ]
 
@@ -176,6 +189,43 @@ def refusal(error: UserError) -> ExecutionResult:
     """An operation refused before it ran, as a coded GraphQL error."""
     error_ = GraphQLError(str(error), extensions={"code": error.code})
     return ExecutionResult(data=None, errors=[error_])
+
+
+def origin(request: Request) -> Origin:
+    """How `request` reached this server (the ASGI scope's addresses, proxy headers)."""
+    server, client = request.scope.get("server"), request.client
+    forwarded = any(name in request.headers for name in FORWARDING_HEADERS)
+    return Origin(server[0] if server else None, client.host if client else None, forwarded)
+
+
+def operation_names(text: str | None, max_tokens: int) -> list[str | None]:
+    """The names of the operations of a document (None: anonymous); none when it does not
+    parse (the schema reports that)."""
+    try:
+        document = parse(text or "", max_tokens=max_tokens)
+    except GraphQLError:
+        return []
+    return [
+        node.name.value if node.name else None
+        for node in document.definitions
+        if isinstance(node, OperationDefinitionNode)
+    ]
+
+
+def _unnamed_choice(names: list[str | None], chosen: str | None) -> UserError | None:
+    """Several named operations and no operationName: which one to run is not said."""
+    if chosen is not None or len(names) < 2 or None in names:
+        return None
+    listed = ", ".join(str(name) for name in names)
+    return UserError(
+        f"the document has {len(names)} operations ({listed}); say which to run with operationName"
+    )
+
+
+def _codes(response: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> set[str]:
+    responses = response if isinstance(response, list) else [response]
+    errors: list[Any] = [error for item in responses for error in item.get("errors") or []]
+    return {str((error.get("extensions") or {}).get("code")) for error in errors}
 
 
 def _refusal_status(result: Any) -> int | None:
@@ -196,6 +246,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         authenticator: Authenticator,
         registry: Registry,
         graphiql: bool = True,
+        max_tokens: int = 1_000,
     ) -> None:
         super().__init__(
             schema,
@@ -205,6 +256,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.metrics = metrics
         self.authenticator = authenticator
         self.registry = registry
+        self.max_tokens = max_tokens
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
         return SecureContext(metrics=self.metrics)
@@ -225,7 +277,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
     ) -> Any:
         try:
             context.principal = await self.authenticator.authenticate(
-                request.headers.get("authorization")
+                request.headers.get("authorization"), origin(request)
             )
         except Unauthenticated as error:
             sub_response.headers["WWW-Authenticate"] = "Bearer"
@@ -253,6 +305,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
             resolved = await self.registry.resolve(request_data.query, sha256, partner)
         except UserError as error:
             return refusal(error)
+        names = operation_names(resolved.text, self.max_tokens)
+        unnamed = _unnamed_choice(names, request_data.operation_name)
+        if unnamed is not None:
+            return refusal(unnamed)
         result = await super().execute_single(
             request,
             request_adapter,
@@ -272,23 +328,81 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
             result.errors = [coded(error, request_id) for error in result.errors]
         return await super().process_result(request, result)
 
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """HTTP 503 with Retry-After when an operation failed for a database outage."""
+        if "UNAVAILABLE" in _codes(response_data):
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return super().create_response(response_data, sub_response)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return inputs.decode_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """JSON as schema/inputs.py accepts it; a body (bytes, where query parameters and form
+        fields are text) must be a request or a batch of them."""
+        value = self.decode_json(data)
+        if isinstance(data, bytes):
+            inputs.check_body(value)
+        return value
+
+    async def parse_http_body(self, request: Any) -> Any:
+        parsed = await super().parse_http_body(request)
+        inputs.check_text(parsed)
+        return parsed
+
+    async def parse_multipart(self, request: Any) -> dict[str, Any]:
+        """A GraphQL multipart request (a file upload): `operations`, `map`, the files."""
+        form = (await request.get_form_data()).form
+        operations, files_map = form.get("operations", "{}"), form.get("map", "{}")
+        if not isinstance(operations, str) or not isinstance(files_map, str):
+            raise HTTPException(400, "The multipart fields operations and map must be text.")
+        return _with_files(self.parse_json(operations.encode()), self.decode_json(files_map), form)
+
+    def _validate_batch_request(
+        self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
+    ) -> None:
+        batching = self.schema.config.batching_config
+        if batching and len(request_data) > batching["max_operations"]:
+            limit = batching["max_operations"]
+            message = (
+                f"Too many operations: at most {limit} operations per request "
+                f"(this batch has {len(request_data)})."
+            )
+            raise HTTPException(400, message)
+        super()._validate_batch_request(request_data, protocol)
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        """Protocol errors (bad JSON, wrong method, too many operations) as coded JSON too, and
-        anything unexpected (the database down) masked as INTERNAL with a logged request id."""
+        """Protocol errors (bad JSON, wrong method, too many operations) as coded JSON too;
+        anything unexpected is answered by the edge (schema/edge.py). Uploaded files are
+        closed (their temporary files removed) however the request ends."""
         try:
             return await super().run(request, context, root_value)
         except HTTPException as error:
-            code = HTTP_ERROR_CODES.get(error.status_code, "BAD_USER_INPUT")
-            return _error_response(error.reason, {"code": code}, error.status_code)
-        except Exception:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("internal error (request %s)", request_id)
-            message = f"Internal error (request id {request_id})."
-            return _error_response(message, {"code": "INTERNAL", "requestId": request_id}, 500)
+            headers = ALLOWED_METHODS if error.status_code == 405 else None
+            return http_error(error.status_code, error.reason, headers)
+        finally:
+            if isinstance(request, Request):
+                await request.close()
 
 
-def _error_response(message: str, extensions: dict[str, str], status: int) -> JSONResponse:
-    return JSONResponse({"errors": [{"message": message, "extensions": extensions}]}, status)
+def _with_files(operations: Any, files_map: Any, files: Mapping[str, Any]) -> dict[str, Any]:
+    """`operations` with each file put where `map` says (the GraphQL multipart request spec)."""
+    valid_map = isinstance(files_map, dict) and all(
+        isinstance(paths, list) and all(isinstance(path, str) for path in paths)
+        for paths in files_map.values()
+    )
+    if not valid_map:
+        raise HTTPException(400, "The multipart map must be an object of lists of paths.")
+    try:
+        return replace_placeholders_with_files(operations, files_map, files)
+    except (KeyError, IndexError, TypeError, ValueError):
+        message = "The multipart map names a file or a path that is not there."
+        raise HTTPException(400, message) from None
 
 
 def secure_view(settings: Settings, metrics: MetricsEngine) -> SecureGraphQL:
@@ -296,7 +410,9 @@ def secure_view(settings: Settings, metrics: MetricsEngine) -> SecureGraphQL:
     schema = build_schema(extensions(settings), settings.max_batch_operations)
     authenticator = Authenticator(metrics.engine, is_loopback(settings.host))
     registry = Registry(metrics.engine, load_documents())
-    return SecureGraphQL(schema, metrics, authenticator, registry, settings.graphiql)
+    return SecureGraphQL(
+        schema, metrics, authenticator, registry, settings.graphiql, settings.max_tokens
+    )
 
 
 async def announce(view: SecureGraphQL, host: str) -> None:

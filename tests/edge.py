@@ -16,6 +16,7 @@ import httpx
 import sqlalchemy as sa
 import strawberry
 import uvicorn
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette import types
 from starlette.applications import Starlette
@@ -30,7 +31,7 @@ from app.metrics.service import MetricsEngine
 from app.security import keys as auth
 from app.security.keys import Authenticator, Scope, is_loopback
 from app.security.persisted import Document, Registry, load_documents
-from schema import security
+from schema import edge, security
 from schema.asgi import create_app
 from schema.errors import ErrorCodes
 from schema.fields import mutation
@@ -38,7 +39,65 @@ from schema.root import Query, TidemillSchema
 from schema.scalars import SCALARS
 from schema.security import RequireScope, SecureGraphQL
 
-BASE = "http://tidemill.test"
+BASE = "http://127.0.0.1"  # a loopback address, as a local client reaches the server
+
+# Every kind of string input of the schema: name -> (operation, type of $v, the selection,
+# with {v} where the value goes)
+INPUTS = {
+    "search": ("query", "String", "customers(search: {v}) {{ totalCount }}"),
+    "filter value": (
+        "query",
+        "String!",
+        'snapshot(at: "2024-01-01", spec: {{filters: [{{field: "plan", values: [{v}]}}]}}) '
+        "{{ mrr }}",
+    ),
+    "filter field": (
+        "query",
+        "String!",
+        'series(start: "2024-01-01", end: "2024-02-01", spec: {{filters: [{{field: {v}}}]}}) '
+        "{{ end }}",
+    ),
+    "segment definition": (
+        "query",
+        "String!",
+        'validateSegment(definition: {{field: "plan", op: EQ, values: [{v}]}}) {{ valid }}',
+    ),
+    "segment name": (
+        "mutation",
+        "String!",
+        'createSegment(name: {v}, definition: {{field: "plan", op: EQ, values: ["a"]}}) {{ id }}',
+    ),
+    "attribute label": (
+        "mutation",
+        "String!",
+        "createAttribute(key: {v}, label: {v}, type: STRING) {{ key }}",
+    ),
+    "attribute value": (
+        "mutation",
+        "String!",
+        'setCustomerAttributes(customerId: "1", values: [{{key: "tier", value: {v}}}]) {{ id }}',
+    ),
+    "attribute key": ("query", "String!", "attributeValues(key: {v})"),
+    "customer id": ("query", "ID!", "customer(id: {v}) {{ name }}"),
+    "segment id": ("query", "ID!", "segment(id: {v}) {{ name }}"),
+    "compared segment": (
+        "query",
+        "ID!",
+        'snapshot(at: "2024-01-01", spec: {{compareSegments: [{v}]}}) {{ mrr }}',
+    ),
+}
+
+
+def with_variable(name: str) -> str:
+    """The document of `INPUTS[name]` taking the value as the variable $v."""
+    operation, kind, selection = INPUTS[name]
+    return f"{operation}($v: {kind}) {{ {selection.format(v='$v')} }}"
+
+
+def with_literal(name: str, literal: str) -> str:
+    """The document of `INPUTS[name]` with the value written in it (a GraphQL literal)."""
+    operation, _, selection = INPUTS[name]
+    return f"{operation} {{ {selection.format(v=literal)} }}"
 
 
 @strawberry.type
@@ -86,8 +145,10 @@ def extended_app(config: Settings, documents: Mapping[str, Document] | None = No
     engine = create_engine(config)
     registry = Registry(engine, load_documents() if documents is None else documents)
     authenticator = Authenticator(engine, is_loopback(config.host))
+    schema = extended_schema(config)
+    metrics = MetricsEngine(engine)
     view = SecureGraphQL(
-        extended_schema(config), MetricsEngine(engine), authenticator, registry, config.graphiql
+        schema, metrics, authenticator, registry, config.graphiql, config.max_tokens
     )
 
     @contextlib.asynccontextmanager
@@ -95,7 +156,12 @@ def extended_app(config: Settings, documents: Mapping[str, Document] | None = No
         yield
         await engine.dispose()
 
-    return Starlette(routes=[Route("/graphql", view, methods=["GET", "POST"])], lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/graphql", view, methods=["GET", "POST"])],
+        lifespan=lifespan,
+        middleware=edge.middleware(config),
+        exception_handlers=edge.EXCEPTION_HANDLERS,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -185,3 +251,60 @@ def _cli(server: str, key: str, *args: str) -> Any:
 async def cli(server: str, key: str, *args: str) -> Any:
     """A `tidemill` client command against `server`, sending `key` (none when empty)."""
     return await asyncio.to_thread(_cli, server, key, *args)
+
+
+class Relay:
+    """A TCP relay in front of the test PostgreSQL that a test cuts and restores: while cut,
+    the database is gone for the app (open connections reset, new ones refused), and it comes
+    back on the same port. The real server is never touched."""
+
+    def __init__(self, database_url: str) -> None:
+        self.target = make_url(database_url)
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.streams: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """`database_url` through the relay."""
+        relayed = self.target.set(host="127.0.0.1", port=self.port)
+        return relayed.difference_update_query(["host"]).render_as_string(hide_password=False)
+
+    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        socket_dir = self.target.query.get("host")
+        if isinstance(socket_dir, str) and socket_dir.startswith("/"):  # the embedded server
+            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.5432")
+        return await asyncio.open_connection(self.target.host, self.target.port or 5432)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target_reader, target_writer = await self._open_target()
+        self.streams |= {writer, target_writer}
+        await asyncio.gather(self._pipe(reader, target_writer), self._pipe(target_reader, writer))
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connected, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.cut()
+
+    async def cut(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        for writer in self.streams:
+            writer.transport.abort()
+        self.streams.clear()
+        await self.server.wait_closed()
+        self.server = None

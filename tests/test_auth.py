@@ -4,11 +4,21 @@ loopback access, revocation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +34,9 @@ from app.errors import NotFound, UserError
 from app.security import keys as auth
 from app.security.keys import Scope
 from app.security.persisted import load_documents
+from app.tables import fx_rate
 from schema import security
+from tests.conftest import table_counts
 from tests.edge import (
     bearer,
     cli,
@@ -212,6 +224,111 @@ async def test_keyless_on_loopback_only_until_the_first_key(
 async def test_no_keyless_access_when_bound_beyond_loopback(database_url: str) -> None:
     async with serving(real_app(database_url, host="0.0.0.0")) as client:
         assert await outcome(client, "query", None) == ("UNAUTHENTICATED", 401)
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize(
+    ("base", "headers"),
+    [
+        ("http://192.168.1.20", {}),  # bound to loopback by the settings, reached elsewhere
+        ("http://127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}),  # a local reverse proxy
+        ("http://127.0.0.1", {"Forwarded": "for=203.0.113.9"}),
+        ("http://127.0.0.1", {"X-Real-IP": "203.0.113.9"}),
+    ],
+)
+async def test_no_keyless_access_unless_the_request_came_over_loopback(
+    database_url: str, base: str, headers: dict[str, str]
+) -> None:
+    async with serving(real_app(database_url)) as client:
+        response = await client.post(f"{base}/graphql", json=OPERATIONS["query"], headers=headers)
+    assert (response.status_code, codes(response.json())) == (401, ["UNAUTHENTICATED"])
+
+
+def test_an_origin_is_loopback_only_with_both_ends_on_loopback() -> None:
+    assert auth.Origin("127.0.0.1", "127.0.0.1").is_loopback
+    assert auth.Origin("::1", "::1").is_loopback
+    assert not auth.Origin("127.0.0.1", "127.0.0.1", forwarded=True).is_loopback
+    assert not auth.Origin("10.0.0.2", "127.0.0.1").is_loopback
+    assert not auth.Origin("127.0.0.1", "10.0.0.3").is_loopback
+    assert not auth.Origin("/run/tidemill.sock", None).is_loopback  # uvicorn --uds
+    assert not auth.Origin(None, None).is_loopback
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return int(probe.getsockname()[1])
+
+
+def _addresses_of_this_machine() -> set[str]:
+    """Where clients reach a server bound to 0.0.0.0: every IPv4 address of every interface."""
+    interfaces = psutil.net_if_addrs().values()
+    return {a.address for addresses in interfaces for a in addresses if a.family == socket.AF_INET}
+
+
+@contextlib.contextmanager
+def tidemill_server(database_url: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`tidemill <args>` (the installed command) in a process of its own, until it serves."""
+    command = [str(Path(sys.executable).with_name("tidemill")), *args]
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": database_url, "COLUMNS": "200"}
+    env.pop("TIDEMILL_HOST", None)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _wait_until_serving(process: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the server did not start")
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["demo", "--customers", "3"]], ids=["serve", "demo"]
+)
+async def test_the_cli_bound_to_every_interface_demands_a_key(
+    engine: AsyncEngine, database_url: str, command: list[str]
+) -> None:
+    port = _free_port()
+    args = [*command, "--host", "0.0.0.0", "--port", str(port)]
+    async with engine.begin() as connection:  # a rate there: start-up skips loading the ECB's
+        await connection.execute(
+            sa.insert(fx_rate).values(currency="EUR", day=date(2024, 1, 1), rate=1, source="user")
+        )
+    before = await table_counts(engine)
+    with tidemill_server(database_url, *args) as process:
+        await asyncio.to_thread(_wait_until_serving, process, f"http://127.0.0.1:{port}/healthz")
+        after_start = await table_counts(engine)
+        for address in _addresses_of_this_machine():
+            for operation in ("query", "mutation"):
+                url = f"http://{address}:{port}/graphql"
+                response = await asyncio.to_thread(
+                    httpx.post, url, json=OPERATIONS_OF_THE_REAL_SCHEMA[operation], timeout=30
+                )
+                assert response.status_code == 401, (address, operation, response.text)
+                assert codes(response.json()) == ["UNAUTHENTICATED"]
+    assert await table_counts(engine) == after_start  # the mutation did not run
+    assert after_start["attribute"] == before["attribute"] == 0
+
+
+OPERATIONS_OF_THE_REAL_SCHEMA = {
+    "query": {"query": "{ metrics { name } }"},
+    "mutation": {
+        "query": 'mutation { createAttribute(key: "tier", label: "Tier", type: STRING) { key } }'
+    },
+}
 
 
 async def test_start_up_says_how_requests_get_in(

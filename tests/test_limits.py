@@ -62,9 +62,8 @@ async def test_too_many_operations_in_a_batch(database_url: str) -> None:
     operation = {"query": "{ metrics { name } }"}
     status, body = await post(database_url, [operation] * 3, max_batch_operations=2)
     assert status == 400
-    assert body == {
-        "errors": [{"message": "Too many operations", "extensions": {"code": "BAD_USER_INPUT"}}]
-    }
+    message = "Too many operations: at most 2 operations per request (this batch has 3)."
+    assert body == {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
     status, batch = await post(database_url, [operation] * 2, max_batch_operations=2)
     assert status == 200
     assert [len(result["data"]["metrics"]) > 0 for result in batch] == [True, True]
@@ -158,24 +157,26 @@ async def test_protocol_errors_carry_codes(database_url: str) -> None:
     assert (bad_json.status_code, codes(bad_json.json())) == (400, ["BAD_USER_INPUT"])
     assert (no_query.status_code, codes(no_query.json())) == (400, ["BAD_USER_INPUT"])
     assert codes(unknown_fragment.json()) == ["BAD_USER_INPUT"]  # not a crash of the depth rule
-    assert wrong_method.status_code == 405
+    assert (wrong_method.status_code, codes(wrong_method.json())) == (405, ["METHOD_NOT_ALLOWED"])
     [error] = bad_variable.json()["errors"]  # a value that does not coerce is the caller's
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith("Variable '$at' has invalid value")
 
 
-async def test_without_a_database_the_server_starts_and_masks_the_failure(
+async def test_without_a_database_the_server_starts_and_says_it_is_unavailable(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = real_app("postgresql://nobody@127.0.0.1:1/none")
     async with serving(app) as client:  # start-up reports, does not crash
         response = await client.post("/graphql", json={"query": "{ metrics { name } }"})
     assert "could not check API keys at start-up" in caplog.text
-    assert response.status_code == 500
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
     [error] = response.json()["errors"]
     request_id = error["extensions"]["requestId"]
     assert error == {
-        "message": f"Internal error (request id {request_id}).",
-        "extensions": {"code": "INTERNAL", "requestId": request_id},
+        "message": "Service unavailable: the database cannot be reached; retry shortly "
+        f"(request id {request_id}).",
+        "extensions": {"code": "UNAVAILABLE", "requestId": request_id},
     }
-    assert f"internal error (request {request_id})" in caplog.text
+    assert f"database unavailable (request {request_id})" in caplog.text

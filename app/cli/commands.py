@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -12,7 +13,7 @@ import typer
 from app.cli.admin import keys, queries
 from app.cli.common import console, fail
 from app.cli.metrics import register
-from app.config import Settings, load_settings
+from app.config import Settings, environment, load_settings
 from app.errors import ImportFailed, UserError
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def migrate_command() -> None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    # The app factory loads its settings again: it must see the address bound here, which
+    # decides whether keyless access may be allowed at all.
+    os.environ.update(environment(settings, "host", "port"))
     where = (settings.database_url and "TIDEMILL_DATABASE_URL") or f"embedded ({settings.data_dir})"
     console.print(f"database: {where}")
     console.print(

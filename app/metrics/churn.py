@@ -18,6 +18,7 @@ from sqlalchemy.sql.expression import ColumnElement, Select
 
 from app import cursors
 from app.errors import UserError
+from app.ids import bigint
 from app.metrics.cube import Cube
 from app.metrics.fx import (
     Currencies,
@@ -47,7 +48,7 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         try:
             day, customer_id = cursors.decode(text, 2)
-            return cls(date.fromisoformat(day), int(customer_id))
+            return cls(date.fromisoformat(day), bigint(customer_id))
         except ValueError:
             raise UserError(f"after {text!r} is not a cursor returned by this field") from None
 

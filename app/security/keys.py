@@ -13,7 +13,10 @@ with another scope.
 
 Keyless access (the embedded demo) is allowed only while the server binds to a loopback address
 and no key has ever been created; creating the first key ends it, and revoking keys does not
-bring it back.
+bring it back. Each request must also have come in over loopback itself (`Origin`): reached a
+loopback address of the server, from a loopback client, not forwarded by a proxy. So a server
+started some other way than `tidemill serve` (a bare `uvicorn --host 0.0.0.0`, a Unix socket, a
+local reverse proxy) never lets a remote request in without a key.
 """
 
 from __future__ import annotations
@@ -80,6 +83,21 @@ class Principal:
     @property
     def is_partner(self) -> bool:
         return Scope.PARTNER in self.scopes
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a request reached the server: the server's address it came in on, the client's
+    address (None when unknown, as on a Unix socket), and whether a proxy forwarded it."""
+
+    server: str | None
+    client: str | None
+    forwarded: bool = False
+
+    @property
+    def is_loopback(self) -> bool:
+        addresses = (self.server, self.client)
+        return not self.forwarded and all(a is not None and is_loopback(a) for a in addresses)
 
 
 KEYLESS = Principal("keyless loopback access", frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}))
@@ -274,15 +292,16 @@ class Authenticator:
         self._keys_exist = False  # once true, it stays true (keys are revoked, never deleted)
 
     async def keyless_allowed(self) -> bool:
+        """Whether this server lets keyless requests in (that come in over loopback)."""
         if not self.loopback or self._keys_exist:
             return False
         self._keys_exist = await any_key_exists(self.engine)
         return not self._keys_exist
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, origin: Origin) -> Principal:
         key = bearer_token(authorization)
         if key is not None:
             return await key_principal(self.engine, key)
-        if await self.keyless_allowed():
+        if origin.is_loopback and await self.keyless_allowed():
             return KEYLESS
         raise Unauthenticated("this server needs an API key: send `Authorization: Bearer tm_...`")
