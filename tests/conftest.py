@@ -24,8 +24,8 @@ from connectors.csv.subscriptions import read_periods
 from resolvers.context import Context
 from schema import schema
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-PLAYBOOK = DATASETS / "mrr-playbook" / "subscription_periods.csv"
+# dbt Labs' mrr-playbook sample (MIT), shipped with its notice: see tests/data/mrr-playbook/README.md
+PLAYBOOK = Path(__file__).resolve().parent / "data" / "mrr-playbook" / "subscription_periods.csv"
 TABLES = (
     "movement",
     "mrr_change",
