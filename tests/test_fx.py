@@ -78,17 +78,173 @@ async def test_report_in_another_currency(metrics: MetricsEngine) -> None:
     ]
 
 
-async def test_a_missing_rate_names_currency_and_day(
-    engine: AsyncEngine, metrics: MetricsEngine
-) -> None:
+# X's last movements (its churn on Jun 1; Y joins on Jul 1 and grows on Oct 1) come after the
+# queried ends and after the last rate (Feb 15): no query may need a rate for those days.
+LATER = """subscription_id,customer_id,start_date,end_date,monthly_amount,currency
+u1,U,2024-01-01,,50,USD
+x1,X,2024-01-10,2024-03-01,100,EUR
+x1,X,2024-03-01,2024-06-01,150,EUR
+y1,Y,2024-07-01,2024-10-01,200,EUR
+y1,Y,2024-10-01,,300,EUR
+"""
+
+
+@pytest.fixture
+async def later_euro_movements(engine: AsyncEngine) -> None:
+    await import_rates(
+        engine,
+        [
+            Rate("EUR", date(2024, 1, 1), Decimal("1.10")),
+            Rate("EUR", date(2024, 2, 15), Decimal("1.20")),
+        ],
+    )
+    await import_text(engine, LATER)
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_a_series_ending_before_later_movements_converts(metrics: MetricsEngine) -> None:
+    jan, feb, mar = await series(metrics)
+    assert (jan["mrr"], jan["new"], jan["fxAdjustment"]) == (16000, 16000, 0)
+    assert (feb["mrr"], feb["netNewMrr"], feb["fxAdjustment"]) == (17000, 0, 1000)
+    assert (mar["mrr"], mar["expansion"], mar["fxAdjustment"]) == (23000, 6000, 0)
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_a_series_starting_after_the_first_movements(metrics: MetricsEngine) -> None:
+    query = """{ series(start: "2024-02-01", end: "2024-08-31", interval: QUARTER) {
+        points { date mrr netNewMrr churn new fxAdjustment } } }"""
+    q1, q2, q3 = (await execute(metrics, query))["series"]["points"]
+    # Opening on Jan 31: U 5000 + X 100 EUR at 1.10. Q1 (Feb-Mar) ends at 5000 + 150 x 1.20.
+    assert (q1["mrr"], q1["netNewMrr"], q1["fxAdjustment"]) == (23000, 6000, 1000)
+    assert (q2["mrr"], q2["churn"], q2["fxAdjustment"]) == (5000, -18000, 0)
+    assert (q3["mrr"], q3["new"], q3["fxAdjustment"]) == (29000, 24000, 0)
+    mrr_before = 16000
+    for point in (q1, q2, q3):
+        assert point["mrr"] - mrr_before == point["netNewMrr"] + point["fxAdjustment"]
+        mrr_before = point["mrr"]
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_every_snapshot_is_the_series_point_of_its_day(metrics: MetricsEngine) -> None:
+    query = """{ series(start: "2024-01-01", end: "2024-12-31") { points { endDate mrr } } }"""
+    points = (await execute(metrics, query))["series"]["points"]
+    ends = " ".join(f'd{i}: snapshot(at: "{p["endDate"]}") {{ mrr }}' for i, p in enumerate(points))
+    snapshots = await execute(metrics, f"{{ {ends} }}")
+    assert [snapshots[f"d{i}"]["mrr"] for i in range(12)] == [p["mrr"] for p in points]
+    assert [p["mrr"] for p in points][5:10] == [5000, 29000, 29000, 29000, 41000]
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_snapshots_before_later_movements(metrics: MetricsEngine) -> None:
+    query = """{ march: snapshot(at: "2024-03-20") { mrr customers arr }
+                 august: snapshot(at: "2024-08-20") { mrr customers netNewMrr } }"""
+    data = await execute(metrics, query)
+    assert data["march"] == {"mrr": 23000, "customers": 2, "arr": 276000}
+    # U 5000 + Y 200 EUR at the last rate, 1.20; Y's Oct 1 expansion is still to come.
+    assert data["august"] == {"mrr": 29000, "customers": 2, "netNewMrr": 0}
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_a_breakdown_before_later_movements(metrics: MetricsEngine) -> None:
+    query = """{ series(start: "2024-01-01", end: "2024-03-31",
+        spec: {dimensions: ["currency"]}) { breakdown { key points { mrr fxAdjustment } } } }"""
+    breakdown = (await execute(metrics, query))["series"]["breakdown"]
+    by_key = {
+        tuple(b["key"]): [(p["mrr"], p["fxAdjustment"]) for p in b["points"]] for b in breakdown
+    }
+    assert by_key == {
+        ("EUR",): [(11000, 0), (12000, 1000), (18000, 0)],
+        ("USD",): [(5000, 0), (5000, 0), (5000, 0)],
+    }
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_cohorts_convert_each_day_at_its_rate(metrics: MetricsEngine) -> None:
+    query = """query($start: Date!, $end: Date!) { cohorts(start: $start, end: $end) {
+        cohort size ltv cells { activeCustomers mrr mrrRetention } } }"""
+    [january] = (await execute(metrics, query, {"start": "2024-01-01", "end": "2024-03-31"}))[
+        "cohorts"
+    ]
+    # Month ends: U 5000 + X at 1.10 (Jan 31), at 1.20 (Feb 29), 150 EUR at 1.20 (Mar 31).
+    assert [(c["activeCustomers"], c["mrr"]) for c in january["cells"]] == [
+        (2, 16000),
+        (2, 17000),
+        (2, 23000),
+    ]
+    assert [c["mrrRetention"] for c in january["cells"]] == pytest.approx([1, 17 / 16, 23 / 16])
+    # U 5000 x 91 days; X 11000 x 36 days (Jan 10 - Feb 14), 12000 x 15, 18000 x 31:
+    # 1,589,000 cent-days x 12/365 / 2 members = 26120.55 -> 26121.
+    assert (january["size"], january["ltv"]) == (2, 26121)
+    [july] = (await execute(metrics, query, {"start": "2024-07-01", "end": "2024-08-31"}))[
+        "cohorts"
+    ]
+    # Y: 200 EUR at 1.20 for 62 days = 1,488,000 x 12/365 = 48920.55 -> 48921.
+    assert (july["cohort"], july["size"], july["ltv"]) == ("2024-07-01", 1, 48921)
+    assert [c["mrr"] for c in july["cells"]] == [24000, 24000]
+
+
+@pytest.mark.usefixtures("later_euro_movements")
+async def test_churn_detail_before_later_movements(metrics: MetricsEngine) -> None:
+    query = """{ churn(start: "2024-01-01", end: "2024-06-30") {
+        revenueChurn { totalCount totalAmount events { externalId day kind amount } } } }"""
+    churn = (await execute(metrics, query))["churn"]["revenueChurn"]
+    assert churn == {
+        "totalCount": 1,
+        "totalAmount": -18000,
+        "events": [{"externalId": "X", "day": "2024-06-01", "kind": "churn", "amount": -18000}],
+    }
+
+
+async def _pound_customer(engine: AsyncEngine) -> None:
+    """G pays 10 GBP from Jan 5; the first GBP rate is Feb 1."""
+    await import_rates(engine, [Rate("GBP", date(2024, 2, 1), Decimal("1.25"))])
     await import_text(
         engine,
         "subscription_id,customer_id,start_date,end_date,monthly_amount,"
         "currency\ng1,G,2024-01-05,,10,GBP\n",
     )
-    [error] = await execute_errors(metrics, '{ snapshot(at: "2024-01-31") { mrr } }')
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert error["message"].startswith("no FX rate for GBP on or before 2024-01-05")
+
+
+async def test_a_missing_rate_names_currency_and_day(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await _pound_customer(engine)
+    queries = {
+        # the first day each query needs a rate for: G's movement, or the stock on Jan 30
+        '{ series(start: "2024-01-01", end: "2024-03-31") { points { mrr } } }': "2024-01-05",
+        '{ snapshot(at: "2024-01-31") { mrr } }': "2024-01-30",
+        '{ cohorts(start: "2024-01-01", end: "2024-02-29") { ltv } }': "2024-01-05",
+    }
+    for query, day in queries.items():
+        [error] = await execute_errors(metrics, query)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["message"].startswith(f"no FX rate for GBP on or before {day}: load rates")
+
+
+async def test_rates_before_the_range_are_not_needed(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await _pound_customer(engine)
+    # Stocks from Feb 1 on and no movement in range: every day read has a rate, 10 GBP at 1.25.
+    # The LTV's churn history (the six months before) counts customers: it needs no rate.
+    query = """{ snapshot(at: "2024-03-01") { mrr }
+                 series(start: "2024-02-02", end: "2024-03-31") { points { mrr new ltv } } }"""
+    data = await execute(metrics, query)
+    assert data["snapshot"] == {"mrr": 1250}
+    assert data["series"]["points"] == [
+        {"mrr": 1250, "new": 0, "ltv": None},
+        {"mrr": 1250, "new": 0, "ltv": None},
+    ]
+
+
+async def test_a_missing_report_currency_rate_names_the_report_currency(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_rates(engine, [Rate("EUR", date(2024, 2, 1), Decimal("1.10"))])
+    await import_text(engine, PERIODS.splitlines()[0] + "\nu1,U,2024-01-01,,50,USD\n")
+    query = '{ series(start: "2024-01-01", end: "2024-02-29", spec: {currency: "EUR"}) { points { mrr } } }'
+    [error] = await execute_errors(metrics, query)
+    assert error["message"].startswith("no FX rate for EUR on or before 2024-01-01")
 
 
 async def test_bad_report_currency_lists_what_is_accepted(metrics: MetricsEngine) -> None:

@@ -19,7 +19,13 @@ from sqlalchemy.sql.expression import ColumnElement, Select
 from app import cursors
 from app.errors import UserError
 from app.metrics.cube import Cube
-from app.metrics.fx import Currencies, conversion_table, converted_movements, missing_rate
+from app.metrics.fx import (
+    Currencies,
+    conversion_table,
+    converted_movements,
+    missing_rate,
+    movement_days,
+)
 from app.metrics.mrr import NO_VALUE, movement_source
 from app.metrics.spec import QuerySpec
 from app.tables import customer, mrr_change, plan
@@ -106,21 +112,20 @@ def _plans_left(customer_id: ColumnElement[Any], day: ColumnElement[Any]) -> Any
 
 
 def _events(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Any:
-    """The matching movements in the report currency, and the missing-rate probe."""
+    """The matching movements in the report currency, and the missing-rate probe (rates are
+    looked up for the events' days only)."""
     end = sa.bindparam("end", request.end, type_=sa.Date)
-    mv = movement_source(cube, request.spec, end)
-    missing: ColumnElement[Any] = sa.null()
-    if currencies.needs_conversion:
-        conv = conversion_table(mv, currencies, end)
-        mv = converted_movements(mv, conv, [], currencies.report)
-        missing = missing_rate(mv)
     start = sa.bindparam("start", request.start, type_=sa.Date)
+    mv = movement_source(cube, request.spec, end)
     events = (
         sa.select(mv)
         .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, end))
         .subquery("events")
     )
-    return events, missing
+    if not currencies.needs_conversion:
+        return events, sa.null()
+    conv = conversion_table(movement_days(events, currencies.report), currencies)
+    return converted_movements(events, conv, [], currencies.report), missing_rate(conv)
 
 
 def compile_totals(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Select[Any]:

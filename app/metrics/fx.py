@@ -3,22 +3,24 @@
 Movements are stored in each customer's own currency (a customer has one currency). A query
 converts them to the report currency R (the base currency unless `spec.currency` says otherwise):
 - a movement on day d converts `before` and `after` at d's rate, so FX alone never moves;
-- a stock at day b converts each customer's MRR at b's rate: the flows carry movement-day rates,
-  and a *revaluation* term per point adds, for customers not billed in R, the difference between
-  their MRR at b's rate and at the rate of their last movement;
+- a stock at day b converts each customer's MRR at b's rate: a query reads the opening stock
+  (at start-1's rate) and the movements in range (at their days' rates), and a *revaluation*
+  term per point adds, for customers not billed in R, the difference between their MRR at b's
+  rate and the running sum of their converted rows;
 - `fixFx` converts everything at the rate of the first point's date (revaluation is then 0).
-The rate of a day is the latest rate on or before it; a missing one is reported by name.
+The rate of a day is the latest rate on or before it. Rates are looked up only for the days a
+query reads (start-1, movement days in range, point ends); a missing one is reported by name.
 Converted amounts are rounded half to even per customer, so every total is a sum of integers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.expression import ColumnElement, FromClause
+from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.tables import fx_rate
 
@@ -49,27 +51,87 @@ def _rate_on(
     return sa.case((currency == base, sa.literal(1, sa.Numeric)), else_=latest)
 
 
-def conversion_table(mv: FromClause, currencies: Currencies, end: ColumnElement[Any]) -> FromClause:
-    """(currency, day, factor) for every currency other than R, from its first movement to end."""
-    needed = (
+MOVEMENT_COLUMNS = ("day", "kind", "before", "after", "amount", "currency", "prev_day", "next_day")
+
+
+def as_of(mv: FromClause, groups: list[str], start: date, end: ColumnElement[Any]) -> FromClause:
+    """The movements a query over [start, end] reads, ready to convert: each customer's state
+    at start-1 as one `opening` row on that day (the `after` of its last movement before
+    start, when positive), then its movements in range. The opening stock converts at
+    start-1's rate, as METRICS.md 7 says a stock does, so no rate is looked up for a day before
+    start-1 or after end."""
+    first = sa.bindparam("start", start, type_=sa.Date)
+    opening_day = first - sa.literal(1, sa.Integer)
+    keys = [mv.c.customer_id, *(mv.c[g] for g in groups)]
+    opening = sa.select(
+        *keys,
+        opening_day.label("day"),
+        sa.literal("opening", sa.Text).label("kind"),
+        sa.literal(0, sa.BigInteger).label("before"),
+        mv.c.after,
+        mv.c.after.label("amount"),
+        mv.c.currency,
+        sa.cast(sa.null(), sa.Date).label("prev_day"),
+        mv.c.next_day,
+    ).where(
+        mv.c.day < first,
+        sa.or_(mv.c.next_day.is_(None), mv.c.next_day >= first),
+        mv.c.after > 0,
+    )
+    in_range = sa.select(*keys, *(mv.c[name] for name in MOVEMENT_COLUMNS)).where(
+        mv.c.day.between(first, end)
+    )
+    return sa.union_all(opening, in_range).cte("as_of")
+
+
+def movement_days(mv: FromClause, report: str) -> Select[Any]:
+    """(currency, day) of every movement not in the report currency."""
+    return sa.select(mv.c.currency, mv.c.day).where(mv.c.currency != report).distinct()
+
+
+def point_days(mv: FromClause, report: str, ends: FromClause) -> Select[Any]:
+    """(currency, b) for every point end b in `ends` on or after the currency's first movement
+    (a stock needs the rate of b only once some customer of that currency may hold MRR)."""
+    first = (
         sa.select(mv.c.currency, sa.func.min(mv.c.day).label("first"))
-        .where(mv.c.currency != currencies.report)
+        .where(mv.c.currency != report)
         .group_by(mv.c.currency)
-        .subquery("fx_needed")
+        .subquery("fx_first")
     )
-    day = sa.cast(
-        sa.func.generate_series(
-            sa.func.least(needed.c.first, end), end, sa.cast(sa.literal("1 day"), sa.Interval)
-        ),
-        sa.Date,
+    return sa.select(first.c.currency, ends.c.b.label("day")).join_from(
+        first, ends, ends.c.b >= first.c.first
     )
-    days = sa.select(needed.c.currency, day.label("day")).subquery("fx_days")
-    on = days.c.day
+
+
+def conversion_table(
+    days: Select[Any] | sa.CompoundSelect[Any], currencies: Currencies
+) -> FromClause:
+    """(currency, day, factor, lacking, on) for the (currency, day) pairs a query needs:
+    `factor` converts an amount of `currency` on `day` to R; when a rate is missing it is
+    NULL and `lacking` names the currency without a rate on or before `on`."""
+    needed = days.subquery("fx_days")
+    on: ColumnElement[Any] = needed.c.day
     if currencies.fixed_on is not None:
         on = sa.bindparam("fx_fixed_on", currencies.fixed_on, type_=sa.Date)
     report = sa.literal(currencies.report)
-    factor = _rate_on(days.c.currency, on, currencies.base) / _rate_on(report, on, currencies.base)
-    return sa.select(days.c.currency, days.c.day, factor.label("factor")).cte("fx")
+    rates = sa.select(
+        needed.c.currency,
+        needed.c.day,
+        on.label("on"),
+        _rate_on(needed.c.currency, on, currencies.base).label("rate"),
+        _rate_on(report, on, currencies.base).label("report_rate"),
+    ).subquery("fx_rates")
+    lacking = sa.case(
+        (rates.c.rate.is_(None), rates.c.currency),
+        (rates.c.report_rate.is_(None), report),
+    )
+    return sa.select(
+        rates.c.currency,
+        rates.c.day,
+        (rates.c.rate / rates.c.report_rate).label("factor"),
+        lacking.label("lacking"),
+        rates.c.on,
+    ).cte("fx")
 
 
 def convert(
@@ -101,18 +163,19 @@ def converted_movements(
             mv.c.after.label("after_orig"),
             mv.c.prev_day,
             mv.c.next_day,
-            (conv.c.factor.is_(None) & (mv.c.currency != report)).label("fx_missing"),
         )
         .outerjoin_from(mv, conv, joined)
         .cte("cmv")
     )
 
 
-def missing_rate(cmv: FromClause) -> ColumnElement[Any]:
-    """'CUR YYYY-MM-DD' of the first movement without a rate, else NULL (one scalar)."""
+def missing_rate(conv: FromClause) -> ColumnElement[Any]:
+    """'CUR YYYY-MM-DD' of the earliest needed day without a rate, else NULL (one scalar)."""
     return (
-        sa.select(sa.func.min(cmv.c.currency + " " + sa.cast(cmv.c.day, sa.Text)))
-        .where(cmv.c.fx_missing)
+        sa.select(conv.c.lacking + " " + sa.cast(conv.c.on, sa.Text))
+        .where(conv.c.lacking.is_not(None))
+        .order_by(conv.c.on, conv.c.lacking)
+        .limit(1)
         .scalar_subquery()
     )
 
@@ -157,7 +220,3 @@ def revaluation(
         .group_by(*(spans.c[g] for g in groups), ends.c.k)
         .subquery(name)
     )
-
-
-def day_before(day: date) -> date:
-    return day - timedelta(days=1)

@@ -17,10 +17,12 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 from app.metrics.cube import Cube, Dimension, Level, Sources, dimension_condition
 from app.metrics.fx import (
     Currencies,
+    as_of,
     conversion_table,
     converted_movements,
-    day_before,
     missing_rate,
+    movement_days,
+    point_days,
     revaluation,
 )
 from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
@@ -35,6 +37,14 @@ KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
 CUSTOMER_FIELDS = frozenset(
     {f"{kind}_customers" for kind in KINDS}
     | {"churned_customers", "customer_churn_rate", "customer_retention_rate", "nrr", "grr", "asp"}
+)
+
+# Point fields that count customers and read no money: a request for only these needs no rate
+# (the LTV's churn history is one).
+COUNT_FIELDS = frozenset(
+    {f"{kind}_customers" for kind in KINDS}
+    | {"date", "end_date", "customers", "customers_diff", "churned_customers"}
+    | {"customer_churn_rate", "customer_retention_rate"}
 )
 
 AGE_BUCKETS = ("0-6", "6-12", "12-24", "24+")
@@ -525,17 +535,18 @@ def compile_series(
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     original = movement_source(cube, request.spec, end)
     periods = _periods(request, end)
-    if currencies.needs_conversion:
-        conv = conversion_table(original, currencies, end)
-        mv = converted_movements(original, conv, groups, currencies.report)
-        opening_day = sa.select(
-            sa.cast(sa.null(), sa.Date).label("k"),
-            sa.bindparam("opening_day", day_before(request.start), type_=sa.Date).label("b"),
-        ).subquery("opening_day")
+    counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
+    if currencies.needs_conversion and not counts_only:
+        needed = as_of(original, groups, request.start, end)
+        days = sa.union(
+            movement_days(needed, currencies.report),
+            point_days(needed, currencies.report, periods),
+        )
+        conv = conversion_table(days, currencies)
+        mv = converted_movements(needed, conv, groups, currencies.report)
         fx = FxTerms(
             reval=revaluation(mv, conv, groups, periods, currencies.report, "reval"),
-            reval_open=revaluation(mv, conv, groups, opening_day, currencies.report, "reval_open"),
-            missing=missing_rate(mv),
+            missing=missing_rate(conv),
         )
     else:
         mv, fx = original, None
@@ -546,8 +557,7 @@ def compile_series(
 
 @dataclass(frozen=True)
 class FxTerms:
-    reval: FromClause
-    reval_open: FromClause
+    reval: FromClause  # per (group, period): stock at b's rate minus the converted flows
     missing: ColumnElement[Any]
 
 
@@ -578,7 +588,7 @@ def _assemble(
     if fx is not None:
         reval_end = sa.func.coalesce(fx.reval.c.reval, 0)
         previous = sa.func.lag(reval_end).over(partition_by=partition or None, order_by=grid.c.k)
-        reval_start = sa.func.coalesce(previous, fx.reval_open.c.reval, 0)
+        reval_start = sa.func.coalesce(previous, 0)  # the opening is at start-1's rate
         missing = fx.missing
     net_mrr = sa.func.coalesce(flows.c.net, 0)
     net_customers = sa.func.coalesce(flows.c.customers_net, 0)
@@ -605,7 +615,5 @@ def _assemble(
         .outerjoin(opening, joined(opening, on_key=False))
     )
     if fx is not None:
-        statement = statement.outerjoin(fx.reval, joined(fx.reval)).outerjoin(
-            fx.reval_open, joined(fx.reval_open, on_key=False)
-        )
+        statement = statement.outerjoin(fx.reval, joined(fx.reval))
     return statement.order_by(*partition, grid.c.k)

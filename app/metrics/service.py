@@ -170,6 +170,12 @@ class MetricsEngine:
         """Metric families with their fields, dimensions (attributes included) and filters."""
         return catalog(await self.current_cube())
 
+    async def _currencies(
+        self, connection: AsyncConnection, spec: QuerySpec, start: date
+    ) -> Currencies:
+        present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+        return currencies_of_spec(spec, self.base_currency, present, start)
+
     async def validate(self, request: SeriesRequest) -> None:
         """Raise the user error listing everything wrong with a series request."""
         check(await self.current_cube(), request.spec, request_problems(request))
@@ -229,8 +235,11 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            result = await connection.execute(compile_cohorts(cube, request))
+            currencies = await self._currencies(connection, request.spec, request.start)
+            result = await connection.execute(compile_cohorts(cube, request, currencies))
             rows = result.mappings().all()
+        if rows:
+            check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)
 
     async def trials(self, request: TrialsRequest) -> Trials:
@@ -248,10 +257,7 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, churn_problems(request))
-            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
-            currencies = currencies_of_spec(
-                request.spec, self.base_currency, present, request.start
-            )
+            currencies = await self._currencies(connection, request.spec, request.start)
             totals = (
                 (await connection.execute(compile_totals(cube, request, currencies)))
                 .mappings()
