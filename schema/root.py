@@ -32,6 +32,7 @@ from schema.types import (
     CustomerConnection,
     CustomerEdge,
     CustomerSortEnum,
+    DataRange,
     Interval,
     Metric,
     PageInfo,
@@ -149,6 +150,14 @@ class Query:
         day = at or datetime.datetime.now(datetime.UTC).date()
         wanted = selected_names(info)
         return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="The span of the stored data (null when there is none): metrics outside "
+        "it are empty."
+    )
+    async def data_range(self, info: Info) -> DataRange | None:
+        found = await resolve.data_range(info.context)
+        return DataRange(first=found.first, last=found.last) if found else None
 
     @strawberry.field(description="Attribute definitions (their values slice as attr.<key>).")
     async def attributes(self, info: Info) -> list[Attribute]:

@@ -32,6 +32,7 @@ from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, wi
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
+from app.metrics.span import DataRange, build_data_range, compile_data_range
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
@@ -266,6 +267,11 @@ class MetricsEngine:
             check_rates(totals["fx_missing"])
             page = await connection.execute(compile_page(cube, request, currencies))
             return build_page(page.mappings().all(), totals, request)
+
+    async def data_range(self) -> DataRange | None:
+        """The first and last day of the stored subscription history (None when empty)."""
+        async with self.engine.connect() as connection:
+            return build_data_range((await connection.execute(compile_data_range())).one())
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""
