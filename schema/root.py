@@ -25,6 +25,7 @@ from schema.mutation import Mutation
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
+from schema.transactions import AtomicMutations
 from schema.types import (
     ChurnReport,
     Cohort,
@@ -197,7 +198,7 @@ def build_schema(
     return TidemillSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[*extensions, ErrorCodes],
+        extensions=[*extensions, AtomicMutations, ErrorCodes],
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 

@@ -8,9 +8,10 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
+from app.db import Database
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
 from app.metrics.churn import (
@@ -119,12 +120,14 @@ def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
-    def __init__(
-        self, engine: AsyncEngine, base_currency: str = "USD", cube: Cube = MRR_CUBE
-    ) -> None:
+    def __init__(self, engine: Database, base_currency: str = "USD", cube: Cube = MRR_CUBE) -> None:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
+
+    def within(self, database: Database) -> MetricsEngine:
+        """The same service working through `database` (e.g. one transaction)."""
+        return MetricsEngine(database, self.base_currency, self.cube)
 
     async def query(
         self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
