@@ -12,10 +12,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from click.testing import Result
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from app import migrate
 from app.cli import cli
