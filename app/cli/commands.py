@@ -85,6 +85,9 @@ def serve(
     _serve(settings)
 
 
+DEMO_STAGES = {"read": "subscription periods", "apply": "deriving movements"}
+
+
 @cli.command()
 def demo(
     customers: Annotated[
@@ -105,10 +108,11 @@ def demo(
         engine = create_engine(settings)
         try:
             with count_progress() as progress:
-                task = progress.add_task("demo company: loading subscription periods", total=None)
+                task = progress.add_task("demo company: subscription periods", total=None)
 
                 def advance(stage: str, count: int) -> None:
-                    progress.update(task, advance=count, description=f"demo company: {stage}")
+                    label = DEMO_STAGES.get(stage, stage)
+                    progress.update(task, advance=count, description=f"demo company: {label}")
 
                 return await load_demo(engine, customers, seed, progress=advance)
         finally:

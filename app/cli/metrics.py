@@ -108,12 +108,21 @@ def no_data(first: str, last: str, what: str = "no data") -> Callable[[], str]:
     """The message for an empty result, with the span of the stored data (one more request)."""
 
     def message() -> str:
-        span = query("DataRange", {})["dataRange"]
-        stored = f"data spans {span['first']}..{span['last']}" if span else "no data stored yet"
         where = f"on {first}" if first == last else f"in {first}..{last}"
-        return f"{what} {where} ({stored})"
+        return f"{what} {where}{_span()}"
 
     return message
+
+
+def _span() -> str:
+    """' (data spans FIRST..LAST)', or '' from a server that cannot tell."""
+    from app.cli.client import ClientError, run
+
+    try:
+        span = run(load_settings(), "DataRange", {})["dataRange"]
+    except ClientError:
+        return ""
+    return f" (data spans {span['first']}..{span['last']})" if span else " (no data stored yet)"
 
 
 def is_blank(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> bool:
