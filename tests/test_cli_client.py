@@ -148,3 +148,16 @@ async def test_customers_segments_and_compare(
     assert [(row["key"], row["mrr"]) for row in compared] == [("US SaaS", 15000), ("Not US", 20000)]
     scoped = await tidemill_json(server, "mrr", "--at", "2024-03-31", "--segment", saved["US SaaS"])
     assert scoped[0]["mrr"] == 15000
+
+
+async def test_an_empty_database_says_so(server: str, engine: AsyncEngine) -> None:
+    async def said(*args: str) -> str:
+        result = await asyncio.to_thread(_tidemill, server, *args)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stdout.split())
+
+    assert await said("mrr", "--at", "2024-01-31") == "no data on 2024-01-31 (no data stored yet)"
+    assert await said("segments") == (
+        "no saved segments yet (the createSegment mutation saves one)"
+    )
+    assert await said("customers") == "no customers match"
