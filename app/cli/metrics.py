@@ -365,6 +365,7 @@ def churn(
     noun = "churned customer" if churn_type == "logo" else "churn event"
     table = {
         "columns": CHURN_COLUMNS,
+        "keys": 2,
         "title": _churn_title(page, noun),
         "caption": f"amounts in {report['currency']}",
     }
