@@ -5,10 +5,17 @@ says so with the span of the data."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import functools
 import io
 import json
+import os
+import pty
 import re
+import struct
+import subprocess
+import sys
+import termios
 from collections.abc import Iterator
 from typing import Any
 
@@ -279,3 +286,37 @@ def test_no_match_and_no_segments_are_said(server: str) -> None:
     assert (
         run(server, "customers", "--search", "nobody-by-this-name").strip() == "no customers match"
     )
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def in_terminal(server: str, args: list[str], columns: int) -> str:
+    """`tidemill ARGS` in a real pseudo-terminal `columns` wide; what it shows, uncoloured."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES"}}
+    env |= {"TIDEMILL_URL": f"{server}/graphql", "TIDEMILL_API_KEY": "", "TERM": "xterm"}
+    command = [sys.executable, "-m", "app.cli", *args]
+    child = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes with the child
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert child.wait(timeout=120) == 0
+    return ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def test_a_narrow_terminal_splits_the_table(server: str) -> None:
+    args = COMMANDS["mrr series"]
+    shown = in_terminal(server, args, 60)
+    assert max(len(line) for line in shown.splitlines()) <= 60
+    assert "…" not in shown
+    assert set(NUMBER.findall(run(server, *args))) <= set(NUMBER.findall(shown))
