@@ -17,9 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement
 
+from app.db import Database
 from app.errors import BadLines, ImportFailed, NotFound, UserError
 from app.ingest.csvfile import TextLines, with_header
 from app.limits import magnitude_problem
@@ -161,12 +162,12 @@ async def definitions(connection: AsyncConnection) -> dict[str, AttributeDefinit
     return {row["key"]: _definition(row) for row in rows.mappings()}
 
 
-async def list_definitions(engine: AsyncEngine) -> list[AttributeDefinition]:
+async def list_definitions(engine: Database) -> list[AttributeDefinition]:
     async with engine.connect() as connection:
         return list((await definitions(connection)).values())
 
 
-async def create(engine: AsyncEngine, definition: AttributeDefinition) -> AttributeDefinition:
+async def create(engine: Database, definition: AttributeDefinition) -> AttributeDefinition:
     problems = []
     if not definition.label.strip():
         problems.append("an attribute label cannot be empty")
@@ -195,7 +196,7 @@ async def create(engine: AsyncEngine, definition: AttributeDefinition) -> Attrib
 
 
 async def update(
-    engine: AsyncEngine, key: str, label: str | None, description: str | None
+    engine: Database, key: str, label: str | None, description: str | None
 ) -> AttributeDefinition:
     """Change the label and/or description (the key, type and source are fixed)."""
     if label is not None and not label.strip():
@@ -230,7 +231,7 @@ async def _require_customer(connection: AsyncConnection, customer_id: int) -> No
 
 
 async def set_values(
-    engine: AsyncEngine, customer_id: int, values: Sequence[tuple[str, str]]
+    engine: Database, customer_id: int, values: Sequence[tuple[str, str]]
 ) -> dict[str, Value]:
     """Upsert values (key, text) on one customer: all of them, or none when any is wrong."""
     async with engine.begin() as connection:
@@ -254,7 +255,7 @@ async def set_values(
     return parsed
 
 
-async def remove_value(engine: AsyncEngine, customer_id: int, key: str) -> bool:
+async def remove_value(engine: Database, customer_id: int, key: str) -> bool:
     """Remove one value; False when the customer had none for `key`."""
     async with engine.begin() as connection:
         await _require_customer(connection, customer_id)
@@ -293,7 +294,7 @@ async def _upsert(
     )
 
 
-async def distinct_values(engine: AsyncEngine, key: str, limit: int = 100) -> list[str]:
+async def distinct_values(engine: Database, key: str, limit: int = 100) -> list[str]:
     """Observed values of an attribute (for autocomplete), most frequent first."""
     async with engine.connect() as connection:
         definition = await _require(connection, key)
@@ -308,7 +309,7 @@ async def distinct_values(engine: AsyncEngine, key: str, limit: int = 100) -> li
         return [str(value) for value in rows.scalars()]
 
 
-async def values_of(engine: AsyncEngine, ids: Sequence[int]) -> list[dict[str, Value]]:
+async def values_of(engine: Database, ids: Sequence[int]) -> list[dict[str, Value]]:
     """Every attribute value of many customers, in one statement (for a dataloader)."""
     ca = customer_attribute
     query = sa.select(ca).where(ca.c.customer_id.in_(ids))
@@ -321,7 +322,7 @@ async def values_of(engine: AsyncEngine, ids: Sequence[int]) -> list[dict[str, V
 
 
 async def import_csv(
-    engine: AsyncEngine,
+    engine: Database,
     lines: TextLines | Iterable[str],
     filename: str,
     progress: Callable[[int], None] = lambda _: None,
@@ -420,6 +421,8 @@ class _Stage:
                 f"stage_attribute ON CONFLICT (customer_id, key) DO UPDATE SET {updates}"
             )
         )
+        # dropped now, not at commit: a GraphQL operation may import twice in one transaction
+        await self.connection.execute(sa.text("DROP TABLE stage_attribute"))
         if self.count >= 1000:  # plans of the filters and loaders need current statistics
             await self.connection.execute(sa.text("ANALYZE customer_attribute"))
         return self.count

@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
 from app import cursors
+from app.db import Database
 from app.errors import NotFound, UserError
 from app.ids import bigint
 from app.metrics.cube import Cube, validate
@@ -149,7 +149,7 @@ def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[
     return [sa.tuple_(key, customer.c.id) > sa.tuple_(sa.literal(typed), sa.literal(last_id))]
 
 
-async def list_customers(engine: AsyncEngine, query: CustomerQuery) -> CustomerPage:
+async def list_customers(engine: Database, query: CustomerQuery) -> CustomerPage:
     if not 1 <= query.first <= MAX_PAGE:
         raise UserError(f"first must be between 1 and {MAX_PAGE}, not {query.first}")
     key = _sort_key(query)
@@ -183,21 +183,21 @@ def _customer_row(row: Any) -> CustomerRow:
     )
 
 
-async def customers_by_id(engine: AsyncEngine, ids: Sequence[int]) -> list[CustomerRow | None]:
+async def customers_by_id(engine: Database, ids: Sequence[int]) -> list[CustomerRow | None]:
     async with engine.connect() as connection:
         rows = await connection.execute(sa.select(customer).where(customer.c.id.in_(ids)))
         found = {row["id"]: _customer_row(row) for row in rows.mappings()}
     return [found.get(ident) for ident in ids]
 
 
-async def get_customer(engine: AsyncEngine, ident: int) -> CustomerRow:
+async def get_customer(engine: Database, ident: int) -> CustomerRow:
     [row] = await customers_by_id(engine, [ident])
     if row is None:
         raise NotFound(f"no customer with id {ident}")
     return row
 
 
-async def states(engine: AsyncEngine, ids: Sequence[int], at: date) -> list[CustomerState]:
+async def states(engine: Database, ids: Sequence[int], at: date) -> list[CustomerState]:
     """MRR, status and churn facts of many customers, in one statement."""
     last = (
         sa.select(
@@ -238,7 +238,7 @@ def _state(row: Any, on_trial: bool) -> CustomerState:
 
 
 async def subscriptions_of(
-    engine: AsyncEngine, ids: Sequence[int], at: date
+    engine: Database, ids: Sequence[int], at: date
 ) -> list[list[SubscriptionFacts]]:
     """Each customer's subscriptions: the version in force at `at` (else the last one)."""
     v = subscription_version
@@ -300,7 +300,7 @@ def _subscription(row: Any) -> SubscriptionFacts:
     )
 
 
-async def activities_of(engine: AsyncEngine, ids: Sequence[int]) -> list[list[Activity]]:
+async def activities_of(engine: Database, ids: Sequence[int]) -> list[list[Activity]]:
     """Each customer's movements, newest first, described from the plans that changed."""
     changes = (
         sa.select(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -128,6 +130,45 @@ def outage(error: BaseException | None) -> str | None:
     connection busy), or None when `error` is no outage (a bug, a cancelled statement, ...).
     An outage is temporary: the pool reconnects on the next checkout once the server is back."""
     return next(filter(None, map(_outage, causes(error))), None)
+
+
+class Database(Protocol):
+    """What the services ask of an engine: a connection to read, a transaction to write."""
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+
+class SharedTransaction:
+    """A `Database` over one connection in one open transaction: every service called through
+    it works in that transaction (one GraphQL mutation operation, resolvers/context.py).
+    `begin()` is a savepoint, so a step that fails leaves the connection usable, as a failed
+    `engine.begin()` would; whoever opened the transaction commits or rolls back the whole.
+    Uses are taken in turn (a lock), as one connection runs one statement at a time; a task
+    may nest them."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            yield self.connection
+            return
+        async with self._lock:
+            self._holder = task
+            try:
+                yield self.connection
+            finally:
+                self._holder = None
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as connection, connection.begin_nested():
+            yield connection
 
 
 async def ping(connection: AsyncConnection) -> None:

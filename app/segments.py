@@ -18,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import Database
 from app.errors import InvalidQuery, NotFound, UserError
 from app.metrics.cube import Cube
 from app.metrics.spec import AllOf, AnyOf, Filter, FilterOp, Node, Not, SegmentSpec
@@ -135,9 +136,7 @@ def _name(name: str) -> str:
     return cleaned
 
 
-async def create(
-    engine: AsyncEngine, cube: Cube, name: str, description: str, data: Any
-) -> Segment:
+async def create(engine: Database, cube: Cube, name: str, description: str, data: Any) -> Segment:
     node = check(cube, data)
     values = {"name": _name(name), "description": description, "definition": to_json(node)}
     async with engine.begin() as connection:
@@ -152,7 +151,7 @@ async def create(
 
 
 async def update(
-    engine: AsyncEngine,
+    engine: Database,
     cube: Cube,
     ident: int,
     name: str | None = None,
@@ -182,14 +181,14 @@ async def update(
     return _segment(row._mapping)
 
 
-async def delete(engine: AsyncEngine, ident: int) -> None:
+async def delete(engine: Database, ident: int) -> None:
     async with engine.begin() as connection:
         deleted = await connection.execute(sa.delete(segment).where(segment.c.id == ident))
     if not deleted.rowcount:
         raise NotFound(f"no segment with id {ident}")
 
 
-async def list_segments(engine: AsyncEngine) -> list[Segment]:
+async def list_segments(engine: Database) -> list[Segment]:
     async with engine.connect() as connection:
         rows = await connection.execute(sa.select(segment).order_by(segment.c.name))
         return [_segment(row) for row in rows.mappings()]
@@ -205,14 +204,14 @@ async def fetch(connection: AsyncConnection, ids: Sequence[int]) -> list[Segment
     return [found[ident] for ident in ids]
 
 
-async def get(engine: AsyncEngine, ident: int) -> Segment:
+async def get(engine: Database, ident: int) -> Segment:
     async with engine.connect() as connection:
         [found] = await fetch(connection, [ident])
     return found
 
 
 async def resolve(
-    engine: AsyncEngine, universe: int | None, compare: Sequence[int]
+    engine: Database, universe: int | None, compare: Sequence[int]
 ) -> tuple[Node | None, tuple[SegmentSpec, ...]]:
     """The trees of a spec's segment and compared segments (one statement)."""
     wanted = [*([universe] if universe is not None else []), *compare]

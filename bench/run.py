@@ -185,7 +185,14 @@ def write_data(customers: int, years: int, seed: int) -> tuple[Path, int]:
     path = DATA_DIR / f"periods-{customers}c-{years}y-seed{seed}.csv"
     months = 12 * years
     start = add_months(DATA_END, -months)
-    periods = generate_periods(customers, seed, start, months, rates=BENCH_RATES)
+    periods = generate_periods(
+        customers,
+        seed,
+        start,
+        months,
+        rates=BENCH_RATES,
+        currencies={},  # all in USD
+    )
     return path, write_csv(periods, path)
 
 

@@ -7,9 +7,9 @@ from datetime import date
 from typing import TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import attributes, customers
+from app.db import Database
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ def _loader(fetch: Callable[[Sequence[int]], Awaitable[Sequence[T]]]) -> DataLoa
 class Loaders:
     """One loader per per-customer fact; keys are customer ids."""
 
-    def __init__(self, engine: AsyncEngine, today: date) -> None:
+    def __init__(self, engine: Database, today: date) -> None:
         self.customer = _loader(lambda ids: customers.customers_by_id(engine, ids))
         self.state = _loader(lambda ids: customers.states(engine, ids, today))
         self.subscriptions = _loader(lambda ids: customers.subscriptions_of(engine, ids, today))

@@ -12,6 +12,7 @@ from app.metrics.churn import ChurnPage, ChurnRequest, Cursor
 from app.metrics.cohorts import Cohort, CohortRequest
 from app.metrics.points import Point, Summary, summarize
 from app.metrics.service import Breakdown
+from app.metrics.span import DataRange
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from app.metrics.trials import Trials, TrialsRequest
 from resolvers.context import Context
@@ -110,3 +111,7 @@ async def churn_page(
     cursor = Cursor.decode(after) if after else None
     request = ChurnRequest(start, end, spec, kinds, first, cursor)
     return await context.metrics.churn(request)
+
+
+async def data_range(context: Context) -> DataRange | None:
+    return await context.metrics.data_range()

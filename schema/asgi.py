@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     engine = create_engine(settings)
     metrics = MetricsEngine(engine, settings.base_currency)
-    graphql = secure_view(settings, metrics)
+    graphql = secure_view(settings, engine, metrics)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -30,12 +30,14 @@ from schema.mutation import Mutation
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
+from schema.transactions import AtomicMutations
 from schema.types import (
     ChurnReport,
     Cohort,
     Customer,
     CustomerConnection,
     CustomerEdge,
+    DataRange,
     Metric,
     PageInfo,
     Point,
@@ -154,6 +156,14 @@ class Query:
         wanted = selected_names(info)
         return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)
 
+    @field(
+        description="The span of the stored data (null when there is none): metrics outside "
+        "it are empty."
+    )
+    async def data_range(self, info: Info) -> DataRange | None:
+        found = await resolve.data_range(info.context)
+        return DataRange(first=found.first, last=found.last) if found else None
+
     @field(description="Attribute definitions (their values slice as attr.<key>).")
     async def attributes(self, info: Info) -> list[Attribute]:
         return [Attribute.of(d) for d in await resolve_attributes.definitions(info.context)]
@@ -192,7 +202,7 @@ def build_schema(
     return TidemillSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[*extensions, ErrorCodes],
+        extensions=[*extensions, AtomicMutations, ErrorCodes],
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 

@@ -37,6 +37,7 @@ from graphql import (
     ValidationContext,
     parse,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
@@ -405,11 +406,11 @@ def _with_files(operations: Any, files_map: Any, files: Mapping[str, Any]) -> di
         raise HTTPException(400, message) from None
 
 
-def secure_view(settings: Settings, metrics: MetricsEngine) -> SecureGraphQL:
+def secure_view(settings: Settings, engine: AsyncEngine, metrics: MetricsEngine) -> SecureGraphQL:
     """The server's GraphQL view: its schema with the limits, keys and registered queries."""
     schema = build_schema(extensions(settings), settings.max_batch_operations)
-    authenticator = Authenticator(metrics.engine, is_loopback(settings.host))
-    registry = Registry(metrics.engine, load_documents())
+    authenticator = Authenticator(engine, is_loopback(settings.host))
+    registry = Registry(engine, load_documents())
     return SecureGraphQL(
         schema, metrics, authenticator, registry, settings.graphiql, settings.max_tokens
     )

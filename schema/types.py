@@ -199,6 +199,15 @@ class Trials:
     funnel: TrialFunnel
 
 
+@strawberry.type(
+    description="The stored subscription history: its first day and the last day a "
+    "subscription started or ended."
+)
+class DataRange:
+    first: datetime.date
+    last: datetime.date
+
+
 @strawberry.type
 class PageInfo:
     end_cursor: str | None

@@ -82,10 +82,11 @@ async def test_cli_mrr_series_as_csv_and_table(server: str) -> None:
     result = await asyncio.to_thread(_tidemill, server, *args, "--format", "csv")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert (
-        lines[0] == "date,mrr,customers,arpa,new,expansion,contraction,churn,reactivation,netNewMrr"
+    assert lines[0] == (
+        "date,endDate,mrr_cents,customers,arpa_cents,new_cents,expansion_cents,"
+        "contraction_cents,churn_cents,reactivation_cents,netNewMrr_cents,currency"
     )
-    assert lines[2].startswith("2019-04-01,89500,17,5265,12000,6500,0,0,5000,23500")
+    assert lines[2] == "2019-04-01,2019-04-30,89500,17,5265,12000,6500,0,0,5000,23500,USD"
     table = await asyncio.to_thread(_tidemill, server, *args)
     assert table.exit_code == 0
     assert "895.00" in table.output
@@ -103,6 +104,7 @@ async def test_cli_arr_breakdown_and_summary(server: str) -> None:
     rows = {row["metric"]: row for row in json.loads(summary.output)}
     assert (rows["mrr"]["current"], rows["mrr"]["previous"]) == (124000, 135000)
     assert rows["customers"]["current"] == 26
+    assert isinstance(rows["customers"]["current"], int)  # a count, not 26.0
     assert rows["mrr"]["percentageChange"] == pytest.approx(-11000 / 135000)
 
 

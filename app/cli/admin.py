@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
 from app.cli.common import FormatOption, console, errors, fail
-from app.cli.output import Format, render
+from app.cli.output import Format, View, render
 from app.config import load_settings
 from app.errors import UserError
 
@@ -66,15 +65,7 @@ def _key_row(key: ApiKey) -> dict[str, Any]:
 
 
 def _print(rows: Sequence[dict[str, Any]], fmt: Format, title: str) -> None:
-    if fmt is not Format.TABLE:
-        render(rows, fmt, console=console)
-        return
-    table = Table(title=title)
-    for column in rows[0] if rows else ():
-        table.add_column(column, overflow="fold")  # hashes are copied whole
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
-    console.print(table)
+    render(View(rows, title=title, empty=f"no {title}"), fmt, console)
 
 
 @keys.command("create")

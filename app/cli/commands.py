@@ -92,37 +92,46 @@ def serve(
     _serve(settings)
 
 
+DEMO_STAGES = {"read": "subscription periods", "apply": "deriving movements"}
+
+
 @cli.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="How many demo customers.")] = 300,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same company).")] = 7,
+    customers: Annotated[
+        int, typer.Option(help="Customers signing up in the demo's first five years.")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed and day, same company).")] = 7,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
 ) -> None:
-    """Load the generated demo company (idempotent), then serve it."""
+    """Load the generated demo company, from 2022-01-01 up to today (idempotent), then serve it."""
     from app.demo import load_demo
 
     settings = load_settings(host=host, port=port)
 
-    async def load() -> None:
+    async def load() -> Any:
         await _migrate(settings)
         engine = create_engine(settings)
         try:
             with count_progress() as progress:
-                task = progress.add_task("demo company: loading subscription periods", total=None)
+                task = progress.add_task("demo company: subscription periods", total=None)
 
                 def advance(stage: str, count: int) -> None:
-                    progress.update(task, advance=count, description=f"demo company: {stage}")
+                    label = DEMO_STAGES.get(stage, stage)
+                    progress.update(task, advance=count, description=f"demo company: {label}")
 
-                result = await load_demo(engine, customers, seed, advance)
+                return await load_demo(engine, customers, seed, progress=advance)
         finally:
             await engine.dispose()
-        console.print(
-            f"demo company: {result.rows} periods, {result.changed_customers} customers updated"
-        )
 
-    asyncio.run(load())
+    try:
+        result = asyncio.run(load())
+    except UserError as error:
+        raise fail(str(error)) from None
+    console.print(result.summary)
+    for line in result.lines:
+        console.print(f"  {line}")
     if serve_after:
         _serve(settings)
 

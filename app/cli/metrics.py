@@ -1,10 +1,10 @@
 """Client commands of `tidemill`: they send the persisted documents in `queries/` to a running
-server (TIDEMILL_URL) and print a table, JSON or CSV."""
+server (TIDEMILL_URL) and print a table, JSON or CSV (app/cli/output.py)."""
 
 from __future__ import annotations
 
 import datetime
-import json
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -23,8 +23,9 @@ from app.cli.common import (
     StartOption,
     fail,
 )
-from app.cli.output import Format, cell, render
+from app.cli.output import Format, View, cell, render, typed, unit
 from app.config import load_settings
+from app.text import plural
 
 MRR_FIELDS = [
     "mrr",
@@ -37,6 +38,7 @@ MRR_FIELDS = [
     "reactivation",
     "netNewMrr",
 ]
+SNAPSHOT_FIELDS = ["mrr", "arr", "customers", "arpa"]
 SUMMARY_METRICS = [
     "mrr",
     "arr",
@@ -50,6 +52,8 @@ SUMMARY_METRICS = [
     "quickRatio",
     "ltv",
 ]
+TRIAL_FIELDS = ["trialsStarted", "trialsConverted", "trialsExpired", "conversionRate"]
+LTV_FIELDS = ["arpa", "customerChurnRate", "customerChurnAvg", "ltv"]
 
 mrr_app = typer.Typer(help="MRR: today, on a day, as a series, or broken down.")
 
@@ -100,6 +104,56 @@ def date_range(
     return first.isoformat(), last.isoformat()
 
 
+def no_data(first: str, last: str, what: str = "no data") -> Callable[[], str]:
+    """The message for an empty result, with the span of the stored data (one more request)."""
+
+    def message() -> str:
+        where = f"on {first}" if first == last else f"in {first}..{last}"
+        return f"{what} {where}{_span()}"
+
+    return message
+
+
+def _span() -> str:
+    """' (data spans FIRST..LAST)', or '' from a server that cannot tell."""
+    from app.cli.client import ClientError, run
+
+    try:
+        span = run(load_settings(), "DataRange", {})["dataRange"]
+    except ClientError:
+        return ""
+    return f" (data spans {span['first']}..{span['last']})" if span else " (no data stored yet)"
+
+
+def is_blank(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> bool:
+    """Nothing happened: every value is 0 or null (a range before or after the data)."""
+    return all(not row.get(field) for row in rows for field in fields)
+
+
+def _values(source: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    return {field: typed(unit(field), source.get(field)) for field in fields}
+
+
+def _point_rows(
+    points: list[dict[str, Any]], fields: list[str], currency: str
+) -> list[dict[str, Any]]:
+    return [
+        {"date": p["date"], "endDate": p["endDate"], **_values(p, fields), "currency": currency}
+        for p in points
+    ]
+
+
+def show(
+    rows: Sequence[Mapping[str, Any]],
+    fmt: Format,
+    empty: Callable[[], str] | str,
+    **table: Any,
+) -> None:
+    """Print `rows` (the message of `empty` instead when there are none)."""
+    message = (empty if isinstance(empty, str) else empty()) if not rows else ""
+    render(View(rows, empty=message, **table), fmt)
+
+
 def _series_variables(
     start: datetime.datetime | None,
     end: datetime.datetime | None,
@@ -110,8 +164,15 @@ def _series_variables(
     return {"start": first, "end": last, "interval": interval.name, "spec": query_spec}
 
 
-def _point_rows(points: list[dict[str, Any]], fields: list[str]) -> list[dict[str, Any]]:
-    return [{"date": p["date"], **{f: p[f] for f in fields}} for p in points]
+def _snapshot(fields: list[str], at: datetime.datetime | None, fmt: Format, spec_: Any) -> None:
+    day = (at.date() if at else _today()).isoformat()
+    variables = {"start": day, "end": day, "interval": "DAY", "spec": spec_}
+    series = query("MrrSeries", variables)["series"]
+    [point] = series["points"]
+    rows = [{"date": day, **_values(point, fields), "currency": series["currency"]}]
+    blank = is_blank(rows, fields)
+    table = {"columns": ["date", *fields], "caption": f"amounts in {series['currency']}"}
+    show([] if blank else rows, fmt, no_data(day, day), **table)
 
 
 def _mrr_like(
@@ -126,12 +187,14 @@ def _mrr_like(
 ) -> None:
     query_spec = spec(None, filters, segment)
     if start is None and end is None:
-        day = at.date().isoformat() if at else None
-        data = query("MrrSnapshot", {"at": day, "spec": query_spec})["snapshot"]
-        render([{"date": data["date"], **{f: data[f] for f in fields if f in data}}], fmt)
+        _snapshot([f for f in fields if f in SNAPSHOT_FIELDS], at, fmt, query_spec)
         return
-    series = query("MrrSeries", _series_variables(start, end, interval, query_spec))["series"]
-    render(_point_rows(series["points"], fields), fmt, currency=series["currency"])
+    variables = _series_variables(start, end, interval, query_spec)
+    series = query("MrrSeries", variables)["series"]
+    rows = _point_rows(series["points"], fields, series["currency"])
+    empty = no_data(variables["start"], variables["end"])
+    table = {"columns": ["date", *fields], "caption": f"amounts in {series['currency']}"}
+    show([] if is_blank(rows, fields) else rows, fmt, empty, **table)
 
 
 @mrr_app.callback(invoke_without_command=True)
@@ -171,11 +234,17 @@ def mrr_breakdown(
     variables = _series_variables(start, end, interval, spec(dimension, filters, segment, compare))
     series = query("MrrBreakdown", variables)["series"]
     rows = [
-        {"key": entry["label"], "date": p["date"], **{f: p[f] for f in MRR_FIELDS}}
+        {"key": entry["label"], **row}
         for entry in series["breakdown"]
-        for p in entry["points"]
+        for row in _point_rows(entry["points"], MRR_FIELDS, series["currency"])
     ]
-    render(rows, fmt, currency=series["currency"])
+    table = {
+        "columns": ["key", "date", *MRR_FIELDS],
+        "keys": 2,
+        "caption": f"amounts in {series['currency']}",
+    }
+    empty = no_data(variables["start"], variables["end"])
+    show(rows, fmt, empty, **table)
 
 
 def arr(
@@ -189,6 +258,27 @@ def arr(
 ) -> None:
     """ARR (12 x MRR) today, --at a day, or as a series."""
     _mrr_like(["arr", "customers"], at, start, end, interval, filters, segment, fmt)
+
+
+def _summary_row(metric: str, values: Mapping[str, Any], period: dict[str, str]) -> dict[str, Any]:
+    kind = unit(metric)
+    return {
+        "metric": metric,
+        "unit": kind,
+        "current": typed(kind, values["current"]),
+        "previous": typed(kind, values["previous"]),
+        "percentageChange": values["percentageChange"],
+        **period,
+    }
+
+
+def _summary_cells(row: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "metric": row["metric"],
+        "current": cell(row["metric"], row["current"]),
+        "previous": cell(row["metric"], row["previous"]),
+        "change": cell("percentageChange", row["percentageChange"]),
+    }
 
 
 def summary(
@@ -210,19 +300,17 @@ def summary(
     }
     data = query("Summary", variables)
     series = data["series"]
-    rows = [{"metric": name, **series[name]} for name in SUMMARY_METRICS]
-    rows.append(_trial_summary(data["trials"]["trialConversion"]))
-    if fmt is Format.TABLE:
-        rows = [
-            {
-                "metric": row["metric"],
-                "current": cell(row["metric"], row["current"]),
-                "previous": cell(row["metric"], row["previous"]),
-                "change": cell("percentageChange", row["percentageChange"]),
-            }
-            for row in rows
-        ]
-    render(rows, fmt, currency=series["currency"], title=f"{first} to {last}")
+    period = {"start": first, "end": last, "currency": series["currency"]}
+    values = {name: series[name] for name in SUMMARY_METRICS}
+    values["trialConversion"] = _trial_summary(data["trials"]["trialConversion"])
+    rows = [_summary_row(name, found, period) for name, found in values.items()]
+    blank = is_blank(rows, ["current", "previous"])
+    table = {
+        "table_rows": [_summary_cells(row) for row in rows],
+        "title": f"{first} to {last}",
+        "caption": f"amounts in {series['currency']}",
+    }
+    show([] if blank else rows, fmt, no_data(first, last), **table)
 
 
 def _trial_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -230,12 +318,17 @@ def _trial_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     current = rates[-1] if rates else None
     previous = rates[-2] if len(rates) > 1 else None
     change = (current - previous) / abs(previous) if current is not None and previous else None
-    return {
-        "metric": "trialConversion",
-        "current": current,
-        "previous": previous,
-        "percentageChange": change,
-    }
+    return {"current": current, "previous": previous, "percentageChange": change}
+
+
+CHURN_COLUMNS = ["day", "externalId", "name", "kind", "amount", "mrrBefore", "mrrAfter", "plans"]
+
+
+def _churn_title(page: Mapping[str, Any], noun: str) -> str:
+    title = f"{plural(page['totalCount'], noun)}, {cell('churn', page['totalAmount'])} in total"
+    if page["pageInfo"]["hasNextPage"]:
+        title += f" (next page: --after {page['pageInfo']['endCursor']})"
+    return title
 
 
 def churn(
@@ -262,22 +355,49 @@ def churn(
     }
     report = query("Churn", variables)["churn"]
     page = report["churnedCustomers" if churn_type == "logo" else "revenueChurn"]
-    rows = [
+    meta = {
+        "currency": report["currency"],
+        "totalCount": page["totalCount"],
+        "totalAmount": page["totalAmount"],
+        **page["pageInfo"],
+    }
+    rows = [{field: event[field] for field in CHURN_COLUMNS} | meta for event in page["events"]]
+    noun = "churned customer" if churn_type == "logo" else "churn event"
+    table = {
+        "columns": CHURN_COLUMNS,
+        "keys": 2,
+        "title": _churn_title(page, noun),
+        "caption": f"amounts in {report['currency']}",
+    }
+    empty = no_data(first_day, last_day, f"no {noun}s")
+    show(rows, fmt, empty, **table)
+
+
+RETENTION_CELL = ["offset", "month", "activeCustomers", "mrr", "customerRetention", "mrrRetention"]
+
+
+def _retention_rows(cohorts: list[dict[str, Any]], currency: str) -> list[dict[str, Any]]:
+    return [
         {
-            "day": e["day"],
-            "customer": e["externalId"],
-            "name": e["name"],
-            "kind": e["kind"],
-            "amount": e["amount"],
-            "mrrBefore": e["mrrBefore"],
-            "plans": ", ".join(e["plans"]),
+            "cohort": c["cohort"],
+            "size": c["size"],
+            "cohortLtv": c["ltv"],
+            **{field: cell_[field] for field in RETENTION_CELL},
+            "currency": currency,
         }
-        for e in page["events"]
+        for c in cohorts
+        for cell_ in c["cells"]
     ]
-    title = f"{page['totalCount']} events, {cell('churn', page['totalAmount'])} in total"
-    if page["pageInfo"]["hasNextPage"]:
-        title += f" (next page: --after {page['pageInfo']['endCursor']})"
-    render(rows, fmt, currency=report["currency"], title=title)
+
+
+def _retention_matrix(cohorts: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
+    width = max((len(c["cells"]) for c in cohorts), default=0)
+    rows = []
+    for c in cohorts:
+        by_offset = {item["offset"]: cell("nrr", item[field]) for item in c["cells"]}
+        months = {f"M{i}": by_offset.get(i, "") for i in range(width)}
+        rows.append({"cohort": c["cohort"][:7], "size": cell("size", c["size"]), **months})
+    return rows
 
 
 def retention(
@@ -288,28 +408,19 @@ def retention(
     mrr_based: Annotated[bool, typer.Option("--mrr", help="MRR retention, not logos.")] = False,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
-    """The cohort retention matrix: one row per cohort month, one column per month since."""
+    """The cohort retention matrix: one row per cohort month, one column per month since
+    (JSON and CSV: one row per cohort and month, with customers, MRR and both rates)."""
     first, last = date_range(start, end)
-    cohorts = query(
-        "Retention", {"start": first, "end": last, "spec": spec(None, filters, segment)}
-    )
-    if fmt is not Format.TABLE:
-        render(cohorts["cohorts"], fmt)
-        return
+    data = query("Retention", {"start": first, "end": last, "spec": spec(None, filters, segment)})
+    cohorts = data["cohorts"]
     field = "mrrRetention" if mrr_based else "customerRetention"
-    rows = [
-        {
-            "key": c["cohort"][:7],
-            "size": c["size"],
-            **{f"M{cell_['offset']}": cell("nrr", cell_[field]) for cell_ in c["cells"]},
-        }
-        for c in cohorts["cohorts"]
-    ]
-    width = max((len(row) for row in rows), default=0)
-    rows = [
-        {**row, **{f"M{i}": "" for i in range(width - 2) if f"M{i}" not in row}} for row in rows
-    ]
-    render(rows, fmt, title=f"{field} by cohort")
+    table = {
+        "table_rows": _retention_matrix(cohorts, field),
+        "keys": 2,
+        "title": f"{field} by cohort",
+    }
+    rows = _retention_rows(cohorts, data["series"]["currency"])
+    show(rows, fmt, no_data(first, last, "no cohorts"), **table)
 
 
 def ltv(
@@ -321,11 +432,20 @@ def ltv(
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """ARPA, the 6-month customer churn average and LTV per period."""
-    series = query("Ltv", _series_variables(start, end, interval, spec(None, filters, segment)))[
-        "series"
-    ]
-    fields = ["arpa", "customerChurnRate", "customerChurnAvg", "ltv"]
-    render(_point_rows(series["points"], fields), fmt, currency=series["currency"])
+    variables = _series_variables(start, end, interval, spec(None, filters, segment))
+    series = query("Ltv", variables)["series"]
+    rows = _point_rows(series["points"], LTV_FIELDS, series["currency"])
+    table = {"columns": ["date", *LTV_FIELDS], "caption": f"amounts in {series['currency']}"}
+    empty = no_data(variables["start"], variables["end"])
+    show([] if is_blank(rows, LTV_FIELDS) else rows, fmt, empty, **table)
+
+
+def _funnel_title(funnel: Mapping[str, Any]) -> str:
+    rate = cell("conversionRate", funnel["conversionRate"])
+    return (
+        f"funnel: {funnel['started']} started, {funnel['converted']} converted, "
+        f"{funnel['expired']} expired, {funnel['inProgress']} in progress ({rate} converted)"
+    )
 
 
 def trials(
@@ -336,21 +456,48 @@ def trials(
     segment: SegmentOption = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
-    """Trials started, converted and expired per period, and the funnel."""
-    data = query("Trials", _series_variables(start, end, interval, spec(None, filters, segment)))
-    fields = ["trialsStarted", "trialsConverted", "trialsExpired", "conversionRate"]
-    funnel = data["trials"]["funnel"]
-    title = (
-        f"funnel: {funnel['started']} started, {funnel['converted']} converted, "
-        f"{funnel['expired']} expired, {funnel['inProgress']} in progress"
-    )
-    render(_point_rows(data["trials"]["points"], fields), fmt, title=title)
+    """Trials started, converted and expired per period, and the funnel of the whole range
+    (JSON and CSV: funnel* columns on every row)."""
+    variables = _series_variables(start, end, interval, spec(None, filters, segment))
+    data = query("Trials", variables)["trials"]
+    funnel = data["funnel"]
+    totals = {f"funnel{name[0].upper()}{name[1:]}": value for name, value in funnel.items()}
+    rows = [
+        {"date": p["date"], "endDate": p["endDate"], **_values(p, TRIAL_FIELDS), **totals}
+        for p in data["points"]
+    ]
+    blank = is_blank(rows, [*TRIAL_FIELDS, "funnelInProgress"])
+    table = {"columns": ["date", *TRIAL_FIELDS], "title": _funnel_title(funnel)}
+    empty = no_data(variables["start"], variables["end"], "no trials")
+    show([] if blank else rows, fmt, empty, **table)
 
 
 class SortChoice(StrEnum):
     NAME = "name"
     MRR = "mrr"
     CUSTOMER_SINCE = "customer_since"
+
+
+CUSTOMER_FIELDS = [
+    "id",
+    "externalId",
+    "name",
+    "email",
+    "country",
+    "customerSince",
+    "mrr",
+    "currency",
+    "status",
+    "churnedAt",
+]
+CUSTOMER_TABLE = ["id", "externalId", "name", "country", "customerSince", "mrr", "currency"]
+
+
+def _customers_title(page: Mapping[str, Any]) -> str:
+    title = plural(page["totalCount"], "customer")
+    if page["pageInfo"]["hasNextPage"]:
+        title += f" (next page: --after {page['pageInfo']['endCursor']})"
+    return title
 
 
 def customers(
@@ -366,7 +513,8 @@ def customers(
     after: Annotated[str | None, typer.Option(help="Cursor of the previous page.")] = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
-    """Customers with their MRR today (in their own currency) and status."""
+    """Customers with their MRR today (in their own currency) and status (JSON and CSV: each
+    row's cursor, totalCount and hasNextPage; --after the last cursor gives the next page)."""
     variables = {
         "search": search,
         "sort": sort.name,
@@ -375,31 +523,25 @@ def customers(
         "after": after,
     }
     page = query("Customers", variables)["customers"]
+    meta = {"totalCount": page["totalCount"], "hasNextPage": page["pageInfo"]["hasNextPage"]}
     rows = [
-        {
-            "id": e["node"]["id"],
-            "customer": e["node"]["externalId"],
-            "name": e["node"]["name"],
-            "country": e["node"]["country"],
-            "since": e["node"]["customerSince"],
-            "mrr": e["node"]["mrr"],
-            "currency": e["node"]["currency"],
-            "status": e["node"]["status"],
-        }
-        for e in page["edges"]
+        {field: edge["node"][field] for field in CUSTOMER_FIELDS} | {"cursor": edge["cursor"]}
+        for edge in page["edges"]
     ]
-    title = f"{page['totalCount']} customers"
-    if page["pageInfo"]["hasNextPage"]:
-        title += f" (next page: --after {page['pageInfo']['endCursor']})"
-    render(rows, fmt, currency="each customer's currency", title=title)
+    table = {
+        "columns": [*CUSTOMER_TABLE, "status"],
+        "keys": 2,
+        "title": _customers_title(page),
+        "caption": "amounts in each customer's currency",
+    }
+    show([row | meta for row in rows], fmt, "no customers match", **table)
 
 
 def segments(fmt: FormatOption = Format.TABLE) -> None:
     """The saved segments (use an id with --segment or --compare)."""
     found = query("Segments", {})["segments"]
-    if fmt is Format.TABLE:
-        found = [{**s, "definition": json.dumps(s["definition"])} for s in found]
-    render(found, fmt)
+    empty = "no saved segments yet (the createSegment mutation saves one)"
+    show(found, fmt, empty, columns=["id", "name", "description", "definition"])
 
 
 def register(cli: typer.Typer) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
+from app.db import Database
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
 from app.metrics.churn import (
@@ -34,6 +35,7 @@ from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, wi
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
 from app.metrics.points import Point, build_point
+from app.metrics.span import DataRange, build_data_range, compile_data_range
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
@@ -140,12 +142,14 @@ def _has_data(points: Sequence[Point]) -> bool:
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
-    def __init__(
-        self, engine: AsyncEngine, base_currency: str = "USD", cube: Cube = MRR_CUBE
-    ) -> None:
+    def __init__(self, engine: Database, base_currency: str = "USD", cube: Cube = MRR_CUBE) -> None:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
+
+    def within(self, database: Database) -> MetricsEngine:
+        """The same service working through `database` (e.g. one transaction)."""
+        return MetricsEngine(database, self.base_currency, self.cube)
 
     async def query(
         self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
@@ -291,6 +295,11 @@ class MetricsEngine:
                 check_rates(total["fx_missing"])
                 page = await connection.execute(compile_page(cube, request, currencies))
                 return build_page(page.mappings().all(), total, request)
+
+    async def data_range(self) -> DataRange | None:
+        """The first and last day of the stored subscription history (None when empty)."""
+        async with self.engine.connect() as connection:
+            return build_data_range((await connection.execute(compile_data_range())).one())
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""
