@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -13,7 +13,9 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
 from app.customers import CustomerSort
 from app.errors import UserError
+from app.metrics.mrr import KINDS
 from app.metrics.spec import Interval as IntervalEnum
+from resolvers import access as resolve_access
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
@@ -26,12 +28,14 @@ from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
 from schema.types import (
+    ChurnPage,
     ChurnReport,
     Cohort,
     Customer,
     CustomerConnection,
     CustomerEdge,
     CustomerSortEnum,
+    DataRange,
     Interval,
     Metric,
     PageInfo,
@@ -39,6 +43,7 @@ from schema.types import (
     QuerySpecInput,
     Series,
     Trials,
+    Viewer,
     customer_nodes,
 )
 
@@ -108,6 +113,38 @@ class Query:
         query_spec = await _spec(info, spec)
         currency = query_spec.currency or info.context.metrics.base_currency
         return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
+
+    @strawberry.field(
+        description="The movements of some kinds in [start, end], with their customers (what "
+        "a chart's bar is made of), paginated; totals over every page."
+    )
+    async def movements(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        kinds: Annotated[
+            list[str] | None, strawberry.argument(description="Default: every kind.")
+        ] = None,
+        spec: QuerySpecInput | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> ChurnPage:
+        query_spec = await _spec(info, spec)
+        page = await resolve.churn_page(
+            info.context, start, end, query_spec, tuple(kinds or KINDS), first, after
+        )
+        return page  # type: ignore[return-value]
+
+    @strawberry.field(description="The days the data covers, and the server's today.")
+    async def data_range(self, info: Info) -> DataRange:
+        return await resolve.data_range(info.context)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Who is asking (the API key or keyless access) and what it may do."
+    )
+    def viewer(self, info: Info) -> Viewer:
+        return resolve_access.viewer(info.context)  # type: ignore[return-value]
 
     @strawberry.field(description="Customers: search, filter, sort, cursor-paginated.")
     async def customers(

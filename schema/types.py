@@ -112,6 +112,9 @@ class Breakdown:
     key: list[str]
     label: str
     points: list[Point]
+    other: bool = strawberry.field(
+        description="This entry is every value beyond `top`, as one scope (key part `(other)`)."
+    )
     series_points: strawberry.Private[tuple[object, ...]]
 
     @strawberry.field
@@ -124,6 +127,7 @@ class Breakdown:
             key=list(result.key),
             label=result.label,
             points=list(result.points),  # type: ignore[arg-type]
+            other=result.other,
             series_points=result.points,
         )
 
@@ -144,9 +148,46 @@ class Series:
     async def summary(self, info: strawberry.Info[Context, None], field: str = "mrr") -> Summary:
         return await resolve.series_summary(info.context, self.request, field)  # type: ignore[return-value]
 
-    @strawberry.field(description="One entry per value combination of spec.dimensions.")
-    async def breakdown(self, info: strawberry.Info[Context, None]) -> list[Breakdown]:
-        return [Breakdown.of(b) for b in await resolve.breakdown(info.context, self.request)]
+    @strawberry.field(
+        description="One entry per value combination of spec.dimensions. With `top` (one "
+        "dimension): the `top` values with the most MRR at the end, then one `other` entry "
+        "for all the rest (per compared segment)."
+    )
+    async def breakdown(
+        self, info: strawberry.Info[Context, None], top: int | None = None
+    ) -> list[Breakdown]:
+        found = await resolve.breakdown(info.context, self.request, top)
+        return [Breakdown.of(b) for b in found]
+
+    @strawberry.field(
+        description="The MRR waterfall of the period starting on `date` (default: the last)."
+    )
+    async def waterfall(
+        self, info: strawberry.Info[Context, None], date: datetime.date | None = None
+    ) -> Waterfall:
+        return await resolve.waterfall(info.context, self.request, date)  # type: ignore[return-value]
+
+
+@strawberry.type(description="One step of a waterfall, with the levels a chart draws.")
+class WaterfallStep:
+    kind: str = strawberry.field(
+        description="opening, new, expansion, reactivation, contraction, churn, fx_adjustment, "
+        "closing"
+    )
+    amount: Cents
+    start: Cents = strawberry.field(description="MRR before the step (0 for opening, closing).")
+    end: Cents = strawberry.field(description="MRR after the step.")
+    base: Cents = strawberry.field(description="The lower of start and end.")
+    size: Cents = strawberry.field(description="The step's height: |amount|.")
+
+
+@strawberry.type(
+    description="From the MRR at the day before a period to the MRR at its end, step by step."
+)
+class Waterfall:
+    date: datetime.date
+    end_date: datetime.date
+    steps: list[WaterfallStep]
 
 
 @strawberry.type(description="One month of a cohort: members active at its last day.")
@@ -202,7 +243,7 @@ class PageInfo:
     has_next_page: bool
 
 
-@strawberry.type(description="A churn or contraction movement of one customer on one day.")
+@strawberry.type(description="A movement of one customer on one day (churn detail, drill-down).")
 class ChurnEvent:
     customer_id: strawberry.ID
     external_id: str
@@ -212,7 +253,10 @@ class ChurnEvent:
     amount: Cents = strawberry.field(description="The movement (negative): MRR lost.")
     mrr_before: Cents
     mrr_after: Cents
-    plans: list[str] = strawberry.field(description="Plans whose MRR stopped or shrank.")
+    plans: list[str] = strawberry.field(
+        description="Plans whose MRR moved that way: stopped or shrank (churn, contraction), "
+        "started or grew (new, expansion, reactivation)."
+    )
     cursor: str
 
 
@@ -384,6 +428,26 @@ class Customer:
         found = _loaded(self.facts.attributes)
         return [AttributeValue.of(key, value) for key, value in sorted(found.items())]
 
+    @strawberry.field(
+        description="Its MRR (its currency) at the end of each period of [start, end]."
+    )
+    async def mrr_series(
+        self,
+        info: strawberry.Info[Context, None],
+        start: datetime.date,
+        end: datetime.date,
+        interval: Interval = IntervalEnum.MONTH,  # type: ignore[valid-type]
+    ) -> list[CustomerMrrPoint]:
+        found = await resolve_customers.mrr_series(info.context, int(self.id), start, end, interval)
+        return found  # type: ignore[return-value]
+
+
+@strawberry.type(description="A customer's MRR at the end of one period.")
+class CustomerMrrPoint:
+    date: datetime.date
+    end_date: datetime.date
+    mrr: Cents
+
 
 T = TypeVar("T")
 
@@ -414,3 +478,18 @@ class CustomerConnection:
     total_count: int
     edges: list[CustomerEdge]
     page_info: PageInfo
+
+
+@strawberry.type(description="The days the data covers.")
+class DataRange:
+    first: datetime.date | None = strawberry.field(description="Day of the first movement.")
+    last: datetime.date | None = strawberry.field(description="Day of the latest movement.")
+    today: datetime.date = strawberry.field(description="The server's day (UTC).")
+
+
+@strawberry.type(description="Who is asking, and what that allows.")
+class Viewer:
+    name: str = strawberry.field(description="The key's name, or how the caller was let in.")
+    scopes: list[str] = strawberry.field(description="Every scope held, implied ones included.")
+    keyless: bool = strawberry.field(description="Let in without a key (the loopback demo).")
+    allows: list[str] = strawberry.field(description="What those scopes allow.")
