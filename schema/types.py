@@ -485,6 +485,9 @@ class DataRange:
     first: datetime.date | None = strawberry.field(description="Day of the first movement.")
     last: datetime.date | None = strawberry.field(description="Day of the latest movement.")
     today: datetime.date = strawberry.field(description="The server's day (UTC).")
+    base_currency: str = strawberry.field(
+        description="What amounts are reported in unless a query's spec asks for another."
+    )
 
 
 @strawberry.type(description="Who is asking, and what that allows.")

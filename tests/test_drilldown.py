@@ -127,6 +127,8 @@ async def test_the_days_the_data_covers(metrics: MetricsEngine) -> None:
     data = await execute(metrics, "{ dataRange { first last today } }")
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     assert data["dataRange"] == {"first": "2024-01-01", "last": "2024-04-01", "today": today}
+    base = await execute(metrics, "{ dataRange { baseCurrency } }")
+    assert base["dataRange"]["baseCurrency"] == "USD"
 
 
 async def test_no_data_has_no_range(metrics: MetricsEngine) -> None:

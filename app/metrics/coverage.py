@@ -17,6 +17,7 @@ class DataRange:
     first: date | None  # the day of the first movement (None: no data yet)
     last: date | None  # the day of the latest movement
     today: date  # the server's day (UTC), the end of ranges "up to now"
+    base_currency: str  # what amounts are reported in unless a query asks for another
 
 
 def compile_range() -> Select[Any]:

@@ -284,7 +284,7 @@ class MetricsEngine:
         """The first and latest movement days, and `today`."""
         async with self.engine.connect() as connection:
             first, last = (await connection.execute(compile_range())).one()
-        return DataRange(first, last, today)
+        return DataRange(first, last, today, self.base_currency)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""
