@@ -62,6 +62,7 @@ from app.security.persisted import Registry, load_documents, requested_hash
 from resolvers.context import Context
 from schema.errors import coded
 from schema.root import build_schema
+from schema.web import graphiql_page
 
 log = logging.getLogger("tidemill.server")
 SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
@@ -208,6 +209,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
         return SecureContext(metrics=self.metrics)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the package's own assets (schema/web.py), never from a CDN."""
+        return graphiql_page()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Not for a GET that carries a persisted-query hash, whatever its Accept header."""
