@@ -1,6 +1,7 @@
 // GraphiQL, served by Tidemill itself at /graphql (no CDN): the editor over this server's
 // endpoint. An API key typed in GraphiQL's headers tab is sent as usual.
 import 'graphiql/style.css'
+import './graphiql.css'
 import { createGraphiQLFetcher } from '@graphiql/toolkit'
 import { GraphiQL } from 'graphiql'
 import { createElement } from 'react'

@@ -171,7 +171,14 @@ function WaterfallChart({ data, currency }: { data: OverviewData['series']['wate
       xAxis: { type: 'category', data: data.steps.map((s) => KIND_LABELS[s.kind]) },
       yAxis: { type: 'value', axisLabel: { formatter: (v: number) => money(v, currency, true) } },
       series: [
-        { type: 'bar', stack: 'waterfall', silent: true, itemStyle: { color: 'transparent' }, decal: 'none', data: data.steps.map((s) => s.base) },
+        {
+          type: 'bar',
+          stack: 'waterfall',
+          silent: true,
+          itemStyle: { color: 'transparent', decal: 'none' },
+          emphasis: { disabled: true },
+          data: data.steps.map((s) => s.base),
+        },
         {
           type: 'bar',
           stack: 'waterfall',
