@@ -117,7 +117,7 @@ function MovementsChart({ points, currency, interval, onBar }: {
   const option = useMemo(
     () => ({
       tooltip: { trigger: 'axis', valueFormatter: (v: number) => money(v, currency) },
-      legend: { bottom: 0 },
+      legend: { type: 'scroll', bottom: 0 },
       grid: { left: 8, right: 16, top: 16, bottom: 40, containLabel: true },
       xAxis: { type: 'category', data: points.map((p) => period(p.date, interval)) },
       yAxis: { type: 'value', axisLabel: { formatter: (v: number) => money(v, currency, true) } },
