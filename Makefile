@@ -10,11 +10,14 @@ WEB_MANIFEST := web/src/generated/queries.json
 WEB_SOURCES := $(shell find web/src web/public -type f -not -path '*/generated/*' 2>/dev/null) \
 	web/index.html web/graphiql.html web/vite.config.ts web/tsconfig.json
 CHROMIUM := /usr/bin/chromium
+SCREENSHOTS := overview-desktop.png overview-phone.png overview-breakdown-quarterly.png \
+	movements.png customer.png cohorts-desktop.png trials-desktop.png churn-desktop.png \
+	access-partner.png graphiql.png
 
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +66,12 @@ check: lint test ## Everything CI runs
 schema: $(STAMP) ## Regenerate schema.graphql from the Strawberry schema
 	$(BIN)/python -m schema.export
 
-bench: $(STAMP) ## Benchmark import and query latency on 10,000 generated customers
+bench: $(STAMP) web chromium ## Benchmark import, queries and the dashboard on 10,000 customers
 	$(BIN)/python -m bench.run
 
-.PHONY: help install web chromium web-test demo serve test lint check schema bench
+screenshots: $(STAMP) web chromium ## Refresh docs/screenshots/ from the browser tests' pictures
+	$(BIN)/python -m pytest -q -p no:randomly tests/test_dashboard.py
+	mkdir -p docs/screenshots
+	cp $(addprefix tests/artifacts/,$(SCREENSHOTS)) docs/screenshots/
+
+.PHONY: help install web chromium web-test demo serve test lint check schema bench screenshots

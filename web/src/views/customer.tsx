@@ -10,8 +10,7 @@ import { Status } from './common'
 
 type Facts = Customer['customer']
 
-function MrrOverTime({ customer, interval }: { customer: Facts; interval: string }) {
-  const currency = customer.currency ?? 'USD'
+function MrrOverTime({ customer, interval, currency }: { customer: Facts; interval: string; currency: string }) {
   const points = customer.mrrSeries
   const option = useMemo(
     () => ({
@@ -34,7 +33,7 @@ function MrrOverTime({ customer, interval }: { customer: Facts; interval: string
   )
 }
 
-export function CustomerView({ state, navigate, range }: ViewProps) {
+export function CustomerView({ state, navigate, range, meta }: ViewProps) {
   const loaded = useQuery<Customer>(state.customer ? 'DashboardCustomer' : null, {
     id: state.customer,
     start: range.start,
@@ -45,7 +44,7 @@ export function CustomerView({ state, navigate, range }: ViewProps) {
   return (
     <Status loaded={loaded}>
       {({ customer }) => {
-        const currency = customer.currency ?? 'USD'
+        const currency = customer.currency ?? meta.dataRange.baseCurrency
         return (
           <article class="customer" aria-labelledby="customer-title">
             <h1 id="customer-title">{customer.name ?? customer.externalId}</h1>
@@ -81,7 +80,7 @@ export function CustomerView({ state, navigate, range }: ViewProps) {
               <dt>Country</dt>
               <dd>{customer.country ?? '—'}</dd>
             </dl>
-            <MrrOverTime customer={customer} interval={state.interval} />
+            <MrrOverTime customer={customer} interval={state.interval} currency={currency} />
             <h2>Subscriptions</h2>
             <div class="table-scroll">
               <table>
