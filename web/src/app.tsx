@@ -31,7 +31,7 @@ const NAV: [View, string][] = [
 
 function Body(props: ViewProps) {
   switch (props.state.view) {
-    case 'overview':
+    case 'overview': // rendered by App itself (before Meta, when it can)
       return <Overview {...props} />
     case 'cohorts':
       return <CohortsView {...props} />
@@ -48,10 +48,23 @@ function Body(props: ViewProps) {
   }
 }
 
+// The overview does not wait for DashboardMeta when its range does not need the data's first
+// day: its query goes out with Meta's, counted from this browser's UTC day (Meta's `today`
+// replaces it when it comes; the same day, so the same request, nearly always).
+function earlyRange(state: State): Range | null {
+  if (state.view !== 'overview' || state.range === 'all') return null
+  const today = new Date().toISOString().slice(0, 10)
+  return presetRange(state.range, { first: null, last: null, today }, {
+    start: state.start ?? undefined,
+    end: state.end ?? undefined,
+  })
+}
+
 export function App() {
   const [state, navigate] = useUrlState()
   const meta = useQuery<Meta>('DashboardMeta', {})
   const refused = meta.status === 'error' && meta.error instanceof ApiError && meta.error.status === 401
+  const early = earlyRange(state)
   return (
     <>
       <a class="skip" href="#main">
@@ -90,23 +103,24 @@ export function App() {
             {meta.error.message}
           </p>
         )}
-        {meta.status === 'loading' && !meta.data && <p class="loading">Loading…</p>}
-        {meta.data && <Ready state={state} navigate={navigate} meta={meta.data} />}
+        {meta.data && state.view !== 'access' && <Controls {...ready(state, navigate, meta.data)} />}
+        {state.view === 'overview' && (meta.data || (early && !refused)) ? (
+          // The same element before and after Meta: the overview keeps its request.
+          <Overview state={state} navigate={navigate} range={meta.data ? ready(state, navigate, meta.data).range : early!} />
+        ) : meta.data ? (
+          <Body {...ready(state, navigate, meta.data)} />
+        ) : (
+          meta.status === 'loading' && <p class="loading">Loading…</p>
+        )}
       </main>
     </>
   )
 }
 
-function Ready({ state, navigate, meta }: { state: State; navigate: Navigate; meta: Meta }) {
+function ready(state: State, navigate: Navigate, meta: Meta): ViewProps {
   const range = presetRange(state.range, meta.dataRange, {
     start: state.start ?? undefined,
     end: state.end ?? undefined,
   })
-  const props = { state, navigate, meta, range }
-  return (
-    <>
-      {state.view !== 'access' && <Controls {...props} />}
-      <Body {...props} />
-    </>
-  )
+  return { state, navigate, meta, range }
 }

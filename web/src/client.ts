@@ -71,6 +71,7 @@ interface Response<T> {
 
 export async function query<T>(name: QueryName, variables: object = {}): Promise<T> {
   const { url, init } = request(name, variables, apiKey.get())
+  performance.mark(`tidemill:sent:${name}`)
   const response = await fetch(url, init)
   let body: Response<T>
   try {
@@ -78,6 +79,7 @@ export async function query<T>(name: QueryName, variables: object = {}): Promise
   } catch {
     throw new ApiError(`HTTP ${response.status} from ${ENDPOINT}`, 'HTTP', response.status)
   }
+  performance.mark(`tidemill:answered:${name}`)
   const [error] = body.errors ?? []
   if (error || !body.data) {
     const code = error?.extensions?.code ?? 'INTERNAL'

@@ -16,7 +16,6 @@ function Matrix({ cohorts, mrr, currency }: { cohorts: Cohorts['cohorts']; mrr: 
   const offsets = Math.max(0, ...cohorts.map((c) => c.cells.length))
   const option = useMemo(
     () => ({
-      aria: { enabled: true, decal: { show: false } }, // one series: its colour ramp is the scale
       tooltip: {
         formatter: ({ data }: { data: [number, number, number | null] }) => {
           const cohort = cohorts[data[1]]

@@ -116,6 +116,7 @@ function MovementsChart({ points, currency, interval, onBar }: {
 }) {
   const option = useMemo(
     () => ({
+      aria: { enabled: true, decal: { show: true } },
       tooltip: { trigger: 'axis', valueFormatter: (v: number) => money(v, currency) },
       legend: { type: 'scroll', bottom: 0 },
       grid: { left: 8, right: 16, top: 16, bottom: 40, containLabel: true },
@@ -159,6 +160,7 @@ function MovementsChart({ points, currency, interval, onBar }: {
 function WaterfallChart({ data, currency }: { data: OverviewData['series']['waterfall']; currency: string }) {
   const option = useMemo(
     () => ({
+      aria: { enabled: true, decal: { show: true } },
       tooltip: {
         trigger: 'axis',
         axisPointer: { type: 'shadow' },
@@ -168,14 +170,14 @@ function WaterfallChart({ data, currency }: { data: OverviewData['series']['wate
         },
       },
       grid: { left: 8, right: 16, top: 16, bottom: 16, containLabel: true },
-      xAxis: { type: 'category', data: data.steps.map((s) => KIND_LABELS[s.kind]) },
+      xAxis: { type: 'category', axisLabel: { interval: 0, rotate: 30 }, data: data.steps.map((s) => KIND_LABELS[s.kind]) },
       yAxis: { type: 'value', axisLabel: { formatter: (v: number) => money(v, currency, true) } },
       series: [
         {
           type: 'bar',
           stack: 'waterfall',
           silent: true,
-          itemStyle: { color: 'transparent', decal: 'none' },
+          itemStyle: { color: 'transparent', decal: { symbol: 'none' } },
           emphasis: { disabled: true },
           data: data.steps.map((s) => s.base),
         },
@@ -205,7 +207,7 @@ function WaterfallChart({ data, currency }: { data: OverviewData['series']['wate
   )
 }
 
-export function Overview({ state, navigate, range }: ViewProps) {
+export function Overview({ state, navigate, range }: Pick<ViewProps, 'state' | 'navigate' | 'range'>) {
   const variables = { start: range.start, end: range.end, interval: state.interval, spec: spec(state), period: state.period }
   const overview = useQuery<OverviewData>('DashboardOverview', variables)
   const broken = state.dimension !== null || state.compare.length > 0

@@ -53,6 +53,7 @@ function Funnel({ funnel }: { funnel: Data['funnel'] }) {
 function Conversion({ points, interval }: { points: Data['points']; interval: string }) {
   const option = useMemo(
     () => ({
+      aria: { enabled: true, decal: { show: true } },
       tooltip: { trigger: 'axis' },
       legend: { bottom: 0 },
       grid: { left: 8, right: 8, top: 16, bottom: 40, containLabel: true },
