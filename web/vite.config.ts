@@ -9,6 +9,7 @@ export default defineConfig({
   build: {
     outDir: '../schema/static',
     emptyOutDir: true,
+    manifest: true, // .vite/manifest.json: what each entry loads (the bench sizes the dashboard's)
     assetsInlineLimit: 0, // every asset is a file under /assets/ (the CSP allows 'self' only)
     chunkSizeWarningLimit: 2000, // GraphiQL's entry is large, and loaded only by /graphql
     rollupOptions: {

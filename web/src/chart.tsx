@@ -4,8 +4,13 @@
 import type { ComponentChildren } from 'preact'
 import { useEffect, useRef } from 'preact/hooks'
 import { toCsv, type Table } from './csv'
-import { echarts, type Option } from './echarts'
+import type { Option } from './echarts'
 import { PALETTE } from './palette'
+
+// ECharts is its own chunk, fetched as soon as the app starts: the app's first queries leave
+// while it downloads and compiles.
+const library = import('./echarts').then((module) => module.echarts)
+type ECharts = ReturnType<Awaited<typeof library>['init']>
 
 export interface ChartClick {
   dataIndex: number
@@ -50,13 +55,24 @@ const BASE: Option = {
 
 export function Chart({ id, title, option, table, height = 300, onClick, rowActions, format, small }: Props) {
   const element = useRef<HTMLDivElement>(null)
-  const instance = useRef<echarts.ECharts | null>(null)
+  const instance = useRef<ECharts | null>(null)
+  const latest = useRef(option)
+  latest.current = option
   const clicked = useRef(onClick)
   clicked.current = onClick
 
   useEffect(() => {
-    const node = element.current
-    if (!node) return undefined
+    let disposed = false
+    let cleanup = () => {
+      disposed = true
+    }
+    library.then((echarts) => {
+      if (!disposed && element.current) cleanup = mount(echarts, element.current)
+    })
+    return () => cleanup()
+  }, [])
+
+  const mount = (echarts: Awaited<typeof library>, node: HTMLDivElement) => {
     const chart = echarts.init(node, undefined, { renderer: 'canvas' })
     instance.current = chart
     chart.on('click', (params) => {
@@ -74,20 +90,26 @@ export function Chart({ id, title, option, table, height = 300, onClick, rowActi
       chart.resize()
     })
     observer.observe(node)
+    draw(chart, latest.current)
     return () => {
       observer.disconnect()
       chart.dispose()
+      instance.current = null
     }
-  }, [])
+  }
+
+  const draw = (chart: ECharts, current: Option) => {
+    const paint = () => {
+      if (chart.isDisposed()) return
+      element.current?.removeAttribute('data-rendered')
+      chart.setOption({ ...BASE, ...current }, true)
+    }
+    if (small) setTimeout(paint, 0) // sparklines after the main charts
+    else paint()
+  }
 
   useEffect(() => {
-    const draw = () => {
-      element.current?.removeAttribute('data-rendered')
-      instance.current?.setOption({ ...BASE, ...option }, true)
-    }
-    if (!small) return draw()
-    const later = setTimeout(draw, 0) // sparklines after the main charts
-    return () => clearTimeout(later)
+    if (instance.current) draw(instance.current, option)
   }, [option])
 
   const png = () => {
