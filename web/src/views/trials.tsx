@@ -56,7 +56,7 @@ function Conversion({ points, interval }: { points: Data['points']; interval: st
       aria: { enabled: true, decal: { show: true } },
       tooltip: { trigger: 'axis' },
       legend: { bottom: 0 },
-      grid: { left: 8, right: 8, top: 16, bottom: 40, containLabel: true },
+      grid: { left: 8, right: 8, top: 36, bottom: 40, containLabel: true },
       xAxis: { type: 'category', data: points.map((p) => period(p.date, interval)) },
       yAxis: [
         { type: 'value', name: 'Trials', axisLabel: { formatter: (v: number) => count(v, true) } },
