@@ -187,6 +187,28 @@ async def test_a_drill_down_reaches_a_customer(browser: Browser, server: str) ->
         await clean_visit(seen, server)
 
 
+async def test_a_breakdown_line_drills_into_its_own_scope(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?range=all&dimension=plan")
+        await rendered(page, "mrr")
+        [sent] = graphql_requests(seen, "DashboardBreakdown")
+        entries = replay(server, sent)["series"]["breakdown"]
+        plan = entries[0]["key"][-1]
+        period = entries[0]["points"][-1]
+        drill = f"?view=movements&from={period['date']}&to={period['endDate']}&scope=plan~EQ~{plan}"
+        await page.goto(f"{server}/{drill}")
+        totals = page.locator("[data-total-amount]")
+        await totals.wait_for(timeout=TIMEOUT)
+        [movements] = graphql_requests(seen, "DashboardMovements")
+        variables = json.loads(movements["variables"])
+        assert variables["spec"]["filters"] == [{"field": "plan", "op": "EQ", "values": [plan]}]
+        page_total = replay(server, movements)["movements"]["totalAmount"]
+        assert await totals.get_attribute("data-total-amount") == str(page_total)
+        assert plan in await page.locator("h1").inner_text()
+        await clean_visit(seen, server)
+
+
 async def test_the_url_round_trips_a_view(browser: Browser, server: str) -> None:
     query = "?view=cohorts&range=all&interval=QUARTER&currency=EUR&cohorts=mrr"
     async with visit(browser) as seen:

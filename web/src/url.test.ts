@@ -27,6 +27,7 @@ describe('URL state', () => {
       kinds: ['churn', 'contraction'],
       from: '2025-04-01',
       to: '2025-06-30',
+      scope: { field: 'plan', op: 'NOT_IN', values: ['Pro', 'Team'] },
       customer: '42',
       cohorts: 'mrr',
     }

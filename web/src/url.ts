@@ -36,6 +36,7 @@ export interface State {
   kinds: Kind[] // movements view: the kinds drilled into
   from: string | null // movements view: the period drilled into
   to: string | null
+  scope: Filter | null // movements view: the breakdown line drilled into, as one more filter
   customer: string | null // customer view
   cohorts: 'customers' | 'mrr'
 }
@@ -55,6 +56,7 @@ export const DEFAULTS: State = {
   kinds: [],
   from: null,
   to: null,
+  scope: null,
   customer: null,
   cohorts: 'customers',
 }
@@ -104,6 +106,7 @@ export function parse(search: string): State {
     kinds: params.getAll('kind').filter((k): k is Kind => (KINDS as readonly string[]).includes(k)),
     from: date(get('from')),
     to: date(get('to')),
+    scope: get('scope') === null ? null : decodeFilter(get('scope') ?? ''),
     customer: text(get('customer')),
     cohorts: get('cohorts') === 'mrr' ? 'mrr' : 'customers',
   }
@@ -130,6 +133,7 @@ export function serialize(state: State): string {
   state.kinds.forEach((kind) => params.append('kind', kind))
   put('from', state.from)
   put('to', state.to)
+  put('scope', state.scope && encodeFilter(state.scope))
   put('customer', state.customer)
   put('cohorts', state.cohorts, DEFAULTS.cohorts)
   const query = params.toString()

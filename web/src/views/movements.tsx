@@ -20,18 +20,20 @@ export function MovementsView({ state, navigate, range, meta }: ViewProps) {
     start: from,
     end: to,
     kinds,
-    spec: spec(state),
+    spec: { ...spec(state), filters: state.scope ? [...state.filters, state.scope] : state.filters },
     first: PAGE,
     after: cursors[cursors.length - 1],
   })
-  const what = kinds ? kinds.map((k) => KIND_LABELS[k]).join(', ') : 'All movements'
+  const kindsText = kinds ? kinds.map((k) => KIND_LABELS[k]).join(', ') : 'All movements'
+  const scope = state.scope
+  const what = scope ? `${kindsText} of ${scope.field} ${scope.op === 'EQ' ? '' : 'other than '}${scope.values.join(', ')}` : kindsText
   return (
     <section aria-labelledby="movements-title">
       <h1 id="movements-title">
         {what}, {day(from)} – {day(to)}
       </h1>
       <p>
-        <button type="button" onClick={() => navigate({ view: 'overview' })}>
+        <button type="button" onClick={() => navigate({ view: 'overview', scope: null })}>
           Back to the overview
         </button>
       </p>

@@ -1,17 +1,18 @@
 // Overview: the headline tiles, MRR (or its breakdown) with the net-new-MRR movements, and the
 // waterfall of one period. Every figure is the API's (DashboardOverview, DashboardBreakdown).
 import { useMemo } from 'preact/hooks'
-import type { Breakdown, Overview as OverviewData, Point, Summary } from '../api'
+import type { Breakdown, BreakdownEntry, Overview as OverviewData, Point, Summary } from '../api'
 import type { ViewProps } from '../app'
 import { Chart } from '../chart'
 import type { Table } from '../csv'
 import { useQuery } from '../data'
 import { byUnit, money, period, signedPercent, type Unit } from '../format'
 import { KIND_COLOURS, KIND_LABELS } from '../palette'
-import { KINDS, spec, type Kind } from '../url'
+import { KINDS, spec, type Filter, type Kind } from '../url'
 import { Status } from './common'
 
 const TOP = 8 // breakdown lines; the API adds one "other" entry for the rest
+const NO_VALUE = '(none)' // the API's key for customers or subscriptions without a value
 
 interface Tile {
   field: keyof Point & string
@@ -67,7 +68,7 @@ function MrrChart({ points, breakdown, currency, interval, onPeriod }: {
   breakdown: Breakdown['series']['breakdown'] | null
   currency: string
   interval: string
-  onPeriod: (index: number) => void
+  onPeriod: (index: number, line: string | null) => void
 }) {
   const lines = breakdown ?? [{ label: 'MRR', points, key: ['MRR'], other: false, summary: null }]
   const option = useMemo(
@@ -97,10 +98,10 @@ function MrrChart({ points, breakdown, currency, interval, onPeriod }: {
       title={breakdown ? 'MRR by breakdown' : 'MRR'}
       option={option}
       table={table}
-      onClick={({ dataIndex }) => onPeriod(dataIndex)}
+      onClick={({ dataIndex, seriesName }) => onPeriod(dataIndex, breakdown ? seriesName ?? null : null)}
       format={(value, column) => (column < 2 ? String(value) : money(value as number, currency))}
       rowActions={(index) => (
-        <button type="button" onClick={() => onPeriod(index)}>
+        <button type="button" onClick={() => onPeriod(index, null)}>
           Movements
         </button>
       )}
@@ -207,6 +208,18 @@ function WaterfallChart({ data, currency }: { data: OverviewData['series']['wate
   )
 }
 
+// A breakdown line as the filter of its scope: its value, or (the "other" line) none of the
+// values listed beside it — the API's keys, as they came.
+function lineScope(dimension: string, lines: BreakdownEntry[], label: string | null): Filter | null {
+  const line = lines.find((entry) => entry.label === label)
+  if (!line) return null
+  const value = line.key[line.key.length - 1]
+  if (value === NO_VALUE) return { field: dimension, op: 'IS_NULL', values: [] }
+  if (!line.other) return { field: dimension, op: 'EQ', values: [value] }
+  const values = lines.filter((entry) => !entry.other).map((entry) => entry.key[entry.key.length - 1])
+  return { field: dimension, op: 'NOT_IN', values }
+}
+
 export function Overview({ state, navigate, range }: Pick<ViewProps, 'state' | 'navigate' | 'range'>) {
   const variables = { start: range.start, end: range.end, interval: state.interval, spec: spec(state), period: state.period }
   const overview = useQuery<OverviewData>('DashboardOverview', variables)
@@ -221,9 +234,11 @@ export function Overview({ state, navigate, range }: Pick<ViewProps, 'state' | '
   return (
     <Status loaded={overview}>
       {({ series }) => {
-        const drill = (index: number, kind: Kind | null) => {
+        const lines = broken && breakdown.data ? breakdown.data.series.breakdown : []
+        const drill = (index: number, kind: Kind | null, line: string | null = null) => {
           const point = series.points[index]
-          if (point) navigate({ view: 'movements', from: point.date, to: point.endDate, kinds: kind ? [kind] : [] })
+          const scope = state.dimension && !state.compare.length ? lineScope(state.dimension, lines, line) : null
+          if (point) navigate({ view: 'movements', from: point.date, to: point.endDate, kinds: kind ? [kind] : [], scope })
         }
         return (
           <>
@@ -244,7 +259,7 @@ export function Overview({ state, navigate, range }: Pick<ViewProps, 'state' | '
                 breakdown={broken && breakdown.data ? breakdown.data.series.breakdown : null}
                 currency={series.currency}
                 interval={state.interval}
-                onPeriod={(index) => drill(index, null)}
+                onPeriod={(index, line) => drill(index, null, line)}
               />
               <MovementsChart points={series.points} currency={series.currency} interval={state.interval} onBar={drill} />
               <section class="waterfall">
