@@ -7,6 +7,7 @@ number of queries whatever its size.
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,15 +15,16 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.sql.expression import ColumnElement
 
 from app import cursors
 from app.db import Database
-from app.errors import NotFound, UserError
+from app.errors import InvalidQuery, NotFound, UserError
 from app.ids import bigint
 from app.metrics.cube import Cube, validate
-from app.metrics.spec import QuerySpec
+from app.metrics.periods import period_count, periods
+from app.metrics.spec import Interval, QuerySpec
 from app.metrics.universe import (
     customer_condition,
     customer_mrr,
@@ -362,6 +364,73 @@ def _activity(row: Any) -> Activity:
     return Activity(
         row["day"], row["kind"], row["amount"], row["before"], row["after"], description
     )
+
+
+@dataclass(frozen=True)
+class MrrAt:
+    """A customer's MRR (its currency) at the end of one period."""
+
+    date: datetime.date
+    end_date: datetime.date
+    mrr: int
+
+
+@dataclass(frozen=True)
+class MrrSeriesRequest:
+    start: date
+    end: date
+    interval: Interval = Interval.MONTH
+
+
+MAX_CUSTOMER_POINTS = 3_700
+
+
+def mrr_series_problems(request: MrrSeriesRequest) -> list[str]:
+    if request.start > request.end:
+        return [f"start {request.start} is after end {request.end}"]
+    count = period_count(request.start, request.end, request.interval)
+    if count > MAX_CUSTOMER_POINTS:
+        return [f"the series would have {count} points; at most {MAX_CUSTOMER_POINTS}"]
+    return []
+
+
+async def mrr_series(
+    engine: Database, ids: Sequence[int], request: MrrSeriesRequest
+) -> list[list[MrrAt]]:
+    """Each customer's MRR at the end of every period of the request: the `after` of its
+    latest movement on or before that day (METRICS.md 3), one statement for all of them."""
+    if problems := mrr_series_problems(request):
+        raise InvalidQuery(problems)
+    if not ids:
+        return []
+    bounds = periods(request.start, request.end, request.interval)
+    customers = sa.func.unnest(sa.bindparam("ids", list(ids), ARRAY(sa.BigInteger)))
+    days = sa.func.unnest(
+        sa.bindparam("a", [a for a, _ in bounds], ARRAY(sa.Date)),
+        sa.bindparam("b", [b for _, b in bounds], ARRAY(sa.Date)),
+    )
+    ids_ = customers.table_valued("customer_id").render_derived("ids")
+    days_ = days.table_valued("a", "b").render_derived("days")
+    grid = (
+        sa.select(ids_.c.customer_id, days_.c.a, days_.c.b)
+        .join_from(ids_, days_, sa.true())
+        .subquery("grid")
+    )
+    latest = (
+        sa.select(movement.c.after)
+        .where(movement.c.customer_id == grid.c.customer_id, movement.c.day <= grid.c.b)
+        .order_by(movement.c.day.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = sa.select(grid.c.customer_id, grid.c.a, grid.c.b, sa.func.coalesce(latest, 0))
+    by_customer: dict[int, list[MrrAt]] = {ident: [] for ident in ids}
+    async with engine.connect() as connection:
+        for ident, a, b, mrr in await connection.execute(
+            query.order_by(grid.c.customer_id, grid.c.a)
+        ):
+            by_customer[ident].append(MrrAt(a, b, mrr))
+    return [by_customer[ident] for ident in ids]
 
 
 def spec_conditions(cube: Cube, spec: QuerySpec, at: date) -> list[ColumnElement[bool]]:

@@ -5,8 +5,11 @@
 2. the demo company at benchmark size (busier than the demo) written to bench/data/;
 3. the real CLI imports it in a subprocess: wall time -> rows/s, the child's peak RSS;
 4. attributes for every customer (the CLI again) and a saved segment (bench/segments.py);
-5. the real server answers every case of `cases()` over HTTP: warm-ups, then timed runs;
-6. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
+5. the real server answers every case of `cases()` over HTTP: warm-ups, then timed runs, and
+   every dashboard view's set of persisted queries, sent together (bench/dashboard.py);
+6. the demo company in a second database: the dashboard's first load in headless Chromium,
+   and the size of its bundle;
+7. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
 
 A new benchmark case is one more `Case` in `cases()`.
 """
@@ -39,8 +42,9 @@ from sqlalchemy.engine import make_url
 
 from app.config import load_settings
 from app.db import create_engine
-from app.demo import Rates, add_months, generate_periods, write_csv
+from app.demo import Rates, add_months, generate_periods, load_demo, write_csv
 from app.migrate import upgrade
+from bench import dashboard
 from bench import segments as bench_segments
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -292,12 +296,55 @@ def measure(client: httpx.Client, case: Case, warmup: int, runs: int) -> Figure:
 
 
 def measure_server(
-    env: Mapping[str, str], bench_cases: list[Case], warmup: int, runs: int
+    env: Mapping[str, str],
+    bench_cases: list[Case],
+    views: list[dashboard.View],
+    warmup: int,
+    runs: int,
 ) -> list[Figure]:
     with server(env) as (base_url, process), httpx.Client(base_url=base_url, timeout=120) as client:
         figures = [measure(client, case, warmup, runs) for case in bench_cases]
+        figures += [measure_view(base_url, view, warmup, runs) for view in views]
         rss = process.memory_info().rss / MB
     return [*figures, *segment_ratio(figures), Figure("server RSS after run", rss, "MB", 250)]
+
+
+def measure_view(base_url: str, view: dashboard.View, warmup: int, runs: int) -> Figure:
+    samples = asyncio.run(dashboard.time_view(base_url, view, warmup, runs))
+    return Figure(
+        f"dashboard {view.name}: {len(view.requests)} queries together, median",
+        statistics.median(samples),
+        "ms",
+        dashboard.VIEW_TARGET_MS,
+        detail=f"p95 {_number(p95(samples))} ms",
+    )
+
+
+def dashboard_figures(admin_url: str, database: str, runs: int) -> list[Figure]:
+    """The dashboard's first load on the demo company (its own database), and its bundle."""
+    url = asyncio.run(fresh_database(admin_url, database))
+    engine = create_engine(load_settings(database_url=url))
+
+    async def load() -> None:
+        try:
+            await load_demo(engine, 300, 7, progress=lambda _stage, _count: None)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(load())
+    with server({**os.environ, "TIDEMILL_DATABASE_URL": url}) as (base_url, _):
+        loads = asyncio.run(dashboard.first_loads(base_url, runs))
+    kb, files = dashboard.bundle_gzip_kb()
+    return [
+        Figure(
+            "dashboard first load (demo, headless Chromium), median",
+            statistics.median(loads),
+            "ms",
+            1500,
+            detail=f"{len(loads)} cold loads, max {_number(max(loads))} ms",
+        ),
+        Figure("dashboard bundle, gzip", kb, "KB", 400, detail=f"{files} files loaded by /"),
+    ]
 
 
 def segment_ratio(figures: list[Figure]) -> list[Figure]:
@@ -384,8 +431,12 @@ def run(args: argparse.Namespace, console: Console) -> list[Figure]:
     figures = import_figures(path, rows, env)
     segment = load_attributes(url, path, args.seed, env)
     start = add_months(DATA_END, -12 * args.years)
-    bench_cases = cases(start, DATA_END - timedelta(days=1), segment)
-    return figures + measure_server(env, bench_cases, args.warmup, args.runs)
+    end = DATA_END - timedelta(days=1)
+    bench_cases = cases(start, end, segment)
+    # The dashboard's default range: the last 12 months up to the data's end ("today").
+    views = dashboard.views(add_months(DATA_END, -12), end, customer="1")
+    figures += measure_server(env, bench_cases, views, args.warmup, args.runs)
+    return figures + dashboard_figures(admin_url, f"{args.database}_demo", runs=5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,11 @@ from app.customers import (
     CustomerRow,
     CustomerSort,
     CustomerState,
+    MrrAt,
     SubscriptionFacts,
 )
 from app.errors import NotFound
-from app.metrics.spec import QuerySpec
+from app.metrics.spec import Interval, QuerySpec
 from resolvers.context import Context
 
 
@@ -83,3 +84,12 @@ async def facts(context: Context, ids: Sequence[int], wanted: set[str]) -> list[
         load(loaders.attributes, "attributes" in wanted),
     )
     return [Facts(*found) for found in zip(*parts, strict=True)]
+
+
+async def mrr_series(
+    context: Context, ident: int, start: datetime.date, end: datetime.date, interval: Interval
+) -> list[MrrAt]:
+    """One customer's MRR series; the customers of a page share one statement per range."""
+    request = customers.MrrSeriesRequest(start, end, interval)
+    found: list[MrrAt] = await context.loaders.mrr_series(request).load(ident)
+    return found

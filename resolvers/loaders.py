@@ -9,6 +9,7 @@ from typing import TypeVar
 from aiodataloader import DataLoader
 
 from app import attributes, customers
+from app.customers import MrrAt
 from app.db import Database
 
 T = TypeVar("T")
@@ -30,3 +31,14 @@ class Loaders:
         self.subscriptions = _loader(lambda ids: customers.subscriptions_of(engine, ids, today))
         self.activities = _loader(lambda ids: customers.activities_of(engine, ids))
         self.attributes = _loader(lambda ids: attributes.values_of(engine, ids))
+        self.engine = engine
+        self._mrr_series: dict[customers.MrrSeriesRequest, DataLoader[int, list[MrrAt]]] = {}
+
+    def mrr_series(self, request: customers.MrrSeriesRequest) -> DataLoader[int, list[MrrAt]]:
+        """The loader of customers' MRR series over one range (one per range asked)."""
+        if request not in self._mrr_series:
+            engine = self.engine
+            self._mrr_series[request] = _loader(
+                lambda ids: customers.mrr_series(engine, ids, request)
+            )
+        return self._mrr_series[request]

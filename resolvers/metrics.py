@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from datetime import date
+from datetime import UTC, date, datetime
 
 from app.errors import InvalidQuery
 from app.metrics.catalog import MetricInfo
 from app.metrics.churn import ChurnPage, ChurnRequest, Cursor
 from app.metrics.cohorts import Cohort, CohortRequest
+from app.metrics.coverage import DataRange
 from app.metrics.points import Point, Summary, summarize
 from app.metrics.service import Breakdown
-from app.metrics.span import DataRange
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from app.metrics.trials import Trials, TrialsRequest
+from app.metrics.waterfall import Waterfall, period_of
+from app.metrics.waterfall import waterfall as build_waterfall
 from resolvers.context import Context
 
 POINT_FIELDS = {
@@ -67,8 +69,20 @@ async def points(context: Context, request: SeriesRequest) -> tuple[Point, ...]:
     return await context.once(("points", request), lambda: context.metrics.series(request))
 
 
-async def breakdown(context: Context, request: SeriesRequest) -> tuple[Breakdown, ...]:
-    return await context.once(("breakdown", request), lambda: context.metrics.breakdown(request))
+async def breakdown(
+    context: Context, request: SeriesRequest, top: int | None = None
+) -> tuple[Breakdown, ...]:
+    return await context.once(
+        ("breakdown", request, top), lambda: context.metrics.breakdown(request, top)
+    )
+
+
+async def waterfall(context: Context, request: SeriesRequest, day: date | None) -> Waterfall:
+    return build_waterfall(period_of(await points(context, request), day))
+
+
+async def data_range(context: Context) -> DataRange:
+    return await context.metrics.data_range(datetime.now(UTC).date())
 
 
 def points_summary(points: Sequence[Point], field: str) -> Summary:
@@ -111,7 +125,3 @@ async def churn_page(
     cursor = Cursor.decode(after) if after else None
     request = ChurnRequest(start, end, spec, kinds, first, cursor)
     return await context.metrics.churn(request)
-
-
-async def data_range(context: Context) -> DataRange | None:
-    return await context.metrics.data_range()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -13,10 +13,15 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 
 from app.ids import parse_id
 from app.metrics.catalog import MetricInfo
+from app.metrics.churn import ChurnPage as ChurnPageResult
 from app.metrics.cohorts import Cohort as CohortResult
+from app.metrics.coverage import DataRange as DataRangeResult
+from app.metrics.mrr import KINDS
 from app.metrics.points import Point as PointResult
 from app.metrics.spec import QuerySpec
 from app.metrics.trials import Trials as TrialsResult
+from app.security.access import Access
+from resolvers import access as resolve_access
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
@@ -32,6 +37,7 @@ from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
 from schema.transactions import AtomicMutations
 from schema.types import (
+    ChurnPage,
     ChurnReport,
     Cohort,
     Customer,
@@ -44,6 +50,7 @@ from schema.types import (
     QuerySpecInput,
     Series,
     Trials,
+    Viewer,
     customer_nodes,
 )
 
@@ -119,6 +126,39 @@ class Query:
         currency = query_spec.currency or info.context.metrics.base_currency
         return ChurnReport(start=start, end=end, currency=currency, spec=query_spec)
 
+    @field(
+        description="The movements of some kinds in [start, end], with their customers (what "
+        "a chart's bar is made of), paginated; totals over every page.",
+        graphql_type=ChurnPage,
+    )
+    async def movements(
+        self,
+        info: Info,
+        start: datetime.date,
+        end: datetime.date,
+        kinds: Annotated[
+            list[str] | None, strawberry.argument(description="Default: every kind.")
+        ] = None,
+        spec: QuerySpecInput | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> ChurnPageResult:
+        query_spec = await _spec(info, spec)
+        return await resolve.churn_page(
+            info.context, start, end, query_spec, tuple(kinds or KINDS), first, after
+        )
+
+    @field(description="The days the data covers, and the server's today.", graphql_type=DataRange)
+    async def data_range(self, info: Info) -> DataRangeResult:
+        return await resolve.data_range(info.context)
+
+    @field(
+        description="Who is asking (the API key or keyless access) and what it may do.",
+        graphql_type=Viewer,
+    )
+    def viewer(self, info: Info) -> Access:
+        return resolve_access.viewer(info.context)
+
     @field(description="Customers: search, filter, sort, cursor-paginated.")
     async def customers(
         self,
@@ -155,14 +195,6 @@ class Query:
         day = at or datetime.datetime.now(datetime.UTC).date()
         wanted = selected_names(info)
         return await resolve.snapshot(info.context, day, await _spec(info, spec), wanted)
-
-    @field(
-        description="The span of the stored data (null when there is none): metrics outside "
-        "it are empty."
-    )
-    async def data_range(self, info: Info) -> DataRange | None:
-        found = await resolve.data_range(info.context)
-        return DataRange(first=found.first, last=found.last) if found else None
 
     @field(description="Attribute definitions (their values slice as attr.<key>).")
     async def attributes(self, info: Info) -> list[Attribute]:

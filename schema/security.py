@@ -73,6 +73,7 @@ from schema import inputs
 from schema.edge import RETRY_AFTER_SECONDS, http_error
 from schema.errors import coded
 from schema.root import build_schema
+from schema.web import graphiql_page
 
 log = logging.getLogger("tidemill.server")
 SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
@@ -261,6 +262,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
         return SecureContext(metrics=self.metrics)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the package's own assets (schema/web.py), never from a CDN."""
+        return graphiql_page()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Not for a GET that carries a persisted-query hash, whatever its Accept header."""

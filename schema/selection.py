@@ -24,10 +24,19 @@ def _summary_fields(field: SelectedField) -> set[str]:
     return {str(summary.arguments.get("field", "mrr")) for summary in _child(field, "summary")}
 
 
+# The Point fields a waterfall is made of (app.metrics.waterfall).
+WATERFALL_FIELDS = frozenset(
+    {"mrr", "new", "expansion", "reactivation", "contraction", "churn", "netNewMrr", "fxAdjustment"}
+)
+
+
 def wanted_point_fields(info: Info) -> set[str]:
-    """GraphQL names of Point fields selected under points, summary(field) and breakdown."""
+    """GraphQL names of Point fields selected under points, summary(field), breakdown and
+    waterfall."""
     wanted: set[str] = set()
     for series in _fields(info.selected_fields):
+        if _child(series, "waterfall"):
+            wanted |= WATERFALL_FIELDS
         wanted |= {
             f.name for points in _child(series, "points") for f in _fields(points.selections)
         }

@@ -11,7 +11,7 @@ from typing import TypeVar
 import strawberry
 
 from app.customers import Activity as ActivityResult
-from app.customers import CustomerRow, CustomerState, SubscriptionFacts
+from app.customers import CustomerRow, CustomerState, MrrAt, SubscriptionFacts
 from app.metrics.churn import LOGO, REVENUE
 from app.metrics.churn import ChurnPage as ChurnPageResult
 from app.metrics.cube import Dimension
@@ -19,6 +19,7 @@ from app.metrics.points import Point as PointResult
 from app.metrics.points import Summary as SummaryResult
 from app.metrics.service import Breakdown as BreakdownResult
 from app.metrics.spec import QuerySpec, SeriesRequest
+from app.metrics.waterfall import Waterfall as WaterfallResult
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers.context import Context
@@ -116,6 +117,9 @@ class Breakdown:
     key: list[str]
     label: str
     points: tuple[PointResult, ...] = strawberry.field(graphql_type=list[Point])
+    other: bool = strawberry.field(
+        description="This entry is every value beyond `top`, as one scope (key part `(other)`)."
+    )
 
     @field(graphql_type=Summary)
     def summary(self, field: str = "mrr") -> SummaryResult:
@@ -123,7 +127,31 @@ class Breakdown:
 
     @classmethod
     def of(cls, result: BreakdownResult) -> Breakdown:
-        return cls(key=list(result.key), label=result.label, points=result.points)
+        return cls(
+            key=list(result.key), label=result.label, points=result.points, other=result.other
+        )
+
+
+@strawberry.type(description="One step of a waterfall, with the levels a chart draws.")
+class WaterfallStep:
+    kind: str = strawberry.field(
+        description="opening, new, expansion, reactivation, contraction, churn, fx_adjustment, "
+        "closing"
+    )
+    amount: Cents
+    start: Cents = strawberry.field(description="MRR before the step (0 for opening, closing).")
+    end: Cents = strawberry.field(description="MRR after the step.")
+    base: Cents = strawberry.field(description="The lower of start and end.")
+    size: Cents = strawberry.field(description="The step's height: |amount|.")
+
+
+@strawberry.type(
+    description="From the MRR at the day before a period to the MRR at its end, step by step."
+)
+class Waterfall:
+    date: datetime.date
+    end_date: datetime.date
+    steps: list[WaterfallStep]
 
 
 @strawberry.type(description="A metric series over [start, end].")
@@ -147,9 +175,25 @@ class Series:
     ) -> SummaryResult:
         return await resolve.series_summary(info.context, self.request, field)
 
-    @field(description="One entry per value combination of spec.dimensions.")
-    async def breakdown(self, info: strawberry.Info[Context, None]) -> list[Breakdown]:
-        return [Breakdown.of(b) for b in await resolve.breakdown(info.context, self.request)]
+    @field(
+        description="One entry per value combination of spec.dimensions. With `top` (one "
+        "dimension): the `top` values with the most MRR at the end, then one `other` entry "
+        "for all the rest (per compared segment)."
+    )
+    async def breakdown(
+        self, info: strawberry.Info[Context, None], top: int | None = None
+    ) -> list[Breakdown]:
+        found = await resolve.breakdown(info.context, self.request, top)
+        return [Breakdown.of(b) for b in found]
+
+    @field(
+        description="The MRR waterfall of the period starting on `date` (default: the last).",
+        graphql_type=Waterfall,
+    )
+    async def waterfall(
+        self, info: strawberry.Info[Context, None], date: datetime.date | None = None
+    ) -> WaterfallResult:
+        return await resolve.waterfall(info.context, self.request, date)
 
 
 @strawberry.type(description="One month of a cohort: members active at its last day.")
@@ -199,22 +243,13 @@ class Trials:
     funnel: TrialFunnel
 
 
-@strawberry.type(
-    description="The stored subscription history: its first day and the last day a "
-    "subscription started or ended."
-)
-class DataRange:
-    first: datetime.date
-    last: datetime.date
-
-
 @strawberry.type
 class PageInfo:
     end_cursor: str | None
     has_next_page: bool
 
 
-@strawberry.type(description="A churn or contraction movement of one customer on one day.")
+@strawberry.type(description="A movement of one customer on one day (churn detail, drill-down).")
 class ChurnEvent:
     customer_id: strawberry.ID
     external_id: str
@@ -224,7 +259,10 @@ class ChurnEvent:
     amount: Cents = strawberry.field(description="The movement (negative): MRR lost.")
     mrr_before: Cents
     mrr_after: Cents
-    plans: list[str] = strawberry.field(description="Plans whose MRR stopped or shrank.")
+    plans: list[str] = strawberry.field(
+        description="Plans whose MRR moved that way: stopped or shrank (churn, contraction), "
+        "started or grew (new, expansion, reactivation)."
+    )
     cursor: str
 
 
@@ -323,6 +361,31 @@ class Activity:
     description: str = strawberry.field(description='e.g. "upgraded from Basic to Pro"')
 
 
+@strawberry.type(description="A customer's MRR at the end of one period.")
+class CustomerMrrPoint:
+    date: datetime.date
+    end_date: datetime.date
+    mrr: Cents
+
+
+T = TypeVar("T")
+
+
+def _loaded(fact: T | None) -> T:
+    """A fact the resolver that made the node prefetched (resolvers.customers.facts)."""
+    if fact is None:
+        raise RuntimeError("a Customer fact was selected but not prefetched")
+    return fact
+
+
+async def customer_nodes(
+    info: strawberry.Info[Context, None], rows: Sequence[CustomerRow], wanted: set[str]
+) -> list[Customer]:
+    """Customer nodes with the facts `wanted` (GraphQL field names), one batch per loader."""
+    found = await resolve_customers.facts(info.context, [row.id for row in rows], wanted)
+    return [Customer.of(row, facts) for row, facts in zip(rows, found, strict=True)]
+
+
 @strawberry.type(description="A customer and its facts (METRICS.md 8), batched per page.")
 class Customer:
     id: strawberry.ID
@@ -391,23 +454,18 @@ class Customer:
         found = _loaded(self.facts.attributes)
         return [AttributeValue.of(key, value) for key, value in sorted(found.items())]
 
-
-T = TypeVar("T")
-
-
-def _loaded(fact: T | None) -> T:
-    """A fact the resolver that made the node prefetched (resolvers.customers.facts)."""
-    if fact is None:
-        raise RuntimeError("a Customer fact was selected but not prefetched")
-    return fact
-
-
-async def customer_nodes(
-    info: strawberry.Info[Context, None], rows: Sequence[CustomerRow], wanted: set[str]
-) -> list[Customer]:
-    """Customer nodes with the facts `wanted` (GraphQL field names), one batch per loader."""
-    found = await resolve_customers.facts(info.context, [row.id for row in rows], wanted)
-    return [Customer.of(row, facts) for row, facts in zip(rows, found, strict=True)]
+    @field(
+        description="Its MRR (its currency) at the end of each period of [start, end].",
+        graphql_type=list[CustomerMrrPoint],
+    )
+    async def mrr_series(
+        self,
+        info: strawberry.Info[Context, None],
+        start: datetime.date,
+        end: datetime.date,
+        interval: Interval = Interval.MONTH,
+    ) -> list[MrrAt]:
+        return await resolve_customers.mrr_series(info.context, int(self.id), start, end, interval)
 
 
 @strawberry.type
@@ -421,3 +479,25 @@ class CustomerConnection:
     total_count: int
     edges: list[CustomerEdge]
     page_info: PageInfo
+
+
+@strawberry.type(description="The days the data covers.")
+class DataRange:
+    first: datetime.date | None = strawberry.field(
+        description="The first day of any subscription's history (null: no data yet)."
+    )
+    last: datetime.date | None = strawberry.field(
+        description="The last day a subscription state started or ended."
+    )
+    today: datetime.date = strawberry.field(description="The server's day (UTC).")
+    base_currency: str = strawberry.field(
+        description="What amounts are reported in unless a query's spec asks for another."
+    )
+
+
+@strawberry.type(description="Who is asking, and what that allows.")
+class Viewer:
+    name: str = strawberry.field(description="The key's name, or how the caller was let in.")
+    scopes: list[str] = strawberry.field(description="Every scope held, implied ones included.")
+    keyless: bool = strawberry.field(description="Let in without a key (the loopback demo).")
+    allows: list[str] = strawberry.field(description="What those scopes allow.")

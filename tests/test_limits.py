@@ -16,7 +16,7 @@ from tests.edge import bearer, codes, extended_app, new_key, persisted, real_app
 DOCUMENTS = load_documents()
 CHURN = '{ churn(start: "2024-01-01", end: "2024-01-31") { churnedCustomers { events { name } } } }'
 ALIASES = "{ a: metrics { name } b: metrics { name } c: metrics { name } }"
-VARIABLES = {"start": "2024-01-01", "end": "2024-03-31"}
+VARIABLES = {"start": "2024-01-01", "end": "2024-03-31", "id": "1"}
 
 
 async def post(database_url: str, body: Any, **limits: Any) -> tuple[int, Any]:
@@ -31,7 +31,8 @@ async def test_every_registered_query_is_within_the_default_limits(database_url:
         for document in DOCUMENTS.values():
             body = {"extensions": persisted(document.sha256), "variables": VARIABLES}
             response = await client.post("/graphql", json=body)
-            assert "errors" not in response.json(), (document.name, response.json())
+            # The empty database has no customer 1: NOT_FOUND, after every limit let it run.
+            assert set(codes(response.json())) <= {"NOT_FOUND"}, (document.name, response.json())
 
 
 @pytest.mark.usefixtures("engine")

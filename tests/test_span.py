@@ -16,8 +16,8 @@ s3,C,2024-04-01,2024-05-15,70,active
 """
 
 
-async def test_no_data_is_null(engine: AsyncEngine, metrics: MetricsEngine) -> None:
-    assert await execute(metrics, QUERY) == {"dataRange": None}
+async def test_no_data_has_no_days(engine: AsyncEngine, metrics: MetricsEngine) -> None:
+    assert await execute(metrics, QUERY) == {"dataRange": {"first": None, "last": None}}
 
 
 async def test_from_the_first_start_to_the_last_start_or_end(

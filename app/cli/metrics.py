@@ -122,7 +122,9 @@ def _span() -> str:
         span = run(load_settings(), "DataRange", {})["dataRange"]
     except ClientError:
         return ""
-    return f" (data spans {span['first']}..{span['last']})" if span else " (no data stored yet)"
+    if not span["first"]:
+        return " (no data stored yet)"
+    return f" (data spans {span['first']}..{span['last']})"
 
 
 def is_blank(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> bool:

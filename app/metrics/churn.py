@@ -1,9 +1,10 @@
-"""Churn detail: who churned (logo churn) and every revenue-churn movement, paginated.
+"""Movement detail: who churned (logo churn), every revenue-churn movement, and the movements
+of any kinds behind a chart's bar (drill-down), paginated.
 
-Events are the `churn` (and, for revenue churn, `contraction`) movements of METRICS.md 3 in the
-spec's scope, with amounts in the report currency converted on their day (METRICS.md 7), so
-they add up to the series' `churn` and `contraction`. Pages are keyset-paginated on
-(day, customer id): stable while data is added elsewhere.
+Events are the movements of METRICS.md 3 of the requested kinds (`churn`; `churn` and
+`contraction` for revenue churn) in the spec's scope, with amounts in the report currency
+converted on their day (METRICS.md 7), so they add up to the series' field of that kind. Pages
+are keyset-paginated on (day, customer id): stable while data is added elsewhere.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.metrics.fx import (
     missing_rate,
     movement_days,
 )
-from app.metrics.mrr import NO_VALUE, movement_source
+from app.metrics.mrr import KINDS, NO_VALUE, movement_source
 from app.metrics.spec import QuerySpec
 from app.tables import customer, mrr_change, plan
 
@@ -73,7 +74,7 @@ class ChurnEvent:
     amount: int
     mrr_before: int
     mrr_after: int
-    plans: tuple[str, ...]  # the plans whose MRR stopped or shrank that day
+    plans: tuple[str, ...]  # the plans whose MRR moved that day the way the movement did
     cursor: str
 
 
@@ -91,14 +92,25 @@ def request_problems(request: ChurnRequest) -> list[str]:
     if request.start > request.end:
         problems.append(f"start {request.start} is after end {request.end}")
     if request.spec.dimensions or request.spec.compare:
-        problems.append("churn detail takes filters, not dimensions or compareSegments")
+        problems.append("movement detail takes filters, not dimensions or compareSegments")
+    unknown = sorted(set(request.kinds) - set(KINDS))
+    if unknown or not request.kinds:
+        problems.append(
+            f"kinds {', '.join(unknown) or '(none)'} not accepted; kinds: {', '.join(KINDS)}"
+        )
     if not 1 <= request.first <= MAX_PAGE:
         problems.append(f"first must be between 1 and {MAX_PAGE}, not {request.first}")
     return problems
 
 
-def _plans_left(customer_id: ColumnElement[Any], day: ColumnElement[Any]) -> Any:
+def _plans_moved(
+    customer_id: ColumnElement[Any], day: ColumnElement[Any], amount: ColumnElement[Any]
+) -> Any:
+    """The plans whose MRR stopped or shrank (a loss) or started or grew (a gain) that day."""
     name = sa.func.coalesce(plan.c.name, NO_VALUE)
+    same_way = sa.or_(
+        sa.and_(amount < 0, mrr_change.c.delta < 0), sa.and_(amount > 0, mrr_change.c.delta > 0)
+    )
     return (
         sa.select(sa.func.array_agg(sa.distinct(name)))
         .select_from(mrr_change)
@@ -106,7 +118,7 @@ def _plans_left(customer_id: ColumnElement[Any], day: ColumnElement[Any]) -> Any
         .where(
             mrr_change.c.customer_id == customer_id,
             mrr_change.c.day == day,
-            mrr_change.c.delta < 0,
+            same_way,
         )
         .scalar_subquery()
     )
@@ -155,7 +167,7 @@ def compile_page(cube: Cube, request: ChurnRequest, currencies: Currencies) -> S
             limited,
             customer.c.external_id,
             customer.c.name,
-            _plans_left(limited.c.customer_id, limited.c.day).label("plans"),
+            _plans_moved(limited.c.customer_id, limited.c.day, limited.c.amount).label("plans"),
         )
         .join_from(limited, customer, customer.c.id == limited.c.customer_id)
         .order_by(limited.c.day, limited.c.customer_id)

@@ -49,3 +49,12 @@ def period_count(start: date, end: date, interval: Interval) -> int:
         return (period_start(end, interval) - first).days // 7 + 1
     months = (end.year - first.year) * 12 + end.month - first.month
     return months // MONTHS_PER[interval] + 1
+
+
+def periods(start: date, end: date, interval: Interval) -> list[tuple[date, date]]:
+    """The (date, endDate) of every point of a series over [start, end]."""
+    found, first = [], period_start(start, interval)
+    while first <= end:
+        found.append((max(first, start), min(period_end(first, interval), end)))
+        first = period_end(first, interval) + timedelta(days=1)
+    return found

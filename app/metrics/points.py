@@ -49,6 +49,16 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Breakdown:
+    """The series of one value combination of a breakdown (or of one compared segment)."""
+
+    key: tuple[str, ...]
+    label: str
+    points: tuple[Point, ...]
+    other: bool = False  # every value beyond a breakdown's `top`, as one scope
+
+
+@dataclass(frozen=True)
 class Summary:
     current: float | None
     previous: float | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -29,14 +29,15 @@ from app.metrics.churn import (
 from app.metrics.churn import request_problems as churn_problems
 from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
 from app.metrics.cohorts import request_problems as cohort_problems
+from app.metrics.coverage import DataRange, compile_range
 from app.metrics.cube import Cube, validate
 from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
-from app.metrics.points import Point, build_point
-from app.metrics.span import DataRange, build_data_range, compile_data_range
+from app.metrics.points import Breakdown, Point, build_point
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+from app.metrics.top import as_other, other_request, ranked, top_problems, top_values
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import spec_segment_problems
@@ -44,13 +45,6 @@ from app.tables import ledger_currency
 
 MAX_POINTS = 3_700  # ten years of days
 NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    key: tuple[str, ...]
-    label: str
-    points: tuple[Point, ...]
 
 
 def request_problems(request: SeriesRequest) -> list[str]:
@@ -233,11 +227,35 @@ class MetricsEngine:
             points = [with_ltv(point, rates) for point in points]
         return tuple(points)
 
-    async def breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
+    async def breakdown(
+        self, request: SeriesRequest, top: int | None = None
+    ) -> tuple[Breakdown, ...]:
         """One series per value combination of the spec's dimensions that has any MRR or
         movement in range. With compared segments, the segment is the key's first part (in
         the order asked) and every segment is listed: a segment with no data in range once,
-        under its placeholder key (its dimensions `(none)`), with zero points."""
+        under its placeholder key (its dimensions `(none)`), with zero points.
+
+        With `top` (one dimension), only the `top` values with the most MRR at the end are
+        listed, and every other value is one more entry (per compared segment), computed as
+        the scope "the dimension is none of those values" (app.metrics.top)."""
+        entries = await self._breakdown(request)
+        if top is None:
+            return entries
+        top_problems(request.spec.dimensions, top)
+        kept = top_values(entries, top)
+        if kept is None:
+            return entries
+        rest = other_request(request, kept)
+        if rest.spec.compare:
+            others = await self._breakdown(rest)
+        else:
+            others = (Breakdown((), "", await self.series(rest)),)
+        return (
+            *ranked(entries, kept),
+            *(as_other(entry) for entry in others),
+        )
+
+    async def _breakdown(self, request: SeriesRequest) -> tuple[Breakdown, ...]:
         spec = request.spec
         if not spec.groups:
             return ()
@@ -296,10 +314,11 @@ class MetricsEngine:
                 page = await connection.execute(compile_page(cube, request, currencies))
                 return build_page(page.mappings().all(), total, request)
 
-    async def data_range(self) -> DataRange | None:
-        """The first and last day of the stored subscription history (None when empty)."""
+    async def data_range(self, today: date) -> DataRange:
+        """The first and latest movement days, and `today`."""
         async with self.engine.connect() as connection:
-            return build_data_range((await connection.execute(compile_data_range())).one())
+            first, last = (await connection.execute(compile_range())).one()
+        return DataRange(first, last, today, self.base_currency)
 
     async def snapshot(self, at: date, spec: QuerySpec, fields: frozenset[str]) -> Point:
         """The one-day series point of day `at`."""

@@ -90,6 +90,15 @@ def _first(value: ColumnElement[Any], order: ColumnElement[Any]) -> ColumnElemen
     return sa.func.array_agg(aggregate_order_by(value, order), type_=ARRAY(value.type))[1]
 
 
+def _with_a_trial() -> Select[Any]:
+    """The subscriptions that have a trial (the only ones `trial_facts` keeps): aggregating
+    just their versions is a fraction of the work of aggregating every subscription's."""
+    v = subscription_version.alias("with_trial")
+    return sa.select(v.c.subscription_id).where(
+        sa.or_(v.c.trial_start.is_not(None), v.c.status == "trialing")
+    )
+
+
 def trial_facts() -> FromClause:
     """One row per trial: customer, first plan/currency/interval, and its start, conversion
     and expiry days."""
@@ -117,6 +126,7 @@ def trial_facts() -> FromClause:
             _first(v.c.billing_interval, v.c.valid_from).label("plan_interval"),
         )
         .join_from(v, s, s.c.id == v.c.subscription_id)
+        .where(v.c.subscription_id.in_(_with_a_trial()))
         .group_by(v.c.subscription_id, s.c.customer_id)
         .having(started.is_not(None))
         .subquery("trial_history")
@@ -140,7 +150,7 @@ def trial_facts() -> FromClause:
     ).subquery("trials")
 
 
-def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
+def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> Select[Any]:
     facts = trial_facts()
     scope = Scope(cube, spec, end)
     query = sa.select(facts).where(
@@ -150,14 +160,16 @@ def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> FromClause:
         query = query.outerjoin_from(facts, plan, plan.c.id == facts.c.plan_id)
     if scope.needs_customer:
         query = query.join_from(facts, customer, customer.c.id == facts.c.customer_id)
-    return query.subquery("scoped_trials")
+    return query
 
 
 def compile_trials(cube: Cube, request: TrialsRequest) -> Select[tuple[object, ...]]:
     """Per period key `k`: trials started, converted and expired (each on its own day)."""
     start = sa.bindparam("start", request.start, type_=sa.Date)
     end = sa.bindparam("end", request.end, type_=sa.Date)
-    trials = _scoped(cube, request.spec, end)
+    # A CTE: the three counts below read the trials once (PostgreSQL materializes a CTE that
+    # is referenced several times), not three times.
+    trials = _scoped(cube, request.spec, end).cte("scoped_trials")
     periods = sa.select(
         sa.cast(
             sa.func.generate_series(
@@ -197,7 +209,7 @@ def compile_trials(cube: Cube, request: TrialsRequest) -> Select[tuple[object, .
 
 def compile_funnel(cube: Cube, request: TrialsRequest) -> Select[int, int, int]:
     end = sa.bindparam("end", request.end, type_=sa.Date)
-    trials = _scoped(cube, request.spec, end)
+    trials = _scoped(cube, request.spec, end).subquery("scoped_trials")
     started = trials.c.started.between(sa.bindparam("start", request.start, type_=sa.Date), end)
     return sa.select(
         sa.func.count().label("started"),

@@ -1,0 +1,364 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) against a real server
+on the demo company: every figure on screen is the API's, the controls and the URL drive the
+views, a drill-down reaches a customer, a partner key can use it, and no request leaves the
+server's origin. Each test saves screenshots under tests/artifacts/ (gitignored)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tests.browser import Visit, chromium, delete_keys, demo_database, screenshot, visit
+from tests.conftest import _server_url
+from tests.edge import bearer, new_key, real_app, running
+
+PHONE = {"width": 390, "height": 844}
+TIMEOUT = 20_000  # ms; the machine is shared
+
+
+@pytest.fixture(scope="module")
+async def demo_url() -> AsyncIterator[str]:
+    async with demo_database(_server_url()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(demo_url: str) -> Iterator[str]:
+    with running(real_app(demo_url)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as found:
+        yield found
+
+
+async def rendered(page: Page, chart: str) -> None:
+    await page.wait_for_selector(f'[data-chart="{chart}"][data-rendered="true"]', timeout=TIMEOUT)
+
+
+def graphql_requests(seen: Visit, name: str) -> list[dict[str, Any]]:
+    """The persisted-query requests the page sent for `name`: their query parameters."""
+    found = []
+    for url in seen.requests:
+        parts = urlsplit(url)
+        if parts.path != "/graphql" or not parts.query:
+            continue
+        params = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        if params.get("operationName") == name:
+            found.append(params)
+    return found
+
+
+def replay(server: str, params: dict[str, Any], key: str | None = None) -> Any:
+    """The API's answer to the same request the page sent (the same hash and variables)."""
+    body = {
+        "variables": json.loads(params["variables"]),
+        "extensions": json.loads(params["extensions"]),
+    }
+    response = httpx.post(f"{server}/graphql", json=body, headers=bearer(key), timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def clean_visit(seen: Visit, server: str) -> None:
+    """Nothing left the origin, no CSP violation, no uncaught error; only hashes were sent."""
+    assert seen.foreign(server) == []
+    watched = await seen.watched()
+    assert watched == {"violations": [], "errors": []}
+    for url in seen.requests:
+        parts = urlsplit(url)
+        if parts.path == "/graphql" and parts.query:
+            params = parse_qs(parts.query)
+            assert "query" not in params, url
+            assert json.loads(params["extensions"][0])["persistedQuery"]["sha256Hash"]
+
+
+async def test_the_overview_shows_the_apis_figures(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        await seen.page.goto(f"{server}/")
+        await rendered(seen.page, "mrr")
+        await rendered(seen.page, "movements")
+        await rendered(seen.page, "waterfall")
+        [sent] = graphql_requests(seen, "DashboardOverview")
+        series = replay(server, sent)["series"]
+        tiles = seen.page.locator("[data-tile]")
+        assert await tiles.count() == 8
+        for index in range(8):
+            tile = tiles.nth(index)
+            field = await tile.get_attribute("data-tile")
+            assert field is not None
+            value = await tile.get_attribute("data-value")
+            expected = series[field]["current"]
+            assert value == ("" if expected is None else _js_number(expected)), field
+            change = series[field]["percentageChange"]
+            assert await tile.locator(".change").get_attribute("data-change") == (
+                "" if change is None else _js_number(change)
+            )
+            text = await tile.locator(".value").inner_text()
+            assert text == "—" if expected is None else any(c.isdigit() for c in text)
+        await screenshot(seen.page, "overview")
+        await clean_visit(seen, server)
+
+
+def _js_number(value: float) -> str:
+    """A JSON number as JavaScript's String() writes it."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+async def test_breakdown_and_interval_update_the_chart(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/")
+        await rendered(page, "mrr")
+        await page.select_option("select[name=dimension]", "plan")
+        await page.wait_for_selector("#mrr-title:has-text('MRR by breakdown')", timeout=TIMEOUT)
+        await rendered(page, "mrr")
+        [sent] = graphql_requests(seen, "DashboardBreakdown")
+        assert json.loads(sent["variables"])["top"] == 8
+        entries = replay(server, sent)["series"]["breakdown"]
+        assert 1 < len(entries) <= 9
+        headers = await _table_headers(page, "mrr")
+        assert headers[2:] == [*(f"{entry['label']} mrr_cents" for entry in entries), "Details"]
+        await page.select_option("select[name=interval]", "QUARTER")
+        await page.wait_for_function(
+            "() => new URLSearchParams(location.search).get('interval') === 'QUARTER'"
+        )
+        await _until_sent(seen, "DashboardBreakdown", 2)
+        await rendered(page, "mrr")
+        quarterly = replay(server, graphql_requests(seen, "DashboardBreakdown")[-1])
+        points = quarterly["series"]["breakdown"][0]["points"]
+        rows = page.locator('figure:has([data-chart="mrr"]) tbody tr')
+        await rows.first.wait_for(state="attached")
+        assert await rows.count() == len(points)
+        assert "dimension=plan" in page.url
+        await screenshot(page, "overview-breakdown-quarterly")
+        await clean_visit(seen, server)
+
+
+async def _until_sent(seen: Visit, name: str, count: int) -> None:
+    for _ in range(200):
+        if len(graphql_requests(seen, name)) >= count:
+            return
+        await seen.page.wait_for_timeout(50)
+    raise AssertionError(f"{name} was not sent {count} times")
+
+
+async def _table_headers(page: Page, chart: str) -> list[str]:
+    figure = page.locator(f'figure:has([data-chart="{chart}"])')
+    return [text.strip() for text in await figure.locator("thead th").all_text_contents()]
+
+
+async def test_a_drill_down_reaches_a_customer(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?range=all")
+        await rendered(page, "movements")
+        [sent] = graphql_requests(seen, "DashboardOverview")
+        points = replay(server, sent)["series"]["points"]
+        index = max(i for i, point in enumerate(points) if point["churn"] < 0)
+        figure = page.locator('figure:has([data-chart="movements"])')
+        await figure.locator("summary").click()
+        await figure.locator("tbody tr").nth(index).locator('button[data-drill="churn"]').click()
+        totals = page.locator("[data-total-amount]")
+        await totals.wait_for(timeout=TIMEOUT)
+        # The churned customers of that period, adding up to the bar that was clicked.
+        assert await totals.get_attribute("data-total-amount") == str(points[index]["churn"])
+        assert f"from={points[index]['date']}" in page.url
+        assert "kind=churn" in page.url
+        await screenshot(page, "movements")
+        await page.locator("table.movements tbody tr a").first.click()
+        await page.wait_for_selector("#customer-title", timeout=TIMEOUT)
+        await rendered(page, "customer-mrr")
+        assert "view=customer" in page.url
+        assert await page.locator('[data-fact="status"]').inner_text() in {"churned", "active"}
+        await screenshot(page, "customer")
+        await page.go_back()
+        await page.wait_for_selector("[data-total-amount]", timeout=TIMEOUT)
+        await clean_visit(seen, server)
+
+
+async def test_a_breakdown_line_drills_into_its_own_scope(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?range=all&dimension=plan")
+        await rendered(page, "mrr")
+        [sent] = graphql_requests(seen, "DashboardBreakdown")
+        entries = replay(server, sent)["series"]["breakdown"]
+        plan = entries[0]["key"][-1]
+        period = entries[0]["points"][-1]
+        drill = f"?view=movements&from={period['date']}&to={period['endDate']}&scope=plan~EQ~{plan}"
+        await page.goto(f"{server}/{drill}")
+        totals = page.locator("[data-total-amount]")
+        await totals.wait_for(timeout=TIMEOUT)
+        [movements] = graphql_requests(seen, "DashboardMovements")
+        variables = json.loads(movements["variables"])
+        assert variables["spec"]["filters"] == [{"field": "plan", "op": "EQ", "values": [plan]}]
+        page_total = replay(server, movements)["movements"]["totalAmount"]
+        assert await totals.get_attribute("data-total-amount") == str(page_total)
+        assert plan in await page.locator("h1").inner_text()
+        await clean_visit(seen, server)
+
+
+async def test_the_url_round_trips_a_view(browser: Browser, server: str) -> None:
+    query = "?view=cohorts&range=all&interval=QUARTER&currency=EUR&cohorts=mrr"
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/{query}")
+        await rendered(page, "cohorts")
+        assert await page.input_value("select[name=range]") == "all"
+        assert await page.input_value("select[name=interval]") == "QUARTER"
+        assert await page.input_value("select[name=currency]") == "EUR"
+        assert await page.locator("input[name=cohorts]").nth(1).is_checked()
+        [sent] = graphql_requests(seen, "DashboardCohorts")
+        assert json.loads(sent["variables"])["spec"]["currency"] == "EUR"
+        await page.get_by_role("link", name="Trials").click()
+        await rendered(page, "trials")
+        assert "view=trials" in page.url
+        await page.go_back()
+        await rendered(page, "cohorts")
+        assert urlsplit(page.url).query == query[1:]
+        await page.reload()
+        await rendered(page, "cohorts")
+        assert await page.input_value("select[name=currency]") == "EUR"
+        await clean_visit(seen, server)
+
+
+VIEWS = ("overview", "cohorts", "trials", "churn", "access")
+READY = {"overview": "mrr", "cohorts": "cohorts", "trials": "trials"}
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+async def test_every_view_at_desktop_and_phone_width(
+    browser: Browser, server: str, viewport: str
+) -> None:
+    size = PHONE if viewport == "phone" else {"width": 1280, "height": 900}
+    async with visit(browser, **size) as seen:
+        page = seen.page
+        for view in VIEWS:
+            await page.goto(f"{server}/?view={view}&range=all")
+            if view in READY:
+                await rendered(page, READY[view])
+            elif view == "churn":
+                await page.wait_for_selector("[data-list=revenue] tbody tr", timeout=TIMEOUT)
+            else:
+                await page.wait_for_selector("[data-scopes]", timeout=TIMEOUT)
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{view} scrolls sideways at {size['width']} px"
+            await screenshot(page, f"{view}-{viewport}")
+        await clean_visit(seen, server)
+
+
+async def test_keyboard_reaches_the_controls_and_views(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/")
+        await rendered(page, "mrr")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")  # Overview, then Cohorts
+        await page.keyboard.press("Enter")
+        await rendered(page, "cohorts")
+        unlabelled = await page.evaluate(
+            """[...document.querySelectorAll('select, input')]
+                 .filter((e) => !e.closest('label') && !e.getAttribute('aria-label')).length"""
+        )
+        assert unlabelled == 0
+        await clean_visit(seen, server)
+
+
+async def test_exports_are_the_apis_data_as_csv_and_a_png(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/")
+        await rendered(page, "mrr")
+        [sent] = graphql_requests(seen, "DashboardOverview")
+        points = replay(server, sent)["series"]["points"]
+        figure = page.locator('figure:has([data-chart="movements"])')
+        async with page.expect_download() as csv_download:
+            await figure.locator("button[data-export=csv]").click()
+        csv_path = await (await csv_download.value).path()
+        lines = csv_path.read_text().splitlines()
+        assert lines[0] == (
+            "date,end_date,mrr_cents,new_cents,expansion_cents,reactivation_cents,"
+            "contraction_cents,churn_cents,net_new_mrr_cents"
+        )
+        kinds = ("mrr", "new", "expansion", "reactivation", "contraction", "churn", "netNewMrr")
+        assert lines[1:] == [
+            ",".join([p["date"], p["endDate"], *(str(p[k]) for k in kinds)]) for p in points
+        ]
+        async with page.expect_download() as png_download:
+            await figure.locator("button[data-export=png]").click()
+        png = (await (await png_download.value).path()).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        await clean_visit(seen, server)
+
+
+async def test_a_partner_key_can_use_the_dashboard(browser: Browser, demo_url: str) -> None:
+    engine: AsyncEngine = create_async_engine(make_url(demo_url))
+    key = await new_key(engine, "partner", name="board")
+    try:
+        with running(real_app(demo_url)) as server:
+            async with visit(browser) as seen:
+                page = seen.page
+                await page.goto(f"{server}/")
+                await page.wait_for_selector("input[name=apiKey]", timeout=TIMEOUT)
+                await screenshot(page, "access-asks-for-a-key")
+                await page.fill("input[name=apiKey]", key)
+                await page.click("text=Use this key")
+                await rendered(page, "mrr")
+                stored = await page.evaluate("sessionStorage.getItem('tidemill.apiKey')")
+                assert stored == key
+                assert await page.evaluate("localStorage.length") == 0
+                assert key not in page.url
+                await page.get_by_role("link", name="Access").click()
+                scopes = page.locator("[data-scopes]")
+                await scopes.wait_for(timeout=TIMEOUT)
+                assert await scopes.inner_text() == "read, partner"
+                await screenshot(page, "access-partner")
+                await clean_visit(seen, server)
+    finally:
+        await delete_keys(engine)  # the other tests run keyless
+        await engine.dispose()
+
+
+async def test_graphiql_renders_offline_and_runs_a_query(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        origin = server + "/"
+        # Air-gapped: anything not of the server's origin fails, as without a network.
+        await page.context.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(origin)
+                else route.abort("internetdisconnected")
+            ),
+        )
+        await page.goto(f"{server}/graphql")
+        editor = page.locator(".graphiql-query-editor .CodeMirror")
+        await editor.wait_for(timeout=TIMEOUT)
+        await editor.click()
+        await page.keyboard.press("Control+A")
+        await page.keyboard.type("{ dataRange { today baseCurrency } }")
+        await page.locator(".graphiql-execute-button").click()
+        response = page.locator(".graphiql-response")
+        await page.wait_for_function(
+            "() => document.querySelector('.graphiql-response')?.textContent.includes('today')",
+            timeout=TIMEOUT,
+        )
+        assert '"baseCurrency": "USD"' in await response.inner_text()
+        await screenshot(page, "graphiql")
+        await clean_visit(seen, server)

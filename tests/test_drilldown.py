@@ -1,0 +1,136 @@
+"""What a dashboard drills into: the movements of some kinds in a period with their customers,
+a customer's MRR series, and the days the data covers."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics.service import MetricsEngine
+from tests.conftest import execute, execute_errors, import_text
+from tests.test_movements import COMPANY
+
+MOVEMENTS = """query($kinds: [String!], $first: Int, $after: String) {
+  movements(start: "2024-03-01", end: "2024-03-31", kinds: $kinds, first: $first, after: $after) {
+    totalCount totalAmount pageInfo { endCursor hasNextPage }
+    events { externalId day kind amount mrrBefore mrrAfter plans } } }"""
+MRR_SERIES = """query($search: String!, $start: Date!, $interval: Interval!) {
+  customers(search: $search) { edges { node { externalId
+    mrrSeries(start: $start, end: "2024-04-30", interval: $interval) { date endDate mrr } } } } }"""
+
+
+@pytest.fixture
+async def company(engine: AsyncEngine) -> None:
+    await import_text(engine, COMPANY)
+
+
+async def movements(metrics: MetricsEngine, **variables: Any) -> dict[str, Any]:
+    variables = {k: v for k, v in variables.items() if v is not None}
+    page: dict[str, Any] = (await execute(metrics, MOVEMENTS, variables))["movements"]
+    return page
+
+
+@pytest.mark.usefixtures("company")
+async def test_the_movements_behind_a_bar(metrics: MetricsEngine) -> None:
+    growth = await movements(metrics, kinds=["new", "expansion"])
+    # March: A expands 10000 -> 15000 and E joins at 1000, both on Mar 1 (the series' new
+    # 1000 + expansion 5000).
+    assert (growth["totalCount"], growth["totalAmount"]) == (2, 6000)
+    assert [
+        (
+            e["externalId"],
+            e["day"],
+            e["kind"],
+            e["amount"],
+            e["mrrBefore"],
+            e["mrrAfter"],
+            e["plans"],
+        )
+        for e in growth["events"]
+    ] == [
+        ("A", "2024-03-01", "expansion", 5000, 10000, 15000, ["Basic"]),
+        ("E", "2024-03-01", "new", 1000, 0, 1000, ["Basic"]),
+    ]
+
+
+@pytest.mark.usefixtures("company")
+async def test_every_kind_adds_up_to_net_new_mrr_across_pages(metrics: MetricsEngine) -> None:
+    first = await movements(metrics, first=3)
+    assert (first["totalCount"], first["totalAmount"]) == (4, -3000)  # March's netNewMrr
+    assert first["pageInfo"]["hasNextPage"] is True
+    rest = await movements(metrics, first=3, after=first["pageInfo"]["endCursor"])
+    assert rest["pageInfo"]["hasNextPage"] is False
+    assert [(e["externalId"], e["kind"]) for e in first["events"] + rest["events"]] == [
+        ("A", "expansion"),
+        ("E", "new"),
+        ("E", "churn"),
+        ("C", "contraction"),
+    ]
+
+
+@pytest.mark.usefixtures("company")
+async def test_unknown_kinds_are_named(metrics: MetricsEngine) -> None:
+    [error] = await execute_errors(metrics, MOVEMENTS, {"kinds": ["upgrade"]})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "kinds upgrade not accepted" in error["message"]
+    assert "new, expansion, contraction, churn, reactivation" in error["message"]
+
+
+@pytest.mark.usefixtures("company")
+async def test_a_customers_mrr_series(metrics: MetricsEngine) -> None:
+    data = await execute(
+        metrics, MRR_SERIES, {"search": "B", "start": "2024-01-10", "interval": "MONTH"}
+    )
+    [edge] = data["customers"]["edges"]
+    # B: 5000 from Jan 15, churned Feb 10, back at 4000 on Apr 1.
+    assert [(p["date"], p["endDate"], p["mrr"]) for p in edge["node"]["mrrSeries"]] == [
+        ("2024-01-10", "2024-01-31", 5000),
+        ("2024-02-01", "2024-02-29", 0),
+        ("2024-03-01", "2024-03-31", 0),
+        ("2024-04-01", "2024-04-30", 4000),
+    ]
+
+
+@pytest.mark.usefixtures("company")
+async def test_a_page_of_mrr_series(metrics: MetricsEngine) -> None:
+    data = await execute(
+        metrics, MRR_SERIES, {"search": "", "start": "2024-02-01", "interval": "QUARTER"}
+    )
+    series = {
+        e["node"]["externalId"]: [p["mrr"] for p in e["node"]["mrrSeries"]]
+        for e in data["customers"]["edges"]
+    }
+    # Q1 ends Mar 31, Q2 is clipped to Apr 30.
+    assert series == {
+        "A": [15000, 15000],
+        "B": [0, 4000],
+        "C": [12000, 12000],
+        "D": [3000, 3000],
+        "E": [0, 0],
+    }
+
+
+@pytest.mark.usefixtures("company")
+async def test_a_backwards_range_is_refused(metrics: MetricsEngine) -> None:
+    query = """{ customers { edges { node {
+      mrrSeries(start: "2024-05-01", end: "2024-04-30") { mrr } } } } }"""
+    errors = await execute_errors(metrics, query)
+    assert {e["extensions"]["code"] for e in errors} == {"BAD_USER_INPUT"}
+    assert "start 2024-05-01 is after end 2024-04-30" in errors[0]["message"]
+
+
+@pytest.mark.usefixtures("company")
+async def test_the_days_the_data_covers(metrics: MetricsEngine) -> None:
+    data = await execute(metrics, "{ dataRange { first last today } }")
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert data["dataRange"] == {"first": "2024-01-01", "last": "2024-04-01", "today": today}
+    base = await execute(metrics, "{ dataRange { baseCurrency } }")
+    assert base["dataRange"]["baseCurrency"] == "USD"
+
+
+async def test_no_data_has_no_range(metrics: MetricsEngine) -> None:
+    data = await execute(metrics, "{ dataRange { first last } }")
+    assert data["dataRange"] == {"first": None, "last": None}
