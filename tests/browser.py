@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app import migrate
 from app.db import asyncpg_url
 from app.demo import load_demo
+from tests.demo_data import load_demo_rates
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -66,6 +67,7 @@ async def demo_database(server_url: str, customers: int = 300) -> AsyncIterator[
     engine = create_async_engine(make_url(url))
     try:
         await migrate.upgrade(engine)
+        await load_demo_rates(engine)
         await load_demo(engine, customers, 7, progress=lambda _stage, _count: None)
         await engine.dispose()
         yield url

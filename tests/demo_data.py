@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner, Result
 
 from app import migrate
@@ -35,16 +35,22 @@ async def _admin(url: str, statement: str) -> None:
     await engine.dispose()
 
 
+async def load_demo_rates(engine: AsyncEngine) -> None:
+    """The shipped ECB rates of the demo's currencies over its span (what `tidemill demo`
+    loads in full), so its EUR and GBP customers convert."""
+    since = DEMO_START - timedelta(days=31)
+    needed = {"EUR", "GBP"}
+    await import_rates(
+        engine, [r for r in ecb_rates("USD") if r.currency in needed and r.day >= since]
+    )
+
+
 async def _load(url: str, today: date) -> DemoResult:
     """Migrate, add the ECB rates of the demo's currencies, load the demo company."""
     engine = create_async_engine(make_url(url).set(drivername="postgresql+asyncpg"))
     try:
         await migrate.upgrade(engine)
-        since = DEMO_START - timedelta(days=31)
-        needed = {"EUR", "GBP"}
-        await import_rates(
-            engine, [r for r in ecb_rates("USD") if r.currency in needed and r.day >= since]
-        )
+        await load_demo_rates(engine)
         return await load_demo(engine, today=today)
     finally:
         await engine.dispose()

@@ -34,7 +34,7 @@ from app.errors import NotFound, UserError
 from app.security import keys as auth
 from app.security.keys import Scope
 from app.security.persisted import load_documents
-from app.tables import fx_rate
+from app.tables import attribute, fx_rate
 from schema import security
 from tests.conftest import table_counts
 from tests.edge import (
@@ -320,7 +320,12 @@ async def test_the_cli_bound_to_every_interface_demands_a_key(
                 assert response.status_code == 401, (address, operation, response.text)
                 assert codes(response.json()) == ["UNAUTHENTICATED"]
     assert await table_counts(engine) == after_start  # the mutation did not run
-    assert after_start["attribute"] == before["attribute"] == 0
+    async with engine.connect() as connection:  # and the attribute it would create is absent
+        tier = await connection.scalar(
+            sa.select(sa.func.count()).select_from(attribute).where(attribute.c.key == "tier")
+        )
+    assert tier == 0
+    assert before["attribute"] == 0
 
 
 OPERATIONS_OF_THE_REAL_SCHEMA = {

@@ -58,8 +58,10 @@ NUMBER = re.compile(r"-?\d[\d,]*\.\d\d(?: %)?")
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    with serving(database_url) as url:
+def server(database: str) -> Iterator[str]:
+    """One demo server for the module: the demo lives in a database of its own on the test
+    server (read-only here), so it needs the server's URL, not the per-test emptied one."""
+    with serving(database) as url:
         yield url
 
 

@@ -68,8 +68,9 @@ def server(database_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(server: str) -> Iterator[httpx.Client]:
+    """A client of this test's server (hypothesis' examples share it: none of them writes)."""
     with httpx.Client(base_url=server, timeout=60) as client:
         yield client
 

@@ -80,8 +80,9 @@ EXAMPLES = examples()
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    with demo_server(database_url) as url:
+def server(database: str) -> Iterator[str]:
+    """The demo lives in a database of its own on the test server (see tests/demo_data.py)."""
+    with demo_server(database) as url:
         yield url
 
 
