@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.config import QUERIES_DIR
 from app.security.manifest import manifest
 from app.security.persisted import load_documents
 from schema.web import ASSETS_DIR, STATIC_DIR
@@ -134,3 +135,7 @@ def test_the_wheel_carries_the_build(tmp_path: Path) -> None:
     assert "schema/static/graphiql.html" in names
     assets = {f"schema/static/assets/{path.name}" for path in ASSETS_DIR.iterdir()}
     assert assets <= names, assets - names
+    # the persisted queries too: a pip-installed server serves them to the CLI and partners
+    documents = {f"queries/{path.name}" for path in QUERIES_DIR.glob("*.graphql")}
+    assert documents, "no persisted queries in the checkout"
+    assert documents <= names, documents - names
