@@ -39,6 +39,10 @@ class Settings:
     max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
+    # Fernet keys for source secrets, comma-separated, the first encrypting (rotation); empty
+    # means the key generated into `data_dir` (app/ingest/secrets.py). Never in a repr.
+    secret_key: str = field(default="", repr=False)
+    worker: bool = True  # `serve` also applies inbox events (else run `tidemill worker`)
 
 
 ENV_KEYS = {
@@ -58,6 +62,8 @@ ENV_KEYS = {
     "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
+    "TIDEMILL_SECRET_KEY": "secret_key",
+    "TIDEMILL_WORKER": "worker",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)
@@ -80,7 +86,7 @@ def _coerce(name: str, value: Any) -> Any:
         return Path(str(value)).expanduser()
     if name in INTEGER_FIELDS:
         return int(value)
-    if name == "graphiql":
+    if name in ("graphiql", "worker"):
         return _boolean(name, value)
     if name == "base_currency":
         return str(value).upper()

@@ -34,6 +34,7 @@ plan = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("external_id", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
+    sa.Column("product", sa.Text),  # the product it prices, when the source has products
     sa.UniqueConstraint("source", "external_id", name="plan_source_external_id_key"),
 )
 
@@ -67,6 +68,7 @@ subscription_version = sa.Table(
     sa.Column("trial_start", sa.Date),
     sa.Column("trial_end", sa.Date),
     sa.Column("pricing_model", sa.Text, nullable=False),  # flat | per_unit | tiered
+    sa.Column("collection_method", sa.Text),  # charge_automatically | send_invoice
     sa.UniqueConstraint("subscription_id", "valid_from", name="subscription_version_start_key"),
     sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="version_period_check"),
     sa.CheckConstraint("mrr >= 0", name="version_mrr_check"),
@@ -90,6 +92,7 @@ mrr_change = sa.Table(
     sa.Column("plan_interval", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("pricing_model", sa.Text, nullable=False),
+    sa.Column("collection_method", sa.Text),
     sa.Index("mrr_change_customer_day_idx", "customer_id", "day"),
 )
 
@@ -162,19 +165,98 @@ import_run = sa.Table(
     ),
 )
 
+# The items of a subscription version (a version without items is one item: its own plan
+# and quantity). Their `mrr` add up to the version's; the ledger has one row per item.
+subscription_item = sa.Table(
+    "subscription_item",
+    metadata,
+    sa.Column("subscription_id", sa.BigInteger, primary_key=True),
+    sa.Column("valid_from", sa.Date, primary_key=True),  # the version's
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.BigInteger),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("mrr", sa.BigInteger, nullable=False),  # its share of the version's MRR, cents
+    sa.Column("billing_interval", sa.Text, nullable=False),
+    sa.Column("interval_count", sa.Integer, nullable=False),
+    sa.Column("pricing_model", sa.Text, nullable=False),
+    sa.Column("usage_type", sa.Text, nullable=False),  # licensed | metered
+    sa.CheckConstraint("mrr >= 0", name="subscription_item_mrr_check"),
+)
+
+# A connected billing system. `secrets` is a Fernet token of a JSON object (app.ingest.secrets);
+# `secret_hints` holds the last 4 characters of each, the only part ever shown.
+source = sa.Table(
+    "source",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("secrets", sa.LargeBinary, nullable=False),
+    sa.Column("secret_hints", JSONB, nullable=False, server_default="{}"),
+    sa.Column("settings", JSONB, nullable=False, server_default="{}"),
+    sa.Column("cursor", JSONB, nullable=False, server_default="{}"),  # a pull sync's position
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("name", name="source_name_key"),
+    sa.CheckConstraint("kind IN ('csv', 'stripe', 'lago', 'killbill')", name="source_kind_check"),
+)
+
+# The durable inbox: every event a source delivered, unique per source and event id.
 raw_event = sa.Table(
     "raw_event",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("source", sa.Text, nullable=False),
+    sa.Column(
+        "source_id", sa.BigInteger, sa.ForeignKey("source.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("api_version", sa.Text),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("payload", JSONB, nullable=False),
+    # received | pending (queued again by a replay) | processed | failed | ignored
+    sa.Column("status", sa.Text, nullable=False, server_default="received"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column(
         "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
-    sa.Column("error", sa.Text),
-    sa.UniqueConstraint("source", "event_id", name="raw_event_source_event_id_key"),
+    sa.UniqueConstraint("source_id", "event_id", name="raw_event_source_event_id_key"),
+    sa.CheckConstraint(
+        "status IN ('received', 'pending', 'processed', 'failed', 'ignored')",
+        name="raw_event_status_check",
+    ),
+    sa.Index(
+        "raw_event_waiting_idx",
+        "next_attempt_at",
+        "id",
+        postgresql_where=sa.text("status IN ('received', 'pending', 'failed')"),
+    ),
+)
+
+# Every state of a source's objects, as observed at an event's time: a subscription's history
+# is rebuilt from all of its states, other objects are read at their latest.
+source_object = sa.Table(
+    "source_object",
+    metadata,
+    sa.Column(
+        "source_id",
+        sa.BigInteger,
+        sa.ForeignKey("source.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("object_id", sa.Text, primary_key=True),
+    sa.Column("observed_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("object_type", sa.Text, nullable=False),
+    sa.Column("customer_ref", sa.Text),  # the source's id of the customer it belongs to
+    sa.Column("refs", ARRAY(sa.Text), nullable=False, server_default="{}"),  # objects it reads
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Index("source_object_customer_idx", "source_id", "customer_ref"),
+    sa.Index("source_object_refs_idx", "refs", postgresql_using="gin"),
 )
 
 # Customer attributes: a definition per key, one typed value per (customer, key).

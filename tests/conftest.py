@@ -50,6 +50,9 @@ TABLES = (
     "segment",
     "api_key",
     "persisted_query",
+    "subscription_item",
+    "source_object",
+    "source",
 )
 
 

@@ -20,39 +20,53 @@ from app.tables import (
     mrr_change,
     plan,
     subscription,
+    subscription_item,
     subscription_version,
 )
 
 TOUCHED = sa.table("touched_customer", sa.column("customer_id", sa.BigInteger))
 
 
-def _plan_interval(version: sa.Table) -> sa.ColumnElement[str]:
+def _plan_interval(
+    interval: sa.ColumnElement[str], count: sa.ColumnElement[int]
+) -> sa.ColumnElement[str]:
     """Billing frequency label: `month`, `year`, or e.g. `3 month` for every three months."""
-    return sa.case(
-        (version.c.interval_count == 1, version.c.billing_interval),
-        else_=sa.cast(version.c.interval_count, sa.Text) + " " + version.c.billing_interval,
-    )
+    return sa.case((count == 1, interval), else_=sa.cast(count, sa.Text) + " " + interval)
 
 
 def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[object, ...]]:
-    version = subscription_version
+    """One ledger row per item of each contributing version (a version without items is its
+    own single item)."""
+    version, item = subscription_version, subscription_item
+    mrr = sa.func.coalesce(item.c.mrr, version.c.mrr)
     return (
         sa.select(
             subscription.c.customer_id,
             version.c.subscription_id,
             day.label("day"),
-            (version.c.mrr * sign).label("delta"),
+            (mrr * sign).label("delta"),
             version.c.currency,
-            version.c.plan_id,
-            _plan_interval(version).label("plan_interval"),
+            sa.func.coalesce(item.c.plan_id, version.c.plan_id).label("plan_id"),
+            _plan_interval(
+                sa.func.coalesce(item.c.billing_interval, version.c.billing_interval),
+                sa.func.coalesce(item.c.interval_count, version.c.interval_count),
+            ).label("plan_interval"),
             version.c.status,
-            version.c.pricing_model,
+            sa.func.coalesce(item.c.pricing_model, version.c.pricing_model).label("pricing_model"),
+            version.c.collection_method,
         )
         .join(subscription, subscription.c.id == version.c.subscription_id)
+        .outerjoin(
+            item,
+            sa.and_(
+                item.c.subscription_id == version.c.subscription_id,
+                item.c.valid_from == version.c.valid_from,
+            ),
+        )
         .where(
             subscription.c.customer_id.in_(sa.select(TOUCHED.c.customer_id)),
             version.c.status.in_(CONTRIBUTING_STATUSES),
-            version.c.mrr > 0,
+            mrr > 0,
             day.is_not(None),
         )
     )
@@ -147,6 +161,7 @@ async def _recompute_derived(connection: AsyncConnection) -> None:
         "plan_interval",
         "status",
         "pricing_model",
+        "collection_method",
     ]
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
     await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))

@@ -122,6 +122,19 @@ MRR_CUBE = Cube(
             Level.SUBSCRIPTION,
             lambda s: s.rows.c.pricing_model,
         ),
+        Dimension(
+            "product",
+            "Product of the plan (sources with products, e.g. Stripe)",
+            Level.SUBSCRIPTION,
+            lambda s: s.plan.c.product,
+            needs_plan=True,
+        ),
+        Dimension(
+            "collection_method",
+            "How the subscription is paid: charge_automatically or send_invoice",
+            Level.SUBSCRIPTION,
+            lambda s: s.rows.c.collection_method,
+        ),
     ),
 )
 

@@ -1,0 +1,178 @@
+"""Store a customer's canonical rows from a live source (any translator's `CustomerBundle`):
+upsert the customer, its plans and subscriptions, replace their versions and items, and mark
+the customer touched for the recompute. Runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.attributes import _upsert, definitions, parse_value
+from app.ingest.canonical import CustomerBundle, ItemRecord, VersionRecord
+from app.tables import (
+    attribute,
+    customer,
+    plan,
+    subscription,
+    subscription_item,
+    subscription_version,
+)
+
+
+def source_key(kind: str, source_id: int) -> str:
+    """`customer.source` (and plan's, subscription's) of a connected source's rows."""
+    return f"{kind}:{source_id}"
+
+
+async def _customer_id(connection: AsyncConnection, source: str, bundle: CustomerBundle) -> int:
+    record = bundle.customer
+    statement = insert(customer).values(
+        source=source,
+        external_id=record.external_id,
+        name=record.name,
+        email=record.email,
+        country=record.country,
+    )
+    statement = statement.on_conflict_do_update(
+        constraint="customer_source_external_id_key",
+        set_={name: statement.excluded[name] for name in ("name", "email", "country")},
+    )
+    return int(await connection.scalar(statement.returning(customer.c.id)) or 0)
+
+
+async def _plan_ids(
+    connection: AsyncConnection, source: str, bundle: CustomerBundle
+) -> dict[str, int]:
+    if not bundle.plans:
+        return {}
+    rows = [
+        {"source": source, "external_id": p.external_id, "name": p.name, "product": p.product}
+        for p in bundle.plans
+    ]
+    statement = insert(plan).values(rows)
+    statement = statement.on_conflict_do_update(
+        constraint="plan_source_external_id_key",
+        set_={"name": statement.excluded.name, "product": statement.excluded.product},
+    )
+    found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
+    return {str(external): int(ident) for external, ident in found}
+
+
+async def _attributes(
+    connection: AsyncConnection, customer_id: int, values: dict[str, str]
+) -> None:
+    """Metadata keys become string attributes (source `stripe`) unless defined otherwise; a
+    value that does not parse as its attribute's type is left out."""
+    if not values:
+        return
+    await connection.execute(
+        insert(attribute)
+        .values([{"key": k, "label": k, "type": "string", "source": "stripe"} for k in values])
+        .on_conflict_do_nothing()
+    )
+    known = await definitions(connection)
+    typed = []
+    for key, text in values.items():
+        try:
+            typed.append((customer_id, key, known[key].type, parse_value(known[key].type, text)))
+        except ValueError:
+            continue
+    await _upsert(connection, typed)
+
+
+def _lead(version: VersionRecord) -> ItemRecord | None:
+    """The item a version's own plan columns describe: its first licensed one."""
+    licensed = [item for item in version.items if item.usage_type == "licensed"]
+    candidates = licensed or list(version.items)
+    return candidates[0] if candidates else None
+
+
+def _version_row(ident: int, version: VersionRecord, plans: dict[str, int]) -> dict[str, Any]:
+    lead = _lead(version)
+    return {
+        "subscription_id": ident,
+        "valid_from": version.valid_from,
+        "valid_to": version.valid_to,
+        "status": version.status,
+        "plan_id": plans.get(lead.plan) if lead and lead.plan else None,
+        "quantity": lead.quantity if lead else 0,
+        "amount": lead.amount if lead else 0,
+        "billing_interval": lead.billing_interval if lead else "month",
+        "interval_count": lead.interval_count if lead else 1,
+        "currency": version.currency,
+        "mrr": version.mrr,
+        "trial_start": version.trial_start,
+        "trial_end": version.trial_end,
+        "pricing_model": lead.pricing_model if lead else "flat",
+        "collection_method": version.collection_method,
+    }
+
+
+def _item_rows(ident: int, version: VersionRecord, plans: dict[str, int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "subscription_id": ident,
+            "valid_from": version.valid_from,
+            "position": position,
+            "plan_id": plans.get(item.plan) if item.plan else None,
+            "quantity": item.quantity,
+            "mrr": item.mrr,
+            "billing_interval": item.billing_interval,
+            "interval_count": item.interval_count,
+            "pricing_model": item.pricing_model,
+            "usage_type": item.usage_type,
+        }
+        for position, item in enumerate(version.items)
+    ]
+
+
+async def _subscription_ids(
+    connection: AsyncConnection, source: str, customer_id: int, externals: Sequence[str]
+) -> list[int]:
+    if not externals:
+        return []
+    statement = insert(subscription).values(
+        [{"source": source, "external_id": e, "customer_id": customer_id} for e in externals]
+    )
+    statement = statement.on_conflict_do_update(
+        constraint="subscription_source_external_id_key",
+        set_={"customer_id": statement.excluded.customer_id},
+    )
+    found: dict[str, int] = dict(
+        (
+            await connection.execute(
+                statement.returning(subscription.c.external_id, subscription.c.id)
+            )
+        ).all()
+    )
+    return [int(found[e]) for e in externals]
+
+
+async def store_bundle(connection: AsyncConnection, source: str, bundle: CustomerBundle) -> int:
+    """Store one customer's rows; its id is added to `touched_customer`."""
+    customer_id = await _customer_id(connection, source, bundle)
+    plans = await _plan_ids(connection, source, bundle)
+    await _attributes(connection, customer_id, bundle.customer.attributes)
+    externals = [s.external_id for s in bundle.subscriptions]
+    idents = await _subscription_ids(connection, source, customer_id, externals)
+    if idents:
+        for table in (subscription_item, subscription_version):
+            await connection.execute(sa.delete(table).where(table.c.subscription_id.in_(idents)))
+    versions, items = [], []
+    for ident, record in zip(idents, bundle.subscriptions, strict=True):
+        for version in record.versions:
+            versions.append(_version_row(ident, version, plans))
+            items.extend(_item_rows(ident, version, plans))
+    if versions:
+        await connection.execute(sa.insert(subscription_version), versions)
+    if items:
+        await connection.execute(sa.insert(subscription_item), items)
+    await connection.execute(
+        sa.text("INSERT INTO touched_customer VALUES (:id) ON CONFLICT DO NOTHING"),
+        {"id": customer_id},
+    )
+    return customer_id

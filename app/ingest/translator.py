@@ -1,0 +1,29 @@
+"""What a live source's connector provides to the shared pipeline (app.ingest)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from app.ingest.canonical import CustomerBundle
+from app.ingest.objects import Event, Json, Observed
+
+Lookup = Callable[[str], Json | None]  # the latest state of an object by its id
+
+
+class Translator(Protocol):
+    kind: str
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float
+    ) -> str | None:
+        """Why a webhook delivery is not authentic (None: it is)."""
+
+    def read_event(self, payload: Any) -> Event:
+        """The event of a delivery; ValueError names what is malformed."""
+
+    def customer_bundle(
+        self, customer_id: str, owned: Sequence[Observed], lookup: Lookup
+    ) -> CustomerBundle:
+        """A customer's canonical rows from all states of the objects it owns; ValueError
+        (retried later) when something it needs is not known yet."""

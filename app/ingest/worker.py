@@ -1,0 +1,312 @@
+"""The inbox worker: claim due events (`FOR UPDATE SKIP LOCKED`, so several workers share the
+inbox), store the object states they carry, rebuild every affected customer from all of its
+states (so any delivery order gives the same rows), recompute those customers, mark the events.
+
+A customer whose rebuild fails (something it needs is not known yet, or a bad payload) marks
+its events `failed` with the error and a backoff; the others go through. A later successful
+rebuild of that customer applies those events too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.ingest.apply import source_key, store_bundle
+from app.ingest.objects import Json, Observed
+from app.ingest.recompute import create_touched_table, recompute_touched
+from app.ingest.translator import Translator
+from app.tables import raw_event, source, source_object
+
+log = logging.getLogger("tidemill.worker")
+BATCH = 500
+MAX_ATTEMPTS = 8
+BACKOFF = timedelta(seconds=30)  # doubled after each failed attempt, up to 2^7 = about 1 h
+
+
+def backoff(attempts: int) -> timedelta:
+    return BACKOFF * int(2 ** min(attempts - 1, 7))
+
+
+_CLAIM = """
+SELECT e.id, e.source_id, e.event_id, e.payload, e.attempts, s.kind
+FROM raw_event e JOIN source s ON s.id = e.source_id
+WHERE e.status IN ('received', 'pending')
+   OR (e.status = 'failed' AND e.next_attempt_at <= :now AND e.attempts < :max_attempts)
+ORDER BY e.occurred_at, e.id
+LIMIT :limit
+FOR UPDATE OF e SKIP LOCKED
+"""
+
+
+@dataclass
+class _Claimed:
+    id: int
+    source_id: int
+    event_id: str
+    payload: Json
+    attempts: int
+    kind: str
+
+
+@dataclass
+class _Batch:
+    """What a claimed batch touches and how each event ends."""
+
+    customers: dict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+
+    def affect(self, source_id: int, customer: str, event: int) -> None:
+        self.customers[(source_id, customer)].append(event)
+
+
+def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
+    return {
+        "source_id": source_id,
+        "object_id": state.object_id,
+        "observed_at": state.observed_at,
+        "event_id": state.event_id,
+        "object_type": state.object_type,
+        "customer_ref": state.customer_ref,
+        "refs": list(state.refs),
+        "payload": state.payload,
+    }
+
+
+async def store_states(
+    connection: AsyncConnection, source_id: int, states: Sequence[Observed]
+) -> None:
+    if states:
+        await connection.execute(
+            insert(source_object)
+            .values([_state_row(source_id, state) for state in states])
+            .on_conflict_do_nothing()
+        )
+
+
+async def _customers_reading(connection: AsyncConnection, source_id: int, ident: str) -> list[str]:
+    """Customers whose objects read `ident` (a price, product, coupon), through one level of
+    indirection (a product read by a price read by a subscription)."""
+    found = await connection.execute(
+        sa.text(
+            "WITH RECURSIVE reader(object_id, customer_ref, depth) AS ("
+            " SELECT object_id, customer_ref, 1 FROM source_object"
+            "  WHERE source_id = :source AND refs @> ARRAY[CAST(:ident AS text)]"
+            " UNION SELECT o.object_id, o.customer_ref, r.depth + 1 FROM source_object o"
+            "  JOIN reader r ON o.source_id = :source AND o.refs @> ARRAY[r.object_id]"
+            "  WHERE r.depth < 2)"
+            " SELECT DISTINCT customer_ref FROM reader WHERE customer_ref IS NOT NULL"
+        ),
+        {"source": source_id, "ident": ident},
+    )
+    return [row[0] for row in found]
+
+
+async def _take(
+    connection: AsyncConnection, event: _Claimed, translator: Translator, batch: _Batch
+) -> None:
+    try:
+        read = translator.read_event(event.payload)
+    except ValueError as error:
+        batch.outcome[event.id] = ("failed", str(error))
+        return
+    if not read.handled:
+        batch.outcome[event.id] = ("ignored", None)
+        return
+    await store_states(connection, event.source_id, read.objects)
+    batch.outcome[event.id] = ("processed", None)
+    for state in read.objects:
+        if state.customer_ref is not None:
+            if state.object_type in ("customer", "subscription", "discount"):
+                batch.affect(event.source_id, state.customer_ref, event.id)
+            continue
+        for customer in await _customers_reading(connection, event.source_id, state.object_id):
+            batch.affect(event.source_id, customer, event.id)
+
+
+async def _latest(
+    connection: AsyncConnection, source_id: int, idents: set[str]
+) -> dict[str, Observed]:
+    rows = await connection.execute(
+        sa.select(source_object)
+        .where(source_object.c.source_id == source_id, source_object.c.object_id.in_(idents))
+        .order_by(
+            source_object.c.object_id,
+            source_object.c.observed_at.desc(),
+            source_object.c.event_id.desc(),
+        )
+        .distinct(source_object.c.object_id)
+    )
+    return {row.object_id: _observed(row) for row in rows}
+
+
+def _observed(row: Any) -> Observed:
+    return Observed(
+        object_type=row.object_type,
+        object_id=row.object_id,
+        observed_at=row.observed_at,
+        event_id=row.event_id,
+        payload=row.payload,
+        customer_ref=row.customer_ref,
+        refs=tuple(row.refs),
+    )
+
+
+async def _referenced(
+    connection: AsyncConnection, source_id: int, owned: Sequence[Observed]
+) -> dict[str, Json]:
+    """The latest state of everything the customer's objects read (two levels deep)."""
+    found: dict[str, Observed] = {}
+    wanted = {ref for state in owned for ref in state.refs}
+    for _depth in range(2):
+        wanted -= found.keys()
+        if not wanted:
+            break
+        latest = await _latest(connection, source_id, wanted)
+        found |= latest
+        wanted = {ref for state in latest.values() for ref in state.refs}
+    discounts = {s.object_id for s in owned if s.object_type == "discount"}
+    found |= await _latest(connection, source_id, discounts - found.keys()) if discounts else {}
+    return {ident: state.payload for ident, state in found.items()}
+
+
+async def rebuild_customer(
+    connection: AsyncConnection, source_id: int, kind: str, customer: str, translator: Translator
+) -> None:
+    rows = await connection.execute(
+        sa.select(source_object).where(
+            source_object.c.source_id == source_id, source_object.c.customer_ref == customer
+        )
+    )
+    owned = [_observed(row) for row in rows]
+    referenced = await _referenced(connection, source_id, owned)
+
+    def lookup(ident: str) -> Json | None:
+        return referenced.get(ident)
+
+    bundle = translator.customer_bundle(customer, owned, lookup)
+    await store_bundle(connection, source_key(kind, source_id), bundle)
+
+
+async def _rebuild(
+    connection: AsyncConnection,
+    claimed: Mapping[int, _Claimed],
+    batch: _Batch,
+    translators: Mapping[str, Translator],
+) -> None:
+    kinds = {event.source_id: event.kind for event in claimed.values()}
+    for (source_id, customer), events in sorted(batch.customers.items()):
+        kind = kinds[source_id]
+        try:
+            async with connection.begin_nested():
+                await rebuild_customer(connection, source_id, kind, customer, translators[kind])
+        except (ValueError, sa.exc.DBAPIError) as error:
+            message = f"customer {customer}: {error}"
+            for event in events:
+                batch.outcome[event] = ("failed", message)
+            continue
+        await _settle_earlier_failures(connection, source_id, customer)
+
+
+async def _settle_earlier_failures(
+    connection: AsyncConnection, source_id: int, customer: str
+) -> None:
+    """Events of this customer that failed before are applied by this rebuild."""
+    await connection.execute(
+        sa.text(
+            "UPDATE raw_event SET status = 'processed', processed_at = now(), last_error = NULL,"
+            " next_attempt_at = NULL WHERE source_id = :source AND status = 'failed'"
+            " AND event_id IN (SELECT event_id FROM source_object"
+            "  WHERE source_id = :source AND customer_ref = :customer)"
+        ),
+        {"source": source_id, "customer": customer},
+    )
+
+
+async def _mark(
+    connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch, now: datetime
+) -> None:
+    for ident, (status, error) in batch.outcome.items():
+        values: dict[str, Any] = {"status": status, "last_error": error}
+        if status == "failed":
+            attempts = claimed[ident].attempts + 1
+            values |= {"attempts": attempts, "next_attempt_at": now + backoff(attempts)}
+            log.warning("event %s failed: %s", claimed[ident].event_id, error)
+        else:
+            values |= {"processed_at": now, "next_attempt_at": None}
+        await connection.execute(
+            sa.update(raw_event).where(raw_event.c.id == ident).values(**values)
+        )
+
+
+async def process_batch(
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    limit: int = BATCH,
+    now: datetime | None = None,
+) -> int:
+    """Apply up to `limit` due events in one transaction; how many were taken."""
+    now = now or datetime.now(UTC)
+    async with engine.begin() as connection:
+        found = await connection.execute(
+            sa.text(_CLAIM), {"now": now, "limit": limit, "max_attempts": MAX_ATTEMPTS}
+        )
+        claimed = {row.id: _Claimed(*row) for row in found}
+        if not claimed:
+            return 0
+        await create_touched_table(connection)
+        batch = _Batch()
+        for event in claimed.values():
+            try:
+                async with connection.begin_nested():
+                    await _take(connection, event, translators[event.kind], batch)
+            except (ValueError, KeyError, TypeError, sa.exc.DBAPIError) as error:
+                batch.outcome[event.id] = ("failed", f"unreadable event: {error!r}")
+        await _rebuild(connection, claimed, batch, translators)
+        await connection.execute(sa.text("ANALYZE touched_customer"))
+        await recompute_touched(connection)
+        await _mark(connection, claimed, batch, now)
+    return len(claimed)
+
+
+async def drain(
+    engine: AsyncEngine, translators: Mapping[str, Translator], now: datetime | None = None
+) -> int:
+    """Process until nothing is due; how many events were taken."""
+    total = 0
+    while taken := await process_batch(engine, translators, now=now):
+        total += taken
+    return total
+
+
+async def run(
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    stop: asyncio.Event,
+    idle_seconds: float = 0.5,
+) -> None:
+    """The worker loop (inside `serve`, or `tidemill worker`)."""
+    while not stop.is_set():
+        try:
+            taken = await process_batch(engine, translators)
+        except (OSError, sa.exc.DBAPIError) as error:  # the database away: wait, try again
+            log.warning("worker: %s", error)
+            taken = 0
+        if not taken:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle_seconds)
+
+
+async def source_kinds(engine: AsyncEngine) -> dict[int, str]:
+    async with engine.connect() as connection:
+        return dict((await connection.execute(sa.select(source.c.id, source.c.kind))).all())

@@ -1,0 +1,228 @@
+"""A Stripe subscription's history from every state observed of it.
+
+State i (in event time) holds from the day it was observed until the next one; the first holds
+from the subscription's own start. Inside its span a state is read through its own timestamps:
+trialing between `trial_start` and `trial_end`, canceled from `ended_at`, each discount only
+while it applies. Equal neighbouring days merge into one version.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from app.ingest.canonical import ItemRecord, VersionRecord
+from app.ingest.objects import Observed
+from connectors.stripe.pricing import (
+    Discount,
+    Item,
+    Price,
+    PricingError,
+    coupon_of,
+    discounted,
+    item_shares,
+    price_of,
+)
+
+Json = Mapping[str, Any]
+Lookup = Callable[[str], Json | None]
+ENDED = ("canceled", "incomplete_expired")
+
+
+def day_of(timestamp: Any) -> date | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(int(timestamp), UTC).date()
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return str(value["id"])
+    return str(value) if value else None
+
+
+def _price_payload(item: Json, subscription: Json) -> Json:
+    """2025+ items carry `price`; older ones `plan` (or the subscription its single `plan`)."""
+    for value in (item.get("price"), item.get("plan"), subscription.get("plan")):
+        if isinstance(value, Mapping):
+            return value
+    raise PricingError(f"subscription item {item.get('id')} has no price")
+
+
+def _price(item: Json, subscription: Json, lookup: Lookup) -> Price:
+    payload = _price_payload(item, subscription)
+    if payload.get("billing_scheme") == "tiered" and payload.get("tiers") is None:
+        known = lookup(str(payload["id"]))
+        if known is not None and known.get("tiers") is not None:
+            payload = {**payload, "tiers": known["tiers"]}
+    return price_of(payload)
+
+
+def items_of(subscription: Json, lookup: Lookup) -> list[Item]:
+    data = (subscription.get("items") or {}).get("data") or []
+    if not data and subscription.get("plan"):  # a single-plan subscription of old
+        data = [{"plan": subscription["plan"], "quantity": subscription.get("quantity", 1)}]
+    items = []
+    for item in data:
+        price = _price(item, subscription, lookup)
+        quantity = item.get("quantity")
+        default = 0 if price.usage_type == "metered" else 1
+        items.append(Item(price, int(quantity) if quantity is not None else default))
+    return items
+
+
+def _discount(payload: Json, lookup: Lookup) -> Discount:
+    """A Discount of either shape: `coupon` (before 2025) or `source.coupon` (2025+); the
+    coupon expanded or an id."""
+    source = payload.get("source") or {}
+    coupon = source.get("coupon") if source else None
+    coupon = coupon or payload.get("coupon")
+    if not isinstance(coupon, Mapping):
+        known = lookup(str(coupon)) if coupon else None
+        if known is None:
+            raise PricingError(f"discount {payload.get('id')}: coupon {coupon} not yet known")
+        coupon = known
+    return Discount(coupon_of(coupon), day_of(payload.get("start")), day_of(payload.get("end")))
+
+
+def discounts_of(subscription: Json, lookup: Lookup) -> list[Discount]:
+    entries: list[Any] = list(subscription.get("discounts") or [])
+    if not entries and subscription.get("discount"):
+        entries = [subscription["discount"]]
+    found = []
+    for entry in entries:
+        payload = entry if isinstance(entry, Mapping) else lookup(str(entry))
+        if payload is None:
+            raise PricingError(f"discount {entry} not yet known")
+        if not payload.get("deleted"):
+            found.append(_discount(payload, lookup))
+    return found
+
+
+def references(subscription: Json) -> tuple[str, ...]:
+    """Ids the translation may look up: prices, products, discounts, coupons."""
+    refs: list[str | None] = []
+    for item in (subscription.get("items") or {}).get("data") or []:
+        for key in ("price", "plan"):
+            value = item.get(key)
+            if isinstance(value, Mapping):
+                refs += [_id(value), _id(value.get("product"))]
+    for entry in [*(subscription.get("discounts") or []), subscription.get("discount")]:
+        refs.append(_id(entry))
+        if isinstance(entry, Mapping):
+            refs += [_id(entry.get("coupon")), _id((entry.get("source") or {}).get("coupon"))]
+    return tuple(sorted({ref for ref in refs if ref}))
+
+
+class _State:
+    """One observed state, read on any day."""
+
+    def __init__(self, payload: Json, lookup: Lookup) -> None:
+        self.payload = payload
+        self.items = items_of(payload, lookup)
+        self.discounts = discounts_of(payload, lookup)
+        self.trial_start = day_of(payload.get("trial_start"))
+        self.trial_end = day_of(payload.get("trial_end"))
+        self.ended = day_of(payload.get("ended_at"))
+        self.currency = str(payload.get("currency") or self._item_currency()).upper()
+
+    def _item_currency(self) -> str:
+        return self.items[0].price.currency if self.items else "USD"
+
+    def breaks(self) -> set[date]:
+        days = {self.trial_start, self.trial_end, self.ended}
+        for discount in self.discounts:
+            days |= {discount.start, discount.end}
+        return {day for day in days if day is not None}
+
+    def status_on(self, day: date) -> str:
+        status = str(self.payload.get("status"))
+        if self.ended is not None and day >= self.ended:
+            return status if status in ENDED else "canceled"
+        trial_start, trial_end = self.trial_start, self.trial_end
+        if trial_start is not None and trial_end is not None and trial_start <= day < trial_end:
+            return "trialing"
+        return status
+
+    def version_on(self, day: date, until: date | None) -> VersionRecord:
+        total, value = discounted(self.items, self.discounts, day)
+        mrr, shares = item_shares(self.items, total, value)
+        return VersionRecord(
+            valid_from=day,
+            valid_to=until,
+            status=self.status_on(day),
+            currency=self.currency,
+            mrr=mrr,
+            items=tuple(
+                _item_record(item, share) for item, share in zip(self.items, shares, strict=True)
+            ),
+            trial_start=self.trial_start,
+            trial_end=self.trial_end,
+            collection_method=self.payload.get("collection_method"),
+        )
+
+
+def _item_record(item: Item, share: int) -> ItemRecord:
+    price = item.price
+    per_unit = price.period_amount(item.quantity) / item.quantity if item.quantity else Fraction(0)
+    return ItemRecord(
+        plan=price.id,
+        quantity=item.quantity,
+        amount=Decimal(per_unit.numerator) / Decimal(per_unit.denominator) / 100,
+        mrr=share,
+        billing_interval=price.interval,
+        interval_count=price.interval_count,
+        pricing_model=price.pricing_model,
+        usage_type=price.usage_type,
+    )
+
+
+def _spans(states: Sequence[Observed]) -> Iterator[tuple[Observed, date, date | None]]:
+    first = states[0].payload
+    begin = day_of(first.get("start_date") or first.get("created"))
+    starts = [begin] + [state.observed_at.date() for state in states[1:]]
+    for index, state in enumerate(states):
+        start = max(day for day in starts[: index + 1] if day is not None)
+        following = [day for day in starts[index + 1 :] if day is not None]
+        end = min(following) if following else None
+        if end is None or start < end:
+            yield state, start, end
+
+
+def _same(a: VersionRecord, b: VersionRecord) -> bool:
+    return (a.status, a.mrr, a.items, a.currency, a.collection_method) == (
+        b.status,
+        b.mrr,
+        b.items,
+        b.currency,
+        b.collection_method,
+    )
+
+
+def history(states: Sequence[Observed], lookup: Lookup) -> tuple[VersionRecord, ...]:
+    """The versions of one subscription from all its observed states (any order)."""
+    ordered = sorted(states, key=lambda state: state.order)
+    versions: list[VersionRecord] = []
+    for observed, start, end in _spans(ordered):
+        state = _State(observed.payload, lookup)
+        days = sorted(day for day in state.breaks() if start < day and (end is None or day < end))
+        bounds: list[date | None] = [start, *days, end]
+        for begin, until in itertools.pairwise(bounds):
+            assert begin is not None
+            version = state.version_on(begin, until)
+            if versions and _same(versions[-1], version):
+                versions[-1] = _extended(versions[-1], until)
+            else:
+                if versions:
+                    versions[-1] = _extended(versions[-1], begin)
+                versions.append(version)
+    return tuple(versions)
+
+
+def _extended(version: VersionRecord, until: date | None) -> VersionRecord:
+    return replace(version, valid_to=until)

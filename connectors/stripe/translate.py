@@ -1,0 +1,181 @@
+"""Stripe events and objects into observed states, and a customer's states into its
+canonical rows."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from app.ingest.canonical import CustomerBundle, CustomerRecord, PlanRecord, SubscriptionRecord
+from app.ingest.objects import Event, Observed
+from connectors.stripe.pricing import PricingError
+from connectors.stripe.subscriptions import Lookup, history, references
+
+Json = Mapping[str, Any]
+
+KIND = "stripe"
+# Objects whose every state is kept and whose events are applied.
+APPLIED_PREFIXES = (
+    "customer.",
+    "price.",
+    "plan.",
+    "product.",
+    "coupon.",
+    "customer.discount.",
+    "customer.subscription.",
+)
+# Stored for the invoice tables of a later issue.
+STORED_PREFIXES = ("invoice.", "invoiceitem.", "charge.", "credit_note.")
+IGNORED_TYPES = ("customer.source.", "customer.tax_id.", "customer.cash_balance")
+OWNED_BY_CUSTOMER = ("subscription", "discount", "invoice", "charge", "credit_note", "invoiceitem")
+ATTRIBUTE_KEY = re.compile(r"[^a-z0-9_]+")
+
+
+class MalformedEvent(ValueError):
+    """A delivery that is not a Stripe event (its message names what is missing)."""
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return str(value["id"])
+    return str(value) if value else None
+
+
+def moment(timestamp: Any) -> datetime:
+    return datetime.fromtimestamp(int(timestamp), UTC)
+
+
+def handled(event_type: str) -> bool:
+    if event_type.startswith(IGNORED_TYPES):
+        return False
+    return event_type.startswith(APPLIED_PREFIXES + STORED_PREFIXES)
+
+
+def observed(obj: Json, at: datetime, event_id: str, deleted: bool = False) -> Observed:
+    """One object's state as seen at `at` (an event's time, or a backfill's)."""
+    kind = str(obj["object"])
+    payload = {**obj, "deleted": True} if deleted else obj
+    customer = str(obj["id"]) if kind == "customer" else _id(obj.get("customer"))
+    refs: tuple[str, ...] = ()
+    if kind == "subscription":
+        refs = references(obj)
+    elif kind == "discount":
+        coupon = (obj.get("source") or {}).get("coupon") or obj.get("coupon")
+        refs = tuple(ref for ref in (_id(coupon),) if ref)
+    elif kind in ("price", "plan"):
+        refs = tuple(ref for ref in (_id(obj.get("product")),) if ref)
+    return Observed(
+        object_type=kind,
+        object_id=str(obj["id"]),
+        observed_at=at,
+        event_id=event_id,
+        payload=payload,
+        customer_ref=customer if kind == "customer" or kind in OWNED_BY_CUSTOMER else None,
+        refs=refs,
+    )
+
+
+def read_event(payload: Any) -> Event:
+    """A Stripe Event; raises MalformedEvent when it is not one."""
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent("the body is not a JSON object")
+    missing = [key for key in ("id", "type", "created", "data") if key not in payload]
+    if missing or not isinstance(payload.get("data"), Mapping):
+        raise MalformedEvent(f"not a Stripe event: missing {', '.join(missing) or 'data'}")
+    obj = payload["data"].get("object")
+    event_type = str(payload["type"])
+    try:
+        at = moment(payload["created"])
+    except (TypeError, ValueError, OverflowError):
+        raise MalformedEvent("`created` is not a Unix timestamp") from None
+    known = handled(event_type)
+    objects: tuple[Observed, ...] = ()
+    if known:
+        if not isinstance(obj, Mapping) or "id" not in obj or "object" not in obj:
+            raise MalformedEvent("data.object is not a Stripe object")
+        deleted = event_type.endswith(".deleted")
+        objects = (observed(obj, at, str(payload["id"]), deleted),)
+    return Event(
+        event_id=str(payload["id"]),
+        type=event_type,
+        occurred_at=at,
+        api_version=payload.get("api_version"),
+        objects=objects,
+        handled=known,
+        payload=payload,
+    )
+
+
+def _attribute_key(key: str) -> str:
+    cleaned = ATTRIBUTE_KEY.sub("_", key.lower()).strip("_") or "key"
+    return (cleaned if cleaned[0].isalpha() else f"m_{cleaned}")[:63]
+
+
+def customer_record(customer_id: str, payload: Json | None) -> CustomerRecord:
+    if payload is None:
+        return CustomerRecord(customer_id)
+    address = payload.get("address") or {}
+    metadata = payload.get("metadata") or {}
+    return CustomerRecord(
+        external_id=customer_id,
+        name=payload.get("name"),
+        email=payload.get("email"),
+        country=address.get("country"),
+        attributes={_attribute_key(str(k)): str(v) for k, v in sorted(metadata.items())},
+    )
+
+
+def _interval_label(price: Json) -> str:
+    recurring = price.get("recurring") or price
+    count = int(recurring.get("interval_count") or 1)
+    interval = str(recurring.get("interval"))
+    return interval if count == 1 else f"{count} {interval}"
+
+
+def plan_record(price: Json, lookup: Lookup) -> PlanRecord:
+    """Named by the price's nickname, else its product's name and interval."""
+    product = price.get("product")
+    if not isinstance(product, Mapping):
+        product = lookup(str(product)) if product else None
+    product_name = str(product.get("name") or product["id"]) if product else None
+    name = price.get("nickname") or f"{product_name or price['id']} ({_interval_label(price)})"
+    return PlanRecord(external_id=str(price["id"]), name=str(name), product=product_name)
+
+
+def _prices(states: Sequence[Observed]) -> dict[str, Json]:
+    prices: dict[str, Json] = {}
+    for state in states:
+        for item in (state.payload.get("items") or {}).get("data") or []:
+            for key in ("price", "plan"):
+                value = item.get(key)
+                if isinstance(value, Mapping):
+                    prices.setdefault(str(value["id"]), value)
+                    break
+    return prices
+
+
+def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup) -> CustomerBundle:
+    """A customer's canonical rows from every state of the objects it owns."""
+    by_object: dict[str, list[Observed]] = defaultdict(list)
+    for state in owned:
+        by_object[state.object_id].append(state)
+    customer_states = sorted(by_object.pop(customer_id, []), key=lambda s: s.order)
+    latest = customer_states[-1].payload if customer_states else None
+    subscriptions = []
+    all_states: list[Observed] = []
+    for object_id, states in sorted(by_object.items()):
+        if states[0].object_type != "subscription":
+            continue
+        try:
+            subscriptions.append(SubscriptionRecord(object_id, history(states, lookup)))
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, PricingError):
+                raise
+            raise PricingError(f"subscription {object_id}: unreadable ({error!r})") from error
+        all_states.extend(states)
+    prices = _prices(all_states)
+    plans = tuple(plan_record(prices[key], lookup) for key in sorted(prices))
+    return CustomerBundle(customer_record(customer_id, latest), plans, tuple(subscriptions))
