@@ -89,12 +89,8 @@ def upgrade() -> None:
         sa.Column("refs", ARRAY(sa.Text), nullable=False, server_default="{}"),
         sa.Column("payload", JSONB, nullable=False),
     )
-    op.create_index(
-        "source_object_customer_idx", "source_object", ["source_id", "customer_ref"]
-    )
-    op.create_index(
-        "source_object_refs_idx", "source_object", ["refs"], postgresql_using="gin"
-    )
+    op.create_index("source_object_customer_idx", "source_object", ["source_id", "customer_ref"])
+    op.create_index("source_object_refs_idx", "source_object", ["refs"], postgresql_using="gin")
     op.create_table(
         "subscription_item",
         sa.Column("subscription_id", sa.BigInteger, primary_key=True),
