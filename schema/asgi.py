@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -14,11 +16,16 @@ from starlette.routing import Route
 from app import migrate
 from app.config import Settings, load_settings
 from app.db import create_engine, ping
+from app.ingest import worker
+from app.ingest.secrets import vault
 from app.metrics.service import MetricsEngine
+from connectors.stripe.translator import TRANSLATOR as STRIPE
 from schema import edge, web
 from schema.security import announce, secure_view
+from schema.webhooks import webhook_route
 
 log = logging.getLogger("tidemill.server")
+TRANSLATORS = {STRIPE.kind: STRIPE}
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -45,13 +52,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await announce(graphql, settings.host)
+        stop = asyncio.Event()
+        applying = None
+        if settings.worker:
+            applying = asyncio.create_task(worker.run(engine, TRANSLATORS, stop))
         yield
+        stop.set()
+        if applying is not None:
+            await applying
         await engine.dispose()
 
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        webhook_route(engine, functools.cache(lambda: vault(settings)), TRANSLATORS),
         *web.routes(),
     ]
     return Starlette(

@@ -299,8 +299,8 @@ async def run(
     while not stop.is_set():
         try:
             taken = await process_batch(engine, translators)
-        except (OSError, sa.exc.DBAPIError) as error:  # the database away: wait, try again
-            log.warning("worker: %s", error)
+        except Exception as error:  # the database away, or a bug: log, wait, go on
+            log.warning("worker: %r", error)
             taken = 0
         if not taken:
             with contextlib.suppress(TimeoutError):

@@ -1,0 +1,221 @@
+"""Sources: connected billing systems, their secrets (encrypted, app.ingest.secrets) and the
+state of their inbox. Removing a source removes everything it brought in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from app.db import Database
+from app.errors import NotFound, UserError
+from app.ingest.apply import source_key
+from app.ingest.secrets import Vault, hint
+from app.tables import (
+    customer,
+    movement,
+    movement_scope,
+    mrr_change,
+    plan,
+    raw_event,
+    source,
+    subscription,
+    subscription_item,
+    subscription_version,
+)
+
+KINDS = ("stripe",)  # kinds a source can be added for (csv is imported, not connected)
+WAITING = ("received", "pending")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    received: int = 0  # every event stored
+    pending: int = 0  # not applied yet (new, or queued again)
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    id: int
+    name: str
+    kind: str
+    created_at: datetime
+    secret_hints: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    last_event_at: datetime | None = None
+    events: EventCounts = EventCounts()
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/webhooks/{self.id}"
+
+
+def _check(kind: str, name: str, secrets: dict[str, str]) -> None:
+    problems = []
+    if kind not in KINDS:
+        problems.append(f"unknown source kind {kind!r}; accepted: {', '.join(KINDS)}")
+    if not NAME.match(name):
+        problems.append(
+            f"source name {name!r} must be 1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    problems += [f"{key} must not be empty" for key, value in secrets.items() if not value.strip()]
+    if problems:
+        raise UserError("; ".join(problems), problems)
+
+
+async def add_source(
+    engine: Database,
+    vault: Vault,
+    kind: str,
+    name: str,
+    secrets: dict[str, str],
+    settings: dict[str, Any] | None = None,
+) -> Source:
+    _check(kind, name, secrets)
+    values = {
+        "name": name,
+        "kind": kind,
+        "secrets": vault.seal(secrets),
+        "secret_hints": {key: hint(value) for key, value in secrets.items()},
+        "settings": settings or {},
+    }
+    try:
+        async with engine.begin() as connection:
+            ident = await connection.scalar(
+                sa.insert(source).values(**values).returning(source.c.id)
+            )
+    except IntegrityError:
+        raise UserError(f"a source named {name!r} already exists") from None
+    return await get_source(engine, int(ident or 0))
+
+
+def _listing() -> sa.Select[Any]:
+    counts = (
+        sa.select(
+            raw_event.c.source_id,
+            sa.func.count().label("received"),
+            sa.func.count()
+            .filter(raw_event.c.status.in_(("received", "pending")))
+            .label("pending"),
+            sa.func.count().filter(raw_event.c.status == "failed").label("failed"),
+            sa.func.max(raw_event.c.received_at).label("last_event_at"),
+        )
+        .group_by(raw_event.c.source_id)
+        .subquery()
+    )
+    return (
+        sa.select(
+            source.c.id,
+            source.c.name,
+            source.c.kind,
+            source.c.created_at,
+            source.c.secret_hints,
+            source.c.settings,
+            counts.c.last_event_at,
+            sa.func.coalesce(counts.c.received, 0).label("received"),
+            sa.func.coalesce(counts.c.pending, 0).label("pending"),
+            sa.func.coalesce(counts.c.failed, 0).label("failed"),
+        )
+        .outerjoin(counts, counts.c.source_id == source.c.id)
+        .order_by(source.c.id)
+    )
+
+
+def _source(row: Any) -> Source:
+    return Source(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        created_at=row.created_at,
+        secret_hints=dict(row.secret_hints),
+        settings=dict(row.settings),
+        last_event_at=row.last_event_at,
+        events=EventCounts(row.received, row.pending, row.failed),
+    )
+
+
+async def list_sources(engine: Database) -> list[Source]:
+    async with engine.connect() as connection:
+        return [_source(row) for row in await connection.execute(_listing())]
+
+
+async def get_source(engine: Database, ident: int) -> Source:
+    async with engine.connect() as connection:
+        row = (await connection.execute(_listing().where(source.c.id == ident))).first()
+    if row is None:
+        raise NotFound(f"no source with id {ident}")
+    return _source(row)
+
+
+async def find_source(engine: Database, name: str) -> Source:
+    async with engine.connect() as connection:
+        ident = await connection.scalar(sa.select(source.c.id).where(source.c.name == name))
+    if ident is None:
+        raise NotFound(f"no source named {name!r}; `tidemill sources list` shows them")
+    return await get_source(engine, int(ident))
+
+
+async def secrets_of(engine: Database, vault: Vault, ident: int) -> tuple[str, dict[str, str]]:
+    """A source's kind and decrypted secrets (NotFound when there is none)."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                sa.select(source.c.kind, source.c.secrets).where(source.c.id == ident)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"no source with id {ident}")
+    return str(row.kind), vault.open(bytes(row.secrets))
+
+
+async def rekey(engine: Database, vault: Vault) -> int:
+    """Encrypt every source's secrets with the first key (after a key rotation)."""
+    async with engine.begin() as connection:
+        rows = (await connection.execute(sa.select(source.c.id, source.c.secrets))).all()
+        for ident, token in rows:
+            await connection.execute(
+                sa.update(source)
+                .where(source.c.id == ident)
+                .values(secrets=vault.rotate(bytes(token)))
+            )
+    return len(rows)
+
+
+async def remove_source(engine: Database, ident: int) -> Source:
+    """Remove a source, its inbox, its states and the canonical and derived rows it brought."""
+    found = await get_source(engine, ident)
+    key = source_key(found.kind, ident)
+    customers = sa.select(customer.c.id).where(customer.c.source == key)
+    subscriptions = sa.select(subscription.c.id).where(subscription.c.source == key)
+    async with engine.begin() as connection:
+        for table in (mrr_change, movement, movement_scope):
+            await connection.execute(sa.delete(table).where(table.c.customer_id.in_(customers)))
+        for table in (subscription_item, subscription_version):
+            await connection.execute(
+                sa.delete(table).where(table.c.subscription_id.in_(subscriptions))
+            )
+        await connection.execute(sa.delete(subscription).where(subscription.c.source == key))
+        await connection.execute(sa.delete(customer).where(customer.c.source == key))
+        await connection.execute(sa.delete(plan).where(plan.c.source == key))
+        await connection.execute(sa.delete(source).where(source.c.id == ident))
+    return found
+
+
+async def save_cursor(engine: Database, ident: int, cursor: dict[str, Any]) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.update(source).where(source.c.id == ident).values(cursor=cursor)
+        )
+
+
+async def cursor_of(engine: Database, ident: int) -> dict[str, Any]:
+    async with engine.connect() as connection:
+        value = await connection.scalar(sa.select(source.c.cursor).where(source.c.id == ident))
+    return dict(value or {})
