@@ -128,7 +128,7 @@ class Mutation:
 def settings(database_url: str, **overrides: Any) -> Settings:
     # no inbox worker unless a test asks for one: it would take pooled connections the pool
     # tests count
-    values = {"database_url": database_url, "host": "127.0.0.1", "api_key": ""}
+    values: dict[str, Any] = {"database_url": database_url, "host": "127.0.0.1", "api_key": ""}
     values = values | {"worker": False} | overrides
     return load_settings(**values)
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.ingest.apply import source_key, store_bundle
@@ -145,7 +145,7 @@ async def _latest(
             source_object.c.observed_at.desc(),
             source_object.c.event_id.desc(),
         )
-        .distinct(source_object.c.object_id)
+        .ext(distinct_on(source_object.c.object_id))
     )
     return {row.object_id: _observed(row) for row in rows}
 
