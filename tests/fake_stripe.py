@@ -1,0 +1,72 @@
+"""A fake Stripe API over HTTP (pytest-httpserver): the list endpoints the backfill reads,
+served from a test Account's current objects and events, paginated and expanded the way
+Stripe's API reference documents (`limit`, `starting_after`, `has_more`, `expand[]`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.stripe_account import Account
+
+LISTS = {
+    "products": "product",
+    "prices": "price",
+    "coupons": "coupon",
+    "customers": "customer",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+}
+
+
+class FakeStripe:
+    def __init__(self, account: Account, with_events: bool = True) -> None:
+        self.account = account
+        self.with_events = with_events
+        self.requests: list[str] = []
+
+    def _objects(self, resource: str, request: Request) -> list[dict[str, Any]]:
+        if resource == "events":
+            events = self.account.events if self.with_events else []
+            return sorted(events, key=lambda e: (e["created"], e["id"]), reverse=True)
+        kind = LISTS[resource]
+        found = [o for o in self.account.objects.values() if o["object"] == kind]
+        expand = [value for key, value in request.args.items(multi=True) if "expand" in key]
+        if resource == "prices" and "data.tiers" not in expand:
+            found = [{k: v for k, v in o.items() if k != "tiers"} for o in found]
+        if resource == "subscriptions" and "data.discounts" in expand:
+            found = [self._expanded(o) for o in found]
+        return sorted(found, key=lambda o: str(o["id"]))
+
+    def _expanded(self, subscription: dict[str, Any]) -> dict[str, Any]:
+        expanded = copy.deepcopy(subscription)
+        if "discounts" in expanded:
+            expanded["discounts"] = [
+                self.account.objects[d] if isinstance(d, str) else d for d in expanded["discounts"]
+            ]
+        return expanded
+
+    def handle(self, request: Request) -> Response:
+        self.requests.append(request.full_path)
+        resource = request.path.rsplit("/", 1)[-1]
+        objects = self._objects(resource, request)
+        after = request.args.get("starting_after")
+        if after:
+            index = [str(o["id"]) for o in objects].index(after)
+            objects = objects[index + 1 :]
+        limit = int(request.args.get("limit", "10"))
+        body = {
+            "object": "list",
+            "data": objects[:limit],
+            "has_more": len(objects) > limit,
+            "url": f"/v1/{resource}",
+        }
+        return Response(json.dumps(body), content_type="application/json")
+
+    def install(self, server: HTTPServer) -> None:
+        for resource in [*LISTS, "events"]:
+            server.expect_request(f"/v1/{resource}", method="GET").respond_with_handler(self.handle)
