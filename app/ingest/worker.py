@@ -183,6 +183,12 @@ async def _referenced(
 async def rebuild_customer(
     connection: AsyncConnection, source_id: int, kind: str, customer: str, translator: Translator
 ) -> None:
+    # one rebuild of a customer at a time (until commit): a second worker then reads the
+    # states the first one stored. Batches lock their customers in sorted order: no deadlock.
+    await connection.execute(
+        sa.text("SELECT pg_advisory_xact_lock(CAST(:source AS int), hashtext(:customer))"),
+        {"source": source_id, "customer": customer},
+    )
     rows = await connection.execute(
         sa.select(source_object).where(
             source_object.c.source_id == source_id, source_object.c.customer_ref == customer
