@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from app.db import SharedTransaction
+from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
 from resolvers.loaders import Loaders
 
@@ -58,6 +59,7 @@ class Outcome:
 class Context:
     metrics: _OperationService = _OperationService()
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    sources: SourceServices | None = None  # a server's (sources, secrets, backfills)
     _memo: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
     _loaders: dict[int, Loaders] = field(default_factory=dict)
 

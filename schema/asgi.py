@@ -18,7 +18,9 @@ from app.config import Settings, load_settings
 from app.db import create_engine, ping
 from app.ingest import worker
 from app.ingest.secrets import vault
+from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
+from connectors.stripe.backfill import backfill_source
 from connectors.stripe.translator import TRANSLATOR as STRIPE
 from schema import edge, web
 from schema.security import announce, secure_view
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = create_engine(settings)
     metrics = MetricsEngine(engine, settings.base_currency)
     graphql = secure_view(settings, engine, metrics)
+    keys = functools.cache(lambda: vault(settings))
+    graphql.sources = SourceServices(engine, keys, backfill_source)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -66,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
-        webhook_route(engine, functools.cache(lambda: vault(settings)), TRANSLATORS),
+        webhook_route(engine, keys, TRANSLATORS),
         *web.routes(),
     ]
     return Starlette(

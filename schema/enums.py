@@ -11,6 +11,7 @@ import strawberry
 
 from app.attributes import AttributeType
 from app.customers import CustomerSort
+from app.ingest.sources import EventStatus, SourceKind
 from app.metrics.spec import FilterOp, Interval
 
 strawberry.enum(Interval, name="Interval")
@@ -20,4 +21,7 @@ strawberry.enum(
     AttributeType, name="AttributeType", description="How values are stored and compared."
 )
 
-__all__ = ["AttributeType", "CustomerSort", "FilterOp", "Interval"]
+strawberry.enum(SourceKind, name="SourceKind", description="A billing system Tidemill connects.")
+strawberry.enum(EventStatus, name="EventStatus", description="Where an inbox event stands.")
+
+__all__ = ["AttributeType", "CustomerSort", "EventStatus", "FilterOp", "Interval", "SourceKind"]

@@ -12,12 +12,15 @@ from app.ingest.csvfile import TextLines
 from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import segments as resolve_segments
+from resolvers import sources as resolve_sources
 from resolvers.context import Context
 from schema.attributes import Attribute, AttributeImport, AttributeValueInput
-from schema.enums import AttributeType
+from schema.enums import AttributeType, EventStatus, SourceKind
 from schema.fields import mutation
+from schema.permissions import ADMIN
 from schema.segments import Segment, SegmentNodeInput
 from schema.selection import selected_names
+from schema.sources import Source
 from schema.types import Customer, customer_nodes
 
 Info = strawberry.Info[Context, None]
@@ -114,3 +117,45 @@ class Mutation:
     async def delete_segment(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         await resolve_segments.delete(info.context, id)
         return id
+
+    @mutation(
+        description="Connect a billing system; prints its webhook path. Secrets are stored "
+        "encrypted and never returned (only their last 4 characters).",
+        permission_classes=ADMIN,
+    )
+    async def add_source(
+        self,
+        info: Info,
+        kind: SourceKind,
+        name: str,
+        api_key: str,
+        webhook_secret: str,
+        api_base: str | None = None,
+    ) -> Source:
+        added = await resolve_sources.add(
+            info.context, kind, name, api_key, webhook_secret, api_base
+        )
+        return Source.of(added)
+
+    @mutation(
+        description="Remove a source, its inbox and everything it brought in.",
+        permission_classes=ADMIN,
+    )
+    async def remove_source(self, info: Info, id: strawberry.ID) -> Source:
+        return Source.of(await resolve_sources.remove(info.context, id))
+
+    @mutation(
+        description="Queue a source's events of a status (default FAILED) again; how many.",
+        permission_classes=ADMIN,
+    )
+    async def replay_events(
+        self, info: Info, source_id: strawberry.ID, status: EventStatus = EventStatus.FAILED
+    ) -> int:
+        return await resolve_sources.replay(info.context, source_id, status)
+
+    @mutation(
+        description="Start a source's backfill in the background (resumes an interrupted one).",
+        permission_classes=ADMIN,
+    )
+    async def backfill_source(self, info: Info, id: strawberry.ID) -> Source:
+        return Source.of(await resolve_sources.backfill(info.context, id))

@@ -26,15 +26,17 @@ from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers import segments as resolve_segments
+from resolvers import sources as resolve_sources
 from resolvers.context import Context
 from schema.attributes import Attribute
-from schema.enums import CustomerSort, Interval
+from schema.enums import CustomerSort, EventStatus, Interval
 from schema.errors import ErrorCodes
 from schema.fields import field
 from schema.mutation import Mutation
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
+from schema.sources import Source, SourceEvent
 from schema.transactions import AtomicMutations
 from schema.types import (
     ChurnPage,
@@ -219,6 +221,21 @@ class Query:
     async def validate_segment(self, info: Info, definition: SegmentNodeInput) -> SegmentValidation:
         problems = await resolve_segments.problems(info.context, definition.to_json())
         return SegmentValidation(valid=not problems, problems=problems)
+
+    @field(description="Connected billing systems (Stripe), with their inbox counts.")
+    async def sources(self, info: Info) -> list[Source]:
+        return [Source.of(found) for found in await resolve_sources.all_sources(info.context)]
+
+    @field(description="A source's inbox events, newest first (e.g. status: FAILED).")
+    async def source_events(
+        self,
+        info: Info,
+        source_id: strawberry.ID,
+        status: EventStatus | None = None,
+        first: int = 100,
+    ) -> list[SourceEvent]:
+        found = await resolve_sources.events(info.context, source_id, status, first)
+        return [SourceEvent.of(event) for event in found]
 
 
 class TidemillSchema(strawberry.Schema):

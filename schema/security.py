@@ -8,11 +8,11 @@ partner keys run only the registered `queries/` documents) and insists on an `op
 when the document names several operations. Per operation, `ScopeGuard` (a schema extension)
 checks the key's scope against the operation kind (queries need `read`, mutations `write`;
 `FORBIDDEN` otherwise) and takes introspection and "Did you mean" suggestions away from partner
-keys. `RequireScope` guards single fields (admin-only ones). Strawberry's limiters cap depth,
-aliases and tokens, `InputLimits` the size of arguments, the schema's batching config the
-operations per batch; every error that leaves the view carries `extensions.code`. A response
-with an error caused by a database outage is HTTP 503 (schema/edge.py says why and what else
-the edge does for every route).
+keys. `RequireScope` (schema/permissions.py) guards single fields (admin-only ones).
+Strawberry's limiters cap depth, aliases and tokens, `InputLimits` the size of arguments, the
+schema's batching config the operations per batch; every error that leaves the view carries
+`extensions.code`. A response with an error caused by a database outage is HTTP 503
+(schema/edge.py says why and what else the edge does for every route).
 
 Code that runs the schema in-process (tests, `MetricsEngine` users) passes a plain `Context`,
 which has no principal: it is trusted, as the database behind it is.
@@ -25,7 +25,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from cross_web import HTTPException
@@ -49,29 +49,28 @@ from strawberry.extensions import (
 )
 from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
-from strawberry.permission import BasePermission
 from strawberry.schema.base import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from app.config import Settings
 from app.errors import UserError
+from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
 from app.security import keys as auth
 from app.security.keys import (
     Authenticator,
     Origin,
     Principal,
-    Scope,
     Unauthenticated,
     any_key_exists,
     is_loopback,
 )
 from app.security.persisted import Registry, load_documents, requested_hash
-from resolvers.context import Context
 from schema import inputs
 from schema.edge import RETRY_AFTER_SECONDS, http_error
 from schema.errors import coded
+from schema.permissions import SecureContext, _principal
 from schema.root import build_schema
 from schema.web import graphiql_page
 
@@ -81,22 +80,6 @@ REFUSAL_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403}
 ALLOWED_METHODS = {"Allow": "GET, POST"}
 # headers by which a proxy says for whom it forwards a request (RFC 7239, and the de facto ones)
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-
-
-@dataclass
-class SecureContext(Context):
-    """The request context over HTTP: who is asking (None until authenticated)."""
-
-    principal: Principal | None = None
-
-
-def _principal(context: Any) -> Principal | None:
-    """The caller of an operation; the trusted in-process caller when the context has none."""
-    if not isinstance(context, SecureContext):
-        return None
-    if context.principal is None:
-        raise Unauthenticated("not authenticated")
-    return context.principal
 
 
 class NoIntrospection(NoSchemaIntrospectionCustomRule):
@@ -138,20 +121,6 @@ class ScopeGuard(SchemaExtension):
         if context.principal.is_partner:
             for error in result.errors or []:
                 error.message = SUGGESTION.sub("", error.message)
-
-
-def RequireScope(scope: Scope) -> type[BasePermission]:  # noqa: N802 (reads as a class)
-    """A field permission: `permission_classes=[RequireScope(Scope.ADMIN)]`."""
-
-    class Permission(BasePermission):
-        def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
-            principal = _principal(info.context)
-            if principal is not None:
-                auth.require(principal, scope)
-            return True
-
-    Permission.__name__ = f"Require{scope.value.title()}"
-    return Permission
 
 
 def _tolerant(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
@@ -259,9 +228,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.authenticator = authenticator
         self.registry = registry
         self.max_tokens = max_tokens
+        self.sources: SourceServices | None = None  # set by the server (schema/asgi.py)
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
-        return SecureContext(metrics=self.metrics)
+        return SecureContext(metrics=self.metrics, sources=self.sources)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the package's own assets (schema/web.py), never from a CDN."""

@@ -35,9 +35,10 @@ from schema import edge, security
 from schema.asgi import create_app
 from schema.errors import ErrorCodes
 from schema.fields import mutation
+from schema.permissions import RequireScope
 from schema.root import Query, TidemillSchema
 from schema.scalars import SCALARS
-from schema.security import RequireScope, SecureGraphQL
+from schema.security import SecureGraphQL
 
 BASE = "http://127.0.0.1"  # a loopback address, as a local client reaches the server
 

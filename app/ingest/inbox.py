@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import Database
 from app.errors import UserError
 from app.ingest.objects import Event
 from app.tables import raw_event
@@ -81,7 +82,7 @@ def _status(text: str) -> str:
 
 
 async def events_of(
-    engine: AsyncEngine, source_id: int, status: str | None = None, limit: int = 100
+    engine: Database, source_id: int, status: str | None = None, limit: int = 100
 ) -> list[StoredEvent]:
     query = sa.select(*(raw_event.c[name] for name in StoredEvent.__dataclass_fields__)).where(
         raw_event.c.source_id == source_id
@@ -93,7 +94,7 @@ async def events_of(
         return [StoredEvent(**row._mapping) for row in await connection.execute(query)]
 
 
-async def replay(engine: AsyncEngine, source_id: int, status: str = "failed") -> int:
+async def replay(engine: Database, source_id: int, status: str = "failed") -> int:
     """Queue a source's events of `status` again (attempts reset); how many."""
     async with engine.begin() as connection:
         result = await connection.execute(

@@ -74,4 +74,4 @@ def vault(settings: Settings) -> Vault:
 
 def hint(secret: str) -> str:
     """What may be shown of a secret: its last 4 characters."""
-    return f"…{secret[-4:]}" if len(secret) > 8 else "…"
+    return secret[-4:] if len(secret) >= 12 else ""  # a short secret shows nothing

@@ -3,13 +3,18 @@ state of their inbox. Removing a source removes everything it brought in."""
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import Database
 from app.errors import NotFound, UserError
@@ -28,9 +33,50 @@ from app.tables import (
     subscription_version,
 )
 
+log = logging.getLogger("tidemill.sources")
+
+
+class SourceKind(enum.Enum):
+    STRIPE = "stripe"
+
+
+class EventStatus(enum.Enum):
+    RECEIVED = "received"
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
 KINDS = ("stripe",)  # kinds a source can be added for (csv is imported, not connected)
 WAITING = ("received", "pending")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass
+class SourceServices:
+    """What the API needs to manage sources: the engine (not a request's transaction), the
+    secrets' keys, and a way to start a source's backfill in the background."""
+
+    engine: AsyncEngine
+    vault: Callable[[], Vault]
+    backfill: Callable[[AsyncEngine, Vault, int], Awaitable[object]]
+    running: dict[int, asyncio.Task[object]] = field(default_factory=dict)
+
+    def start_backfill(self, ident: int) -> bool:
+        """Start a backfill unless one of this source is running; whether it started."""
+        task = self.running.get(ident)
+        if task is not None and not task.done():
+            return False
+        self.running[ident] = asyncio.create_task(self._backfill(ident))
+        return True
+
+    async def _backfill(self, ident: int) -> object:
+        try:
+            return await self.backfill(self.engine, self.vault(), ident)
+        except Exception as error:  # a background job: report it, the cursor lets it resume
+            log.warning("backfill of source %s stopped: %r", ident, error)
+            return None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,10 @@ from typing import Any
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import UserError
 from app.ingest.pull import Page, Progress, SyncResult, sync
+from app.ingest.secrets import Vault
+from app.ingest.sources import get_source, secrets_of
 from connectors.stripe.translator import TRANSLATOR
 
 # (resource, list parameters, the snapshot event type of its objects); catalog first
@@ -104,3 +107,15 @@ async def backfill(
 
 def _quiet(_resource: str, _count: int) -> None:
     return None
+
+
+async def backfill_source(
+    engine: AsyncEngine, keys: Vault, source_id: int, progress: Progress | None = None
+) -> SyncResult:
+    """`backfill` with the source's own API key and API base (`--api-base`)."""
+    found = await get_source(engine, source_id)
+    if found.kind != "stripe":
+        raise UserError(f"source {found.name!r} is a {found.kind} source, not a Stripe one")
+    _, secrets = await secrets_of(engine, keys, source_id)
+    api_base = found.settings.get("api_base")
+    return await backfill(engine, source_id, secrets["api_key"], api_base, progress)

@@ -1,0 +1,125 @@
+"""Sources over GraphQL: admin-only writes, secrets never returned, the inbox visible,
+failed events replayable, a backfill started in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.ingest import worker
+from schema.asgi import TRANSLATORS
+from tests.edge import bearer, new_key, real_app, serving
+from tests.test_ingest_worker import broken_account
+from tests.test_stripe_backfill import serve
+from tests.test_stripe_scenario import KEY, signed
+
+API_KEY = "sk_test_4242424242424242abcd"
+WEBHOOK_SECRET = "whsec_0123456789wxyz"
+ADD = (
+    'mutation ($base: String) { addSource(kind: STRIPE, name: "prod", '
+    f'apiKey: "{API_KEY}", webhookSecret: "{WEBHOOK_SECRET}", apiBase: $base) '
+    "{ id name kind webhookPath secretHints { name last4 } } }"
+)
+SOURCES = (
+    "{ sources { id name kind webhookPath createdAt lastEventAt "
+    "events { received pending failed } } }"
+)
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(real_app(database_url, secret_key=KEY)) as client:
+        yield client
+
+
+async def run(
+    client: httpx.AsyncClient, key: str, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=bearer(key)
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_adding_a_source_needs_admin_and_never_returns_its_secrets(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin, writer = await new_key(engine, "admin"), await new_key(engine, "write")
+    refused = await run(client, writer, ADD)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    added = await run(client, admin, ADD)
+    assert added["data"]["addSource"] == {
+        "id": "1",
+        "name": "prod",
+        "kind": "STRIPE",
+        "webhookPath": "/webhooks/1",
+        "secretHints": [
+            {"name": "api_key", "last4": "abcd"},
+            {"name": "webhook_secret", "last4": "wxyz"},
+        ],
+    }
+    listed = await run(client, writer, SOURCES)
+    [source] = listed["data"]["sources"]
+    assert source["events"] == {"received": 0, "pending": 0, "failed": 0}
+    everything = json.dumps([added, listed])
+    assert API_KEY not in everything
+    assert WEBHOOK_SECRET not in everything
+    again = await run(client, admin, ADD)
+    assert again["errors"][0]["message"] == "a source named 'prod' already exists"
+
+
+async def test_failed_events_are_listed_and_replayed_and_a_source_removed(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await new_key(engine, "admin")
+    await run(client, admin, ADD.replace(WEBHOOK_SECRET, "whsec_scenario_0123456789"))
+    for event in broken_account().events[:-1]:
+        assert (await client.post("/webhooks/1", **signed(event))).status_code == 200
+    await worker.drain(engine, TRANSLATORS)
+    failed = await run(
+        client,
+        admin,
+        '{ sourceEvents(sourceId: "1", status: FAILED) { type status attempts lastError } }',
+    )
+    assert [e["type"] for e in failed["data"]["sourceEvents"]] == [
+        "customer.subscription.created",
+        "customer.created",
+    ]
+    counts = (await run(client, admin, SOURCES))["data"]["sources"][0]["events"]
+    assert counts == {"received": 6, "pending": 0, "failed": 2}
+    replayed = await run(client, admin, 'mutation { replayEvents(sourceId: "1") }')
+    assert replayed["data"] == {"replayEvents": 2}
+    counts = (await run(client, admin, SOURCES))["data"]["sources"][0]["events"]
+    assert counts == {"received": 6, "pending": 2, "failed": 0}
+    removed = await run(client, admin, 'mutation { removeSource(id: "1") { name } }')
+    assert removed["data"] == {"removeSource": {"name": "prod"}}
+    assert (await run(client, admin, SOURCES))["data"] == {"sources": []}
+    gone = await run(client, admin, "{ customers(first: 5) { edges { node { id } } } }")
+    assert gone["data"]["customers"]["edges"] == []
+    unknown = await run(client, admin, 'mutation { removeSource(id: "1") { name } }')
+    assert unknown["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_backfill_starts_in_the_background(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await new_key(engine, "admin")
+    for stripe_api, base in serve(with_events=True):
+        objects = stripe_api.account.objects.values()
+        total = len(stripe_api.account.events) + sum(o["object"] != "discount" for o in objects)
+        await run(client, admin, ADD, {"base": base})
+        started = await run(client, admin, 'mutation { backfillSource(id: "1") { name } }')
+        assert started["data"] == {"backfillSource": {"name": "prod"}}
+        for _ in range(100):  # the backfill runs in the server, the mutation has returned
+            counts = (await run(client, admin, SOURCES))["data"]["sources"][0]["events"]
+            if counts["received"] == total:
+                break
+            await asyncio.sleep(0.1)
+        assert counts["received"] == total
