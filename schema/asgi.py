@@ -20,14 +20,13 @@ from app.ingest import worker
 from app.ingest.secrets import vault
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
+from connectors.registry import TRANSLATORS
 from connectors.stripe.backfill import backfill_source
-from connectors.stripe.translator import TRANSLATOR as STRIPE
 from schema import edge, web
 from schema.security import announce, secure_view
 from schema.webhooks import webhook_route
 
 log = logging.getLogger("tidemill.server")
-TRANSLATORS = {STRIPE.kind: STRIPE}
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import inbox, worker
+from connectors.registry import TRANSLATORS
 from connectors.stripe.translate import read_event
-from schema.asgi import TRANSLATORS
 from tests import stripe_scenario
 from tests.stripe_account import Account
 from tests.test_stripe_scenario import new_source, outcome, reset, statuses

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import worker
-from schema.asgi import TRANSLATORS
+from connectors.registry import TRANSLATORS
 from tests.edge import bearer, new_key, real_app, serving
 from tests.test_ingest_worker import broken_account
 from tests.test_stripe_backfill import serve

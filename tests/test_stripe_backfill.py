@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import worker
 from app.ingest.sources import cursor_of
+from connectors.registry import TRANSLATORS
 from connectors.stripe import backfill
-from schema.asgi import TRANSLATORS
 from tests import stripe_scenario
 from tests.fake_stripe import FakeStripe
 from tests.test_stripe_scenario import client, deliver, new_source, outcome, reset, statuses

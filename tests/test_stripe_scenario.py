@@ -21,8 +21,8 @@ from app.ingest import worker
 from app.ingest.secrets import vault
 from app.ingest.sources import Source, add_source
 from app.metrics.service import MetricsEngine
+from connectors.registry import TRANSLATORS
 from connectors.stripe import signature
-from schema.asgi import TRANSLATORS
 from tests import stripe_scenario
 from tests.conftest import TABLES, execute
 from tests.edge import real_app, serving, settings

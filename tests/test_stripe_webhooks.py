@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import worker
 from app.ingest.secrets import vault
+from connectors.registry import TRANSLATORS
 from connectors.stripe import signature
-from schema.asgi import TRANSLATORS
 from tests.edge import Relay, real_app, serving, settings
 from tests.stripe_account import Account
 from tests.test_stripe_scenario import KEY, SECRET, new_source, signed

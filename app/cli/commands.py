@@ -13,6 +13,7 @@ import typer
 from app.cli.admin import keys, queries
 from app.cli.common import console, fail
 from app.cli.metrics import register
+from app.cli.sources import sources, sync, worker_command
 from app.config import Settings, environment, load_settings
 from app.errors import ImportFailed, UserError
 
@@ -33,6 +34,9 @@ fx = typer.Typer(
 cli.add_typer(fx, name="fx")
 cli.add_typer(keys, name="keys")
 cli.add_typer(queries, name="queries")
+cli.add_typer(sources, name="sources")
+cli.add_typer(sync, name="sync")
+cli.command("worker")(worker_command)
 register(cli)
 
 
