@@ -58,6 +58,7 @@ def webhook_route(
     clock: Callable[[], float] = time.time,
 ) -> Route:
     secrets = _Secrets(engine, vault, clock)
+    intake = inbox.Intake(engine)
 
     async def receive(request: Request) -> Response:
         ident = _source_id(request)
@@ -74,7 +75,7 @@ def webhook_route(
             event = translator.read_event(json.loads(body))
         except (ValueError, UnicodeDecodeError) as error:
             return http_error(400, f"malformed event: {error}; a JSON {kind} event is accepted")
-        stored = await inbox.store(engine, ident or 0, event)
+        stored = await intake.store(ident or 0, event)
         return JSONResponse({"received": True, "duplicate": not stored})
 
     return Route("/webhooks/{source_id}", receive, methods=["POST"])

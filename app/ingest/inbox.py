@@ -6,6 +6,7 @@ translator applies) or `failed` (with its error, retried with backoff)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -107,3 +108,63 @@ async def replay(engine: Database, source_id: int, status: str = "failed") -> in
 
 def dumps(payload: object) -> str:
     return json.dumps(payload, separators=(",", ":"))
+
+
+class Intake:
+    """Group commit for webhook deliveries: the deliveries that arrive while a batch is being
+    written go together into the next one (one INSERT, one commit), and each is answered once
+    its batch has committed. A failed batch fails every delivery in it (503: the sender
+    retries), so nothing is acknowledged unless it is stored."""
+
+    def __init__(self, engine: AsyncEngine, most: int = 500) -> None:
+        self.engine, self.most = engine, most
+        self.waiting: list[tuple[int, Event, asyncio.Future[bool]]] = []
+        self.writing: asyncio.Task[None] | None = None
+
+    async def store(self, source_id: int, event: Event) -> bool:
+        """Store one event; False when it was already there."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((source_id, event, done))
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting[: self.most], self.waiting[self.most :]
+            try:
+                stored = await _insert(self.engine, [(s, e) for s, e, _ in batch])
+            except Exception as error:  # every delivery of the batch gets it (an outage: 503)
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for source_id, event, done in batch:  # a duplicate inside the batch is one too
+                key = (source_id, event.event_id)
+                if not done.done():
+                    done.set_result(key in stored)
+                stored.discard(key)
+
+
+async def _insert(engine: AsyncEngine, events: list[tuple[int, Event]]) -> set[tuple[int, str]]:
+    """Insert events (first of each (source, id) wins); the keys that were new."""
+    unique = {(source_id, event.event_id): event for source_id, event in events}
+    rows = [
+        {
+            "source_id": source_id,
+            "event_id": event_id,
+            "type": event.type,
+            "api_version": event.api_version,
+            "occurred_at": event.occurred_at,
+            "payload": event.payload,
+        }
+        for (source_id, event_id), event in unique.items()
+    ]
+    statement = (
+        insert(raw_event)
+        .values(rows)
+        .on_conflict_do_nothing(constraint="raw_event_source_event_id_key")
+        .returning(raw_event.c.source_id, raw_event.c.event_id)
+    )
+    async with engine.begin() as connection:
+        return {(int(s), str(e)) for s, e in await connection.execute(statement)}
