@@ -28,30 +28,37 @@ def source_key(kind: str, source_id: int) -> str:
     return f"{kind}:{source_id}"
 
 
-async def _customer_id(connection: AsyncConnection, source: str, bundle: CustomerBundle) -> int:
-    record = bundle.customer
-    statement = insert(customer).values(
-        source=source,
-        external_id=record.external_id,
-        name=record.name,
-        email=record.email,
-        country=record.country,
-    )
+async def _customer_ids(
+    connection: AsyncConnection, source: str, bundles: Sequence[CustomerBundle]
+) -> dict[str, int]:
+    rows = [
+        {
+            "source": source,
+            "external_id": b.customer.external_id,
+            "name": b.customer.name,
+            "email": b.customer.email,
+            "country": b.customer.country,
+        }
+        for b in bundles
+    ]
+    statement = insert(customer).values(rows)
     statement = statement.on_conflict_do_update(
         constraint="customer_source_external_id_key",
         set_={name: statement.excluded[name] for name in ("name", "email", "country")},
     )
-    return int(await connection.scalar(statement.returning(customer.c.id)) or 0)
+    found = await connection.execute(statement.returning(customer.c.external_id, customer.c.id))
+    return {str(external): int(ident) for external, ident in found}
 
 
 async def _plan_ids(
-    connection: AsyncConnection, source: str, bundle: CustomerBundle
+    connection: AsyncConnection, source: str, bundles: Sequence[CustomerBundle]
 ) -> dict[str, int]:
-    if not bundle.plans:
+    plans = {p.external_id: p for b in bundles for p in b.plans}
+    if not plans:
         return {}
     rows = [
         {"source": source, "external_id": p.external_id, "name": p.name, "product": p.product}
-        for p in bundle.plans
+        for p in plans.values()
     ]
     statement = insert(plan).values(rows)
     statement = statement.on_conflict_do_update(
@@ -63,24 +70,27 @@ async def _plan_ids(
 
 
 async def _attributes(
-    connection: AsyncConnection, customer_id: int, values: dict[str, str]
+    connection: AsyncConnection, values: Sequence[tuple[int, dict[str, str]]]
 ) -> None:
     """Metadata keys become string attributes (source `stripe`) unless defined otherwise; a
     value that does not parse as its attribute's type is left out."""
-    if not values:
+    keys = sorted({key for _, found in values for key in found})
+    if not keys:
         return
     await connection.execute(
         insert(attribute)
-        .values([{"key": k, "label": k, "type": "string", "source": "stripe"} for k in values])
+        .values([{"key": k, "label": k, "type": "string", "source": "stripe"} for k in keys])
         .on_conflict_do_nothing()
     )
     known = await definitions(connection)
     typed = []
-    for key, text in values.items():
-        try:
-            typed.append((customer_id, key, known[key].type, parse_value(known[key].type, text)))
-        except ValueError:
-            continue
+    for customer_id, found in values:
+        for key, text in found.items():
+            try:
+                kind = known[key].type
+                typed.append((customer_id, key, kind, parse_value(kind, text)))
+            except ValueError:
+                continue
     await _upsert(connection, typed)
 
 
@@ -131,48 +141,57 @@ def _item_rows(ident: int, version: VersionRecord, plans: dict[str, int]) -> lis
 
 
 async def _subscription_ids(
-    connection: AsyncConnection, source: str, customer_id: int, externals: Sequence[str]
-) -> list[int]:
-    if not externals:
-        return []
+    connection: AsyncConnection, source: str, owners: Sequence[tuple[str, int]]
+) -> dict[str, int]:
+    if not owners:
+        return {}
     statement = insert(subscription).values(
-        [{"source": source, "external_id": e, "customer_id": customer_id} for e in externals]
+        [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
     )
     statement = statement.on_conflict_do_update(
         constraint="subscription_source_external_id_key",
         set_={"customer_id": statement.excluded.customer_id},
     )
-    found: dict[str, int] = dict(
-        (
-            await connection.execute(
-                statement.returning(subscription.c.external_id, subscription.c.id)
-            )
-        ).all()
+    returning = statement.returning(subscription.c.external_id, subscription.c.id)
+    return {str(external): int(ident) for external, ident in await connection.execute(returning)}
+
+
+async def store_bundles(
+    connection: AsyncConnection, source: str, bundles: Sequence[CustomerBundle]
+) -> None:
+    """Store customers' rows (a handful of statements for any number of customers); their
+    ids are added to `touched_customer`."""
+    if not bundles:
+        return
+    customers = await _customer_ids(connection, source, bundles)
+    plans = await _plan_ids(connection, source, bundles)
+    await _attributes(
+        connection, [(customers[b.customer.external_id], b.customer.attributes) for b in bundles]
     )
-    return [int(found[e]) for e in externals]
-
-
-async def store_bundle(connection: AsyncConnection, source: str, bundle: CustomerBundle) -> int:
-    """Store one customer's rows; its id is added to `touched_customer`."""
-    customer_id = await _customer_id(connection, source, bundle)
-    plans = await _plan_ids(connection, source, bundle)
-    await _attributes(connection, customer_id, bundle.customer.attributes)
-    externals = [s.external_id for s in bundle.subscriptions]
-    idents = await _subscription_ids(connection, source, customer_id, externals)
+    owners = [
+        (s.external_id, customers[b.customer.external_id]) for b in bundles for s in b.subscriptions
+    ]
+    idents = await _subscription_ids(connection, source, owners)
     if idents:
         for table in (subscription_item, subscription_version):
-            await connection.execute(sa.delete(table).where(table.c.subscription_id.in_(idents)))
+            await connection.execute(
+                sa.delete(table).where(table.c.subscription_id.in_(list(idents.values())))
+            )
     versions, items = [], []
-    for ident, record in zip(idents, bundle.subscriptions, strict=True):
-        for version in record.versions:
-            versions.append(_version_row(ident, version, plans))
-            items.extend(_item_rows(ident, version, plans))
+    for bundle in bundles:
+        for record in bundle.subscriptions:
+            ident = idents[record.external_id]
+            for version in record.versions:
+                versions.append(_version_row(ident, version, plans))
+                items.extend(_item_rows(ident, version, plans))
     if versions:
         await connection.execute(sa.insert(subscription_version), versions)
     if items:
         await connection.execute(sa.insert(subscription_item), items)
     await connection.execute(
-        sa.text("INSERT INTO touched_customer VALUES (:id) ON CONFLICT DO NOTHING"),
-        {"id": customer_id},
+        sa.text(
+            "INSERT INTO touched_customer SELECT unnest(CAST(:ids AS bigint[])) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"ids": sorted(customers.values())},
     )
-    return customer_id

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.ingest.apply import source_key, store_bundle
+from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.translator import Translator
@@ -63,11 +63,16 @@ class _Claimed:
 class _Batch:
     """What a claimed batch touches and how each event ends."""
 
+    # each customer to rebuild, with the events of its own objects (they fail with it); an
+    # object it only reads (a price) is applied to the other readers even if it fails
     customers: dict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(list))
     outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    states: dict[int, list[Observed]] = field(default_factory=lambda: defaultdict(list))
 
-    def affect(self, source_id: int, customer: str, event: int) -> None:
-        self.customers[(source_id, customer)].append(event)
+    def affect(self, source_id: int, customer: str, event: int | None) -> None:
+        events = self.customers[(source_id, customer)]
+        if event is not None:
+            events.append(event)
 
 
 def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
@@ -83,55 +88,96 @@ def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
     }
 
 
-async def store_states(
-    connection: AsyncConnection, source_id: int, states: Sequence[Observed]
-) -> None:
-    if states:
-        await connection.execute(
-            insert(source_object)
-            .values([_state_row(source_id, state) for state in states])
-            .on_conflict_do_nothing()
-        )
+async def store_states(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await connection.execute(insert(source_object).values(rows).on_conflict_do_nothing())
 
 
-async def _customers_reading(connection: AsyncConnection, source_id: int, ident: str) -> list[str]:
-    """Customers whose objects read `ident` (a price, product, coupon), through one level of
-    indirection (a product read by a price read by a subscription)."""
+_READERS = """
+WITH RECURSIVE reader(object_id, customer_ref, depth) AS (
+    SELECT object_id, customer_ref, 1 FROM source_object
+    WHERE source_id = :source AND refs && CAST(:idents AS text[])
+  UNION
+    SELECT o.object_id, o.customer_ref, r.depth + 1 FROM source_object o
+    JOIN reader r ON o.source_id = :source AND o.refs @> ARRAY[r.object_id]
+    WHERE r.depth < 2)
+SELECT DISTINCT customer_ref FROM reader WHERE customer_ref IS NOT NULL
+"""
+
+
+async def _customers_reading(
+    connection: AsyncConnection, source_id: int, idents: Sequence[str]
+) -> list[str]:
+    """Customers whose objects read any of `idents` (prices, products, coupons), through one
+    level of indirection (a product read by a price read by a subscription)."""
     found = await connection.execute(
-        sa.text(
-            "WITH RECURSIVE reader(object_id, customer_ref, depth) AS ("
-            " SELECT object_id, customer_ref, 1 FROM source_object"
-            "  WHERE source_id = :source AND refs @> ARRAY[CAST(:ident AS text)]"
-            " UNION SELECT o.object_id, o.customer_ref, r.depth + 1 FROM source_object o"
-            "  JOIN reader r ON o.source_id = :source AND o.refs @> ARRAY[r.object_id]"
-            "  WHERE r.depth < 2)"
-            " SELECT DISTINCT customer_ref FROM reader WHERE customer_ref IS NOT NULL"
-        ),
-        {"source": source_id, "ident": ident},
+        sa.text(_READERS), {"source": source_id, "idents": sorted(set(idents))}
     )
     return [row[0] for row in found]
 
 
-async def _take(
-    connection: AsyncConnection, event: _Claimed, translator: Translator, batch: _Batch
-) -> None:
+def _read(event: _Claimed, translator: Translator, batch: _Batch) -> None:
+    """Read one claimed event (no I/O): its outcome so far, its states."""
     try:
         read = translator.read_event(event.payload)
     except ValueError as error:
         batch.outcome[event.id] = ("failed", str(error))
         return
-    if not read.handled:
-        batch.outcome[event.id] = ("ignored", None)
+    batch.outcome[event.id] = ("processed", None) if read.handled else ("ignored", None)
+    batch.states[event.id] = list(read.objects)
+
+
+async def _store(
+    connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch
+) -> None:
+    """Store the states of the batch in one statement (one per event if that fails, so a bad
+    one fails alone)."""
+    rows = {
+        ident: [_state_row(claimed[ident].source_id, state) for state in states]
+        for ident, states in batch.states.items()
+    }
+    try:
+        async with connection.begin_nested():
+            await store_states(connection, [row for group in rows.values() for row in group])
         return
-    await store_states(connection, event.source_id, read.objects)
-    batch.outcome[event.id] = ("processed", None)
-    for state in read.objects:
-        if state.customer_ref is not None:
-            if state.object_type in ("customer", "subscription", "discount"):
-                batch.affect(event.source_id, state.customer_ref, event.id)
-            continue
-        for customer in await _customers_reading(connection, event.source_id, state.object_id):
-            batch.affect(event.source_id, customer, event.id)
+    except sa.exc.DBAPIError:
+        pass
+    for ident, group in rows.items():
+        try:
+            async with connection.begin_nested():
+                await store_states(connection, group)
+        except sa.exc.DBAPIError as error:
+            batch.outcome[ident] = ("failed", f"unstorable event: {error.orig!r}")
+            batch.states.pop(ident)
+
+
+async def _affected(
+    connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch
+) -> None:
+    """The customers each stored event changes (an object of theirs, or one they read)."""
+    read_by: dict[int, set[str]] = defaultdict(set)
+    for ident, states in batch.states.items():
+        source_id = claimed[ident].source_id
+        for state in states:
+            if state.customer_ref is None:
+                read_by[source_id].add(state.object_id)
+            elif state.object_type in ("customer", "subscription", "discount"):
+                batch.affect(source_id, state.customer_ref, ident)
+    for source_id, objects in read_by.items():
+        for customer in await _customers_reading(connection, source_id, sorted(objects)):
+            batch.affect(source_id, customer, None)
+
+
+def _observed(row: Any) -> Observed:
+    return Observed(
+        object_type=row.object_type,
+        object_id=row.object_id,
+        observed_at=row.observed_at,
+        event_id=row.event_id,
+        payload=row.payload,
+        customer_ref=row.customer_ref,
+        refs=tuple(row.refs),
+    )
 
 
 async def _latest(
@@ -150,58 +196,63 @@ async def _latest(
     return {row.object_id: _observed(row) for row in rows}
 
 
-def _observed(row: Any) -> Observed:
-    return Observed(
-        object_type=row.object_type,
-        object_id=row.object_id,
-        observed_at=row.observed_at,
-        event_id=row.event_id,
-        payload=row.payload,
-        customer_ref=row.customer_ref,
-        refs=tuple(row.refs),
-    )
-
-
 async def _referenced(
     connection: AsyncConnection, source_id: int, owned: Sequence[Observed]
 ) -> dict[str, Json]:
-    """The latest state of everything the customer's objects read (two levels deep)."""
+    """The latest state of everything these objects read (two levels deep)."""
     found: dict[str, Observed] = {}
     wanted = {ref for state in owned for ref in state.refs}
-    for _depth in range(2):
+    wanted |= {s.object_id for s in owned if s.object_type == "discount"}
+    for _depth in range(3):
         wanted -= found.keys()
         if not wanted:
             break
         latest = await _latest(connection, source_id, wanted)
         found |= latest
         wanted = {ref for state in latest.values() for ref in state.refs}
-    discounts = {s.object_id for s in owned if s.object_type == "discount"}
-    found |= await _latest(connection, source_id, discounts - found.keys()) if discounts else {}
     return {ident: state.payload for ident, state in found.items()}
 
 
-async def rebuild_customer(
-    connection: AsyncConnection, source_id: int, kind: str, customer: str, translator: Translator
-) -> None:
+async def rebuild_customers(
+    connection: AsyncConnection,
+    source_id: int,
+    kind: str,
+    customers: Sequence[str],
+    translator: Translator,
+) -> dict[str, str]:
+    """Rebuild customers of one source from all their states; the error of each that failed."""
     # one rebuild of a customer at a time (until commit): a second worker then reads the
-    # states the first one stored. Batches lock their customers in sorted order: no deadlock.
+    # states the first one stored; customers are locked in sorted order, so no deadlock
+    ordered = sorted(set(customers))
     await connection.execute(
-        sa.text("SELECT pg_advisory_xact_lock(CAST(:source AS int), hashtext(:customer))"),
-        {"source": source_id, "customer": customer},
+        sa.text(
+            "SELECT pg_advisory_xact_lock(CAST(:source AS int), hashtext(c)) "
+            "FROM unnest(CAST(:customers AS text[])) WITH ORDINALITY AS t(c, n) ORDER BY n"
+        ),
+        {"source": source_id, "customers": ordered},
     )
     rows = await connection.execute(
         sa.select(source_object).where(
-            source_object.c.source_id == source_id, source_object.c.customer_ref == customer
+            source_object.c.source_id == source_id, source_object.c.customer_ref.in_(ordered)
         )
     )
-    owned = [_observed(row) for row in rows]
-    referenced = await _referenced(connection, source_id, owned)
+    owned: dict[str, list[Observed]] = defaultdict(list)
+    for row in rows:
+        owned[row.customer_ref].append(_observed(row))
+    everything = [state for states in owned.values() for state in states]
+    referenced = await _referenced(connection, source_id, everything)
 
     def lookup(ident: str) -> Json | None:
         return referenced.get(ident)
 
-    bundle = translator.customer_bundle(customer, owned, lookup)
-    await store_bundle(connection, source_key(kind, source_id), bundle)
+    bundles, failures = [], {}
+    for customer in ordered:
+        try:
+            bundles.append(translator.customer_bundle(customer, owned[customer], lookup))
+        except (ValueError, KeyError, TypeError) as error:
+            failures[customer] = f"customer {customer}: {error}"
+    await store_bundles(connection, source_key(kind, source_id), bundles)
+    return failures
 
 
 async def _rebuild(
@@ -211,47 +262,63 @@ async def _rebuild(
     translators: Mapping[str, Translator],
 ) -> None:
     kinds = {event.source_id: event.kind for event in claimed.values()}
-    for (source_id, customer), events in sorted(batch.customers.items()):
+    by_source: dict[int, list[str]] = defaultdict(list)
+    for source_id, customer in batch.customers:
+        by_source[source_id].append(customer)
+    for source_id, customers in sorted(by_source.items()):
         kind = kinds[source_id]
-        try:
-            async with connection.begin_nested():
-                await rebuild_customer(connection, source_id, kind, customer, translators[kind])
-        except (ValueError, sa.exc.DBAPIError) as error:
-            message = f"customer {customer}: {error}"
-            for event in events:
+        failures = await rebuild_customers(
+            connection, source_id, kind, customers, translators[kind]
+        )
+        for customer, message in failures.items():
+            for event in batch.customers[(source_id, customer)]:
                 batch.outcome[event] = ("failed", message)
-            continue
-        await _settle_earlier_failures(connection, source_id, customer)
+        rebuilt = sorted(set(customers) - failures.keys())
+        await _settle_earlier_failures(connection, source_id, rebuilt)
 
 
 async def _settle_earlier_failures(
-    connection: AsyncConnection, source_id: int, customer: str
+    connection: AsyncConnection, source_id: int, customers: Sequence[str]
 ) -> None:
-    """Events of this customer that failed before are applied by this rebuild."""
+    """Events of these customers that failed before are applied by this rebuild."""
+    if not customers:
+        return
     await connection.execute(
         sa.text(
             "UPDATE raw_event SET status = 'processed', processed_at = now(), last_error = NULL,"
             " next_attempt_at = NULL WHERE source_id = :source AND status = 'failed'"
             " AND event_id IN (SELECT event_id FROM source_object"
-            "  WHERE source_id = :source AND customer_ref = :customer)"
+            "  WHERE source_id = :source AND customer_ref = ANY(CAST(:customers AS text[])))"
         ),
-        {"source": source_id, "customer": customer},
+        {"source": source_id, "customers": list(customers)},
     )
 
 
 async def _mark(
     connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch, now: datetime
 ) -> None:
+    done: dict[str, list[int]] = defaultdict(list)
     for ident, (status, error) in batch.outcome.items():
-        values: dict[str, Any] = {"status": status, "last_error": error}
-        if status == "failed":
-            attempts = claimed[ident].attempts + 1
-            values |= {"attempts": attempts, "next_attempt_at": now + backoff(attempts)}
-            log.warning("event %s failed: %s", claimed[ident].event_id, error)
-        else:
-            values |= {"processed_at": now, "next_attempt_at": None}
+        if status != "failed":
+            done[status].append(ident)
+            continue
+        attempts = claimed[ident].attempts + 1
+        log.warning("event %s failed: %s", claimed[ident].event_id, error)
         await connection.execute(
-            sa.update(raw_event).where(raw_event.c.id == ident).values(**values)
+            sa.update(raw_event)
+            .where(raw_event.c.id == ident)
+            .values(
+                status="failed",
+                last_error=error,
+                attempts=attempts,
+                next_attempt_at=now + backoff(attempts),
+            )
+        )
+    for status, idents in done.items():
+        await connection.execute(
+            sa.update(raw_event)
+            .where(raw_event.c.id.in_(idents))
+            .values(status=status, last_error=None, processed_at=now, next_attempt_at=None)
         )
 
 
@@ -273,11 +340,9 @@ async def process_batch(
         await create_touched_table(connection)
         batch = _Batch()
         for event in claimed.values():
-            try:
-                async with connection.begin_nested():
-                    await _take(connection, event, translators[event.kind], batch)
-            except (ValueError, KeyError, TypeError, sa.exc.DBAPIError) as error:
-                batch.outcome[event.id] = ("failed", f"unreadable event: {error!r}")
+            _read(event, translators[event.kind], batch)
+        await _store(connection, claimed, batch)
+        await _affected(connection, claimed, batch)
         await _rebuild(connection, claimed, batch, translators)
         await connection.execute(sa.text("ANALYZE touched_customer"))
         await recompute_touched(connection)
