@@ -9,7 +9,9 @@
    every dashboard view's set of persisted queries, sent together (bench/dashboard.py);
 6. the demo company in a second database: the dashboard's first load in headless Chromium,
    and the size of its bundle;
-7. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
+7. Stripe (bench/stripe.py): signed webhooks posted to the real server, the worker applying
+   them, and a backfill of as many customers from a fake Stripe API;
+8. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
 
 A new benchmark case is one more `Case` in `cases()`.
 """
@@ -436,7 +438,10 @@ def run(args: argparse.Namespace, console: Console) -> list[Figure]:
     # The dashboard's default range: the last 12 months up to the data's end ("today").
     views = dashboard.views(add_months(DATA_END, -12), end, customer="1")
     figures += measure_server(env, bench_cases, views, args.warmup, args.runs)
-    return figures + dashboard_figures(admin_url, f"{args.database}_demo", runs=5)
+    figures += dashboard_figures(admin_url, f"{args.database}_demo", runs=5)
+    from bench.stripe import stripe_figures  # it builds on this module
+
+    return figures + stripe_figures(admin_url, args.database, args.customers)
 
 
 def main(argv: list[str] | None = None) -> int:
