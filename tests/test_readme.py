@@ -24,7 +24,9 @@ from graphql import OperationDefinitionNode, parse
 from tests.demo_data import demo_server, tidemill
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SERVER_SIDE = frozenset({"serve", "demo", "migrate", "import", "fx", "keys", "queries"})
+SERVER_SIDE = frozenset(
+    {"serve", "demo", "migrate", "import", "fx", "keys", "queries", "sources", "sync", "worker"}
+)
 FENCE = re.compile(r"(?P<before>[^\n]*)\n```(?P<language>\w*)\n(?P<body>.*?)\n```", re.DOTALL)
 SKIP = re.compile(r"<!--\s*not run:.*-->")
 
