@@ -147,6 +147,8 @@ class _State:
         trial_start, trial_end = self.trial_start, self.trial_end
         if trial_start is not None and trial_end is not None and trial_start <= day < trial_end:
             return "trialing"
+        if status in ENDED and self.ended is not None:  # read back to before it ended
+            return "active" if status == "canceled" else "incomplete"
         return status
 
     def version_on(self, day: date, until: date | None) -> VersionRecord:
