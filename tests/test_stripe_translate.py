@@ -20,7 +20,7 @@ from tests.stripe_account import Account, ts
 
 
 def states(account: Account, subscription: str) -> list[Observed]:
-    found = []
+    found: list[Observed] = []
     for event in account.events:
         obj = event["data"]["object"]
         if obj["id"] == subscription:
