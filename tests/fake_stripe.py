@@ -11,7 +11,7 @@ from typing import Any
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.stripe_account import Account
+from tests.stripe_account import Account, Json
 
 LISTS = {
     "products": "product",
@@ -28,6 +28,9 @@ class FakeStripe:
         self.account = account
         self.with_events = with_events
         self.requests: list[str] = []
+        # a listing is computed once per (resource, expansions): the account does not change
+        # while it is served
+        self.listings: dict[tuple[str, tuple[str, ...]], tuple[list[Json], dict[str, int]]] = {}
 
     def _objects(self, resource: str, request: Request) -> list[dict[str, Any]]:
         if resource == "events":
@@ -50,14 +53,21 @@ class FakeStripe:
             ]
         return expanded
 
+    def _listing(self, resource: str, request: Request) -> tuple[list[Json], dict[str, int]]:
+        expand = tuple(sorted(v for k, v in request.args.items(multi=True) if "expand" in k))
+        key = (resource, expand)
+        if key not in self.listings:
+            objects = self._objects(resource, request)
+            self.listings[key] = (objects, {str(o["id"]): i for i, o in enumerate(objects)})
+        return self.listings[key]
+
     def handle(self, request: Request) -> Response:
         self.requests.append(request.full_path)
         resource = request.path.rsplit("/", 1)[-1]
-        objects = self._objects(resource, request)
+        objects, positions = self._listing(resource, request)
         after = request.args.get("starting_after")
         if after:
-            index = [str(o["id"]) for o in objects].index(after)
-            objects = objects[index + 1 :]
+            objects = objects[positions[after] + 1 :]
         limit = int(request.args.get("limit", "10"))
         body = {
             "object": "list",
