@@ -231,7 +231,7 @@ raw_event = sa.Table(
     ),
     sa.Index(
         "raw_event_waiting_idx",
-        "next_attempt_at",
+        "occurred_at",
         "id",
         postgresql_where=sa.text("status IN ('received', 'pending', 'failed')"),
     ),

@@ -70,7 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "raw_event_waiting_idx",
         "raw_event",
-        ["next_attempt_at", "id"],
+        ["occurred_at", "id"],
         postgresql_where=sa.text("status IN ('received', 'pending', 'failed')"),
     )
     op.create_table(
