@@ -249,7 +249,7 @@ async def set_values(
                 problems.append(f"{key}: {error} (type {known[key].type.value})")
         if problems:
             raise UserError("; ".join(problems), problems)
-        await _upsert(
+        await upsert_values(
             connection, [(customer_id, k, known[k].type, value) for k, value in parsed.items()]
         )
     return parsed
@@ -268,9 +268,10 @@ async def remove_value(engine: Database, customer_id: int, key: str) -> bool:
     return bool(deleted.rowcount)
 
 
-async def _upsert(
+async def upsert_values(
     connection: AsyncConnection, values: Sequence[tuple[int, str, AttributeType, Value]]
 ) -> None:
+    """Store typed values (customer id, key, type, value), replacing what was there."""
     rows = [
         {
             "customer_id": customer_id,

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.attributes import _upsert, definitions, parse_value
+from app.attributes import definitions, parse_value, upsert_values
 from app.ingest.canonical import CustomerBundle, ItemRecord, VersionRecord
 from app.tables import (
     attribute,
@@ -91,7 +91,7 @@ async def _attributes(
                 typed.append((customer_id, key, kind, parse_value(kind, text)))
             except ValueError:
                 continue
-    await _upsert(connection, typed)
+    await upsert_values(connection, typed)
 
 
 def _lead(version: VersionRecord) -> ItemRecord | None:

@@ -7,7 +7,6 @@ translator applies) or `failed` (with its error, retried with backoff)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,25 +20,6 @@ from app.ingest.objects import Event
 from app.tables import raw_event
 
 STATUSES = ("received", "pending", "processed", "failed", "ignored")
-
-
-async def store(engine: AsyncEngine, source_id: int, event: Event) -> bool:
-    """Store one event; False when it was already there."""
-    statement = (
-        insert(raw_event)
-        .values(
-            source_id=source_id,
-            event_id=event.event_id,
-            type=event.type,
-            api_version=event.api_version,
-            occurred_at=event.occurred_at,
-            payload=event.payload,
-        )
-        .on_conflict_do_nothing(constraint="raw_event_source_event_id_key")
-        .returning(raw_event.c.id)
-    )
-    async with engine.begin() as connection:
-        return (await connection.scalar(statement)) is not None
 
 
 async def store_many(engine: AsyncEngine, source_id: int, events: list[Event]) -> int:
@@ -104,10 +84,6 @@ async def replay(engine: Database, source_id: int, status: str = "failed") -> in
             .values(status="pending", attempts=0, next_attempt_at=None)
         )
     return int(result.rowcount)
-
-
-def dumps(payload: object) -> str:
-    return json.dumps(payload, separators=(",", ":"))
 
 
 class Intake:
