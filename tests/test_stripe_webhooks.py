@@ -3,6 +3,7 @@ nothing, duplicates, unknown types, and a database outage answered 503 then appl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -198,4 +199,19 @@ async def test_a_database_outage_is_503_and_the_retried_delivery_is_applied_once
     assert after.json() == {"received": True, "duplicate": False}
     await worker.drain(engine, TRANSLATORS)
     assert len(await inbox(engine)) == len(events)
+    assert await mrr_rows(engine) == [(date(2024, 1, 2), 5800)]
+
+
+async def test_the_server_applies_what_it_receives_with_its_own_worker(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await new_source(engine)
+    events = account().events
+    async with serving(real_app(database_url, secret_key=KEY, worker=True)) as client:
+        for event in events:
+            assert (await client.post("/webhooks/1", **signed(event))).status_code == 200
+        for _ in range(100):
+            if {status for _, status in await inbox(engine)} == {"processed"}:
+                break
+            await asyncio.sleep(0.1)
     assert await mrr_rows(engine) == [(date(2024, 1, 2), 5800)]
