@@ -26,7 +26,7 @@ from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.translator import Translator
-from app.tables import raw_event, source, source_object
+from app.tables import raw_event, source_object
 
 log = logging.getLogger("tidemill.worker")
 BATCH = 500
@@ -376,8 +376,3 @@ async def run(
         if not taken:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), idle_seconds)
-
-
-async def source_kinds(engine: AsyncEngine) -> dict[int, str]:
-    async with engine.connect() as connection:
-        return dict((await connection.execute(sa.select(source.c.id, source.c.kind))).all())
