@@ -13,7 +13,8 @@ from tests.conftest import execute_errors, import_text, table_counts
 SERIES = """query($spec: QuerySpecInput, $start: Date! = "2024-01-01", $end: Date! = "2024-03-31") {
   series(start: $start, end: $end, spec: $spec) { points { mrr } } }"""
 VALID = (
-    "plan, currency, plan_interval, customer_country, region, customer_age, status, pricing_model"
+    "plan, currency, plan_interval, customer_country, region, customer_age, status, pricing_model, "
+    "product, collection_method"
 )
 
 

@@ -32,7 +32,9 @@ KEY = Fernet.generate_key().decode()
 SERIES = """{ series(start: "2024-01-01", end: "2024-12-31", interval: MONTH) {
   points { date endDate mrr customers new expansion contraction churn reactivation }
   breakdown { key points { mrr } } } }"""
-BY_PRODUCT = """{ snapshot(at: "2024-12-31", spec: {dimensions: ["product"]}) { mrr } }"""
+BY_PRODUCT = """query ($dimension: String!) {
+  series(start: "2024-12-01", end: "2024-12-31", spec: {dimensions: [$dimension]}) {
+    breakdown { key points { mrr } } } }"""
 TRIALS = """{ trials(start: "2024-01-01", end: "2024-12-31", interval: YEAR) {
   points { trialsStarted trialsConverted trialsExpired } } }"""
 
@@ -81,7 +83,8 @@ async def outcome(engine: AsyncEngine) -> dict[str, Any]:
     return {
         "series": await execute(metrics, SERIES),
         "trials": await execute(metrics, TRIALS),
-        "products": await execute(metrics, BY_PRODUCT),
+        "products": await execute(metrics, BY_PRODUCT, {"dimension": "product"}),
+        "collection": await execute(metrics, BY_PRODUCT, {"dimension": "collection_method"}),
     }
 
 
@@ -142,3 +145,23 @@ async def test_the_scenario_by_hand_month_by_month(
     assert result["trials"]["trials"]["points"] == [
         {"trialsStarted": 2, "trialsConverted": 1, "trialsExpired": 1}
     ]
+    # each item in its product: Basic 01 10 13 17 (2900 each) + 20 (5500); Pro 02 04 12 18 19
+    # 22 (9900 each) + 06 8250 + 11 7425 + 14 8167; Seats 05 2000, 08 4000, 09 8000, 22 2000
+    assert breakdown(result["products"]) == {
+        "Basic": 17100,
+        "Pro": 83242,
+        "Seats": 16000,
+        "Team": 10000,
+    }
+    assert breakdown(result["collection"]) == {
+        "charge_automatically": 116342,
+        "send_invoice": 10000,  # cus_07
+    }
+
+
+def breakdown(data: dict[str, Any]) -> dict[str, int]:
+    return {
+        entry["key"][0]: entry["points"][-1]["mrr"]
+        for entry in data["series"]["breakdown"]
+        if entry["points"][-1]["mrr"]
+    }
