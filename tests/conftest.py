@@ -50,6 +50,12 @@ TABLES = (
     "segment",
     "api_key",
     "persisted_query",
+    "usage_event",
+    "usage_event_key",
+    "usage_rollup_value",
+    "usage_rollup",
+    "usage_metric",
+    "usage_import",
 )
 
 
