@@ -16,6 +16,7 @@ from app.config import Settings, load_settings
 from app.db import create_engine, ping
 from app.metrics.service import MetricsEngine
 from schema import edge, web
+from schema.events import events_route
 from schema.security import announce, secure_view
 
 log = logging.getLogger("tidemill.server")
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        events_route(engine, graphql.authenticator),
         *web.routes(),
     ]
     return Starlette(

@@ -419,7 +419,10 @@ def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any
     keys: list[ColumnElement[Any]] = [*groups]
     if query.interval is not None:
         keys.append(period_key(source.day, query.interval).label("k"))
-    statement: Select[Any] = sa.select(*keys, source.value.label("value")).where(
+    value = source.value
+    if query.metric.aggregation in ADDITIVE:
+        value = sa.func.coalesce(value, 0)  # a sum of no rows is 0
+    statement: Select[Any] = sa.select(*keys, value.label("value")).where(
         *source.conditions,
         *where_clauses(scope, spec, source.rows, {}),
         *universe(query.segment_cube, spec, source.rows.c.customer_id, end),

@@ -117,9 +117,9 @@ async def resolve_customers(
             sa.select(customer.c.external_id, customer.c.id)
             .where(customer.c.external_id.in_(missing))
             .order_by(customer.c.external_id, customer.c.id)
-            .distinct(customer.c.external_id)
+            .ext(postgresql.distinct_on(customer.c.external_id))
         )
-        known.update(dict((await connection.execute(by_external)).tuples().all()))
+        known.update(dict((await connection.execute(by_external)).all()))
     numbers = [int(text) for text in missing if text not in known and _small_number(text)]
     if numbers:
         found = await connection.scalars(sa.select(customer.c.id).where(customer.c.id.in_(numbers)))
@@ -143,7 +143,7 @@ async def _create_bare(
     found = sa.select(customer.c.external_id, customer.c.id).where(
         customer.c.source == source, customer.c.external_id.in_(unknown)
     )
-    known.update(dict((await connection.execute(found)).tuples().all()))
+    known.update(dict((await connection.execute(found)).all()))
 
 
 def _stage_table() -> sa.TableClause:
