@@ -43,6 +43,13 @@ class Invalid(ValueError):
     """Why an event is rejected."""
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A line of a file that holds no event at all (not UTF-8, not JSON...)."""
+
+    reason: str
+
+
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "holds a NUL character (U+0000)"
@@ -107,6 +114,8 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def parse_event(raw: object, now: datetime.datetime) -> Event:
     """The event in `raw`; `Invalid` says what is wrong with it."""
+    if isinstance(raw, Unreadable):
+        raise Invalid(raw.reason)
     if not isinstance(raw, dict):
         raise Invalid(SHAPE)
     ident = _text(raw, "id", numbers=True)
