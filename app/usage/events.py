@@ -18,6 +18,7 @@ MAX_PROPERTIES_BYTES = 16_384
 FIRST_TIMESTAMP = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 AHEAD = datetime.timedelta(days=1)
 SURROGATE = re.compile("[\ud800-\udfff]")
+ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 SHAPE = "an event is a JSON object {id, customer, name, timestamp, properties, product}"
 
 
@@ -51,6 +52,8 @@ class Unreadable:
 
 
 def _text_problem(text: str) -> str | None:
+    if text.isascii() and "\x00" not in text:
+        return None
     if "\x00" in text:
         return "holds a NUL character (U+0000)"
     if SURROGATE.search(text):
@@ -102,7 +105,7 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if not isinstance(value, dict):
         raise Invalid(f"properties must be a JSON object, not {type(value).__name__}")
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = ENCODER.encode(value)
     except ValueError:
         raise Invalid("properties hold a number out of range (NaN or infinite)") from None
     if problem := _text_problem(text):

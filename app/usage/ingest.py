@@ -55,16 +55,21 @@ class Rules:
     """What the defined metrics ask of events: numeric properties, and INDEXED rollups."""
 
     metrics: tuple[UsageMetric, ...]
+    numeric: dict[str, list[UsageMetric]] = field(default_factory=dict)  # by event name
+
+    def __post_init__(self) -> None:
+        for metric in self.metrics:
+            if metric.event_name and metric.property and metric.aggregation in NUMERIC:
+                self.numeric.setdefault(metric.event_name, []).append(metric)
 
     @property
     def indexed(self) -> list[UsageMetric]:
         return [m for m in self.metrics if m.query_type is QueryType.INDEXED]
 
     def property_problem(self, event: Event) -> str | None:
-        for metric in self.metrics:
-            if metric.event_name != event.name or metric.aggregation not in NUMERIC:
-                continue
+        for metric in self.numeric.get(event.name, ()):
             assert metric.property is not None
+            assert metric.aggregation is not None
             value = event.properties.get(metric.property)
             if value is None:
                 continue
