@@ -23,6 +23,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import attributes, segments
+from app.attributes import AttributeDefinition, AttributeType
 from app.metrics.service import MetricsEngine
 from app.tables import customer, usage_rollup
 from app.usage.ingest import ingest
@@ -389,3 +391,35 @@ async def test_customer_usage_costs_the_same_statements_for_3_and_30_customers(
             assert node["usage"] == 2 * int(node["externalId"].removeprefix("cust"))
         counts.append(len(statements))
     assert counts[0] == counts[1]
+
+
+@pytest.mark.usefixtures("stream")
+async def test_series_by_attribute_segment_and_compared_segments(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    tier = AttributeDefinition("tier", "Tier", AttributeType.STRING, "csv", "")
+    await attributes.create(engine, tier)
+    await attributes.import_csv(engine, ["customer,tier\n", "acme,gold\n", "beta,silver\n"], "t")
+    cube = await metrics.current_cube()
+    french = await segments.create(
+        engine, cube, "French", "", {"field": "customer_country", "values": ["FR"]}
+    )
+    gold = await segments.create(
+        engine, cube, "Gold", "", {"field": "attr.tier", "op": "IN", "values": ["gold", "silver"]}
+    )
+    tokens = await create(
+        metrics, name="tokens", aggregation="SUM", property="tokens", queryType="INDEXED"
+    )
+    by_tier = await execute(metrics, SERIES, {"id": tokens, "spec": {"dimensions": ["attr.tier"]}})
+    found = {
+        b["key"][0]: [p["value"] for p in b["points"]] for b in by_tier["usageSeries"]["breakdown"]
+    }
+    assert found == {"gold": [42, 5], "silver": [100, 0]}
+    only = await execute(metrics, SERIES, {"id": tokens, "spec": {"segment": str(french.id)}})
+    assert [p["value"] for p in only["usageSeries"]["points"]] == [42, 5]
+    spec = {"compareSegments": [str(gold.id), str(french.id)]}
+    compared = await execute(metrics, SERIES, {"id": tokens, "spec": spec})
+    branches = [
+        (b["key"], [p["value"] for p in b["points"]]) for b in compared["usageSeries"]["breakdown"]
+    ]
+    assert branches == [(["Gold"], [142, 5]), (["French"], [42, 5])]

@@ -237,7 +237,7 @@ def numeric(properties: ColumnElement[Any], key: str) -> ColumnElement[Any]:
     """A property as a number; NULL when the event does not hold a JSON number there."""
     element = properties[key]
     is_number = sa.func.jsonb_typeof(element) == "number"
-    return sa.case((is_number, sa.cast(element.astext, sa.Numeric)))
+    return sa.case((is_number, sa.cast(element, sa.Numeric)))
 
 
 def event_value(metric: UsageMetric, events: FromClause) -> ColumnElement[Any] | None:
@@ -290,18 +290,22 @@ def filter_problems(item: PropertyFilter, index: int) -> list[str]:
     return problems
 
 
-def metric_conditions(metric: UsageMetric, events: FromClause) -> list[ColumnElement[bool]]:
+def metric_conditions(
+    metric: UsageMetric, events: FromClause, with_value: bool = True
+) -> list[ColumnElement[bool]]:
+    """The events a metric reads; `with_value`: only those holding its property (queries
+    leave that to the aggregate, which skips nulls, rather than compute the value twice)."""
     conditions = [events.c.name == metric.event_name]
     conditions += [property_condition(item, events) for item in metric.filters]
     value = event_value(metric, events)
-    if value is not None:
+    if value is not None and with_value:
         conditions.append(value.is_not(None))
     return conditions
 
 
 def _latest(value: ColumnElement[Any], *order: ColumnElement[Any]) -> ColumnElement[Any]:
     ordered = aggregate_order_by(value, *(column.desc() for column in order))
-    values = sa.func.array_agg(ordered, type_=ARRAY(sa.Numeric))
+    values = sa.func.array_agg(ordered, type_=ARRAY(sa.Numeric)).filter(value.is_not(None))
     return sa.type_coerce(values, ARRAY(sa.Numeric))[1]
 
 
@@ -310,7 +314,7 @@ def simple_aggregate(metric: UsageMetric, events: FromClause) -> ColumnElement[A
     value = event_value(metric, events)
     match metric.aggregation:
         case Aggregation.COUNT | None:
-            return sa.func.count()
+            return sa.func.count() if value is None else sa.func.count(value)
         case Aggregation.UNIQUE_COUNT:
             assert value is not None
             return sa.func.count(sa.distinct(value))
@@ -378,7 +382,7 @@ class _Source:
 
 def _events_source(query: UsageQuery) -> _Source:
     events, window = usage_event, query.window
-    conditions = metric_conditions(query.metric, events)
+    conditions = metric_conditions(query.metric, events, with_value=False)
     if window.start is not None:
         conditions.append(events.c.ts >= sa.bindparam("window_start", window.start))
     if window.end is not None:

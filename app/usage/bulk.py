@@ -34,6 +34,7 @@ from app.usage.events import Rejected, Unreadable
 from app.usage.ingest import DEFAULT_SOURCE, IngestResult, check, ensure_partitions, rules, store
 
 CHUNK = 50_000
+ANALYZE_FROM = 10_000  # events imported from which the tables' statistics are refreshed
 REQUIRED = ("id", "customer", "name", "timestamp")
 KNOWN = (*REQUIRED, "properties", "product")
 Progress = Callable[[int], None]  # bytes of the file read so far
@@ -211,6 +212,9 @@ async def import_events(
             .where(usage_import.c.sha256 == sha256)
             .values(finished_at=sa.func.now())
         )
+        if summary.accepted >= ANALYZE_FROM:  # the series' plans need current statistics
+            await connection.exec_driver_sql("ANALYZE usage_event")
+            await connection.exec_driver_sql("ANALYZE usage_rollup")
     return summary
 
 

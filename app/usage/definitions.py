@@ -206,7 +206,7 @@ async def create(database: Database, metric: MetricInput) -> UsageMetric:
     return created
 
 
-async def _fetch(connection: AsyncConnection, ident: int, lock: bool = False) -> UsageMetric:
+async def fetch(connection: AsyncConnection, ident: int, lock: bool = False) -> UsageMetric:
     query = sa.select(usage_metric).where(usage_metric.c.id == ident)
     row = (await connection.execute(query.with_for_update() if lock else query)).one_or_none()
     if row is None:
@@ -256,7 +256,7 @@ def _changed(current: MetricInput, change: MetricUpdate) -> MetricInput:
 
 async def update(database: Database, ident: int, change: MetricUpdate) -> UsageMetric:
     async with database.begin() as connection:
-        metric = await _fetch(connection, ident, lock=True)
+        metric = await fetch(connection, ident, lock=True)
         if metric.deleted_at is not None:
             raise UserError(f"usage metric {ident} is deleted; deleted metrics are read-only")
         if problems := immutable_problems(metric, change):
@@ -283,7 +283,7 @@ def _counts_differently(before: UsageMetric, after: UsageMetric) -> bool:
 async def delete(database: Database, ident: int) -> UsageMetric:
     """Soft-delete: refused while a COMPOSITE metric not deleted reads it."""
     async with database.begin() as connection:
-        metric = await _fetch(connection, ident, lock=True)
+        metric = await fetch(connection, ident, lock=True)
         if metric.deleted_at is not None:
             return metric
         users = [
@@ -309,7 +309,7 @@ async def delete(database: Database, ident: int) -> UsageMetric:
 
 async def get(database: Database, ident: int) -> UsageMetric:
     async with database.connect() as connection:
-        return await _fetch(connection, ident)
+        return await fetch(connection, ident)
 
 
 async def list_metrics(database: Database, include_deleted: bool = False) -> list[UsageMetric]:

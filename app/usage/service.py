@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
-from app.customers import customers_by_id
 from app.errors import InvalidQuery, NotFound
 from app.metrics.cube import Cube, validate
 from app.metrics.mrr import NO_VALUE, group_names
@@ -35,6 +35,7 @@ from app.metrics.usage import (
     compile_usage,
     with_properties,
 )
+from app.tables import customer
 from app.usage import definitions
 from app.usage.expression import evaluate, parse_expression, references
 
@@ -130,7 +131,9 @@ class UsageService:
         return await definitions.get(self.engine, ident)
 
     async def _cubes(self, connection: AsyncConnection, spec: QuerySpec) -> tuple[Cube, Cube]:
-        extra = await attributes.dimensions(connection)
+        """The usage cube and the segments' (MRR) cube, with the attribute dimensions when
+        the spec may name one (no statement otherwise: a customer's value is one statement)."""
+        extra = await attributes.dimensions(connection) if _names_attributes(spec) else []
         usage = with_properties(USAGE_CUBE.with_dimensions(extra), spec)
         return usage, self.metrics.cube.with_dimensions(extra)
 
@@ -190,10 +193,11 @@ class UsageService:
 
     async def value(self, ident: int, customer_id: int, window: Window) -> UsageValue:
         """The metric's value for one customer over `window` (half-open)."""
-        metric = await self.metric(ident)
-        [row] = await customers_by_id(self.engine, [customer_id])
-        if row is None:
-            raise NotFound(f"no customer with id {customer_id}")
+        async with self.engine.connect() as connection:
+            metric = await definitions.fetch(connection, ident)
+            known = sa.select(customer.c.id).where(customer.c.id == customer_id)
+            if await connection.scalar(known) is None:
+                raise NotFound(f"no customer with id {customer_id}")
         problems = _window_problems(window)
         spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
         found = await self.grouped(UsageQuery(metric, window, spec), problems)
@@ -246,6 +250,12 @@ class UsageService:
         ranks = [UsageRank(int(key[0]), found.get(key)) for key in found.by_group]
         ranks.sort(key=lambda rank: (rank.value is None, -(rank.value or 0), rank.customer_id))
         return tuple(ranks[:first])
+
+
+def _names_attributes(spec: QuerySpec) -> bool:
+    names = [*spec.dimensions, *(item.field for item in spec.filters)]
+    named = any(name.startswith(attributes.PREFIX) for name in names)
+    return named or spec.segment is not None or bool(spec.compare)
 
 
 async def _live(service: UsageService) -> dict[str, UsageMetric]:
