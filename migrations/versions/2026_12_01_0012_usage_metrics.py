@@ -47,7 +47,6 @@ def _events() -> None:
         postgresql_partition_by="RANGE (ts)",
     )
     op.create_index("usage_event_customer_idx", "usage_event", ["customer_id", "name", "ts"])
-    op.create_index("usage_event_name_idx", "usage_event", ["name", "ts"])
     op.create_table(
         "usage_event_key",
         sa.Column("source", sa.Text, primary_key=True),
