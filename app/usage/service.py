@@ -137,19 +137,23 @@ class UsageService:
         usage = with_properties(USAGE_CUBE.with_dimensions(extra), spec)
         return usage, self.metrics.cube.with_dimensions(extra)
 
-    async def _grouped(self, query: UsageQuery, problems: Sequence[str] = ()) -> Grouped:
-        """Run one (non-COMPOSITE) query: values by group key and period key."""
+    async def _grouped(
+        self,
+        query: UsageQuery,
+        problems: Sequence[str] = (),
+        connection: AsyncConnection | None = None,
+    ) -> Grouped:
+        """Run one (non-COMPOSITE) query: values by group key and period key (on
+        `connection`, or one of its own)."""
+        if connection is None:
+            async with self.engine.connect() as own:
+                return await self._grouped(query, problems, own)
         spec = query.spec
-        async with self.engine.connect() as connection:
-            cube, segment_cube = await self._cubes(connection, spec)
-            found = [
-                *problems,
-                *_property_problems(spec),
-                *spec_segment_problems(segment_cube, spec),
-            ]
-            validate(cube, spec, found)
-            statement = compile_usage(replace(query, cube=cube, segment_cube=segment_cube))
-            rows = (await connection.execute(statement)).mappings().all()
+        cube, segment_cube = await self._cubes(connection, spec)
+        found = [*problems, *_property_problems(spec), *spec_segment_problems(segment_cube, spec)]
+        validate(cube, spec, found)
+        statement = compile_usage(replace(query, cube=cube, segment_cube=segment_cube))
+        rows = (await connection.execute(statement)).mappings().all()
         groups = group_names(spec)
         grouped: Grouped = {}
         for row in rows:
@@ -168,11 +172,16 @@ class UsageService:
             )
         return {name: live[name] for name in names}
 
-    async def grouped(self, query: UsageQuery, problems: Sequence[str] = ()) -> Values:
+    async def grouped(
+        self,
+        query: UsageQuery,
+        problems: Sequence[str] = (),
+        connection: AsyncConnection | None = None,
+    ) -> Values:
         """Values by group and period; a COMPOSITE metric's combined from its operands'."""
         metric = query.metric
         if metric.query_type is not QueryType.COMPOSITE:
-            return Values(await self._grouped(query, problems), empty_value(metric))
+            return Values(await self._grouped(query, problems, connection), empty_value(metric))
         assert metric.expression is not None
         tree = parse_expression(metric.expression)
         operands = {
@@ -198,9 +207,9 @@ class UsageService:
             known = sa.select(customer.c.id).where(customer.c.id == customer_id)
             if await connection.scalar(known) is None:
                 raise NotFound(f"no customer with id {customer_id}")
-        problems = _window_problems(window)
-        spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
-        found = await self.grouped(UsageQuery(metric, window, spec), problems)
+            spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
+            query = UsageQuery(metric, window, spec)
+            found = await self.grouped(query, _window_problems(window), connection)
         return UsageValue(metric, customer_id, found.get(), window)
 
     async def values_of(
