@@ -1,8 +1,8 @@
 """Usage metrics benchmark (issue 12), in a database of its own (`tidemill_bench_usage`).
 
-1. N events (default 10 million: 1,000 customers x one year, 2025) written as NDJSON under
-   bench/data/, with two metrics defined first: `tokens` (SUM, SIMPLE) and `tokens_indexed`
-   (the same, INDEXED), so the import keeps a rollup current as it goes;
+1. N events (default 10 million: 1,000 customers x one year, 2025, in time order) written as
+   NDJSON under bench/data/, with two metrics defined first: `tokens` (SUM, SIMPLE) and
+   `tokens_indexed` (the same, INDEXED), so the import keeps a rollup current as it goes;
 2. `tidemill import events` in a child process (COPY through the ingest path): events/s;
 3. the real server: POST /events batches of 10,000 new events, sequentially: events/s;
 4. one customer's October value of both metrics (usageMetricValue), median latency;
@@ -68,11 +68,13 @@ GROUP BY k ORDER BY k
 
 
 def _events(count: int, customers: int, seed: int) -> Iterator[str]:
+    """`count` events spread evenly over the year in time order (as an export or a live
+    stream sends them), each from a random customer."""
     rng = random.Random(seed)
-    seconds = 365 * 86_400
     start = datetime(YEAR.year, 1, 1, tzinfo=UTC).timestamp()
+    step = 365 * 86_400 / count
     for number in range(count):
-        at = datetime.fromtimestamp(start + rng.randrange(seconds), UTC)
+        at = datetime.fromtimestamp(start + int(number * step), UTC)
         event = {
             "id": f"b{number}",
             "customer": f"cust{rng.randrange(customers):04}",
@@ -85,7 +87,7 @@ def _events(count: int, customers: int, seed: int) -> Iterator[str]:
 
 def write_events(count: int, customers: int, seed: int = 7) -> Path:
     DATA_DIR.mkdir(exist_ok=True)
-    path = DATA_DIR / f"usage-{customers}c-{count}e-seed{seed}.ndjson"
+    path = DATA_DIR / f"usage-{customers}c-{count}e-seed{seed}-in-time-order.ndjson"
     if not path.exists():
         partial = path.with_suffix(".partial")
         with partial.open("w") as handle:

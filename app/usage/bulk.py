@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime
 import json
@@ -30,8 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.errors import MAX_REPORTED, UserError
 from app.ingest.subscriptions import file_sha256
 from app.tables import usage_import
-from app.usage.events import Rejected, Unreadable
-from app.usage.ingest import DEFAULT_SOURCE, IngestResult, check, ensure_partitions, rules, store
+from app.usage.events import Event, Rejected, Unreadable
+from app.usage.ingest import (
+    DEFAULT_SOURCE,
+    IngestResult,
+    Rules,
+    check,
+    ensure_partitions,
+    rules,
+    store,
+)
 
 CHUNK = 50_000
 ANALYZE_FROM = 10_000  # events imported from which the tables' statistics are refreshed
@@ -83,11 +92,11 @@ class Reader:
         if offset > self.handle.tell():
             self.handle.seek(offset)
 
-    def lines(self) -> Iterator[tuple[bytes, int]]:
-        """Each non-empty line with the offset just after it."""
+    def lines(self) -> Iterator[bytes]:
+        """The non-empty lines from where the file stands."""
         for line in iter(self.handle.readline, b""):
             if line.strip():
-                yield line, self.handle.tell()
+                yield line
 
     def parse(self, line: bytes) -> object:
         try:
@@ -158,6 +167,29 @@ def _save(sha256: str, filename: str, source: str, offset: int, summary: ImportS
     )
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Up to CHUNK lines, checked: the events to store, the rest counted."""
+
+    events: list[Event]
+    result: IngestResult
+    lines: int
+    end: int  # the byte offset after its last line
+
+
+def read_chunk(reader: Reader, found: Rules, first: int) -> Chunk | None:
+    """The next chunk of the file (None at its end); CPU work, run in a thread."""
+    raw: list[object] = []
+    for line in reader.lines():
+        raw.append(reader.parse(line))
+        if len(raw) >= CHUNK:
+            break
+    if not raw:
+        return None
+    events, result = check(raw, found, datetime.datetime.now(datetime.UTC), first)
+    return Chunk(events, result, len(raw), reader.handle.tell())
+
+
 @dataclass
 class _Import:
     engine: AsyncEngine
@@ -166,22 +198,25 @@ class _Import:
     source: str
     summary: ImportSummary
     customers: dict[str, int] = field(default_factory=dict)
+    stored_to: int = 0  # the byte offset committed so far
 
-    async def chunk(self, raw: list[object], first_line: int, offset: int) -> None:
-        """Check and store one chunk; commit it with the offset after its last line."""
+    async def rules(self) -> Rules:
         async with self.engine.connect() as connection:
-            found = await rules(connection)
-        now = datetime.datetime.now(datetime.UTC)
-        events, result = check(raw, found, now, first_line)
-        await ensure_partitions(self.engine, events)
+            return await rules(connection)
+
+    async def store(self, chunk: Chunk, found: Rules) -> None:
+        """Store one chunk; commit it with the offset after its last line."""
+        await ensure_partitions(self.engine, chunk.events)
+        result = chunk.result
         async with self.engine.begin() as connection:
-            stored = await store(connection, events, self.source, found, self.customers)
+            stored = await store(connection, chunk.events, self.source, found, self.customers)
             result.accepted = stored
-            result.duplicates += len(events) - stored
-            self.summary.add(len(raw), result)
+            result.duplicates += len(chunk.events) - stored
+            self.summary.add(chunk.lines, result)
             await connection.execute(
-                _save(self.sha256, self.filename, self.source, offset, self.summary)
+                _save(self.sha256, self.filename, self.source, chunk.end, self.summary)
             )
+        self.stored_to = chunk.end
 
 
 async def import_events(
@@ -219,14 +254,19 @@ async def import_events(
 
 
 async def _run(job: _Import, reader: Reader, progress: Progress) -> None:
-    raw: list[object] = []
+    """Read and check the next chunk (in a thread) while the previous one is stored."""
     first = job.summary.lines + 1
-    end = reader.handle.tell()
-    for line, end in reader.lines():
-        raw.append(reader.parse(line))
-        if len(raw) >= CHUNK:
-            await job.chunk(raw, first, end)
-            progress(end)
-            first, raw = first + len(raw), []
-    await job.chunk(raw, first, end)
-    progress(end)
+    pending: asyncio.Task[None] | None = None
+    while True:
+        found = await job.rules()
+        chunk = await asyncio.to_thread(read_chunk, reader, found, first)
+        if pending is not None:
+            await pending
+            progress(job.stored_to)
+            pending = None
+        if chunk is None:
+            break
+        first += chunk.lines
+        pending = asyncio.create_task(job.store(chunk, found))
+    if job.summary.lines == 0:  # an empty file: record it as imported all the same
+        await job.store(Chunk([], IngestResult(), 0, reader.handle.tell()), found)
