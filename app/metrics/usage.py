@@ -387,8 +387,8 @@ def _events_source(query: UsageQuery) -> _Source:
         conditions.append(events.c.ts >= sa.bindparam("window_start", window.start))
     if window.end is not None:
         conditions.append(events.c.ts < sa.bindparam("window_end", window.end))
-    day = _utc_day(events.c.ts)
-    return _Source(events, day, conditions, simple_aggregate(query.metric, events))
+    local = sa.func.timezone("UTC", events.c.ts, type_=sa.DateTime)  # periods truncate it
+    return _Source(events, local, conditions, simple_aggregate(query.metric, events))
 
 
 def _rollup_source(query: UsageQuery) -> _Source:
