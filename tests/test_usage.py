@@ -423,3 +423,18 @@ async def test_series_by_attribute_segment_and_compared_segments(
         (b["key"], [p["value"] for p in b["points"]]) for b in compared["usageSeries"]["breakdown"]
     ]
     assert branches == [(["Gold"], [142, 5]), (["French"], [42, 5])]
+
+
+@pytest.mark.usefixtures("stream")
+@pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
+async def test_a_non_number_stored_before_the_metric_is_skipped(
+    engine: AsyncEngine, metrics: MetricsEngine, query_type: str
+) -> None:
+    odd = event("odd", "acme", "api_call", "2026-10-03T00:00:00Z", {"tokens": "lots"})
+    assert (await ingest(engine, [odd])).accepted == 1  # no numeric metric reads it yet
+    tokens = await create(
+        metrics, name="tokens", aggregation="SUM", property="tokens", queryType=query_type
+    )
+    assert await value(metrics, tokens) == 42
+    calls = await create(metrics, name="calls", aggregation="COUNT", property="tokens")
+    assert await value(metrics, calls) == 4  # COUNT counts the events holding it

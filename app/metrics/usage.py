@@ -148,6 +148,9 @@ class UsageQuery:
     cube: Cube | None = None
     segment_cube: Cube | None = None
     order_by_value: int | None = None  # keep the top N groups by value (usageTop)
+    # cast the property unchecked: events are refused when a numeric metric of their name
+    # reads a non-number, so one is rare (stored before the metric); `trusted_numeric`
+    trust_numbers: bool = False
 
 
 def _plan_of(sources: Sources) -> ColumnElement[Any]:
@@ -240,6 +243,12 @@ def property_text(properties: ColumnElement[Any], key: str) -> ColumnElement[Any
     return text
 
 
+def trusted_numeric(properties: ColumnElement[Any], key: str) -> ColumnElement[Any]:
+    """A property cast to a number unchecked: PostgreSQL raises (SQLSTATE 22P02) on an event
+    whose value is not one; the service then runs the query again with `numeric`."""
+    return sa.cast(property_text(properties, key), sa.Numeric)
+
+
 def numeric(properties: ColumnElement[Any], key: str) -> ColumnElement[Any]:
     """A property as a number; NULL when the event does not hold a JSON number there."""
     element = properties.op("->", return_type=postgresql.JSONB)(key)
@@ -247,12 +256,15 @@ def numeric(properties: ColumnElement[Any], key: str) -> ColumnElement[Any]:
     return sa.case((is_number, sa.cast(element, sa.Numeric)))
 
 
-def event_value(metric: UsageMetric, events: FromClause) -> ColumnElement[Any] | None:
+def event_value(
+    metric: UsageMetric, events: FromClause, trusted: bool = False
+) -> ColumnElement[Any] | None:
     """What the metric aggregates of an event (None: the event itself, for COUNT)."""
     if metric.property is None:
         return None
     if metric.aggregation in NUMERIC:
-        return numeric(events.c.properties, metric.property)
+        cast = trusted_numeric if trusted else numeric
+        return cast(events.c.properties, metric.property)
     return property_text(events.c.properties, metric.property)
 
 
@@ -315,9 +327,11 @@ def _latest(value: ColumnElement[Any], *order: ColumnElement[Any]) -> ColumnElem
     return sa.type_coerce(values, ARRAY(sa.Numeric))[1]
 
 
-def simple_aggregate(metric: UsageMetric, events: FromClause) -> ColumnElement[Any]:
-    """The aggregation over matching events (NULL values are already filtered out)."""
-    value = event_value(metric, events)
+def simple_aggregate(
+    metric: UsageMetric, events: FromClause, trusted: bool = False
+) -> ColumnElement[Any]:
+    """The aggregation over matching events (nulls skipped)."""
+    value = event_value(metric, events, trusted)
     match metric.aggregation:
         case Aggregation.COUNT | None:
             return sa.func.count() if value is None else sa.func.count(value)
@@ -394,7 +408,8 @@ def _events_source(query: UsageQuery) -> _Source:
     if window.end is not None:
         conditions.append(events.c.ts < sa.bindparam("window_end", window.end))
     local = sa.func.timezone("UTC", events.c.ts, type_=sa.DateTime)  # periods truncate it
-    return _Source(events, local, conditions, simple_aggregate(query.metric, events))
+    value = simple_aggregate(query.metric, events, query.trust_numbers)
+    return _Source(events, local, conditions, value)
 
 
 def _rollup_source(query: UsageQuery) -> _Source:

@@ -13,9 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
+from app.db import SharedTransaction
 from app.errors import InvalidQuery, NotFound
 from app.metrics.cube import Cube, validate
 from app.metrics.mrr import NO_VALUE, group_names
@@ -40,6 +42,7 @@ from app.usage import definitions
 from app.usage.expression import evaluate, parse_expression, references
 
 MAX_TOP = 1_000
+NOT_A_NUMBER = "22P02"  # PostgreSQL's invalid_text_representation: a cast of a non-number
 Key = tuple[str, ...]
 Grouped = dict[Key, dict[datetime.date | None, float | None]]
 
@@ -152,14 +155,31 @@ class UsageService:
         cube, segment_cube = await self._cubes(connection, spec)
         found = [*problems, *_property_problems(spec), *spec_segment_problems(segment_cube, spec)]
         validate(cube, spec, found)
-        statement = compile_usage(replace(query, cube=cube, segment_cube=segment_cube))
-        rows = (await connection.execute(statement)).mappings().all()
+        query = replace(query, cube=cube, segment_cube=segment_cube)
+        rows = await self._rows(connection, query)
         groups = group_names(spec)
         grouped: Grouped = {}
         for row in rows:
             key = tuple(str(row[g]) for g in groups)
             grouped.setdefault(key, {})[row.get("k")] = _number(row["value"])
         return grouped
+
+    async def _rows(self, connection: AsyncConnection, query: UsageQuery) -> Sequence[Any]:
+        """The query's rows: first casting properties unchecked (fast), and when a stored
+        event holds a non-number there, again with every value checked. Not inside a shared
+        transaction (a mutation's), which a failed statement would abort."""
+        checked = compile_usage(query)
+        if not isinstance(self.engine, SharedTransaction):
+            try:
+                fast = compile_usage(replace(query, trust_numbers=True))
+                rows: Sequence[Any] = (await connection.execute(fast)).mappings().all()
+                return rows
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != NOT_A_NUMBER:
+                    raise
+                await connection.rollback()
+        found: Sequence[Any] = (await connection.execute(checked)).mappings().all()
+        return found
 
     async def _references(self, metric: UsageMetric) -> dict[str, UsageMetric]:
         assert metric.expression is not None
