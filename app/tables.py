@@ -339,6 +339,27 @@ usage_rollup = sa.Table(
     sa.Index("usage_rollup_day_idx", "metric_id", "day"),
 )
 
+# The same per (metric, UTC day) over every customer: what a series with no dimension, filter
+# or segment reads (O(days), not O(customers x days)). Not for UNIQUE_COUNT.
+usage_rollup_day = sa.Table(
+    "usage_rollup_day",
+    metadata,
+    sa.Column(
+        "metric_id",
+        sa.BigInteger,
+        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Numeric),
+    sa.Column("min", sa.Numeric),
+    sa.Column("max", sa.Numeric),
+    sa.Column("latest_at", sa.DateTime(timezone=True)),
+    sa.Column("latest_id", sa.Text),
+    sa.Column("latest_value", sa.Numeric),
+)
+
 # UNIQUE_COUNT of an INDEXED metric: the distinct values of each (customer, day); a range's
 # count is count(DISTINCT value) over its days (distinct counts do not add up).
 usage_rollup_value = sa.Table(

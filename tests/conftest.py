@@ -53,6 +53,7 @@ TABLES = (
     "usage_event",
     "usage_event_key",
     "usage_rollup_value",
+    "usage_rollup_day",
     "usage_rollup",
     "usage_metric",
     "usage_import",

@@ -198,6 +198,10 @@ async def test_a_late_event_changes_an_indexed_metrics_past_day(
     assert (await ingest(engine, late)).accepted == 2
     assert await value(metrics, tokens) == 42 + 8 + 4
     assert await value(metrics, latest) == 4  # e8 is now October's latest
+    series = await execute(metrics, SERIES, {"id": tokens})  # from the per-day totals
+    assert [p["value"] for p in series["usageSeries"]["points"]] == [142 + 8 + 4, 5]
+    series = await execute(metrics, SERIES, {"id": latest})
+    assert [p["value"] for p in series["usageSeries"]["points"]] == [4, 5]
     day = sa.select(usage_rollup.c.sum).where(
         usage_rollup.c.metric_id == int(tokens), usage_rollup.c.day == datetime.date(2026, 10, 2)
     )

@@ -65,6 +65,7 @@ CASES = {
     "usage_indexed_avg_by_country": query(
         metric(Aggregation.AVG, QueryType.INDEXED), QuerySpec(("customer_country",))
     ),
+    "usage_indexed_sum_total": query(metric(Aggregation.SUM, QueryType.INDEXED), QuerySpec()),
     "usage_indexed_unique_count_total": query(
         metric(Aggregation.UNIQUE_COUNT, QueryType.INDEXED, "user"), QuerySpec()
     ),

@@ -49,7 +49,15 @@ from app.metrics.mrr import (
 from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec
 from app.metrics.universe import branch_specs, universe
-from app.tables import customer, mrr_change, plan, usage_event, usage_rollup, usage_rollup_value
+from app.tables import (
+    customer,
+    mrr_change,
+    plan,
+    usage_event,
+    usage_rollup,
+    usage_rollup_day,
+    usage_rollup_value,
+)
 
 
 class Aggregation(enum.Enum):
@@ -412,9 +420,16 @@ def _events_source(query: UsageQuery) -> _Source:
     return _Source(events, local, conditions, value)
 
 
-def _rollup_source(query: UsageQuery) -> _Source:
+def _whole(spec: QuerySpec) -> bool:
+    """The spec reads every customer, undivided (the per-day totals serve it)."""
+    return not (spec.dimensions or spec.filters or spec.segment is not None or spec.compare)
+
+
+def _rollup_source(query: UsageQuery, spec: QuerySpec) -> _Source:
     metric, window = query.metric, query.window
-    rows = usage_rollup_value if metric.aggregation is Aggregation.UNIQUE_COUNT else usage_rollup
+    rows: sa.Table = usage_rollup_day if _whole(spec) else usage_rollup
+    if metric.aggregation is Aggregation.UNIQUE_COUNT:
+        rows = usage_rollup_value
     conditions = [rows.c.metric_id == metric.id]
     if window.start is not None:
         conditions.append(rows.c.day >= sa.bindparam("window_start", _day_of(window.start)))
@@ -432,7 +447,7 @@ def _range_end(window: Window) -> ColumnElement[Any]:
 def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any]:
     assert query.cube is not None
     assert query.segment_cube is not None
-    source = _rollup_source(query) if reads_rollup(query) else _events_source(query)
+    source = _rollup_source(query, spec) if reads_rollup(query) else _events_source(query)
     end = _range_end(query.window)
     scope = Scope(query.cube, spec, end)
     expressions = expressions_for(scope, source.rows, {})
@@ -450,7 +465,11 @@ def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any
     statement: Select[Any] = sa.select(*keys, value.label("value")).where(
         *source.conditions,
         *where_clauses(scope, spec, source.rows, {}),
-        *universe(query.segment_cube, spec, source.rows.c.customer_id, end),
+        *(
+            universe(query.segment_cube, spec, source.rows.c.customer_id, end)
+            if spec.segment is not None
+            else []
+        ),
     )
     if scope.needs_customer:
         on = customer.c.id == source.rows.c.customer_id
@@ -508,42 +527,47 @@ def _rollup_columns(metric: UsageMetric, fresh: FromClause) -> list[ColumnElemen
     ]
 
 
-def _newer(new: Any) -> ColumnElement[bool]:
+def _newer(table: sa.Table, new: Any) -> ColumnElement[bool]:
     """The incoming day's latest event is later than the stored one (by timestamp, event id)."""
-    old = usage_rollup.c
+    old = table.c
     theirs = sa.tuple_(new.latest_at, new.latest_id)
     ours = sa.tuple_(old.latest_at, old.latest_id)
     return sa.and_(new.latest_at.is_not(None), sa.or_(old.latest_at.is_(None), theirs > ours))
 
 
-def rollup_upsert(metric: UsageMetric, fresh: FromClause) -> Any:
-    """Add the matching events of `fresh` (usage_event's columns) to the metric's rollup."""
+def _values_upsert(metric: UsageMetric, fresh: FromClause) -> Any:
+    value = event_value(metric, fresh)
+    assert value is not None
     day = _utc_day(fresh.c.ts).label("day")
-    if metric.aggregation is Aggregation.UNIQUE_COUNT:
-        value = event_value(metric, fresh)
-        assert value is not None
-        select = (
-            sa.select(sa.literal(metric.id), fresh.c.customer_id, day, value)
-            .where(*metric_conditions(metric, fresh))
-            .distinct()
-        )
-        insert = postgresql.insert(usage_rollup_value).from_select(
-            ["metric_id", "customer_id", "day", "value"], select
-        )
-        return insert.on_conflict_do_nothing()
-    columns = _rollup_columns(metric, fresh)
     select = (
-        sa.select(sa.literal(metric.id), fresh.c.customer_id, day, *columns)
+        sa.select(sa.literal(metric.id), fresh.c.customer_id, day, value)
         .where(*metric_conditions(metric, fresh))
-        .group_by(fresh.c.customer_id, sa.literal_column("day"))
-        .order_by(fresh.c.customer_id, sa.literal_column("day"))
+        .distinct()
     )
-    names = ["metric_id", "customer_id", "day", *(c.name for c in columns)]
-    insert = postgresql.insert(usage_rollup).from_select(names, select)
-    old, new = usage_rollup.c, insert.excluded
-    newer = _newer(new)
+    insert = postgresql.insert(usage_rollup_value).from_select(
+        ["metric_id", "customer_id", "day", "value"], select
+    )
+    return insert.on_conflict_do_nothing()
+
+
+def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause) -> Any:
+    """Add matching events to `table`, grouped by its keys (customer and day, or day)."""
+    keys = [fresh.c.customer_id] if "customer_id" in table.c else []
+    day = _utc_day(fresh.c.ts).label("day")
+    columns = _rollup_columns(metric, fresh)
+    grouped = [*keys, sa.literal_column("day")]
+    select = (
+        sa.select(sa.literal(metric.id), *keys, day, *columns)
+        .where(*metric_conditions(metric, fresh))
+        .group_by(*grouped)
+        .order_by(*grouped)
+    )
+    index = ["metric_id", *(key.name for key in keys), "day"]
+    insert = postgresql.insert(table).from_select([*index, *(c.name for c in columns)], select)
+    old, new = table.c, insert.excluded
+    newer = _newer(table, new)
     return insert.on_conflict_do_update(
-        index_elements=["metric_id", "customer_id", "day"],
+        index_elements=index,
         set_={
             "count": old["count"] + new["count"],
             "sum": sa.func.coalesce(old.sum + new.sum, old.sum, new.sum),
@@ -554,3 +578,11 @@ def rollup_upsert(metric: UsageMetric, fresh: FromClause) -> Any:
             "latest_value": sa.case((newer, new.latest_value), else_=old.latest_value),
         },
     )
+
+
+def rollup_upserts(metric: UsageMetric, fresh: FromClause) -> list[Any]:
+    """Statements adding the matching events of `fresh` (usage_event's columns) to the
+    metric's rollups: per customer and day, and per day over every customer."""
+    if metric.aggregation is Aggregation.UNIQUE_COUNT:
+        return [_values_upsert(metric, fresh)]
+    return [_upsert(usage_rollup, metric, fresh), _upsert(usage_rollup_day, metric, fresh)]

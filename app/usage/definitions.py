@@ -29,9 +29,15 @@ from app.metrics.usage import (
     UsageMetric,
     ValueType,
     filter_problems,
-    rollup_upsert,
+    rollup_upserts,
 )
-from app.tables import usage_event, usage_metric, usage_rollup, usage_rollup_value
+from app.tables import (
+    usage_event,
+    usage_metric,
+    usage_rollup,
+    usage_rollup_day,
+    usage_rollup_value,
+)
 from app.usage.expression import parse_expression, references
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -191,10 +197,11 @@ async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
 
 async def _rebuild(connection: AsyncConnection, metric: UsageMetric) -> None:
     """Drop the metric's rollup and, when INDEXED, build it from every event."""
-    for table in (usage_rollup, usage_rollup_value):
+    for table in (usage_rollup, usage_rollup_day, usage_rollup_value):
         await connection.execute(sa.delete(table).where(table.c.metric_id == metric.id))
     if metric.query_type is QueryType.INDEXED and metric.deleted_at is None:
-        await connection.execute(rollup_upsert(metric, usage_event))
+        for statement in rollup_upserts(metric, usage_event):
+            await connection.execute(statement)
 
 
 async def create(database: Database, metric: MetricInput) -> UsageMetric:

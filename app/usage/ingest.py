@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
-from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert
+from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upserts
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
 from app.usage.definitions import live_metrics
@@ -186,7 +186,9 @@ def store_statement(indexed: Sequence[UsageMetric]) -> sa.Select[Any]:
         .cte("fresh_events")
     )
     rollups = [
-        rollup_upsert(metric, events).cte(f"rollup_{index}") for index, metric in enumerate(indexed)
+        statement.cte(f"rollup_{index}_{part}")
+        for index, metric in enumerate(indexed)
+        for part, statement in enumerate(rollup_upserts(metric, events))
     ]
     return sa.select(sa.func.count()).select_from(events).add_cte(*rollups)
 

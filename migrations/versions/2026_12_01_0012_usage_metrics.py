@@ -81,12 +81,8 @@ def _metric() -> sa.ForeignKey:
     return sa.ForeignKey("usage_metric.id", ondelete="CASCADE")
 
 
-def _rollups() -> None:
-    op.create_table(
-        "usage_rollup",
-        sa.Column("metric_id", sa.BigInteger, _metric(), primary_key=True),
-        sa.Column("customer_id", sa.BigInteger, primary_key=True),
-        sa.Column("day", sa.Date, primary_key=True),
+def _aggregates() -> list[sa.Column[object]]:
+    return [
         sa.Column("count", sa.BigInteger, nullable=False),
         sa.Column("sum", sa.Numeric),
         sa.Column("min", sa.Numeric),
@@ -94,8 +90,24 @@ def _rollups() -> None:
         sa.Column("latest_at", sa.DateTime(timezone=True)),
         sa.Column("latest_id", sa.Text),
         sa.Column("latest_value", sa.Numeric),
+    ]
+
+
+def _rollups() -> None:
+    op.create_table(
+        "usage_rollup",
+        sa.Column("metric_id", sa.BigInteger, _metric(), primary_key=True),
+        sa.Column("customer_id", sa.BigInteger, primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        *_aggregates(),
     )
     op.create_index("usage_rollup_day_idx", "usage_rollup", ["metric_id", "day"])
+    op.create_table(
+        "usage_rollup_day",
+        sa.Column("metric_id", sa.BigInteger, _metric(), primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        *_aggregates(),
+    )
     op.create_table(
         "usage_rollup_value",
         sa.Column("metric_id", sa.BigInteger, _metric(), primary_key=True),
@@ -130,7 +142,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("usage_import", "usage_rollup_value", "usage_rollup", "usage_metric"):
+    tables = ("usage_import", "usage_rollup_value", "usage_rollup_day", "usage_rollup")
+    for table in (*tables, "usage_metric"):
         op.drop_table(table)
     op.drop_table("usage_event_key")
     op.drop_table("usage_event")
