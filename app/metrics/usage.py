@@ -15,6 +15,9 @@ per-(customer, day) rollup, which holds what each aggregation needs:
 - UNIQUE_COUNT: distinct counts do not add up, so the rollup keeps each day's distinct values
   (`usage_rollup_value`) and a range counts the distinct values over its days.
 
+The same aggregates are kept per day over every customer (`usage_rollup_day`): a query with no
+dimension, filter or segment reads one row per day instead of one per customer and day.
+
 The rollup has whole UTC days: a timeframe that does not start and end at midnight UTC, or a
 spec that reads event properties (`property.<name>`), is computed from the events, for INDEXED
 metrics too, and so is a deleted metric (its rollup is dropped); both ways give the same values.
