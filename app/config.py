@@ -38,6 +38,7 @@ class Settings:
     max_batch_operations: int = 10
     max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
+    max_events_bytes: int = 32 << 20  # a POST /events body (10,000 usage events)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
     # Fernet keys for source secrets, comma-separated, the first encrypting (rotation); empty
     # means the key generated into `data_dir` (app/ingest/secrets.py). Never in a repr.
@@ -61,6 +62,7 @@ ENV_KEYS = {
     "TIDEMILL_MAX_BATCH_OPERATIONS": "max_batch_operations",
     "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "TIDEMILL_MAX_EVENTS_BYTES": "max_events_bytes",
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
     "TIDEMILL_SECRET_KEY": "secret_key",
     "TIDEMILL_WORKER": "worker",

@@ -339,3 +339,140 @@ persisted_query = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+# Usage events (METRICS.md 9), partitioned by month of `ts` (UTC); the partitions are made on
+# demand in schema `usage_partitions` (app/usage/partitions.py).
+usage_event = sa.Table(
+    "usage_event",
+    metadata,
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("properties", JSONB, nullable=False),
+    sa.Column("product", sa.Text),
+    sa.Column(
+        "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    # one customer's events by name and time; a read over every customer scans the months'
+    # partitions (pruned by `ts`), so no index by name alone is maintained on each insert
+    sa.Index("usage_event_customer_idx", "customer_id", "name", "ts"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+# An event id is unique per source: the key a partitioned table cannot hold (its unique keys
+# must include the partition key).
+usage_event_key = sa.Table(
+    "usage_event_key",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Usage metric definitions; deletion is soft (`deleted_at`).
+usage_metric = sa.Table(
+    "usage_metric",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("event_name", sa.Text),  # NULL for COMPOSITE
+    sa.Column("aggregation", sa.Text),  # NULL for COMPOSITE
+    sa.Column("property", sa.Text),
+    sa.Column("value_type", sa.Text, nullable=False),
+    sa.Column("filters", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("query_type", sa.Text, nullable=False),
+    sa.Column("expression", sa.Text),  # COMPOSITE: arithmetic over other metrics' names
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(
+        "query_type IN ('SIMPLE', 'INDEXED', 'COMPOSITE')", name="usage_metric_query_type_check"
+    ),
+)
+
+# INDEXED metrics: per (metric, customer, UTC day) what every aggregation is served from:
+# count and sum (COUNT, SUM, AVG = sum / count), min, max, and the latest value with its
+# timestamp and event id (LATEST). Late events add to their day.
+usage_rollup = sa.Table(
+    "usage_rollup",
+    metadata,
+    sa.Column(
+        "metric_id",
+        sa.BigInteger,
+        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Numeric),
+    sa.Column("min", sa.Numeric),
+    sa.Column("max", sa.Numeric),
+    sa.Column("latest_at", sa.DateTime(timezone=True)),
+    sa.Column("latest_id", sa.Text),
+    sa.Column("latest_value", sa.Numeric),
+    sa.Index("usage_rollup_day_idx", "metric_id", "day"),
+)
+
+# The same per (metric, UTC day) over every customer: what a series with no dimension, filter
+# or segment reads (O(days), not O(customers x days)). Not for UNIQUE_COUNT.
+usage_rollup_day = sa.Table(
+    "usage_rollup_day",
+    metadata,
+    sa.Column(
+        "metric_id",
+        sa.BigInteger,
+        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Numeric),
+    sa.Column("min", sa.Numeric),
+    sa.Column("max", sa.Numeric),
+    sa.Column("latest_at", sa.DateTime(timezone=True)),
+    sa.Column("latest_id", sa.Text),
+    sa.Column("latest_value", sa.Numeric),
+)
+
+# UNIQUE_COUNT of an INDEXED metric: the distinct values of each (customer, day); a range's
+# count is count(DISTINCT value) over its days (distinct counts do not add up).
+usage_rollup_value = sa.Table(
+    "usage_rollup_value",
+    metadata,
+    sa.Column(
+        "metric_id",
+        sa.BigInteger,
+        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Index("usage_rollup_value_day_idx", "metric_id", "day"),
+)
+
+# `tidemill import events FILE`: how far a file (by its sha256) is committed, to resume.
+usage_import = sa.Table(
+    "usage_import",
+    metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("committed_bytes", sa.BigInteger, nullable=False),
+    sa.Column("lines", sa.BigInteger, nullable=False),
+    sa.Column("accepted", sa.BigInteger, nullable=False),
+    sa.Column("duplicates", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)

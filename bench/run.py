@@ -11,7 +11,9 @@
    and the size of its bundle;
 7. Stripe (bench/stripe.py): signed webhooks posted to the real server, the worker applying
    them, and a backfill of as many customers from a fake Stripe API;
-8. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
+8. usage metrics in a third database (bench/usage.py): event import and POST /events
+   throughput, value and series latencies against bare SQL (`--usage-events`, 0 skips);
+9. one table of figures held against their targets (`--strict`: exit 1 when one is missed).
 
 A new benchmark case is one more `Case` in `cases()`.
 """
@@ -402,6 +404,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per case (20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per case (3)")
     parser.add_argument("--database", default=DATABASE, help=f"database to (re)create ({DATABASE})")
+    parser.add_argument(
+        "--usage-events", type=int, default=10_000_000, help="usage events (10,000,000; 0: skip)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
@@ -441,7 +446,12 @@ def run(args: argparse.Namespace, console: Console) -> list[Figure]:
     figures += dashboard_figures(admin_url, f"{args.database}_demo", runs=5)
     from bench.stripe import stripe_figures  # it builds on this module
 
-    return figures + stripe_figures(admin_url, args.database, args.customers)
+    figures += stripe_figures(admin_url, args.database, args.customers)
+    if args.usage_events:
+        from bench.usage import usage_figures  # it builds on this module
+
+        figures += usage_figures(admin_url, args.usage_events, args.runs, console)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,9 @@ from aiodataloader import DataLoader
 from app import attributes, customers
 from app.customers import MrrAt
 from app.db import Database
+from app.metrics.service import MetricsEngine
+from app.metrics.usage import Window
+from app.usage.service import UsageService
 
 T = TypeVar("T")
 
@@ -33,6 +36,7 @@ class Loaders:
         self.attributes = _loader(lambda ids: attributes.values_of(engine, ids))
         self.engine = engine
         self._mrr_series: dict[customers.MrrSeriesRequest, DataLoader[int, list[MrrAt]]] = {}
+        self._usage: dict[tuple[int, Window], DataLoader[int, float | None]] = {}
 
     def mrr_series(self, request: customers.MrrSeriesRequest) -> DataLoader[int, list[MrrAt]]:
         """The loader of customers' MRR series over one range (one per range asked)."""
@@ -42,3 +46,11 @@ class Loaders:
                 lambda ids: customers.mrr_series(engine, ids, request)
             )
         return self._mrr_series[request]
+
+    def usage(self, metric_id: int, window: Window) -> DataLoader[int, float | None]:
+        """The loader of customers' values of one usage metric over one window."""
+        key = (metric_id, window)
+        if key not in self._usage:
+            service = UsageService(MetricsEngine(self.engine))
+            self._usage[key] = _loader(lambda ids: service.values_of(metric_id, window, ids))
+        return self._usage[key]

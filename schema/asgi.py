@@ -23,6 +23,7 @@ from app.metrics.service import MetricsEngine
 from connectors.registry import TRANSLATORS
 from connectors.stripe.backfill import backfill_source
 from schema import edge, web
+from schema.events import events_route
 from schema.security import announce, secure_view
 from schema.webhooks import webhook_route
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         webhook_route(engine, keys, TRANSLATORS),
+        events_route(engine, graphql.authenticator),
         *web.routes(),
     ]
     return Starlette(

@@ -1,7 +1,8 @@
 """The HTTP edge every route shares (GraphQL, the probes, webhooks, the dashboard).
 
 - **Size.** A request body may be at most `max_body_bytes` (a multipart upload:
-  `max_upload_bytes`), a query string `max_body_bytes`. The declared Content-Length is checked
+  `max_upload_bytes`; a batch of usage events to `/events`: `max_events_bytes`), a query
+  string `max_body_bytes`. The declared Content-Length is checked
   first and the body is counted while it streams in, so an oversized body is refused without
   being read: HTTP 413 (414 for a query string), code `PAYLOAD_TOO_LARGE`.
 - **Outages.** An exception caused by the database being out (`app.db.outage`: unreachable,
@@ -121,10 +122,17 @@ def _content_type(scope: Scope) -> bytes:
 class Edge:
     """ASGI middleware: body limits and the answer to whatever a route raises (module doc)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.path_limits = dict(path_limits or {})  # body limits of routes that take more
 
     def body_limit(self, scope: Scope) -> int:
         """The most bytes this request's body may have; raises when it says it has more."""
@@ -132,6 +140,7 @@ class Edge:
             raise PayloadTooLarge("the query string", self.max_body_bytes, status=414)
         multipart = _content_type(scope).lower().startswith(b"multipart/")
         limit = self.max_upload_bytes if multipart else self.max_body_bytes
+        limit = self.path_limits.get(scope.get("path", ""), limit)
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
             raise PayloadTooLarge("the request body", limit)
@@ -179,6 +188,7 @@ def middleware(settings: Settings) -> list[Middleware]:
             Edge,
             max_body_bytes=settings.max_body_bytes,
             max_upload_bytes=settings.max_upload_bytes,
+            path_limits={"/events": settings.max_events_bytes},
         )
     ]
 

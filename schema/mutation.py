@@ -13,6 +13,7 @@ from resolvers import attributes as resolve_attributes
 from resolvers import customers as resolve_customers
 from resolvers import segments as resolve_segments
 from resolvers import sources as resolve_sources
+from resolvers import usage as resolve_usage
 from resolvers.context import Context
 from schema.attributes import Attribute, AttributeImport, AttributeValueInput
 from schema.enums import AttributeType, EventStatus, SourceKind
@@ -22,6 +23,13 @@ from schema.segments import Segment, SegmentNodeInput
 from schema.selection import selected_names
 from schema.sources import Source
 from schema.types import Customer, customer_nodes
+from schema.usage import (
+    IngestEvents,
+    UsageEventInput,
+    UsageMetricInput,
+    UsageMetricType,
+    UsageMetricUpdateInput,
+)
 
 Info = strawberry.Info[Context, None]
 
@@ -159,3 +167,28 @@ class Mutation:
     )
     async def backfill_source(self, info: Info, id: strawberry.ID) -> Source:
         return Source.of(await resolve_sources.backfill(info.context, id))
+    @mutation(description="Define a usage metric (METRICS.md 9); INDEXED ones are built now.")
+    async def create_usage_metric(self, info: Info, input: UsageMetricInput) -> UsageMetricType:
+        return UsageMetricType.of(await resolve_usage.create(info.context, input.to_input()))
+
+    @mutation(description="Change a usage metric; aggregation and valueType are immutable.")
+    async def update_usage_metric(
+        self, info: Info, id: strawberry.ID, input: UsageMetricUpdateInput
+    ) -> UsageMetricType:
+        updated = await resolve_usage.update(info.context, id, input.to_update())
+        return UsageMetricType.of(updated)
+
+    @mutation(description="Soft-delete a usage metric: gone from the list, readable by id.")
+    async def delete_usage_metric(self, info: Info, id: strawberry.ID) -> UsageMetricType:
+        return UsageMetricType.of(await resolve_usage.delete(info.context, id))
+
+    @mutation(
+        description="Ingest usage events (at most 1,000 here; POST /events takes 10,000). "
+        "Each event is checked on its own: the bad ones are listed with their reason, the "
+        "others stored; a repeated id (per source) is a duplicate, never applied twice."
+    )
+    async def ingest_events(
+        self, info: Info, events: list[UsageEventInput], source: str = "events"
+    ) -> IngestEvents:
+        raw = [event.to_raw() for event in events]
+        return IngestEvents.of(await resolve_usage.ingest_events(info.context, raw, source))

@@ -27,6 +27,7 @@ from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
 from resolvers import segments as resolve_segments
 from resolvers import sources as resolve_sources
+from resolvers import usage as resolve_usage
 from resolvers.context import Context
 from schema.attributes import Attribute
 from schema.enums import CustomerSort, EventStatus, Interval
@@ -54,6 +55,14 @@ from schema.types import (
     Trials,
     Viewer,
     customer_nodes,
+)
+from schema.usage import (
+    TimeframeInput,
+    UsageMetricType,
+    UsageRank,
+    UsageSeries,
+    UsageValue,
+    window_of,
 )
 
 Info = strawberry.Info[Context, None]
@@ -236,6 +245,58 @@ class Query:
     ) -> list[SourceEvent]:
         found = await resolve_sources.events(info.context, source_id, status, first)
         return [SourceEvent.of(event) for event in found]
+    @field(description="Usage metric definitions (deleted ones only with includeDeleted).")
+    async def usage_metrics(
+        self, info: Info, include_deleted: bool = False
+    ) -> list[UsageMetricType]:
+        found = await resolve_usage.all_metrics(info.context, include_deleted)
+        return [UsageMetricType.of(metric) for metric in found]
+
+    @field(description="One usage metric, deleted or not.")
+    async def usage_metric(self, info: Info, id: strawberry.ID) -> UsageMetricType:
+        return UsageMetricType.of(await resolve_usage.metric(info.context, id))
+
+    @field(
+        description="A usage metric's value for one customer over [from, to) (default: all time)."
+    )
+    async def usage_metric_value(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        customer_id: strawberry.ID,
+        timeframe: TimeframeInput | None = None,
+    ) -> UsageValue:
+        found = await resolve_usage.value(info.context, id, customer_id, window_of(timeframe))
+        return UsageValue.of(found)
+
+    @field(
+        description="A usage metric per period of [start, end] (UTC days), sliced by spec: "
+        "customer_country, region, plan, customer, attr.<key>, property.<name>; filters, "
+        "segment, compareSegments."
+    )
+    async def usage_series(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        start: datetime.date,
+        end: datetime.date,
+        interval: Interval = Interval.MONTH,
+        spec: QuerySpecInput | None = None,
+    ) -> UsageSeries:
+        request = resolve_usage.series_request(id, start, end, interval, await _spec(info, spec))
+        return UsageSeries(start=start, end=end, interval=interval, request=request)
+
+    @field(description="Customers ranked by a usage metric over [start, end] (UTC days).")
+    async def usage_top(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        start: datetime.date,
+        end: datetime.date,
+        first: int = 10,
+    ) -> list[UsageRank]:
+        found = await resolve_usage.top(info.context, id, start, end, first)
+        return [UsageRank.of(rank) for rank in found]
 
 
 class TidemillSchema(strawberry.Schema):

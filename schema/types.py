@@ -22,12 +22,14 @@ from app.metrics.spec import QuerySpec, SeriesRequest
 from app.metrics.waterfall import Waterfall as WaterfallResult
 from resolvers import customers as resolve_customers
 from resolvers import metrics as resolve
+from resolvers import usage as resolve_usage
 from resolvers.context import Context
 from resolvers.customers import Facts
 from schema.attributes import AttributeValue
 from schema.enums import FilterOp, Interval
 from schema.fields import field
 from schema.scalars import Cents
+from schema.usage import TimeframeInput, window_of
 
 
 @strawberry.input(description="A filter: `field op values`; names come from the metric's cube.")
@@ -466,6 +468,20 @@ class Customer:
         interval: Interval = Interval.MONTH,
     ) -> list[MrrAt]:
         return await resolve_customers.mrr_series(info.context, int(self.id), start, end, interval)
+
+    @field(
+        description="Its value of a usage metric over [from, to) (default: all time); the "
+        "customers of a page share one statement."
+    )
+    async def usage(
+        self,
+        info: strawberry.Info[Context, None],
+        metric_id: strawberry.ID,
+        timeframe: TimeframeInput | None = None,
+    ) -> float | None:
+        return await resolve_usage.customer_usage(
+            info.context, int(self.id), metric_id, window_of(timeframe)
+        )
 
 
 @strawberry.type

@@ -53,6 +53,13 @@ TABLES = (
     "subscription_item",
     "source_object",
     "source",
+    "usage_event",
+    "usage_event_key",
+    "usage_rollup_value",
+    "usage_rollup_day",
+    "usage_rollup",
+    "usage_metric",
+    "usage_import",
 )
 
 

@@ -16,7 +16,7 @@ from tests.edge import bearer, codes, extended_app, new_key, persisted, real_app
 DOCUMENTS = load_documents()
 CHURN = '{ churn(start: "2024-01-01", end: "2024-01-31") { churnedCustomers { events { name } } } }'
 ALIASES = "{ a: metrics { name } b: metrics { name } c: metrics { name } }"
-VARIABLES = {"start": "2024-01-01", "end": "2024-03-31", "id": "1"}
+VARIABLES = {"start": "2024-01-01", "end": "2024-03-31", "id": "1", "customerId": "1"}
 
 
 async def post(database_url: str, body: Any, **limits: Any) -> tuple[int, Any]:

@@ -231,6 +231,49 @@ def import_attributes(
     console.print(f"imported {values} attribute values for {rows} customers")
 
 
+@importer.command("events")
+def import_events(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON, or CSV (.csv) file.")
+    ],
+    source: Annotated[str, typer.Option(help="Source the event ids belong to.")] = "events",
+) -> None:
+    """Import usage events: NDJSON (one {id, customer, name, timestamp, properties} per line)
+    or CSV (columns id, customer, name, timestamp, [properties], [product], other columns as
+    properties). Bad lines are reported and skipped; an interrupted import resumes."""
+    from app.cli.progress import file_progress
+    from app.usage.bulk import ImportSummary
+    from app.usage.bulk import import_events as load_events
+
+    settings = load_settings()
+
+    async def load() -> ImportSummary:
+        engine = create_engine(settings)
+        try:
+            with file_progress() as progress:
+                task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
+                return await load_events(
+                    engine, path, source, lambda done: progress.update(task, completed=done)
+                )
+        finally:
+            await engine.dispose()
+
+    result = _run_import(path, load)
+    if result.already_done:
+        console.print(f"{path} was imported before: nothing to do")
+        return
+    if result.resumed_at:
+        console.print(f"resumed {path} at byte {result.resumed_at:,}")
+    console.print(
+        f"{result.lines:,} events read: {result.accepted:,} stored, "
+        f"{result.duplicates:,} duplicates, {result.rejected:,} rejected"
+    )
+    for item in result.reasons:
+        console.print(f"  event {item.index} ({item.id or 'no id'}): {item.reason}")
+    if result.rejected > len(result.reasons):
+        console.print(f"  ... and {result.rejected - len(result.reasons):,} more rejected")
+
+
 @fx.command("load")
 def fx_load() -> None:
     """(Re)load the ECB reference rates shipped with Tidemill; your own rates are kept."""

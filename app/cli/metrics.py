@@ -547,6 +547,9 @@ def segments(fmt: FormatOption = Format.TABLE) -> None:
 
 
 def register(cli: typer.Typer) -> None:
+    from app.cli.usage import usage_app
+
     cli.add_typer(mrr_app, name="mrr")
+    cli.add_typer(usage_app, name="usage")
     for command in (arr, summary, churn, retention, ltv, trials, customers, segments):
         cli.command()(command)

@@ -28,13 +28,14 @@ from app.demo.company import (
     customers,
 )
 from app.demo.periods import customer_periods
+from app.demo.usage import load_usage
 from app.errors import UserError
 from app.ingest.rows import PeriodRow
 from app.ingest.subscriptions import Progress, load_periods
 from app.metrics.service import MetricsEngine
 from app.text import plural
 
-SOURCE = "demo"
+SOURCE = "demo"  # app.demo.usage names it too
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ async def load_segments(engine: AsyncEngine, company: DemoCompany, progress: Pro
     return "segments: " + ", ".join(f"{s.id} {s.name}" for s in listed if s.name in names)
 
 
-STEPS: tuple[Step, ...] = (load_subscriptions, load_attributes, load_segments)
+STEPS: tuple[Step, ...] = (load_subscriptions, load_attributes, load_segments, load_usage)
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def expressions_for(scope: Scope, rows: FromClause, override: Expressions) -> Ex
     return {d.name: override.get(d.name, d.expression(sources)) for d in scope.used()}
 
 
-def _group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[str]]:
+def group_columns(spec: QuerySpec, expressions: Expressions) -> list[ColumnElement[str]]:
     return [
         sa.func.coalesce(sa.cast(expressions[name], sa.Text), NO_VALUE).label(label)
         for name, label in zip(spec.dimensions, group_names(spec), strict=True)
@@ -254,16 +254,16 @@ def _stored(
     rows: FromClause, spec: QuerySpec, scope: Scope, override: Expressions, name: str
 ) -> FromClause:
     expressions = expressions_for(scope, rows, override)
-    query = sa.select(rows, *_group_columns(spec, expressions)).where(
+    query = sa.select(rows, *group_columns(spec, expressions)).where(
         *where_clauses(scope, spec, rows, override),
         *universe(scope.cube, spec, rows.c.customer_id, scope.end),
     )
     if scope.needs_customer:
         query = query.join_from(rows, customer, customer.c.id == rows.c.customer_id)
-    return _grouping_joins(query, scope, rows).subquery(name)
+    return grouping_joins(query, scope, rows).subquery(name)
 
 
-def _grouping_joins(query: Select[Any], scope: Scope, rows: FromClause) -> Select[Any]:
+def grouping_joins(query: Select[Any], scope: Scope, rows: FromClause) -> Select[Any]:
     """Outer-join the tables that the breakdown's dimensions read (after the customer)."""
     sources = Sources(rows=rows, plan=plan, customer=customer, end=scope.end)
     for name in scope.spec.dimensions:
@@ -281,14 +281,14 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause
         mrr_change.c.day,
         mrr_change.c.delta,
         mrr_change.c.currency,
-        *_group_columns(spec, expressions),
+        *group_columns(spec, expressions),
     )
     if any(d.needs_plan for d in scope.used()):
         changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
     if scope.needs_customer:
         changes = changes.join_from(mrr_change, customer, customer.c.id == mrr_change.c.customer_id)
     scoped = (
-        _grouping_joins(changes, scope, mrr_change)
+        grouping_joins(changes, scope, mrr_change)
         .where(
             *where_clauses(scope, spec, mrr_change, {}),
             *universe(cube, spec, mrr_change.c.customer_id, scope.end),

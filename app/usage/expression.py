@@ -1,0 +1,118 @@
+"""COMPOSITE usage metrics: arithmetic over other metrics, parsed into a validated tree.
+
+`input_tokens + output_tokens`, `errors / calls`, `100 * errors / (calls + 1)`: metric names
+(identifiers), numbers, `+ - * /`, unary minus and parentheses. The text is read by Python's
+parser (`ast`, never evaluated) and converted into the frozen tree below, which is all that is
+evaluated. A missing operand (a metric with no value) makes the result null, and so does a
+zero denominator.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from app.errors import UserError
+
+MAX_LENGTH = 1_000
+MAX_NODES = 100
+OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Negate:
+    item: Expr
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str  # + - * /
+    left: Expr
+    right: Expr
+
+
+Expr = Number | Ref | Negate | BinaryOp
+ACCEPTED = "metric names, numbers, + - * /, unary minus and parentheses"
+
+
+def _convert(node: ast.AST) -> Expr:
+    match node:
+        case ast.Constant(value=bool() as flag):
+            raise UserError(f"expression: {flag} is not a number; accepted: {ACCEPTED}")
+        case ast.Constant(value=int() | float() as value):
+            return Number(float(value))
+        case ast.Name(id=name):
+            return Ref(name)
+        case ast.UnaryOp(op=ast.USub(), operand=operand):
+            return Negate(_convert(operand))
+        case ast.UnaryOp(op=ast.UAdd(), operand=operand):
+            return _convert(operand)
+        case ast.BinOp(op=op, left=left, right=right) if type(op) in OPERATORS:
+            return BinaryOp(OPERATORS[type(op)], _convert(left), _convert(right))
+    shown = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
+    raise UserError(f"expression: {shown!r} is not allowed; accepted: {ACCEPTED}")
+
+
+def parse_expression(text: str) -> Expr:
+    """The tree of `text`, or a user error saying what is not accepted."""
+    if len(text) > MAX_LENGTH:
+        raise UserError(f"expression is longer than {MAX_LENGTH} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        raise UserError(f"expression {text!r} does not parse; accepted: {ACCEPTED}") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
+        raise UserError(f"expression has more than {MAX_NODES} parts")
+    return _convert(tree.body)
+
+
+def _refs(expr: Expr) -> Iterator[str]:
+    match expr:
+        case Ref(name):
+            yield name
+        case Negate(item):
+            yield from _refs(item)
+        case BinaryOp(_, left, right):
+            yield from _refs(left)
+            yield from _refs(right)
+
+
+def references(expr: Expr) -> tuple[str, ...]:
+    """The metric names the expression reads, in order of first use."""
+    return tuple(dict.fromkeys(_refs(expr)))
+
+
+def evaluate(expr: Expr, values: Mapping[str, float | None]) -> float | None:
+    """The expression's value; null when an operand is null or a denominator is zero."""
+    match expr:
+        case Number(value):
+            return value
+        case Ref(name):
+            return values.get(name)
+        case Negate(item):
+            inner = evaluate(item, values)
+            return None if inner is None else -inner
+        case BinaryOp(op, left, right):
+            a, b = evaluate(left, values), evaluate(right, values)
+            if a is None or b is None:
+                return None
+            match op:
+                case "+":
+                    return a + b
+                case "-":
+                    return a - b
+                case "*":
+                    return a * b
+                case _:
+                    return None if b == 0 else a / b

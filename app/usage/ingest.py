@@ -1,0 +1,247 @@
+"""Usage events in: check, resolve customers, store once per (source, id), keep rollups current.
+
+One path for `POST /events`, the `ingestEvents` mutation and `tidemill import events`:
+
+1. each event is checked (app/usage/events.py), and so is every property a numeric metric of
+   its name reads: a bad event is rejected with its reason, the others go on;
+2. a repeated (source, id) within the batch is a duplicate;
+3. customers are matched by external id (in any source; the oldest customer when several
+   sources share one), then by Tidemill id; an unknown customer is created bare (no name,
+   no subscriptions) in the event's source with that external id;
+4. the month partitions the batch needs are made (app/usage/partitions.py);
+5. one statement stores the events whose key is new in `usage_event_key` (an id already
+   stored is a duplicate, never applied twice) and adds exactly those to the rollup of every
+   INDEXED metric, whatever day they fall on (late events update their past day).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db import Database
+from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upserts
+from app.tables import customer, usage_event, usage_event_key
+from app.usage import partitions
+from app.usage.definitions import live_metrics
+from app.usage.events import Event, Invalid, Rejected, month_of, parse_event, raw_id
+
+MAX_BATCH = 10_000
+DEFAULT_SOURCE = "events"
+STAGE = "usage_stage"
+STAGE_COLUMNS = ("source", "event_id", "customer_id", "name", "ts", "properties", "product")
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the defined metrics ask of events: numeric properties, and INDEXED rollups."""
+
+    metrics: tuple[UsageMetric, ...]
+    numeric: dict[str, list[UsageMetric]] = field(default_factory=dict)  # by event name
+
+    def __post_init__(self) -> None:
+        for metric in self.metrics:
+            if metric.event_name and metric.property and metric.aggregation in NUMERIC:
+                self.numeric.setdefault(metric.event_name, []).append(metric)
+
+    @property
+    def indexed(self) -> list[UsageMetric]:
+        return [m for m in self.metrics if m.query_type is QueryType.INDEXED]
+
+    def property_problem(self, event: Event) -> str | None:
+        for metric in self.numeric.get(event.name, ()):
+            assert metric.property is not None
+            assert metric.aggregation is not None
+            value = event.properties.get(metric.property)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return (
+                    f"property {metric.property!r} is {str(value)[:40]!r}, not a number; "
+                    f"metric {metric.name!r} ({metric.aggregation.value}) reads it as one"
+                )
+            if metric.value_type is ValueType.INTEGER and value != int(value):
+                return (
+                    f"property {metric.property!r} is {value}, not an integer; "
+                    f"metric {metric.name!r} is INTEGER"
+                )
+        return None
+
+
+async def rules(connection: AsyncConnection) -> Rules:
+    metrics = (await live_metrics(connection)).values()
+    return Rules(tuple(m for m in metrics if m.query_type is not QueryType.COMPOSITE))
+
+
+def check(
+    raw: Sequence[object], rules: Rules, now: datetime.datetime, first_index: int = 0
+) -> tuple[list[Event], IngestResult]:
+    """The valid events of a batch, each (source, id) once; the rest counted with reasons."""
+    result, events, seen = IngestResult(), [], set()
+    for index, item in enumerate(raw, first_index):
+        try:
+            event = parse_event(item, now)
+            if problem := rules.property_problem(event):
+                raise Invalid(problem)
+        except Invalid as error:
+            result.rejected.append(Rejected(index, raw_id(item), str(error)))
+            continue
+        if event.id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(event.id)
+        events.append(event)
+    return events, result
+
+
+async def resolve_customers(
+    connection: AsyncConnection, source: str, wanted: Iterable[str], known: dict[str, int]
+) -> dict[str, int]:
+    """Customer ids of `wanted` identifiers (module doc, 3), added to `known` (a cache)."""
+    missing = sorted(set(wanted) - known.keys())
+    if missing:
+        by_external = (
+            sa.select(customer.c.external_id, customer.c.id)
+            .where(customer.c.external_id.in_(missing))
+            .order_by(customer.c.external_id, customer.c.id)
+            .ext(postgresql.distinct_on(customer.c.external_id))
+        )
+        known.update(dict((await connection.execute(by_external)).all()))
+    numbers = [int(text) for text in missing if text not in known and _small_number(text)]
+    if numbers:
+        found = await connection.scalars(sa.select(customer.c.id).where(customer.c.id.in_(numbers)))
+        known.update({str(ident): ident for ident in found})
+    unknown = [text for text in missing if text not in known]
+    if unknown:
+        await _create_bare(connection, source, unknown, known)
+    return known
+
+
+def _small_number(text: str) -> bool:
+    return text.isdigit() and len(text) <= 18
+
+
+async def _create_bare(
+    connection: AsyncConnection, source: str, unknown: list[str], known: dict[str, int]
+) -> None:
+    rows = [{"source": source, "external_id": text} for text in unknown]
+    insert = postgresql.insert(customer).values(rows).on_conflict_do_nothing()
+    await connection.execute(insert)
+    found = sa.select(customer.c.external_id, customer.c.id).where(
+        customer.c.source == source, customer.c.external_id.in_(unknown)
+    )
+    known.update(dict((await connection.execute(found)).all()))
+
+
+def _stage_table() -> sa.TableClause:
+    return sa.table(
+        STAGE,
+        sa.column("source", sa.Text),
+        sa.column("event_id", sa.Text),
+        sa.column("customer_id", sa.BigInteger),
+        sa.column("name", sa.Text),
+        sa.column("ts", sa.DateTime(timezone=True)),
+        sa.column("properties", postgresql.JSONB),
+        sa.column("product", sa.Text),
+    )
+
+
+def store_statement(indexed: Sequence[UsageMetric]) -> sa.Select[Any]:
+    """Insert the staged events whose key is new; add them to the INDEXED rollups; count."""
+    stage = _stage_table()
+    keys = (
+        postgresql.insert(usage_event_key)
+        .from_select(
+            ["source", "event_id", "ts"], sa.select(stage.c.source, stage.c.event_id, stage.c.ts)
+        )
+        .on_conflict_do_nothing()
+        .returning(usage_event_key.c.source, usage_event_key.c.event_id)
+        .cte("fresh_keys")
+    )
+    fresh = sa.select(*(stage.c[name] for name in STAGE_COLUMNS)).join_from(
+        stage, keys, sa.and_(keys.c.source == stage.c.source, keys.c.event_id == stage.c.event_id)
+    )
+    events = (
+        sa.insert(usage_event)
+        .from_select(list(STAGE_COLUMNS), fresh)
+        .returning(*(usage_event.c[name] for name in STAGE_COLUMNS))
+        .cte("fresh_events")
+    )
+    rollups = [
+        statement.cte(f"rollup_{index}_{part}")
+        for index, metric in enumerate(indexed)
+        for part, statement in enumerate(rollup_upserts(metric, events))
+    ]
+    return sa.select(sa.func.count()).select_from(events).add_cte(*rollups)
+
+
+async def store(
+    connection: AsyncConnection,
+    events: Sequence[Event],
+    source: str,
+    rules: Rules,
+    customers: dict[str, int],
+) -> int:
+    """Store `events` (checked, distinct ids) in one statement; the number stored."""
+    if not events:
+        return 0
+    ids = await resolve_customers(connection, source, {e.customer for e in events}, customers)
+    await connection.exec_driver_sql(
+        f"CREATE TEMP TABLE {STAGE} (source text, event_id text, customer_id bigint, name text, "
+        "ts timestamptz, properties jsonb, product text) ON COMMIT DROP"
+    )
+    records = [
+        (source, e.id, ids[e.customer], e.name, e.ts, e.properties_json, e.product) for e in events
+    ]
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(STAGE, records=records, columns=STAGE_COLUMNS)
+    names = {e.name for e in events}
+    indexed = [m for m in rules.indexed if m.event_name in names]
+    stored = int(await connection.scalar(store_statement(indexed)) or 0)
+    await connection.exec_driver_sql(f"DROP TABLE {STAGE}")
+    return stored
+
+
+async def ensure_partitions(database: Database, events: Sequence[Event]) -> None:
+    months = {month_of(event.ts) for event in events}
+    async with database.connect() as connection:
+        needed = await partitions.missing(connection, months)
+    if needed:
+        async with database.begin() as connection:
+            await partitions.create(connection, needed)
+
+
+async def ingest(
+    database: Database, raw: Sequence[object], source: str = DEFAULT_SOURCE
+) -> IngestResult:
+    """Ingest one batch (at most MAX_BATCH events; the caller refuses more)."""
+    now = datetime.datetime.now(datetime.UTC)
+    async with database.connect() as connection:
+        found = await rules(connection)
+    events, result = check(raw, found, now)
+    if events:
+        await ensure_partitions(database, events)
+        async with database.begin() as connection:
+            stored = await store(connection, events, source, found, {})
+        result.accepted = stored
+        result.duplicates += len(events) - stored
+    return result

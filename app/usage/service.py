@@ -1,0 +1,308 @@
+"""Usage metric values: one customer's, a series sliced like MRR's, a ranking of customers.
+
+Every value is one statement compiled by `app.metrics.usage.compile_usage` (a COMPOSITE
+metric: one per metric its expression reads, combined by `app.usage.expression.evaluate`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import attributes
+from app.db import SharedTransaction
+from app.errors import InvalidQuery, NotFound
+from app.metrics.cube import Cube, validate
+from app.metrics.mrr import NO_VALUE, group_names
+from app.metrics.periods import period_count, period_start, periods
+from app.metrics.service import MAX_POINTS, MetricsEngine
+from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec
+from app.metrics.universe import spec_segment_problems
+from app.metrics.usage import (
+    ADDITIVE,
+    PROPERTY_NAME,
+    PROPERTY_PREFIX,
+    USAGE_CUBE,
+    QueryType,
+    UsageMetric,
+    UsageQuery,
+    Window,
+    compile_usage,
+    with_properties,
+)
+from app.tables import customer
+from app.usage import definitions
+from app.usage.expression import evaluate, parse_expression, references
+
+MAX_TOP = 1_000
+NOT_A_NUMBER = "22P02"  # PostgreSQL's invalid_text_representation: a cast of a non-number
+Key = tuple[str, ...]
+Grouped = dict[Key, dict[datetime.date | None, float | None]]
+
+
+@dataclass(frozen=True)
+class Values:
+    """A metric's values by group key and period key; `default` where there are none."""
+
+    by_group: Grouped
+    default: float | None
+
+    def get(self, key: Key = (), period: datetime.date | None = None) -> float | None:
+        return self.by_group.get(key, {}).get(period, self.default)
+
+
+@dataclass(frozen=True)
+class UsageValue:
+    metric: UsageMetric
+    customer_id: int | None
+    value: float | None
+    window: Window
+
+
+@dataclass(frozen=True)
+class UsagePoint:
+    date: datetime.date
+    end_date: datetime.date
+    value: float | None
+
+
+@dataclass(frozen=True)
+class UsageBreakdown:
+    key: Key
+    label: str
+    points: tuple[UsagePoint, ...]
+
+
+@dataclass(frozen=True)
+class UsageSeriesRequest:
+    metric_id: int
+    start: datetime.date
+    end: datetime.date
+    interval: Interval = Interval.MONTH
+    spec: QuerySpec = field(default_factory=QuerySpec)
+
+
+@dataclass(frozen=True)
+class UsageRank:
+    customer_id: int
+    value: float | None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, Decimal | int | float) else None
+
+
+def empty_value(metric: UsageMetric) -> float | None:
+    """A metric's value over no events: 0 for counts and sums, null otherwise."""
+    return 0.0 if metric.aggregation in ADDITIVE else None
+
+
+def series_problems(request: UsageSeriesRequest) -> list[str]:
+    if request.start > request.end:
+        return [f"start {request.start} is after end {request.end}"]
+    count = period_count(request.start, request.end, request.interval)
+    if count > MAX_POINTS:
+        return [f"the series would have {count} points; at most {MAX_POINTS} are served"]
+    return []
+
+
+def _property_problems(spec: QuerySpec) -> list[str]:
+    names = [*spec.dimensions, *(item.field for item in spec.filters)]
+    return [
+        f"{name!r}: property names are 1-100 letters, digits or _.$@:/- after `property.`"
+        for name in names
+        if name.startswith(PROPERTY_PREFIX)
+        and not PROPERTY_NAME.match(name.removeprefix(PROPERTY_PREFIX))
+    ]
+
+
+class UsageService:
+    """Usage metric values over the database of a MetricsEngine (its cubes too)."""
+
+    def __init__(self, metrics: MetricsEngine) -> None:
+        self.metrics = metrics
+        self.engine = metrics.engine
+
+    async def metric(self, ident: int) -> UsageMetric:
+        return await definitions.get(self.engine, ident)
+
+    async def _cubes(self, connection: AsyncConnection, spec: QuerySpec) -> tuple[Cube, Cube]:
+        """The usage cube and the segments' (MRR) cube, with the attribute dimensions when
+        the spec may name one (no statement otherwise: a customer's value is one statement)."""
+        extra = await attributes.dimensions(connection) if _names_attributes(spec) else []
+        usage = with_properties(USAGE_CUBE.with_dimensions(extra), spec)
+        return usage, self.metrics.cube.with_dimensions(extra)
+
+    async def _grouped(
+        self,
+        query: UsageQuery,
+        problems: Sequence[str] = (),
+        connection: AsyncConnection | None = None,
+    ) -> Grouped:
+        """Run one (non-COMPOSITE) query: values by group key and period key (on
+        `connection`, or one of its own)."""
+        if connection is None:
+            async with self.engine.connect() as own:
+                return await self._grouped(query, problems, own)
+        spec = query.spec
+        cube, segment_cube = await self._cubes(connection, spec)
+        found = [*problems, *_property_problems(spec), *spec_segment_problems(segment_cube, spec)]
+        validate(cube, spec, found)
+        query = replace(query, cube=cube, segment_cube=segment_cube)
+        rows = await self._rows(connection, query)
+        groups = group_names(spec)
+        grouped: Grouped = {}
+        for row in rows:
+            key = tuple(str(row[g]) for g in groups)
+            grouped.setdefault(key, {})[row.get("k")] = _number(row["value"])
+        return grouped
+
+    async def _rows(self, connection: AsyncConnection, query: UsageQuery) -> Sequence[Any]:
+        """The query's rows: first casting properties unchecked (fast), and when a stored
+        event holds a non-number there, again with every value checked. Not inside a shared
+        transaction (a mutation's), which a failed statement would abort."""
+        checked = compile_usage(query)
+        if not isinstance(self.engine, SharedTransaction):
+            try:
+                fast = compile_usage(replace(query, trust_numbers=True))
+                rows: Sequence[Any] = (await connection.execute(fast)).mappings().all()
+                return rows
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != NOT_A_NUMBER:
+                    raise
+                await connection.rollback()
+        found: Sequence[Any] = (await connection.execute(checked)).mappings().all()
+        return found
+
+    async def _references(self, metric: UsageMetric) -> dict[str, UsageMetric]:
+        assert metric.expression is not None
+        live = await _live(self)
+        names = references(parse_expression(metric.expression))
+        missing = [name for name in names if name not in live]
+        if missing:
+            raise InvalidQuery(
+                [f"{metric.name!r} reads {name!r}, which is not defined" for name in missing]
+            )
+        return {name: live[name] for name in names}
+
+    async def grouped(
+        self,
+        query: UsageQuery,
+        problems: Sequence[str] = (),
+        connection: AsyncConnection | None = None,
+    ) -> Values:
+        """Values by group and period; a COMPOSITE metric's combined from its operands'."""
+        metric = query.metric
+        if metric.query_type is not QueryType.COMPOSITE:
+            return Values(await self._grouped(query, problems, connection), empty_value(metric))
+        assert metric.expression is not None
+        tree = parse_expression(metric.expression)
+        operands = {
+            name: Values(
+                await self._grouped(replace(query, metric=found), problems), empty_value(found)
+            )
+            for name, found in (await self._references(metric)).items()
+        }
+        keys = {
+            (g, k) for found in operands.values() for g, by in found.by_group.items() for k in by
+        }
+        combined: Grouped = {}
+        for group, period in keys:
+            values = {name: found.get(group, period) for name, found in operands.items()}
+            combined.setdefault(group, {})[period] = evaluate(tree, values)
+        default = evaluate(tree, {name: found.default for name, found in operands.items()})
+        return Values(combined, default)
+
+    async def value(self, ident: int, customer_id: int, window: Window) -> UsageValue:
+        """The metric's value for one customer over `window` (half-open)."""
+        async with self.engine.connect() as connection:
+            metric = await definitions.fetch(connection, ident)
+            known = sa.select(customer.c.id).where(customer.c.id == customer_id)
+            if await connection.scalar(known) is None:
+                raise NotFound(f"no customer with id {customer_id}")
+            spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
+            query = UsageQuery(metric, window, spec)
+            found = await self.grouped(query, _window_problems(window), connection)
+        return UsageValue(metric, customer_id, found.get(), window)
+
+    async def values_of(
+        self, ident: int, window: Window, customer_ids: Sequence[int]
+    ) -> list[float | None]:
+        """The metric's value for each customer (one statement per metric read)."""
+        metric = await self.metric(ident)
+        ids = tuple(str(customer_id) for customer_id in customer_ids)
+        spec = QuerySpec(dimensions=("customer",), filters=(Filter("customer", FilterOp.IN, ids),))
+        found = await self.grouped(UsageQuery(metric, window, spec), _window_problems(window))
+        return [found.get((str(c),)) for c in customer_ids]
+
+    async def _series(self, request: UsageSeriesRequest, spec: QuerySpec) -> Values:
+        metric = await self.metric(request.metric_id)
+        query = UsageQuery(metric, Window.days(request.start, request.end), spec, request.interval)
+        return await self.grouped(query, series_problems(request))
+
+    async def points(self, request: UsageSeriesRequest) -> tuple[UsagePoint, ...]:
+        """The total over the spec's universe and filters (its dimensions ignored)."""
+        total = replace(request.spec, dimensions=(), compare=())
+        return _points(request, await self._series(request, total), ())
+
+    async def breakdown(self, request: UsageSeriesRequest) -> tuple[UsageBreakdown, ...]:
+        """One series per value combination of the dimensions (and compared segment)."""
+        if not request.spec.groups:
+            return ()
+        found = await self._series(request, request.spec)
+        order = {branch.name: index for index, branch in enumerate(request.spec.compare)}
+        keys = sorted(found.by_group, key=lambda key: (order.get(key[0], 0) if order else 0, key))
+        return tuple(
+            UsageBreakdown(key, " / ".join(key), _points(request, found, key)) for key in keys
+        )
+
+    async def top(
+        self, ident: int, start: datetime.date, end: datetime.date, first: int
+    ) -> tuple[UsageRank, ...]:
+        """The customers with the highest values over [start, end] (days, UTC)."""
+        problems = [] if 1 <= first <= MAX_TOP else [f"first must be 1 to {MAX_TOP}, not {first}"]
+        if start > end:
+            problems.append(f"start {start} is after end {end}")
+        metric = await self.metric(ident)
+        spec = QuerySpec(dimensions=("customer",))
+        query = UsageQuery(metric, Window.days(start, end), spec)
+        if metric.query_type is not QueryType.COMPOSITE:
+            query = replace(query, order_by_value=first)
+        found = await self.grouped(query, problems)
+        ranks = [UsageRank(int(key[0]), found.get(key)) for key in found.by_group]
+        ranks.sort(key=lambda rank: (rank.value is None, -(rank.value or 0), rank.customer_id))
+        return tuple(ranks[:first])
+
+
+def _names_attributes(spec: QuerySpec) -> bool:
+    names = [*spec.dimensions, *(item.field for item in spec.filters)]
+    named = any(name.startswith(attributes.PREFIX) for name in names)
+    return named or spec.segment is not None or bool(spec.compare)
+
+
+async def _live(service: UsageService) -> dict[str, UsageMetric]:
+    async with service.engine.connect() as connection:
+        return await definitions.live_metrics(connection)
+
+
+def _window_problems(window: Window) -> list[str]:
+    if window.start is not None and window.end is not None and window.start > window.end:
+        return [f"timeframe: from {window.start.isoformat()} is after to {window.end.isoformat()}"]
+    return []
+
+
+def _points(request: UsageSeriesRequest, found: Values, key: Key) -> tuple[UsagePoint, ...]:
+    return tuple(
+        UsagePoint(a, b, found.get(key, period_start(a, request.interval)))
+        for a, b in periods(request.start, request.end, request.interval)
+    )
+
+
+__all__ = ["NO_VALUE", "UsageService"]

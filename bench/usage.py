@@ -1,0 +1,274 @@
+"""Usage metrics benchmark (issue 12), in a database of its own (`tidemill_bench_usage`).
+
+1. N events (default 10 million: 1,000 customers x one year, 2025, in time order) written as
+   NDJSON under bench/data/, with two metrics defined first: `tokens` (SUM, SIMPLE) and
+   `tokens_indexed` (the same, INDEXED), so the import keeps a rollup current as it goes;
+2. `tidemill import events` in a child process (COPY through the ingest path): events/s;
+3. the real server: POST /events batches of 10,000 new events, sequentially: events/s;
+4. one customer's October value of both metrics (usageMetricValue), median latency;
+5. a 12-month monthly usageSeries over every customer, INDEXED and SIMPLE, and the same
+   aggregate as bare SQL over the events (asyncpg, no HTTP), timed in turn with SIMPLE so both
+   see the same load: SIMPLE (HTTP and GraphQL included) is held against 1.3x it.
+
+`python -m bench.usage [--events N]` runs it alone; `make bench` runs it after the MRR figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from app.config import load_settings
+from app.db import create_engine
+from app.metrics.usage import Aggregation, QueryType
+from app.usage import definitions
+from app.usage.definitions import MetricInput
+from bench.run import (
+    DATA_DIR,
+    DEFAULT_ADMIN_URL,
+    REPO,
+    BenchFailed,
+    Figure,
+    fresh_database,
+    p95,
+    server,
+    table,
+)
+
+DATABASE = "tidemill_bench_usage"
+YEAR = date(2025, 1, 1)
+CUSTOMERS = 1_000
+POST_BATCH = 10_000
+POST_BATCHES = 10
+SERIES = """query($id: ID!) { usageSeries(id: $id, start: "2025-01-01", end: "2025-12-31",
+    interval: MONTH) { points { date value } } }"""
+VALUE = """query($id: ID!, $customer: ID!) { usageMetricValue(id: $id, customerId: $customer,
+    timeframe: {from: "2025-10-01T00:00:00Z", to: "2025-11-01T00:00:00Z"}) { value } }"""
+BARE_SQL = """
+SELECT date_trunc('month', ts AT TIME ZONE 'UTC') AS k, sum((properties->>'tokens')::numeric)
+FROM usage_event
+WHERE name = 'api_call' AND ts >= $1 AND ts < $2
+GROUP BY k ORDER BY k
+"""
+
+
+def _events(count: int, customers: int, seed: int) -> Iterator[str]:
+    """`count` events spread evenly over the year in time order (as an export or a live
+    stream sends them), each from a random customer."""
+    rng = random.Random(seed)
+    start = datetime(YEAR.year, 1, 1, tzinfo=UTC).timestamp()
+    step = 365 * 86_400 / count
+    for number in range(count):
+        at = datetime.fromtimestamp(start + int(number * step), UTC)
+        event = {
+            "id": f"b{number}",
+            "customer": f"cust{rng.randrange(customers):04}",
+            "name": "api_call",
+            "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "properties": {"tokens": rng.randint(1, 5_000), "model": rng.choice("abc")},
+        }
+        yield json.dumps(event, separators=(",", ":"))
+
+
+def write_events(count: int, customers: int, seed: int = 7) -> Path:
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / f"usage-{customers}c-{count}e-seed{seed}-in-time-order.ndjson"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("w") as handle:
+            for line in _events(count, customers, seed):
+                handle.write(line + "\n")
+        partial.rename(path)
+    return path
+
+
+async def define_metrics(url: str) -> dict[str, str]:
+    engine = create_engine(load_settings(database_url=url))
+    ids = {}
+    try:
+        for name, kind in (("tokens", QueryType.SIMPLE), ("tokens_indexed", QueryType.INDEXED)):
+            given = MetricInput(name, "api_call", Aggregation.SUM, "tokens", query_type=kind)
+            ids[name] = str((await definitions.create(engine, given)).id)
+    finally:
+        await engine.dispose()
+    return ids
+
+
+def run_import(path: Path, count: int, env: Mapping[str, str]) -> Figure:
+    command = [sys.executable, "-m", "app.cli", "import", "events", str(path)]
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise BenchFailed(f"event import exited with {done.returncode}:\n{done.stderr}")
+    detail = f"{count:,} events, {seconds:.1f} s, an INDEXED metric kept current"
+    return Figure("usage: bulk import", count / seconds, "events/s", 100_000, True, detail)
+
+
+def _batch(number: int) -> list[dict[str, Any]]:
+    at = "2025-12-15T12:00:00Z"
+    return [
+        {
+            "id": f"post-{number}-{i}",
+            "customer": f"cust{i % CUSTOMERS:04}",
+            "name": "api_call",
+            "timestamp": at,
+            "properties": {"tokens": i % 100, "model": "a"},
+        }
+        for i in range(POST_BATCH)
+    ]
+
+
+def post_events(client: httpx.Client) -> Figure:
+    bodies = [json.dumps(_batch(number)).encode() for number in range(POST_BATCHES + 1)]
+    headers = {"Content-Type": "application/json"}
+    client.post("/events", content=bodies[0], headers=headers)  # warm-up
+    began = time.perf_counter()
+    for body in bodies[1:]:
+        response = client.post("/events", content=body, headers=headers)
+        if response.status_code != 200 or response.json()["accepted"] != POST_BATCH:
+            raise BenchFailed(f"POST /events: HTTP {response.status_code}: {response.text[:300]}")
+    seconds = time.perf_counter() - began
+    total = POST_BATCH * POST_BATCHES
+    detail = f"{POST_BATCHES} batches of {POST_BATCH:,}, one after another"
+    return Figure("usage: POST /events", total / seconds, "events/s", 20_000, True, detail)
+
+
+def _graphql(client: httpx.Client, query: str, variables: Mapping[str, Any]) -> float:
+    began = time.perf_counter()
+    response = client.post("/graphql", json={"query": query, "variables": variables})
+    elapsed = (time.perf_counter() - began) * 1000
+    body = response.json()
+    if body.get("errors"):
+        raise BenchFailed(f"usage query failed: {body['errors']}")
+    return elapsed
+
+
+def latency(
+    client: httpx.Client, query: str, variables: Mapping[str, Any], runs: int
+) -> list[float]:
+    for _ in range(3):
+        _graphql(client, query, variables)
+    return [_graphql(client, query, variables) for _ in range(runs)]
+
+
+class BareSql:
+    """The series' aggregate written by hand, run over one asyncpg connection (no HTTP)."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(asyncpg.connect(url))
+        self.loop.run_until_complete(
+            self.connection.execute("SET jit = off; SET work_mem = '64MB'")
+        )
+
+    def timed(self) -> float:
+        bounds = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+        began = time.perf_counter()
+        self.loop.run_until_complete(self.connection.fetch(BARE_SQL, *bounds))
+        return (time.perf_counter() - began) * 1000
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
+def interleaved(
+    client: httpx.Client, ids: Mapping[str, str], url: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """SIMPLE series and bare SQL timed in turn, so both see the same load on a shared machine."""
+    sql = BareSql(url)
+    variables = {"id": ids["tokens"]}
+    try:
+        for _ in range(3):
+            _graphql(client, SERIES, variables)
+            sql.timed()
+        pairs = [(_graphql(client, SERIES, variables), sql.timed()) for _ in range(runs)]
+    finally:
+        sql.close()
+    return [simple for simple, _ in pairs], [bare for _, bare in pairs]
+
+
+def _figure(name: str, samples: list[float], target: float, detail: str = "") -> Figure:
+    detail = detail or f"p95 {p95(samples):,.1f} ms"
+    return Figure(name, statistics.median(samples), "ms", target, detail=detail)
+
+
+def query_figures(
+    client: httpx.Client, url: str, ids: Mapping[str, str], runs: int
+) -> list[Figure]:
+    customer = {"customer": "1"}
+    figures = [
+        _figure(
+            "usage: one customer, one month, SIMPLE",
+            latency(client, VALUE, {"id": ids["tokens"], **customer}, runs),
+            10,
+        ),
+        _figure(
+            "usage: one customer, one month, INDEXED",
+            latency(client, VALUE, {"id": ids["tokens_indexed"], **customer}, runs),
+            10,
+        ),
+        _figure(
+            "usage: 12-month series, INDEXED",
+            latency(client, SERIES, {"id": ids["tokens_indexed"]}, runs),
+            100,
+        ),
+    ]
+    simple, sql = interleaved(client, ids, url, runs)
+    ratio = statistics.median(simple) / statistics.median(sql)
+    figures.append(_figure("usage: 12-month series, SIMPLE", simple, 1.3 * statistics.median(sql)))
+    figures.append(_figure("usage: the same aggregate, bare SQL", sql, 1e9, "no target"))
+    figures.append(Figure("usage: SIMPLE series / bare SQL", ratio, "x", 1.3))
+    return figures
+
+
+def usage_figures(admin_url: str, events: int, runs: int, console: Console) -> list[Figure]:
+    url = asyncio.run(fresh_database(admin_url, DATABASE))
+    path = write_events(events, CUSTOMERS)
+    console.print(f"usage data: {path.relative_to(REPO)} ({events:,} events)")
+    ids = asyncio.run(define_metrics(url))
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
+    figures = [run_import(path, events, env)]
+    with (
+        server(env) as (base_url, _process),
+        httpx.Client(base_url=base_url, timeout=300) as client,
+    ):
+        figures.append(post_events(client))
+        figures += query_figures(client, url, ids, runs)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.usage")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events (10,000,000)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per query (20)")
+    args = parser.parse_args(argv)
+    console = Console()
+    admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
+    try:
+        figures = usage_figures(admin_url, args.events, args.runs, console)
+    except BenchFailed as error:
+        console.print(f"[red]benchmark failed:[/red] {error}")
+        return 2
+    console.print(table(figures, f"usage metrics: {args.events:,} events, {CUSTOMERS:,} customers"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

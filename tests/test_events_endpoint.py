@@ -1,0 +1,92 @@
+"""`POST /events`: a batch of usage events over HTTP, with a `write` key."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.edge import bearer, codes, new_key, real_app, serving
+
+
+def events(count: int, prefix: str = "e") -> list[dict[str, object]]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "customer": f"cust{i % 3}",
+            "name": "api_call",
+            "timestamp": "2026-10-01T12:00:00Z",
+            "properties": {"tokens": i},
+        }
+        for i in range(count)
+    ]
+
+
+async def test_a_batch_is_stored_with_its_bad_events_listed(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    key = await new_key(engine, "write")
+    batch = [*events(3), {"id": "bad", "customer": "cust0", "name": "api_call"}]
+    async with serving(real_app(database_url)) as client:
+        first = await client.post("/events", json=batch, headers=bearer(key))
+        again = await client.post("/events?source=events", json=batch, headers=bearer(key))
+    assert first.status_code == 200
+    assert first.json() == {
+        "accepted": 3,
+        "duplicates": 0,
+        "rejected": 1,
+        "errors": [
+            {
+                "index": 3,
+                "id": "bad",
+                "reason": "timestamp must be an ISO 8601 date-time string, e.g. "
+                "2026-11-30T12:00:00Z",
+            }
+        ],
+    }
+    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 3)
+
+
+async def test_the_whole_request_is_refused_with_a_coded_error(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    writer, reader = await new_key(engine, "write"), await new_key(engine, "read")
+    async with serving(real_app(database_url)) as client:
+        malformed = await client.post("/events", content=b'[{"id": "x",', headers=bearer(writer))
+        an_object = await client.post("/events", json={"id": "x"}, headers=bearer(writer))
+        too_many = await client.post("/events", json=events(10_001), headers=bearer(writer))
+        just_enough = await client.post("/events", json=events(10_000), headers=bearer(writer))
+        keyless = await client.post("/events", json=events(1))
+        read_only = await client.post("/events", json=events(1), headers=bearer(reader))
+    assert malformed.status_code == 400
+    assert codes(malformed.json()) == ["BAD_USER_INPUT"]
+    assert "the body is not JSON" in malformed.json()["errors"][0]["message"]
+    assert an_object.status_code == 400
+    assert "must be a JSON array of events" in an_object.json()["errors"][0]["message"]
+    assert too_many.status_code == 413
+    assert codes(too_many.json()) == ["PAYLOAD_TOO_LARGE"]
+    assert too_many.json()["errors"][0]["message"] == (
+        "at most 10,000 events per request; this one has 10,001: split it into several requests"
+    )
+    assert just_enough.status_code == 200
+    assert just_enough.json()["accepted"] == 10_000
+    assert keyless.status_code == 401
+    assert read_only.status_code == 403
+    assert codes(read_only.json()) == ["FORBIDDEN"]
+
+
+async def test_ingest_events_mutation(database_url: str, engine: AsyncEngine) -> None:
+    key = await new_key(engine, "write")
+    mutation = """mutation($events: [UsageEventInput!]!) { ingestEvents(events: $events) {
+        accepted duplicates rejected errors { index id reason } } }"""
+    batch = [*events(2), {**events(1, "x")[0], "timestamp": "soon"}]
+    async with serving(real_app(database_url)) as client:
+        response = await client.post(
+            "/graphql",
+            content=json.dumps({"query": mutation, "variables": {"events": batch}}),
+            headers={**bearer(key), "Content-Type": "application/json"},
+        )
+    found = response.json()["data"]["ingestEvents"]
+    assert (found["accepted"], found["duplicates"], found["rejected"]) == (2, 0, 1)
+    assert found["errors"][0]["index"] == 2
+    assert "'soon' is not an ISO 8601 date-time" in found["errors"][0]["reason"]
