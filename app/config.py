@@ -39,6 +39,7 @@ class Settings:
     max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
+    rollups: bool = True  # off: every series scans movements (docs/query-plans.md)
 
 
 ENV_KEYS = {
@@ -58,6 +59,7 @@ ENV_KEYS = {
     "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
+    "TIDEMILL_ROLLUPS": "rollups",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)
@@ -80,7 +82,7 @@ def _coerce(name: str, value: Any) -> Any:
         return Path(str(value)).expanduser()
     if name in INTEGER_FIELDS:
         return int(value)
-    if name == "graphiql":
+    if name in ("graphiql", "rollups"):
         return _boolean(name, value)
     if name == "base_currency":
         return str(value).upper()

@@ -50,6 +50,8 @@ TABLES = (
     "segment",
     "api_key",
     "persisted_query",
+    "rollup",
+    "rollup_rebuild",
 )
 
 

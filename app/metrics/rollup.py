@@ -1,0 +1,339 @@
+"""Exact per-period aggregates of the movements (`rollup`): how they are kept, and the series
+statement that reads them instead of scanning movements (docs/query-plans.md).
+
+A row holds, for one interval, one dimension value (or the total) and one calendar period `k`,
+exactly the aggregates the movement scan computes for that period (app.metrics.mrr): movement
+sums per kind, the net change of MRR and of active customers, the distinct customers with a
+movement of each kind, the churned customers, and the NRR/GRR deltas. Each is a sum over
+customers of a fact of one customer in one period, so
+
+- a recompute subtracts the touched customers' old contribution (from their movements before
+  the recompute) and adds their new one, and deletes the rows no customer contributes to;
+- a full rebuild adds every customer's, chunk by chunk (bounded statements);
+- stocks (MRR, active customers) at a period's end are the running sums of the net changes.
+
+Distinct counts are not additive across periods: they are stored per calendar period of each
+interval, never summed from days. The query side reads them only for ranges made of whole
+periods, so a point's period is exactly a stored one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
+
+from app.metrics.cube import Sources
+from app.metrics.mrr import (
+    COUNT_FIELDS,
+    CUSTOMER_FIELDS,
+    MRR_CUBE,
+    NO_VALUE,
+    Period,
+    _assemble,
+    _customer_level,
+    _last_day,
+    _period_level,
+    _periods,
+    currencies_of,
+    period_key,
+)
+from app.metrics.periods import period_end, period_start
+from app.metrics.spec import FilterOp, Interval, SeriesRequest
+from app.movements import movements_from_changes
+from app.tables import (
+    ROLLUP_COUNTS,
+    ROLLUP_DELTAS,
+    ROLLUP_MONEY,
+    customer,
+    movement,
+    movement_scope,
+    mrr_change,
+    plan,
+    rollup,
+    rollup_rebuild,
+)
+
+TOTAL = ""  # the dimension (and value) of the unfiltered total
+SUMMED = (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
+CHUNK_CUSTOMERS = 50_000  # customer ids per statement of a full rebuild
+
+Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
+
+
+# --- the movements of each rolled-up dimension -------------------------------------------------
+
+
+def _stored(table: FromClause, value: ColumnElement[Any], where: list[Any]) -> FromClause:
+    return (
+        sa.select(
+            table.c.customer_id,
+            value.label("g0"),
+            table.c.day,
+            table.c.kind,
+            table.c.before,
+            table.c.after,
+            table.c.amount,
+            table.c.prev_day,
+            table.c.next_day,
+        )
+        .where(*where)
+        .subquery("mv")
+    )
+
+
+def _total(members: Members) -> FromClause:
+    return _stored(movement, sa.literal(TOTAL, sa.Text), [members(movement.c.customer_id)])
+
+
+def _currency(members: Members) -> FromClause:
+    return _stored(movement, movement.c.currency, [members(movement.c.customer_id)])
+
+
+def _plan(members: Members) -> FromClause:
+    where = [movement_scope.c.dimension == "plan", members(movement_scope.c.customer_id)]
+    return _stored(movement_scope, movement_scope.c.value, where)
+
+
+def _derived(name: str) -> Callable[[Members], FromClause]:
+    """Movements inside each value of a subscription-level dimension, derived from the ledger
+    exactly as the scan derives them (app.metrics.mrr._derived)."""
+
+    def rows(members: Members) -> FromClause:
+        dimension = MRR_CUBE.dimension(name)
+        sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
+        value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
+        changes = sa.select(
+            mrr_change.c.customer_id,
+            mrr_change.c.day,
+            mrr_change.c.delta,
+            mrr_change.c.currency,
+            value.label("g0"),
+        ).where(members(mrr_change.c.customer_id))
+        if dimension.needs_plan:
+            changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
+        derived = movements_from_changes(changes.subquery("changes"), ["g0", "currency"])
+        return derived.subquery("mv")
+
+    return rows
+
+
+# dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
+# prev_day, next_day) for the customers that satisfy a condition
+DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
+    TOTAL: _total,
+    "plan": _plan,
+    "currency": _currency,
+    "plan_interval": _derived("plan_interval"),
+}
+
+
+# --- maintenance --------------------------------------------------------------------------------
+
+
+def _contributions(rows: FromClause, interval: Interval) -> Select[Any]:
+    """Per (value, period k) of `interval`: the aggregates of the scan over `rows`, and how
+    many customers have a movement in the period."""
+    if interval is Interval.DAY:
+        period = Period(key=rows.c.day, a=rows.c.day, b=rows.c.day)
+    else:
+        key = period_key(rows.c.day, interval)
+        period = Period(key=key, a=key, b=_last_day(key, interval))
+    per_customer = _customer_level(rows, period, ["g0"]).subquery("per_customer")
+    return _period_level(per_customer, ["g0"], with_customers=True).add_columns(
+        sa.func.count().label("members")
+    )
+
+
+async def add_contributions(connection: AsyncConnection, members: Members, sign: int) -> None:
+    """Add (sign 1) or subtract (sign -1) the contribution of the customers in `members` as
+    their movements are now, to every rollup row."""
+    for dimension, rows_of in DIMENSIONS.items():
+        for interval in Interval:
+            found = _contributions(rows_of(members), interval).subquery("found")
+            values = [
+                sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[name], 0)
+                for name in SUMMED
+            ]
+            select = sa.select(
+                sa.literal(interval.value, sa.Text),
+                sa.literal(dimension, sa.Text),
+                found.c.g0,
+                found.c.k,
+                *values,
+            )
+            statement = insert(rollup).from_select(
+                ["interval", "dimension", "value", "k", *SUMMED], select
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["interval", "dimension", "value", "k"],
+                set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
+            )
+            await connection.execute(statement)
+    if sign < 0:
+        return
+    await connection.execute(sa.delete(rollup).where(rollup.c.members == 0))
+
+
+async def rebuild(
+    connection: AsyncConnection, progress: Callable[[int], None] | None = None
+) -> None:
+    """Every rollup row again from the movements, customer chunk by customer chunk (each
+    statement reads a bounded slice), and the rebuild marker cleared."""
+    await connection.execute(sa.text("TRUNCATE rollup"))
+    await connection.execute(sa.delete(rollup_rebuild))
+    bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
+    low, high = (await connection.execute(bounds)).one()
+    if low is None:
+        return
+    first = int(low)
+    while first <= int(high):
+        last = first + CHUNK_CUSTOMERS - 1
+
+        await add_contributions(connection, _between(first, last), 1)
+        if progress is not None:
+            progress(min(last, int(high)) - first + 1)
+        first = last + 1
+
+
+def _between(low: int, high: int) -> Members:
+    def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return column.between(low, high)
+
+    return members
+
+
+async def needs_rebuild(connection: AsyncConnection, touched: int) -> bool:
+    """A full rebuild instead of subtract-and-add: when the rollups are behind (a migrated
+    database), or the recompute touches at least half of the customers (a first import)."""
+    if await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+        return True
+    customers = await connection.scalar(sa.select(sa.func.count()).select_from(customer))
+    return 2 * touched >= int(customers or 0)
+
+
+# --- the query side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Which rollup rows a series reads: a dimension, and one value of it or all (breakdown)."""
+
+    dimension: str
+    value: str | None  # None: every value, one series each (the breakdown's g0)
+
+
+def whole_periods(request: SeriesRequest) -> bool:
+    """Does the range start on a period's first day and end on one's last day?"""
+    interval = request.interval
+    return request.start == period_start(request.start, interval) and request.end == period_end(
+        period_start(request.end, interval), interval
+    )
+
+
+def slice_of(request: SeriesRequest) -> Slice | None:
+    """The rollup rows that answer the request's spec exactly, or None (scan): no segment or
+    compared segments, and either no dimensions and no filters (the total), one rolled-up
+    dimension (a breakdown), or one EQ filter on one (a one-value series)."""
+    spec = request.spec
+    if spec.segment is not None or spec.compare:
+        return None
+    if not spec.dimensions and not spec.filters:
+        return Slice(TOTAL, TOTAL)
+    if len(spec.dimensions) == 1 and not spec.filters and spec.dimensions[0] in DIMENSIONS:
+        return Slice(spec.dimensions[0], None)
+    if not spec.dimensions and len(spec.filters) == 1:
+        item = spec.filters[0]
+        if (
+            item.field in DIMENSIONS
+            and item.op is FilterOp.EQ
+            and len(item.values) == 1
+            and item.values[0] != NO_VALUE
+        ):
+            return Slice(item.field, item.values[0])
+    return None
+
+
+def rollup_answers(
+    request: SeriesRequest, base_currency: str, present: frozenset[str]
+) -> Slice | None:
+    """The rollup slice that gives exactly the scan's rows, or None: whole periods, a slice,
+    and no currency conversion (one currency, the report's; or counts only)."""
+    if not whole_periods(request):
+        return None
+    counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
+    if currencies_of(request, base_currency, present).needs_conversion and not counts_only:
+        return None
+    return slice_of(request)
+
+
+def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
+    """The rows of `compile_series` (same columns, same values) from the rollup: per period of
+    the grid the stored flows, the stocks as the opening plus running sums of the net changes."""
+    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    rows = sa.select(rollup).where(
+        rollup.c.interval == request.interval.value, rollup.c.dimension == where.dimension
+    )
+    if where.value is not None:
+        rows = rows.where(rollup.c.value == where.value)
+    stored = rows.subquery("stored")
+    groups = ["g0"] if where.value is None else []
+    group_columns = [stored.c.value.label("g0")] if groups else []
+    periods = _periods(request, end)
+    wanted = request.fields
+    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
+    names = [*ROLLUP_MONEY, "customers_net"]
+    if with_customers:
+        names += [name for name in (*ROLLUP_COUNTS, *ROLLUP_DELTAS) if name != "customers_net"]
+    flows = (
+        sa.select(*group_columns, stored.c.k, *(stored.c[name] for name in names))
+        .where(stored.c.k.between(start, end))
+        .subquery("flows")
+    )
+    opening_group = [stored.c.value] if groups else []
+    opening = (
+        sa.select(
+            *group_columns,
+            sa.func.sum(stored.c.net).label("mrr"),
+            sa.func.sum(stored.c.customers_net).label("customers"),
+        )
+        .where(stored.c.k < start)
+        .group_by(*opening_group)
+        .subquery("opening")
+    )
+    if groups:
+        values = (
+            sa.select(stored.c.value.label("g0"))
+            .where(stored.c.k <= end)
+            .distinct()
+            .subquery("group_values")
+        )
+        grid = (
+            sa.select(periods.c.k, values.c.g0)
+            .join_from(periods, values, sa.true())
+            .subquery("grid")
+        )
+    else:
+        grid = sa.select(periods.c.k).subquery("grid")
+    return _assemble(grid, flows, opening, None, groups)
+
+
+def plan_name(where: Slice | None) -> str:
+    return "scan" if where is None else "rollup"
+
+
+__all__ = [
+    "DIMENSIONS",
+    "Slice",
+    "add_contributions",
+    "compile_rollup_series",
+    "needs_rebuild",
+    "rebuild",
+    "rollup_answers",
+]
