@@ -37,11 +37,10 @@ from app.metrics.mrr import (
     Period,
     _assemble,
     _customer_level,
-    _last_day,
     _period_level,
     _periods,
     currencies_of,
-    period_key,
+    step,
 )
 from app.metrics.periods import period_end, period_start
 from app.metrics.spec import FilterOp, Interval, SeriesRequest
@@ -62,6 +61,7 @@ from app.tables import (
 TOTAL = ""  # the dimension (and value) of the unfiltered total
 SUMMED = (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
 CHUNK_CUSTOMERS = 50_000  # customer ids per statement of a full rebuild
+WORK_MEM = "64MB"  # for the upkeep's grouping sorts
 
 Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
 
@@ -136,45 +136,57 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 # --- maintenance --------------------------------------------------------------------------------
 
 
-def _contributions(rows: FromClause, interval: Interval) -> Select[Any]:
-    """Per (value, period k) of `interval`: the aggregates of the scan over `rows`, and how
-    many customers have a movement in the period."""
-    if interval is Interval.DAY:
-        period = Period(key=rows.c.day, a=rows.c.day, b=rows.c.day)
-    else:
-        key = period_key(rows.c.day, interval)
-        period = Period(key=key, a=key, b=_last_day(key, interval))
-    per_customer = _customer_level(rows, period, ["g0"]).subquery("per_customer")
-    return _period_level(per_customer, ["g0"], with_customers=True).add_columns(
+def _contributions(rows: FromClause) -> Select[Any]:
+    """Per (interval i, value, calendar period k of i): the aggregates of the scan over `rows`
+    for that period, and how many customers have a movement in it. One pass over the rows for
+    every interval: each row once per interval, its period's bounds [k, b]."""
+    intervals = sa.values(sa.column("i", sa.Text), name="intervals").data(
+        [(interval.value,) for interval in Interval]
+    )
+    per_interval = (
+        sa.select(rows, intervals.c.i).join_from(rows, intervals, sa.true()).subquery("per_i")
+    )
+    key = sa.cast(
+        sa.func.date_trunc(per_interval.c.i, sa.cast(per_interval.c.day, sa.DateTime)), sa.Date
+    )
+    length = sa.case(
+        {interval.value: step(interval) for interval in Interval}, value=per_interval.c.i
+    )
+    last = sa.cast(sa.cast(key, sa.DateTime) + length - sa.text("interval '1 day'"), sa.Date)
+    period = Period(key=key, a=key, b=last)
+    per_customer = _customer_level(per_interval, period, ["i", "g0"]).subquery("per_customer")
+    return _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
         sa.func.count().label("members")
     )
 
 
 async def add_contributions(connection: AsyncConnection, members: Members, sign: int) -> None:
     """Add (sign 1) or subtract (sign -1) the contribution of the customers in `members` as
-    their movements are now, to every rollup row."""
+    their movements are now, to every rollup row. The grouping sorts get WORK_MEM (for this
+    transaction, then the setting is put back) instead of spilling to disk."""
+    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    await _add(connection, members, sign)  # on an error the transaction rolls the setting back
+    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
+
+
+async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
     for dimension, rows_of in DIMENSIONS.items():
-        for interval in Interval:
-            found = _contributions(rows_of(members), interval).subquery("found")
-            values = [
-                sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[name], 0)
-                for name in SUMMED
-            ]
-            select = sa.select(
-                sa.literal(interval.value, sa.Text),
-                sa.literal(dimension, sa.Text),
-                found.c.g0,
-                found.c.k,
-                *values,
-            )
-            statement = insert(rollup).from_select(
-                ["interval", "dimension", "value", "k", *SUMMED], select
-            )
-            statement = statement.on_conflict_do_update(
-                index_elements=["interval", "dimension", "value", "k"],
-                set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
-            )
-            await connection.execute(statement)
+        found = _contributions(rows_of(members)).subquery("found")
+        values = [
+            sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[name], 0) for name in SUMMED
+        ]
+        select = sa.select(
+            found.c.i, sa.literal(dimension, sa.Text), found.c.g0, found.c.k, *values
+        )
+        statement = insert(rollup).from_select(
+            ["interval", "dimension", "value", "k", *SUMMED], select
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["interval", "dimension", "value", "k"],
+            set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
+        )
+        await connection.execute(statement)
     if sign < 0:
         return
     await connection.execute(sa.delete(rollup).where(rollup.c.members == 0))
