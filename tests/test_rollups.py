@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import load_settings
 from app.metrics import plans
 from app.metrics import rollup as rollups
+from app.metrics.cohorts import CohortRequest
 from app.metrics.periods import period_end, period_start
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
@@ -288,3 +289,25 @@ def test_rollups_can_be_turned_off_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("TIDEMILL_ROLLUPS", "sometimes")
     with pytest.raises(ValueError, match="rollups"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuerySpec(),
+        QuerySpec(filters=(Filter("plan", FilterOp.EQ, ("Pro",)),)),
+        QuerySpec(filters=(Filter("plan_interval", FilterOp.IN, ("month",)),)),
+    ],
+)
+async def test_cohort_sizes_count_each_member_once(engine: AsyncEngine, spec: QuerySpec) -> None:
+    """Cohorts count members without DISTINCT (no sort to spill): one `new` per member in any
+    scope. Each size is the number of distinct customers whose first movement in scope falls
+    in the month, counted here from the scan's own movements."""
+    await import_text(engine, company(61, 50))
+    cohorts = await MetricsEngine(engine).cohorts(CohortRequest(FIRST, LAST, spec))
+    series = await MetricsEngine(engine, rollups=False).series(
+        SeriesRequest(FIRST, LAST, Interval.MONTH, spec, frozenset({"new_customers"}))
+    )
+    joined = {point.date: point.new_customers for point in series if point.new_customers}
+    assert {cohort.cohort: cohort.size for cohort in cohorts} == joined
+    assert sum(joined.values()) > 10
