@@ -39,7 +39,7 @@ class Settings:
     max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
-    rollups: bool = True  # off: every series scans movements (docs/query-plans.md)
+    rollups: bool = True  # off: every series scans movements (docs/architecture.md)
 
 
 ENV_KEYS = {

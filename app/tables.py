@@ -129,9 +129,9 @@ movement_scope = sa.Table(
     sa.Index("movement_scope_customer_idx", "customer_id"),
 )
 
-# Exact per-period aggregates of the movements (docs/query-plans.md), kept by the recompute:
-# one row per (interval, dimension, value, calendar period k) with movements. `dimension` ''
-# (value '') is the total; others are the materialized ones (plan, currency, plan_interval).
+# Exact per-period aggregates of the movements, kept by the recompute (docs/architecture.md,
+# "Query plans"): one row per (interval, dimension, value, calendar period k) with movements.
+# `dimension` '' (value '') is the total; the others are plan, currency and plan_interval.
 # Every column is a sum over customers of a per-(customer, period) fact, so a recompute
 # subtracts a customer's old contribution and adds its new one; `members` counts the
 # customers with a movement in the period (a row whose count drops to 0 is deleted).

@@ -1,7 +1,7 @@
 """The rollup path (per-period aggregates kept by the recompute) gives exactly the movement
 scan's answer, field by field, for every interval, the total, one-value series and breakdowns
 by each rolled-up dimension; it is kept incrementally equal to a full rebuild; the response's
-`extensions.plan` says which path ran (docs/query-plans.md)."""
+`extensions.plan` says which path ran (docs/architecture.md, "Query plans")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Which path each metric query of a request took (`rollup` or `scan`), for the GraphQL
-response's `extensions.plan` (docs/query-plans.md).
+response's `extensions.plan` (docs/architecture.md, "Query plans").
 
 A request opens a collector (`collecting`); the metrics service `record`s the plan of every
 statement it runs for a series, breakdown or snapshot. Resolvers run as tasks that copy the

@@ -1,5 +1,5 @@
 """Exact per-period aggregates of the movements (`rollup`): how they are kept, and the series
-statement that reads them instead of scanning movements (docs/query-plans.md).
+statement that reads them instead of scanning movements (docs/architecture.md, "Query plans").
 
 A row holds, for one interval, one dimension value (or the total) and one calendar period `k`,
 exactly the aggregates the movement scan computes for that period (app.metrics.mrr): movement
@@ -32,11 +32,13 @@ from app.metrics.cube import Sources
 from app.metrics.mrr import (
     COUNT_FIELDS,
     CUSTOMER_FIELDS,
+    KINDS,
     MRR_CUBE,
     NO_VALUE,
-    Period,
     _assemble,
-    _customer_level,
+    _first_by_day,
+    _flow_sums,
+    _last_by_day,
     _period_level,
     _periods,
     currencies_of,
@@ -60,7 +62,7 @@ from app.tables import (
 
 TOTAL = ""  # the dimension (and value) of the unfiltered total
 SUMMED = (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
-CHUNK_CUSTOMERS = 50_000  # customer ids per statement of a full rebuild
+CHUNK_CUSTOMERS = 25_000  # customer ids per statement of a full rebuild
 WORK_MEM = "64MB"  # for the upkeep's grouping sorts
 
 Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
@@ -136,28 +138,88 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 # --- maintenance --------------------------------------------------------------------------------
 
 
+def _per_interval(rows: FromClause) -> FromClause:
+    """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
+    a lateral VALUES of five constant-unit expressions (no unit parsed per row)."""
+    day = sa.cast(rows.c.day, sa.DateTime)
+    one_day = sa.text("interval '1 day'")
+    periods = []
+    for interval in Interval:
+        if interval is Interval.DAY:
+            first: ColumnElement[Any] = rows.c.day
+            final: ColumnElement[Any] = rows.c.day
+        else:
+            start = sa.func.date_trunc(interval.value, day)
+            first = sa.cast(start, sa.Date)
+            final = sa.cast(start + step(interval) - one_day, sa.Date)
+        periods.append((sa.literal(interval.value, sa.Text), first, final))
+    bounds = (
+        sa.values(
+            sa.column("i", sa.Text), sa.column("k", sa.Date), sa.column("b", sa.Date), name="bounds"
+        )
+        .data(periods)
+        .lateral()
+    )
+    return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
+
+
 def _contributions(rows: FromClause) -> Select[Any]:
-    """Per (interval i, value, calendar period k of i): the aggregates of the scan over `rows`
-    for that period, and how many customers have a movement in it. One pass over the rows for
-    every interval: each row once per interval, its period's bounds [k, b]."""
-    intervals = sa.values(sa.column("i", sa.Text), name="intervals").data(
-        [(interval.value,) for interval in Interval]
+    """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
+    `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
+    formulas), and how many customers have a movement in it. One pass over the rows for every
+    interval: each row once per interval, with its period's bounds [k, b].
+
+    A customer's only movement in a period (found from its neighbouring movement days) is its
+    own per-customer fact: those rows are summed per period at once. Only customers with
+    several movements in a period are grouped per customer first. Both hash-aggregate into
+    small results, so the final sum per period never sorts wide rows."""
+    mv = _per_interval(rows)
+    key, last = mv.c.k, mv.c.b
+    alone = sa.and_(
+        sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < key),
+        sa.or_(mv.c.next_day.is_(None), mv.c.next_day > last),
     )
-    per_interval = (
-        sa.select(rows, intervals.c.i).join_from(rows, intervals, sa.true()).subquery("per_i")
+    held = mv.c.before > 0
+    singles = (
+        sa.select(
+            mv.c.i,
+            mv.c.g0,
+            key.label("k"),
+            *_flow_sums(mv),
+            *(
+                sa.func.count().filter(mv.c.kind == kind).label(f"{kind}_customers")
+                for kind in KINDS
+            ),
+            sa.func.count().filter(held & (mv.c.after == 0)).label("churned_customers"),
+            sa.func.sum(mv.c.after - mv.c.before).filter(held).label("retained_delta"),
+            sa.func.sum(sa.func.least(mv.c.after - mv.c.before, 0))
+            .filter(held)
+            .label("gross_retained_delta"),
+            sa.func.count().label("members"),
+        )
+        .where(alone)
+        .group_by(mv.c.i, mv.c.g0, key)
     )
-    key = sa.cast(
-        sa.func.date_trunc(per_interval.c.i, sa.cast(per_interval.c.day, sa.DateTime)), sa.Date
+    per_customer = (
+        sa.select(
+            mv.c.i,
+            mv.c.g0,
+            key.label("k"),
+            *_flow_sums(mv),
+            _first_by_day(mv.c.before, mv.c.day).label("first_before"),
+            _last_by_day(mv.c.after, mv.c.day).label("last_after"),
+        )
+        .where(sa.not_(alone))
+        .group_by(mv.c.i, mv.c.g0, key, mv.c.customer_id)
+        .subquery("per_customer")
     )
-    length = sa.case(
-        {interval.value: step(interval) for interval in Interval}, value=per_interval.c.i
-    )
-    last = sa.cast(sa.cast(key, sa.DateTime) + length - sa.text("interval '1 day'"), sa.Date)
-    period = Period(key=key, a=key, b=last)
-    per_customer = _customer_level(per_interval, period, ["i", "g0"]).subquery("per_customer")
-    return _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
+    several = _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
         sa.func.count().label("members")
     )
+    both = sa.union_all(singles, several).subquery("both")
+    return sa.select(
+        both.c.i, both.c.g0, both.c.k, *(sa.func.sum(both.c[name]).label(name) for name in SUMMED)
+    ).group_by(both.c.i, both.c.g0, both.c.k)
 
 
 async def add_contributions(connection: AsyncConnection, members: Members, sign: int) -> None:
@@ -172,15 +234,30 @@ async def add_contributions(connection: AsyncConnection, members: Members, sign:
 
 async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
     for dimension, rows_of in DIMENSIONS.items():
-        found = _contributions(rows_of(members)).subquery("found")
-        values = [
-            sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[name], 0) for name in SUMMED
-        ]
-        select = sa.select(
-            found.c.i, sa.literal(dimension, sa.Text), found.c.g0, found.c.k, *values
+        if dimension == TOTAL:
+            continue  # the sum of the currency rows: a customer has one currency
+        found = _contributions(rows_of(members)).cte("found")
+        rows = sa.select(
+            found.c.i,
+            sa.literal(dimension, sa.Text),
+            found.c.g0,
+            found.c.k,
+            *(sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
         )
+        if dimension == "currency":
+            total = sa.select(
+                found.c.i,
+                sa.literal(TOTAL, sa.Text),
+                sa.literal(TOTAL, sa.Text),
+                found.c.k,
+                *(
+                    sa.literal(sign, sa.BigInteger) * sa.func.coalesce(sa.func.sum(found.c[n]), 0)
+                    for n in SUMMED
+                ),
+            ).group_by(found.c.i, found.c.k)
+            rows = sa.union_all(rows, total)  # type: ignore[assignment]
         statement = insert(rollup).from_select(
-            ["interval", "dimension", "value", "k", *SUMMED], select
+            ["interval", "dimension", "value", "k", *SUMMED], rows
         )
         statement = statement.on_conflict_do_update(
             index_elements=["interval", "dimension", "value", "k"],
