@@ -81,16 +81,17 @@ def label(customers: int) -> str:
     return f"{customers // 1000}k" if customers % 1000 == 0 else str(customers)
 
 
-async def loaded_customers(url: str) -> int | None:
-    """How many customers a bench database holds, None when it does not exist."""
+async def holds(url: str, filename: str) -> bool:
+    """Whether a bench database exists and has imported the data file `filename`."""
     try:
         connection = await asyncpg.connect(url)
     except asyncpg.InvalidCatalogNameError:
-        return None
+        return False
     try:
-        return int(await connection.fetchval("SELECT count(*) FROM customer"))
+        query = "SELECT EXISTS (SELECT FROM import_run WHERE filename LIKE '%' || $1)"
+        return bool(await connection.fetchval(query, filename))
     except asyncpg.UndefinedTableError:
-        return None
+        return False
     finally:
         await connection.close()
 
@@ -99,8 +100,9 @@ def prepare(admin_url: str, database: str, customers: int, args: argparse.Namesp
     """The URL of a database holding the bench company of `customers` customers."""
     url = _url(admin_url, database)
     console = Console()
-    if args.reuse and asyncio.run(loaded_customers(url)) == customers:
-        console.print(f"{database}: reused ({customers:,} customers)")
+    filename = f"periods-{customers}c-{args.years}y-seed{args.seed}.csv"  # as write_data names it
+    if args.reuse and asyncio.run(holds(url, filename)):
+        console.print(f"{database}: reused (it imported {filename})")
         return url
     url = asyncio.run(fresh_database(admin_url, database))
     path, rows = write_data(customers, args.years, args.seed)
