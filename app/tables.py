@@ -159,6 +159,22 @@ rollup = sa.Table(
     sa.Column("members", sa.BigInteger, nullable=False),
 )
 
+# The retention matrix's sums per (cohort month, month of the movements), kept like `rollup`:
+# sums over the cohort's members of their movement amounts, active-customer changes and
+# amount x day number (days since 1900-01-01: realized LTV up to any month end follows), the
+# members who joined (their `new`), and how many movements are summed (0: the row goes).
+cohort_rollup = sa.Table(
+    "cohort_rollup",
+    metadata,
+    sa.Column("cohort", sa.Date, primary_key=True),
+    sa.Column("month", sa.Date, primary_key=True),
+    sa.Column("mrr_change", sa.Numeric, nullable=False),
+    sa.Column("active_change", sa.BigInteger, nullable=False),
+    sa.Column("amount_days", sa.Numeric, nullable=False),
+    sa.Column("joined", sa.BigInteger, nullable=False),
+    sa.Column("movements", sa.BigInteger, nullable=False),
+)
+
 # A row here means the rollups are behind the movements (a database migrated with data):
 # queries scan movements until the next import rebuilds them. Empty = up to date.
 rollup_rebuild = sa.Table(

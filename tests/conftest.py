@@ -51,6 +51,7 @@ TABLES = (
     "api_key",
     "persisted_query",
     "rollup",
+    "cohort_rollup",
     "rollup_rebuild",
 )
 

@@ -99,7 +99,27 @@ async def both_ways(engine: AsyncEngine, request: SeriesRequest) -> tuple[Any, A
     return (rolled, total), (scanned, scanned_total), taken
 
 
+async def assert_same_cohorts(engine: AsyncEngine, first: date, last: date) -> None:
+    """Cohorts both ways over ranges ending on month ends (the rollup's) and one that does not
+    (the scan's, both times)."""
+    middle = date(first.year + 1, 6, 15)
+    for start, end in (
+        (first, last),
+        (middle, period_end(period_start(last, Interval.MONTH), Interval.MONTH)),
+        (first, date(first.year + 1, 2, 28)),
+        (first, middle),
+    ):
+        request = CohortRequest(start, end)
+        with plans.collecting() as taken:
+            rolled = await MetricsEngine(engine).cohorts(request)
+        scanned = await MetricsEngine(engine, rollups=False).cohorts(request)
+        assert rolled == scanned, (start, end)
+        month_end = end == period_end(period_start(end, Interval.MONTH), Interval.MONTH)
+        assert taken == ["rollup" if month_end else "scan"]
+
+
 async def assert_same(engine: AsyncEngine, first: date, last: date) -> int:
+    await assert_same_cohorts(engine, first, last)
     compared = 0
     for interval, start, end in whole_ranges(first, last):
         for spec in SPECS:

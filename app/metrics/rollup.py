@@ -28,10 +28,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
+from app.metrics.cohorts import CohortRequest
 from app.metrics.cube import Sources
 from app.metrics.mrr import (
     COUNT_FIELDS,
     CUSTOMER_FIELDS,
+    EPOCH,
     KINDS,
     MRR_CUBE,
     NO_VALUE,
@@ -51,6 +53,7 @@ from app.tables import (
     ROLLUP_COUNTS,
     ROLLUP_DELTAS,
     ROLLUP_MONEY,
+    cohort_rollup,
     customer,
     movement,
     movement_scope,
@@ -264,9 +267,54 @@ async def _add(connection: AsyncConnection, members: Members, sign: int) -> None
             set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
         )
         await connection.execute(statement)
+    await connection.execute(_cohort_upsert(members, sign))
     if sign < 0:
         return
     await connection.execute(sa.delete(rollup).where(rollup.c.members == 0))
+    await connection.execute(sa.delete(cohort_rollup).where(cohort_rollup.c.movements == 0))
+
+
+COHORT_SUMMED = ("mrr_change", "active_change", "amount_days", "joined", "movements")
+
+
+def _month(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.cast(sa.func.date_trunc("month", sa.cast(day, sa.DateTime)), sa.Date)
+
+
+def _day_number(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
+
+
+def _cohort_upsert(members: Members, sign: int) -> Any:
+    """Per (cohort, month): the sums of app.metrics.cohorts._deltas over the movements of the
+    customers in `members`, whose cohort is the month of their `new` movement."""
+    joined = (
+        sa.select(movement.c.customer_id, _month(movement.c.day).label("cohort"))
+        .where(movement.c.kind == "new", members(movement.c.customer_id))
+        .subquery("joined")
+    )
+    mv = movement
+    month = _month(mv.c.day)
+    active = sa.case((mv.c.after > 0, 1), else_=0) - sa.case((mv.c.before > 0, 1), else_=0)
+    signed = sa.literal(sign, sa.BigInteger)
+    rows = (
+        sa.select(
+            joined.c.cohort,
+            month,
+            signed * sa.func.sum(mv.c.amount),
+            signed * sa.func.sum(active),
+            signed * sa.func.sum(mv.c.amount * _day_number(mv.c.day)),
+            signed * sa.func.count().filter(mv.c.kind == "new"),
+            signed * sa.func.count(),
+        )
+        .join_from(joined, mv, mv.c.customer_id == joined.c.customer_id)
+        .group_by(joined.c.cohort, month)
+    )
+    statement = insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], rows)
+    return statement.on_conflict_do_update(
+        index_elements=["cohort", "month"],
+        set_={name: cohort_rollup.c[name] + statement.excluded[name] for name in COHORT_SUMMED},
+    )
 
 
 async def rebuild(
@@ -274,7 +322,7 @@ async def rebuild(
 ) -> None:
     """Every rollup row again from the movements, customer chunk by customer chunk (each
     statement reads a bounded slice), and the rebuild marker cleared."""
-    await connection.execute(sa.text("TRUNCATE rollup"))
+    await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
     await connection.execute(sa.delete(rollup_rebuild))
     bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
     low, high = (await connection.execute(bounds)).one()
@@ -411,6 +459,39 @@ def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[
     else:
         grid = sa.select(periods.c.k).subquery("grid")
     return _assemble(grid, flows, opening, None, groups)
+
+
+def cohorts_from_rollup(request: CohortRequest, present: frozenset[str], report: str) -> bool:
+    """Whether the cohort rollup answers exactly: no filter or segment, nothing to convert
+    (every ledger currency is the report's), and `end` a month's last day (every movement of a
+    month either counts or not)."""
+    spec = request.spec
+    plain = not spec.filters and spec.segment is None and not spec.dimensions and not spec.compare
+    month_end = request.end == period_end(period_start(request.end, Interval.MONTH), Interval.MONTH)
+    return plain and month_end and all(currency == report for currency in present)
+
+
+def compile_cohort_rollup(request: CohortRequest) -> Select[tuple[object, ...]]:
+    """The rows of `compile_cohorts` (same columns and values) from the cohort rollup: realized
+    LTV's sum of amount x days left is (end's day number + 1) x the amounts - amount_days."""
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    c = cohort_rollup.c
+    days_to_end = _day_number(end) + 1
+    return (
+        sa.select(
+            c.cohort,
+            c.month,
+            sa.cast(c.mrr_change, sa.BigInteger).label("mrr_change"),
+            c.active_change,
+            (days_to_end * c.mrr_change - c.amount_days).label("mrr_days"),
+            c.joined,
+            sa.literal(0, sa.BigInteger).label("foreign_mrr"),
+            sa.null().label("fx_missing"),
+        )
+        .where(c.cohort.between(_month(start), end), c.month <= end)
+        .order_by(c.cohort, c.month)
+    )
 
 
 def plan_name(where: Slice | None) -> str:

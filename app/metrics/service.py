@@ -35,9 +35,15 @@ from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
-from app.metrics.plans import record
+from app.metrics.plans import ROLLUP, SCAN, record
 from app.metrics.points import Breakdown, Point, build_point
-from app.metrics.rollup import compile_rollup_series, plan_name, rollup_answers
+from app.metrics.rollup import (
+    cohorts_from_rollup,
+    compile_cohort_rollup,
+    compile_rollup_series,
+    plan_name,
+    rollup_answers,
+)
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.top import as_other, other_request, ranked, top_problems, top_values
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
@@ -307,10 +313,24 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            currencies = await self._currencies(connection, request.spec, request.start)
+            found, behind = (await connection.execute(_STATE)).one()
+            present = frozenset(found)
+            currencies = currencies_of_spec(
+                request.spec, self.base_currency, present, request.start
+            )
+            rolled = (
+                self.rollups
+                and not behind
+                and cohorts_from_rollup(request, present, currencies.report)
+            )
+            record(ROLLUP if rolled else SCAN)
+            statement = (
+                compile_cohort_rollup(request)
+                if rolled
+                else compile_cohorts(cube, request, currencies)
+            )
             with fitting_in_cents(currencies.report):
-                result = await connection.execute(compile_cohorts(cube, request, currencies))
-                rows = result.mappings().all()
+                rows = (await connection.execute(statement)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)

@@ -1,6 +1,6 @@
-"""Exact per-period aggregates of the movements (`rollup`), kept by the recompute, and the
-`rollup_rebuild` marker: a database that already holds movements is marked, so queries scan
-movements until the next import rebuilds the rollups in full.
+"""Exact per-period aggregates of the movements (`rollup`; per cohort, `cohort_rollup`), kept
+by the recompute, and the `rollup_rebuild` marker: a database that already holds movements is
+marked, so queries scan movements until the next import rebuilds the rollups in full.
 
 Revision ID: 0013
 Revises: 0010
@@ -43,6 +43,16 @@ def upgrade() -> None:
         sa.Column("members", sa.BigInteger, nullable=False),
     )
     op.create_table(
+        "cohort_rollup",
+        sa.Column("cohort", sa.Date, primary_key=True),
+        sa.Column("month", sa.Date, primary_key=True),
+        sa.Column("mrr_change", sa.Numeric, nullable=False),
+        sa.Column("active_change", sa.BigInteger, nullable=False),
+        sa.Column("amount_days", sa.Numeric, nullable=False),
+        sa.Column("joined", sa.BigInteger, nullable=False),
+        sa.Column("movements", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "rollup_rebuild",
         sa.Column("id", sa.SmallInteger, primary_key=True),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
@@ -55,4 +65,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_rebuild")
+    op.drop_table("cohort_rollup")
     op.drop_table("rollup")
