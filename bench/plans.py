@@ -70,7 +70,7 @@ def plan_cases(start: date, end: date) -> list[PlanCase]:
             "cohorts, 5 years",
             COHORTS_QUERY,
             {"start": start.isoformat(), "end": end.isoformat()},
-            "",  # cohorts always aggregate movements (per cohort, in the database)
+            "rollup",
         ),
     ]
 
