@@ -1,6 +1,6 @@
-"""`extensions.plan` of a response: `rollup` when every series, breakdown and snapshot of the
-operation read the per-period aggregates, `scan` when each scanned movements, `mixed` otherwise
-(docs/architecture.md, "Query plans"). Absent when the operation ran none."""
+"""`extensions.plan` of a response: `rollup` when every series, breakdown, snapshot and cohort
+statement of the operation read the per-period aggregates, `scan` when each scanned movements,
+`mixed` otherwise (docs/architecture.md, "Query plans"). Absent when the operation ran none."""
 
 from __future__ import annotations
 

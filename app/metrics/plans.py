@@ -2,8 +2,8 @@
 response's `extensions.plan` (docs/architecture.md, "Query plans").
 
 A request opens a collector (`collecting`); the metrics service `record`s the plan of every
-statement it runs for a series, breakdown or snapshot. Resolvers run as tasks that copy the
-context, so they share the collector's list.
+statement it runs for a series, breakdown, snapshot or cohort matrix. Resolvers run as tasks
+that copy the context, so they share the collector's list.
 """
 
 from __future__ import annotations
