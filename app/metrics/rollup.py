@@ -308,6 +308,7 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
             signed * sa.func.count(),
         )
         .join_from(joined, mv, mv.c.customer_id == joined.c.customer_id)
+        .where(members(mv.c.customer_id))  # implied by the join; lets the planner use it
         .group_by(joined.c.cohort, month)
     )
     statement = insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], rows)
@@ -414,7 +415,12 @@ def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[
     the grid the stored flows, the stocks as the opening plus running sums of the net changes."""
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     start = sa.bindparam("start", request.start, type_=sa.Date)
-    rows = sa.select(rollup).where(
+    wanted = request.fields
+    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
+    names = [*ROLLUP_MONEY, "customers_net"]  # the per-customer columns only when asked
+    if with_customers:
+        names += [name for name in (*ROLLUP_COUNTS, *ROLLUP_DELTAS) if name != "customers_net"]
+    rows = sa.select(rollup.c.value, rollup.c.k, *(rollup.c[name] for name in names)).where(
         rollup.c.interval == request.interval.value, rollup.c.dimension == where.dimension
     )
     if where.value is not None:
@@ -423,11 +429,6 @@ def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[
     groups = ["g0"] if where.value is None else []
     group_columns = [stored.c.value.label("g0")] if groups else []
     periods = _periods(request, end)
-    wanted = request.fields
-    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
-    names = [*ROLLUP_MONEY, "customers_net"]
-    if with_customers:
-        names += [name for name in (*ROLLUP_COUNTS, *ROLLUP_DELTAS) if name != "customers_net"]
     flows = (
         sa.select(*group_columns, stored.c.k, *(stored.c[name] for name in names))
         .where(stored.c.k.between(start, end))
