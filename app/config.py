@@ -44,6 +44,7 @@ class Settings:
     # means the key generated into `data_dir` (app/ingest/secrets.py). Never in a repr.
     secret_key: str = field(default="", repr=False)
     worker: bool = True  # `serve` also applies inbox events (else run `tidemill worker`)
+    rollups: bool = True  # off: every series scans movements (docs/architecture.md)
 
 
 ENV_KEYS = {
@@ -66,6 +67,7 @@ ENV_KEYS = {
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
     "TIDEMILL_SECRET_KEY": "secret_key",
     "TIDEMILL_WORKER": "worker",
+    "TIDEMILL_ROLLUPS": "rollups",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)
@@ -88,7 +90,7 @@ def _coerce(name: str, value: Any) -> Any:
         return Path(str(value)).expanduser()
     if name in INTEGER_FIELDS:
         return int(value)
-    if name in ("graphiql", "worker"):
+    if name in ("graphiql", "worker", "rollups"):
         return _boolean(name, value)
     if name == "base_currency":
         return str(value).upper()

@@ -132,6 +132,61 @@ movement_scope = sa.Table(
     sa.Index("movement_scope_customer_idx", "customer_id"),
 )
 
+# Exact per-period aggregates of the movements, kept by the recompute (docs/architecture.md,
+# "Query plans"): one row per (interval, dimension, value, calendar period k) with movements.
+# `dimension` '' (value '') is the total; the others are plan, currency and plan_interval.
+# Every column is a sum over customers of a per-(customer, period) fact, so a recompute
+# subtracts a customer's old contribution and adds its new one; `members` counts the
+# customers with a movement in the period (a row whose count drops to 0 is deleted).
+ROLLUP_MONEY = ("new", "expansion", "contraction", "churn", "reactivation", "net")
+ROLLUP_COUNTS = (
+    "customers_net",
+    "new_customers",
+    "expansion_customers",
+    "contraction_customers",
+    "churn_customers",
+    "reactivation_customers",
+    "churned_customers",
+)
+ROLLUP_DELTAS = ("retained_delta", "gross_retained_delta")
+rollup = sa.Table(
+    "rollup",
+    metadata,
+    sa.Column("interval", sa.Text, primary_key=True),
+    sa.Column("dimension", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("k", sa.Date, primary_key=True),
+    *(sa.Column(name, sa.Numeric, nullable=False) for name in ROLLUP_MONEY),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in ROLLUP_COUNTS),
+    *(sa.Column(name, sa.Numeric, nullable=False) for name in ROLLUP_DELTAS),
+    sa.Column("members", sa.BigInteger, nullable=False),
+)
+
+# The retention matrix's sums per (cohort month, month of the movements), kept like `rollup`:
+# sums over the cohort's members of their movement amounts, active-customer changes and
+# amount x day number (days since 1900-01-01: realized LTV up to any month end follows), the
+# members who joined (their `new`), and how many movements are summed (0: the row goes).
+cohort_rollup = sa.Table(
+    "cohort_rollup",
+    metadata,
+    sa.Column("cohort", sa.Date, primary_key=True),
+    sa.Column("month", sa.Date, primary_key=True),
+    sa.Column("mrr_change", sa.Numeric, nullable=False),
+    sa.Column("active_change", sa.BigInteger, nullable=False),
+    sa.Column("amount_days", sa.Numeric, nullable=False),
+    sa.Column("joined", sa.BigInteger, nullable=False),
+    sa.Column("movements", sa.BigInteger, nullable=False),
+)
+
+# A row here means the rollups are behind the movements (a database migrated with data):
+# queries scan movements until the next import rebuilds them. Empty = up to date.
+rollup_rebuild = sa.Table(
+    "rollup_rebuild",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Currencies the ledger has ever held (so queries skip FX work when all are the report's).
 ledger_currency = sa.Table(
     "ledger_currency",

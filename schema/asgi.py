@@ -33,7 +33,7 @@ log = logging.getLogger("tidemill.server")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     engine = create_engine(settings)
-    metrics = MetricsEngine(engine, settings.base_currency)
+    metrics = MetricsEngine(engine, settings.base_currency, rollups=settings.rollups)
     graphql = secure_view(settings, engine, metrics)
     keys = functools.cache(lambda: vault(settings))
     graphql.sources = SourceServices(engine, keys, backfill_source)

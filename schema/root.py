@@ -34,6 +34,7 @@ from schema.enums import CustomerSort, EventStatus, Interval
 from schema.errors import ErrorCodes
 from schema.fields import field
 from schema.mutation import Mutation
+from schema.plans import QueryPlans
 from schema.scalars import SCALARS
 from schema.segments import Segment, SegmentNodeInput, SegmentValidation
 from schema.selection import nested_names, selected_names, wanted_point_fields
@@ -312,7 +313,7 @@ def build_schema(
     return TidemillSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[*extensions, AtomicMutations, ErrorCodes],
+        extensions=[*extensions, AtomicMutations, ErrorCodes, QueryPlans],
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 

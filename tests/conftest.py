@@ -60,6 +60,9 @@ TABLES = (
     "usage_rollup",
     "usage_metric",
     "usage_import",
+    "rollup",
+    "cohort_rollup",
+    "rollup_rebuild",
 )
 
 

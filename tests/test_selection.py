@@ -1,5 +1,6 @@
 """Only the selected fields are computed: a query for `mrr` alone runs neither the
-per-customer (churn, NRR) SQL nor the churn-average history."""
+per-customer (churn, NRR) SQL nor the churn-average history, by either plan (the movement scan,
+or the rollup: it then reads no per-customer columns)."""
 
 from __future__ import annotations
 
@@ -37,24 +38,47 @@ def metric_statements(statements: list[str]) -> list[str]:
     return [s for s in statements if "generate_series" in s]
 
 
+@pytest.fixture
+def scan(engine: AsyncEngine) -> MetricsEngine:
+    return MetricsEngine(engine, rollups=False)
+
+
 async def test_mrr_alone_runs_one_lean_statement(
+    engine: AsyncEngine, scan: MetricsEngine, statements: list[str]
+) -> None:
+    await import_text(engine, COMPANY)
+    statements.clear()
+    await run(scan, "mrr")
+    [series] = metric_statements(statements)
+    assert "first_before" not in series  # no per-customer pass
+
+
+async def test_nrr_adds_the_per_customer_pass_and_ltv_the_history(
+    engine: AsyncEngine, scan: MetricsEngine, statements: list[str]
+) -> None:
+    await import_text(engine, COMPANY)
+    statements.clear()
+    await run(scan, "mrr nrr")
+    [series] = metric_statements(statements)
+    assert "first_before" in series
+    statements.clear()
+    await run(scan, "mrr ltv")
+    assert len(metric_statements(statements)) == 2  # the series and the monthly churn history
+
+
+async def test_the_rollup_reads_per_customer_columns_only_when_asked(
     engine: AsyncEngine, metrics: MetricsEngine, statements: list[str]
 ) -> None:
     await import_text(engine, COMPANY)
     statements.clear()
     await run(metrics, "mrr")
     [series] = metric_statements(statements)
-    assert "first_before" not in series  # no per-customer pass
-
-
-async def test_nrr_adds_the_per_customer_pass_and_ltv_the_history(
-    engine: AsyncEngine, metrics: MetricsEngine, statements: list[str]
-) -> None:
-    await import_text(engine, COMPANY)
+    assert "FROM rollup" in series
+    assert "retained_delta" not in series
     statements.clear()
     await run(metrics, "mrr nrr")
     [series] = metric_statements(statements)
-    assert "first_before" in series
+    assert "retained_delta" in series
     statements.clear()
     await run(metrics, "mrr ltv")
-    assert len(metric_statements(statements)) == 2  # the series and the monthly churn history
+    assert len(metric_statements(statements)) == 2

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ingest.bulk import filled_in_bulk
+from app.metrics import rollup
 from app.metrics.cube import Sources
 from app.metrics.mrr import MRR_CUBE, NO_VALUE
 from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
@@ -121,11 +122,24 @@ async def create_touched_table(connection: AsyncConnection) -> None:
 DERIVED = ("mrr_change", "movement", "movement_scope")
 
 
+def _touched(customer_id: sa.ColumnElement[object]) -> sa.ColumnElement[bool]:
+    return customer_id.in_(sa.select(TOUCHED.c.customer_id))
+
+
 async def recompute_touched(connection: AsyncConnection) -> None:
-    """Rebuild `mrr_change` and `movement` for every customer in the temp `touched_customer`."""
+    """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
+    `touched_customer`, and keep the rollups: subtract the touched customers' old contribution
+    and add their new one, or rebuild them in full (a first import, a migrated database)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
+    in_full = await rollup.needs_rebuild(connection, int(touched or 0))
+    if not in_full:  # the touched customers' old contribution, from their movements as they are
+        await rollup.add_contributions(connection, _touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched):
         await _recompute_derived(connection)
+    if in_full:
+        await rollup.rebuild(connection)
+    else:
+        await rollup.add_contributions(connection, _touched, 1)
     await connection.execute(
         sa.text(
             "UPDATE customer c SET customer_since = ("

@@ -35,13 +35,21 @@ from app.metrics.fx import Currencies
 from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
+from app.metrics.plans import ROLLUP, SCAN, record
 from app.metrics.points import Breakdown, Point, build_point
+from app.metrics.rollup import (
+    cohorts_from_rollup,
+    compile_cohort_rollup,
+    compile_rollup_series,
+    plan_name,
+    rollup_answers,
+)
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.top import as_other, other_request, ranked, top_problems, top_values
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import spec_segment_problems
-from app.tables import ledger_currency
+from app.tables import ledger_currency, rollup_rebuild
 
 MAX_POINTS = 3_700  # ten years of days
 NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
@@ -129,6 +137,13 @@ def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
     return ChurnRequest(day(params, "start"), day(params, "end"), spec, kinds, first, after)
 
 
+# The ledger's currencies, and whether the rollups are behind the movements (one statement).
+_STATE = sa.select(
+    sa.func.array(sa.select(ledger_currency.c.currency).scalar_subquery()),
+    sa.exists().select_from(rollup_rebuild),
+)
+
+
 def _has_data(points: Sequence[Point]) -> bool:
     return any(point.mrr or point.net_new_mrr or point.customers for point in points)
 
@@ -136,14 +151,21 @@ def _has_data(points: Sequence[Point]) -> bool:
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
-    def __init__(self, engine: Database, base_currency: str = "USD", cube: Cube = MRR_CUBE) -> None:
+    def __init__(
+        self,
+        engine: Database,
+        base_currency: str = "USD",
+        cube: Cube = MRR_CUBE,
+        rollups: bool = True,
+    ) -> None:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
+        self.rollups = rollups  # False: every series scans movements (TIDEMILL_ROLLUPS=off)
 
     def within(self, database: Database) -> MetricsEngine:
         """The same service working through `database` (e.g. one transaction)."""
-        return MetricsEngine(database, self.base_currency, self.cube)
+        return MetricsEngine(database, self.base_currency, self.cube, self.rollups)
 
     async def query(
         self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
@@ -204,8 +226,16 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, request_problems(request))
-            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
-            statement = compile_series(cube, request, self.base_currency, present)
+            currencies, behind = (await connection.execute(_STATE)).one()
+            present = frozenset(currencies)
+            where = None
+            if self.rollups and not behind:
+                where = rollup_answers(request, self.base_currency, present)
+            record(plan_name(where))
+            if where is None:
+                statement = compile_series(cube, request, self.base_currency, present)
+            else:
+                statement = compile_rollup_series(request, where)
             with fitting_in_cents(request.spec.currency or self.base_currency):
                 rows = (await connection.execute(statement)).mappings().all()
         if rows:
@@ -283,10 +313,24 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            currencies = await self._currencies(connection, request.spec, request.start)
+            found, behind = (await connection.execute(_STATE)).one()
+            present = frozenset(found)
+            currencies = currencies_of_spec(
+                request.spec, self.base_currency, present, request.start
+            )
+            rolled = (
+                self.rollups
+                and not behind
+                and cohorts_from_rollup(request, present, currencies.report)
+            )
+            record(ROLLUP if rolled else SCAN)
+            statement = (
+                compile_cohort_rollup(request)
+                if rolled
+                else compile_cohorts(cube, request, currencies)
+            )
             with fitting_in_cents(currencies.report):
-                result = await connection.execute(compile_cohorts(cube, request, currencies))
-                rows = result.mappings().all()
+                rows = (await connection.execute(statement)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)

@@ -1,0 +1,510 @@
+"""Exact per-period aggregates of the movements (`rollup`): how they are kept, and the series
+statement that reads them instead of scanning movements (docs/architecture.md, "Query plans").
+
+A row holds, for one interval, one dimension value (or the total) and one calendar period `k`,
+exactly the aggregates the movement scan computes for that period (app.metrics.mrr): movement
+sums per kind, the net change of MRR and of active customers, the distinct customers with a
+movement of each kind, the churned customers, and the NRR/GRR deltas. Each is a sum over
+customers of a fact of one customer in one period, so
+
+- a recompute subtracts the touched customers' old contribution (from their movements before
+  the recompute) and adds their new one, and deletes the rows no customer contributes to;
+- a full rebuild adds every customer's, chunk by chunk (bounded statements);
+- stocks (MRR, active customers) at a period's end are the running sums of the net changes.
+
+Distinct counts are not additive across periods: they are stored per calendar period of each
+interval, never summed from days. The query side reads them only for ranges made of whole
+periods, so a point's period is exactly a stored one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
+
+from app.metrics.cohorts import CohortRequest
+from app.metrics.cube import Sources
+from app.metrics.mrr import (
+    COUNT_FIELDS,
+    CUSTOMER_FIELDS,
+    EPOCH,
+    KINDS,
+    MRR_CUBE,
+    NO_VALUE,
+    _assemble,
+    _first_by_day,
+    _flow_sums,
+    _last_by_day,
+    _period_level,
+    _periods,
+    currencies_of,
+    step,
+)
+from app.metrics.periods import period_end, period_start
+from app.metrics.spec import FilterOp, Interval, SeriesRequest
+from app.movements import movements_from_changes
+from app.tables import (
+    ROLLUP_COUNTS,
+    ROLLUP_DELTAS,
+    ROLLUP_MONEY,
+    cohort_rollup,
+    customer,
+    movement,
+    movement_scope,
+    mrr_change,
+    plan,
+    rollup,
+    rollup_rebuild,
+)
+
+TOTAL = ""  # the dimension (and value) of the unfiltered total
+SUMMED = (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
+CHUNK_CUSTOMERS = 25_000  # customer ids per statement of a full rebuild
+WORK_MEM = "64MB"  # for the upkeep's grouping sorts
+
+Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
+
+
+# --- the movements of each rolled-up dimension -------------------------------------------------
+
+
+def _stored(table: FromClause, value: ColumnElement[Any], where: list[Any]) -> FromClause:
+    return (
+        sa.select(
+            table.c.customer_id,
+            value.label("g0"),
+            table.c.day,
+            table.c.kind,
+            table.c.before,
+            table.c.after,
+            table.c.amount,
+            table.c.prev_day,
+            table.c.next_day,
+        )
+        .where(*where)
+        .subquery("mv")
+    )
+
+
+def _total(members: Members) -> FromClause:
+    return _stored(movement, sa.literal(TOTAL, sa.Text), [members(movement.c.customer_id)])
+
+
+def _currency(members: Members) -> FromClause:
+    return _stored(movement, movement.c.currency, [members(movement.c.customer_id)])
+
+
+def _plan(members: Members) -> FromClause:
+    where = [movement_scope.c.dimension == "plan", members(movement_scope.c.customer_id)]
+    return _stored(movement_scope, movement_scope.c.value, where)
+
+
+def _derived(name: str) -> Callable[[Members], FromClause]:
+    """Movements inside each value of a subscription-level dimension, derived from the ledger
+    exactly as the scan derives them (app.metrics.mrr._derived)."""
+
+    def rows(members: Members) -> FromClause:
+        dimension = MRR_CUBE.dimension(name)
+        sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
+        value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
+        changes = sa.select(
+            mrr_change.c.customer_id,
+            mrr_change.c.day,
+            mrr_change.c.delta,
+            mrr_change.c.currency,
+            value.label("g0"),
+        ).where(members(mrr_change.c.customer_id))
+        if dimension.needs_plan:
+            changes = changes.outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
+        derived = movements_from_changes(changes.subquery("changes"), ["g0", "currency"])
+        return derived.subquery("mv")
+
+    return rows
+
+
+# dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
+# prev_day, next_day) for the customers that satisfy a condition
+DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
+    TOTAL: _total,
+    "plan": _plan,
+    "currency": _currency,
+    "plan_interval": _derived("plan_interval"),
+}
+
+
+# --- maintenance --------------------------------------------------------------------------------
+
+
+def _per_interval(rows: FromClause) -> FromClause:
+    """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
+    a lateral VALUES of five constant-unit expressions (no unit parsed per row)."""
+    day = sa.cast(rows.c.day, sa.DateTime)
+    one_day = sa.text("interval '1 day'")
+    periods = []
+    for interval in Interval:
+        if interval is Interval.DAY:
+            first: ColumnElement[Any] = rows.c.day
+            final: ColumnElement[Any] = rows.c.day
+        else:
+            start = sa.func.date_trunc(interval.value, day)
+            first = sa.cast(start, sa.Date)
+            final = sa.cast(start + step(interval) - one_day, sa.Date)
+        periods.append((sa.literal(interval.value, sa.Text), first, final))
+    bounds = (
+        sa.values(
+            sa.column("i", sa.Text), sa.column("k", sa.Date), sa.column("b", sa.Date), name="bounds"
+        )
+        .data(periods)
+        .lateral()
+    )
+    return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
+
+
+def _contributions(rows: FromClause) -> Select[Any]:
+    """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
+    `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
+    formulas), and how many customers have a movement in it. One pass over the rows for every
+    interval: each row once per interval, with its period's bounds [k, b].
+
+    A customer's only movement in a period (found from its neighbouring movement days) is its
+    own per-customer fact: those rows are summed per period at once. Only customers with
+    several movements in a period are grouped per customer first. Both hash-aggregate into
+    small results, so the final sum per period never sorts wide rows."""
+    mv = _per_interval(rows)
+    key, last = mv.c.k, mv.c.b
+    alone = sa.and_(
+        sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < key),
+        sa.or_(mv.c.next_day.is_(None), mv.c.next_day > last),
+    )
+    held = mv.c.before > 0
+    singles = (
+        sa.select(
+            mv.c.i,
+            mv.c.g0,
+            key.label("k"),
+            *_flow_sums(mv),
+            *(
+                sa.func.count().filter(mv.c.kind == kind).label(f"{kind}_customers")
+                for kind in KINDS
+            ),
+            sa.func.count().filter(held & (mv.c.after == 0)).label("churned_customers"),
+            sa.func.sum(mv.c.after - mv.c.before).filter(held).label("retained_delta"),
+            sa.func.sum(sa.func.least(mv.c.after - mv.c.before, 0))
+            .filter(held)
+            .label("gross_retained_delta"),
+            sa.func.count().label("members"),
+        )
+        .where(alone)
+        .group_by(mv.c.i, mv.c.g0, key)
+    )
+    per_customer = (
+        sa.select(
+            mv.c.i,
+            mv.c.g0,
+            key.label("k"),
+            *_flow_sums(mv),
+            _first_by_day(mv.c.before, mv.c.day).label("first_before"),
+            _last_by_day(mv.c.after, mv.c.day).label("last_after"),
+        )
+        .where(sa.not_(alone))
+        .group_by(mv.c.i, mv.c.g0, key, mv.c.customer_id)
+        .subquery("per_customer")
+    )
+    several = _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
+        sa.func.count().label("members")
+    )
+    both = sa.union_all(singles, several).subquery("both")
+    return sa.select(
+        both.c.i, both.c.g0, both.c.k, *(sa.func.sum(both.c[name]).label(name) for name in SUMMED)
+    ).group_by(both.c.i, both.c.g0, both.c.k)
+
+
+async def add_contributions(connection: AsyncConnection, members: Members, sign: int) -> None:
+    """Add (sign 1) or subtract (sign -1) the contribution of the customers in `members` as
+    their movements are now, to every rollup row. The grouping sorts get WORK_MEM (for this
+    transaction, then the setting is put back) instead of spilling to disk."""
+    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    await _add(connection, members, sign)  # on an error the transaction rolls the setting back
+    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
+
+
+async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
+    for dimension, rows_of in DIMENSIONS.items():
+        if dimension == TOTAL:
+            continue  # the sum of the currency rows: a customer has one currency
+        found = _contributions(rows_of(members)).cte("found")
+        rows = sa.select(
+            found.c.i,
+            sa.literal(dimension, sa.Text),
+            found.c.g0,
+            found.c.k,
+            *(sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
+        )
+        if dimension == "currency":
+            total = sa.select(
+                found.c.i,
+                sa.literal(TOTAL, sa.Text),
+                sa.literal(TOTAL, sa.Text),
+                found.c.k,
+                *(
+                    sa.literal(sign, sa.BigInteger) * sa.func.coalesce(sa.func.sum(found.c[n]), 0)
+                    for n in SUMMED
+                ),
+            ).group_by(found.c.i, found.c.k)
+            rows = sa.union_all(rows, total)  # type: ignore[assignment]
+        statement = insert(rollup).from_select(
+            ["interval", "dimension", "value", "k", *SUMMED], rows
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["interval", "dimension", "value", "k"],
+            set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
+        )
+        await connection.execute(statement)
+    await connection.execute(_cohort_upsert(members, sign))
+    if sign < 0:
+        return
+    await connection.execute(sa.delete(rollup).where(rollup.c.members == 0))
+    await connection.execute(sa.delete(cohort_rollup).where(cohort_rollup.c.movements == 0))
+
+
+COHORT_SUMMED = ("mrr_change", "active_change", "amount_days", "joined", "movements")
+
+
+def _month(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.cast(sa.func.date_trunc("month", sa.cast(day, sa.DateTime)), sa.Date)
+
+
+def _day_number(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
+
+
+def _cohort_upsert(members: Members, sign: int) -> Any:
+    """Per (cohort, month): the sums of app.metrics.cohorts._deltas over the movements of the
+    customers in `members`, whose cohort is the month of their `new` movement."""
+    joined = (
+        sa.select(movement.c.customer_id, _month(movement.c.day).label("cohort"))
+        .where(movement.c.kind == "new", members(movement.c.customer_id))
+        .subquery("joined")
+    )
+    mv = movement
+    month = _month(mv.c.day)
+    active = sa.case((mv.c.after > 0, 1), else_=0) - sa.case((mv.c.before > 0, 1), else_=0)
+    signed = sa.literal(sign, sa.BigInteger)
+    rows = (
+        sa.select(
+            joined.c.cohort,
+            month,
+            signed * sa.func.sum(mv.c.amount),
+            signed * sa.func.sum(active),
+            signed * sa.func.sum(mv.c.amount * _day_number(mv.c.day)),
+            signed * sa.func.count().filter(mv.c.kind == "new"),
+            signed * sa.func.count(),
+        )
+        .join_from(joined, mv, mv.c.customer_id == joined.c.customer_id)
+        .where(members(mv.c.customer_id))  # implied by the join; lets the planner use it
+        .group_by(joined.c.cohort, month)
+    )
+    statement = insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], rows)
+    return statement.on_conflict_do_update(
+        index_elements=["cohort", "month"],
+        set_={name: cohort_rollup.c[name] + statement.excluded[name] for name in COHORT_SUMMED},
+    )
+
+
+async def rebuild(
+    connection: AsyncConnection, progress: Callable[[int], None] | None = None
+) -> None:
+    """Every rollup row again from the movements, customer chunk by customer chunk (each
+    statement reads a bounded slice), and the rebuild marker cleared."""
+    await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
+    await connection.execute(sa.delete(rollup_rebuild))
+    bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
+    low, high = (await connection.execute(bounds)).one()
+    if low is None:
+        return
+    first = int(low)
+    while first <= int(high):
+        last = first + CHUNK_CUSTOMERS - 1
+
+        await add_contributions(connection, _between(first, last), 1)
+        if progress is not None:
+            progress(min(last, int(high)) - first + 1)
+        first = last + 1
+
+
+def _between(low: int, high: int) -> Members:
+    def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return column.between(low, high)
+
+    return members
+
+
+async def needs_rebuild(connection: AsyncConnection, touched: int) -> bool:
+    """A full rebuild instead of subtract-and-add: when the rollups are behind (a migrated
+    database), or the recompute touches at least half of the customers (a first import)."""
+    if await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+        return True
+    customers = await connection.scalar(sa.select(sa.func.count()).select_from(customer))
+    return 2 * touched >= int(customers or 0)
+
+
+# --- the query side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Which rollup rows a series reads: a dimension, and one value of it or all (breakdown)."""
+
+    dimension: str
+    value: str | None  # None: every value, one series each (the breakdown's g0)
+
+
+def whole_periods(request: SeriesRequest) -> bool:
+    """Does the range start on a period's first day and end on one's last day?"""
+    interval = request.interval
+    return request.start == period_start(request.start, interval) and request.end == period_end(
+        period_start(request.end, interval), interval
+    )
+
+
+def slice_of(request: SeriesRequest) -> Slice | None:
+    """The rollup rows that answer the request's spec exactly, or None (scan): no segment or
+    compared segments, and either no dimensions and no filters (the total), one rolled-up
+    dimension (a breakdown), or one EQ filter on one (a one-value series)."""
+    spec = request.spec
+    if spec.segment is not None or spec.compare:
+        return None
+    if not spec.dimensions and not spec.filters:
+        return Slice(TOTAL, TOTAL)
+    if len(spec.dimensions) == 1 and not spec.filters and spec.dimensions[0] in DIMENSIONS:
+        return Slice(spec.dimensions[0], None)
+    if not spec.dimensions and len(spec.filters) == 1:
+        item = spec.filters[0]
+        if (
+            item.field in DIMENSIONS
+            and item.op is FilterOp.EQ
+            and len(item.values) == 1
+            and item.values[0] != NO_VALUE
+        ):
+            return Slice(item.field, item.values[0])
+    return None
+
+
+def rollup_answers(
+    request: SeriesRequest, base_currency: str, present: frozenset[str]
+) -> Slice | None:
+    """The rollup slice that gives exactly the scan's rows, or None: whole periods, a slice,
+    and no currency conversion (one currency, the report's; or counts only)."""
+    if not whole_periods(request):
+        return None
+    counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
+    if currencies_of(request, base_currency, present).needs_conversion and not counts_only:
+        return None
+    return slice_of(request)
+
+
+def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
+    """The rows of `compile_series` (same columns, same values) from the rollup: per period of
+    the grid the stored flows, the stocks as the opening plus running sums of the net changes."""
+    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    wanted = request.fields
+    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
+    names = [*ROLLUP_MONEY, "customers_net"]  # the per-customer columns only when asked
+    if with_customers:
+        names += [name for name in (*ROLLUP_COUNTS, *ROLLUP_DELTAS) if name != "customers_net"]
+    rows = sa.select(rollup.c.value, rollup.c.k, *(rollup.c[name] for name in names)).where(
+        rollup.c.interval == request.interval.value, rollup.c.dimension == where.dimension
+    )
+    if where.value is not None:
+        rows = rows.where(rollup.c.value == where.value)
+    stored = rows.subquery("stored")
+    groups = ["g0"] if where.value is None else []
+    group_columns = [stored.c.value.label("g0")] if groups else []
+    periods = _periods(request, end)
+    flows = (
+        sa.select(*group_columns, stored.c.k, *(stored.c[name] for name in names))
+        .where(stored.c.k.between(start, end))
+        .subquery("flows")
+    )
+    opening_group = [stored.c.value] if groups else []
+    opening = (
+        sa.select(
+            *group_columns,
+            sa.func.sum(stored.c.net).label("mrr"),
+            sa.func.sum(stored.c.customers_net).label("customers"),
+        )
+        .where(stored.c.k < start)
+        .group_by(*opening_group)
+        .subquery("opening")
+    )
+    if groups:
+        values = (
+            sa.select(stored.c.value.label("g0"))
+            .where(stored.c.k <= end)
+            .distinct()
+            .subquery("group_values")
+        )
+        grid = (
+            sa.select(periods.c.k, values.c.g0)
+            .join_from(periods, values, sa.true())
+            .subquery("grid")
+        )
+    else:
+        grid = sa.select(periods.c.k).subquery("grid")
+    return _assemble(grid, flows, opening, None, groups)
+
+
+def cohorts_from_rollup(request: CohortRequest, present: frozenset[str], report: str) -> bool:
+    """Whether the cohort rollup answers exactly: no filter or segment, nothing to convert
+    (every ledger currency is the report's), and `end` a month's last day (every movement of a
+    month either counts or not)."""
+    spec = request.spec
+    plain = not spec.filters and spec.segment is None and not spec.dimensions and not spec.compare
+    month_end = request.end == period_end(period_start(request.end, Interval.MONTH), Interval.MONTH)
+    return plain and month_end and all(currency == report for currency in present)
+
+
+def compile_cohort_rollup(request: CohortRequest) -> Select[tuple[object, ...]]:
+    """The rows of `compile_cohorts` (same columns and values) from the cohort rollup: realized
+    LTV's sum of amount x days left is (end's day number + 1) x the amounts - amount_days."""
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    c = cohort_rollup.c
+    days_to_end = _day_number(end) + 1
+    return (
+        sa.select(
+            c.cohort,
+            c.month,
+            sa.cast(c.mrr_change, sa.BigInteger).label("mrr_change"),
+            c.active_change,
+            (days_to_end * c.mrr_change - c.amount_days).label("mrr_days"),
+            c.joined,
+            sa.literal(0, sa.BigInteger).label("foreign_mrr"),
+            sa.null().label("fx_missing"),
+        )
+        .where(c.cohort.between(_month(start), end), c.month <= end)
+        .order_by(c.cohort, c.month)
+    )
+
+
+def plan_name(where: Slice | None) -> str:
+    return "scan" if where is None else "rollup"
+
+
+__all__ = [
+    "DIMENSIONS",
+    "Slice",
+    "add_contributions",
+    "compile_rollup_series",
+    "needs_rebuild",
+    "rebuild",
+    "rollup_answers",
+]

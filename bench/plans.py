@@ -1,0 +1,236 @@
+"""Rollup against scan, side by side at several company sizes:
+`python -m bench.plans --customers 10000 100000` (`make bench-plans`; `make bench-1m` for 1M).
+
+For each size: a fresh bench database with the benchmark company (bench/run.py's generator and
+the real CLI import; `--reuse` keeps a database already loaded at that size), then two real
+servers on it, one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, answer
+the same GraphQL documents over HTTP. Each answer is checked: the same data from both servers
+(exact to the cent), and `extensions.plan` as expected. One table of medians is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from app.demo import add_months
+from bench.run import (
+    BREAKDOWN_QUERY,
+    COHORTS_QUERY,
+    DATA_END,
+    DEFAULT_ADMIN_URL,
+    FULL_SERIES_QUERY,
+    SERIES_QUERY,
+    SNAPSHOT_QUERY,
+    BenchFailed,
+    _url,
+    fresh_database,
+    run_import,
+    server,
+    write_data,
+)
+
+
+@dataclass(frozen=True)
+class PlanCase:
+    name: str
+    query: str
+    variables: Mapping[str, Any]
+    plan: str  # what the rollup server must report in extensions.plan
+
+
+def plan_cases(start: date, end: date) -> list[PlanCase]:
+    window = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
+    return [
+        PlanCase("series, 60 months, foundation fields", SERIES_QUERY, window, "rollup"),
+        PlanCase("series, 60 months, every field", FULL_SERIES_QUERY, window, "rollup"),
+        PlanCase("snapshot, every field", SNAPSHOT_QUERY, {"at": end.isoformat()}, "rollup"),
+        PlanCase(
+            "breakdown by plan, 60 months",
+            BREAKDOWN_QUERY,
+            {**window, "spec": {"dimensions": ["plan"]}},
+            "rollup",
+        ),
+        PlanCase(
+            "cohorts, 5 years",
+            COHORTS_QUERY,
+            {"start": start.isoformat(), "end": end.isoformat()},
+            "rollup",
+        ),
+    ]
+
+
+def label(customers: int) -> str:
+    if customers % 1_000_000 == 0:
+        return f"{customers // 1_000_000}m"
+    return f"{customers // 1000}k" if customers % 1000 == 0 else str(customers)
+
+
+async def holds(url: str, filename: str) -> bool:
+    """Whether a bench database exists and has imported the data file `filename`."""
+    try:
+        connection = await asyncpg.connect(url)
+    except asyncpg.InvalidCatalogNameError:
+        return False
+    try:
+        query = "SELECT EXISTS (SELECT FROM import_run WHERE filename LIKE '%' || $1)"
+        return bool(await connection.fetchval(query, filename))
+    except asyncpg.UndefinedTableError:
+        return False
+    finally:
+        await connection.close()
+
+
+def prepare(admin_url: str, database: str, customers: int, args: argparse.Namespace) -> str:
+    """The URL of a database holding the bench company of `customers` customers."""
+    url = _url(admin_url, database)
+    console = Console()
+    filename = f"periods-{customers}c-{args.years}y-seed{args.seed}.csv"  # as write_data names it
+    if args.reuse and asyncio.run(holds(url, filename)):
+        console.print(f"{database}: reused (it imported {filename})")
+        return url
+    url = asyncio.run(fresh_database(admin_url, database))
+    path, rows = write_data(customers, args.years, args.seed)
+    # the bench measures queries: a first import of this size may run long statements
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": url, "TIDEMILL_STATEMENT_TIMEOUT_MS": "0"}
+    seconds, peak = run_import(path, env)
+    console.print(
+        f"{database}: imported {rows:,} periods in {seconds:.0f} s "
+        f"({rows / seconds:,.0f} rows/s, peak {peak:.0f} MB)"
+    )
+    return url
+
+
+def post(client: httpx.Client, case: PlanCase) -> tuple[float, dict[str, Any]]:
+    began = time.perf_counter()
+    response = client.post("/graphql", json={"query": case.query, "variables": case.variables})
+    elapsed = (time.perf_counter() - began) * 1000
+    body: dict[str, Any] = response.json()
+    if response.status_code != 200 or body.get("errors") or not body.get("data"):
+        raise BenchFailed(f"{case.name}: HTTP {response.status_code}: {body.get('errors')}")
+    return elapsed, body
+
+
+def timings(
+    base_url: str, cases: list[PlanCase], warmup: int, runs: int
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """Median milliseconds of each case, and each case's last answer."""
+    medians, bodies = [], []
+    with httpx.Client(base_url=base_url, timeout=600) as client:
+        for case in cases:
+            for _ in range(warmup):
+                post(client, case)
+            samples: list[float] = []
+            body: dict[str, Any] = {}
+            for _ in range(runs):
+                elapsed, body = post(client, case)
+                samples.append(elapsed)
+            medians.append(statistics.median(samples))
+            bodies.append(body)
+    return medians, bodies
+
+
+def compare(url: str, cases: list[PlanCase], warmup: int, runs: int) -> list[tuple[float, float]]:
+    """(rollup ms, scan ms) per case, after checking that both servers agree exactly."""
+    results = []
+    for setting in ("on", "off"):
+        env = {**os.environ, "TIDEMILL_DATABASE_URL": url, "TIDEMILL_ROLLUPS": setting}
+        env["TIDEMILL_STATEMENT_TIMEOUT_MS"] = "0"  # the scan at 1M customers may take long
+        with server(env) as (base_url, _):
+            results.append(timings(base_url, cases, warmup, runs))
+    (rolled, rolled_bodies), (scanned, scanned_bodies) = results
+    for case, with_rollups, without in zip(cases, rolled_bodies, scanned_bodies, strict=True):
+        if with_rollups["data"] != without["data"]:
+            raise BenchFailed(f"{case.name}: the rollup and the scan answers differ")
+        plan = with_rollups.get("extensions", {}).get("plan", "")
+        if plan != case.plan:
+            raise BenchFailed(f"{case.name}: plan {plan!r}, expected {case.plan!r}")
+        if without.get("extensions", {}).get("plan", "") not in ("scan", ""):
+            raise BenchFailed(f"{case.name}: TIDEMILL_ROLLUPS=off did not scan")
+    return list(zip(rolled, scanned, strict=True))
+
+
+def report(sizes: list[int], cases: list[PlanCase], figures: dict[int, list[Any]]) -> Table:
+    table = Table(title="GraphQL over HTTP, median ms: rollup | scan", box=box.SIMPLE_HEAD)
+    table.add_column("query")
+    for customers in sizes:
+        table.add_column(f"{label(customers)} rollup", justify="right")
+        table.add_column(f"{label(customers)} scan", justify="right")
+    for index, case in enumerate(cases):
+        cells = []
+        for customers in sizes:
+            rolled, scanned = figures[customers][index]
+            cells += [f"{rolled:,.1f}", f"{scanned:,.1f}"]
+        table.add_row(case.name, *cells)
+    return table
+
+
+def markdown(sizes: list[int], cases: list[PlanCase], figures: dict[int, list[Any]]) -> str:
+    head = ["query", *(f"{label(n)} {p}" for n in sizes for p in ("rollup", "scan"))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for index, case in enumerate(cases):
+        cells = [f"{value:,.0f}" for n in sizes for value in figures[n][index]]
+        lines.append("| " + " | ".join([case.name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.plans", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--customers", type=int, nargs="+", default=[10_000, 100_000], help="sizes (10000 100000)"
+    )
+    parser.add_argument("--years", type=int, default=5, help="years of history (5)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the company (7)")
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per case (7)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per case (2)")
+    parser.add_argument(
+        "--prefix", default="tidemill_bench_plans", help="database name prefix (+ _10k, ...)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep a database already loaded at that size"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 140
+    admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
+    start = add_months(DATA_END, -12 * args.years)
+    end = DATA_END - timedelta(days=1)
+    cases = plan_cases(start, end)
+    figures: dict[int, list[Any]] = {}
+    try:
+        for customers in args.customers:
+            url = prepare(admin_url, f"{args.prefix}_{label(customers)}", customers, args)
+            console.print(f"measuring {make_url(url).database} ...")
+            figures[customers] = compare(url, cases, args.warmup, args.runs)
+    except BenchFailed as error:
+        console.print(f"[red]benchmark failed:[/red] {error}")
+        return 2
+    console.print(report(args.customers, cases, figures))
+    console.print(markdown(args.customers, cases, figures), soft_wrap=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The rollup path (per-period aggregates kept by the recompute) gives exactly the movement
+scan's answer, field by field, for every interval, the total, one-value series and breakdowns
+by each rolled-up dimension; it is kept incrementally equal to a full rebuild; the response's
+`extensions.plan` says which path ran (docs/architecture.md, "Query plans")."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import load_settings
+from app.metrics import plans
+from app.metrics import rollup as rollups
+from app.metrics.cohorts import CohortRequest
+from app.metrics.periods import period_end, period_start
+from app.metrics.service import MetricsEngine
+from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
+from app.tables import rollup, rollup_rebuild
+from resolvers.context import Context
+from schema import schema
+from tests.conftest import PLAYBOOK, import_text
+
+HEADER = (
+    "subscription_id,customer_id,start_date,end_date,amount,interval,quantity,currency,plan,status"
+)
+PLANS = (("Basic", 1_000), ("Pro", 4_900), ("Team", 12_345), ("Seat", 700))
+FIRST = date(2022, 1, 1)
+LAST = date(2024, 12, 31)
+
+
+def company(seed: int, customers: int, currencies: tuple[str, ...] = ("USD",)) -> str:
+    """Random-ish subscription periods: plan changes, gaps (churn, reactivation), several
+    changes inside one period, second subscriptions, past_due and trialing stretches, yearly
+    prices, open-ended periods."""
+    rng = random.Random(seed)
+    lines = [HEADER]
+    subscription = 0
+    span = (LAST - FIRST).days
+    for customer in range(1, customers + 1):
+        currency = rng.choice(currencies)
+        for _ in range(rng.choice((1, 1, 1, 2))):
+            subscription += 1
+            day = FIRST + timedelta(days=rng.randrange(span))
+            for _period in range(rng.randrange(1, 7)):
+                length = rng.choice((1, 3, 9, 20, 31, 45, 90, 200, 400))
+                end = day + timedelta(days=length)
+                name, price = rng.choice(PLANS)
+                interval = rng.choice(("month", "month", "month", "year"))
+                amount = price * (12 if interval == "year" else 1)
+                status = rng.choice(("active",) * 6 + ("past_due", "trialing"))
+                quantity = rng.choice((1, 1, 2, 3))
+                open_ended = end > LAST or rng.random() < 0.05
+                lines.append(
+                    f"{subscription},c{customer},{day},{'' if open_ended else end},{amount},"
+                    f"{interval},{quantity},{currency},{name},{status}"
+                )
+                if open_ended:
+                    break
+                day = end + timedelta(days=rng.choice((0, 0, 0, 1, 5, 40)))
+    return "\n".join(lines) + "\n"
+
+
+SPECS: tuple[QuerySpec, ...] = (
+    QuerySpec(),
+    QuerySpec(dimensions=("plan",)),
+    QuerySpec(dimensions=("currency",)),
+    QuerySpec(dimensions=("plan_interval",)),
+    QuerySpec(filters=(Filter("plan", FilterOp.EQ, ("Pro",)),)),
+    QuerySpec(filters=(Filter("plan_interval", FilterOp.EQ, ("year",)),)),
+    QuerySpec(filters=(Filter("currency", FilterOp.EQ, ("USD",)),)),
+)
+
+
+def whole_ranges(first: date, last: date) -> list[tuple[Interval, date, date]]:
+    """Ranges made of whole periods of every interval, inside and around the data."""
+    found = []
+    for interval in Interval:
+        for a, b in ((first, last), (date(2023, 2, 14), date(2023, 11, 20)), (last, last)):
+            start = period_start(a, interval)
+            end = period_end(period_start(b, interval), interval)
+            if interval is Interval.DAY:
+                start, end = a, min(b, a + timedelta(days=120))
+            found.append((interval, start, end))
+    return found
+
+
+async def both_ways(engine: AsyncEngine, request: SeriesRequest) -> tuple[Any, Any, list[str]]:
+    with plans.collecting() as taken:
+        rolled = await MetricsEngine(engine).breakdown(request)
+        total = await MetricsEngine(engine).series(request)
+    scanned = await MetricsEngine(engine, rollups=False).breakdown(request)
+    scanned_total = await MetricsEngine(engine, rollups=False).series(request)
+    return (rolled, total), (scanned, scanned_total), taken
+
+
+async def assert_same_cohorts(engine: AsyncEngine, first: date, last: date) -> None:
+    """Cohorts both ways over ranges ending on month ends (the rollup's) and one that does not
+    (the scan's, both times)."""
+    middle = date(first.year + 1, 6, 15)
+    for start, end in (
+        (first, last),
+        (middle, period_end(period_start(last, Interval.MONTH), Interval.MONTH)),
+        (first, date(first.year + 1, 2, 28)),
+        (first, middle),
+    ):
+        request = CohortRequest(start, end)
+        with plans.collecting() as taken:
+            rolled = await MetricsEngine(engine).cohorts(request)
+        scanned = await MetricsEngine(engine, rollups=False).cohorts(request)
+        assert rolled == scanned, (start, end)
+        month_end = end == period_end(period_start(end, Interval.MONTH), Interval.MONTH)
+        assert taken == ["rollup" if month_end else "scan"]
+
+
+async def assert_same(engine: AsyncEngine, first: date, last: date) -> int:
+    await assert_same_cohorts(engine, first, last)
+    compared = 0
+    for interval, start, end in whole_ranges(first, last):
+        for spec in SPECS:
+            for fields in (frozenset(), frozenset({"mrr", "new", "customers"})):
+                request = SeriesRequest(start, end, interval, spec, fields)
+                rolled, scanned, taken = await both_ways(engine, request)
+                assert [asdict(x) for x in rolled[0]] == [asdict(x) for x in scanned[0]], (
+                    interval,
+                    spec,
+                )
+                assert [asdict(p) for p in rolled[1]] == [asdict(p) for p in scanned[1]], (
+                    interval,
+                    spec,
+                )
+                assert set(taken) == {"rollup"}, (interval, spec, taken)
+                compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_rollup_equals_scan_on_random_companies(engine: AsyncEngine, seed: int) -> None:
+    await import_text(engine, company(seed, 60))
+    assert await assert_same(engine, FIRST, LAST) > 0
+
+
+async def test_rollup_equals_scan_on_the_playbook(engine: AsyncEngine) -> None:
+    await import_text(engine, PLAYBOOK.read_text())
+    assert await assert_same(engine, date(2017, 9, 1), date(2019, 12, 31)) > 0
+
+
+def corrected(text: str, customers: set[str], seed: int) -> str:
+    """A re-import of a few customers' subscriptions: some periods dropped, some repriced or
+    moved to another plan, one more subscription, and a customer never seen before."""
+    rng = random.Random(seed)
+    lines = [HEADER]
+    for line in text.splitlines()[1:]:
+        parts = line.split(",")
+        if parts[1] not in customers:
+            continue
+        roll = rng.random()
+        if roll < 0.2:
+            continue  # the period is gone: its subscription is in the file, so it is replaced
+        if roll < 0.6:
+            parts[4] = str(int(parts[4]) + rng.choice((-300, 250, 1_000)))
+            parts[8] = rng.choice(PLANS)[0]
+        lines.append(",".join(parts))
+    lines.append("90001,c2,2023-03-03,2023-09-17,2500,month,1,USD,Pro,active")
+    lines.append("90002,c9999,2022-06-30,,4900,month,1,USD,Team,active")
+    return "\n".join(lines) + "\n"
+
+
+async def rollup_rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(rollup).order_by(*rollup.primary_key.columns))
+        return [tuple(row) for row in rows]
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+async def test_incremental_upkeep_equals_a_full_rebuild(engine: AsyncEngine, seed: int) -> None:
+    text = company(seed, 60)
+    await import_text(engine, text)
+    built = await rollup_rows(engine)
+    result = await import_text(engine, corrected(text, {"c1", "c2", "c3", "c4"}, seed))
+    assert 1 <= result.changed_customers <= 5  # incremental: far fewer than half of them
+    kept = await rollup_rows(engine)
+    assert kept != built  # the correction moved numbers
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == kept
+    assert await assert_same(engine, FIRST, LAST) > 0
+
+
+async def test_no_rows_are_left_for_periods_nobody_moves_in(engine: AsyncEngine) -> None:
+    await import_text(engine, company(21, 40))
+    await import_text(
+        engine,
+        "\n".join(
+            [
+                HEADER,
+                *(
+                    f"{n},c{n},2023-01-10,2023-02-20,1000,month,1,USD,Basic,active"
+                    for n in (901, 902)
+                ),
+            ]
+        )
+        + "\n",
+    )
+    # both customers' subscriptions become one day later: their old periods' rows must go
+    await import_text(
+        engine,
+        "\n".join(
+            [
+                HEADER,
+                *(
+                    f"{n},c{n},2023-01-11,2023-02-21,1000,month,1,USD,Basic,active"
+                    for n in (901, 902)
+                ),
+            ]
+        )
+        + "\n",
+    )
+    kept = await rollup_rows(engine)
+    assert all(row[-1] > 0 for row in kept)  # members
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == kept
+
+
+SERIES = """
+query ($start: Date!, $end: Date!, $interval: Interval!, $spec: QuerySpecInput) {
+  series(start: $start, end: $end, interval: $interval, spec: $spec) {
+    points { date mrr customers newCustomers churnedCustomers ltv }
+  }
+}
+"""
+
+
+async def plan_of(metrics: MetricsEngine, variables: dict[str, Any]) -> Any:
+    result = await schema.execute(
+        SERIES, variable_values=variables, context_value=Context(metrics=metrics)
+    )
+    assert result.errors is None, result.errors
+    return (result.extensions or {}).get("plan"), result.data
+
+
+async def test_extensions_name_the_plan_and_both_plans_agree(engine: AsyncEngine) -> None:
+    await import_text(engine, company(31, 30))
+    whole = {"start": "2022-01-01", "end": "2024-12-31", "interval": "MONTH"}
+    by_plan = {**whole, "spec": {"dimensions": ["plan"]}}
+    cut = {**whole, "end": "2024-12-30"}
+    country = {
+        **whole,
+        "spec": {"filters": [{"field": "customer_country", "op": "EQ", "values": ["US"]}]},
+    }
+    assert (await plan_of(MetricsEngine(engine), whole))[0] == "rollup"
+    assert (await plan_of(MetricsEngine(engine), by_plan))[0] == "rollup"
+    # the range cuts a month: the points scan, the LTV's monthly churn history reads rollups
+    assert (await plan_of(MetricsEngine(engine), cut))[0] == "mixed"
+    assert (await plan_of(MetricsEngine(engine), country))[0] == "scan"  # a filter
+    forced, data = await plan_of(MetricsEngine(engine, rollups=False), whole)
+    assert forced == "scan"
+    assert data == (await plan_of(MetricsEngine(engine), whole))[1]
+
+
+async def test_other_currencies_scan_but_count_only_history_reads_rollups(
+    engine: AsyncEngine,
+) -> None:
+    await import_text(engine, company(41, 30, currencies=("USD", "EUR")))
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO fx_rate (currency, day, rate, source) "
+                "VALUES ('EUR', '2020-01-01', 1.1, 'test')"
+            )
+        )
+    metrics = MetricsEngine(engine)
+    request = SeriesRequest(FIRST, LAST, Interval.MONTH)
+    with plans.collecting() as taken:
+        converted = await metrics.series(request)
+    assert taken == ["scan", "rollup"]  # the series converts; its LTV churn history counts
+    assert converted == await MetricsEngine(engine, rollups=False).series(request)
+
+
+async def test_a_database_behind_its_rollups_scans_until_the_next_import(
+    engine: AsyncEngine,
+) -> None:
+    await import_text(engine, company(51, 30))
+    expected = await rollup_rows(engine)
+    async with engine.begin() as connection:
+        await connection.execute(sa.delete(rollup))
+        await connection.execute(sa.insert(rollup_rebuild).values(id=1, requested_at=sa.func.now()))
+    request = SeriesRequest(FIRST, LAST, Interval.QUARTER)
+    with plans.collecting() as taken:
+        points = await MetricsEngine(engine).series(request)
+    assert set(taken) == {"scan"}
+    await import_text(engine, f"{HEADER}\n")  # any import brings them up to date
+    assert await rollup_rows(engine) == expected
+    with plans.collecting() as taken:
+        assert await MetricsEngine(engine).series(request) == points
+    assert set(taken) == {"rollup"}
+
+
+def test_rollups_can_be_turned_off_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().rollups is True
+    monkeypatch.setenv("TIDEMILL_ROLLUPS", "off")
+    assert load_settings().rollups is False
+    monkeypatch.setenv("TIDEMILL_ROLLUPS", "sometimes")
+    with pytest.raises(ValueError, match="rollups"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuerySpec(),
+        QuerySpec(filters=(Filter("plan", FilterOp.EQ, ("Pro",)),)),
+        QuerySpec(filters=(Filter("plan_interval", FilterOp.IN, ("month",)),)),
+    ],
+)
+async def test_cohort_sizes_count_each_member_once(engine: AsyncEngine, spec: QuerySpec) -> None:
+    """Cohorts count members without DISTINCT (no sort to spill): one `new` per member in any
+    scope. Each size is the number of distinct customers whose first movement in scope falls
+    in the month, counted here from the scan's own movements."""
+    await import_text(engine, company(61, 50))
+    cohorts = await MetricsEngine(engine).cohorts(CohortRequest(FIRST, LAST, spec))
+    series = await MetricsEngine(engine, rollups=False).series(
+        SeriesRequest(FIRST, LAST, Interval.MONTH, spec, frozenset({"new_customers"}))
+    )
+    joined = {point.date: point.new_customers for point in series if point.new_customers}
+    assert {cohort.cohort: cohort.size for cohort in cohorts} == joined
+    assert sum(joined.values()) > 10
