@@ -50,6 +50,8 @@ TABLES = (
     "segment",
     "api_key",
     "persisted_query",
+    "import_job",
+    "data_version",
 )
 
 

@@ -106,19 +106,53 @@ async def create_touched_table(connection: AsyncConnection) -> None:
 
 DERIVED = ("mrr_change", "movement", "movement_scope")
 
+# A customer's derived facts: the day of its first `new` movement, and its MRR on the day of
+# the recompute with the days it holds on: [the day of the last movement so far, the day of
+# the next one) (no movement yet: 0 until the first one).
+_CUSTOMER_FACTS = """
+UPDATE customer c SET customer_since = f.since, current_mrr = coalesce(f.after, 0),
+       current_mrr_since = f.day, current_mrr_until = f.until
+FROM (
+    SELECT t.customer_id,
+           (SELECT min(m.day) FROM movement m
+            WHERE m.customer_id = t.customer_id AND m.kind = 'new') AS since,
+           l.after, l.day,
+           CASE WHEN l.day IS NULL
+                THEN (SELECT min(m.day) FROM movement m WHERE m.customer_id = t.customer_id)
+                ELSE l.next_day END AS until
+    FROM touched_customer t LEFT JOIN LATERAL (
+        SELECT m.after, m.day, m.next_day FROM movement m
+        WHERE m.customer_id = t.customer_id AND m.day <= current_date
+        ORDER BY m.day DESC LIMIT 1
+    ) l ON true
+) f
+WHERE c.id = f.customer_id
+"""
+
+# Customers whose stored MRR period has ended (a movement dated after the last recompute came
+# due): moved on to the period holding today. Cheap (an index on current_mrr_until), and
+# readers stay exact without it (app/customers.py computes those customers the slow way).
+_ROLL_FORWARD = """
+INSERT INTO touched_customer
+SELECT id FROM customer WHERE current_mrr_until <= current_date
+ON CONFLICT DO NOTHING
+"""
+
+
+async def roll_forward(connection: AsyncConnection) -> None:
+    """Bring every customer's stored current MRR to today (see _ROLL_FORWARD)."""
+    await create_touched_table(connection)
+    await connection.execute(sa.text("TRUNCATE touched_customer"))
+    await connection.execute(sa.text(_ROLL_FORWARD))
+    await connection.execute(sa.text(_CUSTOMER_FACTS))
+
 
 async def recompute_touched(connection: AsyncConnection) -> None:
     """Rebuild `mrr_change` and `movement` for every customer in the temp `touched_customer`."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     async with filled_in_bulk(connection, DERIVED, touched):
         await _recompute_derived(connection)
-    await connection.execute(
-        sa.text(
-            "UPDATE customer c SET customer_since = ("
-            " SELECT min(day) FROM movement m WHERE m.customer_id = c.id AND m.kind = 'new')"
-            " WHERE c.id IN (SELECT customer_id FROM touched_customer)"
-        )
-    )
+    await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "
