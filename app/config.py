@@ -39,6 +39,7 @@ class Settings:
     max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
+    import_chunk_rows: int = 250_000  # a larger subscription import goes in chunks this size
 
 
 ENV_KEYS = {
@@ -58,6 +59,7 @@ ENV_KEYS = {
     "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
+    "TIDEMILL_IMPORT_CHUNK_ROWS": "import_chunk_rows",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)

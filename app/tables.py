@@ -206,14 +206,15 @@ import_job = sa.Table(
     ),
 )
 
-# The data version result caches are keyed by: a new number (data_version_seq) once in every
-# transaction that writes a table a query may read (statement triggers, migration 0014).
+# What result caches are keyed by (app/datacache.py): every transaction that writes a table a
+# query may read sets the slot of its backend (pid % 64) to a new number from
+# data_version_seq, once (statement triggers, migration 0014); (sum, max) of the slots changes
+# with every such commit, and concurrent writers of different slots never wait for each other.
 data_version = sa.Table(
     "data_version",
     metadata,
-    sa.Column("id", sa.Boolean, primary_key=True, server_default=sa.true()),
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("version", sa.BigInteger, nullable=False),
-    sa.CheckConstraint("id", name="data_version_one_row_check"),
 )
 
 raw_event = sa.Table(

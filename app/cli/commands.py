@@ -141,8 +141,10 @@ def import_subscriptions(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
     source: Annotated[str, typer.Option(help="Source name the ids belong to.")] = "csv",
 ) -> None:
-    """Import a subscription-periods CSV (see README). All or nothing; re-running is safe."""
+    """Import a subscription-periods CSV (see README). Checked whole before anything is
+    saved; a large file is applied in chunks of customers; re-running resumes or is a no-op."""
     from app.cli.progress import file_progress
+    from app.ingest.chunked import chunk_count, estimated_rows
     from app.ingest.csvfile import TextLines
     from app.ingest.subscriptions import file_sha256, load_periods
     from connectors.csv.subscriptions import read_periods
@@ -159,10 +161,20 @@ def import_subscriptions(
                     raise ImportFailed(str(path), [(1, problem) for problem in header.problems()])
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
 
-                def advance(stage: str, _count: int) -> None:
-                    done = lines.consumed if stage == "read" else path.stat().st_size
-                    label = "applying changes" if stage == "apply" else f"importing {path.name}"
-                    progress.update(task, completed=done, description=label)
+                size = path.stat().st_size
+                expected = estimated_rows(path)
+                chunks = chunk_count(expected, settings.import_chunk_rows)
+
+                def advance(stage: str, count: int) -> None:
+                    if stage == "read":
+                        progress.update(task, completed=lines.consumed)
+                    elif stage == "check":
+                        progress.update(task, description="checking the whole file")
+                    elif stage == "apply":
+                        progress.update(task, description="applying changes", completed=size)
+                    elif stage == "chunk":
+                        label = f"applied chunk {count} of {chunks}"
+                        progress.update(task, description=label, completed=size)
 
                 return await load_periods(
                     engine,
@@ -171,6 +183,8 @@ def import_subscriptions(
                     sha256=file_sha256(path),
                     source=source,
                     progress=advance,
+                    expected_rows=expected,
+                    chunk_rows=settings.import_chunk_rows,
                 )
         finally:
             await engine.dispose()

@@ -61,12 +61,13 @@ def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[ob
 MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
 
 
-async def _recompute_scopes(connection: AsyncConnection) -> None:
+async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
     """Per-value movements of each materialized dimension of the MRR cube (plan, interval)."""
     touched = sa.select(TOUCHED.c.customer_id)
-    await connection.execute(
-        sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
-    )
+    if not fresh:
+        await connection.execute(
+            sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
+        )
     sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
     for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
         value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
@@ -147,11 +148,15 @@ async def roll_forward(connection: AsyncConnection) -> None:
     await connection.execute(sa.text(_CUSTOMER_FACTS))
 
 
-async def recompute_touched(connection: AsyncConnection) -> None:
-    """Rebuild `mrr_change` and `movement` for every customer in the temp `touched_customer`."""
+async def recompute_touched(
+    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+) -> None:
+    """Rebuild `mrr_change` and `movement` for every customer in the temp `touched_customer`;
+    `fresh`: they have no derived rows yet (nothing to delete); `bulk`: empty tables may be
+    filled without their indexes (app.ingest.bulk)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
-    async with filled_in_bulk(connection, DERIVED, touched):
-        await _recompute_derived(connection)
+    async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
+        await _recompute_derived(connection, fresh)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(
         sa.text(
@@ -164,9 +169,10 @@ async def recompute_touched(connection: AsyncConnection) -> None:
     )
 
 
-async def _recompute_derived(connection: AsyncConnection) -> None:
+async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
     touched = sa.select(TOUCHED.c.customer_id)
-    await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
+    if not fresh:
+        await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
     ledger = sa.union_all(
         _ledger_side(subscription_version.c.valid_from, 1),
         _ledger_side(subscription_version.c.valid_to, -1),
@@ -183,7 +189,8 @@ async def _recompute_derived(connection: AsyncConnection) -> None:
         "pricing_model",
     ]
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
-    await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
+    if not fresh:
+        await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
     changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()
     derived = movements_from_changes(changes, ["currency"])
     columns = [
@@ -198,4 +205,4 @@ async def _recompute_derived(connection: AsyncConnection) -> None:
         "next_day",
     ]
     await connection.execute(sa.insert(movement).from_select(columns, derived))
-    await _recompute_scopes(connection)
+    await _recompute_scopes(connection, fresh)

@@ -34,14 +34,16 @@ VERSIONED = (
     "segment",
 )
 
-BUMP = """
+SLOTS = 64
+BUMP = f"""
 CREATE FUNCTION bump_data_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- once per transaction (the flag is transaction-local, and rolls back with a savepoint)
+    -- once per transaction (the flag is transaction-local, and rolls back with a savepoint),
+    -- in the slot of this backend: concurrent writers do not wait for each other's commit
     IF current_setting('tidemill.data_version_bumped', true) IS DISTINCT FROM 'on' THEN
-        -- a fresh number from a sequence: never reused, even after the row is deleted
-        INSERT INTO data_version (id, version) VALUES (true, nextval('data_version_seq'))
-        ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version;
+        INSERT INTO data_version (slot, version)
+        VALUES (pg_backend_pid() % {SLOTS}, nextval('data_version_seq'))
+        ON CONFLICT (slot) DO UPDATE SET version = EXCLUDED.version;
         PERFORM set_config('tidemill.data_version_bumped', 'on', true);
     END IF;
     RETURN NULL;
@@ -114,12 +116,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "data_version",
-        sa.Column("id", sa.Boolean, primary_key=True, server_default=sa.true()),
+        sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
         sa.Column("version", sa.BigInteger, nullable=False),
-        sa.CheckConstraint("id", name="data_version_one_row_check"),
     )
     op.execute("CREATE SEQUENCE data_version_seq")
-    op.execute("INSERT INTO data_version (id, version) VALUES (true, nextval('data_version_seq'))")
     op.execute(BUMP)
     for table in VERSIONED:
         op.execute(
