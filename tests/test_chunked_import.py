@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import attributes
+from app.attributes import AttributeDefinition, AttributeType
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
 from app.ingest.subscriptions import ImportResult, load_periods
@@ -198,3 +200,25 @@ async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, compa
         await load(engine, company + overlap, chunk_rows=60)
     assert "overlaps another period" in " ".join(overlapping.value.problems)
     assert (await stored(engine))["customer"] == []
+
+
+async def test_attribute_values_upserted_in_chunks_of_lines(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
+    await load(engine, header + "".join(f"s{i},C{i},2024-01-01,,10\n" for i in range(7)))
+    tier = AttributeDefinition("tier", "Tier", AttributeType.STRING, "csv", "")
+    seats = AttributeDefinition("seats", "Seats", AttributeType.NUMBER, "csv", "")
+    for definition in (tier, seats):
+        await attributes.create(engine, definition)
+    monkeypatch.setattr(attributes._Stage, "CHUNK_LINES", 2)
+    lines = ["customer,tier,seats\n", *(f"C{i},t{i % 3},{i}\n" for i in range(7))]
+    lines[4] = "C3,,\n"  # no value: skipped
+    assert await attributes.import_csv(engine, lines, "tiers.csv") == (7, 12)
+    async with engine.connect() as connection:
+        query = """SELECT c.external_id, a.key, coalesce(a.string_value, a.number_value::text)
+                   FROM customer_attribute a JOIN customer c ON c.id = a.customer_id"""
+        stored = sorted(tuple(row) for row in await connection.execute(sa.text(query)))
+    expected = [(f"C{i}", "seats", str(i)) for i in range(7) if i != 3]
+    expected += [(f"C{i}", "tier", f"t{i % 3}") for i in range(7) if i != 3]
+    assert stored == sorted(expected)
