@@ -40,6 +40,9 @@ class Settings:
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503
     import_chunk_rows: int = 250_000  # a larger subscription import goes in chunks this size
+    read_database_urls: str = ""  # streaming replicas for read-only GraphQL, comma-separated
+    result_cache_entries: int = 2_000  # query results kept per server process (0: none)
+    workers: int = 0  # server processes of `tidemill serve` (0: one per core)
 
 
 ENV_KEYS = {
@@ -60,6 +63,9 @@ ENV_KEYS = {
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "TIDEMILL_POOL_TIMEOUT_MS": "pool_timeout_ms",
     "TIDEMILL_IMPORT_CHUNK_ROWS": "import_chunk_rows",
+    "TIDEMILL_READ_DATABASE_URLS": "read_database_urls",
+    "TIDEMILL_RESULT_CACHE_ENTRIES": "result_cache_entries",
+    "TIDEMILL_WORKERS": "workers",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)

@@ -15,6 +15,7 @@ from app import migrate
 from app.config import Settings, load_settings
 from app.db import create_engine, ping
 from app.metrics.service import MetricsEngine
+from app.reads import read_router
 from schema import edge, web
 from schema.security import announce, secure_view
 
@@ -25,7 +26,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     engine = create_engine(settings)
     metrics = MetricsEngine(engine, settings.base_currency)
-    graphql = secure_view(settings, engine, metrics)
+    reads = read_router(settings, engine)
+    graphql = secure_view(settings, engine, metrics, reads)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await announce(graphql, settings.host)
         yield
+        await reads.dispose()
         await engine.dispose()
 
     routes = [

@@ -20,6 +20,7 @@ which has no principal: it is trusted, as the database behind it is.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import re
@@ -55,8 +56,10 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from app.config import Settings
+from app.datacache import LRU, Version, VersionedMemo, read_version, result_key
 from app.errors import UserError
 from app.metrics.service import MetricsEngine
+from app.reads import ReadRouter
 from app.security import keys as auth
 from app.security.keys import (
     Authenticator,
@@ -88,6 +91,7 @@ class SecureContext(Context):
     """The request context over HTTP: who is asking (None until authenticated)."""
 
     principal: Principal | None = None
+    primary_version: Version | None = None  # the data version the primary showed the request
 
 
 def _principal(context: Any) -> Principal | None:
@@ -203,15 +207,29 @@ def origin(request: Request) -> Origin:
 def operation_names(text: str | None, max_tokens: int) -> list[str | None]:
     """The names of the operations of a document (None: anonymous); none when it does not
     parse (the schema reports that)."""
+    return [name for name, _ in _operations(text or "", max_tokens)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _operations(text: str, max_tokens: int) -> tuple[tuple[str | None, str], ...]:
+    """(name, kind) of each operation of a document; parsed once per process."""
     try:
-        document = parse(text or "", max_tokens=max_tokens)
+        document = parse(text, max_tokens=max_tokens)
     except GraphQLError:
-        return []
-    return [
-        node.name.value if node.name else None
+        return ()
+    return tuple(
+        (node.name.value if node.name else None, node.operation.value)
         for node in document.definitions
         if isinstance(node, OperationDefinitionNode)
-    ]
+    )
+
+
+def reads_only(text: str | None, operation: str | None, max_tokens: int) -> bool:
+    """Whether the operation a request runs is a query (not a mutation): it may then go to a
+    replica and its result be cached."""
+    found = _operations(text or "", max_tokens)
+    kinds = [kind for name, kind in found if operation is None or name == operation]
+    return bool(kinds) and all(kind == "query" for kind in kinds)
 
 
 def _unnamed_choice(names: list[str | None], chosen: str | None) -> UserError | None:
@@ -249,6 +267,8 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         registry: Registry,
         graphiql: bool = True,
         max_tokens: int = 1_000,
+        reads: ReadRouter | None = None,
+        result_cache_entries: int = 0,
     ) -> None:
         super().__init__(
             schema,
@@ -259,6 +279,9 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.authenticator = authenticator
         self.registry = registry
         self.max_tokens = max_tokens
+        self.reads = reads or ReadRouter(authenticator.engine)
+        self.results: LRU[ExecutionResult] = LRU(result_cache_entries)
+        self.memo = VersionedMemo()
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
         return SecureContext(metrics=self.metrics)
@@ -282,8 +305,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         sub_response: Response,
     ) -> Any:
         try:
+            version = await read_version(self.reads.primary.engine)
+            context.primary_version = version
             context.principal = await self.authenticator.authenticate(
-                request.headers.get("authorization"), origin(request)
+                request.headers.get("authorization"), origin(request), version
             )
         except Unauthenticated as error:
             sub_response.headers["WWW-Authenticate"] = "Bearer"
@@ -315,16 +340,57 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         unnamed = _unnamed_choice(names, request_data.operation_name)
         if unnamed is not None:
             return refusal(unnamed)
-        result = await super().execute_single(
-            request,
-            request_adapter,
-            sub_response,
-            context,
-            root_value,
-            replace(request_data, query=resolved.text),
-        )
+        run = replace(request_data, query=resolved.text)
+        if reads_only(resolved.text, request_data.operation_name, self.max_tokens):
+            result = await self._read(request, request_adapter, sub_response, context, run)
+        else:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, run
+            )
         if resolved.register and resolved.sha256 and resolved.text and result.data is not None:
             await self.registry.store(resolved.sha256, resolved.text)
+        return result
+
+    async def _read(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: SecureContext,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A query: on a read target (a replica when there are some), at the data version read
+        there first; its result served from, or kept in, the result cache under (document,
+        operation, variables, data version, ...) (app/datacache.py)."""
+        target = self.reads.choose()
+        version: Version | None
+        if target is self.reads.primary and context.primary_version is not None:
+            version = context.primary_version
+        else:
+            version = await read_version(target.engine)
+        key = None
+        if version is not None:
+            partner = context.principal is not None and context.principal.is_partner
+            today = datetime.datetime.now(datetime.UTC).date().isoformat()
+            key = result_key(
+                target.name,
+                version,
+                request_data.query or "",
+                request_data.operation_name,
+                request_data.variables,
+                partner,
+                today,
+            )
+        cached = self.results.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        service = self.metrics.reading(target.engine, version, self.memo)
+        with context.reading(service):
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, None, request_data
+            )
+        if key is not None and not result.errors and result.data is not None:
+            self.results.put(key, result)
         return result
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -411,13 +477,25 @@ def _with_files(operations: Any, files_map: Any, files: Mapping[str, Any]) -> di
         raise HTTPException(400, message) from None
 
 
-def secure_view(settings: Settings, engine: AsyncEngine, metrics: MetricsEngine) -> SecureGraphQL:
+def secure_view(
+    settings: Settings,
+    engine: AsyncEngine,
+    metrics: MetricsEngine,
+    reads: ReadRouter | None = None,
+) -> SecureGraphQL:
     """The server's GraphQL view: its schema with the limits, keys and registered queries."""
     schema = build_schema(extensions(settings), settings.max_batch_operations)
     authenticator = Authenticator(engine, is_loopback(settings.host))
     registry = Registry(engine, load_documents())
     return SecureGraphQL(
-        schema, metrics, authenticator, registry, settings.graphiql, settings.max_tokens
+        schema,
+        metrics,
+        authenticator,
+        registry,
+        settings.graphiql,
+        settings.max_tokens,
+        reads or ReadRouter(engine),
+        settings.result_cache_entries,
     )
 
 

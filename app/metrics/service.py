@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
+from app.datacache import VersionedMemo
 from app.db import Database
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
@@ -43,6 +44,7 @@ from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import spec_segment_problems
 from app.tables import ledger_currency
 
+T = TypeVar("T")
 MAX_POINTS = 3_700  # ten years of days
 NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
 
@@ -136,14 +138,34 @@ def _has_data(points: Sequence[Point]) -> bool:
 class MetricsEngine:
     """Computes every metric in SQL. The GraphQL resolvers and the Python API share it."""
 
-    def __init__(self, engine: Database, base_currency: str = "USD", cube: Cube = MRR_CUBE) -> None:
+    def __init__(
+        self,
+        engine: Database,
+        base_currency: str = "USD",
+        cube: Cube = MRR_CUBE,
+        memo: VersionedMemo | None = None,
+        version: Hashable | None = None,
+    ) -> None:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
+        self.memo = memo  # with `version`: the catalogue and currencies of that data version
+        self.version = version
 
     def within(self, database: Database) -> MetricsEngine:
         """The same service working through `database` (e.g. one transaction)."""
         return MetricsEngine(database, self.base_currency, self.cube)
+
+    def reading(self, database: Database, version: Hashable, memo: VersionedMemo) -> MetricsEngine:
+        """The same service reading through `database` at data `version` (app/datacache.py):
+        what does not change between writes comes from `memo`, so a metric query is one
+        statement."""
+        return MetricsEngine(database, self.base_currency, self.cube, memo, version)
+
+    async def _versioned(self, name: str, compute: Callable[[], Awaitable[T]]) -> T:
+        if self.memo is None or self.version is None:
+            return await compute()
+        return await self.memo.get((name, self.version), compute)
 
     async def query(
         self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
@@ -180,7 +202,19 @@ class MetricsEngine:
 
     async def cube_of(self, connection: AsyncConnection) -> Cube:
         """The cube with a dimension for every attribute defined now (`attr.<key>`)."""
-        return self.cube.with_dimensions(await attributes.dimensions(connection))
+
+        async def compute() -> Cube:
+            return self.cube.with_dimensions(await attributes.dimensions(connection))
+
+        return await self._versioned("cube", compute)
+
+    async def _present(self, connection: AsyncConnection) -> frozenset[str]:
+        """The currencies the ledger holds."""
+
+        async def compute() -> frozenset[str]:
+            return frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+
+        return await self._versioned("currencies", compute)
 
     async def current_cube(self) -> Cube:
         async with self.engine.connect() as connection:
@@ -193,7 +227,7 @@ class MetricsEngine:
     async def _currencies(
         self, connection: AsyncConnection, spec: QuerySpec, start: date
     ) -> Currencies:
-        present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+        present = await self._present(connection)
         return currencies_of_spec(spec, self.base_currency, present, start)
 
     async def validate(self, request: SeriesRequest) -> None:
@@ -204,7 +238,7 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, request_problems(request))
-            present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+            present = await self._present(connection)
             statement = compile_series(cube, request, self.base_currency, present)
             with fitting_in_cents(request.spec.currency or self.base_currency):
                 rows = (await connection.execute(statement)).mappings().all()

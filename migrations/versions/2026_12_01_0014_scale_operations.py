@@ -126,9 +126,16 @@ def upgrade() -> None:
             f"CREATE TRIGGER {table}_data_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
             f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version()"
         )
+    # a key created or revoked (not the record of its last use): cached key lookups see it
+    op.execute(
+        "CREATE TRIGGER api_key_data_version BEFORE INSERT OR DELETE OR TRUNCATE "
+        "OR UPDATE OF revoked_at, scopes, key_hash ON api_key "
+        "FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version()"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER api_key_data_version ON api_key")
     for table in VERSIONED:
         op.execute(f"DROP TRIGGER {table}_data_version ON {table}")
     op.execute("DROP FUNCTION bump_data_version()")
