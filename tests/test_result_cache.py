@@ -3,6 +3,13 @@ data version) and served again until any write transaction bumps the version."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.datacache import read_version
 from app.security import keys as auth
 from tests.conftest import import_text
+from tests.edge import _free_port as free_port
 from tests.edge import bearer, new_key, real_app, serving
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
@@ -124,3 +132,50 @@ async def test_a_mutation_is_never_cached(engine: AsyncEngine, database_url: str
         again = await client.post("/graphql", json={"query": create, "variables": {"name": "a"}})
     assert "data" in first.json(), first.json()
     assert again.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def _serve_with_workers(database_url: str, port: int) -> subprocess.Popen[str]:
+    command = [str(Path(sys.executable).with_name("tidemill")), "serve", "--workers", "2"]
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": database_url, "TIDEMILL_PORT": str(port)}
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _snapshots(url: str, count: int) -> list[Any]:
+    """`count` requests on new connections (spread over the server's processes)."""
+    body = {"query": SNAPSHOT, "variables": {"at": "2024-03-01"}}
+    return [httpx.post(url, json=body, timeout=30).json() for _ in range(count)]
+
+
+async def test_server_processes_share_no_stale_result(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    port = free_port()
+    process = _serve_with_workers(database_url, port)
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            with contextlib.suppress(httpx.TransportError):
+                async with httpx.AsyncClient() as client:
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if health.status_code == 200:
+                    break
+            await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(_snapshots, url, 12)
+        assert {str(result) for result in before} == {
+            str({"data": {"snapshot": {"mrr": 15000, "customers": 2}}})
+        }
+        await import_text(engine, DATA.replace(",100\n", ",300\n"))  # by another process
+        after = await asyncio.to_thread(_snapshots, url, 12)
+        assert {str(result) for result in after} == {
+            str({"data": {"snapshot": {"mrr": 35000, "customers": 2}}})
+        }
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert output.count("Started server process") == 2, output

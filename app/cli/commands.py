@@ -67,27 +67,54 @@ def migrate_command() -> None:
     console.print("database schema is current")
 
 
+def server_processes(settings: Settings) -> int:
+    """`workers`, or one per core."""
+    return settings.workers if settings.workers > 0 else max(1, os.cpu_count() or 1)
+
+
 def _serve(settings: Settings) -> None:
     import uvicorn
+
+    from app.db import database_url
 
     # The app factory loads its settings again: it must see the address bound here, which
     # decides whether keyless access may be allowed at all.
     os.environ.update(environment(settings, "host", "port"))
     where = (settings.database_url and "TIDEMILL_DATABASE_URL") or f"embedded ({settings.data_dir})"
-    console.print(f"database: {where}")
+    if not settings.database_url:
+        # started here, once: every server process connects to it (and none stops it)
+        url = database_url(settings).render_as_string(hide_password=False)
+        os.environ["TIDEMILL_DATABASE_URL"] = url
+    workers = server_processes(settings)
+    console.print(f"database: {where}; {workers} server process{'es' if workers > 1 else ''}")
     console.print(
         f"GraphQL (GraphiQL in a browser): http://{settings.host}:{settings.port}/graphql"
     )
-    uvicorn.run("schema.asgi:create_app", factory=True, host=settings.host, port=settings.port)
+    uvicorn.run(
+        "schema.asgi:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+    )
 
 
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Server processes (default: TIDEMILL_WORKERS, else one per core). They share "
+            "the port; results are cached per process, keyed by the data version."
+        ),
+    ] = None,
 ) -> None:
     """Migrate the database if needed and serve GraphQL at /graphql."""
-    settings = load_settings(host=host, port=port)
+    if workers is not None and workers < 1:
+        raise fail(f"--workers must be at least 1, not {workers}")
+    settings = load_settings(host=host, port=port, workers=workers)
     asyncio.run(_migrate(settings))
     _serve(settings)
 
