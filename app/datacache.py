@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
@@ -41,7 +42,14 @@ _READ = sa.text("SELECT sum(version)::bigint, max(version) FROM data_version")
 
 async def read_version(database: Database) -> Version | None:
     """The data version the next statements on this server will see at least (None: the
-    version table is empty, which only a test's TRUNCATE leaves: then nothing is cached)."""
+    version table is empty, which only a test's TRUNCATE leaves: then nothing is cached).
+    Retried once on a pooled connection found dead (a restarted server)."""
+    try:
+        async with database.connect() as connection:
+            return await version_on(connection)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
     async with database.connect() as connection:
         return await version_on(connection)
 
@@ -103,7 +111,7 @@ def result_key(
     document: str,
     operation: str | None,
     variables: Any,
-    partner: bool,
+    scopes: str,
     today: str,
 ) -> Hashable | None:
     """The key of a query's result; None when its variables cannot be one (an upload)."""
@@ -111,4 +119,4 @@ def result_key(
         encoded = json.dumps(variables, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return None
-    return (target, version, document, operation, encoded, partner, today)
+    return (target, version, document, operation, encoded, scopes, today)

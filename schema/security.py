@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import re
 import uuid
@@ -45,6 +46,7 @@ from strawberry.asgi import GraphQL
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -52,6 +54,7 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.permission import BasePermission
 from strawberry.schema.base import BaseSchema
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -180,14 +183,51 @@ class DepthLimiter(QueryDepthLimiter):
         self.validation_rules = [_tolerant(rule) for rule in self.validation_rules]
 
 
+class CachedValidation(SchemaExtension):
+    """A document that passed validation once with the same rules (the limits, and the
+    partner's rules that ScopeGuard added before) is not validated again: validating a
+    dashboard's documents costs more than answering them from the result cache. Only passes
+    are remembered; a refusal already made (ScopeGuard) is left alone."""
+
+    def __init__(self, passed: LRU[bool]) -> None:
+        super().__init__()
+        self.passed = passed
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors is None and context.graphql_document is not None:
+            rules = tuple(
+                f"{rule.__module__}.{rule.__qualname__}" for rule in context.validation_rules
+            )
+            try:  # the argument limits (schema/inputs.py) read the variables too
+                variables: str | None = json.dumps(context.variables, sort_keys=True)
+            except (TypeError, ValueError):  # an upload: validated every time
+                variables = None
+            key = (context.query, rules, variables)
+            if variables is not None and self.passed.get(key):
+                context.pre_execution_errors = []
+            else:
+                errors = validate_document(
+                    context.schema._schema, context.graphql_document, context.validation_rules
+                )
+                context.pre_execution_errors = errors
+                if not errors and variables is not None:
+                    self.passed.put(key, True)
+        yield
+
+
 def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """The per-request schema extensions of a server: the limits of `settings`, the guard."""
+    """The per-request schema extensions of a server: the limits of `settings`, the guard,
+    and the parse and validation of documents remembered (per server)."""
+    passed: LRU[bool] = LRU(512)
     return [
+        functools.partial(ParserCache, maxsize=512),
         functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
         functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
+        functools.partial(CachedValidation, passed),
     ]
 
 
@@ -305,7 +345,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         sub_response: Response,
     ) -> Any:
         try:
-            version = await read_version(self.reads.primary.engine)
+            version = await read_version(self.reads.primary.version_engine)
             context.primary_version = version
             context.principal = await self.authenticator.authenticate(
                 request.headers.get("authorization"), origin(request), version
@@ -367,10 +407,13 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         if target is self.reads.primary and context.primary_version is not None:
             version = context.primary_version
         else:
-            version = await read_version(target.engine)
+            version = await read_version(target.version_engine)
         key = None
         if version is not None:
-            partner = context.principal is not None and context.principal.is_partner
+            # who asks: what a document may show depends on the scopes (admin-only fields,
+            # a partner's rules)
+            principal = context.principal
+            who = "trusted" if principal is None else ",".join(sorted(principal.scopes))
             today = datetime.datetime.now(datetime.UTC).date().isoformat()
             key = result_key(
                 target.name,
@@ -378,7 +421,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
                 request_data.query or "",
                 request_data.operation_name,
                 request_data.variables,
-                partner,
+                who,
                 today,
             )
         cached = self.results.get(key) if key is not None else None
