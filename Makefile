@@ -69,9 +69,12 @@ schema: $(STAMP) ## Regenerate schema.graphql from the Strawberry schema
 bench: $(STAMP) web chromium ## Benchmark import, queries and the dashboard on 10,000 customers
 	$(BIN)/python -m bench.run
 
+bench-scale: $(STAMP) ## Imports (whole vs chunked), GraphQL vs bare SQL, 10 clients' throughput
+	$(BIN)/python -m bench.scale
+
 screenshots: $(STAMP) web chromium ## Refresh docs/screenshots/ from the browser tests' pictures
 	$(BIN)/python -m pytest -q -p no:randomly tests/test_dashboard.py
 	mkdir -p docs/screenshots
 	cp $(addprefix tests/artifacts/,$(SCREENSHOTS)) docs/screenshots/
 
-.PHONY: help install web chromium web-test demo serve test lint check schema bench screenshots
+.PHONY: help install web chromium web-test demo serve test lint check schema bench bench-scale screenshots
