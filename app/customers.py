@@ -71,6 +71,7 @@ class CustomerQuery:
     sort: CustomerSort = CustomerSort.NAME
     at: date = field(default_factory=date.today)
     where: tuple[ColumnElement[bool], ...] = ()  # extra conditions on `customer` (filters)
+    count: bool = True  # whether to count every match (total_count; O(matches), not O(page))
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ async def list_customers(engine: Database, query: CustomerQuery) -> CustomerPage
     total = sa.select(sa.func.count()).select_from(customer).where(*conditions)
     async with engine.connect() as connection:
         rows = (await connection.execute(page)).mappings().all()
-        count = int(await connection.scalar(total) or 0)
+        count = int(await connection.scalar(total) or 0) if query.count else 0
     customers = tuple(_customer_row(row) for row in rows[: query.first])
     after = tuple(cursors.encode((c.sort_value, c.id)) for c in customers)
     return CustomerPage(count, customers, after, has_next_page=len(rows) > query.first)

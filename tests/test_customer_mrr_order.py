@@ -4,15 +4,17 @@ the same pages as computing every customer's MRR from its movements, at any day.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.customers import CustomerQuery, CustomerSort, list_customers
 from app.ingest.recompute import roll_forward
+from app.metrics.service import MetricsEngine
 from app.metrics.universe import customer_mrr
 from app.tables import customer
-from tests.conftest import import_text
+from tests.conftest import execute, import_text
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,plan\n"
 TODAY = date.today()
@@ -126,3 +128,27 @@ async def test_a_stale_stored_mrr_is_computed_then_rolled_forward(engine: AsyncE
         )
     assert a is None
     assert await paged_order(engine, TODAY, 2) == await computed_order(engine, TODAY)
+
+
+async def test_the_total_is_counted_only_when_asked(engine: AsyncEngine) -> None:
+    await import_text(engine, fixture_rows())
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    metrics = MetricsEngine(engine)
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        page = "{ customers(first: 2, sort: MRR) { edges { node { externalId } } } }"
+        without = await execute(metrics, page)
+        counts = [s for s in seen if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+        seen.clear()
+        counted = await execute(metrics, page.replace("{ edges", "{ totalCount edges"))
+        counts_asked = [s for s in seen if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert counts == []
+    assert len(counts_asked) == 1
+    assert counted["customers"]["totalCount"] == 8
+    assert [e["node"]["externalId"] for e in without["customers"]["edges"]] == ["G", "A"]
