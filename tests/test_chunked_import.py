@@ -3,6 +3,7 @@ refused before anything is written, an interrupted run resumed to the same end."
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from app import attributes
 from app.attributes import AttributeDefinition, AttributeType
+from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
 from app.ingest.subscriptions import ImportResult, load_periods
@@ -222,3 +225,29 @@ async def test_attribute_values_upserted_in_chunks_of_lines(
     expected = [(f"C{i}", "seats", str(i)) for i in range(7) if i != 3]
     expected += [(f"C{i}", "tier", f"t{i % 3}") for i in range(7) if i != 3]
     assert stored == sorted(expected)
+
+
+def _cli_import(database_url: str, path: Path, chunk_rows: int) -> Any:
+    env = {
+        "TIDEMILL_DATABASE_URL": database_url,
+        "TIDEMILL_IMPORT_CHUNK_ROWS": str(chunk_rows),
+        "COLUMNS": "200",
+    }
+    return CliRunner().invoke(cli, ["import", "subscriptions", str(path)], env=env)
+
+
+async def test_the_cli_imports_a_large_file_in_chunks(
+    engine: AsyncEngine, database_url: str, company: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "company.csv"
+    path.write_text(company)
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    result = await asyncio.to_thread(_cli_import, database_url, path, 100)
+    assert result.exit_code == 0, result.output
+    assert f"imported {company.count(chr(10)) - 1} rows" in result.output
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+    assert chunks == -(-company.count("\n") // 100)  # estimated from the file's size

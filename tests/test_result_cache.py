@@ -179,3 +179,22 @@ async def test_server_processes_share_no_stale_result(
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert output.count("Started server process") == 2, output
+
+
+async def test_connections_killed_by_a_restart_are_replaced(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    async with serving(real_app(database_url)) as client:
+        assert "data" in await snapshot(client, "2024-03-01")
+        async with engine.connect() as connection:  # every other backend of the database
+            await connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        await engine.dispose()  # (this test's own pool lost its idle connections too)
+        assert await snapshot(client, "2024-03-01") == {
+            "data": {"snapshot": {"mrr": 15000, "customers": 2}}
+        }
