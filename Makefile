@@ -69,6 +69,7 @@ schema: $(STAMP) ## Regenerate schema.graphql from the Strawberry schema
 bench: $(STAMP) web chromium ## Benchmark import, queries and the dashboard on 10,000 customers
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.plans --customers 10000 100000
+	$(BIN)/python -m bench.scale
 
 bench-plans: $(STAMP) ## Rollup against scan, side by side at 10k and 100k customers
 	$(BIN)/python -m bench.plans --customers 10000 100000
@@ -76,9 +77,13 @@ bench-plans: $(STAMP) ## Rollup against scan, side by side at 10k and 100k custo
 bench-1m: $(STAMP) ## Rollup against scan at 1,000,000 customers (a long import first)
 	$(BIN)/python -m bench.plans --customers 1000000 --runs 3
 
+bench-scale: $(STAMP) ## Imports (whole vs chunked), GraphQL vs bare SQL, 10 clients' throughput
+	$(BIN)/python -m bench.scale
+
 screenshots: $(STAMP) web chromium ## Refresh docs/screenshots/ from the browser tests' pictures
 	$(BIN)/python -m pytest -q -p no:randomly tests/test_dashboard.py
 	mkdir -p docs/screenshots
 	cp $(addprefix tests/artifacts/,$(SCREENSHOTS)) docs/screenshots/
 
-.PHONY: help install web chromium web-test demo serve test lint check schema bench bench-plans bench-1m screenshots
+.PHONY: help install web chromium web-test demo serve test lint check schema bench bench-plans bench-1m bench-scale \
+	screenshots

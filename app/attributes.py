@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement
 
 from app.db import Database
-from app.errors import BadLines, ImportFailed, NotFound, UserError
+from app.errors import MAX_REPORTED, ImportFailed, NotFound, UserError
 from app.ingest.csvfile import TextLines, with_header
 from app.limits import magnitude_problem
 from app.metrics.cube import Dimension, Level, Sources, filter_clause
@@ -331,67 +331,59 @@ async def import_csv(
     """Values from a CSV whose first column is the customer (id or external id) and whose
     other columns are attribute keys. All or nothing; every bad row is reported (the first 20,
     and how many more). Returns (rows read, values upserted); `progress` is called with the
-    line reached."""
+    line reached.
+
+    The file streams through: rows and values are COPYed into temporary tables as they are
+    parsed (nothing but a batch is held in memory, whatever the number of customers), the
+    customers are resolved and checked in SQL, and the values are upserted a chunk of lines
+    per statement, all in one transaction."""
     header, unreadable, rows = with_header(lines)
     if unreadable:
         raise ImportFailed(filename, [(1, unreadable)])
     async with engine.begin() as connection:
         known = await definitions(connection)
         _check_header(filename, header, known)
-        customers = await _customer_ids(connection)
         stage = await _Stage.create(connection)
-        problems = BadLines(filename)
-        seen: dict[int, int] = {}  # customer id -> line
         count = line = 0
         for line, row, read_problem in rows:
             if not row and not read_problem:
                 continue
             count += 1
-            parsed, problem = _parse_row(row, header, known, customers)
-            repeated = _repeated(row, customers, seen, line)
-            problem = read_problem or problem or repeated
-            if problem:
-                problems.add(line, problem)
-            elif not problems:
-                await stage.add(parsed)
+            parsed, problem = _parse_row(row, header, known)
+            await stage.add(line, row, read_problem, problem, parsed)
             if line % 1000 == 0:
                 progress(line)
-        problems.check()
-        values = await stage.apply()
+        values = await stage.apply(filename)
     progress(line)
     return count, values
 
 
-def _repeated(
-    row: list[str], customers: dict[str, int], seen: dict[int, int], line: int
-) -> str | None:
-    """Whether the row's customer was given on an earlier line (remembering it if not)."""
-    ident = customers.get(row[0].strip()) if row else None
-    if ident is None:
-        return None
-    first = seen.setdefault(ident, line)
-    return (
-        None if first == line else f"customer {row[0].strip()!r} is already given on line {first}"
-    )
-
-
 class _Stage:
-    """Values copied (COPY) into a temporary table as they are parsed, then upserted in one
-    statement; all in the import's transaction, so a failed import leaves nothing."""
+    """Rows and values copied (COPY) into temporary tables as they are parsed; customers
+    resolved, rows checked, values upserted in chunks of lines; all in the import's
+    transaction, so a failed import leaves nothing."""
 
     BATCH = 10_000
+    CHUNK_LINES = 50_000  # lines upserted per statement
 
     def __init__(self, connection: AsyncConnection, driver: Any) -> None:
         self.connection = connection
         self.driver = driver
-        self.batch: list[tuple[Any, ...]] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.values: list[tuple[Any, ...]] = []
         self.count = 0
 
     @classmethod
     async def create(cls, connection: AsyncConnection) -> _Stage:
         await connection.execute(
             sa.text(
-                "CREATE TEMP TABLE stage_attribute (customer_id bigint, key text, "
+                "CREATE TEMP TABLE stage_attribute_row (line integer, ref text, ref_repr text, "
+                "read_problem text, problem text) ON COMMIT DROP"
+            )
+        )
+        await connection.execute(
+            sa.text(
+                "CREATE TEMP TABLE stage_attribute (line integer, key text, "
                 "string_value text, number_value numeric, boolean_value boolean, "
                 "date_value date) ON COMMIT DROP"
             )
@@ -399,34 +391,107 @@ class _Stage:
         raw = await connection.get_raw_connection()
         return cls(connection, raw.driver_connection)
 
-    async def add(self, values: Sequence[tuple[int, str, AttributeType, Value]]) -> None:
-        for customer_id, key, kind, value in values:
-            typed = tuple(value if column == kind.column else None for column in VALUE_COLUMNS)
-            self.batch.append((customer_id, key, *typed))
-        if len(self.batch) >= self.BATCH:
+    async def add(
+        self,
+        line: int,
+        row: list[str],
+        read_problem: str | None,
+        problem: str | None,
+        values: Sequence[tuple[str, AttributeType, Value]],
+    ) -> None:
+        ref = row[0].strip() if row else ""
+        self.rows.append((line, ref, repr(ref), read_problem, problem))
+        if not (read_problem or problem):
+            for key, kind, value in values:
+                typed = tuple(value if column == kind.column else None for column in VALUE_COLUMNS)
+                self.values.append((line, key, *typed))
+        if len(self.rows) >= self.BATCH or len(self.values) >= self.BATCH:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self.batch:
-            await self.driver.copy_records_to_table("stage_attribute", records=self.batch)
-            self.count += len(self.batch)
-            self.batch = []
-
-    async def apply(self) -> int:
-        await self._flush()
-        columns = ", ".join(("customer_id", "key", *VALUE_COLUMNS))
-        updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in VALUE_COLUMNS)
-        await self.connection.execute(
-            sa.text(
-                f"INSERT INTO customer_attribute ({columns}) SELECT {columns} FROM "
-                f"stage_attribute ON CONFLICT (customer_id, key) DO UPDATE SET {updates}"
+        if self.rows:
+            columns = ["line", "ref", "ref_repr", "read_problem", "problem"]
+            await self.driver.copy_records_to_table(
+                "stage_attribute_row", records=self.rows, columns=columns
             )
+            self.rows = []
+        if self.values:
+            await self.driver.copy_records_to_table("stage_attribute", records=self.values)
+            self.count += len(self.values)
+            self.values = []
+
+    async def _execute(self, statement: str, **values: Any) -> Any:
+        return await self.connection.execute(sa.text(statement), values)
+
+    async def apply(self, filename: str) -> int:
+        await self._flush()
+        # customers by external id, else by id (as a person would read the column)
+        await self._execute(
+            """
+            CREATE TEMP TABLE stage_attribute_customer ON COMMIT DROP AS
+            SELECT r.line, r.ref_repr, r.read_problem, r.problem,
+                   coalesce(e.id, i.id) AS customer_id
+            FROM stage_attribute_row r
+            LEFT JOIN (SELECT external_id, min(id) AS id FROM customer GROUP BY external_id) e
+                   ON e.external_id = r.ref
+            LEFT JOIN customer i
+                   ON i.id = CASE WHEN r.ref ~ '^[0-9]{1,18}$' THEN r.ref::bigint END
+            """
         )
+        await self._check(filename)
+        await self._execute("CREATE INDEX ON stage_attribute (line)")
+        await self._execute("CREATE INDEX ON stage_attribute_customer (line)")
+        await self._execute("ANALYZE stage_attribute, stage_attribute_customer")
+        last = await self.connection.scalar(sa.text("SELECT max(line) FROM stage_attribute"))
+        columns = ", ".join(("customer_id", "key", *VALUE_COLUMNS))
+        typed = ", ".join(f"v.{column}" for column in VALUE_COLUMNS)
+        updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in VALUE_COLUMNS)
+        for start in range(0, int(last or 0) + 1, self.CHUNK_LINES):
+            await self._execute(
+                f"INSERT INTO customer_attribute ({columns}) SELECT r.customer_id, v.key, "
+                f"{typed} FROM stage_attribute v JOIN stage_attribute_customer r USING (line) "
+                "WHERE v.line >= :start AND v.line < :end "
+                f"ON CONFLICT (customer_id, key) DO UPDATE SET {updates}",
+                start=start,
+                end=start + self.CHUNK_LINES,
+            )
         # dropped now, not at commit: a GraphQL operation may import twice in one transaction
-        await self.connection.execute(sa.text("DROP TABLE stage_attribute"))
+        await self._execute(
+            "DROP TABLE stage_attribute, stage_attribute_row, stage_attribute_customer"
+        )
         if self.count >= 1000:  # plans of the filters and loaders need current statistics
-            await self.connection.execute(sa.text("ANALYZE customer_attribute"))
+            await self._execute("ANALYZE customer_attribute")
         return self.count
+
+    async def _check(self, filename: str) -> None:
+        """Each bad row with its first problem: unreadable, unknown customer, a bad value,
+        a customer given on an earlier line (even a bad one)."""
+        found = (
+            await self._execute(
+                """
+                SELECT line, coalesce(read_problem,
+                    CASE WHEN customer_id IS NULL
+                         THEN 'no customer with id or external id ' || ref_repr END,
+                    problem,
+                    CASE WHEN line <> first_line
+                         THEN 'customer ' || ref_repr || ' is already given on line '
+                              || first_line END) AS problem,
+                    count(*) OVER ()
+                FROM (
+                    SELECT *, min(line) OVER (PARTITION BY coalesce(customer_id, -line))
+                              AS first_line
+                    FROM stage_attribute_customer
+                ) checked
+                WHERE read_problem IS NOT NULL OR customer_id IS NULL OR problem IS NOT NULL
+                   OR line <> first_line
+                ORDER BY line LIMIT :reported
+                """,
+                reported=MAX_REPORTED,
+            )
+        ).all()
+        if found:
+            listed = [(line, problem) for line, problem, _ in found]
+            raise ImportFailed(filename, listed, found[0][2] - len(listed))
 
 
 def _check_header(filename: str, header: list[str], known: dict[str, AttributeDefinition]) -> None:
@@ -446,23 +511,9 @@ def _check_header(filename: str, header: list[str], known: dict[str, AttributeDe
     raise ImportFailed(filename, [(1, reason)])
 
 
-async def _customer_ids(connection: AsyncConnection) -> dict[str, int]:
-    """Customers by external id, and by id where that is no one's external id."""
-    rows = (await connection.execute(sa.select(customer.c.id, customer.c.external_id))).all()
-    ids = {str(ident): ident for ident, _ in rows}
-    ids.update({external: ident for ident, external in rows})
-    return ids
-
-
 def _parse_row(
-    row: list[str],
-    header: list[str],
-    known: dict[str, AttributeDefinition],
-    customers: dict[str, int],
-) -> tuple[list[tuple[int, str, AttributeType, Value]], str | None]:
-    customer_id = customers.get(row[0].strip()) if row else None
-    if customer_id is None:
-        return [], f"no customer with id or external id {(row or [''])[0].strip()!r}"
+    row: list[str], header: list[str], known: dict[str, AttributeDefinition]
+) -> tuple[list[tuple[str, AttributeType, Value]], str | None]:
     if len(row) > len(header):
         return [], f"{len(row)} columns, but the header has {len(header)}"
     parsed = []
@@ -471,7 +522,7 @@ def _parse_row(
             continue
         kind = known[key].type
         try:
-            parsed.append((customer_id, key, kind, parse_value(kind, text)))
+            parsed.append((key, kind, parse_value(kind, text)))
         except ValueError as error:
             return [], f"{key}: {error} (type {kind.value})"
     return parsed, None

@@ -45,6 +45,10 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     worker: bool = True  # `serve` also applies inbox events (else run `tidemill worker`)
     rollups: bool = True  # off: every series scans movements (docs/architecture.md)
+    import_chunk_rows: int = 250_000  # a larger subscription import goes in chunks this size
+    read_database_urls: str = ""  # streaming replicas for read-only GraphQL, comma-separated
+    result_cache_entries: int = 2_000  # query results kept per server process (0: none)
+    workers: int = 0  # server processes of `tidemill serve` (0: one per core)
 
 
 ENV_KEYS = {
@@ -68,6 +72,10 @@ ENV_KEYS = {
     "TIDEMILL_SECRET_KEY": "secret_key",
     "TIDEMILL_WORKER": "worker",
     "TIDEMILL_ROLLUPS": "rollups",
+    "TIDEMILL_IMPORT_CHUNK_ROWS": "import_chunk_rows",
+    "TIDEMILL_READ_DATABASE_URLS": "read_database_urls",
+    "TIDEMILL_RESULT_CACHE_ENTRIES": "result_cache_entries",
+    "TIDEMILL_WORKERS": "workers",
 }
 INTEGER_FIELDS = frozenset(
     name for name, spec in Settings.__dataclass_fields__.items() if spec.type in ("int", int)

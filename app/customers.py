@@ -71,6 +71,7 @@ class CustomerQuery:
     sort: CustomerSort = CustomerSort.NAME
     at: date = field(default_factory=date.today)
     where: tuple[ColumnElement[bool], ...] = ()  # extra conditions on `customer` (filters)
+    count: bool = True  # whether to count every match (total_count; O(matches), not O(page))
 
 
 @dataclass(frozen=True)
@@ -151,22 +152,74 @@ def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[
     return [sa.tuple_(key, customer.c.id) > sa.tuple_(sa.literal(typed), sa.literal(last_id))]
 
 
+def _stored_mrr_holds(at: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The customer's stored current MRR is its MRR at `at` (see app.tables.customer)."""
+    return sa.and_(
+        sa.or_(customer.c.current_mrr_since.is_(None), customer.c.current_mrr_since <= at),
+        sa.or_(customer.c.current_mrr_until.is_(None), customer.c.current_mrr_until > at),
+    )
+
+
+def _by_stored_mrr(query: CustomerQuery, conditions: list[ColumnElement[bool]]) -> sa.Select[Any]:
+    """The page by MRR in O(page): the customers whose stored MRR holds at `at` walk the index
+    on (-current_mrr, id) from the cursor; the others (a movement since the last recompute, or
+    an `at` outside their stored period: few for today, all for a day long past) have theirs
+    computed from the movements. Each side gives its first `first + 1` after the cursor, and
+    the page is the first of both."""
+    at = sa.literal(query.at, sa.Date)
+    stored_key = -customer.c.current_mrr
+    stored = (
+        sa.select(customer, customer.c.current_mrr.label("sort_value"))
+        .where(*conditions, _stored_mrr_holds(at))
+        .order_by(stored_key, customer.c.id)
+        .limit(query.first + 1)
+    )
+    computed_key = customer_mrr(customer, at)
+    computed = (
+        sa.select(customer, computed_key.label("sort_value"))
+        .where(*conditions, sa.not_(_stored_mrr_holds(at)))
+        .order_by(computed_key.desc(), customer.c.id)
+        .limit(query.first + 1)
+    )
+    if query.after:
+        value, last_id = _mrr_cursor(query.after)
+        stored = stored.where(
+            sa.tuple_(stored_key, customer.c.id)
+            > sa.tuple_(sa.literal(-value), sa.literal(last_id))
+        )
+        computed = computed.where(
+            sa.or_(computed_key < value, sa.and_(computed_key == value, customer.c.id > last_id))
+        )
+    both = sa.union_all(stored, computed).subquery("both")
+    return sa.select(both).order_by(both.c.sort_value.desc(), both.c.id).limit(query.first + 1)
+
+
+def _mrr_cursor(after: str) -> tuple[int, int]:
+    try:
+        value, ident = cursors.decode(after, 2)
+        return bigint(value), bigint(ident)
+    except ValueError:
+        raise UserError(f"after {after!r} is not a cursor for sort MRR") from None
+
+
 async def list_customers(engine: Database, query: CustomerQuery) -> CustomerPage:
     if not 1 <= query.first <= MAX_PAGE:
         raise UserError(f"first must be between 1 and {MAX_PAGE}, not {query.first}")
-    key = _sort_key(query)
     conditions = [*_matches(query.search), *query.where]
-    order = (key.desc() if query.sort is CustomerSort.MRR else key, customer.c.id)
-    page = (
-        sa.select(customer, key.label("sort_value"))
-        .where(*conditions, *_after(query, key))
-        .order_by(*order)
-        .limit(query.first + 1)
-    )
+    if query.sort is CustomerSort.MRR:
+        page = _by_stored_mrr(query, conditions)
+    else:
+        key = _sort_key(query)
+        page = (
+            sa.select(customer, key.label("sort_value"))
+            .where(*conditions, *_after(query, key))
+            .order_by(key, customer.c.id)
+            .limit(query.first + 1)
+        )
     total = sa.select(sa.func.count()).select_from(customer).where(*conditions)
     async with engine.connect() as connection:
         rows = (await connection.execute(page)).mappings().all()
-        count = int(await connection.scalar(total) or 0)
+        count = int(await connection.scalar(total) or 0) if query.count else 0
     customers = tuple(_customer_row(row) for row in rows[: query.first])
     after = tuple(cursors.encode((c.sort_value, c.id)) for c in customers)
     return CustomerPage(count, customers, after, has_next_page=len(rows) > query.first)

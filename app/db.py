@@ -76,10 +76,10 @@ CONNECT_TIMEOUT_S = 10  # a database host that does not answer is an outage, not
 POOL_SIZE, POOL_OVERFLOW = 5, 5
 
 
-def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+def create_engine(settings: Settings, url: URL | None = None, **kwargs: Any) -> AsyncEngine:
     """The engine of a server or command: a pool of POOL_SIZE (+ POOL_OVERFLOW) connections,
     each checked before use (so a restarted database is reconnected to), and a bounded wait
-    (`pool_timeout_ms`) for one."""
+    (`pool_timeout_ms`) for one. `url`: another server than the settings' (a replica)."""
     connect_args = {
         "server_settings": {
             **SESSION_SETTINGS,
@@ -95,7 +95,7 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         "connect_args": connect_args,
     }
     options.update(kwargs)
-    return create_async_engine(database_url(settings), **options)
+    return create_async_engine(url or database_url(settings), **options)
 
 
 # SQLSTATEs of a server that is going away or full: class 08 (connection exception) by prefix

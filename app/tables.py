@@ -21,10 +21,27 @@ customer = sa.Table(
     sa.Column("email", sa.Text),
     sa.Column("country", sa.Text),
     sa.Column("customer_since", sa.Date),  # day of its first `new` movement (derived)
+    # Derived by the recompute: the MRR (own currency) that holds on every day of
+    # [current_mrr_since, current_mrr_until) (NULL: unbounded), the period around the day of
+    # the recompute; customers sorted by MRR read it through customer_current_mrr_idx.
+    sa.Column("current_mrr", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("current_mrr_since", sa.Date),
+    sa.Column("current_mrr_until", sa.Date),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.UniqueConstraint("source", "external_id", name="customer_source_external_id_key"),
+    sa.Index("customer_current_mrr_idx", sa.text("(-current_mrr)"), "id"),
+    sa.Index(
+        "customer_current_mrr_until_idx",
+        "current_mrr_until",
+        postgresql_where=sa.text("current_mrr_until IS NOT NULL"),
+    ),
+    sa.Index(
+        "customer_current_mrr_since_idx",
+        "current_mrr_since",
+        postgresql_where=sa.text("current_mrr_since IS NOT NULL"),
+    ),
 )
 
 plan = sa.Table(
@@ -255,6 +272,44 @@ source = sa.Table(
     ),
     sa.UniqueConstraint("name", name="source_name_key"),
     sa.CheckConstraint("kind IN ('csv', 'stripe', 'lago', 'killbill')", name="source_kind_check"),
+)
+
+# A chunked import in progress (app/ingest/chunked.py): where it is, so a run resumes.
+import_job = sa.Table(
+    "import_job",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # staging | applying | finishing | done | failed
+    sa.Column("row_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("changed_subscriptions", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("changed_customers", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(
+        "state IN ('staging', 'applying', 'finishing', 'done', 'failed')",
+        name="import_job_state_check",
+    ),
+)
+
+# What result caches are keyed by (app/datacache.py): every transaction that writes a table a
+# query may read sets the slot of its backend (pid % 64) to a new number from
+# data_version_seq, once (statement triggers, migration 0014); (sum, max) of the slots changes
+# with every such commit, and concurrent writers of different slots never wait for each other.
+data_version = sa.Table(
+    "data_version",
+    metadata,
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )
 
 # The durable inbox: every event a source delivered, unique per source and event id.

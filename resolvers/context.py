@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -79,6 +79,17 @@ class Context:
             self._memo[key] = asyncio.ensure_future(compute())
         result: T = await self._memo[key]
         return result
+
+    @contextlib.contextmanager
+    def reading(self, service: MetricsEngine) -> Iterator[None]:
+        """Run the block's resolvers through `service` (a read target at a data version). A
+        context variable: the operations of a batch, each in its own task, stay apart."""
+        token = _bound.set((self, service))
+        try:
+            yield
+        finally:
+            _bound.reset(token)
+            self._loaders.pop(id(service), None)
 
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[Outcome]:

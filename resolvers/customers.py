@@ -38,11 +38,12 @@ async def customer_page(
     after: str | None,
     sort: CustomerSort,
     spec: QuerySpec,
+    count: bool = True,
 ) -> CustomerPage:
     today = _today()
     cube = await context.metrics.current_cube()
     where = tuple(customers.spec_conditions(cube, spec, today))
-    query = CustomerQuery(search, first, after, sort, today, where)
+    query = CustomerQuery(search, first, after, sort, today, where, count)
     return await customers.list_customers(context.metrics.engine, query)
 
 

@@ -20,6 +20,7 @@ from app.ingest import worker
 from app.ingest.secrets import vault
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
+from app.reads import read_router
 from connectors.registry import TRANSLATORS
 from connectors.stripe.backfill import backfill_source
 from schema import edge, web
@@ -34,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     engine = create_engine(settings)
     metrics = MetricsEngine(engine, settings.base_currency, rollups=settings.rollups)
-    graphql = secure_view(settings, engine, metrics)
+    reads = read_router(settings, engine)
+    graphql = secure_view(settings, engine, metrics, reads)
     keys = functools.cache(lambda: vault(settings))
     graphql.sources = SourceServices(engine, keys, backfill_source)
 
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         stop.set()
         if applying is not None:
             await applying
+        await reads.dispose()
         await engine.dispose()
 
     routes = [

@@ -167,6 +167,7 @@ class Mutation:
     )
     async def backfill_source(self, info: Info, id: strawberry.ID) -> Source:
         return Source.of(await resolve_sources.backfill(info.context, id))
+
     @mutation(description="Define a usage metric (METRICS.md 9); INDEXED ones are built now.")
     async def create_usage_metric(self, info: Info, input: UsageMetricInput) -> UsageMetricType:
         return UsageMetricType.of(await resolve_usage.create(info.context, input.to_input()))

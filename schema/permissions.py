@@ -8,6 +8,7 @@ from typing import Any
 
 from strawberry.permission import BasePermission
 
+from app.datacache import Version
 from app.security import keys as auth
 from app.security.keys import Principal, Scope, Unauthenticated
 from resolvers.context import Context
@@ -18,6 +19,7 @@ class SecureContext(Context):
     """The request context over HTTP: who is asking (None until authenticated)."""
 
     principal: Principal | None = None
+    primary_version: Version | None = None  # the data version the primary showed the request
 
 
 def _principal(context: Any) -> Principal | None:

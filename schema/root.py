@@ -181,8 +181,9 @@ class Query:
         sort: CustomerSort = CustomerSort.NAME,
         spec: QuerySpecInput | None = None,
     ) -> CustomerConnection:
+        counted = "totalCount" in nested_names(info)  # counting every match is O(matches)
         page = await resolve_customers.customer_page(
-            info.context, search, first, after, sort, await _spec(info, spec)
+            info.context, search, first, after, sort, await _spec(info, spec), counted
         )
         nodes = await customer_nodes(info, page.customers, nested_names(info, "edges", "node"))
         edges = [
@@ -246,6 +247,7 @@ class Query:
     ) -> list[SourceEvent]:
         found = await resolve_sources.events(info.context, source_id, status, first)
         return [SourceEvent.of(event) for event in found]
+
     @field(description="Usage metric definitions (deleted ones only with includeDeleted).")
     async def usage_metrics(
         self, info: Info, include_deleted: bool = False

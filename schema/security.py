@@ -20,7 +20,9 @@ which has no principal: it is trusted, as the database behind it is.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import json
 import logging
 import re
 import uuid
@@ -44,19 +46,23 @@ from strawberry.asgi import GraphQL
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.schema.base import BaseSchema
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from app.config import Settings
+from app.datacache import LRU, Version, VersionedMemo, read_version, result_key
 from app.errors import UserError
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
+from app.reads import ReadRouter
 from app.security import keys as auth
 from app.security.keys import (
     Authenticator,
@@ -145,14 +151,51 @@ class DepthLimiter(QueryDepthLimiter):
         self.validation_rules = [_tolerant(rule) for rule in self.validation_rules]
 
 
+class CachedValidation(SchemaExtension):
+    """A document that passed validation once with the same rules (the limits, and the
+    partner's rules that ScopeGuard added before) is not validated again: validating a
+    dashboard's documents costs more than answering them from the result cache. Only passes
+    are remembered; a refusal already made (ScopeGuard) is left alone."""
+
+    def __init__(self, passed: LRU[bool]) -> None:
+        super().__init__()
+        self.passed = passed
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors is None and context.graphql_document is not None:
+            rules = tuple(
+                f"{rule.__module__}.{rule.__qualname__}" for rule in context.validation_rules
+            )
+            try:  # the argument limits (schema/inputs.py) read the variables too
+                variables: str | None = json.dumps(context.variables, sort_keys=True)
+            except (TypeError, ValueError):  # an upload: validated every time
+                variables = None
+            key = (context.query, rules, variables)
+            if variables is not None and self.passed.get(key):
+                context.pre_execution_errors = []
+            else:
+                errors = validate_document(
+                    context.schema._schema, context.graphql_document, context.validation_rules
+                )
+                context.pre_execution_errors = errors
+                if not errors and variables is not None:
+                    self.passed.put(key, True)
+        yield
+
+
 def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """The per-request schema extensions of a server: the limits of `settings`, the guard."""
+    """The per-request schema extensions of a server: the limits of `settings`, the guard,
+    and the parse and validation of documents remembered (per server)."""
+    passed: LRU[bool] = LRU(512)
     return [
+        functools.partial(ParserCache, maxsize=512),
         functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
         functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
+        functools.partial(CachedValidation, passed),
     ]
 
 
@@ -172,15 +215,29 @@ def origin(request: Request) -> Origin:
 def operation_names(text: str | None, max_tokens: int) -> list[str | None]:
     """The names of the operations of a document (None: anonymous); none when it does not
     parse (the schema reports that)."""
+    return [name for name, _ in _operations(text or "", max_tokens)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _operations(text: str, max_tokens: int) -> tuple[tuple[str | None, str], ...]:
+    """(name, kind) of each operation of a document; parsed once per process."""
     try:
-        document = parse(text or "", max_tokens=max_tokens)
+        document = parse(text, max_tokens=max_tokens)
     except GraphQLError:
-        return []
-    return [
-        node.name.value if node.name else None
+        return ()
+    return tuple(
+        (node.name.value if node.name else None, node.operation.value)
         for node in document.definitions
         if isinstance(node, OperationDefinitionNode)
-    ]
+    )
+
+
+def reads_only(text: str | None, operation: str | None, max_tokens: int) -> bool:
+    """Whether the operation a request runs is a query (not a mutation): it may then go to a
+    replica and its result be cached."""
+    found = _operations(text or "", max_tokens)
+    kinds = [kind for name, kind in found if operation is None or name == operation]
+    return bool(kinds) and all(kind == "query" for kind in kinds)
 
 
 def _unnamed_choice(names: list[str | None], chosen: str | None) -> UserError | None:
@@ -218,6 +275,8 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         registry: Registry,
         graphiql: bool = True,
         max_tokens: int = 1_000,
+        reads: ReadRouter | None = None,
+        result_cache_entries: int = 0,
     ) -> None:
         super().__init__(
             schema,
@@ -229,6 +288,9 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.registry = registry
         self.max_tokens = max_tokens
         self.sources: SourceServices | None = None  # set by the server (schema/asgi.py)
+        self.reads = reads or ReadRouter(authenticator.engine)
+        self.results: LRU[ExecutionResult] = LRU(result_cache_entries)
+        self.memo = VersionedMemo()
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
         return SecureContext(metrics=self.metrics, sources=self.sources)
@@ -252,8 +314,10 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         sub_response: Response,
     ) -> Any:
         try:
+            version = await read_version(self.reads.primary.version_engine)
+            context.primary_version = version
             context.principal = await self.authenticator.authenticate(
-                request.headers.get("authorization"), origin(request)
+                request.headers.get("authorization"), origin(request), version
             )
         except Unauthenticated as error:
             sub_response.headers["WWW-Authenticate"] = "Bearer"
@@ -285,16 +349,62 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         unnamed = _unnamed_choice(names, request_data.operation_name)
         if unnamed is not None:
             return refusal(unnamed)
-        result = await super().execute_single(
-            request,
-            request_adapter,
-            sub_response,
-            context,
-            root_value,
-            replace(request_data, query=resolved.text),
-        )
+        run = replace(request_data, query=resolved.text)
+        if reads_only(resolved.text, request_data.operation_name, self.max_tokens):
+            result = await self._read(request, request_adapter, sub_response, context, run)
+        else:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, run
+            )
         if resolved.register and resolved.sha256 and resolved.text and result.data is not None:
             await self.registry.store(resolved.sha256, resolved.text)
+        return result
+
+    async def _read(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: SecureContext,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A query: on a read target (a replica when there are some), at the data version read
+        there first; its result served from, or kept in, the result cache under (document,
+        operation, variables, data version, ...) (app/datacache.py)."""
+        target = self.reads.choose()
+        version: Version | None
+        if target is self.reads.primary and context.primary_version is not None:
+            version = context.primary_version
+        else:
+            version = await read_version(target.version_engine)
+        key = None
+        if version is not None:
+            # who asks: what a document may show depends on the caller (admin-only fields, a
+            # partner's rules, `viewer`), so an answer is only ever served to its own key
+            principal = context.principal
+            who = "trusted"
+            if principal is not None:
+                who = f"{principal.key_id}:{principal.name}:{','.join(sorted(principal.scopes))}"
+            today = datetime.datetime.now(datetime.UTC).date().isoformat()
+            key = result_key(
+                target.name,
+                version,
+                request_data.query or "",
+                request_data.operation_name,
+                request_data.variables,
+                who,
+                today,
+            )
+        cached = self.results.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        service = self.metrics.reading(target.engine, version, self.memo)
+        with context.reading(service):
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, None, request_data
+            )
+        if key is not None and not result.errors and result.data is not None:
+            self.results.put(key, result)
         return result
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -381,13 +491,25 @@ def _with_files(operations: Any, files_map: Any, files: Mapping[str, Any]) -> di
         raise HTTPException(400, message) from None
 
 
-def secure_view(settings: Settings, engine: AsyncEngine, metrics: MetricsEngine) -> SecureGraphQL:
+def secure_view(
+    settings: Settings,
+    engine: AsyncEngine,
+    metrics: MetricsEngine,
+    reads: ReadRouter | None = None,
+) -> SecureGraphQL:
     """The server's GraphQL view: its schema with the limits, keys and registered queries."""
     schema = build_schema(extensions(settings), settings.max_batch_operations)
     authenticator = Authenticator(engine, is_loopback(settings.host))
     registry = Registry(engine, load_documents())
     return SecureGraphQL(
-        schema, metrics, authenticator, registry, settings.graphiql, settings.max_tokens
+        schema,
+        metrics,
+        authenticator,
+        registry,
+        settings.graphiql,
+        settings.max_tokens,
+        reads or ReadRouter(engine),
+        settings.result_cache_entries,
     )
 
 

@@ -63,6 +63,8 @@ TABLES = (
     "rollup",
     "cohort_rollup",
     "rollup_rebuild",
+    "import_job",
+    "data_version",
 )
 
 

@@ -71,27 +71,54 @@ def migrate_command() -> None:
     console.print("database schema is current")
 
 
+def server_processes(settings: Settings) -> int:
+    """`workers`, or one per core."""
+    return settings.workers if settings.workers > 0 else max(1, os.cpu_count() or 1)
+
+
 def _serve(settings: Settings) -> None:
     import uvicorn
+
+    from app.db import database_url
 
     # The app factory loads its settings again: it must see the address bound here, which
     # decides whether keyless access may be allowed at all.
     os.environ.update(environment(settings, "host", "port"))
     where = (settings.database_url and "TIDEMILL_DATABASE_URL") or f"embedded ({settings.data_dir})"
-    console.print(f"database: {where}")
+    if not settings.database_url:
+        # started here, once: every server process connects to it (and none stops it)
+        url = database_url(settings).render_as_string(hide_password=False)
+        os.environ["TIDEMILL_DATABASE_URL"] = url
+    workers = server_processes(settings)
+    console.print(f"database: {where}; {workers} server process{'es' if workers > 1 else ''}")
     console.print(
         f"GraphQL (GraphiQL in a browser): http://{settings.host}:{settings.port}/graphql"
     )
-    uvicorn.run("schema.asgi:create_app", factory=True, host=settings.host, port=settings.port)
+    uvicorn.run(
+        "schema.asgi:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+    )
 
 
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Server processes (default: TIDEMILL_WORKERS, else one per core). They share "
+            "the port; results are cached per process, keyed by the data version."
+        ),
+    ] = None,
 ) -> None:
     """Migrate the database if needed and serve GraphQL at /graphql."""
-    settings = load_settings(host=host, port=port)
+    if workers is not None and workers < 1:
+        raise fail(f"--workers must be at least 1, not {workers}")
+    settings = load_settings(host=host, port=port, workers=workers)
     asyncio.run(_migrate(settings))
     _serve(settings)
 
@@ -145,8 +172,10 @@ def import_subscriptions(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
     source: Annotated[str, typer.Option(help="Source name the ids belong to.")] = "csv",
 ) -> None:
-    """Import a subscription-periods CSV (see README). All or nothing; re-running is safe."""
+    """Import a subscription-periods CSV (see README). Checked whole before anything is
+    saved; a large file is applied in chunks of customers; re-running resumes or is a no-op."""
     from app.cli.progress import file_progress
+    from app.ingest.chunked import chunk_count, estimated_rows
     from app.ingest.csvfile import TextLines
     from app.ingest.subscriptions import file_sha256, load_periods
     from connectors.csv.subscriptions import read_periods
@@ -163,10 +192,20 @@ def import_subscriptions(
                     raise ImportFailed(str(path), [(1, problem) for problem in header.problems()])
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
 
-                def advance(stage: str, _count: int) -> None:
-                    done = lines.consumed if stage == "read" else path.stat().st_size
-                    label = "applying changes" if stage == "apply" else f"importing {path.name}"
-                    progress.update(task, completed=done, description=label)
+                size = path.stat().st_size
+                expected = estimated_rows(path)
+                chunks = chunk_count(expected, settings.import_chunk_rows)
+
+                def advance(stage: str, count: int) -> None:
+                    if stage == "read":
+                        progress.update(task, completed=lines.consumed)
+                    elif stage == "check":
+                        progress.update(task, description="checking the whole file")
+                    elif stage == "apply":
+                        progress.update(task, description="applying changes", completed=size)
+                    elif stage == "chunk":
+                        label = f"applied chunk {count} of {chunks}"
+                        progress.update(task, description=label, completed=size)
 
                 return await load_periods(
                     engine,
@@ -175,6 +214,8 @@ def import_subscriptions(
                     sha256=file_sha256(path),
                     source=source,
                     progress=advance,
+                    expected_rows=expected,
+                    chunk_rows=settings.import_chunk_rows,
                 )
         finally:
             await engine.dispose()

@@ -76,12 +76,13 @@ def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[ob
 MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
 
 
-async def _recompute_scopes(connection: AsyncConnection) -> None:
+async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
     """Per-value movements of each materialized dimension of the MRR cube (plan, interval)."""
     touched = sa.select(TOUCHED.c.customer_id)
-    await connection.execute(
-        sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
-    )
+    if not fresh:
+        await connection.execute(
+            sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
+        )
     sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
     for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
         value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
@@ -121,32 +122,71 @@ async def create_touched_table(connection: AsyncConnection) -> None:
 
 DERIVED = ("mrr_change", "movement", "movement_scope")
 
+# A customer's derived facts: the day of its first `new` movement, and its MRR on the day of
+# the recompute with the days it holds on: [the day of the last movement so far, the day of
+# the next one) (no movement yet: 0 until the first one).
+_CUSTOMER_FACTS = """
+UPDATE customer c SET customer_since = f.since, current_mrr = coalesce(f.after, 0),
+       current_mrr_since = f.day, current_mrr_until = f.until
+FROM (
+    SELECT t.customer_id,
+           (SELECT min(m.day) FROM movement m
+            WHERE m.customer_id = t.customer_id AND m.kind = 'new') AS since,
+           l.after, l.day,
+           CASE WHEN l.day IS NULL
+                THEN (SELECT min(m.day) FROM movement m WHERE m.customer_id = t.customer_id)
+                ELSE l.next_day END AS until
+    FROM touched_customer t LEFT JOIN LATERAL (
+        SELECT m.after, m.day, m.next_day FROM movement m
+        WHERE m.customer_id = t.customer_id AND m.day <= current_date
+        ORDER BY m.day DESC LIMIT 1
+    ) l ON true
+) f
+WHERE c.id = f.customer_id
+"""
+
 
 def _touched(customer_id: sa.ColumnElement[object]) -> sa.ColumnElement[bool]:
     return customer_id.in_(sa.select(TOUCHED.c.customer_id))
 
 
-async def recompute_touched(connection: AsyncConnection) -> None:
+# Customers whose stored MRR period has ended (a movement dated after the last recompute came
+# due): moved on to the period holding today. Cheap (an index on current_mrr_until), and
+# readers stay exact without it (app/customers.py computes those customers the slow way).
+_ROLL_FORWARD = """
+INSERT INTO touched_customer
+SELECT id FROM customer WHERE current_mrr_until <= current_date
+ON CONFLICT DO NOTHING
+"""
+
+
+async def roll_forward(connection: AsyncConnection) -> None:
+    """Bring every customer's stored current MRR to today (see _ROLL_FORWARD)."""
+    await create_touched_table(connection)
+    await connection.execute(sa.text("TRUNCATE touched_customer"))
+    await connection.execute(sa.text(_ROLL_FORWARD))
+    await connection.execute(sa.text(_CUSTOMER_FACTS))
+
+
+async def recompute_touched(
+    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
-    `touched_customer`, and keep the rollups: subtract the touched customers' old contribution
-    and add their new one, or rebuild them in full (a first import, a migrated database)."""
+    `touched_customer`, keep the rollups (subtract the touched customers' old contribution and
+    add their new one, or rebuild them in full: a first import, a migrated database) and their
+    stored facts (customer_since, current MRR). `fresh`: they have no derived rows yet (nothing
+    to delete); `bulk`: empty tables may be filled without their indexes (app.ingest.bulk)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
-    if not in_full:  # the touched customers' old contribution, from their movements as they are
+    if not in_full and not fresh:  # their old contribution, from their movements as they are
         await rollup.add_contributions(connection, _touched, -1)
-    async with filled_in_bulk(connection, DERIVED, touched):
-        await _recompute_derived(connection)
+    async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
+        await _recompute_derived(connection, fresh)
     if in_full:
         await rollup.rebuild(connection)
     else:
         await rollup.add_contributions(connection, _touched, 1)
-    await connection.execute(
-        sa.text(
-            "UPDATE customer c SET customer_since = ("
-            " SELECT min(day) FROM movement m WHERE m.customer_id = c.id AND m.kind = 'new')"
-            " WHERE c.id IN (SELECT customer_id FROM touched_customer)"
-        )
-    )
+    await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "
@@ -158,9 +198,10 @@ async def recompute_touched(connection: AsyncConnection) -> None:
     )
 
 
-async def _recompute_derived(connection: AsyncConnection) -> None:
+async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
     touched = sa.select(TOUCHED.c.customer_id)
-    await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
+    if not fresh:
+        await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
     ledger = sa.union_all(
         _ledger_side(subscription_version.c.valid_from, 1),
         _ledger_side(subscription_version.c.valid_to, -1),
@@ -178,7 +219,8 @@ async def _recompute_derived(connection: AsyncConnection) -> None:
         "collection_method",
     ]
     await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
-    await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
+    if not fresh:
+        await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
     changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()
     derived = movements_from_changes(changes, ["currency"])
     columns = [
@@ -193,4 +235,4 @@ async def _recompute_derived(connection: AsyncConnection) -> None:
         "next_day",
     ]
     await connection.execute(sa.insert(movement).from_select(columns, derived))
-    await _recompute_scopes(connection)
+    await _recompute_scopes(connection, fresh)

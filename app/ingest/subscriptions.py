@@ -1,8 +1,10 @@
 """Load canonical subscription periods: stage (upserting customers, plans and subscriptions
 batch by batch), validate, replace the periods that changed, recompute.
 
-Everything happens in one transaction: a file that fails any check leaves the database as it
-was, and re-running an interrupted import simply does it again (imports are idempotent).
+A file of up to `chunk_rows` rows is imported in one transaction: a file that fails any check
+leaves the database as it was, and re-running an interrupted import simply does it again
+(imports are idempotent). A larger one goes through app/ingest/chunked.py: the same
+statements, a chunk of customers per transaction, resumable.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from app.tables import import_run
 BATCH = 5_000
 REANALYZE_AFTER = 1_000  # customers recomputed
 DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope")
+# what a first chunked import grows: its statistics are refreshed as it goes
+GROWING_TABLES = ("customer", "subscription", "subscription_version", *DERIVED_TABLES[1:])
 STAGE_COLUMNS = PeriodRow._fields
 _AMOUNT = STAGE_COLUMNS.index("amount")
 
@@ -50,25 +54,26 @@ def _noop(_stage: str, _count: int) -> None:
     return None
 
 
-_STAGE_COLUMNS_DDL = """
+STAGE_COLUMNS_DDL = """
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
     status text, plan text, quantity integer, amount text, billing_interval text,
     interval_count integer, currency text, mrr bigint, trial_start date, trial_end date,
     customer_name text, email text, country text, pricing_model text
 """
-_STAGE_DDL = [
-    f"CREATE TEMP TABLE stage_period ({_STAGE_COLUMNS_DDL}) ON COMMIT DROP",
-    f"CREATE TEMP TABLE stage_batch ({_STAGE_COLUMNS_DDL}) ON COMMIT DROP",
-    """
+NEW_VERSION_DDL = """
     CREATE TEMP TABLE new_version (
         subscription_id bigint, valid_from date, valid_to date, status text, plan_id bigint,
         quantity integer, amount numeric, billing_interval text, interval_count integer,
         currency text, mrr bigint, trial_start date, trial_end date, pricing_model text
     ) ON COMMIT DROP
-    """,
+"""
+_STAGE_DDL = [
+    f"CREATE TEMP TABLE stage_period ({STAGE_COLUMNS_DDL}) ON COMMIT DROP",
+    f"CREATE TEMP TABLE stage_batch ({STAGE_COLUMNS_DDL}) ON COMMIT DROP",
+    NEW_VERSION_DDL,
 ]
 
-_CHECKS = {
+CHECKS = {
     "overlaps another period of subscription {2} (line {0})": """
         SELECT least(line, previous_line), greatest(line, previous_line), subscription_id,
                count(*) OVER () FROM (
@@ -209,7 +214,7 @@ _REPLACE = [
 
 
 @dataclass
-class _Records:
+class Records:
     """The COPY records of a row stream, checked against the limits every source is held to;
     bad lines are collected on the way (after the first, the rest of the stream is only read
     for more of them, and counted)."""
@@ -231,10 +236,21 @@ class _Records:
             self.problems.add(*row)
 
 
-async def _per_batch_script(connection: AsyncConnection, source: str) -> str:
-    """_PER_BATCH as one script (one round trip), the source quoted by the server."""
+async def per_batch_script(
+    connection: AsyncConnection, source: str, table: str | None = None
+) -> str:
+    """_PER_BATCH as one script (one round trip), the source quoted by the server; with a
+    `table`, its upserts from that table (a chunk) instead of the batch."""
     literal = await connection.scalar(sa.text("SELECT quote_literal(:source)"), {"source": source})
-    return ";".join(_PER_BATCH).replace(":source", str(literal))
+    statements = _PER_BATCH if table is None else _PER_BATCH[:-2]
+    script = ";".join(statements).replace(":source", str(literal))
+    return script if table is None else script.replace("stage_batch", table)
+
+
+def batches(records: Iterable[tuple[object, ...]]) -> Iterator[list[tuple[object, ...]]]:
+    rows = iter(records)
+    while batch := list(itertools.islice(rows, BATCH)):
+        yield batch
 
 
 async def _settle(task: asyncio.Task[str]) -> None:
@@ -259,12 +275,11 @@ async def _stage(
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    script = await _per_batch_script(connection, source)
-    records = _Records(rows, BadLines(filename))
-    batches = iter(records)
+    script = await per_batch_script(connection, source)
+    records = Records(rows, BadLines(filename))
     applying: asyncio.Task[str] | None = None
     try:
-        while batch := list(itertools.islice(batches, BATCH)):
+        for batch in batches(records):
             if applying:
                 await applying
             await driver.copy_records_to_table("stage_batch", records=batch, columns=STAGE_COLUMNS)
@@ -283,7 +298,7 @@ async def _stage(
 async def _check(connection: AsyncConnection, filename: str, source: str) -> None:
     problems: list[tuple[int, str]] = []
     total = 0
-    for message, query in _CHECKS.items():
+    for message, query in CHECKS.items():
         found = (
             await connection.execute(sa.text(query), {"source": source, "reported": MAX_REPORTED})
         ).all()
@@ -294,17 +309,22 @@ async def _check(connection: AsyncConnection, filename: str, source: str) -> Non
         raise ImportFailed(filename, listed, total - len(listed))
 
 
-async def _apply(connection: AsyncConnection) -> tuple[int, int]:
+async def apply_changes(
+    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+) -> tuple[int, int]:
+    """Replace the changed subscriptions' periods (new_version) and recompute their customers;
+    `fresh`: the derived tables held nothing of them; `bulk`: empty tables may be filled
+    without their indexes (one transaction only)."""
     for statement in _CHANGES:
         await connection.execute(sa.text(statement))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
-    async with filled_in_bulk(connection, ["subscription_version"], touched):
+    async with filled_in_bulk(connection, ["subscription_version"], touched if bulk else 0):
         for statement in _REPLACE:
             await connection.execute(sa.text(statement))
     # the temp table has no statistics: with them the recompute joins it by hash, not by a
     # nested loop of index probes
     await connection.execute(sa.text("ANALYZE touched_customer"))
-    await recompute_touched(connection)
+    await recompute_touched(connection, fresh=fresh, bulk=bulk)
     changed = await connection.scalar(sa.text("SELECT count(*) FROM changed_subscription"))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     return int(changed or 0), int(touched or 0)
@@ -326,8 +346,39 @@ async def load_periods(
     sha256: str,
     source: str = "csv",
     progress: Progress = _noop,
+    expected_rows: int = 0,
+    chunk_rows: int = 0,
 ) -> ImportResult:
-    """Import a stream of periods (or bad lines) in one transaction."""
+    """Import a stream of periods (or bad lines): in one transaction, or in chunks of about
+    `chunk_rows` rows (default app.ingest.chunked.CHUNK_ROWS) when the caller expects more
+    (`expected_rows`, an estimate) or an interrupted chunked import of this file (same source
+    and sha256) is waiting to be resumed."""
+    from app.ingest import chunked  # (it builds on this module)
+
+    job = await chunked.unfinished_job(engine, source, sha256)
+    chunk_rows = chunk_rows or chunked.CHUNK_ROWS
+    if job is not None or expected_rows > chunk_rows:
+        return await chunked.load_periods_chunked(
+            engine,
+            rows,
+            filename=filename,
+            sha256=sha256,
+            source=source,
+            chunks=chunked.chunk_count(expected_rows, chunk_rows),
+            progress=progress,
+            job=job,
+        )
+    return await _load_in_one_transaction(engine, rows, filename, sha256, source, progress)
+
+
+async def _load_in_one_transaction(
+    engine: AsyncEngine,
+    rows: Iterable[PeriodRow | tuple[int, str]],
+    filename: str,
+    sha256: str,
+    source: str,
+    progress: Progress,
+) -> ImportResult:
     async with engine.begin() as connection:
         for statement in _STAGE_DDL:
             await connection.execute(sa.text(statement))
@@ -335,7 +386,7 @@ async def load_periods(
         count = await _stage(connection, rows, filename, source, progress)
         await _check(connection, filename, source)
         progress("apply", 0)
-        changed, touched = await _apply(connection)
+        changed, touched = await apply_changes(connection)
         await connection.execute(
             sa.insert(import_run).values(
                 kind="subscriptions",
@@ -350,12 +401,12 @@ async def load_periods(
     return ImportResult(rows=count, changed_subscriptions=changed, changed_customers=touched)
 
 
-async def refresh_statistics(engine: AsyncEngine) -> None:
+async def refresh_statistics(engine: AsyncEngine, tables: Iterable[str] = DERIVED_TABLES) -> None:
     """Planner statistics for the derived tables after a large change, so the next metric
     query gets good plans at once instead of after autovacuum's next round."""
     async with engine.connect() as connection:
         # a small sample is enough for the row counts and distributions these plans need
         await connection.execute(sa.text("SET default_statistics_target = 10"))
-        await connection.execute(sa.text(f"ANALYZE {', '.join(DERIVED_TABLES)}"))
+        await connection.execute(sa.text(f"ANALYZE {', '.join(tables)}"))
         await connection.execute(sa.text("RESET default_statistics_target"))
         await connection.commit()

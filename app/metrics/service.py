@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
+from app.datacache import VersionedMemo
 from app.db import Database
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
@@ -51,6 +52,7 @@ from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import spec_segment_problems
 from app.tables import ledger_currency, rollup_rebuild
 
+T = TypeVar("T")
 MAX_POINTS = 3_700  # ten years of days
 NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
 
@@ -157,15 +159,30 @@ class MetricsEngine:
         base_currency: str = "USD",
         cube: Cube = MRR_CUBE,
         rollups: bool = True,
+        memo: VersionedMemo | None = None,
+        version: Hashable | None = None,
     ) -> None:
         self.engine = engine
         self.base_currency = base_currency
         self.cube = cube
         self.rollups = rollups  # False: every series scans movements (TIDEMILL_ROLLUPS=off)
+        self.memo = memo  # with `version`: the catalogue and currencies of that data version
+        self.version = version
 
     def within(self, database: Database) -> MetricsEngine:
         """The same service working through `database` (e.g. one transaction)."""
         return MetricsEngine(database, self.base_currency, self.cube, self.rollups)
+
+    def reading(self, database: Database, version: Hashable, memo: VersionedMemo) -> MetricsEngine:
+        """The same service reading through `database` at data `version` (app/datacache.py):
+        what does not change between writes comes from `memo`, so a metric query is one
+        statement."""
+        return MetricsEngine(database, self.base_currency, self.cube, self.rollups, memo, version)
+
+    async def _versioned(self, name: str, compute: Callable[[], Awaitable[T]]) -> T:
+        if self.memo is None or self.version is None:
+            return await compute()
+        return await self.memo.get((name, self.version), compute)
 
     async def query(
         self, metric: str, params: Mapping[str, Any], spec: QuerySpec | None = None
@@ -202,7 +219,25 @@ class MetricsEngine:
 
     async def cube_of(self, connection: AsyncConnection) -> Cube:
         """The cube with a dimension for every attribute defined now (`attr.<key>`)."""
-        return self.cube.with_dimensions(await attributes.dimensions(connection))
+
+        async def compute() -> Cube:
+            return self.cube.with_dimensions(await attributes.dimensions(connection))
+
+        return await self._versioned("cube", compute)
+
+    async def _present(self, connection: AsyncConnection) -> frozenset[str]:
+        """The currencies the ledger holds."""
+        present, _ = await self._state(connection)
+        return present
+
+    async def _state(self, connection: AsyncConnection) -> tuple[frozenset[str], bool]:
+        """The currencies the ledger holds, and whether the rollups are behind the movements."""
+
+        async def compute() -> tuple[frozenset[str], bool]:
+            currencies, behind = (await connection.execute(_STATE)).one()
+            return frozenset(currencies), bool(behind)
+
+        return await self._versioned("state", compute)
 
     async def current_cube(self) -> Cube:
         async with self.engine.connect() as connection:
@@ -215,7 +250,7 @@ class MetricsEngine:
     async def _currencies(
         self, connection: AsyncConnection, spec: QuerySpec, start: date
     ) -> Currencies:
-        present = frozenset(await connection.scalars(sa.select(ledger_currency.c.currency)))
+        present = await self._present(connection)
         return currencies_of_spec(spec, self.base_currency, present, start)
 
     async def validate(self, request: SeriesRequest) -> None:
@@ -226,8 +261,7 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, request_problems(request))
-            currencies, behind = (await connection.execute(_STATE)).one()
-            present = frozenset(currencies)
+            present, behind = await self._state(connection)
             where = None
             if self.rollups and not behind:
                 where = rollup_answers(request, self.base_currency, present)
@@ -313,8 +347,7 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            found, behind = (await connection.execute(_STATE)).one()
-            present = frozenset(found)
+            present, behind = await self._state(connection)
             currencies = currencies_of_spec(
                 request.spec, self.base_currency, present, request.start
             )

@@ -3,8 +3,10 @@
 A key is `tm_` followed by 43 URL-safe random characters (256 bits from `secrets`). It is shown
 once, when created; the database keeps only its SHA-256. A presented key is hashed, its row is
 looked up by that digest and the digests are compared in constant time. Looking a row up by the
-digest of a high-entropy secret reveals nothing an attacker can use, and a revoked key stops
-working on its next request: nothing is cached.
+digest of a high-entropy secret reveals nothing an attacker can use. A server remembers a
+lookup for the data version it was made at (app/datacache.py): creating or revoking a key
+bumps that version, so a revoked key still stops working on its next request, in every worker
+process.
 
 Scopes (`Scope`) form a ladder, `admin` > `write` > `read`: a key may do what its scopes imply.
 `partner` is a restriction rather than a rung: it implies `read`, but a partner key runs only
@@ -26,7 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.datacache import VersionedMemo
 from app.errors import NotFound, UserError
 from app.tables import api_key
 
@@ -290,18 +293,34 @@ class Authenticator:
         self.engine = engine
         self.loopback = loopback
         self._keys_exist = False  # once true, it stays true (keys are revoked, never deleted)
+        self.memo = VersionedMemo()
 
-    async def keyless_allowed(self) -> bool:
-        """Whether this server lets keyless requests in (that come in over loopback)."""
+    async def keyless_allowed(self, version: Hashable | None = None) -> bool:
+        """Whether this server lets keyless requests in (that come in over loopback); with the
+        data `version` just read, remembered until a key is created."""
         if not self.loopback or self._keys_exist:
             return False
-        self._keys_exist = await any_key_exists(self.engine)
+        if version is None:
+            self._keys_exist = await any_key_exists(self.engine)
+        else:
+            found = await self.memo.get(("keys", version), lambda: any_key_exists(self.engine))
+            self._keys_exist = found
         return not self._keys_exist
 
-    async def authenticate(self, authorization: str | None, origin: Origin) -> Principal:
+    async def authenticate(
+        self, authorization: str | None, origin: Origin, version: Hashable | None = None
+    ) -> Principal:
+        """The principal of a request; with the data `version` just read, a key's lookup is
+        remembered for that version (a revocation bumps it)."""
         key = bearer_token(authorization)
         if key is not None:
-            return await key_principal(self.engine, key)
-        if origin.is_loopback and await self.keyless_allowed():
+            if version is None:
+                return await key_principal(self.engine, key)
+            # and for at most TOUCH_EVERY, so that its last use is still recorded
+            minute = int(datetime.datetime.now(datetime.UTC).timestamp() // TOUCH_EVERY.seconds)
+            return await self.memo.get(
+                ("key", key_hash(key), version, minute), lambda: key_principal(self.engine, key)
+            )
+        if origin.is_loopback and await self.keyless_allowed(version):
             return KEYLESS
         raise Unauthenticated("this server needs an API key: send `Authorization: Bearer tm_...`")

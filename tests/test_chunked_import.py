@@ -1,0 +1,253 @@
+"""Chunked imports (app/ingest/chunked.py): the same tables as one transaction, a bad file
+refused before anything is written, an interrupted run resumed to the same end."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from app import attributes
+from app.attributes import AttributeDefinition, AttributeType
+from app.cli import cli
+from app.demo import generate_periods, write_csv
+from app.errors import ImportFailed
+from app.ingest.subscriptions import ImportResult, load_periods
+from connectors.csv.subscriptions import read_periods
+from tests.conftest import TABLES
+
+# every table an import writes, by external ids (customer ids are numbered in import order,
+# which chunks change)
+STATE = {
+    "customer": """SELECT c.external_id, c.name, c.email, c.country, c.customer_since,
+                   c.current_mrr, c.current_mrr_since, c.current_mrr_until FROM customer c""",
+    "subscription": """SELECT s.external_id, c.external_id FROM subscription s
+                       JOIN customer c ON c.id = s.customer_id""",
+    "subscription_version": """SELECT s.external_id, v.valid_from, v.valid_to, v.status, v.mrr,
+                               v.currency, p.external_id FROM subscription_version v
+                               JOIN subscription s ON s.id = v.subscription_id
+                               LEFT JOIN plan p ON p.id = v.plan_id""",
+    "mrr_change": """SELECT c.external_id, s.external_id, m.day, m.delta, m.currency,
+                     m.plan_interval FROM mrr_change m JOIN customer c ON c.id = m.customer_id
+                     JOIN subscription s ON s.id = m.subscription_id""",
+    "movement": """SELECT c.external_id, m.day, m.kind, m.amount, m.before, m.after,
+                   m.prev_day, m.next_day FROM movement m JOIN customer c ON c.id = m.customer_id""",
+    "movement_scope": """SELECT m.dimension, m.value, c.external_id, m.day, m.kind, m.amount
+                         FROM movement_scope m JOIN customer c ON c.id = m.customer_id""",
+    "ledger_currency": "SELECT currency, first_day FROM ledger_currency",
+}
+
+
+async def stored(engine: AsyncEngine) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    async with engine.connect() as connection:
+        for table, query in STATE.items():
+            rows = (await connection.execute(sa.text(query))).all()
+            state[table] = sorted(tuple(str(value) for value in row) for row in rows)
+    return state
+
+
+async def empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+
+
+async def load(engine: AsyncEngine, text: str, chunk_rows: int = 0, **options: Any) -> ImportResult:
+    """Import CSV text; in chunks of `chunk_rows` rows when given."""
+    header, rows = read_periods(io.StringIO(text), "USD")
+    assert not header.problems()
+    expected = text.count("\n") if chunk_rows else 0
+    return await load_periods(
+        engine,
+        rows,
+        filename="company.csv",
+        sha256=str(hash(text)),
+        expected_rows=expected,
+        chunk_rows=chunk_rows,
+        **options,
+    )
+
+
+@pytest.fixture
+def company(tmp_path: Path) -> str:
+    path = tmp_path / "company.csv"
+    rows = write_csv(generate_periods(customers=240, seed=11), path)
+    assert rows > 400
+    return path.read_text()
+
+
+def corrected(text: str) -> str:
+    """The file with the amounts of the lines of 3 subscriptions changed."""
+    lines = text.splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    columns = header.strip().split(",")
+    amount = columns.index("amount")
+    chosen = sorted({line.split(",")[0] for line in body})[:3]
+    out = [header]
+    for line in body:
+        values = line.rstrip("\n").split(",")
+        if values[0] in chosen:
+            values[amount] = str(float(values[amount] or 0) + 7)
+        out.append(",".join(values) + "\n")
+    return "".join(out)
+
+
+async def jobs(engine: AsyncEngine) -> list[tuple[str, int, int]]:
+    async with engine.connect() as connection:
+        query = "SELECT state, chunks, done_chunks FROM import_job ORDER BY id"
+        return [tuple(row) for row in await connection.execute(sa.text(query))]
+
+
+async def stage_tables(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        query = "SELECT relname FROM pg_class WHERE relname LIKE 'import_stage%' ORDER BY 1"
+        return list(await connection.scalars(sa.text(query)))
+
+
+async def test_a_chunked_import_equals_one_transaction(engine: AsyncEngine, company: str) -> None:
+    whole = await load(engine, company)
+    expected = await stored(engine)
+    again = corrected(company)
+    whole_again = await load(engine, again)
+    expected_again = await stored(engine)
+    await empty(engine)
+
+    chunked = await load(engine, company, chunk_rows=60)
+    assert (chunked.rows, chunked.changed_customers) == (whole.rows, whole.changed_customers)
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert state == "done"
+    assert chunks == done
+    assert chunks == -(-company.count("\n") // 60)
+    assert await stage_tables(engine) == []
+    # a corrected file recomputes only the customers it touches, in chunks too
+    chunked_again = await load(engine, again, chunk_rows=60)
+    assert chunked_again.changed_subscriptions == whole_again.changed_subscriptions == 3
+    assert chunked_again.changed_customers == whole_again.changed_customers
+    assert chunked_again.changed_customers <= 3
+    assert await stored(engine) == expected_again
+    # the same file again changes nothing
+    same = await load(engine, again, chunk_rows=60)
+    assert (same.changed_subscriptions, same.changed_customers) == (0, 0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def failing_at(chunk: int) -> Any:
+    def progress(stage: str, count: int) -> None:
+        if stage == "chunk" and count == chunk:
+            raise Interrupted  # inside the chunk's transaction: it rolls back
+
+    return progress
+
+
+async def test_an_interrupted_import_resumes_to_the_same_tables(
+    engine: AsyncEngine, company: str
+) -> None:
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=failing_at(4))
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 3)
+    partial = await stored(engine)
+    assert 0 < len(partial["customer"]) < len(expected["customer"])
+    # each customer is whole: exactly its rows of the finished import
+    imported = {row[0] for row in partial["customer"]}
+    for table in ("movement", "mrr_change"):
+        mine = [row for row in expected[table] if row[0] in imported]
+        assert partial[table] == mine
+
+    result = await load(engine, company, chunk_rows=60)  # the same file: resumed
+    assert await stored(engine) == expected
+    assert await jobs(engine) == [("done", chunks, chunks)]
+    assert result.rows == company.count("\n") - 1
+
+
+async def test_a_resume_restages_a_lost_staging_table(engine: AsyncEngine, company: str) -> None:
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=failing_at(2))
+    async with engine.begin() as connection:  # as a server crash empties unlogged tables
+        for table in await stage_tables(engine):
+            await connection.execute(sa.text(f"TRUNCATE {table}"))
+    await load(engine, company, chunk_rows=60)
+    assert await stored(engine) == expected
+
+
+async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, company: str) -> None:
+    lines = company.splitlines(keepends=True)
+    values = lines[300].split(",")
+    values[2] = "2022-13-01"  # start_date, in a late chunk
+    bad = "".join([*lines[:300], ",".join(values), *lines[301:]])
+    overlap = lines[5]  # the same period twice: overlaps
+    with pytest.raises(ImportFailed) as failed:
+        await load(engine, bad + overlap, chunk_rows=60)
+    assert "line 301: start_date '2022-13-01' is not a date" in " ".join(failed.value.problems)
+    assert (await stored(engine))["customer"] == []
+    assert [state for state, *_ in await jobs(engine)] == ["failed"]
+    assert await stage_tables(engine) == []
+    with pytest.raises(ImportFailed) as overlapping:
+        await load(engine, company + overlap, chunk_rows=60)
+    assert "overlaps another period" in " ".join(overlapping.value.problems)
+    assert (await stored(engine))["customer"] == []
+
+
+async def test_attribute_values_upserted_in_chunks_of_lines(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
+    await load(engine, header + "".join(f"s{i},C{i},2024-01-01,,10\n" for i in range(7)))
+    tier = AttributeDefinition("tier", "Tier", AttributeType.STRING, "csv", "")
+    seats = AttributeDefinition("seats", "Seats", AttributeType.NUMBER, "csv", "")
+    for definition in (tier, seats):
+        await attributes.create(engine, definition)
+    monkeypatch.setattr(attributes._Stage, "CHUNK_LINES", 2)
+    lines = ["customer,tier,seats\n", *(f"C{i},t{i % 3},{i}\n" for i in range(7))]
+    lines[4] = "C3,,\n"  # no value: skipped
+    assert await attributes.import_csv(engine, lines, "tiers.csv") == (7, 12)
+    async with engine.connect() as connection:
+        query = """SELECT c.external_id, a.key, coalesce(a.string_value, a.number_value::text)
+                   FROM customer_attribute a JOIN customer c ON c.id = a.customer_id"""
+        stored = sorted(tuple(row) for row in await connection.execute(sa.text(query)))
+    expected = [(f"C{i}", "seats", str(i)) for i in range(7) if i != 3]
+    expected += [(f"C{i}", "tier", f"t{i % 3}") for i in range(7) if i != 3]
+    assert stored == sorted(expected)
+
+
+def _cli_import(database_url: str, path: Path, chunk_rows: int) -> Any:
+    env = {
+        "TIDEMILL_DATABASE_URL": database_url,
+        "TIDEMILL_IMPORT_CHUNK_ROWS": str(chunk_rows),
+        "COLUMNS": "200",
+    }
+    return CliRunner().invoke(cli, ["import", "subscriptions", str(path)], env=env)
+
+
+async def test_the_cli_imports_a_large_file_in_chunks(
+    engine: AsyncEngine, database_url: str, company: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "company.csv"
+    path.write_text(company)
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    result = await asyncio.to_thread(_cli_import, database_url, path, 100)
+    assert result.exit_code == 0, result.output
+    assert f"imported {company.count(chr(10)) - 1} rows" in result.output
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+    assert chunks == -(-company.count("\n") // 100)  # estimated from the file's size

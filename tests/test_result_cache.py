@@ -1,0 +1,220 @@
+"""The result cache (app/datacache.py): a query's result is kept under (document, variables,
+data version) and served again until any write transaction bumps the version."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.datacache import read_version
+from app.security import keys as auth
+from tests.conftest import import_text
+from tests.edge import _free_port as free_port
+from tests.edge import bearer, new_key, real_app, serving
+
+HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount\n"
+DATA = HEADER + "s1,C1,2024-01-01,,100\ns2,C2,2024-02-01,,50\n"
+DROP_C2 = (
+    "DELETE FROM movement WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'C2')"
+)
+SNAPSHOT = "query($at: Date!) { snapshot(at: $at) { mrr customers } }"
+
+
+async def snapshot(client: httpx.AsyncClient, at: str, key: str | None = None) -> Any:
+    response = await client.post(
+        "/graphql", json={"query": SNAPSHOT, "variables": {"at": at}}, headers=bearer(key)
+    )
+    return without_plan(response.json())
+
+
+def without_plan(body: Any) -> Any:
+    """The answer without `extensions.plan` (rollup or scan: tests/test_rollups.py)."""
+    body.pop("extensions", None)
+    return body
+
+
+async def write_unversioned(engine: AsyncEngine, statement: str) -> None:
+    """A write the triggers do not see (replication role): what the cache would serve stale."""
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        await connection.execute(sa.text(statement))
+
+
+async def test_a_cached_result_is_served_until_a_write(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    # the write behind the version's back below drops movements: read them, not the rollups
+    async with serving(real_app(database_url, rollups=False)) as client:
+        first = await snapshot(client, "2024-03-01")
+        assert first == {"data": {"snapshot": {"mrr": 15000, "customers": 2}}}
+        # a customer's movements vanish behind the version's back: the cached result is served
+        await write_unversioned(engine, DROP_C2)
+        assert await snapshot(client, "2024-03-01") == first
+        # other variables: another entry, computed now (without C2)
+        assert (await snapshot(client, "2024-02-15"))["data"]["snapshot"] == {
+            "mrr": 10000,
+            "customers": 1,
+        }
+        # any write transaction bumps the version: the next request computes again
+        version = await read_version(engine)
+        await import_text(engine, DATA.replace(",100\n", ",300\n"))  # C1 only: C2 stays gone
+        assert await read_version(engine) != version
+        assert await snapshot(client, "2024-03-01") == {
+            "data": {"snapshot": {"mrr": 30000, "customers": 1}}
+        }
+
+
+async def test_without_the_cache_every_request_is_computed(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    async with serving(real_app(database_url, result_cache_entries=0, rollups=False)) as client:
+        first = await snapshot(client, "2024-03-01")
+        await write_unversioned(engine, DROP_C2)
+        assert await snapshot(client, "2024-03-01") != first
+
+
+async def test_the_version_moves_once_per_write_transaction_and_not_for_reads(
+    engine: AsyncEngine,
+) -> None:
+    await import_text(engine, DATA)
+    before = await read_version(engine)
+    async with engine.connect() as connection:
+        await connection.execute(sa.text("SELECT count(*) FROM movement"))
+    assert await read_version(engine) == before
+    async with engine.begin() as connection:
+        for value in ("a", "b", "c"):
+            await connection.execute(
+                sa.text("INSERT INTO plan (source, external_id, name) VALUES ('t', :v, :v)"),
+                {"v": value},
+            )
+    after = await read_version(engine)
+    assert before is not None
+    assert after is not None
+    assert after[0] > before[0]
+    assert after[1] > before[1]
+    # a failed (rolled back) write leaves it as it was
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(sa.text("DELETE FROM plan WHERE source = 't'"))
+        await transaction.rollback()
+    assert await read_version(engine) == after
+
+
+async def test_a_revoked_key_stops_at_once_despite_the_remembered_lookup(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    key = await new_key(engine, "read", name="dashboard")
+    async with serving(real_app(database_url)) as client:
+        assert "data" in await snapshot(client, "2024-03-01", key)
+        assert "data" in await snapshot(client, "2024-03-01", key)  # remembered, and cached
+        await auth.revoke_key(engine, "dashboard")
+        refused = await snapshot(client, "2024-03-01", key)
+        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # recording a key's last use does not bump the version (it would empty every cache)
+    version = await read_version(engine)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("UPDATE api_key SET last_used_at = now()"))
+    assert await read_version(engine) == version
+
+
+async def test_a_mutation_is_never_cached(engine: AsyncEngine, database_url: str) -> None:
+    await import_text(engine, DATA)
+    create = """mutation($name: String!) { createSegment(name: $name,
+        definition: {field: "plan", values: ["x"]}) { id name } }"""
+    async with serving(real_app(database_url)) as client:
+        first = await client.post("/graphql", json={"query": create, "variables": {"name": "a"}})
+        again = await client.post("/graphql", json={"query": create, "variables": {"name": "a"}})
+    assert "data" in first.json(), first.json()
+    assert again.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def _serve_with_workers(database_url: str, port: int) -> subprocess.Popen[str]:
+    command = [str(Path(sys.executable).with_name("tidemill")), "serve", "--workers", "2"]
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": database_url, "TIDEMILL_PORT": str(port)}
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _snapshots(url: str, count: int) -> list[Any]:
+    """`count` requests on new connections (spread over the server's processes)."""
+    body = {"query": SNAPSHOT, "variables": {"at": "2024-03-01"}}
+    answers = [httpx.post(url, json=body, timeout=30).json() for _ in range(count)]
+    return [without_plan(answer) for answer in answers]
+
+
+async def test_server_processes_share_no_stale_result(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    port = free_port()
+    process = _serve_with_workers(database_url, port)
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            with contextlib.suppress(httpx.TransportError):
+                async with httpx.AsyncClient() as client:
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if health.status_code == 200:
+                    break
+            await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(_snapshots, url, 12)
+        assert {str(result) for result in before} == {
+            str({"data": {"snapshot": {"mrr": 15000, "customers": 2}}})
+        }
+        await import_text(engine, DATA.replace(",100\n", ",300\n"))  # by another process
+        after = await asyncio.to_thread(_snapshots, url, 12)
+        assert {str(result) for result in after} == {
+            str({"data": {"snapshot": {"mrr": 35000, "customers": 2}}})
+        }
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert output.count("Started server process") == 2, output
+
+
+async def test_connections_killed_by_a_restart_are_replaced(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await import_text(engine, DATA)
+    async with serving(real_app(database_url)) as client:
+        assert "data" in await snapshot(client, "2024-03-01")
+        async with engine.connect() as connection:  # every other backend of the database
+            await connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        await engine.dispose()  # (this test's own pool lost its idle connections too)
+        assert await snapshot(client, "2024-03-01") == {
+            "data": {"snapshot": {"mrr": 15000, "customers": 2}}
+        }
+
+
+async def test_a_result_is_cached_per_caller(engine: AsyncEngine, database_url: str) -> None:
+    first = await new_key(engine, "read", name="dashboard")
+    second = await new_key(engine, "read", name="analyst")
+    document = {"query": "{ viewer { name scopes } }"}
+    async with serving(real_app(database_url)) as client:
+        seen = await client.post("/graphql", json=document, headers=bearer(first))
+        assert seen.json()["data"]["viewer"] == {"name": "dashboard", "scopes": ["read"]}
+        # the same document at the same data version from another key: answered for that key
+        again = await client.post("/graphql", json=document, headers=bearer(second))
+        assert again.json()["data"]["viewer"] == {"name": "analyst", "scopes": ["read"]}
