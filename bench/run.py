@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 from app.config import load_settings
 from app.db import create_engine
 from app.demo import Rates, add_months, generate_periods, load_demo, write_csv
+from app.ingest.fx import ensure_ecb
 from app.migrate import upgrade
 from bench import dashboard
 from bench import segments as bench_segments
@@ -330,7 +331,8 @@ def dashboard_figures(admin_url: str, database: str, runs: int) -> list[Figure]:
     engine = create_engine(load_settings(database_url=url))
 
     async def load() -> None:
-        try:
+        try:  # as `tidemill demo` does: the ECB rates first, for its EUR and GBP customers
+            await ensure_ecb(engine, "USD")
             await load_demo(engine, 300, 7, progress=lambda _stage, _count: None)
         finally:
             await engine.dispose()
