@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     metrics = MetricsEngine(engine, settings.base_currency)
     graphql = secure_view(settings, engine, metrics)
     keys = functools.cache(lambda: vault(settings))
-    graphql.sources = SourceServices(engine, keys, backfill_source)
+    sources = SourceServices(engine, keys, backfill_source)
+    graphql.sources = sources
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         stop.set()
         if applying is not None:
             await applying
+        await sources.close()
         await engine.dispose()
 
     routes = [
