@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     reads = read_router(settings, engine)
     graphql = secure_view(settings, engine, metrics, reads)
     keys = functools.cache(lambda: vault(settings))
-    graphql.sources = SourceServices(engine, keys, backfill_source)
+    sources = SourceServices(engine, keys, backfill_source)
+    graphql.sources = sources
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if applying is not None:
             await applying
         await reads.dispose()
+        await sources.close()
         await engine.dispose()
 
     routes = [

@@ -71,6 +71,13 @@ class SourceServices:
         self.running[ident] = asyncio.create_task(self._backfill(ident))
         return True
 
+    async def close(self) -> None:
+        """Stop running backfills (their cursors let them resume) before the engine goes."""
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        self.running.clear()
+
     async def _backfill(self, ident: int) -> object:
         try:
             return await self.backfill(self.engine, self.vault(), ident)

@@ -41,9 +41,11 @@ RESOURCES: tuple[tuple[str, dict[str, Any], str], ...] = (
 PAGE_SIZE = 100
 
 
-def client(api_key: str, api_base: str | None = None) -> stripe.StripeClient:
+def client(api_key: str, api_base: str | None, http: stripe.HTTPClient) -> stripe.StripeClient:
     addresses: Any = {"api": api_base} if api_base else None
-    return stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=2)
+    return stripe.StripeClient(
+        api_key, base_addresses=addresses, max_network_retries=2, http_client=http
+    )
 
 
 def snapshot_event(obj: Mapping[str, Any], kind: str, at: int) -> dict[str, Any]:
@@ -93,7 +95,8 @@ async def backfill(
     progress: Progress | None = None,
 ) -> SyncResult:
     """Store the account's objects and events in the inbox (resumable; see the module doc)."""
-    api = client(api_key, api_base)
+    http = stripe.RequestsClient()  # closed at the end: its connections do not linger
+    api = client(api_key, api_base, http)
 
     def bound(at: int, resource: str, after: str | None) -> Iterator[Page]:
         return pages(api, at, resource, after)
