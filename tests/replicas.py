@@ -17,8 +17,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("TIDEMILL_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_USER = "postgres"
+
+
+def _server_binaries() -> Path:
+    """TIDEMILL_TEST_PG_BIN, else Debian's PostgreSQL, else the binaries pgserver ships (the
+    embedded default's, there on every machine that installed Tidemill)."""
+    explicit = os.environ.get("TIDEMILL_TEST_PG_BIN")
+    if explicit:
+        return Path(explicit)
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_basebackup"))
+    if debian:
+        return debian[-1].parent
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def _runuser() -> str:
+    """runuser, which a PATH without the sbin directories does not find."""
+    for found in (shutil.which("runuser"), "/usr/sbin/runuser", "/sbin/runuser"):
+        if found and Path(found).exists():
+            return found
+    raise AssertionError("runuser is missing: the servers cannot run as root")
+
+
+PG_BIN = _server_binaries()
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ def _free_port() -> int:
 def _run(*args: str | Path) -> None:
     command = [str(arg) for arg in args]
     if os.geteuid() == 0:
-        command = ["runuser", "-u", SERVER_USER, "--", *command]
+        command = [_runuser(), "-u", SERVER_USER, "--", *command]
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
 
 
