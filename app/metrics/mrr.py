@@ -64,6 +64,22 @@ def customer_age(since: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnEl
     )
 
 
+# Where a customer is: dimensions every cube over customers offers (MRR, usage).
+CUSTOMER_COUNTRY = Dimension(
+    "customer_country",
+    "Customer's country (ISO 3166 alpha-2)",
+    Level.CUSTOMER,
+    lambda s: s.customer.c.country,
+    reads_customer=True,
+)
+REGION = Dimension(
+    "region",
+    f"Sales region of the customer's country: {', '.join(REGIONS)}",
+    Level.CUSTOMER,
+    lambda s: sa.case(COUNTRY_REGION, value=s.customer.c.country, else_=OTHER),
+    reads_customer=True,
+)
+
 MRR_CUBE = Cube(
     name="mrr",
     description="Monthly recurring revenue, its movements and churn (METRICS.md 3-4).",
@@ -88,20 +104,8 @@ MRR_CUBE = Cube(
             Level.SUBSCRIPTION,
             lambda s: s.rows.c.plan_interval,
         ),
-        Dimension(
-            "customer_country",
-            "Customer's country (ISO 3166 alpha-2)",
-            Level.CUSTOMER,
-            lambda s: s.customer.c.country,
-            reads_customer=True,
-        ),
-        Dimension(
-            "region",
-            f"Sales region of the customer's country: {', '.join(REGIONS)}",
-            Level.CUSTOMER,
-            lambda s: sa.case(COUNTRY_REGION, value=s.customer.c.country, else_=OTHER),
-            reads_customer=True,
-        ),
+        CUSTOMER_COUNTRY,
+        REGION,
         Dimension(
             "customer_age",
             "Months from the customer's first `new` to the end of the range: "

@@ -41,6 +41,8 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 from app.ids import bigint
 from app.metrics.cube import Cube, Dimension, Level, Sources, filter_clause
 from app.metrics.mrr import (
+    CUSTOMER_COUNTRY,
+    REGION,
     Scope,
     expressions_for,
     group_columns,
@@ -49,7 +51,6 @@ from app.metrics.mrr import (
     period_key,
     where_clauses,
 )
-from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec
 from app.metrics.universe import branch_specs, universe
 from app.tables import (
@@ -193,20 +194,8 @@ USAGE_CUBE = Cube(
             kind="number",
             parse=bigint,
         ),
-        Dimension(
-            "customer_country",
-            "Customer's country (ISO 3166 alpha-2)",
-            Level.CUSTOMER,
-            lambda s: s.customer.c.country,
-            reads_customer=True,
-        ),
-        Dimension(
-            "region",
-            f"Sales region of the customer's country: {', '.join(REGIONS)}",
-            Level.CUSTOMER,
-            lambda s: sa.case(COUNTRY_REGION, value=s.customer.c.country, else_=OTHER),
-            reads_customer=True,
-        ),
+        CUSTOMER_COUNTRY,
+        REGION,
         Dimension(
             "plan",
             "Plan of the customer's latest subscription start or change up to the range's end",
