@@ -66,16 +66,17 @@ check: lint test ## Everything CI runs
 schema: $(STAMP) ## Regenerate schema.graphql from the Strawberry schema
 	$(BIN)/python -m schema.export
 
-bench: $(STAMP) web chromium ## Benchmark import, queries and the dashboard on 10,000 customers
+bench: $(STAMP) web chromium ## Benchmark import, queries and the dashboard; 10k and 100k side by side
 	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.plans --customers 10000 100000
-	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.sizes --customers 10000 100000 --prefix tidemill_bench_sizes
+	$(BIN)/python -m bench.plans --customers 10000 100000 --prefix tidemill_bench_sizes --reuse
 
 bench-plans: $(STAMP) ## Rollup against scan, side by side at 10k and 100k customers
 	$(BIN)/python -m bench.plans --customers 10000 100000
 
-bench-1m: $(STAMP) ## Rollup against scan at 1,000,000 customers (a long import first)
-	$(BIN)/python -m bench.plans --customers 1000000 --runs 3
+bench-1m: $(STAMP) ## 10k, 100k and 1,000,000 customers side by side, then rollup against scan at 1M
+	$(BIN)/python -m bench.sizes --customers 10000 100000 1000000 --prefix tidemill_bench_sizes
+	$(BIN)/python -m bench.plans --customers 1000000 --runs 3 --prefix tidemill_bench_sizes --reuse
 
 bench-scale: $(STAMP) ## Imports (whole vs chunked), GraphQL vs bare SQL, 10 clients' throughput
 	$(BIN)/python -m bench.scale

@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -209,15 +209,21 @@ def write_data(customers: int, years: int, seed: int) -> tuple[Path, int]:
 
 
 def run_import(path: Path, env: Mapping[str, str]) -> tuple[float, float]:
-    """Import with the real CLI in a child process: (seconds, the child's peak RSS in MB)."""
+    """Import with the real CLI in a child process: (seconds, that child's peak RSS in MB).
+
+    The child is reaped with wait4, whose usage is that child's own (and its children's), not
+    the largest of every child this process ever started (a server's, say)."""
     command = [sys.executable, "-m", "app.cli", "import", "subscriptions", str(path)]
     began = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        raise BenchFailed(f"import exited with {done.returncode}:\n{done.stdout}{done.stderr}")
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
-    return seconds, peak_kb / 1024
+    with tempfile.TemporaryFile("w+") as output:
+        child = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=output)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - began
+        if child.returncode != 0:
+            output.seek(0)
+            raise BenchFailed(f"import exited with {child.returncode}:\n{output.read()}")
+    return seconds, usage.ru_maxrss / 1024  # KB on Linux
 
 
 # --- server ----------------------------------------------------------------------------------
