@@ -172,8 +172,8 @@ export function UsageView(props: ViewProps) {
   const { state, navigate, range } = props
   const loaded = useQuery<UsageMetrics>('DashboardUsageMetrics', {})
   return (
-    <section aria-labelledby="usage-title">
-      <h1 id="usage-title">
+    <section aria-labelledby="usage-view-title">
+      <h1 id="usage-view-title">
         Usage, {day(range.start)} – {day(range.end)}
       </h1>
       <Status loaded={loaded}>
