@@ -356,15 +356,18 @@ DEMO_METRICS = [
 ]
 
 
-def graphql(server: str, query: str, variables: dict[str, Any]) -> Any:
-    """The API's answer to a document of the test's own (not the page's request)."""
-    response = httpx.post(
-        f"{server}/graphql", json={"query": query, "variables": variables}, timeout=60
-    )
+USAGE_VALUE = """query($id: ID!, $customer: ID!, $timeframe: TimeframeInput) {
+    usageMetricValue(id: $id, customerId: $customer, timeframe: $timeframe) { value } }"""
+
+
+def usage_value(server: str, metric: str, customer: str, timeframe: dict[str, str]) -> Any:
+    """The API's usageMetricValue, asked by the test itself (not the page's request)."""
+    variables = {"id": metric, "customer": customer, "timeframe": timeframe}
+    body = {"query": USAGE_VALUE, "variables": variables}
+    response = httpx.post(f"{server}/graphql", json=body, timeout=60)
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
+    assert "errors" not in response.json(), response.text
+    return response.json()["data"]["usageMetricValue"]["value"]
 
 
 async def _csv(page: Page, chart: str) -> list[str]:
@@ -412,6 +415,7 @@ async def test_the_usage_view_shows_the_apis_usage(browser: Browser, server: str
         assert variables["id"] == metrics["api_calls"]["id"]
         assert variables["spec"]["currency"] is None
         answer = replay(server, sent)
+        assert "breakdown" not in answer["usageSeries"]  # no breakdown asked: not computed
         # The chart's data (its CSV) and the top customers are the API's values, exactly.
         points = answer["usageSeries"]["points"]
         assert await _csv(page, "usage") == [
@@ -428,12 +432,7 @@ async def test_the_usage_view_shows_the_apis_usage(browser: Browser, server: str
         best = top[0]
         end = datetime.date.fromisoformat(variables["end"]) + datetime.timedelta(days=1)
         timeframe = {"from": f"{variables['start']}T00:00:00Z", "to": f"{end}T00:00:00Z"}
-        value = graphql(
-            server,
-            "query($id: ID!, $c: ID!, $t: TimeframeInput) { usageMetricValue(id: $id, "
-            "customerId: $c, timeframe: $t) { value } }",
-            {"id": variables["id"], "c": best["customerId"], "t": timeframe},
-        )["usageMetricValue"]["value"]
+        value = usage_value(server, variables["id"], best["customerId"], timeframe)
         assert value == best["value"]
         await screenshot(page, "usage")
 
@@ -449,6 +448,7 @@ async def test_the_usage_view_shows_the_apis_usage(browser: Browser, server: str
         last = graphql_requests(seen, "DashboardUsage")[-1]
         assert json.loads(last["variables"])["spec"]["dimensions"] == ["customer_country"]
         composite = replay(server, last)
+        assert "points" not in composite["usageSeries"]  # the total is not drawn: not computed
         lines = composite["usageSeries"]["breakdown"]
         assert len(lines) > 1
         assert (await _csv(page, "usage"))[0] == ",".join(
@@ -482,18 +482,20 @@ async def test_the_usage_view_shows_the_apis_usage(browser: Browser, server: str
         today = replay(server, graphql_requests(seen, "DashboardMeta")[0])["dataRange"]["today"]
         month = datetime.date.fromisoformat(today).replace(day=1)
         following = (month + datetime.timedelta(days=31)).replace(day=1)
-        sent_usage = graphql_requests(seen, "DashboardCustomerUsage")
-        assert len(sent_usage) == len(DEMO_METRICS)
-        for request in sent_usage:
-            asked = json.loads(request["variables"])
-            assert asked["id"] == first["customerId"]
-            assert asked["timeframe"] == {
-                "from": f"{month}T00:00:00Z",
-                "to": f"{following}T00:00:00Z",
-            }
-            [name] = [n for n, m in metrics.items() if m["id"] == asked["metricId"]]
-            expected = replay(server, request)["customer"]["usage"]
+        # One request for the six metrics (slots m0..m5 of the document).
+        [request] = graphql_requests(seen, "DashboardCustomerUsage")
+        asked = json.loads(request["variables"])
+        timeframe = {"from": f"{month}T00:00:00Z", "to": f"{following}T00:00:00Z"}
+        slots = {f"m{i}": metrics[m[0]]["id"] for i, m in enumerate(DEMO_METRICS)}
+        switches = {f"use{i}": True for i in range(len(DEMO_METRICS))}
+        assert asked == {"id": first["customerId"], "timeframe": timeframe, **slots, **switches}
+        answer = replay(server, request)["customer"]
+        for slot, (name, *_) in enumerate(DEMO_METRICS):
+            expected = answer[f"m{slot}"]
             assert shown[name] == ("" if expected is None else _js_number(expected)), name
+            # ... the value usageMetricValue gives for the same customer and month
+            value = usage_value(server, metrics[name]["id"], first["customerId"], timeframe)
+            assert value == expected, name
         assert await cells.count() == len(DEMO_METRICS)
         await screenshot(page, "customer-usage")
         await clean_visit(seen, server)
@@ -513,6 +515,19 @@ async def test_the_usage_view_says_when_nothing_is_defined_and_shows_errors(
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
         assert await alert.inner_text() == error["message"]
         assert "unknown dimension 'attr.nope'" in error["message"]
+        await clean_visit(seen, server)
+    # A metric id the URL names but the server does not have: the first metric instead.
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?view=usage&metric=999999")
+        await page.wait_for_selector("#usage-title:has-text('api_calls')", timeout=TIMEOUT)
+        await rendered(page, "usage")
+        ids = [
+            json.loads(sent["variables"])["id"] for sent in graphql_requests(seen, "DashboardUsage")
+        ]
+        assert ids[0] == "999999"  # asked at once, beside the list of metrics
+        assert ids[-1] != "999999"
+        assert await page.locator("[role=alert]").count() == 0
         await clean_visit(seen, server)
     # A company without usage metrics (an empty database): the view says how to define one.
     with running(real_app(database_url)) as empty:

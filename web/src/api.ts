@@ -186,8 +186,8 @@ export interface UsagePoint {
 
 export interface Usage {
   usageSeries: {
-    points: UsagePoint[]
-    breakdown: { key: string[]; label: string; points: UsagePoint[] }[]
+    points?: UsagePoint[] // without a breakdown
+    breakdown?: { key: string[]; label: string; points: UsagePoint[] }[] // with one
   }
   usageTop: {
     customerId: string
@@ -197,5 +197,5 @@ export interface Usage {
 }
 
 export interface CustomerUsage {
-  customer: { id: string; usage: number | null }
+  customer: { id: string } & Record<string, number | null> // m0..m7: its value of each slot's metric
 }

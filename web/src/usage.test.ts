@@ -1,7 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import type { UsageMetric } from './api'
 import { DEFAULTS } from './url'
-import { chosenMetric, definition, monthTimeframe, usageDimension, usageFilterable, usageSpec } from './usage'
+import customerUsage from '../../queries/DashboardCustomerUsage.graphql?raw'
+import {
+  USAGE_SLOTS,
+  chosenMetric,
+  definition,
+  monthTimeframe,
+  slotChunks,
+  slotValue,
+  slotVariables,
+  usageDimension,
+  usageFilterable,
+  usageSpec,
+} from './usage'
 
 const metric = (given: Partial<UsageMetric>): UsageMetric => ({
   id: '1',
@@ -48,10 +60,13 @@ describe('the usage view', () => {
       },
       ignored: [{ field: 'currency', op: 'EQ', values: ['EUR'] }],
       dimension: 'plan',
+      broken: true,
     })
     const other = usageSpec({ ...state, dimension: 'plan_interval' })
     expect(other.spec.dimensions).toEqual([])
     expect(other.dimension).toBeNull()
+    expect(other.broken).toBe(true) // by the compared segments
+    expect(usageSpec({ ...state, dimension: 'plan_interval', compare: [] }).broken).toBe(false)
   })
 
   it('shows the metric the URL names, else the first defined, else none', () => {
@@ -81,5 +96,22 @@ describe('the usage view', () => {
     expect(definition(large)).toBe('SUM of tokens of api_call events where model EQ large and region IN eu, us')
     const composite = metric({ queryType: 'COMPOSITE', aggregation: null, eventName: null, expression: 'tokens / api_calls' })
     expect(definition(composite)).toBe('tokens / api_calls')
+  })
+
+  it('fills the slots of DashboardCustomerUsage, 8 metrics a request', () => {
+    // the document has exactly USAGE_SLOTS slots, m0..m7, each with its switch
+    for (let slot = 0; slot < USAGE_SLOTS; slot++) {
+      expect(customerUsage).toContain(`m${slot}: usage(metricId: $m${slot}, timeframe: $timeframe) @include(if: $use${slot})`)
+    }
+    expect(customerUsage.match(/@include/g)).toHaveLength(USAGE_SLOTS)
+    expect(slotVariables(['4', '9'])).toEqual({ m0: '4', use0: true, m1: '9', use1: true })
+    expect(slotVariables([])).toEqual({})
+    expect(() => slotVariables(Array.from({ length: 9 }, (_, i) => String(i)))).toThrow('at most 8')
+    const chunks = slotChunks(Array.from({ length: 17 }, (_, i) => i))
+    expect(chunks.map((c) => c.length)).toEqual([8, 8, 1])
+    expect(chunks[2]).toEqual([16])
+    expect(slotChunks([])).toEqual([])
+    const answer = { id: '81', m0: 910, m1: null }
+    expect([0, 1, 2].map((slot) => slotValue(answer, slot))).toEqual([910, null, undefined])
   })
 })

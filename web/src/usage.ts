@@ -23,6 +23,7 @@ export interface UsageSpec {
   spec: Spec
   ignored: Filter[] // filters of the shared controls that usage metrics cannot apply
   dimension: string | null // the breakdown sent, if the chosen one applies
+  broken: boolean // one line per dimension value or compared segment, instead of the total
 }
 
 // The QuerySpecInput of the usage view: the applicable filters, the segment, the compared
@@ -41,6 +42,7 @@ export function usageSpec(state: State): UsageSpec {
     },
     ignored,
     dimension,
+    broken: dimension !== null || state.compare.length > 0,
   }
 }
 
@@ -69,4 +71,27 @@ export function definition(metric: UsageMetric): string {
   const what = metric.property ? `${metric.aggregation} of ${metric.property}` : `${metric.aggregation}`
   const where = metric.filters.map((f) => `${f.property} ${f.op} ${f.values.join(', ')}`).join(' and ')
   return `${what} of ${metric.eventName} events${where ? ` where ${where}` : ''}`
+}
+
+// The slots of DashboardCustomerUsage: slot i reads metric $mi when $usei is true, so one
+// request carries up to USAGE_SLOTS metrics (a persisted document cannot list fields by a
+// variable). More metrics take one request per USAGE_SLOTS.
+export const USAGE_SLOTS = 8
+
+export function slotChunks<T>(items: T[], size = USAGE_SLOTS): T[][] {
+  const chunks: T[][] = []
+  for (let start = 0; start < items.length; start += size) chunks.push(items.slice(start, start + size))
+  return chunks
+}
+
+// The variables of one chunk's request: {m0: id, use0: true, ...}; the unused slots keep
+// their defaults (skipped).
+export function slotVariables(ids: string[]): Record<string, string | boolean> {
+  if (ids.length > USAGE_SLOTS) throw new Error(`at most ${USAGE_SLOTS} metrics per request`)
+  return Object.fromEntries(ids.flatMap((id, slot) => [[`m${slot}`, id], [`use${slot}`, true]]))
+}
+
+// Slot i's value in the answer (null: no value; undefined: not asked).
+export function slotValue(customer: Record<string, unknown>, slot: number): number | null | undefined {
+  return customer[`m${slot}`] as number | null | undefined
 }

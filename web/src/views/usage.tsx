@@ -2,11 +2,11 @@
 // or compared segment), and the customers with the highest values over the range. Every figure
 // is the API's (DashboardUsageMetrics, DashboardUsage).
 import { useMemo } from 'preact/hooks'
-import type { Usage, UsageMetric, UsageMetrics } from '../api'
+import type { Usage, UsageMetric, UsageMetrics, UsagePoint } from '../api'
 import type { ViewProps } from '../app'
 import { Chart } from '../chart'
 import type { Table } from '../csv'
-import { useQuery, type Loaded } from '../data'
+import { useQuery } from '../data'
 import { day, period, usageValue } from '../format'
 import { chosenMetric, definition, usageSpec } from '../usage'
 import { CustomerLink, Status } from './common'
@@ -55,15 +55,27 @@ function MetricList({ metrics, chosen, onChoose }: { metrics: UsageMetric[]; cho
   )
 }
 
-function UsageChart({ metric, data, interval }: { metric: UsageMetric; data: Usage['usageSeries']; interval: string }) {
-  const { points } = data
-  const lines = data.breakdown.length ? data.breakdown : [{ key: [metric.name], label: metric.name, points }]
+type Line = { label: string; points: UsagePoint[] }
+
+// The chart's lines: the breakdown's entries, or the one total.
+function linesOf(series: Usage['usageSeries'], broken: boolean, name: string): Line[] {
+  return broken ? series.breakdown ?? [] : [{ label: name, points: series.points ?? [] }]
+}
+
+function UsageChart({ metric, series, broken, interval }: {
+  metric: UsageMetric
+  series: Usage['usageSeries']
+  broken: boolean
+  interval: string
+}) {
+  const lines = useMemo(() => linesOf(series, broken, metric.name), [series, broken, metric.name])
+  const dates = lines[0]?.points ?? []
   const option = useMemo(
     () => ({
       tooltip: { trigger: 'axis', valueFormatter: (v: number | null) => usageValue(v) },
       legend: { show: lines.length > 1, type: 'scroll', bottom: 0 },
       grid: { left: 8, right: 16, top: 16, bottom: lines.length > 1 ? 40 : 16, containLabel: true },
-      xAxis: { type: 'category', data: points.map((p) => period(p.date, interval)) },
+      xAxis: { type: 'category', data: dates.map((p) => period(p.date, interval)) },
       yAxis: { type: 'value', axisLabel: { formatter: (v: number) => usageValue(v, true) } },
       series: lines.map((line) => ({
         type: 'line',
@@ -73,16 +85,16 @@ function UsageChart({ metric, data, interval }: { metric: UsageMetric; data: Usa
         symbolSize: 7,
       })),
     }),
-    [data, interval],
+    [lines, interval],
   )
   const table: Table = {
-    columns: ['date', 'end_date', ...lines.map((l) => (data.breakdown.length ? `${l.label} ${metric.name}` : metric.name))],
-    rows: points.map((p, i) => [p.date, p.endDate, ...lines.map((l) => l.points[i]?.value ?? null)]),
+    columns: ['date', 'end_date', ...lines.map((l) => (broken ? `${l.label} ${metric.name}` : metric.name))],
+    rows: dates.map((p, i) => [p.date, p.endDate, ...lines.map((l) => l.points[i]?.value ?? null)]),
   }
   return (
     <Chart
       id="usage"
-      title={data.breakdown.length ? `${metric.name} by breakdown` : metric.name}
+      title={broken ? `${metric.name} by breakdown` : metric.name}
       option={option}
       table={table}
       format={(value, column) => (column < 2 ? String(value) : usageValue(value as number | null))}
@@ -132,68 +144,67 @@ function TopCustomers({ metric, top, onOpen }: { metric: UsageMetric; top: Usage
   )
 }
 
-function Metric({ metric, state, navigate, range }: ViewProps & { metric: UsageMetric }) {
-  const { spec, ignored, dimension } = usageSpec(state)
-  const loaded: Loaded<Usage> = useQuery<Usage>('DashboardUsage', {
-    id: metric.id,
+export function UsageView({ state, navigate, range }: ViewProps) {
+  const list = useQuery<UsageMetrics>('DashboardUsageMetrics', {})
+  const metrics = list.data?.usageMetrics
+  const metric = metrics ? chosenMetric(metrics, state.metric) : null
+  // A metric named in the URL is asked for at once, beside the list; else the list's first.
+  const id = metrics ? metric?.id ?? null : state.metric
+  const { spec, ignored, dimension, broken } = usageSpec(state)
+  const usage = useQuery<Usage>(id === null ? null : 'DashboardUsage', {
+    id,
     start: range.start,
     end: range.end,
     interval: state.interval,
     spec,
+    broken,
     first: TOP,
   })
   const open = (customer: string) => navigate({ view: 'customer', customer })
-  return (
-    <>
-      {ignored.length > 0 && (
-        <p class="note" role="status">
-          Usage metrics cannot be filtered by{' '}
-          {ignored.map((f) => f.field).join(', ')}: {ignored.length === 1 ? 'that filter is' : 'those filters are'} left out here.
-        </p>
-      )}
-      {state.dimension && !dimension && (
-        <p class="note" role="status">
-          Usage metrics cannot be broken down by {state.dimension}: showing the total.
-        </p>
-      )}
-      <Status loaded={loaded}>
-        {({ usageSeries, usageTop }) => (
-          <div class="charts">
-            <UsageChart metric={metric} data={usageSeries} interval={state.interval} />
-            <TopCustomers metric={metric} top={usageTop} onOpen={open} />
-          </div>
-        )}
-      </Status>
-    </>
-  )
-}
-
-export function UsageView(props: ViewProps) {
-  const { state, navigate, range } = props
-  const loaded = useQuery<UsageMetrics>('DashboardUsageMetrics', {})
   return (
     <section aria-labelledby="usage-view-title">
       <h1 id="usage-view-title">
         Usage, {day(range.start)} – {day(range.end)}
       </h1>
-      <Status loaded={loaded}>
-        {({ usageMetrics }) => {
-          const metric = chosenMetric(usageMetrics, state.metric)
-          if (!metric) {
-            return (
-              <p class="empty" data-empty="usage">
-                No usage metrics are defined yet. Send usage events (<code>POST /events</code>) and define
-                a metric with the <code>createUsageMetric</code> mutation in GraphiQL; it then shows here.
-              </p>
-            )
-          }
-          return (
+      <Status loaded={list}>
+        {({ usageMetrics }) =>
+          !metric ? (
+            <p class="empty" data-empty="usage">
+              No usage metrics are defined yet. Send usage events (<code>POST /events</code>) and define
+              a metric with the <code>createUsageMetric</code> mutation in GraphiQL; it then shows here.
+            </p>
+          ) : (
             <>
-              <MetricList metrics={usageMetrics} chosen={metric.id} onChoose={(id) => navigate({ metric: id })} />
-              <Metric {...props} metric={metric} />
+              <MetricList metrics={usageMetrics} chosen={metric.id} onChoose={(chosen) => navigate({ metric: chosen })} />
+              {ignored.length > 0 && (
+                <p class="note" role="status">
+                  Usage metrics cannot be filtered by {ignored.map((f) => f.field).join(', ')}:{' '}
+                  {ignored.length === 1 ? 'that filter is' : 'those filters are'} left out here.
+                </p>
+              )}
+              {state.dimension && !dimension && (
+                <p class="note" role="status">
+                  Usage metrics cannot be broken down by {state.dimension}: showing the total.
+                </p>
+              )}
+              <Status loaded={usage}>
+                {({ usageSeries, usageTop }) => {
+                  const lines = linesOf(usageSeries, broken, metric.name)
+                  return (
+                    <div class="charts">
+                      {lines.length ? (
+                        <UsageChart metric={metric} series={usageSeries} broken={broken} interval={state.interval} />
+                      ) : (
+                        <p data-empty="usage-breakdown">No {metric.name} over this range to break down.</p>
+                      )}
+                      <TopCustomers metric={metric} top={usageTop} onOpen={open} />
+                    </div>
+                  )
+                }}
+              </Status>
             </>
           )
-        }}
+        }
       </Status>
     </section>
   )
