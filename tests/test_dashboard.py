@@ -339,6 +339,10 @@ async def test_a_partner_key_can_use_the_dashboard(browser: Browser, demo_url: s
                 await scopes.wait_for(timeout=TIMEOUT)
                 assert await scopes.inner_text() == "read, partner"
                 await screenshot(page, "access-partner")
+                # the usage view too: its documents are registered persisted queries
+                await page.get_by_role("link", name="Usage").click()
+                await rendered(page, "usage")
+                await page.wait_for_selector("table.usage-top tbody tr", timeout=TIMEOUT)
                 await clean_visit(seen, server)
     finally:
         await delete_keys(engine)  # the other tests run keyless
