@@ -12,7 +12,7 @@ WEB_SOURCES := $(shell find web/src web/public -type f -not -path '*/generated/*
 CHROMIUM := /usr/bin/chromium
 SCREENSHOTS := overview-desktop.png overview-phone.png overview-breakdown-quarterly.png \
 	movements.png customer.png cohorts-desktop.png trials-desktop.png churn-desktop.png \
-	access-partner.png graphiql.png
+	usage.png usage-composite-by-country.png customer-usage.png access-partner.png graphiql.png
 
 .DEFAULT_GOAL := help
 

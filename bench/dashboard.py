@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from app.metrics.periods import add_months
 from app.security.manifest import manifest
 from schema.web import STATIC_DIR
 
@@ -64,7 +65,7 @@ def views(start: date, end: date, customer: str) -> list[View]:
     ]
 
 
-async def _send(client: httpx.AsyncClient, sha256: str, variables: Mapping[str, Any]) -> None:
+async def _send(client: httpx.AsyncClient, sha256: str, variables: Mapping[str, Any]) -> Any:
     body = {
         "variables": variables,
         "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256}},
@@ -73,6 +74,62 @@ async def _send(client: httpx.AsyncClient, sha256: str, variables: Mapping[str, 
     data = response.json()
     if response.status_code != 200 or data.get("errors"):
         raise RuntimeError(f"HTTP {response.status_code}: {data.get('errors')}")
+    return data["data"]
+
+
+async def usage_views(base_url: str, customer: str) -> list[View]:
+    """The usage view and the customer page with its usage section, over the usage metrics
+    the server has (the demo's): the last 12 months up to its today. The browser sends
+    DashboardCustomerUsage (and DashboardUsage when the URL names no metric) once
+    DashboardUsageMetrics has answered; these views send everything together, so they time
+    the server, not that round trip."""
+    hashes = manifest()
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        meta = await _send(client, hashes["DashboardMeta"], {})
+        metrics = (await _send(client, hashes["DashboardUsageMetrics"], {}))["usageMetrics"]
+    if not metrics:
+        raise RuntimeError("no usage metrics are defined: the usage views need the demo's")
+    today = date.fromisoformat(meta["dataRange"]["today"])
+    month = today.replace(day=1)  # the "last 12 months" preset: this month and 11 before
+    start = add_months(month, -11)
+    timeframe = {"from": f"{month}T00:00:00Z", "to": f"{add_months(month, 1)}T00:00:00Z"}
+    spec: dict[str, Any] = {"filters": [], "segment": None, "currency": None}
+    plain = {**spec, "compareSegments": [], "dimensions": []}
+    by_country = {**plain, "dimensions": ["customer_country"]}
+    window = {"start": start.isoformat(), "end": today.isoformat(), "interval": "MONTH"}
+    composite = next((m for m in metrics if m["queryType"] == "COMPOSITE"), metrics[-1])
+    listing: tuple[str, Mapping[str, Any]] = ("DashboardUsageMetrics", {})
+    # the customer page's one request for up to 8 metrics (web/src/usage.ts slotVariables)
+    slots = {
+        f"{key}{i}": v
+        for i, m in enumerate(metrics[:8])
+        for key, v in (("m", m["id"]), ("use", True))
+    }
+    shared: tuple[tuple[str, Mapping[str, Any]], ...] = (("DashboardMeta", {}), listing)
+    return [
+        View(
+            f"usage (demo): {metrics[0]['name']} ({metrics[0]['queryType']}) + top 10",
+            (*shared, ("DashboardUsage", {**window, "id": metrics[0]["id"], "spec": plain})),
+        ),
+        View(
+            f"usage (demo): {composite['name']} ({composite['queryType']}) by country + top 10",
+            (
+                *shared,
+                (
+                    "DashboardUsage",
+                    {**window, "id": composite["id"], "spec": by_country, "broken": True},
+                ),
+            ),
+        ),
+        View(
+            f"customer page with {len(metrics[:8])} usage values (demo)",
+            (
+                *shared,
+                ("DashboardCustomer", {**window, "id": customer}),
+                ("DashboardCustomerUsage", {"id": customer, "timeframe": timeframe, **slots}),
+            ),
+        ),
+    ]
 
 
 async def _view_once(client: httpx.AsyncClient, view: View, hashes: Mapping[str, str]) -> float:

@@ -346,8 +346,14 @@ def dashboard_figures(admin_url: str, database: str, runs: int) -> list[Figure]:
     asyncio.run(load())
     with server({**os.environ, "TIDEMILL_DATABASE_URL": url}) as (base_url, _):
         loads = asyncio.run(dashboard.first_loads(base_url, runs))
+    # The usage views on the demo's usage (the bench company has none), computed: no cache.
+    uncached = {**os.environ, "TIDEMILL_DATABASE_URL": url, "TIDEMILL_RESULT_CACHE_ENTRIES": "0"}
+    with server(uncached) as (base_url, _):
+        views = asyncio.run(dashboard.usage_views(base_url, customer="1"))
+        usage = [measure_view(base_url, view, warmup=2, runs=10) for view in views]
     kb, files = dashboard.bundle_gzip_kb()
     return [
+        *usage,
         Figure(
             "dashboard first load (demo, headless Chromium), median",
             statistics.median(loads),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
+from app.customers import CustomerRow
 from app.errors import UserError
 from app.ids import parse_id
 from app.metrics.spec import Interval, QuerySpec
@@ -78,6 +79,16 @@ async def top(
     context: Context, ident: str, start: datetime.date, end: datetime.date, first: int
 ) -> tuple[UsageRank, ...]:
     return await service(context).top(metric_id(ident), start, end, first)
+
+
+async def ranked_customers(
+    context: Context, ranks: Sequence[UsageRank]
+) -> list[CustomerRow | None]:
+    """The customers of a ranking, through the customer loader (one statement per page)."""
+    found: list[CustomerRow | None] = await context.loaders.customer.load_many(
+        [rank.customer_id for rank in ranks]
+    )
+    return found
 
 
 async def customer_usage(

@@ -299,7 +299,13 @@ class Query:
         first: int = 10,
     ) -> list[UsageRank]:
         found = await resolve_usage.top(info.context, id, start, end, first)
-        return [UsageRank.of(rank) for rank in found]
+        if "customer" not in selected_names(info):
+            return [UsageRank.of(rank) for rank in found]
+        rows = await resolve_usage.ranked_customers(info.context, found)
+        present = [row for row in rows if row is not None]
+        nodes = await customer_nodes(info, present, nested_names(info, "customer"))
+        by_id = {int(node.id): node for node in nodes}
+        return [UsageRank.of(rank, by_id.get(rank.customer_id)) for rank in found]
 
 
 class TidemillSchema(strawberry.Schema):

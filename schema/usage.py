@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -21,6 +21,9 @@ from resolvers import usage as resolve
 from resolvers.context import Context
 from schema.enums import FilterOp, Interval, UsageAggregation, UsageQueryType, UsageValueType
 from schema.fields import field
+
+if TYPE_CHECKING:  # schema.types imports this module
+    from schema.types import Customer
 
 Info = strawberry.Info[Context, None]
 
@@ -244,10 +247,17 @@ class UsageSeries:
 class UsageRank:
     customer_id: strawberry.ID
     value: float | None
+    customer: Annotated[Customer, strawberry.lazy("schema.types")] | None = strawberry.field(
+        default=None,
+        description="The customer (the customers of a page are read in one statement per "
+        "loader); null only if its row is gone.",
+    )
 
     @classmethod
-    def of(cls, found: UsageRankResult) -> UsageRank:
-        return cls(customer_id=strawberry.ID(str(found.customer_id)), value=found.value)
+    def of(cls, found: UsageRankResult, customer: Customer | None = None) -> UsageRank:
+        return cls(
+            customer_id=strawberry.ID(str(found.customer_id)), value=found.value, customer=customer
+        )
 
 
 @strawberry.input(description="A usage event: {id, customer, name, timestamp, properties}.")

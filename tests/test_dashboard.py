@@ -5,6 +5,7 @@ server's origin. Each test saves screenshots under tests/artifacts/ (gitignored)
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -59,15 +60,25 @@ def graphql_requests(seen: Visit, name: str) -> list[dict[str, Any]]:
     return found
 
 
-def replay(server: str, params: dict[str, Any], key: str | None = None) -> Any:
-    """The API's answer to the same request the page sent (the same hash and variables)."""
+def _resend(server: str, params: dict[str, Any], key: str | None = None) -> httpx.Response:
+    """The same request the page sent (the same hash and variables), sent again."""
     body = {
         "variables": json.loads(params["variables"]),
         "extensions": json.loads(params["extensions"]),
     }
-    response = httpx.post(f"{server}/graphql", json=body, headers=bearer(key), timeout=60)
+    return httpx.post(f"{server}/graphql", json=body, headers=bearer(key), timeout=60)
+
+
+def replay(server: str, params: dict[str, Any], key: str | None = None) -> Any:
+    """The API's answer to the same request the page sent."""
+    response = _resend(server, params, key)
     assert response.status_code == 200, response.text
     return response.json()["data"]
+
+
+def replay_errors(server: str, params: dict[str, Any]) -> Any:
+    """The API's errors for the same request the page sent."""
+    return _resend(server, params).json()["errors"]
 
 
 async def clean_visit(seen: Visit, server: str) -> None:
@@ -233,8 +244,8 @@ async def test_the_url_round_trips_a_view(browser: Browser, server: str) -> None
         await clean_visit(seen, server)
 
 
-VIEWS = ("overview", "cohorts", "trials", "churn", "access")
-READY = {"overview": "mrr", "cohorts": "cohorts", "trials": "trials"}
+VIEWS = ("overview", "cohorts", "trials", "churn", "usage", "access")
+READY = {"overview": "mrr", "cohorts": "cohorts", "trials": "trials", "usage": "usage"}
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
@@ -328,10 +339,209 @@ async def test_a_partner_key_can_use_the_dashboard(browser: Browser, demo_url: s
                 await scopes.wait_for(timeout=TIMEOUT)
                 assert await scopes.inner_text() == "read, partner"
                 await screenshot(page, "access-partner")
+                # the usage view too: its documents are registered persisted queries
+                await page.get_by_role("link", name="Usage").click()
+                await rendered(page, "usage")
+                await page.wait_for_selector("table.usage-top tbody tr", timeout=TIMEOUT)
                 await clean_visit(seen, server)
     finally:
         await delete_keys(engine)  # the other tests run keyless
         await engine.dispose()
+
+
+# The demo's usage metrics (app/demo/usage.py), as the usage view lists them.
+DEMO_METRICS = [
+    ["api_calls", "COUNT", "INDEXED", "api_call"],
+    ["tokens", "SUM", "INDEXED", "api_call"],
+    ["large_model_tokens", "SUM", "SIMPLE", "api_call"],
+    ["active_users", "UNIQUE_COUNT", "INDEXED", "seat_active"],
+    ["storage_gb", "LATEST", "INDEXED", "storage"],
+    ["tokens_per_call", "—", "COMPOSITE", "—"],
+]
+
+
+USAGE_VALUE = """query($id: ID!, $customer: ID!, $timeframe: TimeframeInput) {
+    usageMetricValue(id: $id, customerId: $customer, timeframe: $timeframe) { value } }"""
+
+
+def usage_value(server: str, metric: str, customer: str, timeframe: dict[str, str]) -> Any:
+    """The API's usageMetricValue, asked by the test itself (not the page's request)."""
+    variables = {"id": metric, "customer": customer, "timeframe": timeframe}
+    body = {"query": USAGE_VALUE, "variables": variables}
+    response = httpx.post(f"{server}/graphql", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    assert "errors" not in response.json(), response.text
+    return response.json()["data"]["usageMetricValue"]["value"]
+
+
+async def _csv(page: Page, chart: str) -> list[str]:
+    figure = page.locator(f'figure:has([data-chart="{chart}"])')
+    async with page.expect_download() as download:
+        await figure.locator("button[data-export=csv]").click()
+    return (await (await download.value).path()).read_text().splitlines()
+
+
+def _csv_cell(value: float | None) -> str:
+    return "" if value is None else _js_number(value)
+
+
+async def _top_rows(page: Page) -> list[tuple[str | None, str | None, str]]:
+    rows = page.locator("table.usage-top tbody tr")
+    return [
+        (
+            await row.get_attribute("data-customer"),
+            await row.locator("td[data-value]").get_attribute("data-value"),
+            (await row.locator("a").inner_text()).strip(),
+        )
+        for row in await rows.all()
+    ]
+
+
+async def test_the_usage_view_shows_the_apis_usage(browser: Browser, server: str) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?view=usage&range=3m")
+        await rendered(page, "usage")
+        await page.wait_for_selector("table.usage-top tbody tr", timeout=TIMEOUT)
+        # The demo's metrics, listed with the API's definitions; the first is shown.
+        rows = page.locator("table.usage-metrics tbody tr")
+        listed = [
+            [c.strip() for c in (await r.locator("td").all_text_contents())]
+            for r in await rows.all()
+        ]
+        names = await rows.evaluate_all("rows => rows.map(r => r.dataset.metric)")
+        assert names == [m[0] for m in DEMO_METRICS]
+        assert [[row[1], row[2], row[3]] for row in listed] == [m[1:] for m in DEMO_METRICS]
+        [listing] = graphql_requests(seen, "DashboardUsageMetrics")
+        metrics = {m["name"]: m for m in replay(server, listing)["usageMetrics"]}
+        [sent] = graphql_requests(seen, "DashboardUsage")
+        variables = json.loads(sent["variables"])
+        assert variables["id"] == metrics["api_calls"]["id"]
+        assert variables["spec"]["currency"] is None
+        answer = replay(server, sent)
+        assert "breakdown" not in answer["usageSeries"]  # no breakdown asked: not computed
+        # The chart's data (its CSV) and the top customers are the API's values, exactly.
+        points = answer["usageSeries"]["points"]
+        assert await _csv(page, "usage") == [
+            "date,end_date,api_calls",
+            *(f"{p['date']},{p['endDate']},{_csv_cell(p['value'])}" for p in points),
+        ]
+        assert sum(p["value"] for p in points) > 0  # the demo's last 90 days fall in range
+        top = answer["usageTop"]
+        assert len(top) == 10
+        assert await _top_rows(page) == [
+            (t["customerId"], _js_number(t["value"]), t["customer"]["name"]) for t in top
+        ]
+        # ... and agree with the per-customer value over the same days ([start, end + 1 day)).
+        best = top[0]
+        end = datetime.date.fromisoformat(variables["end"]) + datetime.timedelta(days=1)
+        timeframe = {"from": f"{variables['start']}T00:00:00Z", "to": f"{end}T00:00:00Z"}
+        value = usage_value(server, variables["id"], best["customerId"], timeframe)
+        assert value == best["value"]
+        await screenshot(page, "usage")
+
+        # A COMPOSITE metric, broken down by country: one line per country, the API's.
+        await page.get_by_role("link", name="tokens_per_call").click()
+        await page.select_option("select[name=dimension]", "customer_country")
+        await page.wait_for_selector(
+            "#usage-title:has-text('tokens_per_call by breakdown')", timeout=TIMEOUT
+        )
+        await rendered(page, "usage")
+        assert f"metric={metrics['tokens_per_call']['id']}" in page.url
+        assert "dimension=customer_country" in page.url
+        last = graphql_requests(seen, "DashboardUsage")[-1]
+        assert json.loads(last["variables"])["spec"]["dimensions"] == ["customer_country"]
+        composite = replay(server, last)
+        assert "points" not in composite["usageSeries"]  # the total is not drawn: not computed
+        lines = composite["usageSeries"]["breakdown"]
+        assert len(lines) > 1
+        assert (await _csv(page, "usage"))[0] == ",".join(
+            ["date", "end_date", *(f"{line['label']} tokens_per_call" for line in lines)]
+        )
+        assert await _top_rows(page) == [
+            (t["customerId"], _js_number(t["value"]), t["customer"]["name"])
+            for t in composite["usageTop"]
+        ]
+        await screenshot(page, "usage-composite-by-country")
+
+        # A ranked customer opens its page, with its usage this month, metric by metric.
+        first = composite["usageTop"][0]
+        await page.locator("table.usage-top tbody tr a").first.click()
+        await page.wait_for_selector("#customer-title", timeout=TIMEOUT)
+        assert f"customer={first['customerId']}" in page.url
+        section = page.locator("[data-list=customer-usage]")
+        cells = section.locator("td[data-value]")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('[data-list=customer-usage] td[data-value]').length"
+            f" === {len(DEMO_METRICS)}",
+            timeout=TIMEOUT,
+        )
+        shown = {
+            await row.get_attribute("data-metric"): await row.locator(
+                "td[data-value]"
+            ).get_attribute("data-value")
+            for row in await section.locator("tbody tr").all()
+        }
+        assert list(shown) == [m[0] for m in DEMO_METRICS]
+        today = replay(server, graphql_requests(seen, "DashboardMeta")[0])["dataRange"]["today"]
+        month = datetime.date.fromisoformat(today).replace(day=1)
+        following = (month + datetime.timedelta(days=31)).replace(day=1)
+        # One request for the six metrics (slots m0..m5 of the document).
+        [request] = graphql_requests(seen, "DashboardCustomerUsage")
+        asked = json.loads(request["variables"])
+        timeframe = {"from": f"{month}T00:00:00Z", "to": f"{following}T00:00:00Z"}
+        slots = {f"m{i}": metrics[m[0]]["id"] for i, m in enumerate(DEMO_METRICS)}
+        switches = {f"use{i}": True for i in range(len(DEMO_METRICS))}
+        assert asked == {"id": first["customerId"], "timeframe": timeframe, **slots, **switches}
+        answer = replay(server, request)["customer"]
+        for slot, (name, *_) in enumerate(DEMO_METRICS):
+            expected = answer[f"m{slot}"]
+            assert shown[name] == ("" if expected is None else _js_number(expected)), name
+            # ... the value usageMetricValue gives for the same customer and month
+            value = usage_value(server, metrics[name]["id"], first["customerId"], timeframe)
+            assert value == expected, name
+        assert await cells.count() == len(DEMO_METRICS)
+        await screenshot(page, "customer-usage")
+        await clean_visit(seen, server)
+
+
+async def test_the_usage_view_says_when_nothing_is_defined_and_shows_errors(
+    browser: Browser, server: str, database_url: str
+) -> None:
+    async with visit(browser) as seen:
+        page = seen.page
+        # An unknown attribute as the breakdown (by URL): the API's error, on the page.
+        await page.goto(f"{server}/?view=usage&dimension=attr.nope")
+        alert = page.locator("section[aria-labelledby=usage-view-title] [role=alert]")
+        await alert.wait_for(timeout=TIMEOUT)
+        [sent] = graphql_requests(seen, "DashboardUsage")
+        [error] = replay_errors(server, sent)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert await alert.inner_text() == error["message"]
+        assert "unknown dimension 'attr.nope'" in error["message"]
+        await clean_visit(seen, server)
+    # A metric id the URL names but the server does not have: the first metric instead.
+    async with visit(browser) as seen:
+        page = seen.page
+        await page.goto(f"{server}/?view=usage&metric=999999")
+        await page.wait_for_selector("#usage-title:has-text('api_calls')", timeout=TIMEOUT)
+        await rendered(page, "usage")
+        ids = [
+            json.loads(sent["variables"])["id"] for sent in graphql_requests(seen, "DashboardUsage")
+        ]
+        assert ids[0] == "999999"  # asked at once, beside the list of metrics
+        assert ids[-1] != "999999"
+        assert await page.locator("[role=alert]").count() == 0
+        await clean_visit(seen, server)
+    # A company without usage metrics (an empty database): the view says how to define one.
+    with running(real_app(database_url)) as empty:
+        async with visit(browser) as seen:
+            await seen.page.goto(f"{empty}/?view=usage")
+            note = seen.page.locator("[data-empty=usage]")
+            await note.wait_for(timeout=TIMEOUT)
+            assert "No usage metrics are defined yet" in await note.inner_text()
+            assert graphql_requests(seen, "DashboardUsage") == []
+            await clean_visit(seen, empty)
 
 
 async def test_graphiql_renders_offline_and_runs_a_query(browser: Browser, server: str) -> None:

@@ -160,3 +160,42 @@ export interface Cohorts {
     }[]
   }[]
 }
+
+export interface UsageMetric {
+  id: string
+  name: string
+  description: string
+  eventName: string | null
+  aggregation: string | null
+  property: string | null
+  valueType: string
+  queryType: string
+  expression: string | null
+  filters: { property: string; op: string; values: string[] }[]
+}
+
+export interface UsageMetrics {
+  usageMetrics: UsageMetric[]
+}
+
+export interface UsagePoint {
+  date: string
+  endDate: string
+  value: number | null
+}
+
+export interface Usage {
+  usageSeries: {
+    points?: UsagePoint[] // without a breakdown
+    breakdown?: { key: string[]; label: string; points: UsagePoint[] }[] // with one
+  }
+  usageTop: {
+    customerId: string
+    value: number | null
+    customer: { id: string; externalId: string; name: string | null; country: string | null } | null
+  }[]
+}
+
+export interface CustomerUsage {
+  customer: { id: string } & Record<string, number | null> // m0..m7: its value of each slot's metric
+}

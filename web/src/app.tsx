@@ -13,6 +13,7 @@ import { CustomerView } from './views/customer'
 import { MovementsView } from './views/movements'
 import { Overview } from './views/overview'
 import { TrialsView } from './views/trials'
+import { UsageView } from './views/usage'
 
 export interface ViewProps {
   state: State
@@ -26,6 +27,7 @@ const NAV: [View, string][] = [
   ['cohorts', 'Cohorts'],
   ['trials', 'Trials'],
   ['churn', 'Churn'],
+  ['usage', 'Usage'],
   ['access', 'Access'],
 ]
 
@@ -39,6 +41,8 @@ function Body(props: ViewProps) {
       return <TrialsView {...props} />
     case 'churn':
       return <ChurnView {...props} />
+    case 'usage':
+      return <UsageView {...props} />
     case 'movements':
       return <MovementsView {...props} />
     case 'customer':

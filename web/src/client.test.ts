@@ -32,7 +32,8 @@ describe('the GraphQL client', () => {
 
   it('knows every dashboard document by a sha256', () => {
     for (const name of ['DashboardMeta', 'DashboardOverview', 'DashboardBreakdown', 'DashboardMovements',
-      'DashboardChurn', 'DashboardCustomer', 'DashboardTrials', 'DashboardCohorts'] as const) {
+      'DashboardChurn', 'DashboardCustomer', 'DashboardTrials', 'DashboardCohorts', 'DashboardUsageMetrics',
+      'DashboardUsage', 'DashboardCustomerUsage'] as const) {
       expect(hashOf(name)).toMatch(/^[0-9a-f]{64}$/)
     }
   })

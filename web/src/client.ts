@@ -13,6 +13,9 @@ export type QueryName =
   | 'DashboardCustomer'
   | 'DashboardTrials'
   | 'DashboardCohorts'
+  | 'DashboardUsageMetrics'
+  | 'DashboardUsage'
+  | 'DashboardCustomerUsage'
 
 const HASHES: Record<string, string> = manifest
 const ENDPOINT = '/graphql'

@@ -2,6 +2,7 @@
 // filters, segment and compared segments.
 import { useState } from 'preact/hooks'
 import type { ViewProps } from './app'
+import { usageDimension, usageFilterable } from './usage'
 import { INTERVALS, MAX_COMPARED, PRESETS, type Filter, type Interval, type Preset } from './url'
 
 const PRESET_LABELS: Record<Preset, string> = {
@@ -16,7 +17,9 @@ const CURRENCIES = ['USD', 'EUR', 'GBP', 'CAD', 'AUD', 'CHF', 'JPY', 'SEK']
 const NO_VALUE_OPS = ['IS_NULL', 'IS_NOT_NULL']
 
 function FilterForm({ fields, onAdd }: { fields: { name: string; ops: string[] }[]; onAdd: (f: Filter) => void }) {
-  const [field, setField] = useState(fields[0]?.name ?? '')
+  const [picked, setField] = useState(fields[0]?.name ?? '')
+  // The fields offered change with the view (usage metrics take fewer): keep a valid one.
+  const field = fields.some((f) => f.name === picked) ? picked : fields[0]?.name ?? ''
   const ops = fields.find((f) => f.name === field)?.ops ?? ['EQ']
   const [op, setOp] = useState('EQ')
   const [values, setValues] = useState('')
@@ -56,8 +59,10 @@ function FilterForm({ fields, onAdd }: { fields: { name: string; ops: string[] }
 
 export function Controls({ state, navigate, meta, range }: ViewProps) {
   const mrr = meta.metrics.find((m) => m.name === 'mrr')
-  const dimensions = mrr?.dimensions ?? []
-  const fields = mrr?.filters ?? []
+  // The usage view offers what usage metrics can be sliced and filtered by (no currency).
+  const usage = state.view === 'usage'
+  const dimensions = (mrr?.dimensions ?? []).filter((d) => !usage || usageDimension(d.name))
+  const fields = (mrr?.filters ?? []).filter((f) => !usage || usageFilterable(f.name))
   const toggleCompare = (id: string, on: boolean) => {
     const compare = on ? [...state.compare, id].slice(0, MAX_COMPARED) : state.compare.filter((c) => c !== id)
     navigate({ compare })
@@ -101,15 +106,17 @@ export function Controls({ state, navigate, meta, range }: ViewProps) {
             ))}
           </select>
         </label>
-        <label>
-          Currency
-          <select name="currency" value={state.currency ?? ''} onChange={(e) => navigate({ currency: e.currentTarget.value || null })}>
-            <option value="">Base currency</option>
-            {CURRENCIES.map((code) => (
-              <option value={code}>{code}</option>
-            ))}
-          </select>
-        </label>
+        {!usage && (
+          <label>
+            Currency
+            <select name="currency" value={state.currency ?? ''} onChange={(e) => navigate({ currency: e.currentTarget.value || null })}>
+              <option value="">Base currency</option>
+              {CURRENCIES.map((code) => (
+                <option value={code}>{code}</option>
+              ))}
+            </select>
+          </label>
+        )}
         <label>
           Breakdown
           <select name="dimension" value={state.dimension ?? ''} onChange={(e) => navigate({ dimension: e.currentTarget.value || null })}>

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { byUnit, count, day, money, month, percent, ratio, signedPercent } from './format'
+import { byUnit, count, day, money, month, percent, ratio, signedPercent, usageValue } from './format'
 
 function inLocale(language: string) {
   vi.stubGlobal('navigator', { language })
@@ -51,5 +51,16 @@ describe('formatting with Intl', () => {
     expect(byUnit(7, 'count', 'GBP')).toBe('7')
     expect(byUnit(0.5, 'rate', 'GBP')).toBe('50.0%')
     expect(byUnit(1.333, 'ratio', 'GBP')).toBe('1.33')
+  })
+
+  it('formats usage values with up to two decimals, and none as a dash', () => {
+    inLocale('en-US')
+    expect(usageValue(1844524)).toBe('1,844,524')
+    expect(usageValue(2326.1389)).toBe('2,326.14')
+    expect(usageValue(0)).toBe('0')
+    expect(usageValue(null)).toBe('—')
+    expect(usageValue(1844524, true)).toBe('1.8M')
+    inLocale('de-DE')
+    expect(usageValue(116.875)).toBe('116,88')
   })
 })

@@ -92,3 +92,13 @@ export function period(iso: string, interval: string): string {
       return day(iso)
   }
 }
+
+// A usage metric's value (a count, a sum, an average...): up to two decimals, as the API gave
+// it; null (no value: no events for MIN/MAX/AVG/LATEST, a zero denominator) is a dash.
+export function usageValue(value: number | null | undefined, compact = false): string {
+  if (value === null || value === undefined) return '—'
+  return new Intl.NumberFormat(locale(), {
+    notation: compact ? 'compact' : 'standard',
+    maximumFractionDigits: compact ? 1 : 2,
+  }).format(value)
+}

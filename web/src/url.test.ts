@@ -30,6 +30,7 @@ describe('URL state', () => {
       scope: { field: 'plan', op: 'NOT_IN', values: ['Pro', 'Team'] },
       customer: '42',
       cohorts: 'mrr',
+      metric: '7',
     }
     expect(parse(serialize(state))).toEqual(state)
   })

@@ -1,7 +1,7 @@
 // The one place for URL state: every view and control reads and writes the query string, so a
 // view can be bookmarked and shared. Defaults are left out of the URL.
 
-export const VIEWS = ['overview', 'cohorts', 'trials', 'churn', 'movements', 'customer', 'access'] as const
+export const VIEWS = ['overview', 'cohorts', 'trials', 'churn', 'usage', 'movements', 'customer', 'access'] as const
 export type View = (typeof VIEWS)[number]
 
 export const PRESETS = ['3m', '6m', '12m', 'ytd', 'all', 'custom'] as const
@@ -39,6 +39,7 @@ export interface State {
   scope: Filter | null // movements view: the breakdown line drilled into, as one more filter
   customer: string | null // customer view
   cohorts: 'customers' | 'mrr'
+  metric: string | null // usage view: the usage metric's id; null: the first defined
 }
 
 export const DEFAULTS: State = {
@@ -59,6 +60,7 @@ export const DEFAULTS: State = {
   scope: null,
   customer: null,
   cohorts: 'customers',
+  metric: null,
 }
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/
@@ -109,6 +111,7 @@ export function parse(search: string): State {
     scope: get('scope') === null ? null : decodeFilter(get('scope') ?? ''),
     customer: text(get('customer')),
     cohorts: get('cohorts') === 'mrr' ? 'mrr' : 'customers',
+    metric: text(get('metric')),
   }
 }
 
@@ -136,6 +139,7 @@ export function serialize(state: State): string {
   put('scope', state.scope && encodeFilter(state.scope))
   put('customer', state.customer)
   put('cohorts', state.cohorts, DEFAULTS.cohorts)
+  put('metric', state.metric)
   const query = params.toString()
   return query ? `?${query}` : ''
 }

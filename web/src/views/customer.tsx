@@ -1,11 +1,12 @@
 // A customer's page: MRR over time, subscriptions, activities, attributes.
 import { useMemo } from 'preact/hooks'
-import type { Customer } from '../api'
+import type { Customer, CustomerUsage, UsageMetric, UsageMetrics } from '../api'
 import type { ViewProps } from '../app'
 import { Chart } from '../chart'
 import { useQuery } from '../data'
-import { day, money, period } from '../format'
+import { day, money, period, usageValue } from '../format'
 import { KIND_LABELS } from '../palette'
+import { monthTimeframe, slotChunks, slotValue, slotVariables, type Timeframe } from '../usage'
 import { Status } from './common'
 
 type Facts = Customer['customer']
@@ -30,6 +31,72 @@ function MrrOverTime({ customer, interval, currency }: { customer: Facts; interv
       table={{ columns: ['date', 'end_date', 'mrr_cents'], rows: points.map((p) => [p.date, p.endDate, p.mrr]) }}
       format={(value, column) => (column < 2 ? String(value) : money(value as number, currency))}
     />
+  )
+}
+
+// The rows of up to USAGE_SLOTS metrics: one request.
+function UsageRows({ customer, metrics, timeframe }: { customer: string; metrics: UsageMetric[]; timeframe: Timeframe }) {
+  const loaded = useQuery<CustomerUsage>('DashboardCustomerUsage', {
+    id: customer,
+    timeframe,
+    ...slotVariables(metrics.map((m) => m.id)),
+  })
+  return (
+    <>
+      {metrics.map((metric, slot) => {
+        const value = loaded.data ? slotValue(loaded.data.customer, slot) : undefined
+        return (
+          <tr data-metric={metric.name}>
+            <th scope="row">{metric.name}</th>
+            <td>{metric.queryType}</td>
+            {loaded.status === 'error' ? (
+              <td role="alert" class="error">
+                {loaded.error.message}
+              </td>
+            ) : (
+              <td class="number" data-value={loaded.status === 'ready' ? value ?? '' : undefined} aria-busy={loaded.status === 'loading'}>
+                {loaded.status === 'ready' ? usageValue(value) : '…'}
+              </td>
+            )}
+          </tr>
+        )
+      })}
+    </>
+  )
+}
+
+// Its value of every defined usage metric over the current month (UTC), 8 metrics a request.
+function CustomerUsageSection({ customer, today }: { customer: string; today: string }) {
+  const metrics = useQuery<UsageMetrics>('DashboardUsageMetrics', {})
+  const timeframe = monthTimeframe(today)
+  return (
+    <section aria-labelledby="customer-usage-title" data-list="customer-usage">
+      <h2 id="customer-usage-title">Usage this month ({period(today, 'MONTH')})</h2>
+      <Status loaded={metrics}>
+        {({ usageMetrics }) =>
+          usageMetrics.length === 0 ? (
+            <p>No usage metrics are defined.</p>
+          ) : (
+            <div class="table-scroll">
+              <table class="customer-usage">
+                <thead>
+                  <tr>
+                    <th scope="col">Metric</th>
+                    <th scope="col">Query type</th>
+                    <th scope="col">Value</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {slotChunks(usageMetrics).map((metrics) => (
+                    <UsageRows customer={customer} metrics={metrics} timeframe={timeframe} />
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Status>
+    </section>
   )
 }
 
@@ -119,6 +186,7 @@ export function CustomerView({ state, navigate, range, meta }: ViewProps) {
                 </li>
               ))}
             </ol>
+            <CustomerUsageSection customer={customer.id} today={meta.dataRange.today} />
             <h2>Attributes</h2>
             {customer.attributes.length === 0 ? (
               <p>No attributes.</p>
