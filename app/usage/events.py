@@ -84,10 +84,16 @@ def _reject_constant(constant: str) -> object:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _plain(text: str) -> bool:
+    """ASCII without NUL, not blank, not too long: fine as it is."""
+    return (
+        0 < len(text) <= MAX_TEXT and text.isascii() and "\x00" not in text and not text.isspace()
+    )
+
+
 def _text(raw: dict[str, Any], key: str, numbers: bool = False) -> str:
     value = raw.get(key)
-    common = type(value) is str and 0 < len(value) <= MAX_TEXT and value.isascii()
-    if common and "\x00" not in value and not value.isspace():
+    if isinstance(value, str) and _plain(value):
         return value  # the usual case, checked at once
     if numbers and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
