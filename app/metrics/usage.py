@@ -486,6 +486,12 @@ def compile_usage(query: UsageQuery) -> Select[Any]:
         ranked = statement.subquery("ranked")
         order = [ranked.c.value.desc().nulls_last(), *(ranked.c[g] for g in group_names(spec))]
         return sa.select(ranked).order_by(*order).limit(query.order_by_value)
+    keys = [*group_names(spec), *(["k"] if query.interval is not None else [])]
+    if keys and not spec.compare:
+        # in key order: PostgreSQL then plans the aggregate over many events in parallel
+        # (partial aggregates per worker, merged in order), which it does not for a hash
+        # aggregate whose number of groups it cannot estimate
+        statement = statement.order_by(*(sa.literal_column(key) for key in keys))
     return statement
 
 
