@@ -36,6 +36,7 @@ from app.metrics.usage import (
     UsageQuery,
     Window,
     compile_usage,
+    reads_rollup,
     with_properties,
 )
 from app.tables import customer, usage_metric
@@ -44,6 +45,10 @@ from app.usage.expression import evaluate, parse_expression, references
 
 MAX_TOP = 1_000
 MAX_KNOWN = 1_000  # usage metric definitions remembered per process (`value`)
+# A series read from the events: PostgreSQL's own cost of passing a row from a parallel worker
+# (the session's is far lower, for the MRR statements), so that it aggregates in each worker
+# rather than ship every event to the leader, since it cannot count the periods in advance.
+EVENT_SERIES_SETTING = "SET LOCAL parallel_tuple_cost = 0.1"
 NOT_A_NUMBER = "22P02"  # PostgreSQL's invalid_text_representation: a cast of a non-number
 Key = tuple[str, ...]
 Grouped = dict[Key, dict[datetime.date | None, float | None]]
@@ -183,18 +188,21 @@ class UsageService:
         unchecked (fast), and when a stored event holds a non-number there, again with every
         value checked. Not inside a shared transaction (a mutation's), which a failed
         statement would abort."""
-        checked = wrap(compile_usage(query))
+
+        async def run(statement: sa.Select[Any]) -> Sequence[Any]:
+            if query.interval is not None and not reads_rollup(query):
+                await connection.exec_driver_sql(EVENT_SERIES_SETTING)
+            rows: Sequence[Any] = (await connection.execute(statement)).mappings().all()
+            return rows
+
         if not isinstance(self.engine, SharedTransaction):
             try:
-                fast = wrap(compile_usage(replace(query, trust_numbers=True)))
-                rows: Sequence[Any] = (await connection.execute(fast)).mappings().all()
-                return rows
+                return await run(wrap(compile_usage(replace(query, trust_numbers=True))))
             except DBAPIError as error:
                 if getattr(error.orig, "sqlstate", None) != NOT_A_NUMBER:
                     raise
                 await connection.rollback()
-        found: Sequence[Any] = (await connection.execute(checked)).mappings().all()
-        return found
+        return await run(wrap(compile_usage(query)))
 
     async def _references(self, metric: UsageMetric) -> dict[str, UsageMetric]:
         assert metric.expression is not None
