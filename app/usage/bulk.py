@@ -17,10 +17,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime
-import gc
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,12 +40,12 @@ from app.usage.ingest import (
     Rules,
     check,
     ensure_partitions,
+    fewer_collections,
     rules,
     store,
 )
 
 CHUNK = 50_000
-GC_THRESHOLD = 200_000  # allocations between collections of the youngest generation
 ANALYZE_FROM = 10_000  # events imported from which the tables' statistics are refreshed
 REQUIRED = ("id", "customer", "name", "timestamp")
 KNOWN = (*REQUIRED, "properties", "product")
@@ -247,7 +245,7 @@ async def import_events(
         if summary.already_done:
             return summary
     job = _Import(engine, sha256, str(path), source, summary)
-    with path.open("rb") as handle, _fewer_collections():
+    with path.open("rb") as handle, fewer_collections():
         reader = Reader(handle, path.suffix.lower() == ".csv")
         reader.start(offset)
         await _run(job, reader, progress)
@@ -261,19 +259,6 @@ async def import_events(
             await connection.exec_driver_sql("ANALYZE usage_event")
             await connection.exec_driver_sql("ANALYZE usage_rollup")
     return summary
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """A chunk is ~50,000 parsed events, each a few containers that live until it is stored:
-    at the default thresholds the cycle collector scans them again and again (a third of
-    the parsing time), for garbage that has no cycles."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], GC_THRESHOLD), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 async def _run(job: _Import, reader: Reader, progress: Progress) -> None:
