@@ -36,7 +36,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 1_000
     max_batch_operations: int = 10
-    max_body_bytes: int = 1 << 20  # a request body (JSON) or query string
+    max_body_bytes: int = (
+        4 << 20
+    )  # a request body (JSON; ingestEvents: 10,000 events) or query string
     max_upload_bytes: int = 50 << 20  # a multipart body (importAttributes uploads)
     max_events_bytes: int = 32 << 20  # a POST /events body (10,000 usage events)
     pool_timeout_ms: int = 5_000  # wait for a free database connection, then 503

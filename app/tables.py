@@ -507,18 +507,17 @@ usage_metric = sa.Table(
     ),
 )
 
+# The rollups of usage metrics hold no foreign key to usage_metric (migration 0016): its check
+# cost one lookup per rollup row written, on the ingest path, and a metric is never removed
+# (deletion is soft; its rollup rows are dropped by the code that drops them, app/usage).
+
 # INDEXED metrics: per (metric, customer, UTC day) what every aggregation is served from:
 # count and sum (COUNT, SUM, AVG = sum / count), min, max, and the latest value with its
 # timestamp and event id (LATEST). Late events add to their day.
 usage_rollup = sa.Table(
     "usage_rollup",
     metadata,
-    sa.Column(
-        "metric_id",
-        sa.BigInteger,
-        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    sa.Column("metric_id", sa.BigInteger, primary_key=True),  # no foreign key (above)
     sa.Column("customer_id", sa.BigInteger, primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
@@ -536,12 +535,7 @@ usage_rollup = sa.Table(
 usage_rollup_day = sa.Table(
     "usage_rollup_day",
     metadata,
-    sa.Column(
-        "metric_id",
-        sa.BigInteger,
-        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    sa.Column("metric_id", sa.BigInteger, primary_key=True),  # no foreign key (above)
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Column("sum", sa.Numeric),
@@ -557,12 +551,7 @@ usage_rollup_day = sa.Table(
 usage_rollup_value = sa.Table(
     "usage_rollup_value",
     metadata,
-    sa.Column(
-        "metric_id",
-        sa.BigInteger,
-        sa.ForeignKey("usage_metric.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    sa.Column("metric_id", sa.BigInteger, primary_key=True),  # no foreign key (above)
     sa.Column("customer_id", sa.BigInteger, primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("value", sa.Text, primary_key=True),

@@ -10,7 +10,8 @@
    aggregate as bare SQL over the events (asyncpg, no HTTP), timed in turn with SIMPLE so both
    see the same load: SIMPLE (HTTP and GraphQL included) is held against 1.3x it.
 
-`python -m bench.usage [--events N]` runs it alone; `make bench` runs it after the MRR figures.
+`python -m bench.usage [--events N] [--database NAME]` runs it alone; `make bench` runs it after
+the MRR figures. Queries are timed with the result cache off (each one computed).
 """
 
 from __future__ import annotations
@@ -238,15 +239,19 @@ def query_figures(
     return figures
 
 
-def usage_figures(admin_url: str, events: int, runs: int, console: Console) -> list[Figure]:
-    url = asyncio.run(fresh_database(admin_url, DATABASE))
+def usage_figures(
+    admin_url: str, events: int, runs: int, console: Console, database: str = DATABASE
+) -> list[Figure]:
+    url = asyncio.run(fresh_database(admin_url, database))
     path = write_events(events, CUSTOMERS)
     console.print(f"usage data: {path.relative_to(REPO)} ({events:,} events)")
     ids = asyncio.run(define_metrics(url))
     env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
     figures = [run_import(path, events, env)]
+    # every query computed: the result cache would answer the repeats from memory
+    uncached = {**env, "TIDEMILL_RESULT_CACHE_ENTRIES": "0"}
     with (
-        server(env) as (base_url, _process),
+        server(uncached) as (base_url, _process),
         httpx.Client(base_url=base_url, timeout=300) as client,
     ):
         figures.append(post_events(client))
@@ -258,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.usage")
     parser.add_argument("--events", type=int, default=10_000_000, help="events (10,000,000)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per query (20)")
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"the database made for it ({DATABASE})"
+    )
     args = parser.parse_args(argv)
     console = Console()
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
     try:
-        figures = usage_figures(admin_url, args.events, args.runs, console)
+        figures = usage_figures(admin_url, args.events, args.runs, console, args.database)
     except BenchFailed as error:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2

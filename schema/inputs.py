@@ -9,7 +9,8 @@
   and in string literals of the document, where `\\u0000` is a legal escape (`InputLimits`).
 - **Size of arguments** (`InputLimits`, a validation rule): every string argument or input
   field is at most `TEXT_LIMITS[name]` characters (else `DEFAULT_TEXT_LIMIT`), every list at
-  most `MAX_LIST_ITEMS` items, input objects nested at most `MAX_INPUT_DEPTH` levels; a problem
+  most `LIST_LIMITS[name]` items (else `MAX_LIST_ITEMS`: usage events come as many as
+  `POST /events` takes), input objects nested at most `MAX_INPUT_DEPTH` levels; a problem
   is a `BAD_USER_INPUT` error naming the argument and the limit, before any resolver runs.
 """
 
@@ -32,6 +33,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 
+from app.usage.ingest import MAX_BATCH
+
 MAX_JSON_DEPTH = 64
 MAX_INPUT_DEPTH = 32
 MAX_LIST_ITEMS = 1_000
@@ -47,6 +50,8 @@ TEXT_LIMITS = {
     "source": 100,
     "description": 2_000,
 }
+# Items, by the name of the list argument or input field.
+LIST_LIMITS = {"events": MAX_BATCH}
 SURROGATE = re.compile("[\ud800-\udfff]")  # JSON decoding pairs the valid ones
 JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
 
@@ -179,8 +184,9 @@ def _argument_problems(value: object, path: str, name: str, depth: int = 1) -> I
         elif len(value) > limit:
             yield f"argument {path} has {len(value):,} characters; at most {limit:,}"
     elif isinstance(value, list):
-        if len(value) > MAX_LIST_ITEMS:
-            yield f"argument {path} has {len(value):,} items; at most {MAX_LIST_ITEMS:,}"
+        most = LIST_LIMITS.get(name, MAX_LIST_ITEMS)
+        if len(value) > most:
+            yield f"argument {path} has {len(value):,} items; at most {most:,}"
             return
         for index, item in enumerate(value):
             yield from _argument_problems(item, f"{path}[{index}]", name, depth + 1)

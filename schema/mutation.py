@@ -184,7 +184,7 @@ class Mutation:
         return UsageMetricType.of(await resolve_usage.delete(info.context, id))
 
     @mutation(
-        description="Ingest usage events (at most 1,000 here; POST /events takes 10,000). "
+        description="Ingest usage events (at most 10,000, as POST /events). "
         "Each event is checked on its own: the bad ones are listed with their reason, the "
         "others stored; a repeated id (per source) is a duplicate, never applied twice."
     )

@@ -44,7 +44,7 @@ def assert_no_insides(response: httpx.Response) -> None:
 
 def test_the_default_limits() -> None:
     defaults = Settings()
-    assert (defaults.max_body_bytes, defaults.max_upload_bytes) == (MB, 50 * MB)
+    assert (defaults.max_body_bytes, defaults.max_upload_bytes) == (4 * MB, 50 * MB)
     assert defaults.pool_timeout_ms == 5_000
 
 
@@ -109,20 +109,20 @@ def ten_megabytes_of_search() -> Iterator[bytes]:
 
 @pytest.mark.usefixtures("engine")
 async def test_a_body_over_the_limit_is_refused_as_it_streams_in(database_url: str) -> None:
-    app = real_app(database_url)  # the default limit, 1 MiB
+    app = real_app(database_url)  # the default limit, 4 MiB
     headers = {"content-type": "application/json"}  # chunked: no Content-Length to trust
     status, body, taken = await call(app, _scope(headers), ten_megabytes_of_search())
     assert status == 413
     assert body == {
         "errors": [
             {
-                "message": "the request body is larger than 1,048,576 bytes, the most this "
+                "message": "the request body is larger than 4,194,304 bytes, the most this "
                 "server accepts",
                 "extensions": {"code": "PAYLOAD_TOO_LARGE"},
             }
         ]
     }
-    assert taken == 1 + 16  # refused at the chunk that passed 1 MiB, the other 9 MiB unread
+    assert taken == 1 + 64  # refused at the chunk that passed 4 MiB, the other 6 MiB unread
 
 
 @pytest.mark.usefixtures("engine")

@@ -90,3 +90,27 @@ async def test_ingest_events_mutation(database_url: str, engine: AsyncEngine) ->
     assert (found["accepted"], found["duplicates"], found["rejected"]) == (2, 0, 1)
     assert found["errors"][0]["index"] == 2
     assert "'soon' is not an ISO 8601 date-time" in found["errors"][0]["reason"]
+
+
+async def test_the_mutation_takes_as_many_events_as_post_events(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    key = await new_key(engine, "write")
+    mutation = """mutation($events: [UsageEventInput!]!) { ingestEvents(events: $events) {
+        accepted duplicates rejected } }"""
+    headers = {**bearer(key), "Content-Type": "application/json"}
+
+    def body(batch: list[dict[str, object]]) -> bytes:
+        return json.dumps({"query": mutation, "variables": {"events": batch}}).encode()
+
+    async with serving(real_app(database_url)) as client:
+        just_enough = await client.post("/graphql", content=body(events(10_000)), headers=headers)
+        too_many = await client.post("/graphql", content=body(events(10_001, "t")), headers=headers)
+    assert just_enough.json() == {
+        "data": {"ingestEvents": {"accepted": 10_000, "duplicates": 0, "rejected": 0}}
+    }
+    assert codes(too_many.json()) == ["BAD_USER_INPUT"]
+    assert too_many.json()["errors"][0]["message"] == (
+        "argument events has 10,001 items; at most 10,000"
+    )
+    assert "data" not in too_many.json() or too_many.json()["data"] is None

@@ -280,6 +280,33 @@ async def test_aggregation_and_value_type_are_immutable(metrics: MetricsEngine) 
 
 
 @pytest.mark.usefixtures("stream")
+@pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
+async def test_a_value_follows_every_change_of_its_metric(
+    metrics: MetricsEngine, query_type: str
+) -> None:
+    """A customer's value is compiled from the definition read last time, checked in the
+    same statement: each change below must show in the very next value."""
+    tokens = await create(
+        metrics, name="tokens", aggregation="SUM", property="tokens", queryType=query_type
+    )
+    assert await value(metrics, tokens) == 42
+    assert await value(metrics, tokens, BETA) == 100
+    only_b = [{"property": "model", "values": ["b"]}]
+    await execute(metrics, UPDATE, {"id": tokens, "input": {"filters": only_b}})
+    assert await value(metrics, tokens) == 32  # e6 2 + e2 30
+    await execute(metrics, UPDATE, {"id": tokens, "input": {"property": "missing"}})
+    assert await value(metrics, tokens) == 0
+    await execute(metrics, UPDATE, {"id": tokens, "input": {"property": "tokens", "filters": []}})
+    [nobody] = await execute_errors(metrics, VALUE, {"id": tokens, "customer": "999"})
+    assert nobody["extensions"]["code"] == "NOT_FOUND"
+    assert nobody["message"] == "no customer with id 999"
+    await execute(
+        metrics, "mutation($id: ID!) { deleteUsageMetric(id: $id) { id } }", {"id": tokens}
+    )
+    assert await value(metrics, tokens) == 42  # deleted: read from the events
+
+
+@pytest.mark.usefixtures("stream")
 async def test_soft_delete(metrics: MetricsEngine) -> None:
     tokens = await create(
         metrics, name="tokens", aggregation="SUM", property="tokens", queryType="INDEXED"

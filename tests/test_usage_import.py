@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.tables import usage_event
-from app.usage import bulk
+from app.metrics.service import MetricsEngine
+from app.metrics.usage import Aggregation, QueryType, Window
+from app.tables import customer, usage_event
+from app.usage import bulk, definitions
 from app.usage.bulk import import_events
+from app.usage.definitions import MetricInput
+from app.usage.ingest import ingest
+from app.usage.service import UsageService
+
+SUM = Aggregation.SUM
 
 
 def ndjson(path: Path, count: int) -> Path:
@@ -98,3 +106,114 @@ def test_the_cli_reports_counts(database_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "4 events read: 3 stored, 0 duplicates, 1 rejected" in result.output
     assert "event 4 (no id): the line is not JSON" in result.output
+
+
+async def test_duplicates_in_the_file_and_already_stored_count_once(
+    engine: AsyncEngine, metrics: MetricsEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored before the import: d1 (acme, 5 tokens). The file, two lines a chunk:
+
+        d1  acme  500 tokens  (already stored: a duplicate, its 500 never counted)
+        d2  acme   7          d2 again (same chunk: a duplicate, 700 never counted)
+        d3  beta  11          late: 2026-01-15, a day the INDEXED rollup has not seen yet
+        d4  acme  13          d4 again in a later chunk (a duplicate, 1300 never counted)
+        a\\tb  a\\\\c  1       an id and a customer holding a tab and a backslash
+
+    acme in 2026: 5 + 7 + 13 = 25; beta 11; the customer `a\\c` 1. Both metrics agree."""
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    simple, indexed = [
+        (
+            await definitions.create(
+                engine, MetricInput(name, "api_call", SUM, "tokens", query_type=kind)
+            )
+        ).id
+        for name, kind in (("tokens", QueryType.SIMPLE), ("tokens_indexed", QueryType.INDEXED))
+    ]
+    before = await ingest(engine, [line("d1", "acme", "2026-03-01T00:00:00Z", 5)])
+    assert before.accepted == 1
+    path = tmp_path / "events.ndjson"
+    lines = [
+        line("d1", "acme", "2026-03-02T00:00:00Z", 500),
+        line("d2", "acme", "2026-03-03T00:00:00Z", 7),
+        line("d2", "acme", "2026-03-03T00:00:00Z", 700),
+        line("d3", "beta", "2026-01-15T10:00:00Z", 11),
+        line("d4", "acme", "2026-03-04T00:00:00Z", 13),
+        line("a\tb", "a\\c", "2026-03-05T00:00:00Z", 1, note='say "hi"\n\\ \u00e9'),
+        line("d4", "acme", "2026-03-04T00:00:00Z", 1300),
+    ]
+    path.write_text("".join(json.dumps(item) + "\n" for item in lines))
+    summary = await import_events(engine, path)
+    assert (summary.lines, summary.accepted, summary.duplicates, summary.rejected) == (7, 4, 3, 0)
+    service = UsageService(metrics)
+    year = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    async with engine.connect() as connection:
+        ids = dict(
+            (await connection.execute(sa.select(customer.c.external_id, customer.c.id))).all()
+        )
+        stored = await connection.execute(
+            sa.select(usage_event.c.event_id, usage_event.c.properties).where(
+                usage_event.c.customer_id == ids["a\\c"]
+            )
+        )
+        assert stored.all() == [("a\tb", {"tokens": 1, "note": 'say "hi"\n\\ \u00e9'})]
+    for metric in (simple, indexed):
+        found = [
+            (await service.value(metric, ids[who], year)).value for who in ("acme", "beta", "a\\c")
+        ]
+        assert found == [25, 11, 1]
+    january = Window(datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 1, 16, tzinfo=UTC))
+    assert (await service.value(indexed, ids["beta"], january)).value == 11
+
+
+def line(ident: str, who: str, at: str, tokens: int, **more: str) -> dict[str, object]:
+    properties: dict[str, object] = {"tokens": tokens, **more}
+    return {
+        "id": ident,
+        "customer": who,
+        "name": "api_call",
+        "timestamp": at,
+        "properties": properties,
+    }
+
+
+async def test_long_integers_and_unusual_json_are_read_exactly(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.ndjson"
+    path.write_text(
+        '{"id": 12345678901234567890123, "customer": "acme", "name": "n",'
+        ' "timestamp": "2026-03-01T00:00:00Z", "properties": {"big": 123456789012345678901234567890}}\n'
+        '{"id": "x", "customer": "acme", "name": "n", "timestamp": "2026-03-01T00:00:00Z",'
+        ' "properties": {"v": NaN}}\n'
+        '{"id": "y", "customer": "acme", "name": "n", "timestamp": "2026-03-01T00:00:00Z",'
+        ' "properties": {"v": 1e400}}\n'
+    )
+    summary = await import_events(engine, path)
+    assert (summary.accepted, summary.rejected) == (1, 2)
+    assert [item.reason for item in summary.reasons] == [
+        "the line is not JSON: NaN is not JSON",
+        "properties hold a number out of range (NaN or infinite)",
+    ]
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(usage_event.c.event_id, usage_event.c.properties))
+        assert rows.all() == [("12345678901234567890123", {"big": 123456789012345678901234567890})]
+
+
+async def test_numbers_out_of_range_given_as_python_values_are_refused(engine: AsyncEngine) -> None:
+    """orjson would write NaN and infinity as null: such properties are refused, nested too."""
+    given = [
+        line("nan", "acme", "2026-03-01T00:00:00Z", 1, note="x")
+        | {"properties": {"v": float("nan")}},
+        line("inf", "acme", "2026-03-01T00:00:00Z", 1)
+        | {"properties": {"v": [{"w": float("-inf")}]}},
+        line("null", "acme", "2026-03-01T00:00:00Z", 1) | {"properties": {"v": None, "w": 1.5}},
+    ]
+    result = await ingest(engine, given)
+    assert result.accepted == 1
+    assert [(item.id, item.reason) for item in result.rejected] == [
+        ("nan", "properties hold a number out of range (NaN or infinite)"),
+        ("inf", "properties hold a number out of range (NaN or infinite)"),
+    ]
+    async with engine.connect() as connection:
+        stored = await connection.scalar(sa.select(usage_event.c.properties))
+    assert stored == {"v": None, "w": 1.5}

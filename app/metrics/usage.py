@@ -309,13 +309,13 @@ def filter_problems(item: PropertyFilter, index: int) -> list[str]:
 
 
 def metric_conditions(
-    metric: UsageMetric, events: FromClause, with_value: bool = True
+    metric: UsageMetric, events: FromClause, with_value: bool = True, trusted: bool = False
 ) -> list[ColumnElement[bool]]:
     """The events a metric reads; `with_value`: only those holding its property (queries
     leave that to the aggregate, which skips nulls, rather than compute the value twice)."""
     conditions = [events.c.name == metric.event_name]
     conditions += [property_condition(item, events) for item in metric.filters]
-    value = event_value(metric, events)
+    value = event_value(metric, events, trusted)
     if value is not None and with_value:
         conditions.append(value.is_not(None))
     return conditions
@@ -486,14 +486,22 @@ def compile_usage(query: UsageQuery) -> Select[Any]:
         ranked = statement.subquery("ranked")
         order = [ranked.c.value.desc().nulls_last(), *(ranked.c[g] for g in group_names(spec))]
         return sa.select(ranked).order_by(*order).limit(query.order_by_value)
+    keys = [*group_names(spec), *(["k"] if query.interval is not None else [])]
+    if keys and not spec.compare:
+        # in key order: PostgreSQL then plans the aggregate over many events in parallel
+        # (partial aggregates per worker, merged in order), which it does not for a hash
+        # aggregate whose number of groups it cannot estimate
+        statement = statement.order_by(*(sa.literal_column(key) for key in keys))
     return statement
 
 
 # --- keeping the rollup current ------------------------------------------------------------------
 
 
-def _rollup_columns(metric: UsageMetric, fresh: FromClause) -> list[ColumnElement[Any]]:
-    value = event_value(metric, fresh)
+def _rollup_columns(
+    metric: UsageMetric, fresh: FromClause, trusted: bool
+) -> list[ColumnElement[Any]]:
+    value = event_value(metric, fresh, trusted)
     if value is None or metric.aggregation not in NUMERIC:
         return [sa.func.count().label("count")] + [
             sa.null().label(name)
@@ -527,13 +535,13 @@ def _newer(table: sa.Table, new: Any) -> ColumnElement[bool]:
     return sa.and_(new.latest_at.is_not(None), sa.or_(old.latest_at.is_(None), theirs > ours))
 
 
-def _values_upsert(metric: UsageMetric, fresh: FromClause) -> Any:
-    value = event_value(metric, fresh)
+def _values_upsert(metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any:
+    value = event_value(metric, fresh, trusted)
     assert value is not None
     day = _utc_day(fresh.c.ts).label("day")
     select = (
         sa.select(sa.literal(metric.id), fresh.c.customer_id, day, value)
-        .where(*metric_conditions(metric, fresh))
+        .where(*metric_conditions(metric, fresh, trusted=trusted))
         .distinct()
     )
     insert = postgresql.insert(usage_rollup_value).from_select(
@@ -542,15 +550,15 @@ def _values_upsert(metric: UsageMetric, fresh: FromClause) -> Any:
     return insert.on_conflict_do_nothing()
 
 
-def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause) -> Any:
+def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any:
     """Add matching events to `table`, grouped by its keys (customer and day, or day)."""
     keys = [fresh.c.customer_id] if "customer_id" in table.c else []
     day = _utc_day(fresh.c.ts).label("day")
-    columns = _rollup_columns(metric, fresh)
+    columns = _rollup_columns(metric, fresh, trusted)
     grouped = [*keys, sa.literal_column("day")]
     select = (
         sa.select(sa.literal(metric.id), *keys, day, *columns)
-        .where(*metric_conditions(metric, fresh))
+        .where(*metric_conditions(metric, fresh, trusted=trusted))
         .group_by(*grouped)
         .order_by(*grouped)
     )
@@ -572,9 +580,13 @@ def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause) -> Any:
     )
 
 
-def rollup_upserts(metric: UsageMetric, fresh: FromClause) -> list[Any]:
+def rollup_upserts(metric: UsageMetric, fresh: FromClause, trusted: bool = False) -> list[Any]:
     """Statements adding the matching events of `fresh` (usage_event's columns) to the
-    metric's rollups: per customer and day, and per day over every customer."""
+    metric's rollups: per customer and day, and per day over every customer. `trusted`:
+    the events' numeric properties were checked on ingest, so they are cast unchecked."""
     if metric.aggregation is Aggregation.UNIQUE_COUNT:
-        return [_values_upsert(metric, fresh)]
-    return [_upsert(usage_rollup, metric, fresh), _upsert(usage_rollup_day, metric, fresh)]
+        return [_values_upsert(metric, fresh, trusted)]
+    return [
+        _upsert(usage_rollup, metric, fresh, trusted),
+        _upsert(usage_rollup_day, metric, fresh, trusted),
+    ]

@@ -5,7 +5,8 @@
   `product`; any other column is a property (a value that reads as a number is one). A CSV
   record must fit on one line.
 - **Chunks.** Lines are checked and stored CHUNK at a time through the ingest path
-  (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up). A bad
+  (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up), the
+  next chunk read and checked (in a thread) while the previous one is stored. A bad
   line is rejected with its reason (the first MAX_REPORTED are listed) and the others go on.
 - **Resuming.** Each chunk commits with the file's byte offset in `usage_import` (keyed by the
   file's sha256): an import that stops (Ctrl-C, a crash) starts again after the last committed
@@ -31,13 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.errors import MAX_REPORTED, UserError
 from app.ingest.subscriptions import file_sha256
 from app.tables import usage_import
-from app.usage.events import Event, Rejected, Unreadable
+from app.usage.events import Rejected, Unreadable, loads
 from app.usage.ingest import (
     DEFAULT_SOURCE,
+    Batch,
     IngestResult,
     Rules,
     check,
     ensure_partitions,
+    fewer_collections,
     rules,
     store,
 )
@@ -99,15 +102,17 @@ class Reader:
                 yield line
 
     def parse(self, line: bytes) -> object:
+        if self.header is None:
+            try:
+                return loads(line)
+            except UnicodeDecodeError:
+                return Unreadable("the line is not UTF-8")
+            except ValueError as error:
+                return Unreadable(f"the line is not JSON: {error}")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return Unreadable("the line is not UTF-8")
-        if self.header is None:
-            try:
-                return json.loads(text)
-            except ValueError as error:
-                return Unreadable(f"the line is not JSON: {error}")
         return _csv_event(self.header, text)
 
 
@@ -171,7 +176,7 @@ def _save(sha256: str, filename: str, source: str, offset: int, summary: ImportS
 class Chunk:
     """Up to CHUNK lines, checked: the events to store, the rest counted."""
 
-    events: list[Event]
+    batch: Batch
     result: IngestResult
     lines: int
     end: int  # the byte offset after its last line
@@ -187,7 +192,7 @@ def read_chunk(reader: Reader, found: Rules, first: int) -> Chunk | None:
     if not raw:
         return None
     events, result = check(raw, found, datetime.datetime.now(datetime.UTC), first)
-    return Chunk(events, result, len(raw), reader.handle.tell())
+    return Chunk(Batch.of(events), result, len(raw), reader.handle.tell())
 
 
 @dataclass
@@ -205,13 +210,16 @@ class _Import:
             return await rules(connection)
 
     async def store(self, chunk: Chunk, found: Rules) -> None:
-        """Store one chunk; commit it with the offset after its last line."""
-        await ensure_partitions(self.engine, chunk.events)
+        """Store one chunk; commit it with the offset after its last line. The commit does
+        not wait for the WAL to reach the disk: a chunk lost to a crash is read again when
+        the import resumes from the offset committed with it."""
+        await ensure_partitions(self.engine, chunk.batch.months)
         result = chunk.result
         async with self.engine.begin() as connection:
-            stored = await store(connection, chunk.events, self.source, found, self.customers)
+            await connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            stored = await store(connection, chunk.batch, self.source, found, self.customers)
             result.accepted = stored
-            result.duplicates += len(chunk.events) - stored
+            result.duplicates += chunk.batch.size - stored
             self.summary.add(chunk.lines, result)
             await connection.execute(
                 _save(self.sha256, self.filename, self.source, chunk.end, self.summary)
@@ -237,7 +245,7 @@ async def import_events(
         if summary.already_done:
             return summary
     job = _Import(engine, sha256, str(path), source, summary)
-    with path.open("rb") as handle:
+    with path.open("rb") as handle, fewer_collections():
         reader = Reader(handle, path.suffix.lower() == ".csv")
         reader.start(offset)
         await _run(job, reader, progress)
@@ -269,4 +277,4 @@ async def _run(job: _Import, reader: Reader, progress: Progress) -> None:
         first += chunk.lines
         pending = asyncio.create_task(job.store(chunk, found))
     if job.summary.lines == 0:  # an empty file: record it as imported all the same
-        await job.store(Chunk([], IngestResult(), 0, reader.handle.tell()), found)
+        await job.store(Chunk(Batch.of([]), IngestResult(), 0, reader.handle.tell()), found)

@@ -75,7 +75,7 @@ class MetricUpdate:
     value_type: ValueType | None = None
 
 
-def _row(row: Any) -> UsageMetric:
+def from_row(row: Any) -> UsageMetric:
     filters = tuple(
         PropertyFilter(item["property"], FilterOp(item["op"]), tuple(item["values"]))
         for item in row.filters
@@ -192,7 +192,7 @@ async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
     rows = await connection.execute(
         sa.select(usage_metric).where(usage_metric.c.deleted_at.is_(None))
     )
-    return {metric.name: metric for metric in map(_row, rows)}
+    return {metric.name: metric for metric in map(from_row, rows)}
 
 
 async def _rebuild(connection: AsyncConnection, metric: UsageMetric) -> None:
@@ -208,7 +208,7 @@ async def create(database: Database, metric: MetricInput) -> UsageMetric:
     async with database.begin() as connection:
         _check(metric, await live_metrics(connection))
         statement = sa.insert(usage_metric).values(_values(metric)).returning(usage_metric)
-        created = _row((await connection.execute(statement)).one())
+        created = from_row((await connection.execute(statement)).one())
         await _rebuild(connection, created)
     return created
 
@@ -218,7 +218,7 @@ async def fetch(connection: AsyncConnection, ident: int, lock: bool = False) -> 
     row = (await connection.execute(query.with_for_update() if lock else query)).one_or_none()
     if row is None:
         raise NotFound(f"no usage metric with id {ident}; see `usageMetrics`")
-    return _row(row)
+    return from_row(row)
 
 
 def _as_input(metric: UsageMetric) -> MetricInput:
@@ -276,7 +276,7 @@ async def update(database: Database, ident: int, change: MetricUpdate) -> UsageM
             .values(**_values(wanted), updated_at=sa.func.now())
             .returning(usage_metric)
         )
-        updated = _row((await connection.execute(statement)).one())
+        updated = from_row((await connection.execute(statement)).one())
         if _counts_differently(metric, updated):
             await _rebuild(connection, updated)
     return updated
@@ -309,7 +309,7 @@ async def delete(database: Database, ident: int) -> UsageMetric:
             .values(deleted_at=sa.func.now())
             .returning(usage_metric)
         )
-        deleted = _row((await connection.execute(statement)).one())
+        deleted = from_row((await connection.execute(statement)).one())
         await _rebuild(connection, deleted)  # a deleted metric is read from its events
     return deleted
 
@@ -324,9 +324,9 @@ async def list_metrics(database: Database, include_deleted: bool = False) -> lis
     if not include_deleted:
         query = query.where(usage_metric.c.deleted_at.is_(None))
     async with database.connect() as connection:
-        return [_row(row) for row in await connection.execute(query)]
+        return [from_row(row) for row in await connection.execute(query)]
 
 
 async def fetch_many(connection: AsyncConnection, ids: Sequence[int]) -> dict[int, UsageMetric]:
     rows = await connection.execute(sa.select(usage_metric).where(usage_metric.c.id.in_(ids)))
-    return {metric.id: metric for metric in map(_row, rows)}
+    return {metric.id: metric for metric in map(from_row, rows)}

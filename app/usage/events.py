@@ -13,12 +13,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 MAX_TEXT = 200
 MAX_PROPERTIES_BYTES = 16_384
 FIRST_TIMESTAMP = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 AHEAD = datetime.timedelta(days=1)
 SURROGATE = re.compile("[\ud800-\udfff]")
 ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# a JSON integer orjson would read as a float (beyond 64 bits) has 19 digits or more: a text
+# holding such a run of digits goes to `json` (digits mapped to one, then one search: fast)
+DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+LONG_RUN = b"0" * 19
 SHAPE = "an event is a JSON object {id, customer, name, timestamp, properties, product}"
 
 
@@ -61,8 +67,34 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+def loads(text: bytes | str) -> Any:
+    """JSON as the standard decoder reads it (NaN and Infinity refused), with orjson's speed
+    where both agree: a text orjson refuses, or with an integer it would read as a float,
+    goes to `json`, which raises ValueError with its usual message or reads it exactly."""
+    raw = text.encode() if isinstance(text, str) else text
+    if raw.translate(DIGITS).find(LONG_RUN) < 0:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _reject_constant(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _plain(text: str) -> bool:
+    """ASCII without NUL, not blank, not too long: fine as it is."""
+    return (
+        0 < len(text) <= MAX_TEXT and text.isascii() and "\x00" not in text and not text.isspace()
+    )
+
+
 def _text(raw: dict[str, Any], key: str, numbers: bool = False) -> str:
     value = raw.get(key)
+    if isinstance(value, str) and _plain(value):
+        return value  # the usual case, checked at once
     if numbers and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if value is None:
@@ -98,6 +130,28 @@ def parse_timestamp(value: object, now: datetime.datetime) -> datetime.datetime:
     return moment
 
 
+def _finite(value: object) -> bool:
+    """No NaN or infinity anywhere in a JSON value (orjson would write null for them)."""
+    if isinstance(value, float):
+        return value - value == 0.0
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
+
+
+def _encode(value: dict[str, Any]) -> str:
+    """Compact JSON text, as ENCODER writes it (ValueError on NaN or infinity)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate...: the standard encoder
+        return ENCODER.encode(value)
+    if "null" in text and not _finite(value):  # orjson writes NaN and infinity as null
+        raise ValueError("NaN or infinity")
+    return text
+
+
 def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     value = raw.get("properties")
     if value is None:
@@ -105,7 +159,7 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if not isinstance(value, dict):
         raise Invalid(f"properties must be a JSON object, not {type(value).__name__}")
     try:
-        text = ENCODER.encode(value)
+        text = _encode(value)
     except ValueError:
         raise Invalid("properties hold a number out of range (NaN or infinite)") from None
     if problem := _text_problem(text):
@@ -138,3 +192,20 @@ def raw_id(raw: object) -> str | None:
 
 def month_of(moment: datetime.datetime) -> datetime.date:
     return moment.astimezone(datetime.UTC).date().replace(day=1)
+
+
+def _copy_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_line(event: Event) -> str:
+    """The event as a line of COPY's text format: id, customer, name, ts, properties, product
+    (`\\N`: none); a field holding a backslash, tab or line break is escaped."""
+    fields = [event.id, event.customer, event.name, event.properties_json, event.product or ""]
+    line = "\t".join(fields)
+    if line.count("\t") != 4 or "\\" in line or "\n" in line or "\r" in line:
+        fields = [_copy_text(field) for field in fields]
+    product = "\\N" if event.product is None else fields[4]
+    return (
+        f"{fields[0]}\t{fields[1]}\t{fields[2]}\t{event.ts.isoformat()}\t{fields[3]}\t{product}\n"
+    )

@@ -7,9 +7,10 @@ metric: one per metric its expression reads, combined by `app.usage.expression.e
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,16 +36,26 @@ from app.metrics.usage import (
     UsageQuery,
     Window,
     compile_usage,
+    reads_rollup,
     with_properties,
 )
-from app.tables import customer
+from app.tables import customer, usage_metric
 from app.usage import definitions
 from app.usage.expression import evaluate, parse_expression, references
 
 MAX_TOP = 1_000
+MAX_KNOWN = 1_000  # usage metric definitions remembered per process (`value`)
+# A series read from the events: PostgreSQL's own cost of passing a row from a parallel worker
+# (the session's is far lower, for the MRR statements), so that it aggregates in each worker
+# rather than ship every event to the leader, since it cannot count the periods in advance.
+EVENT_SERIES_SETTING = "SET LOCAL parallel_tuple_cost = 0.1"
 NOT_A_NUMBER = "22P02"  # PostgreSQL's invalid_text_representation: a cast of a non-number
 Key = tuple[str, ...]
 Grouped = dict[Key, dict[datetime.date | None, float | None]]
+Wrap = Callable[[sa.Select[Any]], sa.Select[Any]]
+# Definitions by id, as last read: `value` compiles from them and checks them in the same
+# statement, so one changed or deleted since is never used (it is read again).
+KNOWN_DEFINITIONS: dict[int, UsageMetric] = {}
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,16 @@ class UsageService:
         usage = with_properties(USAGE_CUBE.with_dimensions(extra), spec)
         return usage, self.metrics.cube.with_dimensions(extra)
 
+    async def _prepared(
+        self, connection: AsyncConnection, query: UsageQuery, problems: Sequence[str]
+    ) -> UsageQuery:
+        """The query with its cubes, once its spec is checked (InvalidQuery otherwise)."""
+        spec = query.spec
+        cube, segment_cube = await self._cubes(connection, spec)
+        found = [*problems, *_property_problems(spec), *spec_segment_problems(segment_cube, spec)]
+        validate(cube, spec, found)
+        return replace(query, cube=cube, segment_cube=segment_cube)
+
     async def _grouped(
         self,
         query: UsageQuery,
@@ -152,11 +173,7 @@ class UsageService:
             async with self.engine.connect() as own:
                 return await self._grouped(query, problems, own)
         spec = query.spec
-        cube, segment_cube = await self._cubes(connection, spec)
-        found = [*problems, *_property_problems(spec), *spec_segment_problems(segment_cube, spec)]
-        validate(cube, spec, found)
-        query = replace(query, cube=cube, segment_cube=segment_cube)
-        rows = await self._rows(connection, query)
+        rows = await self._rows(connection, await self._prepared(connection, query, problems))
         groups = group_names(spec)
         grouped: Grouped = {}
         for row in rows:
@@ -164,22 +181,28 @@ class UsageService:
             grouped.setdefault(key, {})[row.get("k")] = _number(row["value"])
         return grouped
 
-    async def _rows(self, connection: AsyncConnection, query: UsageQuery) -> Sequence[Any]:
-        """The query's rows: first casting properties unchecked (fast), and when a stored
-        event holds a non-number there, again with every value checked. Not inside a shared
-        transaction (a mutation's), which a failed statement would abort."""
-        checked = compile_usage(query)
+    async def _rows(
+        self, connection: AsyncConnection, query: UsageQuery, wrap: Wrap = lambda s: s
+    ) -> Sequence[Any]:
+        """The query's rows (of its statement as `wrap` makes it): first casting properties
+        unchecked (fast), and when a stored event holds a non-number there, again with every
+        value checked. Not inside a shared transaction (a mutation's), which a failed
+        statement would abort."""
+
+        async def run(statement: sa.Select[Any]) -> Sequence[Any]:
+            if query.interval is not None and not reads_rollup(query):
+                await connection.exec_driver_sql(EVENT_SERIES_SETTING)
+            rows: Sequence[Any] = (await connection.execute(statement)).mappings().all()
+            return rows
+
         if not isinstance(self.engine, SharedTransaction):
             try:
-                fast = compile_usage(replace(query, trust_numbers=True))
-                rows: Sequence[Any] = (await connection.execute(fast)).mappings().all()
-                return rows
+                return await run(wrap(compile_usage(replace(query, trust_numbers=True))))
             except DBAPIError as error:
                 if getattr(error.orig, "sqlstate", None) != NOT_A_NUMBER:
                     raise
                 await connection.rollback()
-        found: Sequence[Any] = (await connection.execute(checked)).mappings().all()
-        return found
+        return await run(wrap(compile_usage(query)))
 
     async def _references(self, metric: UsageMetric) -> dict[str, UsageMetric]:
         assert metric.expression is not None
@@ -221,16 +244,57 @@ class UsageService:
         return Values(combined, default)
 
     async def value(self, ident: int, customer_id: int, window: Window) -> UsageValue:
-        """The metric's value for one customer over `window` (half-open)."""
+        """The metric's value for one customer over `window` (half-open). With the metric's
+        definition known from an earlier call, one statement: the value, whether the
+        customer exists, and the definition as stored, which must equal the one the value
+        was compiled from (else it is read again, and the value computed again)."""
+        spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
         async with self.engine.connect() as connection:
+            remembered = KNOWN_DEFINITIONS.get(ident)
+            if remembered is not None:
+                query = UsageQuery(remembered, window, spec)
+                found = await self._checked_value(connection, query, customer_id)
+                if found is not None:
+                    return found
             metric = await definitions.fetch(connection, ident)
+            _remember(metric)
+            query = UsageQuery(metric, window, spec)
+            again = await self._checked_value(connection, query, customer_id)
+            if again is not None:
+                return again
             known = sa.select(customer.c.id).where(customer.c.id == customer_id)
             if await connection.scalar(known) is None:
                 raise NotFound(f"no customer with id {customer_id}")
-            spec = QuerySpec(filters=(Filter("customer", FilterOp.EQ, (str(customer_id),)),))
-            query = UsageQuery(metric, window, spec)
-            found = await self.grouped(query, _window_problems(window), connection)
-        return UsageValue(metric, customer_id, found.get(), window)
+            values = await self.grouped(query, _window_problems(window), connection)
+        return UsageValue(metric, customer_id, values.get(), window)
+
+    async def _checked_value(
+        self, connection: AsyncConnection, query: UsageQuery, customer_id: int
+    ) -> UsageValue | None:
+        """One customer's value of a non-COMPOSITE metric in one statement (`value`); None
+        for a COMPOSITE metric, or when the stored definition is not `query.metric` (changed
+        or deleted since it was read)."""
+        metric = query.metric
+        if metric.query_type is QueryType.COMPOSITE:
+            return None
+        prepared = await self._prepared(connection, query, _window_problems(query.window))
+
+        def checked(statement: sa.Select[Any]) -> sa.Select[Any]:
+            known = sa.exists().where(customer.c.id == customer_id).correlate(None)
+            value = statement.correlate(None).scalar_subquery()
+            return sa.select(
+                usage_metric, known.label("customer_known"), value.label("usage_value")
+            ).where(usage_metric.c.id == metric.id)
+
+        rows = await self._rows(connection, prepared, checked)
+        if not rows or definitions.from_row(SimpleNamespace(**rows[0])) != metric:
+            KNOWN_DEFINITIONS.pop(metric.id, None)
+            return None
+        if not rows[0]["customer_known"]:
+            raise NotFound(f"no customer with id {customer_id}")
+        found = _number(rows[0]["usage_value"])
+        value = empty_value(metric) if rows[0]["usage_value"] is None else found
+        return UsageValue(metric, customer_id, value, query.window)
 
     async def values_of(
         self, ident: int, window: Window, customer_ids: Sequence[int]
@@ -279,6 +343,12 @@ class UsageService:
         ranks = [UsageRank(int(key[0]), found.get(key)) for key in found.by_group]
         ranks.sort(key=lambda rank: (rank.value is None, -(rank.value or 0), rank.customer_id))
         return tuple(ranks[:first])
+
+
+def _remember(metric: UsageMetric) -> None:
+    if len(KNOWN_DEFINITIONS) >= MAX_KNOWN:
+        KNOWN_DEFINITIONS.clear()
+    KNOWN_DEFINITIONS[metric.id] = metric
 
 
 def _names_attributes(spec: QuerySpec) -> bool:
