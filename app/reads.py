@@ -9,13 +9,15 @@ it, so cached results follow each server's own progress (app/datacache.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.datacache import SharedVersion, read_version
 from app.db import asyncpg_url, create_engine
 
 
@@ -26,6 +28,12 @@ class Target:
     # where its data version is read: a pool without the pre-ping round trip (the version read
     # is one short statement, retried once on a connection found dead: app.datacache)
     versions: AsyncEngine | None = None
+    # its data version, one read shared by the requests that arrive while another runs
+    version: SharedVersion = field(init=False)
+
+    def __post_init__(self) -> None:
+        read = functools.partial(read_version, self.version_engine)
+        object.__setattr__(self, "version", SharedVersion(read))
 
     @property
     def version_engine(self) -> AsyncEngine:

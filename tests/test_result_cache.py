@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.datacache import read_version
+from app.datacache import SharedVersion, read_version
 from app.security import keys as auth
 from tests.conftest import import_text
 from tests.edge import _free_port as free_port
@@ -218,3 +219,56 @@ async def test_a_result_is_cached_per_caller(engine: AsyncEngine, database_url: 
         # the same document at the same data version from another key: answered for that key
         again = await client.post("/graphql", json=document, headers=bearer(second))
         assert again.json()["data"]["viewer"] == {"name": "analyst", "scopes": ["read"]}
+
+
+async def test_requests_that_arrive_during_a_version_read_share_the_next_one() -> None:
+    started: list[int] = []
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def read() -> tuple[int, int]:
+        started.append(len(started) + 1)
+        number = len(started)
+        if number == 1:
+            running.set()
+            await release.wait()
+        return (number, number)
+
+    shared = SharedVersion(read)
+    first = asyncio.ensure_future(shared.current())
+    await running.wait()  # the first read is under way (and blocked)
+    later = [asyncio.ensure_future(shared.current()) for _ in range(5)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == [1]  # they wait for the running read to end, then share one
+    release.set()
+    assert await first == (1, 1)
+    # each arrived after read 1 had started: read 1 may miss a write committed before them
+    assert await asyncio.gather(*later) == [(2, 2)] * 5
+    assert shared.reads == 2
+    assert await shared.current() == (3, 3)  # nothing under way: a read of its own
+
+
+async def test_a_failed_version_read_fails_its_callers_and_not_the_next() -> None:
+    calls: list[int] = []
+
+    async def read() -> tuple[int, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("gone")
+        return (7, 7)
+
+    shared = SharedVersion(read)
+    with pytest.raises(OSError, match="gone"):
+        await shared.current()
+    assert await shared.current() == (7, 7)
+
+
+async def test_a_cached_answer_is_the_same_bytes(engine: AsyncEngine, database_url: str) -> None:
+    await import_text(engine, DATA)
+    body = {"query": SNAPSHOT, "variables": {"at": "2024-03-01"}}
+    async with serving(real_app(database_url)) as client:
+        computed = await client.post("/graphql", json=body)
+        served = [await client.post("/graphql", json=body) for _ in range(2)]
+    assert computed.json()["data"] == {"snapshot": {"mrr": 15000, "customers": 2}}
+    assert [answer.content for answer in served] == [computed.content] * 2
+    assert {answer.headers["content-type"] for answer in served} == {"application/json"}
