@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.db import causes, outage
+from app.db import causes, connection_lost, outage
 from app.errors import UserError
 
 log = logging.getLogger("tidemill.graphql")
@@ -86,4 +86,7 @@ class ErrorCodes(SchemaExtension):
             return
         context = self.execution_context.context
         request_id = getattr(context, "request_id", "-")
+        if hasattr(context, "connection_lost"):  # the secure view runs such a query again
+            lost = (connection_lost(error.original_error) for error in result.errors or [])
+            context.connection_lost = any(lost)
         result.errors = [_shaped(error, request_id) for error in result.errors or []]

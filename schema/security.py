@@ -20,6 +20,7 @@ which has no principal: it is trusted, as the database behind it is.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -59,6 +60,7 @@ from strawberry.types.unset import UNSET
 
 from app.config import Settings
 from app.datacache import LRU, Version, VersionedMemo, result_key
+from app.db import unpinged
 from app.errors import UserError
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
@@ -414,11 +416,19 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         cached = self.results.get(key) if key is not None else None
         if cached is not None:
             return cached
-        service = self.metrics.reading(target.engine, version, self.memo)
-        with context.reading(service):
-            result = await super().execute_single(
-                request, request_adapter, sub_response, context, None, request_data
-            )
+        # a query can run again: its connections are not pinged before use (a round trip each),
+        # and it runs again, on connections checked first, if one turns out dead
+        for checked in (False, True):
+            service = self.metrics.reading(target.engine, version, self.memo)
+            context.connection_lost = False
+            with context.reading(service), contextlib.ExitStack() as stack:
+                if not checked:
+                    stack.enter_context(unpinged())
+                result = await super().execute_single(
+                    request, request_adapter, sub_response, context, None, request_data
+                )
+            if not context.connection_lost:
+                break
         if key is not None and not result.errors and result.data is not None:
             result = StoredResult(result.data, None, result.extensions)
             self.results.put(key, result)

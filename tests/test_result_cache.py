@@ -190,22 +190,33 @@ async def test_server_processes_share_no_stale_result(
     assert output.count("Started server process") == 2, output
 
 
-async def test_connections_killed_by_a_restart_are_replaced(
-    engine: AsyncEngine, database_url: str
-) -> None:
-    await import_text(engine, DATA)
-    async with serving(real_app(database_url)) as client:
-        assert "data" in await snapshot(client, "2024-03-01")
-        async with engine.connect() as connection:  # every other backend of the database
-            await connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+async def _kill_other_backends(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:  # every other backend of the database
+        await connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        await engine.dispose()  # (this test's own pool lost its idle connections too)
+        )
+    await engine.dispose()  # (this test's own pool lost its idle connections too)
+
+
+@pytest.mark.parametrize("entries", [2_000, 0])
+async def test_connections_killed_by_a_restart_are_replaced(
+    engine: AsyncEngine, database_url: str, entries: int
+) -> None:
+    """With the cache (the answer is served again) and without: the query, which takes its
+    connections unpinged, runs again on fresh ones."""
+    await import_text(engine, DATA)
+    async with serving(real_app(database_url, result_cache_entries=entries)) as client:
+        assert "data" in await snapshot(client, "2024-03-01")
+        await _kill_other_backends(engine)
         assert await snapshot(client, "2024-03-01") == {
             "data": {"snapshot": {"mrr": 15000, "customers": 2}}
+        }
+        await _kill_other_backends(engine)
+        assert await snapshot(client, "2024-01-15") == {
+            "data": {"snapshot": {"mrr": 10000, "customers": 1}}
         }
 
 
