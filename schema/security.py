@@ -419,7 +419,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         # a query can run again: its connections are not pinged before use (a round trip each),
         # and it runs again, on connections checked first, if one turns out dead
         for checked in (False, True):
-            service = self.metrics.reading(target.engine, version, self.memo)
+            service = self.metrics.reading(target.reader, version, self.memo)
             context.connection_lost = False
             with context.reading(service), contextlib.ExitStack() as stack:
                 if not checked:
