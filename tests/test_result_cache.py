@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.datacache import SharedVersion, read_version
+from app.reads import ReadRouter
 from app.security import keys as auth
 from tests.conftest import import_text
 from tests.edge import _free_port as free_port
@@ -283,3 +284,24 @@ async def test_a_cached_answer_is_the_same_bytes(engine: AsyncEngine, database_u
     assert computed.json()["data"] == {"snapshot": {"mrr": 15000, "customers": 2}}
     assert [answer.content for answer in served] == [computed.content] * 2
     assert {answer.headers["content-type"] for answer in served} == {"application/json"}
+
+
+async def _two_clocks(engine: AsyncEngine) -> tuple[Any, Any]:
+    """now() twice on one connection, 10 ms apart: equal inside a transaction block."""
+    async with engine.connect() as connection:
+        first = await connection.scalar(sa.text("SELECT now()"))
+        await connection.execute(sa.text("SELECT pg_sleep(0.01)"))
+        return first, await connection.scalar(sa.text("SELECT now()"))
+
+
+async def test_queries_run_outside_a_transaction_block_and_writes_inside(
+    engine: AsyncEngine,
+) -> None:
+    await engine.dispose()
+    reader = ReadRouter(engine).primary.reader
+    first, second = await _two_clocks(reader)
+    assert second > first  # each statement its own transaction: no BEGIN, no ROLLBACK
+    # the same pooled connection, back with the engine: a block again (writes rely on it)
+    first, second = await _two_clocks(engine)
+    assert second == first
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
