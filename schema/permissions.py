@@ -20,7 +20,6 @@ class SecureContext(Context):
 
     principal: Principal | None = None
     primary_version: Version | None = None  # the data version the primary showed the request
-    connection_lost: bool = False  # an error of the last operation came from a dead connection
 
 
 def _principal(context: Any) -> Principal | None:

@@ -77,7 +77,7 @@ from app.security.keys import (
 from app.security.persisted import Registry, load_documents, requested_hash
 from schema import inputs
 from schema.edge import RETRY_AFTER_SECONDS, http_error
-from schema.errors import coded
+from schema.errors import CONNECTION_LOST, coded
 from schema.permissions import SecureContext, _principal
 from schema.root import build_schema
 from schema.web import graphiql_page
@@ -420,14 +420,14 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         # and it runs again, on connections checked first, if one turns out dead
         for checked in (False, True):
             service = self.metrics.reading(target.reader, version, self.memo)
-            context.connection_lost = False
+            CONNECTION_LOST.set(False)
             with context.reading(service), contextlib.ExitStack() as stack:
                 if not checked:
                     stack.enter_context(unpinged())
                 result = await super().execute_single(
                     request, request_adapter, sub_response, context, None, request_data
                 )
-            if not context.connection_lost:
+            if not CONNECTION_LOST.get():
                 break
         if key is not None and not result.errors and result.data is not None:
             result = StoredResult(result.data, None, result.extensions)
