@@ -149,8 +149,9 @@ _STATE = sa.select(
 
 # Built statements by what they are built from (a statement is a pure function of its inputs):
 # a request asked again (by another caller, or after a write) is not built again, and
-# SQLAlchemy finds its compiled SQL by the statement's remembered cache key.
-_STATEMENTS: LRU[sa.Select[tuple[object, ...]]] = LRU(256)
+# SQLAlchemy finds its compiled SQL by the statement's remembered cache key. A scan's statement
+# with its cache key takes about 300 KiB: a dashboard's few dozen shapes fit.
+_STATEMENTS: LRU[sa.Select[tuple[object, ...]]] = LRU(64)
 
 
 def series_statement(
