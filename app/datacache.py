@@ -13,6 +13,12 @@ serialize every write transaction, chunks of one import included).
 that takes an xid anywhere on the server (other databases, the inbox, the touch of a key's
 last use): a cache keyed by it would rarely be hit. The counter moves only when data moves.
 
+**One statement for many requests.** A request needs a version read that *started after it
+arrived* (then every write committed before it arrived is counted). `SharedVersion` lets
+requests that arrive while a read is under way share the next one: under load, one statement
+answers a whole wave of requests instead of one each, and no request ever sees a version read
+before it came in.
+
 **Correct across worker processes and replicas.** Each process keeps its own caches, keyed by
 the version read *on the server that then answers* (a primary or one replica), read *before*
 the query: the result is at least as new as its key says, never older. A result cached under
@@ -57,6 +63,30 @@ async def read_version(database: Database) -> Version | None:
 async def version_on(connection: AsyncConnection) -> Version | None:
     total, latest = (await connection.execute(_READ)).one()
     return None if total is None else (int(total), int(latest))
+
+
+class SharedVersion:
+    """The data version of one server, read for many requests at once (see the module doc):
+    `current()` waits for a read that starts after the call, shared by every caller waiting for
+    it; at most one read runs at a time."""
+
+    def __init__(self, read: Callable[[], Awaitable[Version | None]]) -> None:
+        self._read = read
+        self._running: asyncio.Future[Version | None] | None = None
+        self._next: asyncio.Future[Version | None] | None = None
+        self.reads = 0
+
+    async def current(self) -> Version | None:
+        if self._next is None:  # not started yet: it will read after this call
+            self._next = asyncio.ensure_future(self._after(self._running))
+        return await asyncio.shield(self._next)
+
+    async def _after(self, previous: asyncio.Future[Version | None] | None) -> Version | None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        self._running, self._next = self._next, None  # callers from now on wait for the next
+        self.reads += 1
+        return await self._read()
 
 
 class LRU(Generic[T]):

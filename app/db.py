@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import warnings
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import exc
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -76,10 +77,51 @@ CONNECT_TIMEOUT_S = 10  # a database host that does not answer is an outage, not
 POOL_SIZE, POOL_OVERFLOW = 5, 5
 
 
+_PING = contextvars.ContextVar("ping_on_checkout", default=True)
+
+
+@contextlib.contextmanager
+def unpinged() -> Iterator[None]:
+    """Connections taken from a pool in this block are not pinged first (a round trip saved on
+    each): for work that is safe to run again, and is, by its caller, when a connection turns
+    out dead (`connection_lost`)."""
+    token = _PING.set(False)
+    try:
+        yield
+    finally:
+        _PING.reset(token)
+
+
+def connection_lost(error: BaseException | None) -> bool:
+    """Whether `error` comes from a pooled connection found dead (its pool is then renewed)."""
+    return any(
+        isinstance(cause, exc.DBAPIError) and cause.connection_invalidated
+        for cause in causes(error)
+    )
+
+
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    """SQLAlchemy's pre-ping, except inside `unpinged()`: a pooled connection is checked before
+    use; a dead one renews the pool (every connection older than it is replaced)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not _PING.get():
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from error
+            raise
+
+
 def create_engine(settings: Settings, url: URL | None = None, **kwargs: Any) -> AsyncEngine:
     """The engine of a server or command: a pool of POOL_SIZE (+ POOL_OVERFLOW) connections,
-    each checked before use (so a restarted database is reconnected to), and a bounded wait
-    (`pool_timeout_ms`) for one. `url`: another server than the settings' (a replica)."""
+    each checked before use (so a restarted database is reconnected to; not in `unpinged()`),
+    and a bounded wait (`pool_timeout_ms`) for one. `url`: another server than the settings'
+    (a replica)."""
     connect_args = {
         "server_settings": {
             **SESSION_SETTINGS,
@@ -95,7 +137,11 @@ def create_engine(settings: Settings, url: URL | None = None, **kwargs: Any) -> 
         "connect_args": connect_args,
     }
     options.update(kwargs)
-    return create_async_engine(url or database_url(settings), **options)
+    ping = options.pop("pool_pre_ping")
+    engine = create_async_engine(url or database_url(settings), **options)
+    if ping:
+        _ping_on_checkout(engine)
+    return engine
 
 
 # SQLSTATEs of a server that is going away or full: class 08 (connection exception) by prefix

@@ -9,13 +9,15 @@ it, so cached results follow each server's own progress (app/datacache.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.datacache import SharedVersion, read_version
 from app.db import asyncpg_url, create_engine
 
 
@@ -26,10 +28,25 @@ class Target:
     # where its data version is read: a pool without the pre-ping round trip (the version read
     # is one short statement, retried once on a connection found dead: app.datacache)
     versions: AsyncEngine | None = None
+    # `engine` for queries: no transaction block (a BEGIN and a ROLLBACK, two round trips,
+    # saved on each connection's use; at READ COMMITTED a block gives a query nothing more)
+    reader: AsyncEngine = field(init=False)
+    # its data version, one read shared by the requests that arrive while another runs
+    version: SharedVersion = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reader", autocommit(self.engine))
+        read = functools.partial(read_version, self.version_engine)
+        object.__setattr__(self, "version", SharedVersion(read))
 
     @property
     def version_engine(self) -> AsyncEngine:
-        return self.versions or self.engine
+        return self.versions or self.reader
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` (the same pool) running each statement on its own, without BEGIN/ROLLBACK."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _target(name: str, engine: AsyncEngine, versions: AsyncEngine | None) -> Target:
@@ -73,6 +90,6 @@ def read_router(settings: Settings, primary: AsyncEngine, **kwargs: Any) -> Read
     replicas = [create_engine(settings, url=url, **kwargs) for url in urls]
     light = {"pool_pre_ping": False, "pool_size": 2, "max_overflow": 8, **kwargs}
     versions: list[AsyncEngine | None] = [
-        create_engine(settings, url=url, **light) for url in [primary.url, *urls]
+        autocommit(create_engine(settings, url=url, **light)) for url in [primary.url, *urls]
     ]
     return ReadRouter(primary, replicas, versions)

@@ -3,7 +3,8 @@
 1. the benchmark company (bench/run.py's generator) imported by the real CLI twice: in one
    transaction and in chunks (`TIDEMILL_IMPORT_CHUNK_ROWS`): rows/s and the child's peak RSS;
 2. GraphQL over HTTP against the bare SQL it runs, side by side (result cache off): the metric
-   statements of the same request, captured in-process and run again through asyncpg alone;
+   statements of the same request, captured in-process and run again through asyncpg alone,
+   each run timing one then the other (both under the same load);
 3. throughput: 10 concurrent clients for a few seconds against `--workers` server processes,
    snapshots/s and series/s, with the result cache (the dashboard refreshed by many people)
    and without it.
@@ -126,37 +127,38 @@ async def _metric_statements(url: str, query: str, variables: Mapping[str, Any])
     return captured
 
 
-async def _bare_sql_ms(url: str, statements: list[Any], runs: int) -> list[float]:
+async def _side_by_side(
+    url: str, base_url: str, query: str, variables: Mapping[str, Any], runs: int
+) -> tuple[list[float], list[float], int]:
+    """(GraphQL ms, bare SQL ms, statements): each run times the request over HTTP, then its
+    metric statements alone through asyncpg, so both see the same load on a shared machine."""
+    statements = await _metric_statements(url, query, variables)
     connection = await asyncpg.connect(url)
     settings = "SET jit = off; SET work_mem = '64MB'; SET parallel_setup_cost = 100; "
     settings += "SET parallel_tuple_cost = 0.001; SET min_parallel_table_scan_size = 0; "
     settings += "SET plan_cache_mode = force_custom_plan"
     await connection.execute(settings)
-    samples = []
+    graphql: list[float] = []
+    bare: list[float] = []
     try:
-        for n in range(runs + 3):
-            began = time.perf_counter()
-            for statement, parameters in statements:
-                await connection.fetch(statement, *(parameters or ()))
-            if n >= 3:
-                samples.append((time.perf_counter() - began) * 1000)
+        async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+            for n in range(runs + 3):
+                began = time.perf_counter()
+                response = await client.post(
+                    "/graphql", json={"query": query, "variables": variables}
+                )
+                body = response.json()
+                if response.status_code != 200 or body.get("errors"):
+                    raise RuntimeError(f"HTTP {response.status_code}: {body}")
+                middle = time.perf_counter()
+                for statement, parameters in statements:
+                    await connection.fetch(statement, *(parameters or ()))
+                if n >= 3:
+                    graphql.append((middle - began) * 1000)
+                    bare.append((time.perf_counter() - middle) * 1000)
     finally:
         await connection.close()
-    return samples
-
-
-def _graphql_ms(base_url: str, query: str, variables: Mapping[str, Any], runs: int) -> list[float]:
-    samples = []
-    with httpx.Client(base_url=base_url, timeout=120) as client:
-        for n in range(runs + 3):
-            began = time.perf_counter()
-            response = client.post("/graphql", json={"query": query, "variables": variables})
-            body = response.json()
-            if response.status_code != 200 or body.get("errors"):
-                raise RuntimeError(f"HTTP {response.status_code}: {body}")
-            if n >= 3:
-                samples.append((time.perf_counter() - began) * 1000)
-    return samples
+    return graphql, bare, len(statements)
 
 
 def overhead_figures(url: str, runs: int) -> list[Figure]:
@@ -166,11 +168,10 @@ def overhead_figures(url: str, runs: int) -> list[Figure]:
     figures = []
     with server(url, 1, TIDEMILL_RESULT_CACHE_ENTRIES="0") as base_url:
         for name, query, variables in cases:
-            statements = asyncio.run(_metric_statements(url, query, variables))
-            bare = statistics.median(asyncio.run(_bare_sql_ms(url, statements, runs)))
-            graphql = statistics.median(_graphql_ms(base_url, query, variables, runs))
+            timed = asyncio.run(_side_by_side(url, base_url, query, variables, runs))
+            graphql, bare = statistics.median(timed[0]), statistics.median(timed[1])
             detail = (
-                f"GraphQL over HTTP {graphql:.1f} ms, its {len(statements)} metric "
+                f"GraphQL over HTTP {graphql:.1f} ms, its {timed[2]} metric "
                 f"statement(s) alone {bare:.1f} ms"
             )
             figures.append(

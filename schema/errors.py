@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.db import causes, outage
+from app.db import causes, connection_lost, outage
 from app.errors import UserError
 
 log = logging.getLogger("tidemill.graphql")
+# Whether an error of the operation just run (in this task) came from a pooled connection
+# found dead: the secure view then runs a query again (schema/security.py).
+CONNECTION_LOST: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "connection_lost", default=False
+)
 
 
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
@@ -86,4 +92,6 @@ class ErrorCodes(SchemaExtension):
             return
         context = self.execution_context.context
         request_id = getattr(context, "request_id", "-")
+        lost = (connection_lost(error.original_error) for error in result.errors or [])
+        CONNECTION_LOST.set(any(lost))
         result.errors = [_shaped(error, request_id) for error in result.errors or []]

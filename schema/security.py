@@ -20,6 +20,7 @@ which has no principal: it is trusted, as the database behind it is.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -27,7 +28,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cross_web import HTTPException
@@ -58,7 +59,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from app.config import Settings
-from app.datacache import LRU, Version, VersionedMemo, read_version, result_key
+from app.datacache import LRU, Version, VersionedMemo, result_key
+from app.db import unpinged
 from app.errors import UserError
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
@@ -75,7 +77,7 @@ from app.security.keys import (
 from app.security.persisted import Registry, load_documents, requested_hash
 from schema import inputs
 from schema.edge import RETRY_AFTER_SECONDS, http_error
-from schema.errors import coded
+from schema.errors import CONNECTION_LOST, coded
 from schema.permissions import SecureContext, _principal
 from schema.root import build_schema
 from schema.web import graphiql_page
@@ -264,6 +266,22 @@ def _refusal_status(result: Any) -> int | None:
     return REFUSAL_STATUS.get(codes.pop()) if len(codes) == 1 else None
 
 
+class Encoded(dict[str, Any]):
+    """A response (`{"data": ...}`) with its JSON, encoded once."""
+
+    def __init__(self, response: GraphQLHTTPResponse, encoded: str | bytes) -> None:
+        super().__init__(response)
+        self.encoded = encoded
+
+
+@dataclass
+class StoredResult(ExecutionResult):
+    """A result kept in the result cache, with its response encoded on first use: a hit is
+    served as the stored JSON, not rebuilt and encoded again."""
+
+    response: Encoded | None = None
+
+
 class SecureGraphQL(GraphQL[SecureContext, None]):
     """The GraphQL view with keys, persisted queries and coded errors (see the module doc)."""
 
@@ -289,7 +307,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.max_tokens = max_tokens
         self.sources: SourceServices | None = None  # set by the server (schema/asgi.py)
         self.reads = reads or ReadRouter(authenticator.engine)
-        self.results: LRU[ExecutionResult] = LRU(result_cache_entries)
+        self.results: LRU[StoredResult] = LRU(result_cache_entries)
         self.memo = VersionedMemo()
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
@@ -314,7 +332,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         sub_response: Response,
     ) -> Any:
         try:
-            version = await read_version(self.reads.primary.version_engine)
+            version = await self.reads.primary.version.current()
             context.primary_version = version
             context.principal = await self.authenticator.authenticate(
                 request.headers.get("authorization"), origin(request), version
@@ -376,7 +394,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         if target is self.reads.primary and context.primary_version is not None:
             version = context.primary_version
         else:
-            version = await read_version(target.version_engine)
+            version = await target.version.current()
         key = None
         if version is not None:
             # who asks: what a document may show depends on the caller (admin-only fields, a
@@ -398,21 +416,40 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         cached = self.results.get(key) if key is not None else None
         if cached is not None:
             return cached
-        service = self.metrics.reading(target.engine, version, self.memo)
-        with context.reading(service):
-            result = await super().execute_single(
-                request, request_adapter, sub_response, context, None, request_data
-            )
+        # a query can run again: its connections are not pinged before use (a round trip each),
+        # and it runs again, on connections checked first, if one turns out dead
+        for checked in (False, True):
+            service = self.metrics.reading(target.reader, version, self.memo)
+            CONNECTION_LOST.set(False)
+            with context.reading(service), contextlib.ExitStack() as stack:
+                if not checked:
+                    stack.enter_context(unpinged())
+                result = await super().execute_single(
+                    request, request_adapter, sub_response, context, None, request_data
+                )
+            if not CONNECTION_LOST.get():
+                break
         if key is not None and not result.errors and result.data is not None:
+            result = StoredResult(result.data, None, result.extensions)
             self.results.put(key, result)
         return result
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Every error leaves with a code; one that has none is shaped (internal: masked)."""
+        if isinstance(result, StoredResult):
+            if result.response is None:
+                response = await super().process_result(request, result)
+                result.response = Encoded(response, self.encode_json(response))
+            return result.response  # type: ignore[return-value]
         if result.errors:
             request_id = uuid.uuid4().hex[:12]
             result.errors = [coded(error, request_id) for error in result.errors]
         return await super().process_result(request, result)
+
+    def encode_json(self, data: object) -> str | bytes:
+        if isinstance(data, Encoded):
+            return data.encoded
+        return super().encode_json(data)
 
     def create_response(
         self,

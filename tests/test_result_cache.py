@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.datacache import read_version
+from app.datacache import SharedVersion, read_version
+from app.reads import ReadRouter
 from app.security import keys as auth
 from tests.conftest import import_text
 from tests.edge import _free_port as free_port
@@ -189,22 +191,33 @@ async def test_server_processes_share_no_stale_result(
     assert output.count("Started server process") == 2, output
 
 
-async def test_connections_killed_by_a_restart_are_replaced(
-    engine: AsyncEngine, database_url: str
-) -> None:
-    await import_text(engine, DATA)
-    async with serving(real_app(database_url)) as client:
-        assert "data" in await snapshot(client, "2024-03-01")
-        async with engine.connect() as connection:  # every other backend of the database
-            await connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+async def _kill_other_backends(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:  # every other backend of the database
+        await connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        await engine.dispose()  # (this test's own pool lost its idle connections too)
+        )
+    await engine.dispose()  # (this test's own pool lost its idle connections too)
+
+
+@pytest.mark.parametrize("entries", [2_000, 0])
+async def test_connections_killed_by_a_restart_are_replaced(
+    engine: AsyncEngine, database_url: str, entries: int
+) -> None:
+    """With the cache (the answer is served again) and without: the query, which takes its
+    connections unpinged, runs again on fresh ones."""
+    await import_text(engine, DATA)
+    async with serving(real_app(database_url, result_cache_entries=entries)) as client:
+        assert "data" in await snapshot(client, "2024-03-01")
+        await _kill_other_backends(engine)
         assert await snapshot(client, "2024-03-01") == {
             "data": {"snapshot": {"mrr": 15000, "customers": 2}}
+        }
+        await _kill_other_backends(engine)
+        assert await snapshot(client, "2024-01-15") == {
+            "data": {"snapshot": {"mrr": 10000, "customers": 1}}
         }
 
 
@@ -218,3 +231,77 @@ async def test_a_result_is_cached_per_caller(engine: AsyncEngine, database_url: 
         # the same document at the same data version from another key: answered for that key
         again = await client.post("/graphql", json=document, headers=bearer(second))
         assert again.json()["data"]["viewer"] == {"name": "analyst", "scopes": ["read"]}
+
+
+async def test_requests_that_arrive_during_a_version_read_share_the_next_one() -> None:
+    started: list[int] = []
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def read() -> tuple[int, int]:
+        started.append(len(started) + 1)
+        number = len(started)
+        if number == 1:
+            running.set()
+            await release.wait()
+        return (number, number)
+
+    shared = SharedVersion(read)
+    first = asyncio.ensure_future(shared.current())
+    await running.wait()  # the first read is under way (and blocked)
+    later = [asyncio.ensure_future(shared.current()) for _ in range(5)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == [1]  # they wait for the running read to end, then share one
+    release.set()
+    assert await first == (1, 1)
+    # each arrived after read 1 had started: read 1 may miss a write committed before them
+    assert await asyncio.gather(*later) == [(2, 2)] * 5
+    assert shared.reads == 2
+    assert await shared.current() == (3, 3)  # nothing under way: a read of its own
+
+
+async def test_a_failed_version_read_fails_its_callers_and_not_the_next() -> None:
+    calls: list[int] = []
+
+    async def read() -> tuple[int, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("gone")
+        return (7, 7)
+
+    shared = SharedVersion(read)
+    with pytest.raises(OSError, match="gone"):
+        await shared.current()
+    assert await shared.current() == (7, 7)
+
+
+async def test_a_cached_answer_is_the_same_bytes(engine: AsyncEngine, database_url: str) -> None:
+    await import_text(engine, DATA)
+    body = {"query": SNAPSHOT, "variables": {"at": "2024-03-01"}}
+    async with serving(real_app(database_url)) as client:
+        computed = await client.post("/graphql", json=body)
+        served = [await client.post("/graphql", json=body) for _ in range(2)]
+    assert computed.json()["data"] == {"snapshot": {"mrr": 15000, "customers": 2}}
+    assert [answer.content for answer in served] == [computed.content] * 2
+    assert {answer.headers["content-type"] for answer in served} == {"application/json"}
+
+
+async def _two_clocks(engine: AsyncEngine) -> tuple[Any, Any]:
+    """now() twice on one connection, 10 ms apart: equal inside a transaction block."""
+    async with engine.connect() as connection:
+        first = await connection.scalar(sa.text("SELECT now()"))
+        await connection.execute(sa.text("SELECT pg_sleep(0.01)"))
+        return first, await connection.scalar(sa.text("SELECT now()"))
+
+
+async def test_queries_run_outside_a_transaction_block_and_writes_inside(
+    engine: AsyncEngine,
+) -> None:
+    await engine.dispose()
+    reader = ReadRouter(engine).primary.reader
+    first, second = await _two_clocks(reader)
+    assert second > first  # each statement its own transaction: no BEGIN, no ROLLBACK
+    # the same pooled connection, back with the engine: a block again (writes rely on it)
+    first, second = await _two_clocks(engine)
+    assert second == first
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
-from app.datacache import VersionedMemo
+from app.datacache import LRU, VersionedMemo
 from app.db import Database
 from app.errors import UserError
 from app.metrics.catalog import MetricInfo, catalog
@@ -39,6 +39,7 @@ from app.metrics.periods import period_count
 from app.metrics.plans import ROLLUP, SCAN, record
 from app.metrics.points import Breakdown, Point, build_point
 from app.metrics.rollup import (
+    Slice,
     cohorts_from_rollup,
     compile_cohort_rollup,
     compile_rollup_series,
@@ -144,6 +145,32 @@ _STATE = sa.select(
     sa.func.array(sa.select(ledger_currency.c.currency).scalar_subquery()),
     sa.exists().select_from(rollup_rebuild),
 )
+
+
+# Built statements by what they are built from (a statement is a pure function of its inputs):
+# a request asked again (by another caller, or after a write) is not built again, and
+# SQLAlchemy finds its compiled SQL by the statement's remembered cache key. A scan's statement
+# with its cache key takes about 300 KiB: a dashboard's few dozen shapes fit.
+_STATEMENTS: LRU[sa.Select[tuple[object, ...]]] = LRU(64)
+
+
+def series_statement(
+    cube: Cube,
+    request: SeriesRequest,
+    base_currency: str,
+    present: frozenset[str],
+    where: Slice | None,
+) -> sa.Select[tuple[object, ...]]:
+    """The statement of a series: from the rollup (`where`) or the movements."""
+    key = (cube, request, base_currency, present, where)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        if where is None:
+            statement = compile_series(cube, request, base_currency, present)
+        else:
+            statement = compile_rollup_series(request, where)
+        _STATEMENTS.put(key, statement)
+    return statement
 
 
 def _has_data(points: Sequence[Point]) -> bool:
@@ -266,10 +293,7 @@ class MetricsEngine:
             if self.rollups and not behind:
                 where = rollup_answers(request, self.base_currency, present)
             record(plan_name(where))
-            if where is None:
-                statement = compile_series(cube, request, self.base_currency, present)
-            else:
-                statement = compile_rollup_series(request, where)
+            statement = series_statement(cube, request, self.base_currency, present, where)
             with fitting_in_cents(request.spec.currency or self.base_currency):
                 rows = (await connection.execute(statement)).mappings().all()
         if rows:
