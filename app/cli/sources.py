@@ -203,9 +203,11 @@ def sync_stripe(
             applied = 0
             if apply:
                 done = progress.add_task(f"{found.name}: applying", total=result.stored or None)
-                while taken := await worker.process_batch(engine, TRANSLATORS):
-                    applied += taken
+
+                def advanced(taken: int) -> None:
                     progress.update(done, advance=taken)
+
+                applied = await worker.drain(engine, TRANSLATORS, progress=advanced)
         return result, applied
 
     result, applied = with_engine(work)

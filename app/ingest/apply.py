@@ -41,12 +41,14 @@ async def _customer_ids(
         }
         for b in bundles
     ]
-    statement = insert(customer).values(rows)
+    statement = insert(customer)
     statement = statement.on_conflict_do_update(
         constraint="customer_source_external_id_key",
         set_={name: statement.excluded[name] for name in ("name", "email", "country")},
     )
-    found = await connection.execute(statement.returning(customer.c.external_id, customer.c.id))
+    found = await connection.execute(
+        statement.returning(customer.c.external_id, customer.c.id), rows
+    )
     return {str(external): int(ident) for external, ident in found}
 
 
@@ -60,12 +62,12 @@ async def _plan_ids(
         {"source": source, "external_id": p.external_id, "name": p.name, "product": p.product}
         for p in plans.values()
     ]
-    statement = insert(plan).values(rows)
+    statement = insert(plan)
     statement = statement.on_conflict_do_update(
         constraint="plan_source_external_id_key",
         set_={"name": statement.excluded.name, "product": statement.excluded.product},
     )
-    found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
+    found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id), rows)
     return {str(external): int(ident) for external, ident in found}
 
 
@@ -145,15 +147,14 @@ async def _subscription_ids(
 ) -> dict[str, int]:
     if not owners:
         return {}
-    statement = insert(subscription).values(
-        [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
-    )
+    statement = insert(subscription)
     statement = statement.on_conflict_do_update(
         constraint="subscription_source_external_id_key",
         set_={"customer_id": statement.excluded.customer_id},
     )
     returning = statement.returning(subscription.c.external_id, subscription.c.id)
-    return {str(external): int(ident) for external, ident in await connection.execute(returning)}
+    rows = [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
+    return {str(external): int(ident) for external, ident in await connection.execute(returning, rows)}
 
 
 async def store_bundles(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,11 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
+from app.ingest.subscriptions import refresh_statistics
 from app.ingest.translator import Translator
 from app.tables import raw_event, source_object
 
 log = logging.getLogger("tidemill.worker")
-BATCH = 500
+BATCH = 500  # events per transaction while the inbox keeps up
+MOST = 4_000  # ... doubled after each full batch (a backlog) up to this
 MAX_ATTEMPTS = 8
 BACKOFF = timedelta(seconds=30)  # doubled after each failed attempt, up to 2^7 = about 1 h
 
@@ -38,14 +40,18 @@ def backoff(attempts: int) -> timedelta:
     return BACKOFF * int(2 ** min(attempts - 1, 7))
 
 
+# the ids first (an index scan in event order that stops at the limit), then their rows: the
+# payloads are never sorted
 _CLAIM = """
+WITH claimed AS (
+    SELECT id FROM raw_event
+    WHERE status IN ('received', 'pending', 'failed')
+      AND (status <> 'failed' OR (next_attempt_at <= :now AND attempts < :max_attempts))
+    ORDER BY occurred_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
 SELECT e.id, e.source_id, e.event_id, e.payload, e.attempts, s.kind
-FROM raw_event e JOIN source s ON s.id = e.source_id
-WHERE e.status IN ('received', 'pending')
-   OR (e.status = 'failed' AND e.next_attempt_at <= :now AND e.attempts < :max_attempts)
-ORDER BY e.occurred_at, e.id
-LIMIT :limit
-FOR UPDATE OF e SKIP LOCKED
+FROM claimed c JOIN raw_event e ON e.id = c.id JOIN source s ON s.id = e.source_id
 """
 
 
@@ -90,7 +96,7 @@ def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
 
 async def store_states(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await connection.execute(insert(source_object).values(rows).on_conflict_do_nothing())
+        await connection.execute(insert(source_object).on_conflict_do_nothing(), list(rows))
 
 
 _READERS = """
@@ -350,13 +356,57 @@ async def process_batch(
     return len(claimed)
 
 
+def next_limit(limit: int, taken: int) -> int:
+    """A backlog (a full batch) doubles the next batch up to MOST: a statement's fixed cost
+    is shared by more events; once the inbox keeps up, batches are small again."""
+    return min(2 * limit, MOST) if taken >= limit else BATCH
+
+
+# What a batch reads and grows. A new source fills them from nothing faster than autovacuum
+# refreshes their statistics, and a plan made for empty tables scans every row per batch.
+STATISTICS_TABLES = (
+    "raw_event",
+    "source_object",
+    "customer",
+    "subscription",
+    "subscription_version",
+    "subscription_item",
+    "mrr_change",
+    "movement",
+    "movement_scope",
+    "rollup",
+    "cohort_rollup",
+)
+_STALE = """
+SELECT relname FROM pg_stat_user_tables
+WHERE relname = ANY(CAST(:tables AS text[])) AND n_mod_since_analyze > 500 + n_live_tup / 5
+"""
+
+
+async def keep_statistics(engine: AsyncEngine) -> None:
+    """Refresh the statistics of those tables that changed by a fifth since their last."""
+    async with engine.connect() as connection:
+        found = await connection.execute(sa.text(_STALE), {"tables": list(STATISTICS_TABLES)})
+        stale = [str(row[0]) for row in found]
+    if stale:
+        await refresh_statistics(engine, stale)
+
+
 async def drain(
-    engine: AsyncEngine, translators: Mapping[str, Translator], now: datetime | None = None
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Process until nothing is due; how many events were taken."""
-    total = 0
-    while taken := await process_batch(engine, translators, now=now):
+    """Process until nothing is due; how many events were taken (`progress` gets each
+    batch's count)."""
+    total, limit = 0, BATCH
+    while taken := await process_batch(engine, translators, limit, now):
         total += taken
+        if progress is not None:
+            progress(taken)
+        await keep_statistics(engine)
+        limit = next_limit(limit, taken)
     return total
 
 
@@ -367,12 +417,16 @@ async def run(
     idle_seconds: float = 0.5,
 ) -> None:
     """The worker loop (inside `serve`, or `tidemill worker`)."""
+    limit = BATCH
     while not stop.is_set():
         try:
-            taken = await process_batch(engine, translators)
+            taken = await process_batch(engine, translators, limit)
+            if taken:
+                await keep_statistics(engine)
         except Exception as error:  # the database away, or a bug: log, wait, go on
             log.warning("worker: %r", error)
             taken = 0
+        limit = next_limit(limit, taken)
         if not taken:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), idle_seconds)

@@ -143,7 +143,8 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 
 def _per_interval(rows: FromClause) -> FromClause:
     """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
-    a lateral VALUES of five constant-unit expressions (no unit parsed per row)."""
+    a lateral UNION ALL of five constant-unit expressions (no unit parsed per row; a VALUES
+    list would make the statement uncacheable, compiled again on every call)."""
     day = sa.cast(rows.c.day, sa.DateTime)
     one_day = sa.text("interval '1 day'")
     periods = []
@@ -155,14 +156,11 @@ def _per_interval(rows: FromClause) -> FromClause:
             start = sa.func.date_trunc(interval.value, day)
             first = sa.cast(start, sa.Date)
             final = sa.cast(start + step(interval) - one_day, sa.Date)
-        periods.append((sa.literal(interval.value, sa.Text), first, final))
-    bounds = (
-        sa.values(
-            sa.column("i", sa.Text), sa.column("k", sa.Date), sa.column("b", sa.Date), name="bounds"
+        label = sa.literal_column(f"'{interval.value}'", sa.Text)
+        periods.append(
+            sa.select(label.label("i"), first.label("k"), final.label("b")).correlate(rows)
         )
-        .data(periods)
-        .lateral()
-    )
+    bounds = sa.union_all(*periods).lateral("bounds")
     return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
 
 
