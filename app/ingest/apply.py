@@ -154,7 +154,8 @@ async def _subscription_ids(
     )
     returning = statement.returning(subscription.c.external_id, subscription.c.id)
     rows = [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
-    return {str(external): int(ident) for external, ident in await connection.execute(returning, rows)}
+    found = await connection.execute(returning, rows)
+    return {str(external): int(ident) for external, ident in found}
 
 
 async def store_bundles(
