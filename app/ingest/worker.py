@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.ingest.apply import source_key, store_bundles
@@ -219,14 +219,63 @@ async def _referenced(
     return {ident: state.payload for ident, state in found.items()}
 
 
+Key = tuple[str, datetime, str]  # a state's (object_id, observed_at, event_id)
+
+
+def _key(state: Observed) -> Key:
+    return (state.object_id, state.observed_at, state.event_id)
+
+
+async def _owned_states(
+    connection: AsyncConnection,
+    source_id: int,
+    customers: Sequence[str],
+    known: Mapping[Key, Observed],
+) -> dict[str, list[Observed]]:
+    """Every state of these customers' objects. The payloads of the states this batch has just
+    stored (`known`) are not read back: only the others' travel and are decoded."""
+    fresh = sa.bindparam("fresh", sorted({s.event_id for s in known.values()}), ARRAY(sa.Text))
+    payload = sa.case(
+        (source_object.c.event_id == sa.any_(fresh), sa.null()), else_=source_object.c.payload
+    )
+    of_source = source_object.c.source_id == source_id
+    rows = await connection.execute(
+        sa.select(
+            *(c for c in source_object.c if c.name != "payload"), payload.label("payload")
+        ).where(of_source, source_object.c.customer_ref.in_(customers))
+    )
+    owned: dict[str, list[Observed]] = defaultdict(list)
+    unknown: list[Key] = []
+    for row in rows:
+        key = (row.object_id, row.observed_at, row.event_id)
+        if row.payload is not None:
+            owned[row.customer_ref].append(_observed(row))
+        elif key in known:
+            owned[row.customer_ref].append(known[key])
+        else:  # stored by an earlier delivery of one of these events, under another key
+            unknown.append(key)
+    if unknown:
+        keys = sa.tuple_(
+            source_object.c.object_id, source_object.c.observed_at, source_object.c.event_id
+        )
+        rows = await connection.execute(
+            sa.select(source_object).where(of_source, keys.in_(unknown))
+        )
+        for row in rows:
+            owned[row.customer_ref].append(_observed(row))
+    return owned
+
+
 async def rebuild_customers(
     connection: AsyncConnection,
     source_id: int,
     kind: str,
     customers: Sequence[str],
     translator: Translator,
+    known: Mapping[Key, Observed] | None = None,
 ) -> dict[str, str]:
-    """Rebuild customers of one source from all their states; the error of each that failed."""
+    """Rebuild customers of one source from all their states; the error of each that failed.
+    `known`: states already in memory (those the batch stored), by their key."""
     # one rebuild of a customer at a time (until commit): a second worker then reads the
     # states the first one stored; customers are locked in sorted order, so no deadlock
     ordered = sorted(set(customers))
@@ -237,14 +286,7 @@ async def rebuild_customers(
         ),
         {"source": source_id, "customers": ordered},
     )
-    rows = await connection.execute(
-        sa.select(source_object).where(
-            source_object.c.source_id == source_id, source_object.c.customer_ref.in_(ordered)
-        )
-    )
-    owned: dict[str, list[Observed]] = defaultdict(list)
-    for row in rows:
-        owned[row.customer_ref].append(_observed(row))
+    owned = await _owned_states(connection, source_id, ordered, known or {})
     everything = [state for states in owned.values() for state in states]
     referenced = await _referenced(connection, source_id, everything)
 
@@ -273,8 +315,14 @@ async def _rebuild(
         by_source[source_id].append(customer)
     for source_id, customers in sorted(by_source.items()):
         kind = kinds[source_id]
+        known = {
+            _key(state): state
+            for ident, states in batch.states.items()
+            if claimed[ident].source_id == source_id
+            for state in states
+        }
         failures = await rebuild_customers(
-            connection, source_id, kind, customers, translators[kind]
+            connection, source_id, kind, customers, translators[kind], known
         )
         for customer, message in failures.items():
             for event in batch.customers[(source_id, customer)]:
