@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
+from app.ingest.recordset import insert_rows
 from app.ingest.subscriptions import refresh_statistics
 from app.ingest.translator import Translator
 from app.tables import raw_event, source_object
@@ -96,7 +97,7 @@ def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
 
 async def store_states(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await connection.execute(insert(source_object).on_conflict_do_nothing(), list(rows))
+        await connection.execute(insert_rows(source_object, rows).on_conflict_do_nothing())
 
 
 _READERS = """
@@ -172,6 +173,28 @@ async def _affected(
     for source_id, objects in read_by.items():
         for customer in await _customers_reading(connection, source_id, sorted(objects)):
             batch.affect(source_id, customer, None)
+
+
+CATALOG_LOCK = 0x636174 << 32  # "cat": plus the source id, a one-key advisory lock
+
+
+async def _lock_catalog(
+    connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch
+) -> None:
+    """Concurrent workers and the objects customers read (prices, products, coupons): a batch
+    that changes one of a source's takes the source's catalog lock exclusively before finding
+    its readers, every other batch shares it before reading. So a batch changing a price
+    finds the readers a concurrent batch has stored (it waits for that batch's commit), or
+    that batch reads the new price (it waits for this one's): never neither."""
+    changing: dict[int, bool] = {event.source_id: False for event in claimed.values()}
+    for ident, states in batch.states.items():
+        if any(state.customer_ref is None for state in states):
+            changing[claimed[ident].source_id] = True
+    for source_id, exclusive in sorted(changing.items()):
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        await connection.execute(
+            sa.text(f"SELECT {function}(:key)"), {"key": CATALOG_LOCK + source_id}
+        )
 
 
 def _observed(row: Any) -> Observed:
@@ -340,9 +363,11 @@ async def _settle_earlier_failures(
     await connection.execute(
         sa.text(
             "UPDATE raw_event SET status = 'processed', processed_at = now(), last_error = NULL,"
-            " next_attempt_at = NULL WHERE source_id = :source AND status = 'failed'"
-            " AND event_id IN (SELECT event_id FROM source_object"
-            "  WHERE source_id = :source AND customer_ref = ANY(CAST(:customers AS text[])))"
+            " next_attempt_at = NULL WHERE id IN (SELECT id FROM raw_event"
+            "  WHERE source_id = :source AND status = 'failed'"
+            "  AND event_id IN (SELECT event_id FROM source_object"
+            "   WHERE source_id = :source AND customer_ref = ANY(CAST(:customers AS text[])))"
+            "  FOR UPDATE SKIP LOCKED)"  # one another worker has claimed: it applies it
         ),
         {"source": source_id, "customers": list(customers)},
     )
@@ -396,6 +421,7 @@ async def process_batch(
         for event in claimed.values():
             _read(event, translators[event.kind], batch)
         await _store(connection, claimed, batch)
+        await _lock_catalog(connection, claimed, batch)
         await _affected(connection, claimed, batch)
         await _rebuild(connection, claimed, batch, translators)
         await connection.execute(sa.text("ANALYZE touched_customer"))
@@ -432,22 +458,21 @@ WHERE relname = ANY(CAST(:tables AS text[])) AND n_mod_since_analyze > 500 + n_l
 
 
 async def keep_statistics(engine: AsyncEngine) -> None:
-    """Refresh the statistics of those tables that changed by a fifth since their last."""
+    """Refresh the statistics of those tables that changed by a fifth since their last: one
+    table per transaction, so a worker waiting for one holds no lock on another."""
     async with engine.connect() as connection:
         found = await connection.execute(sa.text(_STALE), {"tables": list(STATISTICS_TABLES)})
         stale = [str(row[0]) for row in found]
-    if stale:
-        await refresh_statistics(engine, stale)
+    for table in stale:
+        await refresh_statistics(engine, [table])
 
 
-async def drain(
+async def _drain_one(
     engine: AsyncEngine,
     translators: Mapping[str, Translator],
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
+    now: datetime | None,
+    progress: Callable[[int], None] | None,
 ) -> int:
-    """Process until nothing is due; how many events were taken (`progress` gets each
-    batch's count)."""
     total, limit = 0, BATCH
     while taken := await process_batch(engine, translators, limit, now):
         total += taken
@@ -458,13 +483,22 @@ async def drain(
     return total
 
 
-async def run(
+async def drain(
     engine: AsyncEngine,
     translators: Mapping[str, Translator],
-    stop: asyncio.Event,
-    idle_seconds: float = 0.5,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    concurrency: int = 1,
+) -> int:
+    """Process until nothing is due; how many events were taken (`progress` gets each
+    batch's count). `concurrency` workers share the inbox, as separate workers do."""
+    workers = (_drain_one(engine, translators, now, progress) for _ in range(concurrency))
+    return sum(await asyncio.gather(*workers))
+
+
+async def _run_one(
+    engine: AsyncEngine, translators: Mapping[str, Translator], stop: asyncio.Event, idle: float
 ) -> None:
-    """The worker loop (inside `serve`, or `tidemill worker`)."""
     limit = BATCH
     while not stop.is_set():
         try:
@@ -477,4 +511,17 @@ async def run(
         limit = next_limit(limit, taken)
         if not taken:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle_seconds)
+                await asyncio.wait_for(stop.wait(), idle)
+
+
+async def run(
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    stop: asyncio.Event,
+    idle_seconds: float = 0.5,
+    concurrency: int = 1,
+) -> None:
+    """The worker loop (inside `serve`, or `tidemill worker`): `concurrency` of them."""
+    await asyncio.gather(
+        *(_run_one(engine, translators, stop, idle_seconds) for _ in range(concurrency))
+    )

@@ -233,30 +233,36 @@ async def add_contributions(connection: AsyncConnection, members: Members, sign:
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
 
 
+def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any]:
+    """The rollup rows (interval, dimension, value, k, *SUMMED) of one dimension that the
+    customers in `members` contribute, times `sign`; the currency rows bring the total's."""
+    found = _contributions(DIMENSIONS[dimension](members)).cte(f"found_{dimension or 'total'}")
+    signed = sa.literal(sign, sa.BigInteger)
+    rows = sa.select(
+        found.c.i,
+        sa.literal(dimension, sa.Text),
+        found.c.g0,
+        found.c.k,
+        *(signed * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
+    )
+    if dimension != "currency":
+        return rows
+    total = sa.select(
+        found.c.i,
+        sa.literal(TOTAL, sa.Text),
+        sa.literal(TOTAL, sa.Text),
+        found.c.k,
+        *(signed * sa.func.coalesce(sa.func.sum(found.c[n]), 0) for n in SUMMED),
+    ).group_by(found.c.i, found.c.k)
+    return sa.select(sa.union_all(rows, total).subquery("with_total"))
+
+
+KEPT = [name for name in DIMENSIONS if name != TOTAL]  # the total is the currency rows' sum
+
+
 async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
-    for dimension, rows_of in DIMENSIONS.items():
-        if dimension == TOTAL:
-            continue  # the sum of the currency rows: a customer has one currency
-        found = _contributions(rows_of(members)).cte("found")
-        rows = sa.select(
-            found.c.i,
-            sa.literal(dimension, sa.Text),
-            found.c.g0,
-            found.c.k,
-            *(sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
-        )
-        if dimension == "currency":
-            total = sa.select(
-                found.c.i,
-                sa.literal(TOTAL, sa.Text),
-                sa.literal(TOTAL, sa.Text),
-                found.c.k,
-                *(
-                    sa.literal(sign, sa.BigInteger) * sa.func.coalesce(sa.func.sum(found.c[n]), 0)
-                    for n in SUMMED
-                ),
-            ).group_by(found.c.i, found.c.k)
-            rows = sa.union_all(rows, total)  # type: ignore[assignment]
+    for dimension in KEPT:
+        rows = contribution_rows(dimension, members, sign)
         statement = insert(rollup).from_select(
             ["interval", "dimension", "value", "k", *SUMMED], rows
         )
@@ -283,9 +289,9 @@ def _day_number(day: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
 
 
-def _cohort_upsert(members: Members, sign: int) -> Any:
+def cohort_rows(members: Members, sign: int) -> Select[Any]:
     """Per (cohort, month): the sums of app.metrics.cohorts._deltas over the movements of the
-    customers in `members`, whose cohort is the month of their `new` movement."""
+    customers in `members` (times `sign`), whose cohort is the month of their `new` movement."""
     joined = (
         sa.select(movement.c.customer_id, _month(movement.c.day).label("cohort"))
         .where(movement.c.kind == "new", members(movement.c.customer_id))
@@ -295,7 +301,7 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
     month = _month(mv.c.day)
     active = sa.case((mv.c.after > 0, 1), else_=0) - sa.case((mv.c.before > 0, 1), else_=0)
     signed = sa.literal(sign, sa.BigInteger)
-    rows = (
+    return (
         sa.select(
             joined.c.cohort,
             month,
@@ -309,6 +315,10 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
         .where(members(mv.c.customer_id))  # implied by the join; lets the planner use it
         .group_by(joined.c.cohort, month)
     )
+
+
+def _cohort_upsert(members: Members, sign: int) -> Any:
+    rows = cohort_rows(members, sign)
     statement = insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], rows)
     return statement.on_conflict_do_update(
         index_elements=["cohort", "month"],
