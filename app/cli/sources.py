@@ -218,7 +218,11 @@ def sync_stripe(
     )
 
 
-def worker_command() -> None:
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=16, help="Workers in this process, sharing the inbox.")
+    ] = 1,
+) -> None:
     """Apply inbox events (as `tidemill serve` does unless TIDEMILL_WORKER=false); several
     workers may share the inbox. Stops on Ctrl-C or SIGTERM."""
     from app.ingest import worker
@@ -230,6 +234,6 @@ def worker_command() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         errors.print("worker: applying inbox events (Ctrl-C stops)")
-        await worker.run(engine, TRANSLATORS, stop)
+        await worker.run(engine, TRANSLATORS, stop, concurrency=concurrency)
 
     with_engine(work)
