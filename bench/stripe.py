@@ -2,7 +2,8 @@
 
 - webhook intake over HTTP: signed events posted to the real server (uvicorn, worker off),
   verified, stored, acknowledged: events/s;
-- processing: the inbox worker applying those events (rebuild and recompute): events/s;
+- processing: the inbox workers (WORKERS of them) applying those events (rebuild and
+  recompute): events/s;
 - backfill: N customers from a fake Stripe API (the official client, with its progress bar),
   then applied: seconds.
 
@@ -41,6 +42,9 @@ from tests.stripe_account import Account
 
 SECRET = "whsec_bench_0123456789"
 CONCURRENCY = 32
+# workers applying the inbox together: as `tidemill serve` runs one per server process (one
+# process per core, 2 on the reference machine), or `tidemill worker --concurrency 2`
+WORKERS = 2
 
 
 def company(customers: int, seed: int = 7) -> Account:
@@ -121,7 +125,7 @@ async def _drain(url: str) -> float:
     engine = _engine(url)
     try:
         began = time.perf_counter()
-        await worker.drain(engine, TRANSLATORS)
+        await worker.drain(engine, TRANSLATORS, concurrency=WORKERS)
         return time.perf_counter() - began
     finally:
         await engine.dispose()
@@ -154,7 +158,7 @@ def webhook_figures(admin_url: str, database: str, customers: int) -> list[Figur
             detail=f"{events:,} events, {CONCURRENCY} at a time, {intake:.1f} s",
         ),
         Figure(
-            "stripe event processing (worker)",
+            f"stripe event processing ({WORKERS} workers)",
             events / applying,
             "events/s",
             2_000,

@@ -111,3 +111,74 @@ async def test_several_workers_share_the_inbox_and_apply_each_event_once(
     assert [p["mrr"] for p in points] == [
         stripe_scenario.mrr_at(date.fromisoformat(p["endDate"])) for p in points
     ]
+
+
+def test_a_backlog_doubles_the_batch_up_to_its_most_and_a_short_one_resets_it() -> None:
+    assert [
+        worker.next_limit(500, 500),
+        worker.next_limit(2000, 2000),
+        worker.next_limit(4000, 4000),
+        worker.next_limit(2000, 1999),
+        worker.next_limit(1000, 0),
+    ] == [1000, 4000, 4000, 500, 500]
+
+
+def late_product_account(customers: int) -> Account:
+    """A price whose product is created after the customers on it subscribed: the plan name
+    is the price's id until the product is known, then the product's name."""
+    a = Account()
+    a.price("price_seat", "prod_seat", date(2024, 1, 1), 1000)
+    for number in range(customers):
+        day = date(2024, 1, 2) + timedelta(days=number)
+        a.customer(f"cus_{number:02d}", day, "2025")
+        a.subscribe(f"sub_{number:02d}", f"cus_{number:02d}", day, [("price_seat", 1)])
+    a.product("prod_seat", "Seats", date(2024, 3, 1))
+    return a
+
+
+async def plan_names(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            sa.text(
+                "SELECT value, count(DISTINCT customer_id) FROM movement_scope"
+                " WHERE dimension = 'plan' GROUP BY value"
+            )
+        )
+        return {str(value): int(count) for value, count in found}
+
+
+async def test_concurrent_workers_rename_every_reader_of_a_product_that_came_late(
+    engine: AsyncEngine, monkeypatch: Any
+) -> None:
+    # batches of 3 events, two workers: the product's batch runs beside the last customers'
+    monkeypatch.setattr(worker, "BATCH", 3)
+    monkeypatch.setattr(worker, "MOST", 3)
+    account = late_product_account(20)
+    await reset(engine)
+    await new_source(engine)
+    await store(engine, account.events)
+    assert await worker.drain(engine, TRANSLATORS, concurrency=2) == len(account.events)
+    assert await plan_names(engine) == {"Seats (month)": 20}
+
+
+async def test_a_batch_changing_the_catalog_waits_for_the_batches_in_flight(
+    engine: AsyncEngine,
+) -> None:
+    account = late_product_account(1)
+    product = account.events.pop()
+    await reset(engine)
+    await new_source(engine)
+    await store(engine, account.events)
+    await worker.drain(engine, TRANSLATORS)
+    await store(engine, [product])
+    async with engine.connect() as in_flight:  # a batch reading the catalog, not committed
+        await in_flight.execute(
+            sa.text("SELECT pg_advisory_xact_lock_shared(:key)"),
+            {"key": worker.CATALOG_LOCK + 1},
+        )
+        applying = asyncio.create_task(worker.process_batch(engine, TRANSLATORS))
+        await asyncio.sleep(0.5)
+        assert not applying.done()
+        await in_flight.commit()
+        assert await applying == 1
+    assert await plan_names(engine) == {"Seats (month)": 1}

@@ -149,3 +149,27 @@ def test_item_shares_spread_a_discount_and_add_up_to_the_subscription() -> None:
     total, value = discounted(items, (discount("forever", percent_off=50),), date(2024, 1, 1))
     # 1501.5 rounds half to even to 1502; shares of 500.5 each: the two extra cents go first
     assert item_shares(items, total, value) == (1502, [501, 501, 500])
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "interval", "quantity", "expected"),
+    [
+        ("jpy", 1500, "month", 2, 300000),  # ¥1,500 x 2 = ¥3,000.00 a month
+        ("jpy", 10000, "year", 1, 83333),  # ¥10,000 / 12 = ¥833.3333 -> 83333 hundredths
+        ("krw", 9900, "month", 1, 990000),  # ₩9,900
+        ("kwd", 5120, "month", 1, 512),  # 5.120 KWD = 5.12 KWD
+        ("kwd", 12250, "year", 1, 102),  # 12.250 KWD / 12 = 1.0208 KWD -> 102 hundredths
+        ("isk", 50000, "month", 1, 50000),  # ISK stays two-decimal in Stripe's API
+    ],
+)
+def test_zero_and_three_decimal_currencies_count_hundredths_of_their_major_unit(
+    currency: str, amount: int, interval: str, quantity: int, expected: int
+) -> None:
+    parsed = price_of(price(amount, interval, currency=currency))
+    assert mrr([Item(parsed, quantity)]) == expected
+
+
+def test_a_yen_amount_off_is_in_yen() -> None:
+    items = [Item(price_of(price(1500, currency="jpy")), 1)]  # ¥1,500 a month
+    yen_off = discount("forever", amount_off=500, currency="jpy")  # ¥500 off
+    assert mrr(items, (yen_off,)) == 100000  # ¥1,000.00

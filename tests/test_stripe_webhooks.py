@@ -215,3 +215,19 @@ async def test_the_server_applies_what_it_receives_with_its_own_worker(
                 break
             await asyncio.sleep(0.1)
     assert await mrr_rows(engine) == [(date(2024, 1, 2), 5800)]
+
+
+async def test_each_event_keeps_the_api_version_it_was_sent_with(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    a = Account()
+    a.customer("cus_old", date(2024, 1, 2), "2024")
+    a.customer("cus_new", date(2024, 1, 3), "2025")
+    for event in a.events:
+        response = await client.post("/webhooks/1", **signed(event))
+        assert response.status_code == 200, response.text
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            sa.text("SELECT payload->'data'->'object'->>'id', api_version FROM raw_event")
+        )
+        assert dict(found.all()) == {"cus_old": "2024-06-20", "cus_new": "2025-03-31.basil"}

@@ -203,9 +203,11 @@ def sync_stripe(
             applied = 0
             if apply:
                 done = progress.add_task(f"{found.name}: applying", total=result.stored or None)
-                while taken := await worker.process_batch(engine, TRANSLATORS):
-                    applied += taken
+
+                def advanced(taken: int) -> None:
                     progress.update(done, advance=taken)
+
+                applied = await worker.drain(engine, TRANSLATORS, progress=advanced)
         return result, applied
 
     result, applied = with_engine(work)
@@ -216,7 +218,11 @@ def sync_stripe(
     )
 
 
-def worker_command() -> None:
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=16, help="Workers in this process, sharing the inbox.")
+    ] = 1,
+) -> None:
     """Apply inbox events (as `tidemill serve` does unless TIDEMILL_WORKER=false); several
     workers may share the inbox. Stops on Ctrl-C or SIGTERM."""
     from app.ingest import worker
@@ -228,6 +234,6 @@ def worker_command() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         errors.print("worker: applying inbox events (Ctrl-C stops)")
-        await worker.run(engine, TRANSLATORS, stop)
+        await worker.run(engine, TRANSLATORS, stop, concurrency=concurrency)
 
     with_engine(work)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.attributes import definitions, parse_value, upsert_values
 from app.ingest.canonical import CustomerBundle, ItemRecord, VersionRecord
+from app.ingest.recordset import insert_rows
 from app.tables import (
     attribute,
     customer,
@@ -41,7 +42,7 @@ async def _customer_ids(
         }
         for b in bundles
     ]
-    statement = insert(customer).values(rows)
+    statement = insert_rows(customer, rows)
     statement = statement.on_conflict_do_update(
         constraint="customer_source_external_id_key",
         set_={name: statement.excluded[name] for name in ("name", "email", "country")},
@@ -53,20 +54,33 @@ async def _customer_ids(
 async def _plan_ids(
     connection: AsyncConnection, source: str, bundles: Sequence[CustomerBundle]
 ) -> dict[str, int]:
+    """The plans' ids; only new or changed plans are written (in id order), so concurrent
+    workers, whose customers share plans, do not wait for each other on unchanged rows."""
     plans = {p.external_id: p for b in bundles for p in b.plans}
     if not plans:
         return {}
+    stored = await connection.execute(
+        sa.select(plan.c.external_id, plan.c.id, plan.c.name, plan.c.product).where(
+            plan.c.source == source, plan.c.external_id.in_(sorted(plans))
+        )
+    )
+    ids, known = {}, {}
+    for external, ident, name, product in stored:
+        ids[str(external)], known[str(external)] = int(ident), (name, product)
     rows = [
         {"source": source, "external_id": p.external_id, "name": p.name, "product": p.product}
-        for p in plans.values()
+        for key, p in sorted(plans.items())
+        if known.get(key) != (p.name, p.product)
     ]
-    statement = insert(plan).values(rows)
-    statement = statement.on_conflict_do_update(
-        constraint="plan_source_external_id_key",
-        set_={"name": statement.excluded.name, "product": statement.excluded.product},
-    )
-    found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
-    return {str(external): int(ident) for external, ident in found}
+    if rows:
+        statement = insert_rows(plan, rows)
+        statement = statement.on_conflict_do_update(
+            constraint="plan_source_external_id_key",
+            set_={"name": statement.excluded.name, "product": statement.excluded.product},
+        )
+        found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
+        ids |= {str(external): int(ident) for external, ident in found}
+    return ids
 
 
 async def _attributes(
@@ -145,15 +159,16 @@ async def _subscription_ids(
 ) -> dict[str, int]:
     if not owners:
         return {}
-    statement = insert(subscription).values(
-        [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
-    )
+    rows = [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
+    statement = insert_rows(subscription, rows)
     statement = statement.on_conflict_do_update(
         constraint="subscription_source_external_id_key",
         set_={"customer_id": statement.excluded.customer_id},
     )
-    returning = statement.returning(subscription.c.external_id, subscription.c.id)
-    return {str(external): int(ident) for external, ident in await connection.execute(returning)}
+    found = await connection.execute(
+        statement.returning(subscription.c.external_id, subscription.c.id)
+    )
+    return {str(external): int(ident) for external, ident in found}
 
 
 async def store_bundles(
@@ -185,9 +200,9 @@ async def store_bundles(
                 versions.append(_version_row(ident, version, plans))
                 items.extend(_item_rows(ident, version, plans))
     if versions:
-        await connection.execute(sa.insert(subscription_version), versions)
+        await connection.execute(insert_rows(subscription_version, versions))
     if items:
-        await connection.execute(sa.insert(subscription_item), items)
+        await connection.execute(insert_rows(subscription_item, items))
     await connection.execute(
         sa.text(
             "INSERT INTO touched_customer SELECT unnest(CAST(:ids AS bigint[])) "

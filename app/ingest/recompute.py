@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ingest.bulk import filled_in_bulk
-from app.metrics import rollup
+from app.metrics import rollup, rollup_delta
 from app.metrics.cube import Sources
 from app.metrics.mrr import MRR_CUBE, NO_VALUE
 from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
@@ -172,26 +172,29 @@ async def recompute_touched(
     connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
 ) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
-    `touched_customer`, keep the rollups (subtract the touched customers' old contribution and
-    add their new one, or rebuild them in full: a first import, a migrated database) and their
-    stored facts (customer_since, current MRR). `fresh`: they have no derived rows yet (nothing
-    to delete); `bulk`: empty tables may be filled without their indexes (app.ingest.bulk)."""
+    `touched_customer`, keep the rollups (add the net of the touched customers' old and new
+    contributions, app.metrics.rollup_delta, or rebuild them in full: a first import, a
+    migrated database) and their stored facts (customer_since, current MRR). `fresh`: they
+    have no derived rows yet (nothing to delete); `bulk`: empty tables may be filled without
+    their indexes (app.ingest.bulk)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
     if not in_full and not fresh:  # their old contribution, from their movements as they are
-        await rollup.add_contributions(connection, _touched, -1)
+        await rollup_delta.stage(connection, _touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
         await _recompute_derived(connection, fresh)
     if in_full:
         await rollup.rebuild(connection)
     else:
-        await rollup.add_contributions(connection, _touched, 1)
+        await rollup_delta.stage(connection, _touched, 1)
+        await rollup_delta.apply(connection)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "
             "SELECT currency, min(day) FROM mrr_change "
             "WHERE customer_id IN (SELECT customer_id FROM touched_customer) GROUP BY currency "
+            "ORDER BY currency "  # concurrent recomputes lock the rows in the same order
             "ON CONFLICT (currency) DO UPDATE "
             "SET first_day = least(ledger_currency.first_day, EXCLUDED.first_day)"
         )

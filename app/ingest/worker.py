@@ -13,23 +13,26 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
+from app.ingest.recordset import insert_rows
+from app.ingest.subscriptions import refresh_statistics
 from app.ingest.translator import Translator
 from app.tables import raw_event, source_object
 
 log = logging.getLogger("tidemill.worker")
-BATCH = 500
+BATCH = 500  # events per transaction while the inbox keeps up
+MOST = 4_000  # ... doubled after each full batch (a backlog) up to this
 MAX_ATTEMPTS = 8
 BACKOFF = timedelta(seconds=30)  # doubled after each failed attempt, up to 2^7 = about 1 h
 
@@ -38,14 +41,18 @@ def backoff(attempts: int) -> timedelta:
     return BACKOFF * int(2 ** min(attempts - 1, 7))
 
 
+# the ids first (an index scan in event order that stops at the limit), then their rows: the
+# payloads are never sorted
 _CLAIM = """
+WITH claimed AS (
+    SELECT id FROM raw_event
+    WHERE status IN ('received', 'pending', 'failed')
+      AND (status <> 'failed' OR (next_attempt_at <= :now AND attempts < :max_attempts))
+    ORDER BY occurred_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
 SELECT e.id, e.source_id, e.event_id, e.payload, e.attempts, s.kind
-FROM raw_event e JOIN source s ON s.id = e.source_id
-WHERE e.status IN ('received', 'pending')
-   OR (e.status = 'failed' AND e.next_attempt_at <= :now AND e.attempts < :max_attempts)
-ORDER BY e.occurred_at, e.id
-LIMIT :limit
-FOR UPDATE OF e SKIP LOCKED
+FROM claimed c JOIN raw_event e ON e.id = c.id JOIN source s ON s.id = e.source_id
 """
 
 
@@ -90,7 +97,7 @@ def _state_row(source_id: int, state: Observed) -> dict[str, Any]:
 
 async def store_states(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await connection.execute(insert(source_object).values(rows).on_conflict_do_nothing())
+        await connection.execute(insert_rows(source_object, rows).on_conflict_do_nothing())
 
 
 _READERS = """
@@ -168,6 +175,28 @@ async def _affected(
             batch.affect(source_id, customer, None)
 
 
+CATALOG_LOCK = 0x636174 << 32  # "cat": plus the source id, a one-key advisory lock
+
+
+async def _lock_catalog(
+    connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch
+) -> None:
+    """Concurrent workers and the objects customers read (prices, products, coupons): a batch
+    that changes one of a source's takes the source's catalog lock exclusively before finding
+    its readers, every other batch shares it before reading. So a batch changing a price
+    finds the readers a concurrent batch has stored (it waits for that batch's commit), or
+    that batch reads the new price (it waits for this one's): never neither."""
+    changing: dict[int, bool] = {event.source_id: False for event in claimed.values()}
+    for ident, states in batch.states.items():
+        if any(state.customer_ref is None for state in states):
+            changing[claimed[ident].source_id] = True
+    for source_id, exclusive in sorted(changing.items()):
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        await connection.execute(
+            sa.text(f"SELECT {function}(:key)"), {"key": CATALOG_LOCK + source_id}
+        )
+
+
 def _observed(row: Any) -> Observed:
     return Observed(
         object_type=row.object_type,
@@ -213,14 +242,63 @@ async def _referenced(
     return {ident: state.payload for ident, state in found.items()}
 
 
+Key = tuple[str, datetime, str]  # a state's (object_id, observed_at, event_id)
+
+
+def _key(state: Observed) -> Key:
+    return (state.object_id, state.observed_at, state.event_id)
+
+
+async def _owned_states(
+    connection: AsyncConnection,
+    source_id: int,
+    customers: Sequence[str],
+    known: Mapping[Key, Observed],
+) -> dict[str, list[Observed]]:
+    """Every state of these customers' objects. The payloads of the states this batch has just
+    stored (`known`) are not read back: only the others' travel and are decoded."""
+    fresh = sa.bindparam("fresh", sorted({s.event_id for s in known.values()}), ARRAY(sa.Text))
+    payload = sa.case(
+        (source_object.c.event_id == sa.any_(fresh), sa.null()), else_=source_object.c.payload
+    )
+    of_source = source_object.c.source_id == source_id
+    rows = await connection.execute(
+        sa.select(
+            *(c for c in source_object.c if c.name != "payload"), payload.label("payload")
+        ).where(of_source, source_object.c.customer_ref.in_(customers))
+    )
+    owned: dict[str, list[Observed]] = defaultdict(list)
+    unknown: list[Key] = []
+    for row in rows:
+        key = (row.object_id, row.observed_at, row.event_id)
+        if row.payload is not None:
+            owned[row.customer_ref].append(_observed(row))
+        elif key in known:
+            owned[row.customer_ref].append(known[key])
+        else:  # stored by an earlier delivery of one of these events, under another key
+            unknown.append(key)
+    if unknown:
+        keys = sa.tuple_(
+            source_object.c.object_id, source_object.c.observed_at, source_object.c.event_id
+        )
+        rows = await connection.execute(
+            sa.select(source_object).where(of_source, keys.in_(unknown))
+        )
+        for row in rows:
+            owned[row.customer_ref].append(_observed(row))
+    return owned
+
+
 async def rebuild_customers(
     connection: AsyncConnection,
     source_id: int,
     kind: str,
     customers: Sequence[str],
     translator: Translator,
+    known: Mapping[Key, Observed] | None = None,
 ) -> dict[str, str]:
-    """Rebuild customers of one source from all their states; the error of each that failed."""
+    """Rebuild customers of one source from all their states; the error of each that failed.
+    `known`: states already in memory (those the batch stored), by their key."""
     # one rebuild of a customer at a time (until commit): a second worker then reads the
     # states the first one stored; customers are locked in sorted order, so no deadlock
     ordered = sorted(set(customers))
@@ -231,14 +309,7 @@ async def rebuild_customers(
         ),
         {"source": source_id, "customers": ordered},
     )
-    rows = await connection.execute(
-        sa.select(source_object).where(
-            source_object.c.source_id == source_id, source_object.c.customer_ref.in_(ordered)
-        )
-    )
-    owned: dict[str, list[Observed]] = defaultdict(list)
-    for row in rows:
-        owned[row.customer_ref].append(_observed(row))
+    owned = await _owned_states(connection, source_id, ordered, known or {})
     everything = [state for states in owned.values() for state in states]
     referenced = await _referenced(connection, source_id, everything)
 
@@ -267,8 +338,14 @@ async def _rebuild(
         by_source[source_id].append(customer)
     for source_id, customers in sorted(by_source.items()):
         kind = kinds[source_id]
+        known = {
+            _key(state): state
+            for ident, states in batch.states.items()
+            if claimed[ident].source_id == source_id
+            for state in states
+        }
         failures = await rebuild_customers(
-            connection, source_id, kind, customers, translators[kind]
+            connection, source_id, kind, customers, translators[kind], known
         )
         for customer, message in failures.items():
             for event in batch.customers[(source_id, customer)]:
@@ -286,9 +363,11 @@ async def _settle_earlier_failures(
     await connection.execute(
         sa.text(
             "UPDATE raw_event SET status = 'processed', processed_at = now(), last_error = NULL,"
-            " next_attempt_at = NULL WHERE source_id = :source AND status = 'failed'"
-            " AND event_id IN (SELECT event_id FROM source_object"
-            "  WHERE source_id = :source AND customer_ref = ANY(CAST(:customers AS text[])))"
+            " next_attempt_at = NULL WHERE id IN (SELECT id FROM raw_event"
+            "  WHERE source_id = :source AND status = 'failed'"
+            "  AND event_id IN (SELECT event_id FROM source_object"
+            "   WHERE source_id = :source AND customer_ref = ANY(CAST(:customers AS text[])))"
+            "  FOR UPDATE SKIP LOCKED)"  # one another worker has claimed: it applies it
         ),
         {"source": source_id, "customers": list(customers)},
     )
@@ -342,6 +421,7 @@ async def process_batch(
         for event in claimed.values():
             _read(event, translators[event.kind], batch)
         await _store(connection, claimed, batch)
+        await _lock_catalog(connection, claimed, batch)
         await _affected(connection, claimed, batch)
         await _rebuild(connection, claimed, batch, translators)
         await connection.execute(sa.text("ANALYZE touched_customer"))
@@ -350,14 +430,88 @@ async def process_batch(
     return len(claimed)
 
 
-async def drain(
-    engine: AsyncEngine, translators: Mapping[str, Translator], now: datetime | None = None
+def next_limit(limit: int, taken: int) -> int:
+    """A backlog (a full batch) doubles the next batch up to MOST: a statement's fixed cost
+    is shared by more events; once the inbox keeps up, batches are small again."""
+    return min(2 * limit, MOST) if taken >= limit else BATCH
+
+
+# What a batch reads and grows. A new source fills them from nothing faster than autovacuum
+# refreshes their statistics, and a plan made for empty tables scans every row per batch.
+STATISTICS_TABLES = (
+    "raw_event",
+    "source_object",
+    "customer",
+    "subscription",
+    "subscription_version",
+    "subscription_item",
+    "mrr_change",
+    "movement",
+    "movement_scope",
+    "rollup",
+    "cohort_rollup",
+)
+_STALE = """
+SELECT relname FROM pg_stat_user_tables
+WHERE relname = ANY(CAST(:tables AS text[])) AND n_mod_since_analyze > 500 + n_live_tup / 5
+"""
+
+
+async def keep_statistics(engine: AsyncEngine) -> None:
+    """Refresh the statistics of those tables that changed by a fifth since their last: one
+    table per transaction, so a worker waiting for one holds no lock on another."""
+    async with engine.connect() as connection:
+        found = await connection.execute(sa.text(_STALE), {"tables": list(STATISTICS_TABLES)})
+        stale = [str(row[0]) for row in found]
+    for table in stale:
+        await refresh_statistics(engine, [table])
+
+
+async def _drain_one(
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    now: datetime | None,
+    progress: Callable[[int], None] | None,
 ) -> int:
-    """Process until nothing is due; how many events were taken."""
-    total = 0
-    while taken := await process_batch(engine, translators, now=now):
+    total, limit = 0, BATCH
+    while taken := await process_batch(engine, translators, limit, now):
         total += taken
+        if progress is not None:
+            progress(taken)
+        await keep_statistics(engine)
+        limit = next_limit(limit, taken)
     return total
+
+
+async def drain(
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    concurrency: int = 1,
+) -> int:
+    """Process until nothing is due; how many events were taken (`progress` gets each
+    batch's count). `concurrency` workers share the inbox, as separate workers do."""
+    workers = (_drain_one(engine, translators, now, progress) for _ in range(concurrency))
+    return sum(await asyncio.gather(*workers))
+
+
+async def _run_one(
+    engine: AsyncEngine, translators: Mapping[str, Translator], stop: asyncio.Event, idle: float
+) -> None:
+    limit = BATCH
+    while not stop.is_set():
+        try:
+            taken = await process_batch(engine, translators, limit)
+            if taken:
+                await keep_statistics(engine)
+        except Exception as error:  # the database away, or a bug: log, wait, go on
+            log.warning("worker: %r", error)
+            taken = 0
+        limit = next_limit(limit, taken)
+        if not taken:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle)
 
 
 async def run(
@@ -365,14 +519,9 @@ async def run(
     translators: Mapping[str, Translator],
     stop: asyncio.Event,
     idle_seconds: float = 0.5,
+    concurrency: int = 1,
 ) -> None:
-    """The worker loop (inside `serve`, or `tidemill worker`)."""
-    while not stop.is_set():
-        try:
-            taken = await process_batch(engine, translators)
-        except Exception as error:  # the database away, or a bug: log, wait, go on
-            log.warning("worker: %r", error)
-            taken = 0
-        if not taken:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle_seconds)
+    """The worker loop (inside `serve`, or `tidemill worker`): `concurrency` of them."""
+    await asyncio.gather(
+        *(_run_one(engine, translators, stop, idle_seconds) for _ in range(concurrency))
+    )

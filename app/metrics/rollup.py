@@ -143,7 +143,8 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 
 def _per_interval(rows: FromClause) -> FromClause:
     """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
-    a lateral VALUES of five constant-unit expressions (no unit parsed per row)."""
+    a lateral UNION ALL of five constant-unit expressions (no unit parsed per row; a VALUES
+    list would make the statement uncacheable, compiled again on every call)."""
     day = sa.cast(rows.c.day, sa.DateTime)
     one_day = sa.text("interval '1 day'")
     periods = []
@@ -155,14 +156,11 @@ def _per_interval(rows: FromClause) -> FromClause:
             start = sa.func.date_trunc(interval.value, day)
             first = sa.cast(start, sa.Date)
             final = sa.cast(start + step(interval) - one_day, sa.Date)
-        periods.append((sa.literal(interval.value, sa.Text), first, final))
-    bounds = (
-        sa.values(
-            sa.column("i", sa.Text), sa.column("k", sa.Date), sa.column("b", sa.Date), name="bounds"
+        label = sa.literal_column(f"'{interval.value}'", sa.Text)
+        periods.append(
+            sa.select(label.label("i"), first.label("k"), final.label("b")).correlate(rows)
         )
-        .data(periods)
-        .lateral()
-    )
+    bounds = sa.union_all(*periods).lateral("bounds")
     return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
 
 
@@ -235,30 +233,36 @@ async def add_contributions(connection: AsyncConnection, members: Members, sign:
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
 
 
+def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any]:
+    """The rollup rows (interval, dimension, value, k, *SUMMED) of one dimension that the
+    customers in `members` contribute, times `sign`; the currency rows bring the total's."""
+    found = _contributions(DIMENSIONS[dimension](members)).cte(f"found_{dimension or 'total'}")
+    signed = sa.literal(sign, sa.BigInteger)
+    rows = sa.select(
+        found.c.i,
+        sa.literal(dimension, sa.Text),
+        found.c.g0,
+        found.c.k,
+        *(signed * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
+    )
+    if dimension != "currency":
+        return rows
+    total = sa.select(
+        found.c.i,
+        sa.literal(TOTAL, sa.Text),
+        sa.literal(TOTAL, sa.Text),
+        found.c.k,
+        *(signed * sa.func.coalesce(sa.func.sum(found.c[n]), 0) for n in SUMMED),
+    ).group_by(found.c.i, found.c.k)
+    return sa.select(sa.union_all(rows, total).subquery("with_total"))
+
+
+KEPT = [name for name in DIMENSIONS if name != TOTAL]  # the total is the currency rows' sum
+
+
 async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
-    for dimension, rows_of in DIMENSIONS.items():
-        if dimension == TOTAL:
-            continue  # the sum of the currency rows: a customer has one currency
-        found = _contributions(rows_of(members)).cte("found")
-        rows = sa.select(
-            found.c.i,
-            sa.literal(dimension, sa.Text),
-            found.c.g0,
-            found.c.k,
-            *(sa.literal(sign, sa.BigInteger) * sa.func.coalesce(found.c[n], 0) for n in SUMMED),
-        )
-        if dimension == "currency":
-            total = sa.select(
-                found.c.i,
-                sa.literal(TOTAL, sa.Text),
-                sa.literal(TOTAL, sa.Text),
-                found.c.k,
-                *(
-                    sa.literal(sign, sa.BigInteger) * sa.func.coalesce(sa.func.sum(found.c[n]), 0)
-                    for n in SUMMED
-                ),
-            ).group_by(found.c.i, found.c.k)
-            rows = sa.union_all(rows, total)  # type: ignore[assignment]
+    for dimension in KEPT:
+        rows = contribution_rows(dimension, members, sign)
         statement = insert(rollup).from_select(
             ["interval", "dimension", "value", "k", *SUMMED], rows
         )
@@ -285,9 +289,9 @@ def _day_number(day: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.cast(day - sa.literal(EPOCH, sa.Date), sa.BigInteger)
 
 
-def _cohort_upsert(members: Members, sign: int) -> Any:
+def cohort_rows(members: Members, sign: int) -> Select[Any]:
     """Per (cohort, month): the sums of app.metrics.cohorts._deltas over the movements of the
-    customers in `members`, whose cohort is the month of their `new` movement."""
+    customers in `members` (times `sign`), whose cohort is the month of their `new` movement."""
     joined = (
         sa.select(movement.c.customer_id, _month(movement.c.day).label("cohort"))
         .where(movement.c.kind == "new", members(movement.c.customer_id))
@@ -297,7 +301,7 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
     month = _month(mv.c.day)
     active = sa.case((mv.c.after > 0, 1), else_=0) - sa.case((mv.c.before > 0, 1), else_=0)
     signed = sa.literal(sign, sa.BigInteger)
-    rows = (
+    return (
         sa.select(
             joined.c.cohort,
             month,
@@ -311,6 +315,10 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
         .where(members(mv.c.customer_id))  # implied by the join; lets the planner use it
         .group_by(joined.c.cohort, month)
     )
+
+
+def _cohort_upsert(members: Members, sign: int) -> Any:
+    rows = cohort_rows(members, sign)
     statement = insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], rows)
     return statement.on_conflict_do_update(
         index_elements=["cohort", "month"],

@@ -1,7 +1,10 @@
 """The MRR of a Stripe subscription, exactly as METRICS.md section 2 defines it.
 
-Amounts are Stripe's: integers (or decimal strings) in the currency's smallest unit. Every step
-is exact (`Fraction`) until the subscription's MRR is rounded to cents, half to even, once.
+Amounts are Stripe's: integers (or decimal strings) in the currency's smallest unit, which is
+the major unit for Stripe's zero-decimal currencies (JPY 500 is ¥500) and a thousandth for its
+three-decimal ones; Tidemill counts hundredths of the major unit in every currency, so each
+amount is scaled by `hundredths` (exactly). Every step is exact (`Fraction`) until the
+subscription's MRR is rounded to cents, half to even, once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,40 @@ from typing import Any
 from app.money import monthly_factor, round_half_even
 
 Json = Mapping[str, Any]
+
+
+# https://docs.stripe.com/currencies: amounts given in the major unit, or in thousandths
+ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+
+
+def hundredths(currency: str) -> Fraction:
+    """How many hundredths of the major unit one Stripe amount unit of `currency` is."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL:
+        return Fraction(100)
+    if code in THREE_DECIMAL:
+        return Fraction(1, 10)
+    return Fraction(1)
 
 
 class PricingError(ValueError):
@@ -81,16 +118,19 @@ class Price:
         return "tiered" if self.billing_scheme == "tiered" else "per_unit"
 
     def period_amount(self, quantity: int) -> Fraction:
-        """METRICS.md 2 step 1: the item's amount per billing period (metered: 0)."""
+        """METRICS.md 2 step 1: the item's amount per billing period (metered: 0), in
+        hundredths of the currency's major unit."""
         if self.usage_type == "metered":
             return Fraction(0)
         if self.billing_scheme != "tiered":
-            return self.unit_amount * quantity
-        if self.tiers is None:
+            amount = self.unit_amount * quantity
+        elif self.tiers is None:
             raise PricingError(f"price {self.id} is tiered but its tiers are unknown")
-        if self.tiers_mode == "graduated":
-            return graduated_amount(self.tiers, quantity)
-        return volume_amount(self.tiers, quantity)
+        elif self.tiers_mode == "graduated":
+            amount = graduated_amount(self.tiers, quantity)
+        else:
+            amount = volume_amount(self.tiers, quantity)
+        return amount * hundredths(self.currency)
 
     def monthly(self, quantity: int) -> Fraction:
         """METRICS.md 2 step 2: normalized by interval and interval_count."""
@@ -131,7 +171,7 @@ def price_of(payload: Json) -> Price:
 class Coupon:
     id: str
     percent_off: Fraction | None
-    amount_off: int | None
+    amount_off: Fraction | None  # hundredths of the major unit of its currency
     duration: str  # forever | repeating | once
 
 
@@ -143,7 +183,11 @@ def coupon_of(payload: Json) -> Coupon:
     return Coupon(
         id=str(payload["id"]),
         percent_off=_decimal(percent) if percent is not None else None,
-        amount_off=int(amount) if amount is not None else None,
+        amount_off=(
+            int(amount) * hundredths(str(payload.get("currency") or "usd"))
+            if amount is not None
+            else None
+        ),
         duration=str(payload.get("duration") or "once"),
     )
 

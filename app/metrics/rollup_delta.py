@@ -1,0 +1,102 @@
+"""The rollups kept by difference, for a recompute of some customers (a worker's batch, an
+incremental import): their contribution before the recompute is staged with sign -1 and the one
+after with sign +1 in temporary tables, then each rollup row gets its net change in one
+statement.
+
+- A row whose net change is zero (a period the recompute did not change) is not written.
+- The rows are written in key order, so concurrent recomputes lock them in the same order and
+  never deadlock; each waits only for the rows both change.
+- The rows no customer contributes to any more (`members` 0) are deleted, looking only at the
+  rows that changed.
+
+The sums are the ones `rollup.add_contributions` adds, so the rows are the same as subtracting
+and adding each side in turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.metrics.rollup import (
+    COHORT_SUMMED,
+    KEPT,
+    SUMMED,
+    WORK_MEM,
+    Members,
+    cohort_rows,
+    contribution_rows,
+)
+from app.tables import cohort_rollup, rollup
+
+KEY = ("interval", "dimension", "value", "k")
+COHORT_KEY = ("cohort", "month")
+STAGED = sa.table("rollup_delta", *(sa.column(name) for name in (*KEY, *SUMMED)))
+COHORT_STAGED = sa.table(
+    "cohort_rollup_delta", *(sa.column(name) for name in (*COHORT_KEY, *COHORT_SUMMED))
+)
+
+
+async def stage(connection: AsyncConnection, members: Members, sign: int) -> None:
+    """Stage the contribution of the customers in `members`, as their movements are now, times
+    `sign`. The grouping sorts get WORK_MEM for the rest of the transaction."""
+    for statement in (
+        "CREATE TEMP TABLE IF NOT EXISTS rollup_delta (LIKE rollup) ON COMMIT DROP",
+        "CREATE TEMP TABLE IF NOT EXISTS cohort_rollup_delta (LIKE cohort_rollup) ON COMMIT DROP",
+    ):
+        await connection.execute(sa.text(statement))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    rows = sa.union_all(*(contribution_rows(dimension, members, sign) for dimension in KEPT))
+    await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
+    cohorts = cohort_rows(members, sign)
+    await connection.execute(
+        sa.insert(COHORT_STAGED).from_select([*COHORT_KEY, *COHORT_SUMMED], cohorts)
+    )
+
+
+def _net(staged: Any, key: tuple[str, ...], summed: tuple[str, ...]) -> sa.Select[Any]:
+    """Per key the sum of the staged rows, only where one sum is not zero, in key order."""
+    sums = [sa.func.sum(staged.c[name]) for name in summed]
+    return (
+        sa.select(*(staged.c[name] for name in key), *sums)
+        .group_by(*(staged.c[name] for name in key))
+        .having(sa.or_(*(value != 0 for value in sums)))
+        .order_by(*(staged.c[name] for name in key))
+    )
+
+
+async def _apply_to(
+    connection: AsyncConnection,
+    table: sa.Table,
+    staged: Any,
+    key: tuple[str, ...],
+    summed: tuple[str, ...],
+    emptied: sa.ColumnElement[bool],
+) -> None:
+    statement = insert(table).from_select([*key, *summed], _net(staged, key, summed))
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: table.c[name] + statement.excluded[name] for name in summed},
+    )
+    await connection.execute(statement)
+    changed = sa.select(*(staged.c[name] for name in key)).distinct().subquery("changed")
+    await connection.execute(
+        sa.delete(table).where(emptied, *(table.c[name] == changed.c[name] for name in key))
+    )
+
+
+async def apply(connection: AsyncConnection) -> None:
+    """Add the staged net changes to the rollups, delete the emptied rows, clear the stage."""
+    await _apply_to(connection, rollup, STAGED, KEY, SUMMED, rollup.c.members == 0)
+    await _apply_to(
+        connection,
+        cohort_rollup,
+        COHORT_STAGED,
+        COHORT_KEY,
+        COHORT_SUMMED,
+        cohort_rollup.c.movements == 0,
+    )
+    await connection.execute(sa.text("TRUNCATE rollup_delta, cohort_rollup_delta"))
