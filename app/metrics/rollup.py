@@ -38,9 +38,7 @@ from app.metrics.mrr import (
     MRR_CUBE,
     NO_VALUE,
     _assemble,
-    _first_by_day,
     _flow_sums,
-    _last_by_day,
     _period_level,
     _periods,
     currencies_of,
@@ -141,53 +139,98 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 # --- maintenance --------------------------------------------------------------------------------
 
 
-def _per_interval(rows: FromClause) -> FromClause:
-    """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
-    a lateral VALUES of five constant-unit expressions (no unit parsed per row)."""
-    day = sa.cast(rows.c.day, sa.DateTime)
-    one_day = sa.text("interval '1 day'")
-    periods = []
-    for interval in Interval:
-        if interval is Interval.DAY:
-            first: ColumnElement[Any] = rows.c.day
-            final: ColumnElement[Any] = rows.c.day
-        else:
-            start = sa.func.date_trunc(interval.value, day)
-            first = sa.cast(start, sa.Date)
-            final = sa.cast(start + step(interval) - one_day, sa.Date)
-        periods.append((sa.literal(interval.value, sa.Text), first, final))
-    bounds = (
-        sa.values(
-            sa.column("i", sa.Text), sa.column("k", sa.Date), sa.column("b", sa.Date), name="bounds"
-        )
-        .data(periods)
-        .lateral()
+def _period_bounds(day: ColumnElement[Any], interval: Interval) -> tuple[Any, Any]:
+    """The first and last day of the period of `interval` that holds `day` (constant-unit
+    expressions: no unit parsed per row)."""
+    if interval is Interval.DAY:
+        return day, day
+    start = sa.func.date_trunc(interval.value, sa.cast(day, sa.DateTime))
+    last = start + step(interval) - sa.text("interval '1 day'")
+    return sa.cast(start, sa.Date), sa.cast(last, sa.Date)
+
+
+ALL_ALONE = (1 << len(Interval)) - 1
+WIDER = [interval for interval in Interval if interval is not Interval.DAY]
+
+
+def _calendar(rows: FromClause) -> FromClause:
+    """Each day from the first to the last of `rows`, with the first (`k_<interval>`) and last
+    (`b_<interval>`) day of its period of each interval wider than a day: computed once per
+    day, then joined, instead of once per row."""
+    series = sa.func.generate_series(
+        sa.select(sa.func.min(rows.c.day)).scalar_subquery(),
+        sa.select(sa.func.max(rows.c.day)).scalar_subquery(),
+        sa.text("interval '1 day'"),
     )
-    return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
+    days = sa.select(sa.cast(series.column_valued("d"), sa.Date).label("day")).subquery("days")
+    bounds = []
+    for interval in WIDER:
+        first, last = _period_bounds(days.c.day, interval)
+        bounds += [first.label(f"k_{interval.value}"), last.label(f"b_{interval.value}")]
+    return sa.select(days.c.day, *bounds).cte("calendar")
+
+
+def _bounds(rows: FromClause, interval: Interval) -> tuple[Any, Any]:
+    """The period bounds of a row of `rows` joined with `_calendar`."""
+    if interval is Interval.DAY:
+        return rows.c.day, rows.c.day
+    return rows.c[f"k_{interval.value}"], rows.c[f"b_{interval.value}"]
+
+
+def _alone_mask(rows: FromClause) -> ColumnElement[int]:
+    """Bit 2**n set when a row is its customer's only movement (in its value) in its period of
+    the n-th interval of `Interval`: neither neighbouring movement day falls in that period
+    (always so for a day)."""
+    mask: ColumnElement[int] = sa.literal(1, sa.Integer)
+    for n, interval in enumerate(Interval):
+        if interval is Interval.DAY:
+            continue
+        first, last = _bounds(rows, interval)
+        alone = sa.and_(
+            sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < first),
+            sa.or_(rows.c.next_day.is_(None), rows.c.next_day > last),
+        )
+        mask = mask + sa.case((alone, 1 << n), else_=0)
+    return mask
+
+
+def _periods_of(rows: FromClause) -> FromClause:
+    """A lateral VALUES: per interval `i` its bit and the first (`k`) and last (`b`) day of
+    its period that holds the row's day."""
+    periods = [
+        (sa.literal(interval.value, sa.Text), sa.literal(1 << n), *_bounds(rows, interval))
+        for n, interval in enumerate(Interval)
+    ]
+    columns = ("i", sa.Text), ("bit", sa.Integer), ("k", sa.Date), ("b", sa.Date)
+    values = sa.values(*(sa.column(name, kind) for name, kind in columns), name="bounds")
+    return values.data(periods).lateral()
 
 
 def _contributions(rows: FromClause) -> Select[Any]:
     """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
     `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
-    formulas), and how many customers have a movement in it. One pass over the rows for every
-    interval: each row once per interval, with its period's bounds [k, b].
+    formulas), and how many customers have a movement in it. The rows are read once (a
+    CTE), each with the intervals in whose period it is its customer's only movement.
 
-    A customer's only movement in a period (found from its neighbouring movement days) is its
-    own per-customer fact: those rows are summed per period at once. Only customers with
-    several movements in a period are grouped per customer first. Both hash-aggregate into
-    small results, so the final sum per period never sorts wide rows."""
-    mv = _per_interval(rows)
-    key, last = mv.c.k, mv.c.b
-    alone = sa.and_(
-        sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < key),
-        sa.or_(mv.c.next_day.is_(None), mv.c.next_day > last),
+    Such a row is its own per-customer fact in that period: its facts are summed per (value,
+    day, intervals) once, then that small result per period of each interval. Only the rows
+    of customers with several movements in a period are expanded per interval and grouped per
+    customer; their state before the period is the `before` of their row whose previous
+    movement is earlier, their state at its end the `after` of the one whose next is later."""
+    source = sa.select(rows).cte("source")
+    calendar = _calendar(source)
+    dated = (
+        sa.select(source, *(column for column in calendar.c if column.name != "day"))
+        .join_from(source, calendar, calendar.c.day == source.c.day)
+        .subquery("dated")
     )
+    mv = sa.select(dated, _alone_mask(dated).label("alone")).cte("mv")
     held = mv.c.before > 0
-    singles = (
+    per_day = (
         sa.select(
-            mv.c.i,
             mv.c.g0,
-            key.label("k"),
+            mv.c.day,
+            mv.c.alone,
             *_flow_sums(mv),
             *(
                 sa.func.count().filter(mv.c.kind == kind).label(f"{kind}_customers")
@@ -200,20 +243,40 @@ def _contributions(rows: FromClause) -> Select[Any]:
             .label("gross_retained_delta"),
             sa.func.count().label("members"),
         )
-        .where(alone)
-        .group_by(mv.c.i, mv.c.g0, key)
+        .group_by(mv.c.g0, mv.c.day, mv.c.alone)
+        .subquery("per_day")
     )
+    per_day_dated = (
+        sa.select(per_day, *(column for column in calendar.c if column.name != "day"))
+        .join_from(per_day, calendar, calendar.c.day == per_day.c.day)
+        .subquery("per_day_dated")
+    )
+    bounds = _periods_of(per_day_dated)
+    singles = (
+        sa.select(
+            bounds.c.i,
+            per_day_dated.c.g0,
+            bounds.c.k,
+            *(sa.func.sum(per_day_dated.c[name]).label(name) for name in SUMMED),
+        )
+        .join_from(per_day_dated, bounds, per_day_dated.c.alone.op("&")(bounds.c.bit) != 0)
+        .group_by(bounds.c.i, per_day_dated.c.g0, bounds.c.k)
+    )
+    bounds = _periods_of(mv)
+    first = sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < bounds.c.k)
+    last = sa.or_(mv.c.next_day.is_(None), mv.c.next_day > bounds.c.b)
     per_customer = (
         sa.select(
-            mv.c.i,
+            bounds.c.i,
             mv.c.g0,
-            key.label("k"),
+            bounds.c.k,
             *_flow_sums(mv),
-            _first_by_day(mv.c.before, mv.c.day).label("first_before"),
-            _last_by_day(mv.c.after, mv.c.day).label("last_after"),
+            sa.func.sum(mv.c.before).filter(first).label("first_before"),
+            sa.func.sum(mv.c.after).filter(last).label("last_after"),
         )
-        .where(sa.not_(alone))
-        .group_by(mv.c.i, mv.c.g0, key, mv.c.customer_id)
+        .join_from(mv, bounds, mv.c.alone.op("&")(bounds.c.bit) == 0)
+        .where(mv.c.alone != ALL_ALONE)
+        .group_by(bounds.c.i, mv.c.g0, bounds.c.k, mv.c.customer_id)
         .subquery("per_customer")
     )
     several = _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
