@@ -33,7 +33,8 @@ from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest import subscriptions as single
 from app.ingest.recompute import create_touched_table
 from app.ingest.rows import PeriodRow
-from app.tables import import_job, import_run
+from app.metrics import rollup
+from app.tables import import_job, import_run, rollup_rebuild
 
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
@@ -254,7 +255,9 @@ async def _apply_chunk(
         driver = raw.driver_connection
         assert driver is not None
         await driver.execute(script)
-        changed, touched = await single.apply_changes(connection, fresh=fresh, bulk=False)
+        changed, touched = await single.apply_changes(
+            connection, fresh=fresh, bulk=False, defer_rollups=True
+        )
         await connection.execute(
             sa.update(import_job)
             .where(import_job.c.id == job.id)
@@ -267,6 +270,18 @@ async def _apply_chunk(
         )
         progress("chunk", chunk + 1)  # (inside: a failure here rolls the chunk back)
     return changed, touched
+
+
+async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> None:
+    """The rollups, once, when the chunks left them behind (a first import, or one touching
+    most customers): each chunk only marked them so (its readers scan meanwhile)."""
+    async with engine.connect() as connection:
+        behind = await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild)))
+    if not behind:
+        return
+    await single.refresh_statistics(engine)  # the rebuild reads every customer's movements
+    async with engine.begin() as connection:
+        await rollup.rebuild_if_requested(connection, single.rollup_progress(progress))
 
 
 async def _finish(engine: AsyncEngine, job: Job, filename: str, sha256: str) -> single.ImportResult:
@@ -318,6 +333,7 @@ async def load_periods_chunked(
         await _apply_chunk(engine, job, chunk, source, fresh, progress)
         if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
             await single.refresh_statistics(engine, single.GROWING_TABLES)
+    await _build_rollups(engine, progress)
     result = await _finish(engine, job, filename, sha256)
     if result.changed_customers >= single.REANALYZE_AFTER:
         await single.refresh_statistics(engine)

@@ -6,6 +6,8 @@ import just recomputes the customers it touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -169,22 +171,32 @@ async def roll_forward(connection: AsyncConnection) -> None:
 
 
 async def recompute_touched(
-    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+    connection: AsyncConnection,
+    *,
+    fresh: bool = False,
+    bulk: bool = True,
+    defer_rollups: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
     `touched_customer`, keep the rollups (subtract the touched customers' old contribution and
     add their new one, or rebuild them in full: a first import, a migrated database) and their
     stored facts (customer_since, current MRR). `fresh`: they have no derived rows yet (nothing
-    to delete); `bulk`: empty tables may be filled without their indexes (app.ingest.bulk)."""
+    to delete); `bulk`: empty tables may be filled without their indexes (app.ingest.bulk);
+    `defer_rollups`: instead of a full rebuild, mark the rollups behind (readers scan) for the
+    caller to rebuild them once later (a chunked import); `progress` follows a rebuild
+    (app.metrics.rollup.rebuild)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
-    if not in_full and not fresh:  # their old contribution, from their movements as they are
+    if in_full and defer_rollups:
+        await rollup.request_rebuild(connection)
+    elif not in_full and not fresh:  # their old contribution, from their movements as they are
         await rollup.add_contributions(connection, _touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
         await _recompute_derived(connection, fresh)
-    if in_full:
-        await rollup.rebuild(connection)
-    else:
+    if in_full and not defer_rollups:
+        await rollup.rebuild(connection, progress)
+    elif not in_full:
         await rollup.add_contributions(connection, _touched, 1)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(

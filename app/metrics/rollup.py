@@ -382,23 +382,25 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
 
 
 async def rebuild(
-    connection: AsyncConnection, progress: Callable[[int], None] | None = None
+    connection: AsyncConnection, progress: Callable[[int, int], None] | None = None
 ) -> None:
     """Every rollup row again from the movements, customer chunk by customer chunk (each
-    statement reads a bounded slice), and the rebuild marker cleared."""
+    statement reads a bounded slice), and the rebuild marker cleared. `progress` gets (0,
+    the customer ids to go through) first, then (the ids of a chunk, the same) after each."""
     await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
     await connection.execute(sa.delete(rollup_rebuild))
     bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
     low, high = (await connection.execute(bounds)).one()
     if low is None:
         return
-    first = int(low)
+    first, total = int(low), int(high) - int(low) + 1
+    if progress is not None:
+        progress(0, total)
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
-
         await add_contributions(connection, _between(first, last), 1)
         if progress is not None:
-            progress(min(last, int(high)) - first + 1)
+            progress(min(last, int(high)) - first + 1, total)
         first = last + 1
 
 
@@ -407,6 +409,22 @@ def _between(low: int, high: int) -> Members:
         return column.between(low, high)
 
     return members
+
+
+async def request_rebuild(connection: AsyncConnection) -> None:
+    """Mark the rollups behind the movements: queries scan until `rebuild` clears it."""
+    statement = insert(rollup_rebuild).values(id=1, requested_at=sa.func.now())
+    await connection.execute(statement.on_conflict_do_nothing())
+
+
+async def rebuild_if_requested(
+    connection: AsyncConnection, progress: Callable[[int, int], None] | None = None
+) -> bool:
+    """`rebuild` when the rollups are marked behind; whether they were."""
+    if not await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+        return False
+    await rebuild(connection, progress)
+    return True
 
 
 async def needs_rebuild(connection: AsyncConnection, touched: int) -> bool:
