@@ -28,6 +28,11 @@ from app.tables import (
 )
 
 TOUCHED = sa.table("touched_customer", sa.column("customer_id", sa.BigInteger))
+LEDGER_COLUMNS = [column.name for column in mrr_change.columns]
+# the touched customers' rows of `mrr_change`, as the recompute derives them (a temp table)
+TOUCHED_CHANGE = sa.table(
+    "touched_change", *(sa.column(column.name, column.type) for column in mrr_change.columns)
+)
 
 
 def _plan_interval(
@@ -85,19 +90,19 @@ async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
         await connection.execute(
             sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
         )
-    sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
+    ledger = TOUCHED_CHANGE
+    sources = Sources(rows=ledger, plan=plan, customer=customer, end=sa.func.current_date())
     for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
         value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
         changes = (
             sa.select(
-                mrr_change.c.customer_id,
-                mrr_change.c.day,
-                mrr_change.c.delta,
-                mrr_change.c.currency,
+                ledger.c.customer_id,
+                ledger.c.day,
+                ledger.c.delta,
+                ledger.c.currency,
                 value.label("value"),
             )
-            .outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
-            .where(mrr_change.c.customer_id.in_(touched))
+            .outerjoin_from(ledger, plan, plan.c.id == ledger.c.plan_id)
             .subquery("changes")
         )
         derived = movements_from_changes(changes, ["value", "currency"]).subquery("derived")
@@ -202,8 +207,7 @@ async def recompute_touched(
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "
-            "SELECT currency, min(day) FROM mrr_change "
-            "WHERE customer_id IN (SELECT customer_id FROM touched_customer) GROUP BY currency "
+            "SELECT currency, min(day) FROM touched_change GROUP BY currency "
             "ON CONFLICT (currency) DO UPDATE "
             "SET first_day = least(ledger_currency.first_day, EXCLUDED.first_day)"
         )
@@ -211,6 +215,9 @@ async def recompute_touched(
 
 
 async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
+    """The touched customers' ledger is derived once into the temp `touched_change`; their
+    `mrr_change`, movements and scoped movements are all made from it (no statement reads the
+    big `mrr_change` back for them)."""
     touched = sa.select(TOUCHED.c.customer_id)
     if not fresh:
         await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
@@ -218,23 +225,18 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
         _ledger_side(subscription_version.c.valid_from, 1),
         _ledger_side(subscription_version.c.valid_to, -1),
     )
-    columns = [
-        "customer_id",
-        "subscription_id",
-        "day",
-        "delta",
-        "currency",
-        "plan_id",
-        "plan_interval",
-        "status",
-        "pricing_model",
-        "collection_method",
-    ]
-    await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
+    await connection.execute(sa.text("DROP TABLE IF EXISTS touched_change"))
+    await connection.execute(
+        sa.text("CREATE TEMP TABLE touched_change (LIKE mrr_change) ON COMMIT DROP")
+    )
+    await connection.execute(sa.insert(TOUCHED_CHANGE).from_select(LEDGER_COLUMNS, ledger))
+    await connection.execute(sa.text("ANALYZE touched_change"))
+    await connection.execute(
+        sa.insert(mrr_change).from_select(LEDGER_COLUMNS, sa.select(TOUCHED_CHANGE))
+    )
     if not fresh:
         await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
-    changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()
-    derived = movements_from_changes(changes, ["currency"])
+    derived = movements_from_changes(TOUCHED_CHANGE, ["currency"])
     columns = [
         "customer_id",
         "currency",
