@@ -39,7 +39,6 @@ from app.metrics.mrr import (
     NO_VALUE,
     _assemble,
     _flow_sums,
-    _period_level,
     _periods,
     currencies_of,
     step,
@@ -206,17 +205,22 @@ def _periods_of(rows: FromClause) -> FromClause:
     return values.data(periods).lateral()
 
 
+FLOWS = (*ROLLUP_MONEY, "customers_net")  # sums over movements: each row adds its own
+COUNTED = tuple(name for name in SUMMED if name not in FLOWS)  # facts of a customer in a period
+
+
 def _contributions(rows: FromClause) -> Select[Any]:
     """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
     `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
     formulas), and how many customers have a movement in it. The rows are read once (a
     CTE), each with the intervals in whose period it is its customer's only movement.
 
-    Such a row is its own per-customer fact in that period: its facts are summed per (value,
-    day, intervals) once, then that small result per period of each interval. Only the rows
-    of customers with several movements in a period are expanded per interval and grouped per
-    customer; their state before the period is the `before` of their row whose previous
-    movement is earlier, their state at its end the `after` of the one whose next is later."""
+    The flows are sums over rows, and such a row is its own per-customer fact in that
+    period: both are summed per (value, day, intervals) once, then that small result per
+    period of each interval. Only the rows of customers with several movements in a period
+    are repeated per interval and grouped per customer, for the customer facts alone: their
+    state before the period is the `before` of their row whose previous movement is earlier,
+    their state at its end the `after` of the one whose next is later."""
     source = sa.select(rows).cte("source")
     calendar = _calendar(source)
     dated = (
@@ -246,43 +250,84 @@ def _contributions(rows: FromClause) -> Select[Any]:
         .group_by(mv.c.g0, mv.c.day, mv.c.alone)
         .subquery("per_day")
     )
-    per_day_dated = (
+    day = (
         sa.select(per_day, *(column for column in calendar.c if column.name != "day"))
         .join_from(per_day, calendar, calendar.c.day == per_day.c.day)
         .subquery("per_day_dated")
     )
-    bounds = _periods_of(per_day_dated)
+    bounds = _periods_of(day)
+    single = day.c.alone.op("&")(bounds.c.bit) != 0
     singles = (
         sa.select(
             bounds.c.i,
-            per_day_dated.c.g0,
+            day.c.g0,
             bounds.c.k,
-            *(sa.func.sum(per_day_dated.c[name]).label(name) for name in SUMMED),
+            *(sa.func.sum(day.c[name]).label(name) for name in FLOWS),
+            *(sa.func.sum(day.c[name]).filter(single).label(name) for name in COUNTED),
         )
-        .join_from(per_day_dated, bounds, per_day_dated.c.alone.op("&")(bounds.c.bit) != 0)
-        .group_by(bounds.c.i, per_day_dated.c.g0, bounds.c.k)
+        .join_from(day, bounds, sa.true())
+        .group_by(bounds.c.i, day.c.g0, bounds.c.k)
     )
-    bounds = _periods_of(mv)
-    first = sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < bounds.c.k)
-    last = sa.or_(mv.c.next_day.is_(None), mv.c.next_day > bounds.c.b)
+    return _summed(singles, _several(mv))
+
+
+def _several(mv: FromClause) -> Select[Any]:
+    """The customer facts of the customers with several movements in a period (per interval
+    wider than a day: a day holds one movement of a customer)."""
+    repeated = []
+    for n, interval in enumerate(Interval):
+        if interval is Interval.DAY:
+            continue
+        first, last = _bounds(mv, interval)
+        repeated.append(
+            sa.select(
+                sa.literal(interval.value, sa.Text).label("i"),
+                mv.c.g0,
+                first.label("k"),
+                last.label("b"),
+                mv.c.customer_id,
+                mv.c.kind,
+                mv.c.before,
+                mv.c.after,
+                mv.c.prev_day,
+                mv.c.next_day,
+            ).where(mv.c.alone.op("&")(1 << n) == 0)
+        )
+    rows = sa.union_all(*repeated).subquery("repeated")
+    first = sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < rows.c.k)
+    last = sa.or_(rows.c.next_day.is_(None), rows.c.next_day > rows.c.b)
     per_customer = (
         sa.select(
-            bounds.c.i,
-            mv.c.g0,
-            bounds.c.k,
-            *_flow_sums(mv),
-            sa.func.sum(mv.c.before).filter(first).label("first_before"),
-            sa.func.sum(mv.c.after).filter(last).label("last_after"),
+            rows.c.i,
+            rows.c.g0,
+            rows.c.k,
+            *(sa.func.count().filter(rows.c.kind == kind).label(kind) for kind in KINDS),
+            sa.func.sum(rows.c.before).filter(first).label("first_before"),
+            sa.func.sum(rows.c.after).filter(last).label("last_after"),
         )
-        .join_from(mv, bounds, mv.c.alone.op("&")(bounds.c.bit) == 0)
-        .where(mv.c.alone != ALL_ALONE)
-        .group_by(bounds.c.i, mv.c.g0, bounds.c.k, mv.c.customer_id)
+        .group_by(rows.c.i, rows.c.g0, rows.c.k, rows.c.customer_id)
         .subquery("per_customer")
     )
-    several = _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
-        sa.func.count().label("members")
-    )
-    both = sa.union_all(singles, several).subquery("both")
+    c = per_customer.c
+    held = c.first_before > 0
+    zero = sa.literal(0, sa.BigInteger)
+    return sa.select(
+        c.i,
+        c.g0,
+        c.k,
+        *(zero.label(name) for name in FLOWS),
+        *(sa.func.count().filter(c[kind] > 0).label(f"{kind}_customers") for kind in KINDS),
+        sa.func.count().filter(held & (c.last_after == 0)).label("churned_customers"),
+        sa.func.sum(c.last_after - c.first_before).filter(held).label("retained_delta"),
+        sa.func.sum(sa.func.least(c.last_after - c.first_before, 0))
+        .filter(held)
+        .label("gross_retained_delta"),
+        sa.func.count().label("members"),
+    ).group_by(c.i, c.g0, c.k)
+
+
+def _summed(*parts: Select[Any]) -> Select[Any]:
+    both = sa.union_all(*parts).subquery("both")
     return sa.select(
         both.c.i, both.c.g0, both.c.k, *(sa.func.sum(both.c[name]).label(name) for name in SUMMED)
     ).group_by(both.c.i, both.c.g0, both.c.k)
