@@ -331,3 +331,34 @@ async def test_cohort_sizes_count_each_member_once(engine: AsyncEngine, spec: Qu
     joined = {point.date: point.new_customers for point in series if point.new_customers}
     assert {cohort.cohort: cohort.size for cohort in cohorts} == joined
     assert sum(joined.values()) > 10
+
+
+async def test_a_week_across_a_month_end_groups_what_the_months_keep_apart(
+    engine: AsyncEngine,
+) -> None:
+    """2023-01-30 is a Monday: a `new` on Jan 31 and an `expansion` on Feb 2 share a week, a
+    quarter and a year (one customer with two movements), while each is alone in its month
+    (the week does not nest in the month: the upkeep tells them apart per interval)."""
+    await import_text(
+        engine,
+        f"{HEADER}\n1,c1,2023-01-31,2023-02-02,10,month,1,USD,Basic,active\n"
+        "1,c1,2023-02-02,,30,month,1,USD,Basic,active\n",
+    )
+    names = ("new", "expansion", "net", "customers_net", "new_customers")
+    more = ("expansion_customers", "retained_delta", "gross_retained_delta", "members")
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            sa.select(rollup.c.interval, rollup.c.k, *(rollup.c[n] for n in (*names, *more)))
+            .where(rollup.c.dimension == "", rollup.c.interval != "day")
+            .order_by(rollup.c.interval, rollup.c.k)
+        )
+        rows = [tuple(row) for row in found]
+    both = (1_000, 2_000, 3_000, 1, 1, 1, 0, 0, 1)  # not held before: no retention delta
+    assert rows == [
+        ("month", date(2023, 1, 1), 1_000, 0, 1_000, 1, 1, 0, 0, 0, 1),
+        ("month", date(2023, 2, 1), 0, 2_000, 2_000, 0, 0, 1, 2_000, 0, 1),
+        ("quarter", date(2023, 1, 1), *both),
+        ("week", date(2023, 1, 30), *both),
+        ("year", date(2023, 1, 1), *both),
+    ]
+    assert await assert_same(engine, FIRST, LAST) > 0

@@ -206,6 +206,11 @@ def import_subscriptions(
                     elif stage == "chunk":
                         label = f"applied chunk {count} of {chunks}"
                         progress.update(task, description=label, completed=size)
+                    elif stage == "rollups":  # a rebuild of `count` customer ids begins
+                        progress.update(task, description="building rollups", total=count)
+                        progress.update(task, completed=0)
+                    elif stage == "rollup":
+                        progress.advance(task, count)
 
                 return await load_periods(
                     engine,

@@ -9,8 +9,11 @@
    compared with what is stored, replaced where it changed, and its customers' derived rows
    recomputed, in one transaction that also advances the job's `done_chunks`. Every customer
    is therefore always either in its previous state or in the file's, never half-way.
-3. **Finish**: the import is recorded in `import_run`, the staging table dropped, planner
-   statistics refreshed.
+   A chunk that would rebuild the rollups in full (a first import, or one touching at least
+   half of the customers) only marks them behind (readers scan meanwhile).
+3. **Finish**: the rollups, when marked behind, are rebuilt once (app.metrics.rollup.rebuild,
+   customer slice by slice); the import is recorded in `import_run`, the staging table
+   dropped, planner statistics refreshed.
 
 The job (`import_job`) remembers where it is: running the same file again (same source and
 sha256) after an interruption continues after the last committed chunk (restaging first when
@@ -22,7 +25,7 @@ the COPY batches and the across-partition check, so none runs near the statement
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +36,12 @@ from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest import subscriptions as single
 from app.ingest.recompute import create_touched_table
 from app.ingest.rows import PeriodRow
-from app.tables import import_job, import_run
+from app.metrics import rollup
+from app.tables import import_job, import_run, rollup_rebuild
 
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
+COPY_BATCHES = 40  # parsed batches (app.ingest.subscriptions.BATCH rows) per COPY statement
 UNFINISHED = ("staging", "applying", "finishing")
 
 
@@ -159,13 +164,32 @@ async def _copy(
     filename: str,
     progress: single.Progress,
 ) -> int:
+    """COPY the good rows into the staging table, COPY_BATCHES batches per statement (bounded
+    statements), each fed as its rows are parsed: the server stores a batch while the next is
+    read, so parsing and storing overlap."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     records = single.Records(rows, BadLines(filename))
-    for batch in single.batches(records):
-        await driver.copy_records_to_table(job.stage, records=batch, columns=single.STAGE_COLUMNS)
-        progress("read", len(batch))
+    batches = single.batches(records)
+    batch = next(batches, None)
+    while batch is not None:
+        fed: list[list[tuple[object, ...]] | None] = [batch]
+
+        async def feed(
+            fed: list[list[tuple[object, ...]] | None] = fed,
+        ) -> AsyncIterator[tuple[object, ...]]:
+            for _ in range(COPY_BATCHES):
+                current = fed[0]
+                if current is None:
+                    return
+                for record in current:
+                    yield record
+                progress("read", len(current))
+                fed[0] = next(batches, None)
+
+        await driver.copy_records_to_table(job.stage, records=feed(), columns=single.STAGE_COLUMNS)
+        batch = fed[0]
     records.problems.check()
     return records.count
 
@@ -254,7 +278,9 @@ async def _apply_chunk(
         driver = raw.driver_connection
         assert driver is not None
         await driver.execute(script)
-        changed, touched = await single.apply_changes(connection, fresh=fresh, bulk=False)
+        changed, touched = await single.apply_changes(
+            connection, fresh=fresh, bulk=False, defer_rollups=True
+        )
         await connection.execute(
             sa.update(import_job)
             .where(import_job.c.id == job.id)
@@ -267,6 +293,18 @@ async def _apply_chunk(
         )
         progress("chunk", chunk + 1)  # (inside: a failure here rolls the chunk back)
     return changed, touched
+
+
+async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> None:
+    """The rollups, once, when the chunks left them behind (a first import, or one touching
+    most customers): each chunk only marked them so (its readers scan meanwhile)."""
+    async with engine.connect() as connection:
+        behind = await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild)))
+    if not behind:
+        return
+    await single.refresh_statistics(engine)  # the rebuild reads every customer's movements
+    async with engine.begin() as connection:
+        await rollup.rebuild_if_requested(connection, single.rollup_progress(progress))
 
 
 async def _finish(engine: AsyncEngine, job: Job, filename: str, sha256: str) -> single.ImportResult:
@@ -318,6 +356,7 @@ async def load_periods_chunked(
         await _apply_chunk(engine, job, chunk, source, fresh, progress)
         if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
             await single.refresh_statistics(engine, single.GROWING_TABLES)
+    await _build_rollups(engine, progress)
     result = await _finish(engine, job, filename, sha256)
     if result.changed_customers >= single.REANALYZE_AFTER:
         await single.refresh_statistics(engine)

@@ -6,6 +6,8 @@ import just recomputes the customers it touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +28,11 @@ from app.tables import (
 )
 
 TOUCHED = sa.table("touched_customer", sa.column("customer_id", sa.BigInteger))
+LEDGER_COLUMNS = [column.name for column in mrr_change.columns]
+# the touched customers' rows of `mrr_change`, as the recompute derives them (a temp table)
+TOUCHED_CHANGE = sa.table(
+    "touched_change", *(sa.column(column.name, column.type) for column in mrr_change.columns)
+)
 
 
 def _plan_interval(
@@ -83,19 +90,19 @@ async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
         await connection.execute(
             sa.delete(movement_scope).where(movement_scope.c.customer_id.in_(touched))
         )
-    sources = Sources(rows=mrr_change, plan=plan, customer=customer, end=sa.func.current_date())
+    ledger = TOUCHED_CHANGE
+    sources = Sources(rows=ledger, plan=plan, customer=customer, end=sa.func.current_date())
     for dimension in (d for d in MRR_CUBE.dimensions if d.materialized):
         value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
         changes = (
             sa.select(
-                mrr_change.c.customer_id,
-                mrr_change.c.day,
-                mrr_change.c.delta,
-                mrr_change.c.currency,
+                ledger.c.customer_id,
+                ledger.c.day,
+                ledger.c.delta,
+                ledger.c.currency,
                 value.label("value"),
             )
-            .outerjoin_from(mrr_change, plan, plan.c.id == mrr_change.c.plan_id)
-            .where(mrr_change.c.customer_id.in_(touched))
+            .outerjoin_from(ledger, plan, plan.c.id == ledger.c.plan_id)
             .subquery("changes")
         )
         derived = movements_from_changes(changes, ["value", "currency"]).subquery("derived")
@@ -169,31 +176,39 @@ async def roll_forward(connection: AsyncConnection) -> None:
 
 
 async def recompute_touched(
-    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+    connection: AsyncConnection,
+    *,
+    fresh: bool = False,
+    bulk: bool = True,
+    defer_rollups: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
     `touched_customer`, keep the rollups (add the net of the touched customers' old and new
     contributions, app.metrics.rollup_delta, or rebuild them in full: a first import, a
     migrated database) and their stored facts (customer_since, current MRR). `fresh`: they
     have no derived rows yet (nothing to delete); `bulk`: empty tables may be filled without
-    their indexes (app.ingest.bulk)."""
+    their indexes (app.ingest.bulk); `defer_rollups`: instead of a full rebuild, mark the
+    rollups behind (readers scan) for the caller to rebuild them once later (a chunked
+    import); `progress` follows a rebuild (app.metrics.rollup.rebuild)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
-    if not in_full and not fresh:  # their old contribution, from their movements as they are
+    if in_full and defer_rollups:
+        await rollup.request_rebuild(connection)
+    elif not in_full and not fresh:  # their old contribution, from their movements as they are
         await rollup_delta.stage(connection, _touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
         await _recompute_derived(connection, fresh)
-    if in_full:
-        await rollup.rebuild(connection)
-    else:
+    if in_full and not defer_rollups:
+        await rollup.rebuild(connection, progress)
+    elif not in_full:
         await rollup_delta.stage(connection, _touched, 1)
         await rollup_delta.apply(connection)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "
-            "SELECT currency, min(day) FROM mrr_change "
-            "WHERE customer_id IN (SELECT customer_id FROM touched_customer) GROUP BY currency "
+            "SELECT currency, min(day) FROM touched_change GROUP BY currency "
             "ORDER BY currency "  # concurrent recomputes lock the rows in the same order
             "ON CONFLICT (currency) DO UPDATE "
             "SET first_day = least(ledger_currency.first_day, EXCLUDED.first_day)"
@@ -202,6 +217,9 @@ async def recompute_touched(
 
 
 async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
+    """The touched customers' ledger is derived once into the temp `touched_change`; their
+    `mrr_change`, movements and scoped movements are all made from it (no statement reads the
+    big `mrr_change` back for them)."""
     touched = sa.select(TOUCHED.c.customer_id)
     if not fresh:
         await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
@@ -209,23 +227,18 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
         _ledger_side(subscription_version.c.valid_from, 1),
         _ledger_side(subscription_version.c.valid_to, -1),
     )
-    columns = [
-        "customer_id",
-        "subscription_id",
-        "day",
-        "delta",
-        "currency",
-        "plan_id",
-        "plan_interval",
-        "status",
-        "pricing_model",
-        "collection_method",
-    ]
-    await connection.execute(sa.insert(mrr_change).from_select(columns, ledger))
+    await connection.execute(sa.text("DROP TABLE IF EXISTS touched_change"))
+    await connection.execute(
+        sa.text("CREATE TEMP TABLE touched_change (LIKE mrr_change) ON COMMIT DROP")
+    )
+    await connection.execute(sa.insert(TOUCHED_CHANGE).from_select(LEDGER_COLUMNS, ledger))
+    await connection.execute(sa.text("ANALYZE touched_change"))
+    await connection.execute(
+        sa.insert(mrr_change).from_select(LEDGER_COLUMNS, sa.select(TOUCHED_CHANGE))
+    )
     if not fresh:
         await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
-    changes = sa.select(mrr_change).where(mrr_change.c.customer_id.in_(touched)).subquery()
-    derived = movements_from_changes(changes, ["currency"])
+    derived = movements_from_changes(TOUCHED_CHANGE, ["currency"])
     columns = [
         "customer_id",
         "currency",

@@ -54,6 +54,16 @@ def _noop(_stage: str, _count: int) -> None:
     return None
 
 
+def rollup_progress(progress: Progress) -> Callable[[int, int], None]:
+    """A rollup rebuild's (customers done, of) as the import's stages: `rollups` with the
+    total first, then `rollup` with each chunk's customers."""
+
+    def report(done: int, total: int) -> None:
+        progress("rollups" if done == 0 else "rollup", total if done == 0 else done)
+
+    return report
+
+
 STAGE_COLUMNS_DDL = """
     line integer, subscription_id text, customer_id text, valid_from date, valid_to date,
     status text, plan text, quantity integer, amount text, billing_interval text,
@@ -310,11 +320,17 @@ async def _check(connection: AsyncConnection, filename: str, source: str) -> Non
 
 
 async def apply_changes(
-    connection: AsyncConnection, *, fresh: bool = False, bulk: bool = True
+    connection: AsyncConnection,
+    *,
+    fresh: bool = False,
+    bulk: bool = True,
+    defer_rollups: bool = False,
+    progress: Progress = _noop,
 ) -> tuple[int, int]:
     """Replace the changed subscriptions' periods (new_version) and recompute their customers;
     `fresh`: the derived tables held nothing of them; `bulk`: empty tables may be filled
-    without their indexes (one transaction only)."""
+    without their indexes (one transaction only); `defer_rollups`: a full rebuild of the
+    rollups is left to the caller (app.ingest.recompute)."""
     for statement in _CHANGES:
         await connection.execute(sa.text(statement))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
@@ -324,7 +340,13 @@ async def apply_changes(
     # the temp table has no statistics: with them the recompute joins it by hash, not by a
     # nested loop of index probes
     await connection.execute(sa.text("ANALYZE touched_customer"))
-    await recompute_touched(connection, fresh=fresh, bulk=bulk)
+    await recompute_touched(
+        connection,
+        fresh=fresh,
+        bulk=bulk,
+        defer_rollups=defer_rollups,
+        progress=rollup_progress(progress),
+    )
     changed = await connection.scalar(sa.text("SELECT count(*) FROM changed_subscription"))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     return int(changed or 0), int(touched or 0)
@@ -386,7 +408,7 @@ async def _load_in_one_transaction(
         count = await _stage(connection, rows, filename, source, progress)
         await _check(connection, filename, source)
         progress("apply", 0)
-        changed, touched = await apply_changes(connection)
+        changed, touched = await apply_changes(connection, progress=progress)
         await connection.execute(
             sa.insert(import_run).values(
                 kind="subscriptions",

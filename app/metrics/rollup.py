@@ -38,10 +38,7 @@ from app.metrics.mrr import (
     MRR_CUBE,
     NO_VALUE,
     _assemble,
-    _first_by_day,
     _flow_sums,
-    _last_by_day,
-    _period_level,
     _periods,
     currencies_of,
     step,
@@ -141,51 +138,103 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
 # --- maintenance --------------------------------------------------------------------------------
 
 
-def _per_interval(rows: FromClause) -> FromClause:
-    """Each row once per interval `i`, with the first (`k`) and last (`b`) day of its period:
-    a lateral UNION ALL of five constant-unit expressions (no unit parsed per row; a VALUES
-    list would make the statement uncacheable, compiled again on every call)."""
-    day = sa.cast(rows.c.day, sa.DateTime)
-    one_day = sa.text("interval '1 day'")
-    periods = []
-    for interval in Interval:
+def _period_bounds(day: ColumnElement[Any], interval: Interval) -> tuple[Any, Any]:
+    """The first and last day of the period of `interval` that holds `day` (constant-unit
+    expressions: no unit parsed per row)."""
+    if interval is Interval.DAY:
+        return day, day
+    start = sa.func.date_trunc(interval.value, sa.cast(day, sa.DateTime))
+    last = start + step(interval) - sa.text("interval '1 day'")
+    return sa.cast(start, sa.Date), sa.cast(last, sa.Date)
+
+
+ALL_ALONE = (1 << len(Interval)) - 1
+WIDER = [interval for interval in Interval if interval is not Interval.DAY]
+
+
+def _calendar(rows: FromClause) -> FromClause:
+    """Each day from the first to the last of `rows`, with the first (`k_<interval>`) and last
+    (`b_<interval>`) day of its period of each interval wider than a day: computed once per
+    day, then joined, instead of once per row."""
+    series = sa.func.generate_series(
+        sa.select(sa.func.min(rows.c.day)).scalar_subquery(),
+        sa.select(sa.func.max(rows.c.day)).scalar_subquery(),
+        sa.text("interval '1 day'"),
+    )
+    days = sa.select(sa.cast(series.column_valued("d"), sa.Date).label("day")).subquery("days")
+    bounds = []
+    for interval in WIDER:
+        first, last = _period_bounds(days.c.day, interval)
+        bounds += [first.label(f"k_{interval.value}"), last.label(f"b_{interval.value}")]
+    return sa.select(days.c.day, *bounds).cte("calendar")
+
+
+def _bounds(rows: FromClause, interval: Interval) -> tuple[Any, Any]:
+    """The period bounds of a row of `rows` joined with `_calendar`."""
+    if interval is Interval.DAY:
+        return rows.c.day, rows.c.day
+    return rows.c[f"k_{interval.value}"], rows.c[f"b_{interval.value}"]
+
+
+def _alone_mask(rows: FromClause) -> ColumnElement[int]:
+    """Bit 2**n set when a row is its customer's only movement (in its value) in its period of
+    the n-th interval of `Interval`: neither neighbouring movement day falls in that period
+    (always so for a day)."""
+    mask: ColumnElement[int] = sa.literal(1, sa.Integer)
+    for n, interval in enumerate(Interval):
         if interval is Interval.DAY:
-            first: ColumnElement[Any] = rows.c.day
-            final: ColumnElement[Any] = rows.c.day
-        else:
-            start = sa.func.date_trunc(interval.value, day)
-            first = sa.cast(start, sa.Date)
-            final = sa.cast(start + step(interval) - one_day, sa.Date)
-        label = sa.literal_column(f"'{interval.value}'", sa.Text)
-        periods.append(
-            sa.select(label.label("i"), first.label("k"), final.label("b")).correlate(rows)
+            continue
+        first, last = _bounds(rows, interval)
+        alone = sa.and_(
+            sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < first),
+            sa.or_(rows.c.next_day.is_(None), rows.c.next_day > last),
         )
-    bounds = sa.union_all(*periods).lateral("bounds")
-    return sa.select(rows, bounds).join_from(rows, bounds, sa.true()).subquery("per_i")
+        mask = mask + sa.case((alone, 1 << n), else_=0)
+    return mask
+
+
+def _periods_of(rows: FromClause) -> FromClause:
+    """A lateral VALUES: per interval `i` its bit and the first (`k`) and last (`b`) day of
+    its period that holds the row's day."""
+    periods = [
+        (sa.literal(interval.value, sa.Text), sa.literal(1 << n), *_bounds(rows, interval))
+        for n, interval in enumerate(Interval)
+    ]
+    columns = ("i", sa.Text), ("bit", sa.Integer), ("k", sa.Date), ("b", sa.Date)
+    values = sa.values(*(sa.column(name, kind) for name, kind in columns), name="bounds")
+    return values.data(periods).lateral()
+
+
+FLOWS = (*ROLLUP_MONEY, "customers_net")  # sums over movements: each row adds its own
+COUNTED = tuple(name for name in SUMMED if name not in FLOWS)  # facts of a customer in a period
 
 
 def _contributions(rows: FromClause) -> Select[Any]:
     """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
     `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
-    formulas), and how many customers have a movement in it. One pass over the rows for every
-    interval: each row once per interval, with its period's bounds [k, b].
+    formulas), and how many customers have a movement in it. The rows are read once (a
+    CTE), each with the intervals in whose period it is its customer's only movement.
 
-    A customer's only movement in a period (found from its neighbouring movement days) is its
-    own per-customer fact: those rows are summed per period at once. Only customers with
-    several movements in a period are grouped per customer first. Both hash-aggregate into
-    small results, so the final sum per period never sorts wide rows."""
-    mv = _per_interval(rows)
-    key, last = mv.c.k, mv.c.b
-    alone = sa.and_(
-        sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < key),
-        sa.or_(mv.c.next_day.is_(None), mv.c.next_day > last),
+    The flows are sums over rows, and such a row is its own per-customer fact in that
+    period: both are summed per (value, day, intervals) once, then that small result per
+    period of each interval. Only the rows of customers with several movements in a period
+    are repeated per interval and grouped per customer, for the customer facts alone: their
+    state before the period is the `before` of their row whose previous movement is earlier,
+    their state at its end the `after` of the one whose next is later."""
+    source = sa.select(rows).cte("source")
+    calendar = _calendar(source)
+    dated = (
+        sa.select(source, *(column for column in calendar.c if column.name != "day"))
+        .join_from(source, calendar, calendar.c.day == source.c.day)
+        .subquery("dated")
     )
+    mv = sa.select(dated, _alone_mask(dated).label("alone")).cte("mv")
     held = mv.c.before > 0
-    singles = (
+    per_day = (
         sa.select(
-            mv.c.i,
             mv.c.g0,
-            key.label("k"),
+            mv.c.day,
+            mv.c.alone,
             *_flow_sums(mv),
             *(
                 sa.func.count().filter(mv.c.kind == kind).label(f"{kind}_customers")
@@ -198,26 +247,87 @@ def _contributions(rows: FromClause) -> Select[Any]:
             .label("gross_retained_delta"),
             sa.func.count().label("members"),
         )
-        .where(alone)
-        .group_by(mv.c.i, mv.c.g0, key)
+        .group_by(mv.c.g0, mv.c.day, mv.c.alone)
+        .subquery("per_day")
     )
+    day = (
+        sa.select(per_day, *(column for column in calendar.c if column.name != "day"))
+        .join_from(per_day, calendar, calendar.c.day == per_day.c.day)
+        .subquery("per_day_dated")
+    )
+    bounds = _periods_of(day)
+    single = day.c.alone.op("&")(bounds.c.bit) != 0
+    singles = (
+        sa.select(
+            bounds.c.i,
+            day.c.g0,
+            bounds.c.k,
+            *(sa.func.sum(day.c[name]).label(name) for name in FLOWS),
+            *(sa.func.sum(day.c[name]).filter(single).label(name) for name in COUNTED),
+        )
+        .join_from(day, bounds, sa.true())
+        .group_by(bounds.c.i, day.c.g0, bounds.c.k)
+    )
+    return _summed(singles, _several(mv))
+
+
+def _several(mv: FromClause) -> Select[Any]:
+    """The customer facts of the customers with several movements in a period (per interval
+    wider than a day: a day holds one movement of a customer)."""
+    repeated = []
+    for n, interval in enumerate(Interval):
+        if interval is Interval.DAY:
+            continue
+        first, last = _bounds(mv, interval)
+        repeated.append(
+            sa.select(
+                sa.literal(interval.value, sa.Text).label("i"),
+                mv.c.g0,
+                first.label("k"),
+                last.label("b"),
+                mv.c.customer_id,
+                mv.c.kind,
+                mv.c.before,
+                mv.c.after,
+                mv.c.prev_day,
+                mv.c.next_day,
+            ).where(mv.c.alone.op("&")(1 << n) == 0)
+        )
+    rows = sa.union_all(*repeated).subquery("repeated")
+    first = sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < rows.c.k)
+    last = sa.or_(rows.c.next_day.is_(None), rows.c.next_day > rows.c.b)
     per_customer = (
         sa.select(
-            mv.c.i,
-            mv.c.g0,
-            key.label("k"),
-            *_flow_sums(mv),
-            _first_by_day(mv.c.before, mv.c.day).label("first_before"),
-            _last_by_day(mv.c.after, mv.c.day).label("last_after"),
+            rows.c.i,
+            rows.c.g0,
+            rows.c.k,
+            *(sa.func.count().filter(rows.c.kind == kind).label(kind) for kind in KINDS),
+            sa.func.sum(rows.c.before).filter(first).label("first_before"),
+            sa.func.sum(rows.c.after).filter(last).label("last_after"),
         )
-        .where(sa.not_(alone))
-        .group_by(mv.c.i, mv.c.g0, key, mv.c.customer_id)
+        .group_by(rows.c.i, rows.c.g0, rows.c.k, rows.c.customer_id)
         .subquery("per_customer")
     )
-    several = _period_level(per_customer, ["i", "g0"], with_customers=True).add_columns(
-        sa.func.count().label("members")
-    )
-    both = sa.union_all(singles, several).subquery("both")
+    c = per_customer.c
+    held = c.first_before > 0
+    zero = sa.literal(0, sa.BigInteger)
+    return sa.select(
+        c.i,
+        c.g0,
+        c.k,
+        *(zero.label(name) for name in FLOWS),
+        *(sa.func.count().filter(c[kind] > 0).label(f"{kind}_customers") for kind in KINDS),
+        sa.func.count().filter(held & (c.last_after == 0)).label("churned_customers"),
+        sa.func.sum(c.last_after - c.first_before).filter(held).label("retained_delta"),
+        sa.func.sum(sa.func.least(c.last_after - c.first_before, 0))
+        .filter(held)
+        .label("gross_retained_delta"),
+        sa.func.count().label("members"),
+    ).group_by(c.i, c.g0, c.k)
+
+
+def _summed(*parts: Select[Any]) -> Select[Any]:
+    both = sa.union_all(*parts).subquery("both")
     return sa.select(
         both.c.i, both.c.g0, both.c.k, *(sa.func.sum(both.c[name]).label(name) for name in SUMMED)
     ).group_by(both.c.i, both.c.g0, both.c.k)
@@ -327,23 +437,25 @@ def _cohort_upsert(members: Members, sign: int) -> Any:
 
 
 async def rebuild(
-    connection: AsyncConnection, progress: Callable[[int], None] | None = None
+    connection: AsyncConnection, progress: Callable[[int, int], None] | None = None
 ) -> None:
     """Every rollup row again from the movements, customer chunk by customer chunk (each
-    statement reads a bounded slice), and the rebuild marker cleared."""
+    statement reads a bounded slice), and the rebuild marker cleared. `progress` gets (0,
+    the customer ids to go through) first, then (the ids of a chunk, the same) after each."""
     await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
     await connection.execute(sa.delete(rollup_rebuild))
     bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
     low, high = (await connection.execute(bounds)).one()
     if low is None:
         return
-    first = int(low)
+    first, total = int(low), int(high) - int(low) + 1
+    if progress is not None:
+        progress(0, total)
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
-
         await add_contributions(connection, _between(first, last), 1)
         if progress is not None:
-            progress(min(last, int(high)) - first + 1)
+            progress(min(last, int(high)) - first + 1, total)
         first = last + 1
 
 
@@ -352,6 +464,22 @@ def _between(low: int, high: int) -> Members:
         return column.between(low, high)
 
     return members
+
+
+async def request_rebuild(connection: AsyncConnection) -> None:
+    """Mark the rollups behind the movements: queries scan until `rebuild` clears it."""
+    statement = insert(rollup_rebuild).values(id=1, requested_at=sa.func.now())
+    await connection.execute(statement.on_conflict_do_nothing())
+
+
+async def rebuild_if_requested(
+    connection: AsyncConnection, progress: Callable[[int, int], None] | None = None
+) -> bool:
+    """`rebuild` when the rollups are marked behind; whether they were."""
+    if not await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+        return False
+    await rebuild(connection, progress)
+    return True
 
 
 async def needs_rebuild(connection: AsyncConnection, touched: int) -> bool:
