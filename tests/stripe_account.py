@@ -281,3 +281,48 @@ class Account:
         self.objects[ident] = discount
         self._emit("customer.discount.created", discount, at, shape, hour=13)
         self._event("customer.subscription.updated", sub, at, hour=13)
+
+    # --- customer-wide changes -----------------------------------------------------------
+    def delete_customer(self, ident: str, at: date, hour: int = 14, stub: bool = False) -> None:
+        """Stripe deletes the customer and cancels its live subscriptions at that moment
+        (their `customer.subscription.deleted` events first, as Stripe sends them)."""
+        for sub in list(self.objects.values()):
+            live = sub["object"] == "subscription" and sub["customer"] == ident
+            if live and sub["status"] not in ("canceled", "incomplete_expired"):
+                self.cancel(sub["id"], at, hour)
+        customer = self.objects[ident]
+        payload = {"id": ident, "object": "customer", "deleted": True} if stub else customer
+        self._emit("customer.deleted", payload, at, self.shapes[ident], hour)
+
+    def customer_discount(
+        self, customer: str, coupon: str | None, at: date, end: date | None = None
+    ) -> None:
+        """Attach `coupon` to the customer (None: remove its discount): Stripe sends
+        `customer.discount.created` / `.deleted` and `customer.updated`."""
+        shape = self.shapes[customer]
+        owner = self.objects[customer]
+        current = owner.get("discount")
+        if coupon is None:
+            assert current is not None
+            self._emit("customer.discount.deleted", current, at, shape, hour=13)
+            owner["discount"] = None
+        else:
+            discount: Json = {
+                "id": f"di_{customer}_{next(self._ids)}",
+                "object": "discount",
+                "checkout_session": None,
+                "customer": customer,
+                "end": ts(end) if end else None,
+                "invoice": None,
+                "invoice_item": None,
+                "promotion_code": None,
+                "start": ts(at),
+                "subscription": None,
+            }
+            if shape == "2024":
+                discount["coupon"] = copy.deepcopy(self.objects[coupon])
+            else:
+                discount["source"] = {"coupon": coupon, "type": "coupon"}
+            self._emit("customer.discount.created", discount, at, shape, hour=13)
+            owner["discount"] = discount
+        self._emit("customer.updated", owner, at, shape, hour=13)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -104,6 +104,77 @@ def discounts_of(subscription: Json, lookup: Lookup) -> list[Discount]:
     return found
 
 
+def discount_references(entries: Sequence[Any]) -> list[str | None]:
+    """Discount ids and coupon ids of discounts of either shape (expanded or ids)."""
+    refs: list[str | None] = []
+    for entry in entries:
+        refs.append(_id(entry))
+        if isinstance(entry, Mapping):
+            refs += [_id(entry.get("coupon")), _id((entry.get("source") or {}).get("coupon"))]
+    return refs
+
+
+@dataclass(frozen=True)
+class CustomerContext:
+    """What a subscription reads of its customer: when the customer was deleted (from then on
+    its live subscriptions count as canceled) and its customer-level discounts over time."""
+
+    deleted: date | None = None
+    # (from day, the customer's discounts from then on), in day order; before the first, the
+    # first's discounts (each one only from its own start)
+    discounts: tuple[tuple[date, tuple[Discount, ...]], ...] = ()
+
+    def discounts_on(self, day: date) -> tuple[Discount, ...]:
+        current: tuple[Discount, ...] = self.discounts[0][1] if self.discounts else ()
+        for since, found in self.discounts:
+            if since > day:
+                break
+            current = found
+        return current
+
+    def breaks(self) -> set[date]:
+        days = {self.deleted} | {since for since, _ in self.discounts}
+        for _, found in self.discounts:
+            days |= {day for discount in found for day in (discount.start, discount.end)}
+        return {day for day in days if day is not None}
+
+
+NO_CUSTOMER = CustomerContext()
+
+
+def _slot_of(state: Observed, lookup: Lookup) -> tuple[Discount, ...] | None:
+    """What one state says the customer's discounts are (None: nothing)."""
+    payload = state.payload
+    if state.object_type == "discount":
+        if payload.get("subscription"):  # a subscription's own discount
+            return None
+        return () if payload.get("deleted") else (_discount(payload, lookup),)
+    if "discounts" not in payload and "discount" not in payload:
+        return None
+    return tuple(discounts_of(payload, lookup))
+
+
+def customer_context(states: Sequence[Observed], lookup: Lookup) -> CustomerContext:
+    """The context from the states of the customer and of its customer-level discounts (a
+    `customer.discount.*` event, or the customer object's `discount` / `discounts`): the latest
+    observation on a day holds from that day until the next one."""
+    ordered = sorted(states, key=lambda state: state.order)
+    deleted = next(
+        (
+            s.observed_at.date()
+            for s in ordered
+            if s.object_type == "customer" and s.payload.get("deleted")
+        ),
+        None,
+    )
+    slots: dict[date, tuple[Discount, ...]] = {}
+    for state in ordered:
+        found = _slot_of(state, lookup)
+        if found is not None:
+            slots[state.observed_at.date()] = found
+    return CustomerContext(deleted, tuple(sorted(slots.items())))
+
+
 def references(subscription: Json) -> tuple[str, ...]:
     """Ids the translation may look up: prices, products, discounts, coupons."""
     refs: list[str | None] = []
@@ -112,18 +183,18 @@ def references(subscription: Json) -> tuple[str, ...]:
             value = item.get(key)
             if isinstance(value, Mapping):
                 refs += [_id(value), _id(value.get("product"))]
-    for entry in [*(subscription.get("discounts") or []), subscription.get("discount")]:
-        refs.append(_id(entry))
-        if isinstance(entry, Mapping):
-            refs += [_id(entry.get("coupon")), _id((entry.get("source") or {}).get("coupon"))]
+    refs += discount_references(
+        [*(subscription.get("discounts") or []), subscription.get("discount")]
+    )
     return tuple(sorted({ref for ref in refs if ref}))
 
 
 class _State:
     """One observed state, read on any day."""
 
-    def __init__(self, payload: Json, lookup: Lookup) -> None:
+    def __init__(self, payload: Json, lookup: Lookup, customer: CustomerContext) -> None:
         self.payload = payload
+        self.customer = customer
         self.items = items_of(payload, lookup)
         self.discounts = discounts_of(payload, lookup)
         self.trial_start = day_of(payload.get("trial_start"))
@@ -138,9 +209,23 @@ class _State:
         days = {self.trial_start, self.trial_end, self.ended}
         for discount in self.discounts:
             days |= {discount.start, discount.end}
-        return {day for day in days if day is not None}
+        return {day for day in days if day is not None} | self.customer.breaks()
 
     def status_on(self, day: date) -> str:
+        status = self._own_status_on(day)
+        deleted = self.customer.deleted
+        if deleted is not None and day >= deleted and status not in ENDED:
+            return "canceled"  # Stripe cancels a deleted customer's subscriptions
+        return status
+
+    def discounts_on(self, day: date) -> Sequence[Discount]:
+        """The subscription's own discounts; while none is in effect, its customer's (Stripe:
+        a subscription's discount overrides the customer's)."""
+        if any(discount.in_effect(day) for discount in self.discounts):
+            return self.discounts
+        return self.customer.discounts_on(day)
+
+    def _own_status_on(self, day: date) -> str:
         status = str(self.payload.get("status"))
         if self.ended is not None and day >= self.ended:
             return status if status in ENDED else "canceled"
@@ -152,7 +237,7 @@ class _State:
         return status
 
     def version_on(self, day: date, until: date | None) -> VersionRecord:
-        total, value = discounted(self.items, self.discounts, day)
+        total, value = discounted(self.items, self.discounts_on(day), day)
         mrr, shares = item_shares(self.items, total, value)
         return VersionRecord(
             valid_from=day,
@@ -206,12 +291,15 @@ def _same(a: VersionRecord, b: VersionRecord) -> bool:
     )
 
 
-def history(states: Sequence[Observed], lookup: Lookup) -> tuple[VersionRecord, ...]:
-    """The versions of one subscription from all its observed states (any order)."""
+def history(
+    states: Sequence[Observed], lookup: Lookup, customer: CustomerContext = NO_CUSTOMER
+) -> tuple[VersionRecord, ...]:
+    """The versions of one subscription from all its observed states (any order), read with
+    its customer's context (deletion, customer-level discounts)."""
     ordered = sorted(states, key=lambda state: state.order)
     versions: list[VersionRecord] = []
     for observed, start, end in _spans(ordered):
-        state = _State(observed.payload, lookup)
+        state = _State(observed.payload, lookup, customer)
         days = sorted(day for day in state.breaks() if start < day and (end is None or day < end))
         bounds: list[date | None] = [start, *days, end]
         for begin, until in itertools.pairwise(bounds):
