@@ -54,6 +54,22 @@ def _price_payload(item: Json, subscription: Json) -> Json:
     raise PricingError(f"subscription item {item.get('id')} has no price")
 
 
+def untiered(subscription: Json, lookup: Lookup) -> set[str]:
+    """Its tiered prices whose tiers neither the payload nor the latest known price holds."""
+    data = (subscription.get("items") or {}).get("data") or []
+    missing = set()
+    for item in data or [{}]:
+        try:
+            payload = _price_payload(item, subscription)
+        except PricingError:
+            continue
+        if payload.get("billing_scheme") == "tiered" and payload.get("tiers") is None:
+            known = lookup(str(payload["id"]))
+            if known is None or known.get("tiers") is None:
+                missing.add(str(payload["id"]))
+    return missing
+
+
 def _price(item: Json, subscription: Json, lookup: Lookup) -> Price:
     payload = _price_payload(item, subscription)
     if payload.get("billing_scheme") == "tiered" and payload.get("tiers") is None:

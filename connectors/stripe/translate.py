@@ -18,6 +18,7 @@ from connectors.stripe.subscriptions import (
     discount_references,
     history,
     references,
+    untiered,
 )
 
 Json = Mapping[str, Any]
@@ -198,3 +199,12 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
     prices = _prices(all_states)
     plans = tuple(plan_record(prices[key], lookup) for key in sorted(prices))
     return CustomerBundle(customer_record(customer_id, latest), plans, tuple(subscriptions))
+
+
+def incomplete(owned: Sequence[Observed], lookup: Lookup) -> set[str]:
+    """The tiered prices these subscriptions read without knowing their tiers."""
+    missing: set[str] = set()
+    for state in owned:
+        if state.object_type == "subscription":
+            missing |= untiered(state.payload, lookup)
+    return missing
