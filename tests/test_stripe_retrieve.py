@@ -25,7 +25,7 @@ from tests.test_stripe_customers import changes
 from tests.test_stripe_scenario import KEY, SECRET, reset
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-TIERS = [
+TIERS: list[dict[str, Any]] = [
     {"up_to": 5, "unit_amount": 1000, "flat_amount": 500},
     {"up_to": None, "unit_amount": 800, "flat_amount": None},
 ]
