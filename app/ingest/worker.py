@@ -170,7 +170,7 @@ async def _affected(
         for state in states:
             if state.customer_ref is None:
                 read_by[source_id].add(state.object_id)
-            elif state.object_type in ("customer", "subscription", "discount"):
+            elif state.object_type in ("customer", "subscription", "discount", "invoice"):
                 batch.affect(source_id, state.customer_ref, ident)
     for source_id, objects in read_by.items():
         for customer in await _customers_reading(connection, source_id, sorted(objects)):

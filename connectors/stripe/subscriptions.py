@@ -307,12 +307,120 @@ def _same(a: VersionRecord, b: VersionRecord) -> bool:
     )
 
 
+BILLED = ("paid", "open")
+
+
+def _line_subscription(line: Json, invoice: Json) -> str | None:
+    """The subscription a line bills: `subscription` (before 2025) or its parent's details
+    (2025+), else the invoice's own."""
+    details = (line.get("parent") or {}).get("subscription_item_details") or {}
+    parent = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    for value in (
+        details.get("subscription"),
+        line.get("subscription"),
+        parent.get("subscription"),
+        invoice.get("subscription"),
+    ):
+        if value:
+            return _id(value)
+    return None
+
+
+def _recurring_line(line: Json) -> bool:
+    """A line of type subscription that is not a proration, in either shape."""
+    parent = line.get("parent")
+    if parent:
+        details = parent.get("subscription_item_details") or {}
+        return parent.get("type") == "subscription_item_details" and not details.get("proration")
+    return line.get("type") == "subscription" and not line.get("proration")
+
+
+def _line_price(line: Json, lookup: Lookup) -> Json:
+    """`price` / `plan` (before 2025) or `pricing.price_details.price` (2025+, an id)."""
+    for value in (
+        line.get("price"),
+        line.get("plan"),
+        ((line.get("pricing") or {}).get("price_details") or {}).get("price"),
+    ):
+        if isinstance(value, Mapping):
+            return value
+        if value:
+            known = lookup(str(value))
+            if known is None:
+                raise PricingError(f"invoice line {line.get('id')}: price {value} not yet known")
+            return known
+    raise PricingError(f"invoice line {line.get('id')} has no price")
+
+
+def line_price_ids(invoice: Json) -> list[str | None]:
+    lines = (invoice.get("lines") or {}).get("data") or []
+    return [
+        _id(((line.get("pricing") or {}).get("price_details") or {}).get("price"))
+        or _id(line.get("price"))
+        for line in lines
+    ]
+
+
+def billed(
+    invoices: Sequence[Observed], ident: str, lookup: Lookup
+) -> list[tuple[date, list[Json]]]:
+    """What a subscription's paid and open invoices billed it for (their non-proration
+    subscription lines): (the period's first day, its items), one per period start."""
+    latest: dict[str, Observed] = {}
+    for state in sorted(invoices, key=lambda state: state.order):
+        latest[state.object_id] = state
+    periods: dict[date, tuple[Any, list[Json]]] = {}
+    for state in sorted(latest.values(), key=lambda s: (s.payload.get("created") or 0, s.order)):
+        invoice = state.payload
+        if invoice.get("status") not in BILLED:
+            continue
+        found: dict[date, list[Json]] = {}
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            if not _recurring_line(line) or _line_subscription(line, invoice) != ident:
+                continue
+            start = day_of((line.get("period") or {}).get("start"))
+            if start is None:
+                continue
+            item = {"price": _line_price(line, lookup), "quantity": line.get("quantity")}
+            found.setdefault(start, []).append(item)
+        for start, items in found.items():
+            periods[start] = (state.order, items)  # a later invoice for a period wins
+    return [(start, items) for start, (_, items) in sorted(periods.items())]
+
+
+def _invoiced(
+    ordered: Sequence[Observed], invoices: Sequence[Observed], lookup: Lookup
+) -> list[Observed]:
+    """States read from invoices for the days before the subscription's first observed state
+    (where its first state would otherwise be read back): the first state with the billed
+    items, from each billed period's start."""
+    if not invoices or not ordered:
+        return []
+    first = ordered[0]
+    return [
+        Observed(
+            object_type=first.object_type,
+            object_id=first.object_id,
+            observed_at=datetime(start.year, start.month, start.day, tzinfo=UTC),
+            event_id=f"invoice:{start.isoformat()}",
+            payload={**first.payload, "items": {"data": items}, "plan": None},
+        )
+        for start, items in billed(invoices, first.object_id, lookup)
+        if start < first.observed_at.date()
+    ]
+
+
 def history(
-    states: Sequence[Observed], lookup: Lookup, customer: CustomerContext = NO_CUSTOMER
+    states: Sequence[Observed],
+    lookup: Lookup,
+    customer: CustomerContext = NO_CUSTOMER,
+    invoices: Sequence[Observed] = (),
 ) -> tuple[VersionRecord, ...]:
     """The versions of one subscription from all its observed states (any order), read with
-    its customer's context (deletion, customer-level discounts)."""
+    its customer's context (deletion, customer-level discounts) and, before its first
+    observed state, what its invoices billed."""
     ordered = sorted(states, key=lambda state: state.order)
+    ordered = [*_invoiced(ordered, invoices, lookup), *ordered]
     versions: list[VersionRecord] = []
     for observed, start, end in _spans(ordered):
         state = _State(observed.payload, lookup, customer)

@@ -17,6 +17,7 @@ from connectors.stripe.subscriptions import (
     customer_context,
     discount_references,
     history,
+    line_price_ids,
     references,
     untiered,
 )
@@ -76,6 +77,8 @@ def observed(obj: Json, at: datetime, event_id: str, deleted: bool = False) -> O
     elif kind == "customer":
         entries = [*(obj.get("discounts") or []), obj.get("discount")]
         refs = tuple(sorted({ref for ref in discount_references(entries) if ref}))
+    elif kind == "invoice":
+        refs = tuple(sorted({ref for ref in line_price_ids(obj) if ref}))
     elif kind in ("price", "plan"):
         refs = tuple(ref for ref in (_id(obj.get("product")),) if ref)
     return Observed(
@@ -186,11 +189,13 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
         if isinstance(error, PricingError):
             raise
         raise PricingError(f"customer {customer_id}: unreadable ({error!r})") from error
+    invoices = [s for s in owned if s.object_type == "invoice"]
     for object_id, states in sorted(by_object.items()):
         if states[0].object_type != "subscription":
             continue
         try:
-            subscriptions.append(SubscriptionRecord(object_id, history(states, lookup, context)))
+            versions = history(states, lookup, context, invoices)
+            subscriptions.append(SubscriptionRecord(object_id, versions))
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, PricingError):
                 raise
