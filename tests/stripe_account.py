@@ -297,8 +297,8 @@ class Account:
     def customer_discount(
         self, customer: str, coupon: str | None, at: date, end: date | None = None
     ) -> None:
-        """Attach `coupon` to the customer (None: remove its discount): Stripe sends
-        `customer.discount.created` / `.deleted` and `customer.updated`."""
+        """Attach `coupon` to the customer, replacing its discount (None: remove it): Stripe
+        sends `customer.discount.created` / `.deleted` and `customer.updated`."""
         shape = self.shapes[customer]
         owner = self.objects[customer]
         current = owner.get("discount")
@@ -324,6 +324,8 @@ class Account:
             else:
                 discount["source"] = {"coupon": coupon, "type": "coupon"}
             self._emit("customer.discount.created", discount, at, shape, hour=13)
+            if current is not None:  # replaced: Stripe deletes the old one after
+                self._emit("customer.discount.deleted", current, at, shape, hour=13)
             owner["discount"] = discount
         self._emit("customer.updated", owner, at, shape, hour=13)
 

@@ -154,3 +154,29 @@ async def test_a_customer_discount_applies_to_subscriptions_without_their_own(
         ("sub_b", date(2024, 8, 1), 1000),
     ]
     assert await statuses(engine) == [f"processed:{len(events)}"]
+
+
+@pytest.mark.parametrize("order", ["chronological", "reverse"])
+@pytest.mark.parametrize("seen", ["both", "discount events"])
+async def test_a_replaced_customer_discount_is_not_removed_by_the_old_one_s_deletion(
+    engine: AsyncEngine, order: str, seen: str
+) -> None:
+    a = Account()
+    a.product("prod", "Seats", date(2024, 1, 1))
+    a.price("price_a", "prod", date(2024, 1, 1), 10000)
+    a.coupon("c20", date(2024, 1, 1), "forever", percent_off=20)
+    a.coupon("c10", date(2024, 1, 1), "forever", percent_off=10)
+    a.customer("cus_r", date(2024, 1, 1), "2025")
+    a.subscribe("sub_r", "cus_r", date(2024, 1, 1), [("price_a", 1)])
+    a.customer_discount("cus_r", "c20", date(2024, 2, 1))
+    a.customer_discount("cus_r", "c10", date(2024, 3, 1))  # c20's deletion comes after
+    events = a.events
+    if seen == "discount events":
+        events = [e for e in events if e["type"] != "customer.updated"]
+    await deliver(engine, events[::-1] if order == "reverse" else events)
+    # 100.00, 80.00 from Feb 1, 90.00 from Mar 1
+    assert await changes(engine) == [
+        ("sub_r", date(2024, 1, 1), 10000),
+        ("sub_r", date(2024, 2, 1), -2000),
+        ("sub_r", date(2024, 3, 1), 1000),
+    ]

@@ -158,22 +158,43 @@ class CustomerContext:
 NO_CUSTOMER = CustomerContext()
 
 
-def _slot_of(state: Observed, lookup: Lookup) -> tuple[Discount, ...] | None:
-    """What one state says the customer's discounts are (None: nothing)."""
+def _customer_slot(customer: Json, lookup: Lookup) -> dict[str, Discount]:
+    """The discounts a customer object lists, by id."""
+    entries: list[Any] = list(customer.get("discounts") or [])
+    if not entries and customer.get("discount"):
+        entries = [customer["discount"]]
+    found = {}
+    for entry in entries:
+        payload = entry if isinstance(entry, Mapping) else lookup(str(entry))
+        if payload is None:
+            raise PricingError(f"discount {entry} not yet known")
+        if not payload.get("deleted"):
+            found[_id(entry) or "discount"] = _discount(payload, lookup)
+    return found
+
+
+def _next_slot(
+    state: Observed, current: dict[str, Discount], lookup: Lookup
+) -> dict[str, Discount] | None:
+    """The customer's discounts after one state (None: the state says nothing of them). A
+    customer has one discount: a new one replaces it; a deletion removes only itself."""
     payload = state.payload
     if state.object_type == "discount":
         if payload.get("subscription"):  # a subscription's own discount
             return None
-        return () if payload.get("deleted") else (_discount(payload, lookup),)
+        ident = str(payload["id"])
+        if payload.get("deleted"):
+            return {key: found for key, found in current.items() if key != ident}
+        return {ident: _discount(payload, lookup)}
     if "discounts" not in payload and "discount" not in payload:
         return None
-    return tuple(discounts_of(payload, lookup))
+    return _customer_slot(payload, lookup)
 
 
 def customer_context(states: Sequence[Observed], lookup: Lookup) -> CustomerContext:
     """The context from the states of the customer and of its customer-level discounts (a
-    `customer.discount.*` event, or the customer object's `discount` / `discounts`): the latest
-    observation on a day holds from that day until the next one."""
+    `customer.discount.*` event, or the customer object's `discount` / `discounts`), in event
+    time: the latest observation on a day holds from that day until the next one."""
     ordered = sorted(states, key=lambda state: state.order)
     deleted = next(
         (
@@ -184,10 +205,12 @@ def customer_context(states: Sequence[Observed], lookup: Lookup) -> CustomerCont
         None,
     )
     slots: dict[date, tuple[Discount, ...]] = {}
+    current: dict[str, Discount] = {}
     for state in ordered:
-        found = _slot_of(state, lookup)
+        found = _next_slot(state, current, lookup)
         if found is not None:
-            slots[state.observed_at.date()] = found
+            current = found
+            slots[state.observed_at.date()] = tuple(found[key] for key in sorted(found))
     return CustomerContext(deleted, tuple(sorted(slots.items())))
 
 
