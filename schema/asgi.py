@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         stop = asyncio.Event()
         applying = None
         if settings.worker:
-            applying = asyncio.create_task(worker.run(engine, TRANSLATORS, stop))
+            applying = asyncio.create_task(worker.run(engine, TRANSLATORS, stop, keys=keys))
         yield
         stop.set()
         if applying is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from pytest_httpserver import HTTPServer
@@ -28,6 +29,7 @@ class FakeStripe:
         self.account = account
         self.with_events = with_events
         self.requests: list[str] = []
+        self.refusing = False  # retrieving a price answers 404 (as for an unknown id)
         # a listing is computed once per (resource, expansions): the account does not change
         # while it is served
         self.listings: dict[tuple[str, tuple[str, ...]], tuple[list[Json], dict[str, int]]] = {}
@@ -77,6 +79,21 @@ class FakeStripe:
         }
         return Response(json.dumps(body), content_type="application/json")
 
+    def retrieve_price(self, request: Request) -> Response:
+        """`GET /v1/prices/{id}`: its tiers only with `expand[]=tiers`."""
+        self.requests.append(request.full_path)
+        ident = request.path.rsplit("/", 1)[-1]
+        found = self.account.objects.get(ident)
+        if self.refusing or found is None:
+            error = {"type": "invalid_request_error", "message": f"No such price: '{ident}'"}
+            return Response(json.dumps({"error": error}), 404, content_type="application/json")
+        expand = [value for key, value in request.args.items(multi=True) if "expand" in key]
+        price = found if "tiers" in expand else {k: v for k, v in found.items() if k != "tiers"}
+        return Response(json.dumps(price), content_type="application/json")
+
     def install(self, server: HTTPServer) -> None:
         for resource in [*LISTS, "events"]:
             server.expect_request(f"/v1/{resource}", method="GET").respond_with_handler(self.handle)
+        server.expect_request(re.compile(r"^/v1/prices/[^/]+$"), method="GET").respond_with_handler(
+            self.retrieve_price
+        )

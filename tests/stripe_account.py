@@ -281,3 +281,128 @@ class Account:
         self.objects[ident] = discount
         self._emit("customer.discount.created", discount, at, shape, hour=13)
         self._event("customer.subscription.updated", sub, at, hour=13)
+
+    # --- customer-wide changes -----------------------------------------------------------
+    def delete_customer(self, ident: str, at: date, hour: int = 14, stub: bool = False) -> None:
+        """Stripe deletes the customer and cancels its live subscriptions at that moment
+        (their `customer.subscription.deleted` events first, as Stripe sends them)."""
+        for sub in list(self.objects.values()):
+            live = sub["object"] == "subscription" and sub["customer"] == ident
+            if live and sub["status"] not in ("canceled", "incomplete_expired"):
+                self.cancel(sub["id"], at, hour)
+        customer = self.objects[ident]
+        payload = {"id": ident, "object": "customer", "deleted": True} if stub else customer
+        self._emit("customer.deleted", payload, at, self.shapes[ident], hour)
+
+    def customer_discount(
+        self, customer: str, coupon: str | None, at: date, end: date | None = None
+    ) -> None:
+        """Attach `coupon` to the customer, replacing its discount (None: remove it): Stripe
+        sends `customer.discount.created` / `.deleted` and `customer.updated`."""
+        shape = self.shapes[customer]
+        owner = self.objects[customer]
+        current = owner.get("discount")
+        if coupon is None:
+            assert current is not None
+            self._emit("customer.discount.deleted", current, at, shape, hour=13)
+            owner["discount"] = None
+        else:
+            discount: Json = {
+                "id": f"di_{customer}_{next(self._ids)}",
+                "object": "discount",
+                "checkout_session": None,
+                "customer": customer,
+                "end": ts(end) if end else None,
+                "invoice": None,
+                "invoice_item": None,
+                "promotion_code": None,
+                "start": ts(at),
+                "subscription": None,
+            }
+            if shape == "2024":
+                discount["coupon"] = copy.deepcopy(self.objects[coupon])
+            else:
+                discount["source"] = {"coupon": coupon, "type": "coupon"}
+            self._emit("customer.discount.created", discount, at, shape, hour=13)
+            if current is not None:  # replaced: Stripe deletes the old one after
+                self._emit("customer.discount.deleted", current, at, shape, hour=13)
+            owner["discount"] = discount
+        self._emit("customer.updated", owner, at, shape, hour=13)
+
+    # --- invoices ------------------------------------------------------------------------
+    def _line(self, sub: Json, price_id: str, quantity: int, start: date, end: date) -> Json:
+        price = {k: v for k, v in self.objects[price_id].items() if k != "tiers"}
+        line: Json = {
+            "id": f"il_{next(self._ids):06d}",
+            "object": "line_item",
+            "amount": (price["unit_amount"] or 0) * quantity,
+            "currency": price["currency"],
+            "period": {"start": ts(start, 0), "end": ts(end, 0)},
+            "quantity": quantity,
+        }
+        if self.shapes[sub["customer"]] == "2024":
+            line |= {
+                "plan": self._plan(price),
+                "price": price,
+                "proration": False,
+                "subscription": sub["id"],
+                "type": "subscription",
+            }
+        else:
+            details = {"subscription": sub["id"], "proration": False, "invoice_item": None}
+            line |= {
+                "parent": {
+                    "type": "subscription_item_details",
+                    "subscription_item_details": details,
+                },
+                "pricing": {
+                    "type": "price_details",
+                    "price_details": {"price": price_id, "product": price["product"]},
+                    "unit_amount_decimal": price["unit_amount_decimal"],
+                },
+            }
+        return line
+
+    def invoice(
+        self,
+        subscription: str,
+        start: date,
+        end: date,
+        items: list[tuple[str, int]],
+        status: str = "paid",
+        prorations: list[tuple[str, int, date]] | None = None,
+    ) -> None:
+        """An invoice of a subscription's period `start`..`end` (its recurring lines), with
+        proration lines for (price, quantity, from) changes in the period before."""
+        sub = self.objects[subscription]
+        shape = self.shapes[sub["customer"]]
+        lines = [self._line(sub, price, quantity, start, end) for price, quantity in items]
+        for price, quantity, since in prorations or []:
+            line = self._line(sub, price, quantity, since, start)
+            if shape == "2024":
+                line["proration"] = True
+            else:
+                line["parent"]["subscription_item_details"]["proration"] = True
+            lines.append(line)
+        ident = f"in_{next(self._ids):06d}"
+        invoice: Json = {
+            "id": ident,
+            "object": "invoice",
+            "created": ts(start, 1),
+            "currency": sub["currency"],
+            "customer": sub["customer"],
+            "lines": {"object": "list", "data": lines, "has_more": False, "url": ""},
+            "period_start": ts(start, 0),
+            "period_end": ts(end, 0),
+            "status": status,
+        }
+        if shape == "2024":
+            invoice["subscription"] = subscription
+        else:
+            invoice["parent"] = {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": subscription, "metadata": {}},
+            }
+        self.objects[ident] = invoice
+        kind = {"paid": "paid", "open": "finalized", "void": "voided"}.get(status, "created")
+        self._emit(f"invoice.{kind}", invoice, start, shape, hour=1)

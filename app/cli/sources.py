@@ -207,7 +207,9 @@ def sync_stripe(
                 def advanced(taken: int) -> None:
                     progress.update(done, advance=taken)
 
-                applied = await worker.drain(engine, TRANSLATORS, progress=advanced)
+                applied = await worker.drain(
+                    engine, TRANSLATORS, progress=advanced, keys=lambda: keys
+                )
         return result, applied
 
     result, applied = with_engine(work)
@@ -226,7 +228,10 @@ def worker_command(
     """Apply inbox events (as `tidemill serve` does unless TIDEMILL_WORKER=false); several
     workers may share the inbox. Stops on Ctrl-C or SIGTERM."""
     from app.ingest import worker
+    from app.ingest.secrets import vault
     from connectors.registry import TRANSLATORS
+
+    keys = vault(load_settings())
 
     async def work(engine: AsyncEngine) -> None:
         stop = asyncio.Event()
@@ -234,6 +239,6 @@ def worker_command(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         errors.print("worker: applying inbox events (Ctrl-C stops)")
-        await worker.run(engine, TRANSLATORS, stop, concurrency=concurrency)
+        await worker.run(engine, TRANSLATORS, stop, concurrency=concurrency, keys=lambda: keys)
 
     with_engine(work)

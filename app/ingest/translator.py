@@ -27,3 +27,11 @@ class Translator(Protocol):
     ) -> CustomerBundle:
         """A customer's canonical rows from all states of the objects it owns; ValueError
         (retried later) when something it needs is not known yet."""
+
+    def incomplete(self, owned: Sequence[Observed], lookup: Lookup) -> set[str]:
+        """Ids of objects these states read that the events did not give in full (Stripe: a
+        tiered price without its tiers): the worker retrieves them from the source's API."""
+
+    def retrieve(self, ident: str, secrets: Mapping[str, str], settings: Json) -> Observed:
+        """One object fetched from the source's API now (blocking); ValueError names why it
+        could not be."""

@@ -26,11 +26,13 @@ from app.ingest.apply import source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.recordset import insert_rows
+from app.ingest.secrets import SecretKeyError, Vault
 from app.ingest.subscriptions import refresh_statistics
 from app.ingest.translator import Translator
-from app.tables import raw_event, source_object
+from app.tables import raw_event, source, source_object
 
 log = logging.getLogger("tidemill.worker")
+Keys = Callable[[], Vault]  # the keys of the sources' secrets, read when first needed
 BATCH = 500  # events per transaction while the inbox keeps up
 MOST = 4_000  # ... doubled after each full batch (a backlog) up to this
 MAX_ATTEMPTS = 8
@@ -168,7 +170,7 @@ async def _affected(
         for state in states:
             if state.customer_ref is None:
                 read_by[source_id].add(state.object_id)
-            elif state.object_type in ("customer", "subscription", "discount"):
+            elif state.object_type in ("customer", "subscription", "discount", "invoice"):
                 batch.affect(source_id, state.customer_ref, ident)
     for source_id, objects in read_by.items():
         for customer in await _customers_reading(connection, source_id, sorted(objects)):
@@ -289,6 +291,42 @@ async def _owned_states(
     return owned
 
 
+async def _retrieve(
+    connection: AsyncConnection,
+    source_id: int,
+    translator: Translator,
+    states: Sequence[Observed],
+    referenced: dict[str, Json],
+    keys: Keys,
+) -> dict[str, str]:
+    """Retrieve from the source's API the objects these states read but the events did not
+    give in full (a tiered price without its tiers), store them as states observed now and
+    add them to `referenced`; the error of each one that could not be retrieved."""
+    wanted = translator.incomplete(states, referenced.get)
+    if not wanted:
+        return {}
+    found = (
+        await connection.execute(
+            sa.select(source.c.secrets, source.c.settings).where(source.c.id == source_id)
+        )
+    ).one()
+    try:
+        secrets, settings = keys().open(bytes(found.secrets)), found.settings or {}
+    except SecretKeyError as error:
+        return {ident: f"retrieving {ident}: {error}" for ident in sorted(wanted)}
+    errors, rows = {}, []
+    for ident in sorted(wanted):
+        try:
+            state = await asyncio.to_thread(translator.retrieve, ident, secrets, settings)
+        except ValueError as error:
+            errors[ident] = str(error)
+            continue
+        rows.append(_state_row(source_id, state))
+        referenced[ident] = state.payload
+    await store_states(connection, rows)
+    return errors
+
+
 async def rebuild_customers(
     connection: AsyncConnection,
     source_id: int,
@@ -296,9 +334,11 @@ async def rebuild_customers(
     customers: Sequence[str],
     translator: Translator,
     known: Mapping[Key, Observed] | None = None,
+    keys: Keys | None = None,
 ) -> dict[str, str]:
     """Rebuild customers of one source from all their states; the error of each that failed.
-    `known`: states already in memory (those the batch stored), by their key."""
+    `known`: states already in memory (those the batch stored), by their key. With `keys`,
+    what the events did not give in full is retrieved from the source's API first."""
     # one rebuild of a customer at a time (until commit): a second worker then reads the
     # states the first one stored; customers are locked in sorted order, so no deadlock
     ordered = sorted(set(customers))
@@ -316,12 +356,22 @@ async def rebuild_customers(
     def lookup(ident: str) -> Json | None:
         return referenced.get(ident)
 
+    unretrieved: dict[str, str] = {}
+    if keys is not None:
+        unretrieved = await _retrieve(
+            connection, source_id, translator, everything, referenced, keys
+        )
     bundles, failures = [], {}
     for customer in ordered:
         try:
             bundles.append(translator.customer_bundle(customer, owned[customer], lookup))
         except (ValueError, KeyError, TypeError) as error:
-            failures[customer] = f"customer {customer}: {error}"
+            causes = [
+                unretrieved[i]
+                for i in sorted(translator.incomplete(owned[customer], lookup))
+                if i in unretrieved
+            ]
+            failures[customer] = "; ".join([f"customer {customer}: {error}", *causes])
     await store_bundles(connection, source_key(kind, source_id), bundles)
     return failures
 
@@ -331,6 +381,7 @@ async def _rebuild(
     claimed: Mapping[int, _Claimed],
     batch: _Batch,
     translators: Mapping[str, Translator],
+    keys: Keys | None,
 ) -> None:
     kinds = {event.source_id: event.kind for event in claimed.values()}
     by_source: dict[int, list[str]] = defaultdict(list)
@@ -345,7 +396,7 @@ async def _rebuild(
             for state in states
         }
         failures = await rebuild_customers(
-            connection, source_id, kind, customers, translators[kind], known
+            connection, source_id, kind, customers, translators[kind], known, keys
         )
         for customer, message in failures.items():
             for event in batch.customers[(source_id, customer)]:
@@ -406,8 +457,10 @@ async def process_batch(
     translators: Mapping[str, Translator],
     limit: int = BATCH,
     now: datetime | None = None,
+    keys: Keys | None = None,
 ) -> int:
-    """Apply up to `limit` due events in one transaction; how many were taken."""
+    """Apply up to `limit` due events in one transaction; how many were taken. `keys` open
+    the sources' secrets, to retrieve what events leave out (None: nothing is retrieved)."""
     now = now or datetime.now(UTC)
     async with engine.begin() as connection:
         found = await connection.execute(
@@ -423,7 +476,7 @@ async def process_batch(
         await _store(connection, claimed, batch)
         await _lock_catalog(connection, claimed, batch)
         await _affected(connection, claimed, batch)
-        await _rebuild(connection, claimed, batch, translators)
+        await _rebuild(connection, claimed, batch, translators, keys)
         await connection.execute(sa.text("ANALYZE touched_customer"))
         await recompute_touched(connection)
         await _mark(connection, claimed, batch, now)
@@ -472,9 +525,10 @@ async def _drain_one(
     translators: Mapping[str, Translator],
     now: datetime | None,
     progress: Callable[[int], None] | None,
+    keys: Keys | None,
 ) -> int:
     total, limit = 0, BATCH
-    while taken := await process_batch(engine, translators, limit, now):
+    while taken := await process_batch(engine, translators, limit, now, keys):
         total += taken
         if progress is not None:
             progress(taken)
@@ -489,20 +543,25 @@ async def drain(
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
     concurrency: int = 1,
+    keys: Keys | None = None,
 ) -> int:
     """Process until nothing is due; how many events were taken (`progress` gets each
     batch's count). `concurrency` workers share the inbox, as separate workers do."""
-    workers = (_drain_one(engine, translators, now, progress) for _ in range(concurrency))
+    workers = (_drain_one(engine, translators, now, progress, keys) for _ in range(concurrency))
     return sum(await asyncio.gather(*workers))
 
 
 async def _run_one(
-    engine: AsyncEngine, translators: Mapping[str, Translator], stop: asyncio.Event, idle: float
+    engine: AsyncEngine,
+    translators: Mapping[str, Translator],
+    stop: asyncio.Event,
+    idle: float,
+    keys: Keys | None,
 ) -> None:
     limit = BATCH
     while not stop.is_set():
         try:
-            taken = await process_batch(engine, translators, limit)
+            taken = await process_batch(engine, translators, limit, keys=keys)
             if taken:
                 await keep_statistics(engine)
         except Exception as error:  # the database away, or a bug: log, wait, go on
@@ -520,8 +579,9 @@ async def run(
     stop: asyncio.Event,
     idle_seconds: float = 0.5,
     concurrency: int = 1,
+    keys: Keys | None = None,
 ) -> None:
     """The worker loop (inside `serve`, or `tidemill worker`): `concurrency` of them."""
     await asyncio.gather(
-        *(_run_one(engine, translators, stop, idle_seconds) for _ in range(concurrency))
+        *(_run_one(engine, translators, stop, idle_seconds, keys) for _ in range(concurrency))
     )

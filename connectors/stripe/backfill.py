@@ -22,6 +22,7 @@ from app.errors import UserError
 from app.ingest.pull import Page, Progress, SyncResult, sync
 from app.ingest.secrets import Vault
 from app.ingest.sources import get_source, secrets_of
+from connectors.stripe.api import client
 from connectors.stripe.translator import TRANSLATOR
 
 # (resource, list parameters, the snapshot event type of its objects); catalog first
@@ -39,13 +40,6 @@ RESOURCES: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("events", {}, ""),
 )
 PAGE_SIZE = 100
-
-
-def client(api_key: str, api_base: str | None, http: stripe.HTTPClient) -> stripe.StripeClient:
-    addresses: Any = {"api": api_base} if api_base else None
-    return stripe.StripeClient(
-        api_key, base_addresses=addresses, max_network_retries=2, http_client=http
-    )
 
 
 def snapshot_event(obj: Mapping[str, Any], kind: str, at: int) -> dict[str, Any]:

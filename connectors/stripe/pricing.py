@@ -209,6 +209,12 @@ class Discount:
             self.coupon.duration == "repeating" and self.end is not None and day >= self.end
         )
 
+    def in_effect(self, day: date) -> bool:
+        """Attached on `day` (from its start, before its end), whatever its duration: what
+        makes a subscription's discount override its customer's."""
+        started = self.start is None or self.start <= day
+        return started and (self.end is None or day < self.end)
+
 
 @dataclass(frozen=True)
 class Item:

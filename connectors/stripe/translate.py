@@ -12,7 +12,15 @@ from typing import Any
 from app.ingest.canonical import CustomerBundle, CustomerRecord, PlanRecord, SubscriptionRecord
 from app.ingest.objects import Event, Observed
 from connectors.stripe.pricing import PricingError
-from connectors.stripe.subscriptions import Lookup, history, references
+from connectors.stripe.subscriptions import (
+    Lookup,
+    customer_context,
+    discount_references,
+    history,
+    line_price_ids,
+    references,
+    untiered,
+)
 
 Json = Mapping[str, Any]
 
@@ -31,6 +39,7 @@ APPLIED_PREFIXES = (
 STORED_PREFIXES = ("invoice.", "invoiceitem.", "charge.", "credit_note.")
 IGNORED_TYPES = ("customer.source.", "customer.tax_id.", "customer.cash_balance")
 OWNED_BY_CUSTOMER = ("subscription", "discount", "invoice", "charge", "credit_note", "invoiceitem")
+STUB_KEYS = frozenset(["id", "object", "deleted"])
 ATTRIBUTE_KEY = re.compile(r"[^a-z0-9_]+")
 
 
@@ -65,6 +74,11 @@ def observed(obj: Json, at: datetime, event_id: str, deleted: bool = False) -> O
     elif kind == "discount":
         coupon = (obj.get("source") or {}).get("coupon") or obj.get("coupon")
         refs = tuple(ref for ref in (_id(coupon),) if ref)
+    elif kind == "customer":
+        entries = [*(obj.get("discounts") or []), obj.get("discount")]
+        refs = tuple(sorted({ref for ref in discount_references(entries) if ref}))
+    elif kind == "invoice":
+        refs = tuple(sorted({ref for ref in line_price_ids(obj) if ref}))
     elif kind in ("price", "plan"):
         refs = tuple(ref for ref in (_id(obj.get("product")),) if ref)
     return Observed(
@@ -163,14 +177,25 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
     for state in owned:
         by_object[state.object_id].append(state)
     customer_states = sorted(by_object.pop(customer_id, []), key=lambda s: s.order)
-    latest = customer_states[-1].payload if customer_states else None
+    # a deletion's payload may be a stub (id, deleted): the name and attributes stay
+    full = [s.payload for s in customer_states if set(s.payload) - STUB_KEYS]
+    latest = full[-1] if full else None
     subscriptions = []
     all_states: list[Observed] = []
+    try:
+        discounts = [s for s in owned if s.object_type == "discount"]
+        context = customer_context([*customer_states, *discounts], lookup)
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, PricingError):
+            raise
+        raise PricingError(f"customer {customer_id}: unreadable ({error!r})") from error
+    invoices = [s for s in owned if s.object_type == "invoice"]
     for object_id, states in sorted(by_object.items()):
         if states[0].object_type != "subscription":
             continue
         try:
-            subscriptions.append(SubscriptionRecord(object_id, history(states, lookup)))
+            versions = history(states, lookup, context, invoices)
+            subscriptions.append(SubscriptionRecord(object_id, versions))
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, PricingError):
                 raise
@@ -179,3 +204,12 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
     prices = _prices(all_states)
     plans = tuple(plan_record(prices[key], lookup) for key in sorted(prices))
     return CustomerBundle(customer_record(customer_id, latest), plans, tuple(subscriptions))
+
+
+def incomplete(owned: Sequence[Observed], lookup: Lookup) -> set[str]:
+    """The tiered prices these subscriptions read without knowing their tiers."""
+    missing: set[str] = set()
+    for state in owned:
+        if state.object_type == "subscription":
+            missing |= untiered(state.payload, lookup)
+    return missing

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.ingest.canonical import CustomerBundle
-from app.ingest.objects import Event, Observed
+from app.ingest.objects import Event, Json, Observed
 from app.ingest.translator import Lookup
-from connectors.stripe import signature, translate
+from connectors.stripe import api, signature, translate
 
 
 class StripeTranslator:
@@ -26,6 +26,12 @@ class StripeTranslator:
         self, customer_id: str, owned: Sequence[Observed], lookup: Lookup
     ) -> CustomerBundle:
         return translate.customer_bundle(customer_id, owned, lookup)
+
+    def incomplete(self, owned: Sequence[Observed], lookup: Lookup) -> set[str]:
+        return translate.incomplete(owned, lookup)
+
+    def retrieve(self, ident: str, secrets: Mapping[str, str], settings: Json) -> Observed:
+        return api.retrieve(ident, secrets["api_key"], settings.get("api_base"))
 
 
 TRANSLATOR = StripeTranslator()
