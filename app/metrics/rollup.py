@@ -152,7 +152,7 @@ ALL_ALONE = (1 << len(Interval)) - 1
 WIDER = [interval for interval in Interval if interval is not Interval.DAY]
 
 
-def _calendar(rows: FromClause) -> FromClause:
+def _calendar(rows: FromClause, name: str = "calendar") -> FromClause:
     """Each day from the first to the last of `rows`, with the first (`k_<interval>`) and last
     (`b_<interval>`) day of its period of each interval wider than a day: computed once per
     day, then joined, instead of once per row."""
@@ -166,7 +166,7 @@ def _calendar(rows: FromClause) -> FromClause:
     for interval in WIDER:
         first, last = _period_bounds(days.c.day, interval)
         bounds += [first.label(f"k_{interval.value}"), last.label(f"b_{interval.value}")]
-    return sa.select(days.c.day, *bounds).cte("calendar")
+    return sa.select(days.c.day, *bounds).cte(name)
 
 
 def _bounds(rows: FromClause, interval: Interval) -> tuple[Any, Any]:
@@ -209,7 +209,7 @@ FLOWS = (*ROLLUP_MONEY, "customers_net")  # sums over movements: each row adds i
 COUNTED = tuple(name for name in SUMMED if name not in FLOWS)  # facts of a customer in a period
 
 
-def _contributions(rows: FromClause) -> Select[Any]:
+def _contributions(rows: FromClause, suffix: str = "") -> Select[Any]:
     """Per (interval i, value, calendar period k of i): the aggregates the scan computes over
     `rows` for that period (app.metrics.mrr._customer_level and _period_level, the same
     formulas), and how many customers have a movement in it. The rows are read once (a
@@ -220,15 +220,16 @@ def _contributions(rows: FromClause) -> Select[Any]:
     period of each interval. Only the rows of customers with several movements in a period
     are repeated per interval and grouped per customer, for the customer facts alone: their
     state before the period is the `before` of their row whose previous movement is earlier,
-    their state at its end the `after` of the one whose next is later."""
-    source = sa.select(rows).cte("source")
-    calendar = _calendar(source)
+    their state at its end the `after` of the one whose next is later. `suffix` names its
+    CTEs apart from those of another dimension's contributions in the same statement."""
+    source = sa.select(rows).cte(f"source{suffix}")
+    calendar = _calendar(source, f"calendar{suffix}")
     dated = (
         sa.select(source, *(column for column in calendar.c if column.name != "day"))
         .join_from(source, calendar, calendar.c.day == source.c.day)
         .subquery("dated")
     )
-    mv = sa.select(dated, _alone_mask(dated).label("alone")).cte("mv")
+    mv = sa.select(dated, _alone_mask(dated).label("alone")).cte(f"mv{suffix}")
     held = mv.c.before > 0
     per_day = (
         sa.select(
@@ -346,7 +347,8 @@ async def add_contributions(connection: AsyncConnection, members: Members, sign:
 def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any]:
     """The rollup rows (interval, dimension, value, k, *SUMMED) of one dimension that the
     customers in `members` contribute, times `sign`; the currency rows bring the total's."""
-    found = _contributions(DIMENSIONS[dimension](members)).cte(f"found_{dimension or 'total'}")
+    name = dimension or "total"
+    found = _contributions(DIMENSIONS[dimension](members), f"_{name}").cte(f"found_{name}")
     signed = sa.literal(sign, sa.BigInteger)
     rows = sa.select(
         found.c.i,
