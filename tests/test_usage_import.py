@@ -252,6 +252,7 @@ async def test_an_id_stored_by_a_concurrent_ingest_is_applied_once(engine: Async
             for _ in range(200):  # until B waits on A's key c2
                 if await watcher.scalar(waiting):
                     break
+                await watcher.rollback()  # pg_stat_activity is read once per transaction
                 await asyncio.sleep(0.01)
             else:
                 raise AssertionError("the second batch never waited on the first")

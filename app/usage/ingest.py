@@ -79,9 +79,15 @@ class Rules:
     numeric: dict[str, list[UsageMetric]] = field(default_factory=dict)  # by event name
 
     def __post_init__(self) -> None:
+        checks: set[tuple[str, str, bool]] = set()
         for metric in self.metrics:
             if metric.event_name and metric.property and metric.aggregation in NUMERIC:
-                self.numeric.setdefault(metric.event_name, []).append(metric)
+                # a check already made by an earlier metric (same property, same need of an
+                # integer) cannot fail where that one passed: checked once, in the same order
+                check = (metric.event_name, metric.property, metric.value_type is ValueType.INTEGER)
+                if check not in checks:
+                    checks.add(check)
+                    self.numeric.setdefault(metric.event_name, []).append(metric)
 
     @property
     def indexed(self) -> list[UsageMetric]:
