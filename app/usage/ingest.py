@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
-from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upserts
+from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert_ctes
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
 from app.usage.definitions import live_metrics
@@ -261,9 +261,9 @@ def store_statement(indexed: Sequence[UsageMetric], all_new: bool = False) -> sa
         .cte("fresh_events")
     )
     rollups = [
-        statement.cte(f"rollup_{index}_{part}")
+        cte
         for index, metric in enumerate(indexed)
-        for part, statement in enumerate(rollup_upserts(metric, events, trusted=True))
+        for cte in rollup_upsert_ctes(metric, events, True, f"rollup_{index}")
     ]
     counted = sa.select(sa.func.count()).select_from(events).add_cte(*rollups)
     return counted.add_cte(keys) if all_new else counted
