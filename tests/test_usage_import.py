@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.metrics.service import MetricsEngine
 from app.metrics.usage import Aggregation, QueryType, Window
-from app.tables import customer, usage_event
+from app.tables import customer, usage_event, usage_rollup, usage_rollup_day
 from app.usage import bulk, definitions
 from app.usage.bulk import import_events
 from app.usage.definitions import MetricInput
-from app.usage.ingest import ingest
+from app.usage.ingest import DEFAULT_SOURCE, Batch, check, ingest, rules, store
 from app.usage.service import UsageService
 
 SUM = Aggregation.SUM
@@ -217,3 +218,98 @@ async def test_numbers_out_of_range_given_as_python_values_are_refused(engine: A
     async with engine.connect() as connection:
         stored = await connection.scalar(sa.select(usage_event.c.properties))
     assert stored == {"v": None, "w": 1.5}
+
+
+async def test_an_id_stored_by_a_concurrent_ingest_is_applied_once(engine: AsyncEngine) -> None:
+    """Batch A (c1: 5 tokens, c2: 7) is stored but not yet committed when batch B (c2: 700,
+    c3: 11) comes: B's plain insert of its keys waits on A's c2, fails when A commits, and B is
+    stored again with the conflict check: c3 alone. acme's INDEXED total: 5 + 7 + 11 = 23."""
+    indexed = (
+        await definitions.create(
+            engine, MetricInput("tokens", "api_call", SUM, "tokens", query_type=QueryType.INDEXED)
+        )
+    ).id
+    first = [
+        line("c1", "acme", "2026-03-01T00:00:00Z", 5),
+        line("c2", "acme", "2026-03-01T01:00:00Z", 7),
+    ]
+    second = [
+        line("c2", "acme", "2026-03-01T01:00:00Z", 700),
+        line("c3", "acme", "2026-03-01T02:00:00Z", 11),
+    ]
+    await ingest(engine, [line("c0", "acme", "2026-03-01T00:00:00Z", 0)])  # acme, the month
+    async with engine.connect() as connection:
+        found = await rules(connection)
+    events, _ = check(first, found, datetime.now(UTC))
+    async with engine.begin() as connection:
+        assert await store(connection, Batch.of(events), DEFAULT_SOURCE, found, {}) == 2
+        later = asyncio.create_task(ingest(engine, second))
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        async with engine.connect() as watcher:
+            for _ in range(200):  # until B waits on A's key c2
+                if await watcher.scalar(waiting):
+                    break
+                await watcher.rollback()  # pg_stat_activity is read once per transaction
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the second batch never waited on the first")
+    result = await later
+    assert (result.accepted, result.duplicates) == (1, 1)
+    tokens = sa.func.sum(usage_rollup.c.sum)
+    async with engine.connect() as connection:
+        total = await connection.scalar(
+            sa.select(tokens).where(usage_rollup.c.metric_id == indexed)
+        )
+    assert total == 23
+    assert await total_tokens(engine) == 23
+
+
+async def test_per_day_totals_are_made_from_the_per_customer_groups(engine: AsyncEngine) -> None:
+    """One day, two customers, two batches; the per-day row of each INDEXED metric by hand:
+
+        a1 acme 10:00   5        b2 beta 08:00  20
+        a2 acme 12:00   2        b1 beta 12:00   9   (same time as a2: b1 is later by id)
+        then c1 acme 12:00 7 (later than b1 by id), and x1 beta the next day, 1
+
+    March 1st: 5 events, sum 43, min 2, max 20, latest c1 (7); March 2nd: x1 alone."""
+    made = {}
+    for name, aggregation, prop in (
+        ("latest", Aggregation.LATEST, "tokens"),
+        ("least", Aggregation.MIN, "tokens"),
+        ("total", SUM, "tokens"),
+        ("calls", Aggregation.COUNT, None),
+    ):
+        given = MetricInput(name, "api_call", aggregation, prop, query_type=QueryType.INDEXED)
+        made[name] = (await definitions.create(engine, given)).id
+    first = [
+        line("a1", "acme", "2026-03-01T10:00:00Z", 5),
+        line("b1", "beta", "2026-03-01T12:00:00Z", 9),
+        line("a2", "acme", "2026-03-01T12:00:00Z", 2),
+        line("b2", "beta", "2026-03-01T08:00:00Z", 20),
+    ]
+    assert (await ingest(engine, first)).accepted == 4
+    second = [
+        line("c1", "acme", "2026-03-01T12:00:00Z", 7),
+        line("x1", "beta", "2026-03-02T00:00:00Z", 1),
+    ]
+    assert (await ingest(engine, second)).accepted == 2
+    t = usage_rollup_day.c
+    query = sa.select(
+        t.metric_id, t.day, t["count"], t.sum, t.min, t.max, t.latest_id, t.latest_value
+    ).order_by(t.metric_id, t.day)
+    async with engine.connect() as connection:
+        rows = [tuple(row) for row in (await connection.execute(query)).all()]
+    march_1, march_2 = date(2026, 3, 1), date(2026, 3, 2)
+    assert rows == [
+        (made["latest"], march_1, 5, 43, 2, 20, "c1", 7),
+        (made["latest"], march_2, 1, 1, 1, 1, "x1", 1),
+        (made["least"], march_1, 5, 43, 2, 20, None, None),
+        (made["least"], march_2, 1, 1, 1, 1, None, None),
+        (made["total"], march_1, 5, 43, 2, 20, None, None),
+        (made["total"], march_2, 1, 1, 1, 1, None, None),
+        (made["calls"], march_1, 5, None, None, None, None, None),
+        (made["calls"], march_2, 1, None, None, None, None, None),
+    ]

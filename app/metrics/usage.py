@@ -502,17 +502,20 @@ def _rollup_columns(
     metric: UsageMetric, fresh: FromClause, trusted: bool
 ) -> list[ColumnElement[Any]]:
     value = event_value(metric, fresh, trusted)
+    # typed NULLs: the rows may be a CTE's, read by another statement
+    kinds: dict[str, Any] = {"sum": sa.Numeric, "min": sa.Numeric, "max": sa.Numeric}
+    kinds |= {"latest_at": sa.DateTime(timezone=True), "latest_id": sa.Text}
+    kinds |= {"latest_value": sa.Numeric}
     if value is None or metric.aggregation not in NUMERIC:
         return [sa.func.count().label("count")] + [
-            sa.null().label(name)
-            for name in ("sum", "min", "max", "latest_at", "latest_id", "latest_value")
+            sa.cast(sa.null(), kind).label(name) for name, kind in kinds.items()
         ]
     latest = metric.aggregation is Aggregation.LATEST
     ordered = (fresh.c.ts, fresh.c.event_id)
 
     def last(column: ColumnElement[Any], kind: Any) -> ColumnElement[Any]:
         if not latest:
-            return sa.null()
+            return sa.cast(sa.null(), kind)
         values = sa.func.array_agg(aggregate_order_by(column, *(c.desc() for c in ordered)))
         return sa.type_coerce(values, ARRAY(kind))[1]
 
@@ -550,24 +553,31 @@ def _values_upsert(metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any
     return insert.on_conflict_do_nothing()
 
 
-def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any:
-    """Add matching events to `table`, grouped by its keys (customer and day, or day)."""
-    keys = [fresh.c.customer_id] if "customer_id" in table.c else []
+def _grouped(
+    metric: UsageMetric, fresh: FromClause, trusted: bool, by_customer: bool
+) -> tuple[Select[Any], list[str]]:
+    """The matching events of `fresh` grouped by (customer and) day, as rollup rows."""
+    keys = [fresh.c.customer_id] if by_customer else []
     day = _utc_day(fresh.c.ts).label("day")
     columns = _rollup_columns(metric, fresh, trusted)
     grouped = [*keys, sa.literal_column("day")]
     select = (
-        sa.select(sa.literal(metric.id), *keys, day, *columns)
+        sa.select(sa.literal(metric.id).label("metric_id"), *keys, day, *columns)
         .where(*metric_conditions(metric, fresh, trusted=trusted))
         .group_by(*grouped)
         .order_by(*grouped)
     )
     index = ["metric_id", *(key.name for key in keys), "day"]
-    insert = postgresql.insert(table).from_select([*index, *(c.name for c in columns)], select)
+    return select, [*index, *(c.name for c in columns if c.name is not None)]
+
+
+def _upsert_rows(table: sa.Table, rows: Select[Any], names: list[str]) -> Any:
+    """Add rollup rows (`names`: the table's key columns, then its aggregates) to `table`."""
+    insert = postgresql.insert(table).from_select(names, rows)
     old, new = table.c, insert.excluded
     newer = _newer(table, new)
     return insert.on_conflict_do_update(
-        index_elements=index,
+        index_elements=[name for name in names if name in ("metric_id", "customer_id", "day")],
         set_={
             "count": old["count"] + new["count"],
             "sum": sa.func.coalesce(old.sum + new.sum, old.sum, new.sum),
@@ -578,6 +588,56 @@ def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause, trusted: bo
             "latest_value": sa.case((newer, new.latest_value), else_=old.latest_value),
         },
     )
+
+
+def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any:
+    """Add matching events to `table`, grouped by its keys (customer and day, or day)."""
+    rows, names = _grouped(metric, fresh, trusted, "customer_id" in table.c)
+    return _upsert_rows(table, rows, names)
+
+
+def _days_of(metric: UsageMetric, per_customer: FromClause, numeric: bool) -> Select[Any]:
+    """Per-day rollup rows from per-customer-and-day ones (`_grouped`): counts and sums add
+    up, the minimum is the least, the latest the latest by (timestamp, event id)."""
+    c = per_customer.c
+    ordered = (c.latest_at.desc(), c.latest_id.desc())
+
+    def last(column: ColumnElement[Any], kind: Any) -> ColumnElement[Any]:
+        if metric.aggregation is not Aggregation.LATEST or not numeric:
+            return sa.null()
+        values = sa.func.array_agg(aggregate_order_by(column, *ordered))
+        return sa.type_coerce(values, ARRAY(kind))[1]
+
+    def total(function: Any, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return function(column) if numeric else sa.null()
+
+    columns = [
+        sa.cast(sa.func.sum(c["count"]), sa.BigInteger).label("count"),
+        total(sa.func.sum, c.sum).label("sum"),
+        total(sa.func.min, c.min).label("min"),
+        total(sa.func.max, c.max).label("max"),
+        last(c.latest_at, sa.DateTime(timezone=True)).label("latest_at"),
+        last(c.latest_id, sa.Text).label("latest_id"),
+        last(c.latest_value, sa.Numeric).label("latest_value"),
+    ]
+    return sa.select(c.metric_id, c.day, *columns).group_by(c.metric_id, c.day).order_by(c.day)
+
+
+def rollup_upsert_ctes(
+    metric: UsageMetric, fresh: FromClause, trusted: bool, prefix: str
+) -> list[Any]:
+    """`rollup_upserts` as the CTEs of one statement (named from `prefix`): the events of
+    `fresh` are grouped once by customer and day, and the per-day totals made from those
+    groups instead of from the events again."""
+    if metric.aggregation is Aggregation.UNIQUE_COUNT:
+        return [_values_upsert(metric, fresh, trusted).cte(f"{prefix}_values")]
+    rows, names = _grouped(metric, fresh, trusted, by_customer=True)
+    per_customer = rows.cte(f"{prefix}_groups")
+    numeric = event_value(metric, fresh, trusted) is not None and metric.aggregation in NUMERIC
+    customers = _upsert_rows(usage_rollup, sa.select(per_customer), names)
+    day_names = [name for name in names if name != "customer_id"]
+    days = _upsert_rows(usage_rollup_day, _days_of(metric, per_customer, numeric), day_names)
+    return [customers.cte(f"{prefix}_customers"), days.cte(f"{prefix}_days")]
 
 
 def rollup_upserts(metric: UsageMetric, fresh: FromClause, trusted: bool = False) -> list[Any]:

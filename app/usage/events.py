@@ -11,7 +11,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,8 +28,7 @@ LONG_RUN = b"0" * 19
 SHAPE = "an event is a JSON object {id, customer, name, timestamp, properties, product}"
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):  # a tuple: made several times faster than a frozen dataclass
     id: str
     customer: str
     name: str

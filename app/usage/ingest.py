@@ -13,6 +13,11 @@ One path for `POST /events`, the `ingestEvents` mutation and `tidemill import ev
    stores the events whose key is new in `usage_event_key` (an id already
    stored is a duplicate, never applied twice) and adds exactly those to the rollup of every
    INDEXED metric, whatever day they fall on (late events update their past day).
+   Most batches hold no stored id: the statement is first tried, in a savepoint, with a plain
+   insert of every key (no conflict check per row, no join of the events with the keys
+   inserted: about a third less work per event); a key already there (stored before, or by a
+   concurrent ingest that commits) fails it with a unique violation, and the batch is then
+   stored with `ON CONFLICT DO NOTHING`, keeping exactly the new events.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
-from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upserts
+from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert_ctes
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
 from app.usage.definitions import live_metrics
@@ -49,6 +54,8 @@ GC_THRESHOLD = 200_000  # allocations between collections of the youngest genera
 DEFAULT_SOURCE = "events"
 STAGE = "usage_stage"
 STAGE_COLUMNS = ("event_id", "customer", "name", "ts", "properties", "product")
+UNIQUE_VIOLATION = "23505"
+KEY_CONSTRAINT = "usage_event_key_pkey"
 EVENT_COLUMNS = ("source", "event_id", "customer_id", "name", "ts", "properties", "product")
 
 
@@ -72,9 +79,15 @@ class Rules:
     numeric: dict[str, list[UsageMetric]] = field(default_factory=dict)  # by event name
 
     def __post_init__(self) -> None:
+        checks: set[tuple[str, str, bool]] = set()
         for metric in self.metrics:
             if metric.event_name and metric.property and metric.aggregation in NUMERIC:
-                self.numeric.setdefault(metric.event_name, []).append(metric)
+                # a check already made by an earlier metric (same property, same need of an
+                # integer) cannot fail where that one passed: checked once, in the same order
+                check = (metric.event_name, metric.property, metric.value_type is ValueType.INTEGER)
+                if check not in checks:
+                    checks.add(check)
+                    self.numeric.setdefault(metric.event_name, []).append(metric)
 
     @property
     def indexed(self) -> list[UsageMetric]:
@@ -199,18 +212,25 @@ def _stage_table() -> sa.TableClause:
     )
 
 
-def store_statement(indexed: Sequence[UsageMetric]) -> sa.Select[Any]:
+def store_statement(indexed: Sequence[UsageMetric], all_new: bool = False) -> sa.Select[Any]:
     """Insert the staged events whose key is new; add them to the INDEXED rollups; count.
-    Binds `source` and the customers' identifiers with their ids (`keys`, `ids`)."""
+    Binds `source` and the customers' identifiers with their ids (`keys`, `ids`).
+    `all_new`: every staged key is inserted as it is, and every event stored; a key already
+    stored fails the statement (a unique violation, `is_stored_key`)."""
     stage = _stage_table()
     source = sa.bindparam("source", type_=sa.Text)
-    keys = (
-        postgresql.insert(usage_event_key)
-        .from_select(["source", "event_id", "ts"], sa.select(source, stage.c.event_id, stage.c.ts))
-        .on_conflict_do_nothing()
-        .returning(usage_event_key.c.event_id)
-        .cte("fresh_keys")
+    new_keys = sa.select(source, stage.c.event_id, stage.c.ts)
+    insert_keys = postgresql.insert(usage_event_key).from_select(
+        ["source", "event_id", "ts"], new_keys
     )
+    if all_new:
+        keys = insert_keys.cte("fresh_keys")  # run for its effect, whether read or not
+    else:
+        keys = (
+            insert_keys.on_conflict_do_nothing()
+            .returning(usage_event_key.c.event_id)
+            .cte("fresh_keys")
+        )
     customers = (
         sa.func.unnest(
             sa.bindparam("keys", type_=postgresql.ARRAY(sa.Text)),
@@ -219,19 +239,21 @@ def store_statement(indexed: Sequence[UsageMetric]) -> sa.Select[Any]:
         .table_valued("customer", "customer_id")
         .render_derived(name="customers")
     )
-    fresh = (
-        sa.select(
-            source,
-            stage.c.event_id,
-            customers.c.customer_id,
-            stage.c.name,
-            stage.c.ts,
-            stage.c.properties,
-            stage.c.product,
-        )
-        .join_from(stage, keys, keys.c.event_id == stage.c.event_id)
-        .join(customers, customers.c.customer == stage.c.customer)
+    fresh = sa.select(
+        source,
+        stage.c.event_id,
+        customers.c.customer_id,
+        stage.c.name,
+        stage.c.ts,
+        stage.c.properties,
+        stage.c.product,
     )
+    if all_new:
+        fresh = fresh.join_from(stage, customers, customers.c.customer == stage.c.customer)
+    else:
+        fresh = fresh.join_from(stage, keys, keys.c.event_id == stage.c.event_id).join(
+            customers, customers.c.customer == stage.c.customer
+        )
     events = (
         sa.insert(usage_event)
         .from_select(list(EVENT_COLUMNS), fresh)
@@ -239,11 +261,21 @@ def store_statement(indexed: Sequence[UsageMetric]) -> sa.Select[Any]:
         .cte("fresh_events")
     )
     rollups = [
-        statement.cte(f"rollup_{index}_{part}")
+        cte
         for index, metric in enumerate(indexed)
-        for part, statement in enumerate(rollup_upserts(metric, events, trusted=True))
+        for cte in rollup_upsert_ctes(metric, events, True, f"rollup_{index}")
     ]
-    return sa.select(sa.func.count()).select_from(events).add_cte(*rollups)
+    counted = sa.select(sa.func.count()).select_from(events).add_cte(*rollups)
+    return counted.add_cte(keys) if all_new else counted
+
+
+def is_stored_key(error: sa.exc.IntegrityError) -> bool:
+    """The error is an event key stored already (`store_statement(all_new=True)`)."""
+    cause = error.orig.__cause__ if error.orig is not None else None
+    return (
+        getattr(error.orig, "sqlstate", None) == UNIQUE_VIOLATION
+        and getattr(cause, "constraint_name", None) == KEY_CONSTRAINT
+    )
 
 
 async def store(
@@ -270,7 +302,13 @@ async def store(
     indexed = [m for m in rules.indexed if m.event_name in batch.names]
     wanted = sorted(batch.customers)
     parameters = {"source": source, "keys": wanted, "ids": [ids[key] for key in wanted]}
-    stored = int(await connection.scalar(store_statement(indexed), parameters) or 0)
+    try:
+        async with connection.begin_nested():  # module doc, 5
+            stored = int(await connection.scalar(store_statement(indexed, True), parameters) or 0)
+    except sa.exc.IntegrityError as error:
+        if not is_stored_key(error):
+            raise
+        stored = int(await connection.scalar(store_statement(indexed), parameters) or 0)
     await connection.exec_driver_sql(f"DROP TABLE {STAGE}")
     return stored
 
