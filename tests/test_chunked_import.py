@@ -18,6 +18,7 @@ from app.attributes import AttributeDefinition, AttributeType
 from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
+from app.ingest import chunked
 from app.ingest.subscriptions import ImportResult, load_periods
 from connectors.csv.subscriptions import read_periods
 from tests.conftest import TABLES
@@ -211,6 +212,59 @@ async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, compa
         await load(engine, company + overlap, chunk_rows=60)
     assert "overlaps another period" in " ".join(overlapping.value.problems)
     assert (await stored(engine))["customer"] == []
+
+
+async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
+    engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)  # one chunk after the other
+    one_by_one = await load(engine, company, chunk_rows=60)
+    expected = await stored(engine)
+    await empty(engine)
+
+    side_by_side: list[tuple[int, bool]] = []  # (chunk, after another chunk's commit)
+    apply_chunk = chunked._apply_chunk
+
+    async def counted(*args: Any) -> tuple[int, int]:
+        side_by_side.append((args[2], isinstance(args[-1], asyncio.Event)))
+        return await apply_chunk(*args)
+
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 2)
+    monkeypatch.setattr(chunked, "_apply_chunk", counted)
+    result = await load(engine, company, chunk_rows=60)
+    assert result == one_by_one
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+    assert sorted(side_by_side) == [(chunk, True) for chunk in range(chunks)]  # each once
+    # a corrected file is no first import: one chunk after the other, 3 subscriptions changed
+    side_by_side.clear()
+    again = await load(engine, corrected(company), chunk_rows=60)
+    assert (again.changed_subscriptions, again.changed_customers) == (3, 3)
+    assert side_by_side == [(chunk, False) for chunk in range(chunks)]
+
+
+async def test_a_failed_chunk_leaves_the_chunks_before_it_when_side_by_side(
+    engine: AsyncEngine, company: str
+) -> None:
+    """Chunk 3 fails while chunk 4 is being applied beside it: chunks 0 to 2 stay committed,
+    nothing of chunks 3 and 4 does, and the same file resumes to the whole import."""
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=failing_at(4))
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 3)
+    [stage] = [table for table in await stage_tables(engine) if table.count("_") == 2]
+    async with engine.connect() as connection:
+        query = " UNION ".join(f"SELECT customer_id FROM {stage}_{k}" for k in range(3))
+        first_three = set(await connection.scalars(sa.text(query)))
+    partial = await stored(engine)
+    assert {row[0] for row in partial["customer"]} == first_three
+    assert len(first_three) < len({row[0] for row in expected["customer"]})
+    await load(engine, company, chunk_rows=60)
+    assert await stored(engine) == expected
 
 
 async def test_attribute_values_upserted_in_chunks_of_lines(
