@@ -11,14 +11,21 @@
    is therefore always either in its previous state or in the file's, never half-way.
    A chunk that would rebuild the rollups in full (a first import, or one touching at least
    half of the customers) only marks them behind (readers scan meanwhile).
-3. **Finish**: the rollups, when marked behind, are rebuilt once (app.metrics.rollup.rebuild,
-   customer slice by slice); the import is recorded in `import_run`, the staging table
-   dropped, planner statistics refreshed.
+   A first import of the source (no subscription of it yet, empty derived tables) applies
+   CONCURRENT_CHUNKS chunks side by side, one connection each (the server works on each core;
+   no two chunks share a customer, a subscription or, written first, a plan or the rollups'
+   mark), each staging its customers' contribution to the rollups; they still commit in chunk
+   order (a chunk done early waits for the one before it to commit), so the committed chunks
+   are always the first `done_chunks`.
+3. **Finish**: the rollups, when marked behind, are made once: the sum of the chunks' staged
+   contributions (a first import applied side by side), else rebuilt
+   (app.metrics.rollup.rebuild, customer slice by slice); the import is recorded in
+   `import_run`, the staging tables dropped, planner statistics refreshed.
 
 The job (`import_job`) remembers where it is: running the same file again (same source and
 sha256) after an interruption continues after the last committed chunk (restaging first when
 the unlogged staging table did not survive a server crash; chunks are a hash of the customer
-id, so they are the same chunks again). No statement touches more than one chunk's rows except
+id, so they are the same chunks again), one chunk after the other, then rebuilds the rollups. No statement touches more than one chunk's rows except
 the COPY batches and the across-partition check, so none runs near the statement timeout.
 """
 
