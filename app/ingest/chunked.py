@@ -25,8 +25,11 @@
 The job (`import_job`) remembers where it is: running the same file again (same source and
 sha256) after an interruption continues after the last committed chunk (restaging first when
 the unlogged staging table did not survive a server crash; chunks are a hash of the customer
-id, so they are the same chunks again), one chunk after the other, then rebuilds the rollups. No statement touches more than one chunk's rows except
-the COPY batches and the across-partition check, so none runs near the statement timeout.
+id, so they are the same chunks again), one chunk after the other, then rebuilds the
+rollups. No statement touches more than one chunk's rows except the COPY batches, the
+across-partition check, the first import's plans (one pass over the staged file) and the sum
+of the chunks' contributions to the rollups (a few thousand rows per chunk), so none runs
+near the statement timeout.
 """
 
 from __future__ import annotations
@@ -88,7 +91,12 @@ def _drop_stage(ident: int) -> str:
 
 
 def chunk_count(expected_rows: int, chunk_rows: int) -> int:
-    return max(1, min(MAX_CHUNKS, math.ceil(expected_rows / max(1, chunk_rows))))
+    """Chunks of at most about `chunk_rows` rows, a multiple of CONCURRENT_CHUNKS when more
+    than one (a first import applies that many at a time: none is left to run alone)."""
+    chunks = math.ceil(expected_rows / max(1, chunk_rows))
+    if chunks > 1:
+        chunks = math.ceil(chunks / CONCURRENT_CHUNKS) * CONCURRENT_CHUNKS
+    return max(1, min(MAX_CHUNKS, chunks))
 
 
 def estimated_rows(path: Path, sample: int = 1 << 16) -> int:
