@@ -237,6 +237,9 @@ async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
     [(state, chunks, done)] = await jobs(engine)
     assert (state, done) == ("done", chunks)
     assert sorted(side_by_side) == [(chunk, True) for chunk in range(chunks)]  # each once
+    async with engine.connect() as connection:  # the chunks' staged rollup rows went too
+        query = "SELECT relname FROM pg_class WHERE relname ~ '^import_(rollup|cohorts)_'"
+        assert list(await connection.scalars(sa.text(query))) == []
     # a corrected file is no first import: one chunk after the other, 3 subscriptions changed
     side_by_side.clear()
     again = await load(engine, corrected(company), chunk_rows=60)
