@@ -18,6 +18,7 @@ from app.attributes import AttributeDefinition, AttributeType
 from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
+from app.ingest import chunked
 from app.ingest.subscriptions import ImportResult, load_periods
 from connectors.csv.subscriptions import read_periods
 from tests.conftest import TABLES
@@ -128,7 +129,7 @@ async def test_a_chunked_import_equals_one_transaction(engine: AsyncEngine, comp
     [(state, chunks, done)] = await jobs(engine)
     assert state == "done"
     assert chunks == done
-    assert chunks == -(-company.count("\n") // 60)
+    assert chunks == -(-company.count("\n") // 60 // 2) * 2  # an even count: 2 at a time
     assert await stage_tables(engine) == []
     # a corrected file recomputes only the customers it touches, in chunks too
     chunked_again = await load(engine, again, chunk_rows=60)
@@ -213,6 +214,62 @@ async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, compa
     assert (await stored(engine))["customer"] == []
 
 
+async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
+    engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)  # one chunk after the other
+    one_by_one = await load(engine, company, chunk_rows=60)
+    expected = await stored(engine)
+    await empty(engine)
+
+    side_by_side: list[tuple[int, bool]] = []  # (chunk, after another chunk's commit)
+    apply_chunk = chunked._apply_chunk
+
+    async def counted(*args: Any) -> tuple[int, int]:
+        side_by_side.append((args[2], isinstance(args[-1], asyncio.Event)))
+        return await apply_chunk(*args)
+
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 2)
+    monkeypatch.setattr(chunked, "_apply_chunk", counted)
+    result = await load(engine, company, chunk_rows=60)
+    assert result == one_by_one
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+    assert sorted(side_by_side) == [(chunk, True) for chunk in range(chunks)]  # each once
+    async with engine.connect() as connection:  # the chunks' staged rollup rows went too
+        query = "SELECT relname FROM pg_class WHERE relname ~ '^import_(rollup|cohorts)_'"
+        assert list(await connection.scalars(sa.text(query))) == []
+    # a corrected file is no first import: one chunk after the other, 3 subscriptions changed
+    side_by_side.clear()
+    again = await load(engine, corrected(company), chunk_rows=60)
+    assert (again.changed_subscriptions, again.changed_customers) == (3, 3)
+    assert side_by_side == [(chunk, False) for chunk in range(chunks)]
+
+
+async def test_a_failed_chunk_leaves_the_chunks_before_it_when_side_by_side(
+    engine: AsyncEngine, company: str
+) -> None:
+    """Chunk 3 fails while chunk 4 is being applied beside it: chunks 0 to 2 stay committed,
+    nothing of chunks 3 and 4 does, and the same file resumes to the whole import."""
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=failing_at(4))
+    [(state, _, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 3)
+    [stage] = [table for table in await stage_tables(engine) if table.count("_") == 2]
+    async with engine.connect() as connection:
+        query = " UNION ".join(f"SELECT customer_id FROM {stage}_{k}" for k in range(3))
+        first_three = set(await connection.scalars(sa.text(query)))
+    partial = await stored(engine)
+    assert {row[0] for row in partial["customer"]} == first_three
+    assert len(first_three) < len({row[0] for row in expected["customer"]})
+    await load(engine, company, chunk_rows=60)
+    assert await stored(engine) == expected
+
+
 async def test_attribute_values_upserted_in_chunks_of_lines(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,4 +315,4 @@ async def test_the_cli_imports_a_large_file_in_chunks(
     assert await stored(engine) == expected
     [(state, chunks, done)] = await jobs(engine)
     assert (state, done) == ("done", chunks)
-    assert chunks == -(-company.count("\n") // 100)  # estimated from the file's size
+    assert chunks == -(-company.count("\n") // 100 // 2) * 2  # from the file's size, even

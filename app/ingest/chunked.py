@@ -11,36 +11,49 @@
    is therefore always either in its previous state or in the file's, never half-way.
    A chunk that would rebuild the rollups in full (a first import, or one touching at least
    half of the customers) only marks them behind (readers scan meanwhile).
-3. **Finish**: the rollups, when marked behind, are rebuilt once (app.metrics.rollup.rebuild,
-   customer slice by slice); the import is recorded in `import_run`, the staging table
-   dropped, planner statistics refreshed.
+   A first import of the source (no subscription of it yet, empty derived tables) applies
+   CONCURRENT_CHUNKS chunks side by side, one connection each (the server works on each core;
+   no two chunks share a customer, a subscription or, written first, a plan or the rollups'
+   mark), each staging its customers' contribution to the rollups; they still commit in chunk
+   order (a chunk done early waits for the one before it to commit), so the committed chunks
+   are always the first `done_chunks`.
+3. **Finish**: the rollups, when marked behind, are made once: the sum of the chunks' staged
+   contributions (a first import applied side by side), else rebuilt
+   (app.metrics.rollup.rebuild, customer slice by slice); the import is recorded in
+   `import_run`, the staging tables dropped, planner statistics refreshed.
 
 The job (`import_job`) remembers where it is: running the same file again (same source and
 sha256) after an interruption continues after the last committed chunk (restaging first when
 the unlogged staging table did not survive a server crash; chunks are a hash of the customer
-id, so they are the same chunks again). No statement touches more than one chunk's rows except
-the COPY batches and the across-partition check, so none runs near the statement timeout.
+id, so they are the same chunks again), one chunk after the other, then rebuilds the
+rollups. No statement touches more than one chunk's rows except the COPY batches, the
+across-partition check, the first import's plans (one pass over the staged file) and the sum
+of the chunks' contributions to the rollups (a few thousand rows per chunk), so none runs
+near the statement timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest import subscriptions as single
-from app.ingest.recompute import create_touched_table
+from app.ingest.recompute import TOUCHED, create_touched_table, record_currencies
 from app.ingest.rows import PeriodRow
-from app.metrics import rollup
-from app.tables import import_job, import_run, rollup_rebuild
+from app.metrics import rollup, rollup_delta
+from app.tables import import_job, import_run, rollup_rebuild, subscription
 
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
+CONCURRENT_CHUNKS = 2  # chunks of a first import applied side by side (one per core)
 COPY_BATCHES = 40  # parsed batches (app.ingest.subscriptions.BATCH rows) per COPY statement
 UNFINISHED = ("staging", "applying", "finishing")
 
@@ -60,9 +73,30 @@ class Job:
     def partition(self, chunk: int) -> str:
         return f"import_stage_{self.id}_{chunk}"
 
+    @property
+    def rollup(self) -> str:
+        """Each chunk's contribution to the rollups (chunks applied side by side)."""
+        return f"import_rollup_{self.id}"
+
+    @property
+    def cohorts(self) -> str:
+        """Each chunk's contribution to the cohort rollups (chunks applied side by side)."""
+        return f"import_cohorts_{self.id}"
+
+
+def _drop_stage(ident: int) -> str:
+    """The statement dropping a job's staging tables."""
+    tables = (f"import_stage_{ident}", f"import_rollup_{ident}", f"import_cohorts_{ident}")
+    return f"DROP TABLE IF EXISTS {', '.join(tables)}"
+
 
 def chunk_count(expected_rows: int, chunk_rows: int) -> int:
-    return max(1, min(MAX_CHUNKS, math.ceil(expected_rows / max(1, chunk_rows))))
+    """Chunks of at most about `chunk_rows` rows, a multiple of CONCURRENT_CHUNKS when more
+    than one (a first import applies that many at a time: none is left to run alone)."""
+    chunks = math.ceil(expected_rows / max(1, chunk_rows))
+    if chunks > 1:
+        chunks = math.ceil(chunks / CONCURRENT_CHUNKS) * CONCURRENT_CHUNKS
+    return max(1, min(MAX_CHUNKS, chunks))
 
 
 def estimated_rows(path: Path, sample: int = 1 << 16) -> int:
@@ -117,7 +151,7 @@ async def _start(engine: AsyncEngine, source: str, sha256: str, filename: str, c
             .returning(import_job.c.id)
         )
         for ident in abandoned.all():
-            await connection.exec_driver_sql(f"DROP TABLE IF EXISTS import_stage_{ident}")
+            await connection.exec_driver_sql(_drop_stage(ident))
         ident = await connection.scalar(
             sa.insert(import_job)
             .values(
@@ -136,7 +170,7 @@ async def _start(engine: AsyncEngine, source: str, sha256: str, filename: str, c
 
 async def _fail(engine: AsyncEngine, job: Job) -> None:
     async with engine.begin() as connection:
-        await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {job.stage}")
+        await connection.exec_driver_sql(_drop_stage(job.id))
         await connection.execute(
             sa.update(import_job)
             .where(import_job.c.id == job.id)
@@ -269,7 +303,12 @@ async def _apply_chunk(
     source: str,
     fresh: bool,
     progress: single.Progress,
+    after: asyncio.Event | None = None,
 ) -> tuple[int, int]:
+    """One chunk in one transaction; with `after` (concurrent chunks), its work done, it waits
+    for that event (the previous chunk committed) before it takes the rows every chunk
+    writes (the ledger's currencies, the job's) and commits: chunks commit in order, so
+    `done_chunks` stays the number of chunks committed."""
     async with engine.begin() as connection:
         await connection.exec_driver_sql(single.NEW_VERSION_DDL)
         await create_touched_table(connection)
@@ -279,8 +318,12 @@ async def _apply_chunk(
         assert driver is not None
         await driver.execute(script)
         changed, touched = await single.apply_changes(
-            connection, fresh=fresh, bulk=False, defer_rollups=True
+            connection, fresh=fresh, bulk=False, defer_rollups=True, currencies=after is None
         )
+        if after is not None:
+            await _stage_contribution(connection, job)
+            await after.wait()
+            await record_currencies(connection)
         await connection.execute(
             sa.update(import_job)
             .where(import_job.c.id == job.id)
@@ -295,16 +338,115 @@ async def _apply_chunk(
     return changed, touched
 
 
-async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> None:
+async def _stage_contribution(connection: AsyncConnection, job: Job) -> None:
+    """The chunk's customers' contribution to the rollups (app.metrics.rollup_delta), kept
+    with the job until every chunk's is summed into the rollups (`_merge_rollups`). Read by
+    customer id range and then membership: a bounded index range of the growing tables."""
+    low, high = (
+        await connection.execute(
+            sa.text("SELECT min(customer_id), max(customer_id) FROM touched_customer")
+        )
+    ).one()
+    if low is None:
+        return
+
+    def members(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.and_(column.between(low, high), column.in_(sa.select(TOUCHED.c.customer_id)))
+
+    await rollup_delta.stage(connection, members, 1)
+    await connection.exec_driver_sql(f"INSERT INTO {job.rollup} SELECT * FROM rollup_delta")
+    await connection.exec_driver_sql(f"INSERT INTO {job.cohorts} SELECT * FROM cohort_rollup_delta")
+
+
+async def _merge_rollups(engine: AsyncEngine, job: Job, progress: single.Progress) -> None:
+    """The rollups of a first import applied side by side: the sum of every chunk's
+    contribution (the rows a rebuild makes: each rollup column is a sum over customers), in
+    one transaction that also clears their mark (app.metrics.rollup.rebuild's result)."""
+    progress("rollups", 1)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
+        await connection.execute(sa.delete(rollup_rebuild))
+        await connection.execute(
+            sa.text("CREATE TEMP TABLE rollup_delta ON COMMIT DROP AS SELECT * FROM " + job.rollup)
+        )
+        await connection.execute(
+            sa.text(
+                "CREATE TEMP TABLE cohort_rollup_delta ON COMMIT DROP AS SELECT * FROM "
+                + job.cohorts
+            )
+        )
+        await rollup_delta.apply(connection)
+    progress("rollup", 1)
+
+
+async def _concurrent(engine: AsyncEngine, job: Job, source: str) -> bool:
+    """Whether the chunks may be applied side by side (CONCURRENT_CHUNKS at a time): a first
+    import of the source into empty derived tables (no subscription of the source yet, so
+    none moves between customers, hence chunks: each chunk's rows are its own customers').
+    Then what chunks would otherwise all write is written once first: the file's plans and
+    the rollups marked behind (each such chunk would mark them: a first import rebuilds
+    them in full at the end), so that no chunk waits for another's row locks."""
+    if CONCURRENT_CHUNKS < 2 or job.chunks - job.done_chunks < 2:
+        return False
+    async with engine.begin() as connection:
+        known = await connection.scalar(
+            sa.select(sa.exists().where(subscription.c.source == source))
+        )
+        if known:
+            return False
+        literal = await connection.scalar(
+            sa.text("SELECT quote_literal(:source)"), {"source": source}
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO plan (source, external_id, name)"
+            f" SELECT DISTINCT {literal}, plan, plan FROM {job.stage} WHERE plan IS NOT NULL"
+            " ORDER BY 2 ON CONFLICT (source, external_id) DO NOTHING"
+        )
+        await rollup.request_rebuild(connection)
+        for table, like in ((job.rollup, "rollup"), (job.cohorts, "cohort_rollup")):
+            await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            await connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {table} (LIKE {like})")
+    return True
+
+
+async def _apply_concurrently(
+    engine: AsyncEngine, job: Job, source: str, progress: single.Progress
+) -> None:
+    """The chunks of a first import, CONCURRENT_CHUNKS in flight at a time (the server
+    derives one chunk's rows on each core; this process only waits), committed in order."""
+    committed = {chunk: asyncio.Event() for chunk in range(job.done_chunks - 1, job.chunks)}
+    committed[job.done_chunks - 1].set()
+    pending = iter(range(job.done_chunks, job.chunks))
+
+    async def worker() -> None:
+        for chunk in pending:
+            await _apply_chunk(engine, job, chunk, source, True, progress, committed[chunk - 1])
+            committed[chunk].set()
+            if (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
+                await single.refresh_statistics(engine, single.GROWING_TABLES)
+
+    workers = [asyncio.create_task(worker()) for _ in range(CONCURRENT_CHUNKS)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:  # the first failure is the import's; the other chunk rolls back
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
+async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> bool:
     """The rollups, once, when the chunks left them behind (a first import, or one touching
-    most customers): each chunk only marked them so (its readers scan meanwhile)."""
+    most customers): each chunk only marked them so (its readers scan meanwhile). Whether
+    they were (then the derived tables' statistics are fresh: refreshed before)."""
     async with engine.connect() as connection:
         behind = await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild)))
     if not behind:
-        return
+        return False
     await single.refresh_statistics(engine)  # the rebuild reads every customer's movements
     async with engine.begin() as connection:
         await rollup.rebuild_if_requested(connection, single.rollup_progress(progress))
+    return True
 
 
 async def _finish(engine: AsyncEngine, job: Job, filename: str, sha256: str) -> single.ImportResult:
@@ -326,7 +468,7 @@ async def _finish(engine: AsyncEngine, job: Job, filename: str, sha256: str) -> 
                 changed_customers=totals.changed_customers,
             )
         )
-        await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {job.stage}")
+        await connection.exec_driver_sql(_drop_stage(job.id))
     return single.ImportResult(
         rows=job.row_count,
         changed_subscriptions=int(totals.changed_subscriptions),
@@ -352,12 +494,16 @@ async def load_periods_chunked(
         job = await _stage(engine, job, rows, filename, source, progress)
     progress("apply", 0)
     fresh = job.done_chunks == 0 and await _derived_empty(engine)
-    for chunk in range(job.done_chunks, job.chunks):
-        await _apply_chunk(engine, job, chunk, source, fresh, progress)
-        if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
-            await single.refresh_statistics(engine, single.GROWING_TABLES)
-    await _build_rollups(engine, progress)
+    if fresh and await _concurrent(engine, job, source):
+        await _apply_concurrently(engine, job, source, progress)
+        await _merge_rollups(engine, job, progress)
+    else:
+        for chunk in range(job.done_chunks, job.chunks):
+            await _apply_chunk(engine, job, chunk, source, fresh, progress)
+            if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
+                await single.refresh_statistics(engine, single.GROWING_TABLES)
+    analyzed = await _build_rollups(engine, progress)
     result = await _finish(engine, job, filename, sha256)
-    if result.changed_customers >= single.REANALYZE_AFTER:
+    if result.changed_customers >= single.REANALYZE_AFTER and not analyzed:
         await single.refresh_statistics(engine)
     return result

@@ -181,6 +181,7 @@ async def recompute_touched(
     fresh: bool = False,
     bulk: bool = True,
     defer_rollups: bool = False,
+    currencies: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
@@ -190,7 +191,9 @@ async def recompute_touched(
     have no derived rows yet (nothing to delete); `bulk`: empty tables may be filled without
     their indexes (app.ingest.bulk); `defer_rollups`: instead of a full rebuild, mark the
     rollups behind (readers scan) for the caller to rebuild them once later (a chunked
-    import); `progress` follows a rebuild (app.metrics.rollup.rebuild)."""
+    import); `currencies`: record the ledger's currencies (`record_currencies`; else the
+    caller does, later in the transaction); `progress` follows a rebuild
+    (app.metrics.rollup.rebuild)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
     if in_full and defer_rollups:
@@ -205,6 +208,14 @@ async def recompute_touched(
         await rollup_delta.stage(connection, _touched, 1)
         await rollup_delta.apply(connection)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
+    if currencies:
+        await record_currencies(connection)
+
+
+async def record_currencies(connection: AsyncConnection) -> None:
+    """The ledger's currencies and the first day of each, from the touched customers' ledger
+    (the temp `touched_change` of the recompute, in the same transaction). It locks the
+    currencies' rows until the transaction ends."""
     await connection.execute(
         sa.text(
             "INSERT INTO ledger_currency (currency, first_day) "

@@ -325,12 +325,14 @@ async def apply_changes(
     fresh: bool = False,
     bulk: bool = True,
     defer_rollups: bool = False,
+    currencies: bool = True,
     progress: Progress = _noop,
 ) -> tuple[int, int]:
     """Replace the changed subscriptions' periods (new_version) and recompute their customers;
     `fresh`: the derived tables held nothing of them; `bulk`: empty tables may be filled
     without their indexes (one transaction only); `defer_rollups`: a full rebuild of the
-    rollups is left to the caller (app.ingest.recompute)."""
+    rollups is left to the caller; `currencies`: the ledger's currencies are recorded here
+    (else by the caller, app.ingest.recompute.record_currencies)."""
     for statement in _CHANGES:
         await connection.execute(sa.text(statement))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
@@ -345,6 +347,7 @@ async def apply_changes(
         fresh=fresh,
         bulk=bulk,
         defer_rollups=defer_rollups,
+        currencies=currencies,
         progress=rollup_progress(progress),
     )
     changed = await connection.scalar(sa.text("SELECT count(*) FROM changed_subscription"))
