@@ -283,6 +283,50 @@ async def test_other_currencies_scan_but_count_only_history_reads_rollups(
     assert converted == await MetricsEngine(engine, rollups=False).series(request)
 
 
+async def test_the_report_currencys_own_slice_reads_rollups_in_a_company_of_several(
+    engine: AsyncEngine,
+) -> None:
+    """`currency = EUR` reported in EUR converts nothing (a customer has one currency): the
+    rollup answers it exactly, every field, every interval, with `fixFx` too; reported in USD
+    it converts, and scans."""
+    await import_text(engine, company(43, 40, currencies=("USD", "EUR", "GBP")))
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO fx_rate (currency, day, rate, source) VALUES "
+                "('EUR', '2020-01-01', 1.1, 'test'), ('EUR', '2023-03-07', 1.0731, 'test'), "
+                "('GBP', '2020-01-01', 1.27, 'test'), ('GBP', '2023-05-02', 1.2519, 'test')"
+            )
+        )
+    euros = (Filter("currency", FilterOp.EQ, ("EUR",)),)
+    compared = 0
+    for interval, start, end in whole_ranges(FIRST, LAST):
+        for spec in (
+            QuerySpec(filters=euros, currency="EUR"),
+            QuerySpec(filters=euros, currency="EUR", fix_fx=True),
+        ):
+            for fields in (frozenset(), frozenset({"mrr", "new", "customers", "arpa"})):
+                request = SeriesRequest(start, end, interval, spec, fields)
+                with plans.collecting() as taken:
+                    rolled = await MetricsEngine(engine).series(request)
+                scanned = await MetricsEngine(engine, rollups=False).series(request)
+                assert [asdict(p) for p in rolled] == [asdict(p) for p in scanned], (
+                    interval,
+                    spec,
+                )
+                assert set(taken) == {"rollup"}, (interval, spec, taken)
+                compared += 1
+    assert compared == 4 * len(whole_ranges(FIRST, LAST))
+    # the figures are EUR customers' own: some MRR, in euros
+    month = SeriesRequest(FIRST, LAST, Interval.MONTH, QuerySpec(filters=euros, currency="EUR"))
+    assert any(point.mrr for point in await MetricsEngine(engine).series(month))
+    in_dollars = SeriesRequest(FIRST, LAST, Interval.MONTH, QuerySpec(filters=euros))
+    with plans.collecting() as taken:
+        converted = await MetricsEngine(engine).series(in_dollars)
+    assert taken == ["scan", "rollup"]  # converted points; the LTV's history counts only
+    assert converted == await MetricsEngine(engine, rollups=False).series(in_dollars)
+
+
 async def test_a_database_behind_its_rollups_scans_until_the_next_import(
     engine: AsyncEngine,
 ) -> None:

@@ -539,13 +539,22 @@ def rollup_answers(
     request: SeriesRequest, base_currency: str, present: frozenset[str]
 ) -> Slice | None:
     """The rollup slice that gives exactly the scan's rows, or None: whole periods, a slice,
-    and no currency conversion (one currency, the report's; or counts only)."""
+    and no currency conversion: one currency, the report's; counts only; or the slice of the
+    report currency itself (`currency = R` reporting in R: a customer has one currency, so
+    nothing in it converts).
+
+    Amounts to convert always scan: a converted stock is the sum of each customer's MRR
+    converted and rounded at the point's rate (METRICS.md 7), which no sum over customers
+    stored ahead of the query determines (rates also change after the fact, and the report
+    currency and `fixFx` are the query's); docs/architecture.md, "Query plans"."""
     if not whole_periods(request):
         return None
+    where = slice_of(request)
     counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
-    if currencies_of(request, base_currency, present).needs_conversion and not counts_only:
-        return None
-    return slice_of(request)
+    currencies = currencies_of(request, base_currency, present)
+    converts = currencies.needs_conversion and not counts_only
+    own = where is not None and where == Slice("currency", currencies.report)
+    return None if converts and not own else where
 
 
 def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
