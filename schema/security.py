@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -190,10 +191,14 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """The per-request schema extensions of a server: the limits of `settings`, the guard,
     and the parse and validation of documents remembered (per server)."""
     passed: LRU[bool] = LRU(512)
+    # the depth and alias rules, built once per server (not a class each per request)
+    limits = [
+        *DepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
     return [
         functools.partial(ParserCache, maxsize=512),
-        functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        functools.partial(AddValidationRules, limits),
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
