@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(side_by_side(args.customers, figures))
     for customers in args.customers:  # what each ratio and import figure is made of
         for figure in figures[customers]:
-            if figure.detail and figure.unit in ("x", "rows/s"):
+            if figure.detail and figure.unit in ("x", "rows/s") and not math.isnan(figure.value):
                 console.print(f"{label(customers)}, {figure.name}: {figure.detail}")
     return 0
 
