@@ -301,6 +301,16 @@ import_job = sa.Table(
     ),
 )
 
+# The number of customers, kept by statement triggers on `customer` (migration 0021): rows
+# inserted are added and rows deleted subtracted in the writing backend's slot (pid % 64, so
+# concurrent writers never wait for each other), a TRUNCATE empties it; the count is the sum.
+customer_tally = sa.Table(
+    "customer_tally",
+    metadata,
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("customers", sa.BigInteger, nullable=False),
+)
+
 # What result caches are keyed by (app/datacache.py): every transaction that writes a table a
 # query may read sets the slot of its backend (pid % 64) to a new number from
 # data_version_seq, once (statement triggers, migration 0014); (sum, max) of the slots changes

@@ -4,7 +4,8 @@
 For each size, in a database of its own (`--prefix` + `_10k`, ...; `--reuse` keeps one that
 already imported that company):
 1. the benchmark company (bench/run.py's generator) imported by the real CLI in a child
-   process, in chunks as a user's import runs: rows/s and the child's peak RSS;
+   process, in chunks as a user's import runs: rows/s and the child's peak RSS; then five
+   attributes per customer (the CLI again, once per database: the customers page shows them);
 2. the real server (rollups on, result cache off, so every request is computed) answers the
    common views over HTTP: warm-ups, then the median of `--runs`;
 3. GraphQL over HTTP against its own bare SQL, and 10 concurrent clients' throughput against
@@ -17,11 +18,13 @@ size the issue names (1,000,000 customers).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import sys
 from datetime import timedelta
 
+import asyncpg
 import httpx
 from rich import box
 from rich.console import Console
@@ -35,6 +38,7 @@ from bench.plans import label, prepared
 from bench.run import (
     BREAKDOWN_QUERY,
     COHORTS_QUERY,
+    DATA_DIR,
     DATA_END,
     DEFAULT_ADMIN_URL,
     FULL_SERIES_QUERY,
@@ -43,8 +47,10 @@ from bench.run import (
     BenchFailed,
     Case,
     Figure,
+    load_attributes,
     measure,
     server,
+    write_data,
 )
 
 
@@ -85,6 +91,26 @@ def size_figures(url: str, imported: list[Figure], args: argparse.Namespace) -> 
     throughput = scale.throughput_figures(url, args.workers, args.seconds)
     # without the result cache is bench/scale.py's comparison; the targets are for the cache
     return figures + [figure for figure in throughput if "no result cache" not in figure.name]
+
+
+async def _has_attributes(url: str) -> bool:
+    connection = await asyncpg.connect(url)
+    try:
+        return bool(await connection.fetchval("SELECT EXISTS (SELECT FROM customer_attribute)"))
+    finally:
+        await connection.close()
+
+
+def with_attributes(url: str, customers: int, args: argparse.Namespace) -> None:
+    """Five attributes for every customer (the customers page shows them), imported by the
+    CLI once per database (not timed here: bench/run.py times the attribute import)."""
+    if asyncio.run(_has_attributes(url)):
+        return
+    periods = DATA_DIR / f"periods-{customers}c-{args.years}y-seed{args.seed}.csv"
+    if not periods.exists():
+        periods, _ = write_data(customers, args.years, args.seed)
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
+    load_attributes(url, periods, args.seed, env)
 
 
 def side_by_side(sizes: list[int], figures: dict[int, list[Figure]]) -> Table:
@@ -143,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for customers in args.customers:
             database = f"{args.prefix}_{label(customers)}"
             url, imported = prepared(admin_url, database, customers, args, lift_timeout=False)
+            with_attributes(url, customers, args)
             console.print(f"measuring {make_url(url).database} ...")
             figures[customers] = size_figures(url, imported, args)
             console.print(side_by_side([customers], {customers: figures[customers]}))
@@ -150,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2
     console.print(side_by_side(args.customers, figures))
+    for customers in args.customers:  # what each ratio and import figure is made of
+        for figure in figures[customers]:
+            if figure.detail and figure.unit in ("x", "rows/s") and not math.isnan(figure.value):
+                console.print(f"{label(customers)}, {figure.name}: {figure.detail}")
     return 0
 
 

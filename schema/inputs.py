@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import HTTPException
@@ -207,23 +208,26 @@ def _variables(context: ValidationContext, given: Mapping[str, Any]) -> dict[str
     return defaults | dict(given)
 
 
-def limits_rule(variables: Mapping[str, Any] | None) -> type[ASTValidationRule]:
-    """The validation rule of one request: its arguments' values against the limits."""
+# the variables of the operation being validated (set by InputLimits around its validation)
+_VARIABLES: ContextVar[Mapping[str, Any] | None] = ContextVar("tidemill_variables", default=None)
 
-    class ArgumentLimits(ASTValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.variables = _variables(context, variables or {})
 
-        def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
-            name = node.name.value
-            value = value_from_ast_untyped(node.value, self.variables)
-            problems = list(_argument_problems(value, name, name))
-            if problems:
-                extensions = {"code": "BAD_USER_INPUT", "problems": problems}
-                self.report_error(GraphQLError("; ".join(problems), node, extensions=extensions))
+class ArgumentLimits(ASTValidationRule):
+    """The arguments' values of the operation being validated against the limits (one class
+    for every request: the variables come from InputLimits, not from a class built per
+    request)."""
 
-    return ArgumentLimits
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        self.variables = _variables(context, _VARIABLES.get() or {})
+
+    def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+        name = node.name.value
+        value = value_from_ast_untyped(node.value, self.variables)
+        problems = list(_argument_problems(value, name, name))
+        if problems:
+            extensions = {"code": "BAD_USER_INPUT", "problems": problems}
+            self.report_error(GraphQLError("; ".join(problems), node, extensions=extensions))
 
 
 class InputLimits(SchemaExtension):
@@ -231,6 +235,9 @@ class InputLimits(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         rules = self.execution_context.validation_rules
-        rule = limits_rule(self.execution_context.variables)
-        self.execution_context.validation_rules = (*rules, rule)
-        yield
+        self.execution_context.validation_rules = (*rules, ArgumentLimits)
+        token = _VARIABLES.set(self.execution_context.variables)
+        try:
+            yield
+        finally:
+            _VARIABLES.reset(token)

@@ -20,6 +20,7 @@ which has no principal: it is trusted, as the database behind it is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import functools
@@ -27,7 +28,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -64,7 +66,7 @@ from app.db import unpinged
 from app.errors import UserError
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
-from app.reads import ReadRouter
+from app.reads import ReadRouter, Target
 from app.security import keys as auth
 from app.security.keys import (
     Authenticator,
@@ -190,10 +192,14 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """The per-request schema extensions of a server: the limits of `settings`, the guard,
     and the parse and validation of documents remembered (per server)."""
     passed: LRU[bool] = LRU(512)
+    # the depth and alias rules, built once per server (not a class each per request)
+    limits = [
+        *DepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
     return [
         functools.partial(ParserCache, maxsize=512),
-        functools.partial(DepthLimiter, max_depth=settings.max_query_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        functools.partial(AddValidationRules, limits),
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
@@ -308,6 +314,9 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         self.sources: SourceServices | None = None  # set by the server (schema/asgi.py)
         self.reads = reads or ReadRouter(authenticator.engine)
         self.results: LRU[StoredResult] = LRU(result_cache_entries)
+        # results being computed, by cache key: identical requests that arrive meanwhile wait
+        # for that one computation instead of each running the same statements
+        self.computing: dict[Hashable, asyncio.Future[StoredResult | None]] = {}
         self.memo = VersionedMemo()
 
     async def get_context(self, request: Any, response: Any) -> SecureContext:
@@ -416,6 +425,40 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         cached = self.results.get(key) if key is not None else None
         if cached is not None:
             return cached
+        compute = functools.partial(
+            self._compute, request, request_adapter, sub_response, context, target, version
+        )
+        if key is None or self.results.entries <= 0:
+            return await compute(request_data, key)
+        running = self.computing.get(key)
+        if running is not None:  # the same answer is being computed: share it
+            shared = await asyncio.shield(running)
+            if shared is not None:
+                return shared
+            # it failed or was cancelled: compute this one's own
+        done: asyncio.Future[StoredResult | None] = asyncio.get_running_loop().create_future()
+        self.computing[key] = done
+        result: ExecutionResult | None = None
+        try:
+            result = await compute(request_data, key)
+            return result
+        finally:
+            if self.computing.get(key) is done:
+                del self.computing[key]
+            done.set_result(result if isinstance(result, StoredResult) else None)
+
+    async def _compute(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: SecureContext,
+        target: Target,
+        version: Version | None,
+        request_data: GraphQLRequestData,
+        key: Hashable | None,
+    ) -> ExecutionResult:
+        """Run a query at `version` on `target`; a result without errors is kept under `key`."""
         # a query can run again: its connections are not pinged before use (a round trip each),
         # and it runs again, on connections checked first, if one turns out dead
         for checked in (False, True):

@@ -130,6 +130,12 @@ async def test_a_stale_stored_mrr_is_computed_then_rolled_forward(engine: AsyncE
     assert await paged_order(engine, TODAY, 2) == await computed_order(engine, TODAY)
 
 
+def counting(statement: str) -> bool:
+    """A statement that counts customers: every match, or the tally of all."""
+    text = statement.lstrip().upper()
+    return text.startswith("SELECT COUNT(*)") or "FROM CUSTOMER_TALLY" in text
+
+
 async def test_the_total_is_counted_only_when_asked(engine: AsyncEngine) -> None:
     await import_text(engine, fixture_rows())
     seen: list[str] = []
@@ -142,13 +148,57 @@ async def test_the_total_is_counted_only_when_asked(engine: AsyncEngine) -> None
     try:
         page = "{ customers(first: 2, sort: MRR) { edges { node { externalId } } } }"
         without = await execute(metrics, page)
-        counts = [s for s in seen if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+        counts = [s for s in seen if counting(s)]
         seen.clear()
         counted = await execute(metrics, page.replace("{ edges", "{ totalCount edges"))
-        counts_asked = [s for s in seen if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+        counts_asked = [s for s in seen if counting(s)]
     finally:
         sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
     assert counts == []
     assert len(counts_asked) == 1
     assert counted["customers"]["totalCount"] == 8
     assert [e["node"]["externalId"] for e in without["customers"]["edges"]] == ["G", "A"]
+
+
+async def tally(engine: AsyncEngine) -> tuple[int, int]:
+    """(the totalCount of a page of every customer, the customers counted one by one)."""
+    page = await list_customers(engine, CustomerQuery(first=1, sort=CustomerSort.MRR, at=TODAY))
+    async with engine.connect() as connection:
+        counted = await connection.scalar(sa.select(sa.func.count()).select_from(customer))
+    return page.total_count, int(counted or 0)
+
+
+async def test_the_tally_of_customers_follows_every_write(engine: AsyncEngine) -> None:
+    assert await tally(engine) == (0, 0)
+    await import_text(engine, fixture_rows())
+    assert await tally(engine) == (8, 8)
+    # the same file again upserts every customer (INSERT ... ON CONFLICT DO UPDATE): none added
+    await import_text(engine, fixture_rows())
+    assert await tally(engine) == (8, 8)
+    await import_text(engine, fixture_rows() + f"\ni,I,{PAST},,10,Basic\nj,J,{PAST},,10,Basic")
+    assert await tally(engine) == (10, 10)
+    # writers on two connections (two slots, or one) add up, and a deletion subtracts
+    async with engine.connect() as first, engine.connect() as second:
+        for connection, name in ((first, "K"), (second, "L"), (second, "M")):
+            await connection.execute(
+                sa.insert(customer).values(source="csv", external_id=name, name=name)
+            )
+            await connection.commit()
+    assert await tally(engine) == (13, 13)
+    async with engine.begin() as connection:
+        await connection.execute(sa.delete(customer).where(customer.c.external_id.in_(["K", "L"])))
+    assert await tally(engine) == (11, 11)
+    # a search or filter counts its matches
+    found = await list_customers(engine, CustomerQuery(search="M", first=5, at=TODAY))
+    assert found.total_count == 1
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("TRUNCATE customer CASCADE"))
+    assert await tally(engine) == (0, 0)
+
+
+async def test_a_rolled_back_write_leaves_the_tally(engine: AsyncEngine) -> None:
+    await import_text(engine, fixture_rows())
+    async with engine.connect() as connection:
+        await connection.execute(sa.insert(customer).values(source="csv", external_id="X"))
+        await connection.rollback()
+    assert await tally(engine) == (8, 8)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.datacache import SharedVersion, read_version
+from app.metrics.service import MetricsEngine
 from app.reads import ReadRouter
 from app.security import keys as auth
 from tests.conftest import import_text
@@ -305,3 +307,33 @@ async def test_queries_run_outside_a_transaction_block_and_writes_inside(
     first, second = await _two_clocks(engine)
     assert second == first
     assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+async def test_identical_requests_arriving_together_share_one_computation(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard refreshed by many people at once (or a thundering herd after a write): the
+    same query at the same version is computed once and every waiting request gets it; other
+    variables are computed apart; without the cache, every request is computed."""
+    await import_text(engine, DATA)
+    computed: list[date] = []
+    original = MetricsEngine.snapshot
+
+    async def slow_snapshot(self: MetricsEngine, at: date, *args: Any) -> Any:
+        computed.append(at)
+        await asyncio.sleep(0.3)  # long enough for the others to arrive meanwhile
+        return await original(self, at, *args)
+
+    monkeypatch.setattr(MetricsEngine, "snapshot", slow_snapshot)
+    async with serving(real_app(database_url)) as client:
+        answers = await asyncio.gather(
+            *(snapshot(client, "2024-03-01") for _ in range(6)),
+            *(snapshot(client, "2024-01-15") for _ in range(3)),
+        )
+    assert sorted(computed) == [date(2024, 1, 15), date(2024, 3, 1)]
+    assert answers[:6] == [{"data": {"snapshot": {"mrr": 15000, "customers": 2}}}] * 6
+    assert answers[6:] == [{"data": {"snapshot": {"mrr": 10000, "customers": 1}}}] * 3
+    computed.clear()
+    async with serving(real_app(database_url, result_cache_entries=0)) as client:
+        await asyncio.gather(*(snapshot(client, "2024-03-01") for _ in range(3)))
+    assert len(computed) == 3

@@ -192,6 +192,32 @@ async def test_incremental_upkeep_equals_a_full_rebuild(engine: AsyncEngine, see
     assert await assert_same(engine, FIRST, LAST) > 0
 
 
+async def test_a_rebuild_in_many_chunks_writes_each_row_once(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rows whatever the chunks, and as compact: chunk by chunk upserts left every
+    row's earlier versions behind, dead, for readers' index scans to step over (a million
+    customers' rebuild left 40 per row)."""
+
+    async def rebuilt(chunk: int) -> tuple[list[tuple[Any, ...]], int, int]:
+        monkeypatch.setattr(rollups, "CHUNK_CUSTOMERS", chunk)
+        async with engine.begin() as connection:
+            await rollups.rebuild(connection)
+        async with engine.connect() as connection:
+            pages = await connection.scalar(
+                sa.text("SELECT pg_relation_size('rollup') + pg_relation_size('cohort_rollup')")
+            )
+            cohorts = await connection.scalar(sa.text("SELECT count(*) FROM cohort_rollup"))
+        return await rollup_rows(engine), int(pages or 0), int(cohorts or 0)
+
+    await import_text(engine, company(13, 60))
+    whole, whole_size, whole_cohorts = await rebuilt(1_000_000)
+    chunked, chunked_size, chunked_cohorts = await rebuilt(1)  # a chunk per customer id
+    assert chunked == whole
+    assert chunked_cohorts == whole_cohorts > 0
+    assert chunked_size == whole_size  # each row written once, either way
+
+
 async def test_no_rows_are_left_for_periods_nobody_moves_in(engine: AsyncEngine) -> None:
     await import_text(engine, company(21, 40))
     await import_text(
@@ -281,6 +307,50 @@ async def test_other_currencies_scan_but_count_only_history_reads_rollups(
         converted = await metrics.series(request)
     assert taken == ["scan", "rollup"]  # the series converts; its LTV churn history counts
     assert converted == await MetricsEngine(engine, rollups=False).series(request)
+
+
+async def test_the_report_currencys_own_slice_reads_rollups_in_a_company_of_several(
+    engine: AsyncEngine,
+) -> None:
+    """`currency = EUR` reported in EUR converts nothing (a customer has one currency): the
+    rollup answers it exactly, every field, every interval, with `fixFx` too; reported in USD
+    it converts, and scans."""
+    await import_text(engine, company(43, 40, currencies=("USD", "EUR", "GBP")))
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO fx_rate (currency, day, rate, source) VALUES "
+                "('EUR', '2020-01-01', 1.1, 'test'), ('EUR', '2023-03-07', 1.0731, 'test'), "
+                "('GBP', '2020-01-01', 1.27, 'test'), ('GBP', '2023-05-02', 1.2519, 'test')"
+            )
+        )
+    euros = (Filter("currency", FilterOp.EQ, ("EUR",)),)
+    compared = 0
+    for interval, start, end in whole_ranges(FIRST, LAST):
+        for spec in (
+            QuerySpec(filters=euros, currency="EUR"),
+            QuerySpec(filters=euros, currency="EUR", fix_fx=True),
+        ):
+            for fields in (frozenset(), frozenset({"mrr", "new", "customers", "arpa"})):
+                request = SeriesRequest(start, end, interval, spec, fields)
+                with plans.collecting() as taken:
+                    rolled = await MetricsEngine(engine).series(request)
+                scanned = await MetricsEngine(engine, rollups=False).series(request)
+                assert [asdict(p) for p in rolled] == [asdict(p) for p in scanned], (
+                    interval,
+                    spec,
+                )
+                assert set(taken) == {"rollup"}, (interval, spec, taken)
+                compared += 1
+    assert compared == 4 * len(whole_ranges(FIRST, LAST))
+    # the figures are EUR customers' own: some MRR, in euros
+    month = SeriesRequest(FIRST, LAST, Interval.MONTH, QuerySpec(filters=euros, currency="EUR"))
+    assert any(point.mrr for point in await MetricsEngine(engine).series(month))
+    in_dollars = SeriesRequest(FIRST, LAST, Interval.MONTH, QuerySpec(filters=euros))
+    with plans.collecting() as taken:
+        converted = await MetricsEngine(engine).series(in_dollars)
+    assert taken == ["scan", "rollup"]  # converted points; the LTV's history counts only
+    assert converted == await MetricsEngine(engine, rollups=False).series(in_dollars)
 
 
 async def test_a_database_behind_its_rollups_scans_until_the_next_import(

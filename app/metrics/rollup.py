@@ -390,6 +390,63 @@ async def _add(connection: AsyncConnection, members: Members, sign: int) -> None
     await connection.execute(sa.delete(cohort_rollup).where(cohort_rollup.c.movements == 0))
 
 
+# A full rebuild's parts: each chunk's contributions, appended (summed into the rollups once at
+# the end, so every rollup row is written once; upserting chunk by chunk left each row's
+# earlier versions behind, dead, for the readers' index scans to step over until a vacuum).
+ROLLUP_PARTS = sa.Table(
+    "rollup_parts",
+    sa.MetaData(),
+    *(sa.Column(name, sa.Text) for name in ("interval", "dimension", "value")),
+    sa.Column("k", sa.Date),
+    *(sa.Column(name, sa.Numeric) for name in SUMMED),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+COHORT_PARTS = sa.Table(
+    "cohort_rollup_parts",
+    sa.MetaData(),
+    sa.Column("cohort", sa.Date),
+    sa.Column("month", sa.Date),
+    *(
+        sa.Column(name, sa.Numeric)
+        for name in ("mrr_change", "active_change", "amount_days", "joined", "movements")
+    ),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+async def _collect(connection: AsyncConnection, members: Members) -> None:
+    """Append the contributions of the customers in `members` to the rebuild's parts."""
+    for dimension in KEPT:
+        rows = contribution_rows(dimension, members, 1)
+        names = ["interval", "dimension", "value", "k", *SUMMED]
+        await connection.execute(sa.insert(ROLLUP_PARTS).from_select(names, rows))
+    cohorts = cohort_rows(members, 1)
+    await connection.execute(
+        sa.insert(COHORT_PARTS).from_select(["cohort", "month", *COHORT_SUMMED], cohorts)
+    )
+
+
+async def _sum_parts(connection: AsyncConnection) -> None:
+    """Every rollup row once: the sum of its parts (rows no customer contributes to left out,
+    as the upkeep deletes them)."""
+    keys = [ROLLUP_PARTS.c[name] for name in ("interval", "dimension", "value", "k")]
+    summed = sa.select(*keys, *(sa.func.sum(ROLLUP_PARTS.c[name]) for name in SUMMED))
+    summed = summed.group_by(*keys).having(sa.func.sum(ROLLUP_PARTS.c.members) != 0)
+    names = ["interval", "dimension", "value", "k", *SUMMED]
+    await connection.execute(sa.insert(rollup).from_select(names, summed))
+    c = COHORT_PARTS.c
+    cohorts = (
+        sa.select(c.cohort, c.month, *(sa.func.sum(c[name]) for name in COHORT_SUMMED))
+        .group_by(c.cohort, c.month)
+        .having(sa.func.sum(c.movements) != 0)
+    )
+    await connection.execute(
+        sa.insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], cohorts)
+    )
+
+
 COHORT_SUMMED = ("mrr_change", "active_change", "amount_days", "joined", "movements")
 
 
@@ -453,12 +510,20 @@ async def rebuild(
     first, total = int(low), int(high) - int(low) + 1
     if progress is not None:
         progress(0, total)
+    await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
+    await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
+    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
-        await add_contributions(connection, _between(first, last), 1)
+        await _collect(connection, _between(first, last))
         if progress is not None:
             progress(min(last, int(high)) - first + 1, total)
         first = last + 1
+    await _sum_parts(connection)
+    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
+    await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
+    await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
 
 
 def _between(low: int, high: int) -> Members:
@@ -539,13 +604,22 @@ def rollup_answers(
     request: SeriesRequest, base_currency: str, present: frozenset[str]
 ) -> Slice | None:
     """The rollup slice that gives exactly the scan's rows, or None: whole periods, a slice,
-    and no currency conversion (one currency, the report's; or counts only)."""
+    and no currency conversion: one currency, the report's; counts only; or the slice of the
+    report currency itself (`currency = R` reporting in R: a customer has one currency, so
+    nothing in it converts).
+
+    Amounts to convert always scan: a converted stock is the sum of each customer's MRR
+    converted and rounded at the point's rate (METRICS.md 7), which no sum over customers
+    stored ahead of the query determines (rates also change after the fact, and the report
+    currency and `fixFx` are the query's); docs/architecture.md, "Query plans"."""
     if not whole_periods(request):
         return None
+    where = slice_of(request)
     counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
-    if currencies_of(request, base_currency, present).needs_conversion and not counts_only:
-        return None
-    return slice_of(request)
+    currencies = currencies_of(request, base_currency, present)
+    converts = currencies.needs_conversion and not counts_only
+    own = where is not None and where == Slice("currency", currencies.report)
+    return None if converts and not own else where
 
 
 def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
