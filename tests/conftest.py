@@ -65,6 +65,7 @@ TABLES = (
     "rollup_rebuild",
     "import_job",
     "data_version",
+    "customer_tally",
 )
 
 
