@@ -18,6 +18,10 @@ per-(customer, day) rollup, which holds what each aggregation needs:
 The same aggregates are kept per day over every customer (`usage_rollup_day`): a query with no
 dimension, filter or segment reads one row per day instead of one per customer and day.
 
+A series of whole months, quarters or years read from the events is a union of one plain
+aggregate per period (`_period_windows`), exact for every aggregation: each period's reads
+exactly its events.
+
 The rollup has whole UTC days: a timeframe that does not start and end at midnight UTC, or a
 spec that reads event properties (`property.<name>`), is computed from the events, for INDEXED
 metrics too, and so is a deleted metric (its rollup is dropped); both ways give the same values.
