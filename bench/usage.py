@@ -10,7 +10,8 @@
    aggregate as bare SQL over the events (asyncpg, no HTTP), timed in turn with SIMPLE so both
    see the same load: SIMPLE (HTTP and GraphQL included) is held against 1.3x it.
 
-`python -m bench.usage [--events N] [--database NAME]` runs it alone; `make bench` runs it after
+`python -m bench.usage [--events N] [--database NAME] [--reuse]` runs it alone (`--reuse`:
+only the queries, in a database an earlier run loaded); `make bench` runs it after
 the MRR figures. Queries are timed with the result cache off (each one computed).
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 import asyncpg
 import httpx
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from app.config import load_settings
 from app.db import create_engine
@@ -235,13 +237,57 @@ def query_figures(
     ratio = statistics.median(simple) / statistics.median(sql)
     figures.append(_figure("usage: 12-month series, SIMPLE", simple, 1.3 * statistics.median(sql)))
     figures.append(_figure("usage: the same aggregate, bare SQL", sql, 1e9, "no target"))
-    figures.append(Figure("usage: SIMPLE series / bare SQL", ratio, "x", 1.3))
+    medians = f"{ratio:.2f} x: {statistics.median(simple):,.0f} / {statistics.median(sql):,.0f} ms"
+    figures.append(Figure("usage: SIMPLE series / bare SQL", ratio, "x", 1.3, detail=medians))
     return figures
 
 
+async def loaded(admin_url: str, database: str, events: int) -> dict[str, str] | None:
+    """The metric ids of an earlier run's database holding `events` events or more (its
+    import and the posted batches), None when there is none."""
+    try:
+        connection = await asyncpg.connect(_database_url(admin_url, database))
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        rows = await connection.fetch(
+            "SELECT name, id FROM usage_metric WHERE name IN ('tokens', 'tokens_indexed')"
+        )
+        stored = await connection.fetchval("SELECT count(*) FROM usage_event")
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await connection.close()
+    ids = {row["name"]: str(row["id"]) for row in rows}
+    return ids if len(ids) == 2 and stored >= events else None
+
+
+def _database_url(admin_url: str, database: str) -> str:
+    url = make_url(admin_url).set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
 def usage_figures(
-    admin_url: str, events: int, runs: int, console: Console, database: str = DATABASE
+    admin_url: str,
+    events: int,
+    runs: int,
+    console: Console,
+    database: str = DATABASE,
+    reuse: bool = False,
 ) -> list[Figure]:
+    """Every figure; with `reuse`, of a database an earlier run loaded at that size (if
+    any): the queries only, neither the import nor the posted batches timed again."""
+    ids = asyncio.run(loaded(admin_url, database, events)) if reuse else None
+    if ids is not None:
+        console.print(f"{database}: reused (the queries only)")
+        url = _database_url(admin_url, database)
+        env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
+        uncached = {**env, "TIDEMILL_RESULT_CACHE_ENTRIES": "0"}
+        with (
+            server(uncached) as (base_url, _process),
+            httpx.Client(base_url=base_url, timeout=300) as client,
+        ):
+            return query_figures(client, url, ids, runs)
     url = asyncio.run(fresh_database(admin_url, database))
     path = write_events(events, CUSTOMERS)
     console.print(f"usage data: {path.relative_to(REPO)} ({events:,} events)")
@@ -266,11 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database", default=DATABASE, help=f"the database made for it ({DATABASE})"
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the queries of a database already loaded"
+    )
     args = parser.parse_args(argv)
     console = Console()
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
     try:
-        figures = usage_figures(admin_url, args.events, args.runs, console, args.database)
+        figures = usage_figures(
+            admin_url, args.events, args.runs, console, args.database, args.reuse
+        )
     except BenchFailed as error:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2

@@ -181,6 +181,51 @@ async def test_series_breakdowns_and_top(metrics: MetricsEngine, query_type: str
     ]
 
 
+PERIODS = """query($id: ID!, $start: Date!, $end: Date!, $interval: Interval!) {
+    usageSeries(id: $id, start: $start, end: $end, interval: $interval) {
+        points { date endDate value } } }"""
+# Over every customer, from 2026-10-12 (e2 30 b, e4 100 a; e1 and e6 are before it), November
+# (e3 5 a) and December (no event); then the fourth quarter whole (e1, e6, e2, e4, e3).
+SERIES_BY_AGGREGATION = [
+    ("COUNT", None, [2, 1, 0], 5),
+    ("SUM", "tokens", [130, 5, 0], 147),
+    ("MIN", "tokens", [30, 5, None], 2),
+    ("MAX", "tokens", [100, 5, None], 100),
+    ("AVG", "tokens", [65, 5, None], 29.4),
+    ("UNIQUE_COUNT", "model", [2, 1, 0], 2),
+    ("LATEST", "tokens", [100, 5, None], 5),
+]
+
+
+@pytest.mark.usefixtures("stream")
+@pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
+@pytest.mark.parametrize(("aggregation", "prop", "months", "quarter"), SERIES_BY_AGGREGATION)
+async def test_every_aggregation_as_a_series_of_months_and_quarters(
+    metrics: MetricsEngine,
+    query_type: str,
+    aggregation: str,
+    prop: str | None,
+    months: list[float | None],
+    quarter: float,
+) -> None:
+    """A SIMPLE series of whole months is one aggregate per period (a union), an INDEXED
+    one reads the per-day totals: the same values, the first period cut at `start`."""
+    ident = await create(
+        metrics, name="m", aggregation=aggregation, property=prop, queryType=query_type
+    )
+    given = {"id": ident, "start": "2026-10-12", "end": "2026-12-31", "interval": "MONTH"}
+    points = (await execute(metrics, PERIODS, given))["usageSeries"]["points"]
+    assert [p["value"] for p in points] == months
+    assert [(p["date"], p["endDate"]) for p in points] == [
+        ("2026-10-12", "2026-10-31"),
+        ("2026-11-01", "2026-11-30"),
+        ("2026-12-01", "2026-12-31"),
+    ]
+    given |= {"start": "2026-10-01", "interval": "QUARTER"}
+    points = (await execute(metrics, PERIODS, given))["usageSeries"]["points"]
+    assert [(p["date"], p["value"]) for p in points] == [("2026-10-01", quarter)]
+
+
 @pytest.mark.usefixtures("stream")
 async def test_a_late_event_changes_an_indexed_metrics_past_day(
     engine: AsyncEngine, metrics: MetricsEngine

@@ -18,6 +18,10 @@ per-(customer, day) rollup, which holds what each aggregation needs:
 The same aggregates are kept per day over every customer (`usage_rollup_day`): a query with no
 dimension, filter or segment reads one row per day instead of one per customer and day.
 
+A series of whole months, quarters or years read from the events is a union of one plain
+aggregate per period (`_period_windows`), exact for every aggregation: each period's reads
+exactly its events.
+
 The rollup has whole UTC days: a timeframe that does not start and end at midnight UTC, or a
 spec that reads event properties (`property.<name>`), is computed from the events, for INDEXED
 metrics too, and so is a deleted metric (its rollup is dropped); both ways give the same values.
@@ -29,7 +33,7 @@ import datetime
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -51,6 +55,7 @@ from app.metrics.mrr import (
     period_key,
     where_clauses,
 )
+from app.metrics.periods import MONTHS_PER, period_start, periods
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec
 from app.metrics.universe import branch_specs, universe
 from app.tables import (
@@ -403,10 +408,11 @@ class _Source:
 def _events_source(query: UsageQuery) -> _Source:
     events, window = usage_event, query.window
     conditions = metric_conditions(query.metric, events, with_value=False)
+    # unique names: a series of whole months has one window per period (`_period_windows`)
     if window.start is not None:
-        conditions.append(events.c.ts >= sa.bindparam("window_start", window.start))
+        conditions.append(events.c.ts >= sa.bindparam("window_start", window.start, unique=True))
     if window.end is not None:
-        conditions.append(events.c.ts < sa.bindparam("window_end", window.end))
+        conditions.append(events.c.ts < sa.bindparam("window_end", window.end, unique=True))
     local = sa.func.timezone("UTC", events.c.ts, type_=sa.DateTime)  # periods truncate it
     value = simple_aggregate(query.metric, events, query.trust_numbers)
     return _Source(events, local, conditions, value)
@@ -436,10 +442,41 @@ def _range_end(window: Window) -> ColumnElement[Any]:
     return sa.bindparam("range_end", min(last, datetime.date(2200, 12, 31)), type_=sa.Date)
 
 
-def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any]:
+Period = tuple[datetime.date, Window]  # a period's key (first day) and its days in the range
+
+
+def _period_windows(query: UsageQuery) -> list[Period] | None:
+    """The periods of a series read from the events in periods of whole months, each with
+    its days in the range; None for other queries. Such a series is a union of one plain
+    aggregate per period rather than one aggregate grouped by period: PostgreSQL cannot
+    estimate how many periods the events fall in, so it would sort every event by period
+    (to disk, at millions) before aggregating, where each period's aggregate scans only its
+    months' partitions of `usage_event` (monthly) and the periods run in parallel workers.
+    Each partition is read by one period only, as periods of days or weeks would not."""
+    window, interval = query.window, query.interval
+    if interval not in MONTHS_PER or reads_rollup(query) or query.order_by_value is not None:
+        return None
+    if window.start is None or window.end is None or not window.whole_days:
+        return None
+    first, last = _day_of(window.start), _day_of(window.end) - datetime.timedelta(days=1)
+    if first > last:
+        return None
+    return [
+        (period_start(a, interval), Window.days(a, b)) for a, b in periods(first, last, interval)
+    ]
+
+
+def _branch(
+    query: UsageQuery, spec: QuerySpec, label: str | None, period: Period | None = None
+) -> Select[Any]:
+    """The statement of one compared segment (`label`), or of the whole spec; with `period`,
+    of that period only (its key a constant)."""
     assert query.cube is not None
     assert query.segment_cube is not None
-    source = _rollup_source(query, spec) if reads_rollup(query) else _events_source(query)
+    if period is not None:
+        source = _events_source(replace(query, window=period[1]))
+    else:
+        source = _rollup_source(query, spec) if reads_rollup(query) else _events_source(query)
     end = _range_end(query.window)
     scope = Scope(query.cube, spec, end)
     expressions = expressions_for(scope, source.rows, {})
@@ -449,12 +486,15 @@ def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any
             column.label(f"g{index + 1}") for index, column in enumerate(groups)
         ]
     keys: list[ColumnElement[Any]] = [*groups]
-    if query.interval is not None:
+    if period is not None:
+        constant = sa.cast(sa.literal(period[0], sa.Date), sa.Date).label("k")
+    elif query.interval is not None:
         keys.append(period_key(source.day, query.interval).label("k"))
     value = source.value
     if query.metric.aggregation in ADDITIVE:
         value = sa.func.coalesce(value, 0)  # a sum of no rows is 0
-    statement: Select[Any] = sa.select(*keys, value.label("value")).where(
+    columns = [*keys, constant] if period is not None else keys
+    statement: Select[Any] = sa.select(*columns, value.label("value")).where(
         *source.conditions,
         *where_clauses(scope, spec, source.rows, {}),
         *(
@@ -472,14 +512,22 @@ def _branch(query: UsageQuery, spec: QuerySpec, label: str | None) -> Select[Any
 
 def compile_usage(query: UsageQuery) -> Select[Any]:
     """One statement: per group (`g0`..) and period (`k`, with an interval) the metric's
-    `value`; compared segments are branches of a union, the segment's name as `g0`."""
+    `value`; compared segments are branches of a union, the segment's name as `g0`, and so
+    are the periods of a series of whole months read from the events (`_period_windows`)."""
     spec = query.spec
-    if not spec.compare:
+    by_period = _period_windows(query)
+    labelled: list[tuple[str | None, QuerySpec]] = [(None, spec)]
+    if spec.compare:
+        names = [segment.name for segment in spec.compare]
+        labelled = list(zip(names, branch_specs(spec), strict=True))
+    periods_of: list[Period | None] = [*by_period] if by_period is not None else [None]
+    if not spec.compare and by_period is None:
         statement = _branch(query, spec, None)
     else:
         branches = [
-            _branch(query, branch, segment.name)
-            for segment, branch in zip(spec.compare, branch_specs(spec), strict=True)
+            _branch(query, branch, label, period)
+            for label, branch in labelled
+            for period in periods_of
         ]
         statement = sa.select(sa.union_all(*branches).subquery("branches"))
     if query.order_by_value is not None:
