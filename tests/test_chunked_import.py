@@ -157,17 +157,24 @@ def failing_at(chunk: int) -> Any:
     return progress
 
 
-async def test_an_interrupted_import_resumes_to_the_same_tables(
-    engine: AsyncEngine, company: str
-) -> None:
+async def interrupted_at_chunk_4(engine: AsyncEngine, company: str) -> tuple[dict[str, Any], int]:
+    """Imports the file whole, empties the tables, then imports it in chunks of 60 rows,
+    interrupted while the fourth chunk is applied (chunks 0 to 2 committed): the whole
+    import's tables and the chunked import's number of chunks."""
     await load(engine, company)
     expected = await stored(engine)
     await empty(engine)
-
     with pytest.raises(Interrupted):
         await load(engine, company, chunk_rows=60, progress=failing_at(4))
     [(state, chunks, done)] = await jobs(engine)
     assert (state, done) == ("applying", 3)
+    return expected, chunks
+
+
+async def test_an_interrupted_import_resumes_to_the_same_tables(
+    engine: AsyncEngine, company: str
+) -> None:
+    expected, chunks = await interrupted_at_chunk_4(engine, company)
     partial = await stored(engine)
     assert 0 < len(partial["customer"]) < len(expected["customer"])
     [(tallied, counted)] = partial["customer_tally"]  # the rolled-back chunk's not counted
@@ -257,13 +264,7 @@ async def test_a_failed_chunk_leaves_the_chunks_before_it_when_side_by_side(
 ) -> None:
     """Chunk 3 fails while chunk 4 is being applied beside it: chunks 0 to 2 stay committed,
     nothing of chunks 3 and 4 does, and the same file resumes to the whole import."""
-    await load(engine, company)
-    expected = await stored(engine)
-    await empty(engine)
-    with pytest.raises(Interrupted):
-        await load(engine, company, chunk_rows=60, progress=failing_at(4))
-    [(state, _, done)] = await jobs(engine)
-    assert (state, done) == ("applying", 3)
+    expected, _ = await interrupted_at_chunk_4(engine, company)
     [stage] = [table for table in await stage_tables(engine) if table.count("_") == 2]
     async with engine.connect() as connection:
         query = " UNION ".join(f"SELECT customer_id FROM {stage}_{k}" for k in range(3))
