@@ -63,6 +63,7 @@ def size_cases() -> list[Case]:
         Case("monthly series, 5 years, foundation fields", SERIES_QUERY, window, 150),
         Case("monthly series, 5 years, every field", FULL_SERIES_QUERY, window, 300),
         Case("snapshot, every field", SNAPSHOT_QUERY, {"at": end.isoformat()}, 100),
+        *cut_cases(),
         Case(
             "breakdown by plan, 5 years",
             BREAKDOWN_QUERY,
@@ -76,6 +77,27 @@ def size_cases() -> list[Case]:
             1000,
         ),
         Case("customers page of 100 by MRR", bench_segments.PAGE_QUERY, {"first": 100}, 80),
+    ]
+
+
+def cut_cases() -> list[Case]:
+    """Ranges that cut a period (their first and last months read the day rows and their own
+    movements): a 5-year monthly series from mid-month to mid-month, and the last 30 days
+    (one monthly point from the 2nd: a KPI card's custom range)."""
+    start = add_months(DATA_END, -60) + timedelta(days=14)
+    end = DATA_END - timedelta(days=17)
+    mid_month = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
+    last = DATA_END - timedelta(days=1)
+    recent = {
+        "start": (last - timedelta(days=29)).isoformat(),
+        "end": last.isoformat(),
+        "interval": "MONTH",
+    }
+    return [
+        Case(
+            "monthly series, 5 years cut mid-month, every field", FULL_SERIES_QUERY, mid_month, 300
+        ),
+        Case("last 30 days (cuts a month), every field", FULL_SERIES_QUERY, recent, 100),
     ]
 
 

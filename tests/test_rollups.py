@@ -6,7 +6,7 @@ by each rolled-up dimension; it is kept incrementally equal to a full rebuild; t
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -282,8 +282,8 @@ async def test_extensions_name_the_plan_and_both_plans_agree(engine: AsyncEngine
     }
     assert (await plan_of(MetricsEngine(engine), whole))[0] == "rollup"
     assert (await plan_of(MetricsEngine(engine), by_plan))[0] == "rollup"
-    # the range cuts a month: the points scan, the LTV's monthly churn history reads rollups
-    assert (await plan_of(MetricsEngine(engine), cut))[0] == "mixed"
+    # the range cuts a month: its days' rows and movements, and the LTV's whole months
+    assert (await plan_of(MetricsEngine(engine), cut))[0] == "rollup"
     assert (await plan_of(MetricsEngine(engine), country))[0] == "scan"  # a filter
     forced, data = await plan_of(MetricsEngine(engine, rollups=False), whole)
     assert forced == "scan"
@@ -432,3 +432,146 @@ async def test_a_week_across_a_month_end_groups_what_the_months_keep_apart(
         ("year", date(2023, 1, 1), *both),
     ]
     assert await assert_same(engine, FIRST, LAST) > 0
+
+
+TODAY = date.today()
+
+
+def cut_ranges(first: date, last: date, seed: int) -> list[tuple[Interval, date, date]]:
+    """Ranges that cut a period of every interval: a start or an end inside a week, a month, a
+    quarter, a year; both; one day; inside one period; ending today; and a few at random."""
+    rng = random.Random(seed)
+    fixed = [
+        (date(2022, 3, 15), last),  # a mid-month start to the end of the data
+        (first, date(2024, 5, 17)),  # an end inside a month
+        (date(2023, 2, 14), date(2023, 11, 20)),  # both, mid-quarter
+        (date(2023, 8, 2), date(2023, 8, 2)),  # one day
+        (date(2023, 5, 3), date(2023, 5, 29)),  # inside one month
+        (date(2023, 1, 31), date(2023, 2, 2)),  # a week across a month end
+        (date(2024, 10, 9), TODAY),  # ending today, after the data's last movement
+        (date(2021, 12, 30), date(2022, 1, 3)),  # around the first movement
+    ]
+    span = (last - first).days
+    for _ in range(3):
+        a = first + timedelta(days=rng.randrange(span))
+        fixed.append((a, a + timedelta(days=rng.randrange(1, 200))))
+    found = []
+    for interval in Interval:
+        for a, b in fixed:
+            if interval is Interval.DAY:
+                b = min(b, a + timedelta(days=40))
+            found.append((interval, a, b))
+    return found
+
+
+COUNTS = frozenset({"customers", "new_customers", "churn_customers", "churned_customers"})
+FIELDS = (frozenset(), frozenset({"mrr", "new", "customers"}), COUNTS)
+
+
+async def assert_same_when_cut(engine: AsyncEngine, first: date, last: date, seed: int) -> int:
+    """Every field of every point both ways, over ranges that cut periods, for the total, each
+    breakdown and one-value series; the rollup path answers every one."""
+    compared = 0
+    for interval, start, end in cut_ranges(first, last, seed):
+        for spec in SPECS:
+            for fields in FIELDS if spec == QuerySpec() else FIELDS[:1]:
+                request = SeriesRequest(start, end, interval, spec, fields)
+                rolled, scanned, taken = await each_way(engine, request)
+                assert rolled == scanned, (interval, start, end, spec, fields)
+                assert set(taken) == {"rollup"}, (interval, start, end, spec, fields, taken)
+                compared += 1
+    return compared
+
+
+async def each_way(engine: AsyncEngine, request: SeriesRequest) -> tuple[Any, Any, list[str]]:
+    """The breakdown (with dimensions) or the series, with the rollups and scanning, as
+    dictionaries; the plans the rollup side took."""
+
+    async def answer(metrics: MetricsEngine) -> list[dict[str, Any]]:
+        if request.spec.dimensions:
+            return [asdict(x) for x in await metrics.breakdown(request)]
+        return [asdict(p) for p in await metrics.series(request)]
+
+    with plans.collecting() as taken:
+        rolled = await answer(MetricsEngine(engine))
+    return rolled, await answer(MetricsEngine(engine, rollups=False)), taken
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+async def test_ranges_that_cut_periods_read_rollups_exactly(engine: AsyncEngine, seed: int) -> None:
+    await import_text(engine, company(seed, 60))
+    assert await assert_same_when_cut(engine, FIRST, LAST, seed) == 5 * 11 * (len(SPECS) + 2)
+
+
+async def test_cut_ranges_on_the_playbook(engine: AsyncEngine) -> None:
+    await import_text(engine, PLAYBOOK.read_text())
+    assert await assert_same_when_cut(engine, date(2017, 9, 1), date(2019, 12, 31), 8) > 0
+
+
+async def test_a_cut_period_counts_a_customer_with_several_movements_once(
+    engine: AsyncEngine,
+) -> None:
+    """c1 churns on Mar 5, comes back on Mar 10 and churns again on Mar 20; c2 expands on Mar
+    7 and Mar 12. Over Mar 2-25 (a month cut at both ends) the days' rows hold two churns and
+    two expansions, but one churned customer each way: the counts come from the movements of
+    those days, the amounts from the days' rows, the stocks at Mar 1 from the rollup."""
+    await import_text(
+        engine,
+        f"{HEADER}\n"
+        "1,c1,2023-01-10,2023-03-05,10,month,1,USD,Basic,active\n"
+        "2,c1,2023-03-10,2023-03-20,49,month,1,USD,Pro,active\n"
+        "3,c2,2023-02-01,2023-03-07,10,month,1,USD,Basic,active\n"
+        "3,c2,2023-03-07,2023-03-12,20,month,1,USD,Basic,active\n"
+        "3,c2,2023-03-12,,30,month,1,USD,Basic,active\n",
+    )
+    request = SeriesRequest(date(2023, 3, 2), date(2023, 3, 25), Interval.MONTH)
+    with plans.collecting() as taken:
+        (point,) = await MetricsEngine(engine).series(request)
+    assert taken == ["rollup", "rollup"]  # the point, and the LTV's monthly churn history
+    assert (point.date, point.end_date) == (date(2023, 3, 2), date(2023, 3, 25))
+    assert (point.churn, point.churn_customers) == (-1_000 - 4_900, 1)
+    assert (point.reactivation, point.reactivation_customers) == (4_900, 1)
+    assert (point.expansion, point.expansion_customers) == (1_000 + 1_000, 1)
+    assert point.churned_customers == 1  # c1: active on Mar 1, not on Mar 25
+    assert (point.mrr, point.customers) == (3_000, 1)
+    assert point.customer_churn_rate == 0.5  # 1 of the 2 active on Mar 1
+    assert point.nrr == 3_000 / 2_000  # c1 0 + c2 3000 over 1000 + 1000
+    assert point.grr == 1_000 / 2_000  # min(0, 1000) + min(3000, 1000)
+    assert point == (await MetricsEngine(engine, rollups=False).series(request))[0]
+    # the same range by plan: Pro nets to nothing (no series); in Basic c2 expands twice
+    by_plan = replace(request, spec=QuerySpec(dimensions=("plan",)))
+    rolled, scanned, taken = await both_ways(engine, by_plan)
+    assert rolled == scanned
+    assert set(taken) == {"rollup"}
+    (basic,) = rolled[0]
+    (point,) = basic.points
+    assert (basic.key, point.expansion, point.expansion_customers) == (("Basic",), 2_000, 1)
+    assert (point.churn, point.churn_customers, point.churned_customers) == (-1_000, 1, 1)
+
+
+async def test_cut_ranges_in_a_company_of_several_currencies(engine: AsyncEngine) -> None:
+    """Counts need no rate and `currency = EUR` in EUR converts nothing: both read the rollups
+    over cut ranges, exactly; amounts reported in another currency scan."""
+    await import_text(engine, company(44, 40, currencies=("USD", "EUR", "GBP")))
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO fx_rate (currency, day, rate, source) VALUES "
+                "('EUR', '2020-01-01', 1.1, 'test'), ('EUR', '2023-03-07', 1.0731, 'test'), "
+                "('GBP', '2020-01-01', 1.27, 'test'), ('GBP', '2023-05-02', 1.2519, 'test')"
+            )
+        )
+    euros = QuerySpec(filters=(Filter("currency", FilterOp.EQ, ("EUR",)),), currency="EUR")
+    cases = [(QuerySpec(), COUNTS), (QuerySpec(dimensions=("plan",)), COUNTS)]
+    cases += [(euros, frozenset()), (euros, frozenset({"mrr", "new_customers", "nrr"}))]
+    for interval, start, end in cut_ranges(FIRST, LAST, 44):
+        for spec, fields in cases:
+            request = SeriesRequest(start, end, interval, spec, fields)
+            rolled, scanned, taken = await each_way(engine, request)
+            assert rolled == scanned, (interval, start, end, spec, fields)
+            assert set(taken) == {"rollup"}, (interval, start, end, spec, fields, taken)
+    converted = SeriesRequest(date(2023, 2, 14), date(2023, 11, 20), Interval.MONTH)
+    with plans.collecting() as taken:
+        points = await MetricsEngine(engine).series(converted)
+    assert taken == ["scan", "rollup"]  # amounts convert; the LTV's history counts only
+    assert points == await MetricsEngine(engine, rollups=False).series(converted)

@@ -13,14 +13,16 @@ customers of a fact of one customer in one period, so
 - stocks (MRR, active customers) at a period's end are the running sums of the net changes.
 
 Distinct counts are not additive across periods: they are stored per calendar period of each
-interval, never summed from days. The query side reads them only for ranges made of whole
-periods, so a point's period is exactly a stored one.
+interval, never summed from days. A range that cuts a period reads the stored rows for its
+whole periods; for a cut one, the sums of its day rows (flows add up) and, when a field needs
+them, its customer facts counted from its own movements (docs/architecture.md, "Query plans").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -569,12 +571,26 @@ class Slice:
     value: str | None  # None: every value, one series each (the breakdown's g0)
 
 
-def whole_periods(request: SeriesRequest) -> bool:
-    """Does the range start on a period's first day and end on one's last day?"""
+@dataclass(frozen=True)
+class Cut:
+    """A period the range cuts: its calendar key `k` and the days [a, b] of it in range."""
+
+    k: date
+    a: date
+    b: date
+
+
+def cut_periods(request: SeriesRequest) -> tuple[Cut, ...]:
+    """The first and last periods of the series when the range does not cover them whole (one
+    when the range lies inside a period)."""
     interval = request.interval
-    return request.start == period_start(request.start, interval) and request.end == period_end(
-        period_start(request.end, interval), interval
-    )
+    cuts: dict[date, Cut] = {}
+    for key in (period_start(request.start, interval), period_start(request.end, interval)):
+        last = period_end(key, interval)
+        a, b = max(key, request.start), min(last, request.end)
+        if (a, b) != (key, last):
+            cuts[key] = Cut(key, a, b)
+    return tuple(cuts.values())
 
 
 def slice_of(request: SeriesRequest) -> Slice | None:
@@ -603,17 +619,16 @@ def slice_of(request: SeriesRequest) -> Slice | None:
 def rollup_answers(
     request: SeriesRequest, base_currency: str, present: frozenset[str]
 ) -> Slice | None:
-    """The rollup slice that gives exactly the scan's rows, or None: whole periods, a slice,
-    and no currency conversion: one currency, the report's; counts only; or the slice of the
-    report currency itself (`currency = R` reporting in R: a customer has one currency, so
-    nothing in it converts).
+    """The rollup slice that gives exactly the scan's rows, or None: a slice, and no currency
+    conversion: one currency, the report's; counts only; or the slice of the report currency
+    itself (`currency = R` reporting in R: a customer has one currency, so nothing in it
+    converts). Any range: the periods it cuts read the day rows and their own movements
+    (`compile_rollup_series`).
 
     Amounts to convert always scan: a converted stock is the sum of each customer's MRR
     converted and rounded at the point's rate (METRICS.md 7), which no sum over customers
     stored ahead of the query determines (rates also change after the fact, and the report
     currency and `fixFx` are the query's); docs/architecture.md, "Query plans"."""
-    if not whole_periods(request):
-        return None
     where = slice_of(request)
     counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
     currencies = currencies_of(request, base_currency, present)
@@ -622,48 +637,178 @@ def rollup_answers(
     return None if converts and not own else where
 
 
-def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
-    """The rows of `compile_series` (same columns, same values) from the rollup: per period of
-    the grid the stored flows, the stocks as the opening plus running sums of the net changes."""
-    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
-    start = sa.bindparam("start", request.start, type_=sa.Date)
-    wanted = request.fields
-    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
-    names = [*ROLLUP_MONEY, "customers_net"]  # the per-customer columns only when asked
-    if with_customers:
-        names += [name for name in (*ROLLUP_COUNTS, *ROLLUP_DELTAS) if name != "customers_net"]
-    rows = sa.select(rollup.c.value, rollup.c.k, *(rollup.c[name] for name in names)).where(
-        rollup.c.interval == request.interval.value, rollup.c.dimension == where.dimension
+def _stored_rows(interval: Interval, where: Slice, names: list[str], name: str) -> FromClause:
+    """The rollup rows of one interval in the slice: value, k and the columns `names`."""
+    rows = sa.select(rollup.c.value, rollup.c.k, *(rollup.c[n] for n in names)).where(
+        rollup.c.interval == interval.value, rollup.c.dimension == where.dimension
     )
     if where.value is not None:
         rows = rows.where(rollup.c.value == where.value)
-    stored = rows.subquery("stored")
-    groups = ["g0"] if where.value is None else []
-    group_columns = [stored.c.value.label("g0")] if groups else []
-    periods = _periods(request, end)
-    flows = (
-        sa.select(*group_columns, stored.c.k, *(stored.c[name] for name in names))
-        .where(stored.c.k.between(start, end))
+    return rows.subquery(name)
+
+
+def _everyone(column: ColumnElement[Any]) -> ColumnElement[bool]:
+    return sa.true()
+
+
+def _changed_between(a: date, b: date) -> Members:
+    """The customers with a ledger change in [a, b]: every customer with a movement in any
+    scope on those days (a movement is a change of the day's MRR)."""
+    changed = sa.select(mrr_change.c.customer_id).where(mrr_change.c.day.between(a, b))
+
+    def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return column.in_(changed)
+
+    return members
+
+
+def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[Any]:
+    """The customer facts of a cut period, from its own movements (those of days [a, b],
+    found by day; a customer's state before a is the `before` of its first one, at b the
+    `after` of its last, as the scan's `_customer_level`): distinct customers per kind,
+    churned customers, the NRR/GRR deltas. The flows `names` are 0 here (the day rows have
+    them)."""
+    stored = where.dimension in ("", "plan", "currency")
+    members = _everyone if stored else _changed_between(cut.a, cut.b)
+    mv = DIMENSIONS[where.dimension](members)
+    conditions: list[ColumnElement[bool]] = [mv.c.day.between(cut.a, cut.b)]
+    if where.value is not None and where.dimension != TOTAL:
+        conditions.append(mv.c.g0 == where.value)
+    rows = sa.select(mv).where(*conditions).subquery("cut_rows")
+    first = sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < cut.a)
+    last = sa.or_(rows.c.next_day.is_(None), rows.c.next_day > cut.b)
+    per_customer = (
+        sa.select(
+            rows.c.g0,
+            *(sa.func.count().filter(rows.c.kind == kind).label(kind) for kind in KINDS),
+            sa.func.sum(rows.c.before).filter(first).label("first_before"),
+            sa.func.sum(rows.c.after).filter(last).label("last_after"),
+        )
+        .group_by(rows.c.g0, rows.c.customer_id)
+        .subquery("cut_customers")
+    )
+    c = per_customer.c
+    held = c.first_before > 0
+    zero = sa.literal(0, sa.BigInteger)
+    facts = sa.select(
+        *([c.g0] if group else []),
+        sa.literal(cut.k, sa.Date).label("k"),
+        *(zero.label(name) for name in names),
+        *(sa.func.count().filter(c[kind] > 0).label(f"{kind}_customers") for kind in KINDS),
+        sa.func.count().filter(held & (c.last_after == 0)).label("churned_customers"),
+        sa.func.sum(c.last_after - c.first_before).filter(held).label("retained_delta"),
+        sa.func.sum(sa.func.least(c.last_after - c.first_before, 0))
+        .filter(held)
+        .label("gross_retained_delta"),
+    )
+    return facts.group_by(c.g0) if group else facts
+
+
+CUT_FACTS = (*(f"{kind}_customers" for kind in KINDS), "churned_customers", *ROLLUP_DELTAS)
+
+
+def _flows(
+    request: SeriesRequest, where: Slice, names: list[str], facts: list[str], group: bool
+) -> FromClause:
+    """Per (value, period): the stored rows of the whole periods in range; for a period the
+    range cuts, the sums of its days' rows (flows add up over days) and its customer facts
+    from its own movements (distinct customers do not add up over days)."""
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    stored = _stored_rows(request.interval, where, [*names, *facts], "stored")
+    g0 = [stored.c.value.label("g0")] if group else []
+    cuts = cut_periods(request)
+    whole = sa.select(*g0, stored.c.k, *(stored.c[name] for name in [*names, *facts])).where(
+        stored.c.k.between(start, end)
+    )
+    if not cuts:
+        return whole.subquery("flows")
+    whole = whole.where(stored.c.k.not_in([cut.k for cut in cuts]))
+    days = _stored_rows(Interval.DAY, where, names, "days")
+    zero = sa.literal(0, sa.BigInteger)
+    parts: list[Select[Any]] = [whole]
+    for cut in cuts:
+        day_g0 = [days.c.value.label("g0")] if group else []
+        summed = sa.select(
+            *day_g0,
+            sa.literal(cut.k, sa.Date).label("k"),
+            *(sa.func.sum(days.c[name]).label(name) for name in names),
+            *(zero.label(name) for name in facts),
+        ).where(days.c.k.between(cut.a, cut.b))
+        parts.append(summed.group_by(days.c.value) if group else summed)
+        if facts:
+            parts.append(_cut_facts(where, cut, group, names))
+    both = sa.union_all(*parts).subquery("parts")
+    keys = [both.c.g0] if group else []
+    return (
+        sa.select(
+            *keys, both.c.k, *(sa.func.sum(both.c[name]).label(name) for name in [*names, *facts])
+        )
+        .group_by(*keys, both.c.k)
         .subquery("flows")
     )
-    opening_group = [stored.c.value] if groups else []
-    opening = (
-        sa.select(
-            *group_columns,
-            sa.func.sum(stored.c.net).label("mrr"),
-            sa.func.sum(stored.c.customers_net).label("customers"),
+
+
+def _opening(request: SeriesRequest, where: Slice, group: bool) -> FromClause:
+    """MRR and active customers before `start`, per value: the stored periods before the first
+    period, and the days of it before `start` when the range cuts it."""
+    first = period_start(request.start, request.interval)
+    start = sa.bindparam("start", request.start, type_=sa.Date)
+    stored = _stored_rows(request.interval, where, ["net", "customers_net"], "stored")
+    before = sa.select(stored.c.value, stored.c.net, stored.c.customers_net)
+    if first == request.start:
+        rows = before.where(stored.c.k < start).subquery("before_start")
+    else:
+        days = _stored_rows(Interval.DAY, where, ["net", "customers_net"], "days")
+        earlier = sa.select(days.c.value, days.c.net, days.c.customers_net).where(
+            days.c.k.between(first, request.start - timedelta(days=1))
         )
-        .where(stored.c.k < start)
-        .group_by(*opening_group)
+        rows = sa.union_all(before.where(stored.c.k < first), earlier).subquery("before_start")
+    keys = [rows.c.value.label("g0")] if group else []
+    return (
+        sa.select(
+            *keys,
+            sa.func.sum(rows.c.net).label("mrr"),
+            sa.func.sum(rows.c.customers_net).label("customers"),
+        )
+        .group_by(*([rows.c.value] if group else []))
         .subquery("opening")
     )
-    if groups:
-        values = (
-            sa.select(stored.c.value.label("g0"))
-            .where(stored.c.k <= end)
-            .distinct()
-            .subquery("group_values")
-        )
+
+
+def _values(request: SeriesRequest, where: Slice) -> FromClause:
+    """Every value with a movement up to `end` (the scan's dense breakdown): the stored periods
+    up to the last, and its days up to `end` when the range cuts it."""
+    end = sa.bindparam("end", request.end, type_=sa.Date)
+    last = period_start(request.end, request.interval)
+    stored = _stored_rows(request.interval, where, [], "stored")
+    if request.end == period_end(last, request.interval):
+        seen = sa.select(stored.c.value.label("g0")).where(stored.c.k <= end).distinct()
+        return seen.subquery("group_values")
+    days = _stored_rows(Interval.DAY, where, [], "days")
+    return sa.union(
+        sa.select(stored.c.value.label("g0")).where(stored.c.k < last),
+        sa.select(days.c.value.label("g0")).where(days.c.k.between(last, end)),
+    ).subquery("group_values")
+
+
+def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
+    """The rows of `compile_series` (same columns, same values) from the rollup: per period of
+    the grid the stored flows, the stocks as the opening plus running sums of the net changes.
+    A period the range cuts adds up its days' rows, and counts its customers from its own
+    movements when a field needs them (`_flows`)."""
+    end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
+    wanted = request.fields
+    with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
+    names = list(FLOWS)  # the per-customer columns only when asked
+    facts = list(CUT_FACTS) if with_customers else []
+    group = where.value is None
+    groups = ["g0"] if group else []
+    periods = _periods(request, end)
+    flows = _flows(request, where, names, facts, group)
+    opening = _opening(request, where, group)
+    if group:
+        values = _values(request, where)
         grid = (
             sa.select(periods.c.k, values.c.g0)
             .join_from(periods, values, sa.true())
