@@ -111,6 +111,7 @@ mrr_change = sa.Table(
     sa.Column("pricing_model", sa.Text, nullable=False),
     sa.Column("collection_method", sa.Text),
     sa.Index("mrr_change_customer_day_idx", "customer_id", "day"),
+    sa.Index("mrr_change_day_idx", "day"),  # the customers who changed in a cut period
 )
 
 # Customer movements of the unfiltered total, derived from the ledger (METRICS.md 3).
@@ -147,6 +148,7 @@ movement_scope = sa.Table(
     sa.Column("prev_day", sa.Date),
     sa.Column("next_day", sa.Date),
     sa.Index("movement_scope_customer_idx", "customer_id"),
+    sa.Index("movement_scope_dimension_day_idx", "dimension", "day"),  # a cut period's movements
 )
 
 # Exact per-period aggregates of the movements, kept by the recompute (docs/architecture.md,

@@ -441,15 +441,20 @@ def cut_ranges(first: date, last: date, seed: int) -> list[tuple[Interval, date,
     """Ranges that cut a period of every interval: a start or an end inside a week, a month, a
     quarter, a year; both; one day; inside one period; ending today; and a few at random."""
     rng = random.Random(seed)
+    years = first.year - FIRST.year  # the dates below are for data of 2022 to 2024
+
+    def on(year: int, month: int, day: int) -> date:
+        return date(year + years, month, day)
+
     fixed = [
-        (date(2022, 3, 15), last),  # a mid-month start to the end of the data
-        (first, date(2024, 5, 17)),  # an end inside a month
-        (date(2023, 2, 14), date(2023, 11, 20)),  # both, mid-quarter
-        (date(2023, 8, 2), date(2023, 8, 2)),  # one day
-        (date(2023, 5, 3), date(2023, 5, 29)),  # inside one month
-        (date(2023, 1, 31), date(2023, 2, 2)),  # a week across a month end
-        (date(2024, 10, 9), TODAY),  # ending today, after the data's last movement
-        (date(2021, 12, 30), date(2022, 1, 3)),  # around the first movement
+        (on(2022, 3, 15), last),  # a mid-month start to the end of the data
+        (first, on(2024, 5, 17)),  # an end inside a month
+        (on(2023, 2, 14), on(2023, 11, 20)),  # both, mid-quarter
+        (on(2023, 8, 2), on(2023, 8, 2)),  # one day
+        (on(2023, 5, 3), on(2023, 5, 29)),  # inside one month
+        (on(2023, 1, 31), on(2023, 2, 2)),  # a week across a month end
+        (on(2024, 10, 9), TODAY),  # ending today, after the data's last movement
+        (on(2021, 12, 30), on(2022, 1, 3)),  # around the first movement
     ]
     span = (last - first).days
     for _ in range(3):
@@ -465,7 +470,7 @@ def cut_ranges(first: date, last: date, seed: int) -> list[tuple[Interval, date,
 
 
 COUNTS = frozenset({"customers", "new_customers", "churn_customers", "churned_customers"})
-FIELDS = (frozenset(), frozenset({"mrr", "new", "customers"}), COUNTS)
+FIELDS: tuple[frozenset[str], ...] = (frozenset(), frozenset({"mrr", "new", "customers"}), COUNTS)
 
 
 async def assert_same_when_cut(engine: AsyncEngine, first: date, last: date, seed: int) -> int:
@@ -497,7 +502,7 @@ async def each_way(engine: AsyncEngine, request: SeriesRequest) -> tuple[Any, An
     return rolled, await answer(MetricsEngine(engine, rollups=False)), taken
 
 
-@pytest.mark.parametrize("seed", [5, 6])
+@pytest.mark.parametrize("seed", [5])
 async def test_ranges_that_cut_periods_read_rollups_exactly(engine: AsyncEngine, seed: int) -> None:
     await import_text(engine, company(seed, 60))
     assert await assert_same_when_cut(engine, FIRST, LAST, seed) == 5 * 11 * (len(SPECS) + 2)

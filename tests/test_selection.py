@@ -82,3 +82,22 @@ async def test_the_rollup_reads_per_customer_columns_only_when_asked(
     statements.clear()
     await run(metrics, "mrr ltv")
     assert len(metric_statements(statements)) == 2
+
+
+async def test_a_cut_range_reads_movements_only_for_per_customer_fields(
+    engine: AsyncEngine, metrics: MetricsEngine, statements: list[str]
+) -> None:
+    """A range that cuts its first and last months: sums and stocks come from rollup rows
+    alone; a distinct count adds a pass over the cut months' own movements."""
+    await import_text(engine, COMPANY)
+    cut = '{ series(start: "2024-01-15", end: "2024-04-10") { points { %s } } }'
+    statements.clear()
+    await execute(metrics, cut % "mrr churn customers")
+    [series] = metric_statements(statements)
+    assert "FROM rollup" in series
+    assert "FROM movement" not in series
+    statements.clear()
+    await execute(metrics, cut % "mrr churnCustomers")
+    [series] = metric_statements(statements)
+    assert "FROM rollup" in series
+    assert "FROM movement" in series

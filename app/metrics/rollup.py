@@ -653,11 +653,13 @@ def _everyone(column: ColumnElement[Any]) -> ColumnElement[bool]:
 
 def _changed_between(a: date, b: date) -> Members:
     """The customers with a ledger change in [a, b]: every customer with a movement in any
-    scope on those days (a movement is a change of the day's MRR)."""
+    scope on those days (a movement is a change of the day's MRR). An array computed once,
+    so their ledgers are read by customer (`= ANY`), not the whole ledger hash-joined."""
     changed = sa.select(mrr_change.c.customer_id).where(mrr_change.c.day.between(a, b))
+    ids = sa.func.array(changed.distinct().scalar_subquery())
 
     def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
-        return column.in_(changed)
+        return column == sa.func.any(ids)
 
     return members
 
