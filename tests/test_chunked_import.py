@@ -31,12 +31,18 @@ STATE = {
     "subscription": """SELECT s.external_id, c.external_id FROM subscription s
                        JOIN customer c ON c.id = s.customer_id""",
     "subscription_version": """SELECT s.external_id, v.valid_from, v.valid_to, v.status, v.mrr,
-                               v.currency, p.external_id FROM subscription_version v
+                               v.currency, p.external_id, v.quantity, v.amount,
+                               v.billing_interval, v.interval_count, v.trial_start,
+                               v.trial_end, v.pricing_model, v.collection_method
+                               FROM subscription_version v
                                JOIN subscription s ON s.id = v.subscription_id
                                LEFT JOIN plan p ON p.id = v.plan_id""",
     "mrr_change": """SELECT c.external_id, s.external_id, m.day, m.delta, m.currency,
-                     m.plan_interval FROM mrr_change m JOIN customer c ON c.id = m.customer_id
-                     JOIN subscription s ON s.id = m.subscription_id""",
+                     m.plan_interval, p.external_id, m.status, m.pricing_model,
+                     m.collection_method FROM mrr_change m
+                     JOIN customer c ON c.id = m.customer_id
+                     JOIN subscription s ON s.id = m.subscription_id
+                     LEFT JOIN plan p ON p.id = m.plan_id""",
     "movement": """SELECT c.external_id, m.day, m.kind, m.amount, m.before, m.after,
                    m.prev_day, m.next_day FROM movement m JOIN customer c ON c.id = m.customer_id""",
     "movement_scope": """SELECT m.dimension, m.value, c.external_id, m.day, m.kind, m.amount
