@@ -270,6 +270,10 @@ async def _stage(
 ) -> Job:
     try:
         async with engine.begin() as connection:
+            # the checks' sorts and hashes (the whole file's, across partitions) in memory
+            await connection.execute(
+                sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True))
+            )
             await _create_stage(connection, job)
             count = await _copy(connection, job, rows, filename, progress)
             progress("check", 0)
@@ -315,6 +319,8 @@ async def _apply_chunk(
     writes (the ledger's currencies, the job's) and commits: chunks commit in order, so
     `done_chunks` stays the number of chunks committed."""
     async with engine.begin() as connection:
+        # its sorts and hashes (tens of thousands of customers' rows) in memory
+        await connection.execute(sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True)))
         await connection.exec_driver_sql(single.NEW_VERSION_DDL)
         await create_touched_table(connection)
         raw = await connection.get_raw_connection()
@@ -371,9 +377,9 @@ _FIRST = [
     """
     WITH created AS (
         INSERT INTO subscription (source, external_id, customer_id)
-        SELECT DISTINCT ON (st.subscription_id) :source, st.subscription_id, c.id
+        SELECT :source, st.subscription_id, min(c.id)
         FROM stage_batch st JOIN chunk_customer c ON c.external_id = st.customer_id
-        ORDER BY st.subscription_id, st.line
+        GROUP BY st.subscription_id
         RETURNING id, external_id, customer_id
     )
     INSERT INTO chunk_subscription SELECT * FROM created
