@@ -31,12 +31,18 @@ STATE = {
     "subscription": """SELECT s.external_id, c.external_id FROM subscription s
                        JOIN customer c ON c.id = s.customer_id""",
     "subscription_version": """SELECT s.external_id, v.valid_from, v.valid_to, v.status, v.mrr,
-                               v.currency, p.external_id FROM subscription_version v
+                               v.currency, p.external_id, v.quantity, v.amount,
+                               v.billing_interval, v.interval_count, v.trial_start,
+                               v.trial_end, v.pricing_model, v.collection_method
+                               FROM subscription_version v
                                JOIN subscription s ON s.id = v.subscription_id
                                LEFT JOIN plan p ON p.id = v.plan_id""",
     "mrr_change": """SELECT c.external_id, s.external_id, m.day, m.delta, m.currency,
-                     m.plan_interval FROM mrr_change m JOIN customer c ON c.id = m.customer_id
-                     JOIN subscription s ON s.id = m.subscription_id""",
+                     m.plan_interval, p.external_id, m.status, m.pricing_model,
+                     m.collection_method FROM mrr_change m
+                     JOIN customer c ON c.id = m.customer_id
+                     JOIN subscription s ON s.id = m.subscription_id
+                     LEFT JOIN plan p ON p.id = m.plan_id""",
     "movement": """SELECT c.external_id, m.day, m.kind, m.amount, m.before, m.after,
                    m.prev_day, m.next_day FROM movement m JOIN customer c ON c.id = m.customer_id""",
     "movement_scope": """SELECT m.dimension, m.value, c.external_id, m.day, m.kind, m.amount
@@ -322,3 +328,43 @@ async def test_the_cli_imports_a_large_file_in_chunks(
     [(state, chunks, done)] = await jobs(engine)
     assert (state, done) == ("done", chunks)
     assert chunks == -(-company.count("\n") // 100 // 2) * 2  # from the file's size, even
+
+
+async def test_a_first_import_side_by_side_completes_customers_made_before(
+    engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customers that exist before any subscription (the usage ingest makes them, nameless):
+    a first import's chunks, applied side by side from their own rows, find and complete them
+    as one transaction does."""
+    external = sorted({line.split(",")[1] for line in company.splitlines()[1:]})[::5]
+    assert len(external) > 10
+
+    async def made_before() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO customer (source, external_id) "
+                    "SELECT 'csv', unnest(CAST(:ids AS text[]))"
+                ),
+                {"ids": external},
+            )
+
+    await made_before()
+    whole = await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    await made_before()
+    applied: list[str] = []
+    apply_first = chunked._apply_first
+
+    async def counted(*args: Any) -> tuple[int, int]:
+        applied.append(args[2])
+        return await apply_first(*args)
+
+    monkeypatch.setattr(chunked, "_apply_first", counted)
+    result = await load(engine, company, chunk_rows=60)
+    assert result == whole
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+    assert len(applied) == chunks  # every chunk from its own rows

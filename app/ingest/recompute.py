@@ -42,10 +42,64 @@ def _plan_interval(
     return sa.case((count == 1, interval), else_=sa.cast(count, sa.Text) + " " + interval)
 
 
-def _ledger_side(day: sa.ColumnElement[object], sign: int) -> sa.Select[tuple[object, ...]]:
+# the periods of a first import's chunk (app.ingest.chunked): `new_version`, as
+# app.ingest.subscriptions stages them, and `chunk_subscription`, the chunk's subscriptions (all
+# created in the chunk's transaction, so no item of theirs is stored)
+NEW_VERSION = sa.table(
+    "new_version",
+    *(
+        sa.column(name, subscription_version.c[name].type)
+        for name in (
+            "subscription_id",
+            "valid_from",
+            "valid_to",
+            "status",
+            "plan_id",
+            "mrr",
+            "billing_interval",
+            "interval_count",
+            "currency",
+            "pricing_model",
+        )
+    ),
+)
+CHUNK_SUBSCRIPTION = sa.table(
+    "chunk_subscription", sa.column("id", sa.BigInteger), sa.column("customer_id", sa.BigInteger)
+)
+
+
+def _ledger_side(day_column: str, sign: int, *, new: bool = False) -> sa.Select[tuple[object, ...]]:
     """One ledger row per item of each contributing version (a version without items is its
-    own single item)."""
+    own single item) of the touched customers; `new`: of the periods of a first import's
+    chunk (NEW_VERSION, CHUNK_SUBSCRIPTION: each subscription its own single item, the
+    collection method unset, as the import stores them)."""
+    if new:
+        version, owner = NEW_VERSION, CHUNK_SUBSCRIPTION
+        day = version.c[day_column]
+        return (
+            sa.select(
+                owner.c.customer_id,
+                version.c.subscription_id,
+                day.label("day"),
+                (version.c.mrr * sign).label("delta"),
+                version.c.currency,
+                version.c.plan_id,
+                _plan_interval(version.c.billing_interval, version.c.interval_count).label(
+                    "plan_interval"
+                ),
+                version.c.status,
+                version.c.pricing_model,
+                sa.cast(sa.null(), sa.Text).label("collection_method"),
+            )
+            .join(owner, owner.c.id == version.c.subscription_id)
+            .where(
+                version.c.status.in_(CONTRIBUTING_STATUSES),
+                version.c.mrr > 0,
+                day.is_not(None),
+            )
+        )
     version, item = subscription_version, subscription_item
+    day = version.c[day_column]
     mrr = sa.func.coalesce(item.c.mrr, version.c.mrr)
     return (
         sa.select(
@@ -150,6 +204,8 @@ FROM (
     ) l ON true
 ) f
 WHERE c.id = f.customer_id
+  AND c.id BETWEEN (SELECT min(customer_id) FROM touched_customer)
+               AND (SELECT max(customer_id) FROM touched_customer)
 """
 
 
@@ -182,6 +238,7 @@ async def recompute_touched(
     bulk: bool = True,
     defer_rollups: bool = False,
     currencies: bool = True,
+    new: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
@@ -192,7 +249,8 @@ async def recompute_touched(
     their indexes (app.ingest.bulk); `defer_rollups`: instead of a full rebuild, mark the
     rollups behind (readers scan) for the caller to rebuild them once later (a chunked
     import); `currencies`: record the ledger's currencies (`record_currencies`; else the
-    caller does, later in the transaction); `progress` follows a rebuild
+    caller does, later in the transaction); `new`: the touched customers are a first import's
+    chunk, their ledger made from its periods (`_ledger_side`); `progress` follows a rebuild
     (app.metrics.rollup.rebuild)."""
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
@@ -201,7 +259,7 @@ async def recompute_touched(
     elif not in_full and not fresh:  # their old contribution, from their movements as they are
         await rollup_delta.stage(connection, _touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
-        await _recompute_derived(connection, fresh)
+        await _recompute_derived(connection, fresh, new)
     if in_full and not defer_rollups:
         await rollup.rebuild(connection, progress)
     elif not in_full:
@@ -227,16 +285,16 @@ async def record_currencies(connection: AsyncConnection) -> None:
     )
 
 
-async def _recompute_derived(connection: AsyncConnection, fresh: bool) -> None:
+async def _recompute_derived(connection: AsyncConnection, fresh: bool, new: bool) -> None:
     """The touched customers' ledger is derived once into the temp `touched_change`; their
     `mrr_change`, movements and scoped movements are all made from it (no statement reads the
-    big `mrr_change` back for them)."""
+    big `mrr_change` back for them). `new`: from the periods of a first import's chunk
+    (`_ledger_side`), not read back from the growing `subscription_version`."""
     touched = sa.select(TOUCHED.c.customer_id)
     if not fresh:
         await connection.execute(sa.delete(mrr_change).where(mrr_change.c.customer_id.in_(touched)))
     ledger = sa.union_all(
-        _ledger_side(subscription_version.c.valid_from, 1),
-        _ledger_side(subscription_version.c.valid_to, -1),
+        _ledger_side("valid_from", 1, new=new), _ledger_side("valid_to", -1, new=new)
     )
     await connection.execute(sa.text("DROP TABLE IF EXISTS touched_change"))
     await connection.execute(

@@ -130,7 +130,7 @@ CHECKS = {
 # Run on each COPY batch (stage_batch, in file order) while the next one is parsed: the same
 # result as running them once on the whole file. A customer keeps the last name, email and
 # country the file gives; a bad file is refused by the checks afterwards, rolling this back.
-_PER_BATCH = [
+PER_BATCH = [
     """
     INSERT INTO customer (source, external_id, name, email, country)
     SELECT :source, customer_id,
@@ -249,10 +249,10 @@ class Records:
 async def per_batch_script(
     connection: AsyncConnection, source: str, table: str | None = None
 ) -> str:
-    """_PER_BATCH as one script (one round trip), the source quoted by the server; with a
+    """PER_BATCH as one script (one round trip), the source quoted by the server; with a
     `table`, its upserts from that table (a chunk) instead of the batch."""
     literal = await connection.scalar(sa.text("SELECT quote_literal(:source)"), {"source": source})
-    statements = _PER_BATCH if table is None else _PER_BATCH[:-2]
+    statements = PER_BATCH if table is None else PER_BATCH[:-2]
     script = ";".join(statements).replace(":source", str(literal))
     return script if table is None else script.replace("stage_batch", table)
 
