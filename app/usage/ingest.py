@@ -44,7 +44,7 @@ from app.usage.events import (
     Invalid,
     Rejected,
     copy_line,
-    month_of,
+    months_of,
     parse_event,
     raw_id,
 )
@@ -196,7 +196,7 @@ class Batch:
             len(events),
             frozenset(event.customer for event in events),
             frozenset(event.name for event in events),
-            frozenset(month_of(event.ts) for event in events),
+            months_of(events),
         )
 
 
