@@ -8,10 +8,18 @@
   (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up), the
   next chunk read and checked (in a thread) while the previous one is stored. A bad
   line is rejected with its reason (the first MAX_REPORTED are listed) and the others go on.
-- **Resuming.** Each chunk commits with the file's byte offset in `usage_import` (keyed by the
-  file's sha256): an import that stops (Ctrl-C, a crash) starts again after the last committed
-  chunk; a finished file is not read again. Events are unique per (source, id) anyway, so even
-  a chunk read twice is never applied twice.
+- **Parts.** A chunk's events are split in PARTS by customer, each stored in its own
+  transaction on its own connection at the same time (PostgreSQL then works on two cores).
+  Their keys and per-customer rollups are disjoint (should two identifiers of one chunk name
+  the same customer, the parts are stored one after the other in one transaction); their
+  per-day rollups are updated in the order of their days, so the parts wait on each other
+  there (for a commit) but never deadlock. The chunk's customers are matched, and the unknown
+  ones created, first, in a transaction of their own.
+- **Resuming.** Once every part of a chunk has committed, the file's byte offset after it is
+  committed in `usage_import` (keyed by the file's sha256): an import that stops (Ctrl-C, a
+  crash) starts again after the last chunk whose offset was committed; a finished file is not
+  read again. Events are unique per (source, id), so a chunk read again is never applied
+  twice: the events of a part that committed before the stop are counted as duplicates then.
 """
 
 from __future__ import annotations

@@ -178,15 +178,35 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return value, text
 
 
+def _plain_texts(raw: dict[str, Any]) -> tuple[str, str, str] | None:
+    """id, customer and name when all three are plain strings (`_plain`), checked at once."""
+    ident, customer, name = raw.get("id"), raw.get("customer"), raw.get("name")
+    if not (type(ident) is str and type(customer) is str and type(name) is str):
+        return None
+    joined = ident + customer + name
+    if (
+        0 < len(ident) <= MAX_TEXT
+        and 0 < len(customer) <= MAX_TEXT
+        and 0 < len(name) <= MAX_TEXT
+        and joined.isascii()
+        and "\x00" not in joined
+        and not (ident.isspace() or customer.isspace() or name.isspace())
+    ):
+        return ident, customer, name
+    return None
+
+
 def parse_event(raw: object, now: datetime.datetime) -> Event:
     """The event in `raw`; `Invalid` says what is wrong with it."""
     if isinstance(raw, Unreadable):
         raise Invalid(raw.reason)
     if not isinstance(raw, dict):
         raise Invalid(SHAPE)
-    ident = _text(raw, "id", numbers=True)
-    customer = _text(raw, "customer", numbers=True)
-    name = _text(raw, "name")
+    ident, customer, name = _plain_texts(raw) or (
+        _text(raw, "id", numbers=True),
+        _text(raw, "customer", numbers=True),
+        _text(raw, "name"),
+    )
     stamp = raw.get("timestamp")
     ts = parse_timestamp(stamp, now)
     properties, text = _properties(raw)
