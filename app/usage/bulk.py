@@ -248,9 +248,7 @@ class _Import:
         WAL to reach the disk: they reach it in the order they were made, so the offset
         of a chunk is never kept without its parts."""
         await ensure_partitions(self.engine, chunk.months)
-        async with self._transaction() as connection:  # the parts' customers, once
-            for part in chunk.parts:
-                await resolve_customers(connection, self.source, part.customers, self.customers)
+        await self._resolve(chunk.parts)
         if self._disjoint(chunk.parts):
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -274,6 +272,13 @@ class _Import:
         async with self.engine.begin() as connection:
             await connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield connection
+
+    async def _resolve(self, parts: Sequence[Batch]) -> None:
+        """The parts' customers, once, before the parts are stored (module doc, "Parts")."""
+        wanted = frozenset().union(*(part.customers for part in parts))
+        if wanted - self.customers.keys():
+            async with self._transaction() as connection:
+                await resolve_customers(connection, self.source, wanted, self.customers)
 
     async def _store_parts(self, parts: Sequence[Batch], found: Rules) -> int:
         async with self._transaction() as connection:
