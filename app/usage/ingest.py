@@ -95,11 +95,10 @@ class Rules:
 
     def property_problem(self, event: Event) -> str | None:
         for metric in self.numeric.get(event.name, ()):
-            assert metric.property is not None
-            assert metric.aggregation is not None
-            value = event.properties.get(metric.property)
-            if value is None:
+            value = event.properties.get(metric.property or "")
+            if value is None or type(value) is int:  # no property, or any metric's number
                 continue
+            assert metric.aggregation is not None
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return (
                     f"property {metric.property!r} is {str(value)[:40]!r}, not a number; "
