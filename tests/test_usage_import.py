@@ -363,9 +363,8 @@ async def test_a_chunk_stopped_with_one_part_committed_is_applied_once_on_resume
         return stored
 
     monkeypatch.setattr(bulk._Import, "_store_parts", stop_in_second_chunk)
-    with pytest.raises(ExceptionGroup) as stopped:
+    with pytest.raises(Stop):
         await import_events(engine, path)
-    assert stopped.group_contains(Stop)
     assert calls[2:] == [{"cust0"}, {"cust1"}]
     assert await total_tokens(engine) == sum(range(4)) + 4 + 6
     assert await indexed_total(engine, metric) == sum(range(4)) + 4 + 6

@@ -250,11 +250,7 @@ class _Import:
         await ensure_partitions(self.engine, chunk.months)
         await self._resolve(chunk.parts)
         if self._disjoint(chunk.parts):
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._store_parts((part,), found)) for part in chunk.parts
-                ]
-            stored = sum(task.result() for task in tasks)
+            stored = await self._at_once(chunk.parts, found)
         else:
             stored = await self._store_parts(chunk.parts, found)
         result = chunk.result
@@ -279,6 +275,18 @@ class _Import:
         if wanted - self.customers.keys():
             async with self._transaction() as connection:
                 await resolve_customers(connection, self.source, wanted, self.customers)
+
+    async def _at_once(self, parts: Sequence[Batch], found: Rules) -> int:
+        """Each part in its own transaction, at the same time; the first error is raised as
+        it is (the other parts stopped first)."""
+        tasks = [asyncio.create_task(self._store_parts((part,), found)) for part in parts]
+        try:
+            return sum(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _store_parts(self, parts: Sequence[Batch], found: Rules) -> int:
         async with self._transaction() as connection:
