@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from app.tables import customer, usage_event, usage_rollup, usage_rollup_day
 from app.usage import bulk, definitions
 from app.usage.bulk import import_events
 from app.usage.definitions import MetricInput
-from app.usage.ingest import DEFAULT_SOURCE, Batch, Rules, check, ingest, rules, store
+from app.usage.ingest import DEFAULT_SOURCE, Batch, check, ingest, rules, store
 from app.usage.service import UsageService
 
 SUM = Aggregation.SUM
@@ -314,101 +313,6 @@ async def test_per_day_totals_are_made_from_the_per_customer_groups(engine: Asyn
         (made["calls"], march_1, 5, None, None, None, None, None),
         (made["calls"], march_2, 1, None, None, None, None, None),
     ]
-
-
-async def indexed_total(engine: AsyncEngine, metric: int) -> int:
-    """The metric's total in both rollups (per customer and day, per day): equal, or an error."""
-    async with engine.connect() as connection:
-        by_customer = await connection.scalar(
-            sa.select(sa.func.sum(usage_rollup.c.sum)).where(usage_rollup.c.metric_id == metric)
-        )
-        by_day = await connection.scalar(
-            sa.select(sa.func.sum(usage_rollup_day.c.sum)).where(
-                usage_rollup_day.c.metric_id == metric
-            )
-        )
-    assert by_customer == by_day
-    return int(by_customer or 0)
-
-
-async def test_a_chunk_stopped_with_one_part_committed_is_applied_once_on_resume(
-    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Chunks of 4 lines, each in two parts stored at once (cust0's events, cust1's). In the
-    second chunk (n4..n7) cust0's part (n4, n6) commits, then cust1's fails: the chunk's
-    offset is not kept. The resumed import reads the chunk again: n4 and n6 are duplicates,
-    neither counted twice in the INDEXED rollups."""
-    metric = (
-        await definitions.create(
-            engine, MetricInput("tokens", "api_call", SUM, "tokens", query_type=QueryType.INDEXED)
-        )
-    ).id
-    path = ndjson(tmp_path / "events.ndjson", 10)
-    monkeypatch.setattr(bulk, "CHUNK", 4)
-    original = bulk._Import._store_parts
-    first_committed = asyncio.Event()
-    calls: list[frozenset[str]] = []
-
-    async def stop_in_second_chunk(job: bulk._Import, parts: Sequence[Batch], found: Rules) -> int:
-        customers = frozenset().union(*(part.customers for part in parts))
-        calls.append(customers)
-        call = len(calls)
-        if call == 4:  # the second chunk's part of cust1
-            assert customers == {"cust1"}
-            await first_committed.wait()
-            raise Stop
-        stored = await original(job, parts, found)
-        if call == 3:
-            first_committed.set()
-        return stored
-
-    monkeypatch.setattr(bulk._Import, "_store_parts", stop_in_second_chunk)
-    with pytest.raises(Stop):
-        await import_events(engine, path)
-    assert calls[2:] == [{"cust0"}, {"cust1"}]
-    assert await total_tokens(engine) == sum(range(4)) + 4 + 6
-    assert await indexed_total(engine, metric) == sum(range(4)) + 4 + 6
-    monkeypatch.setattr(bulk._Import, "_store_parts", original)
-    resumed = await import_events(engine, path)
-    assert (resumed.lines, resumed.accepted, resumed.duplicates) == (10, 8, 2)
-    assert await total_tokens(engine) == sum(range(10))
-    assert await indexed_total(engine, metric) == sum(range(10))
-
-
-async def test_two_identifiers_of_one_customer_are_stored_in_one_transaction(
-    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """acme by its external id and by its Tidemill id fall in two parts of a chunk; their
-    rollups per customer would meet: the parts are stored one after the other, once."""
-    metric = (
-        await definitions.create(
-            engine, MetricInput("tokens", "api_call", SUM, "tokens", query_type=QueryType.INDEXED)
-        )
-    ).id
-    await ingest(engine, [line("a0", "acme", "2026-03-01T00:00:00Z", 1)])
-    async with engine.connect() as connection:
-        acme = await connection.scalar(sa.select(customer.c.id))
-    path = tmp_path / "events.ndjson"
-    given = [
-        line("a1", "acme", "2026-03-01T01:00:00Z", 10),
-        line("a2", str(acme), "2026-03-01T02:00:00Z", 100),
-        line("a3", "acme", "2026-03-02T00:00:00Z", 1000),
-    ]
-    path.write_text("".join(json.dumps(item) + "\n" for item in given))
-    parts = []
-    original = bulk._Import._store_parts
-
-    async def recorded(job: bulk._Import, stored: Sequence[Batch], found: Rules) -> int:
-        parts.append(len(stored))
-        return await original(job, stored, found)
-
-    monkeypatch.setattr(bulk._Import, "_store_parts", recorded)
-    summary = await import_events(engine, path)
-    assert (summary.accepted, summary.duplicates) == (3, 0)
-    assert parts == [2]  # both parts, in one call (one transaction)
-    assert await indexed_total(engine, metric) == 1111
-    async with engine.connect() as connection:
-        assert await connection.scalar(sa.select(sa.func.count()).select_from(customer)) == 1
 
 
 async def test_timestamps_are_stored_as_the_moments_they_name(engine: AsyncEngine) -> None:

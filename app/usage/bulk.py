@@ -8,28 +8,19 @@
   (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up), the
   next chunk read and checked (in a thread) while the previous one is stored. A bad
   line is rejected with its reason (the first MAX_REPORTED are listed) and the others go on.
-- **Parts.** A chunk's events are split in PARTS by customer, each stored in its own
-  transaction on its own connection at the same time (PostgreSQL then works on two cores).
-  Their keys and per-customer rollups are disjoint (should two identifiers of one chunk name
-  the same customer, the parts are stored one after the other in one transaction); their
-  per-day rollups are updated in the order of their days, so the parts wait on each other
-  there (for a commit) but never deadlock. The chunk's customers are matched, and the unknown
-  ones created, first, in a transaction of their own.
-- **Resuming.** Once every part of a chunk has committed, the file's byte offset after it is
-  committed in `usage_import` (keyed by the file's sha256): an import that stops (Ctrl-C, a
-  crash) starts again after the last chunk whose offset was committed; a finished file is not
-  read again. Events are unique per (source, id), so a chunk read again is never applied
-  twice: the events of a part that committed before the stop are counted as duplicates then.
+- **Resuming.** Each chunk commits with the file's byte offset in `usage_import` (keyed by the
+  file's sha256): an import that stops (Ctrl-C, a crash) starts again after the last committed
+  chunk; a finished file is not read again. Events are unique per (source, id) anyway, so even
+  a chunk read twice is never applied twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.errors import MAX_REPORTED, UserError
 from app.ingest.subscriptions import file_sha256
 from app.tables import usage_import
-from app.usage.events import Event, Rejected, Unreadable, loads
+from app.usage.events import Rejected, Unreadable, loads
 from app.usage.ingest import (
     DEFAULT_SOURCE,
     Batch,
@@ -50,13 +41,11 @@ from app.usage.ingest import (
     check,
     ensure_partitions,
     fewer_collections,
-    resolve_customers,
     rules,
     store,
 )
 
 CHUNK = 50_000
-PARTS = 2  # a chunk's parts, stored at once on their own connections
 ANALYZE_FROM = 10_000  # events imported from which the tables' statistics are refreshed
 REQUIRED = ("id", "customer", "name", "timestamp")
 KNOWN = (*REQUIRED, "properties", "product")
@@ -185,34 +174,12 @@ def _save(sha256: str, filename: str, source: str, offset: int, summary: ImportS
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to CHUNK lines, checked: the events to store (in parts by customer), the rest
-    counted."""
+    """Up to CHUNK lines, checked: the events to store, the rest counted."""
 
-    parts: tuple[Batch, ...]
+    batch: Batch
     result: IngestResult
     lines: int
     end: int  # the byte offset after its last line
-
-    @property
-    def size(self) -> int:
-        return sum(part.size for part in self.parts)
-
-    @property
-    def months(self) -> frozenset[datetime.date]:
-        return frozenset().union(*(part.months for part in self.parts))
-
-
-def split(events: Sequence[Event]) -> tuple[Batch, ...]:
-    """The events in up to PARTS batches, each customer identifier in one of them (in turn,
-    as they first appear)."""
-    parts: list[list[Event]] = [[] for _ in range(PARTS)]
-    part_of: dict[str, list[Event]] = {}
-    for event in events:
-        part = part_of.get(event.customer)
-        if part is None:
-            part = part_of[event.customer] = parts[len(part_of) % PARTS]
-        part.append(event)
-    return tuple(Batch.of(part) for part in parts if part)
 
 
 def read_chunk(reader: Reader, found: Rules, first: int) -> Chunk | None:
@@ -225,7 +192,7 @@ def read_chunk(reader: Reader, found: Rules, first: int) -> Chunk | None:
     if not raw:
         return None
     events, result = check(raw, found, datetime.datetime.now(datetime.UTC), first)
-    return Chunk(split(events), result, len(raw), reader.handle.tell())
+    return Chunk(Batch.of(events), result, len(raw), reader.handle.tell())
 
 
 @dataclass
@@ -243,63 +210,21 @@ class _Import:
             return await rules(connection)
 
     async def store(self, chunk: Chunk, found: Rules) -> None:
-        """Store one chunk, its parts at once on their own connections, then commit the
-        offset after its last line (module doc, "Parts"). The commits do not wait for the
-        WAL to reach the disk: they reach it in the order they were made, so the offset
-        of a chunk is never kept without its parts."""
-        await ensure_partitions(self.engine, chunk.months)
-        await self._resolve(chunk.parts)
-        if self._disjoint(chunk.parts):
-            stored = await self._at_once(chunk.parts, found)
-        else:
-            stored = await self._store_parts(chunk.parts, found)
+        """Store one chunk; commit it with the offset after its last line. The commit does
+        not wait for the WAL to reach the disk: a chunk lost to a crash is read again when
+        the import resumes from the offset committed with it."""
+        await ensure_partitions(self.engine, chunk.batch.months)
         result = chunk.result
-        result.accepted = stored
-        result.duplicates += chunk.size - stored
-        self.summary.add(chunk.lines, result)
-        async with self._transaction() as connection:
+        async with self.engine.begin() as connection:
+            await connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            stored = await store(connection, chunk.batch, self.source, found, self.customers)
+            result.accepted = stored
+            result.duplicates += chunk.batch.size - stored
+            self.summary.add(chunk.lines, result)
             await connection.execute(
                 _save(self.sha256, self.filename, self.source, chunk.end, self.summary)
             )
         self.stored_to = chunk.end
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as connection:
-            await connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            yield connection
-
-    async def _resolve(self, parts: Sequence[Batch]) -> None:
-        """The parts' customers, once, before the parts are stored (module doc, "Parts")."""
-        wanted = frozenset().union(*(part.customers for part in parts))
-        if wanted - self.customers.keys():
-            async with self._transaction() as connection:
-                await resolve_customers(connection, self.source, wanted, self.customers)
-
-    async def _at_once(self, parts: Sequence[Batch], found: Rules) -> int:
-        """Each part in its own transaction, at the same time; the first error is raised as
-        it is (the other parts stopped first)."""
-        tasks = [asyncio.create_task(self._store_parts((part,), found)) for part in parts]
-        try:
-            return sum(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-
-    async def _store_parts(self, parts: Sequence[Batch], found: Rules) -> int:
-        async with self._transaction() as connection:
-            stored = 0
-            for part in parts:
-                stored += await store(connection, part, self.source, found, self.customers)
-            return stored
-
-    def _disjoint(self, parts: Sequence[Batch]) -> bool:
-        """No customer in two parts (two identifiers, an external id and a Tidemill id, may
-        name the same one): their rollups per customer are then disjoint too."""
-        ids = [{self.customers[text] for text in part.customers} for part in parts]
-        return len(set().union(*ids)) == sum(map(len, ids))
 
 
 async def import_events(
@@ -352,4 +277,4 @@ async def _run(job: _Import, reader: Reader, progress: Progress) -> None:
         first += chunk.lines
         pending = asyncio.create_task(job.store(chunk, found))
     if job.summary.lines == 0:  # an empty file: record it as imported all the same
-        await job.store(Chunk((), IngestResult(), 0, reader.handle.tell()), found)
+        await job.store(Chunk(Batch.of([]), IngestResult(), 0, reader.handle.tell()), found)
