@@ -313,3 +313,37 @@ async def test_per_day_totals_are_made_from_the_per_customer_groups(engine: Asyn
         (made["calls"], march_1, 5, None, None, None, None, None),
         (made["calls"], march_2, 1, None, None, None, None, None),
     ]
+
+
+async def test_timestamps_are_stored_as_the_moments_they_name(engine: AsyncEngine) -> None:
+    """Given to COPY as they came (with Z or an offset) or written again (no offset: UTC; a
+    basic-format one): each stored as its moment, and rolled up on its UTC day."""
+    metric = (
+        await definitions.create(
+            engine, MetricInput("tokens", "api_call", SUM, "tokens", query_type=QueryType.INDEXED)
+        )
+    ).id
+    given = {
+        "z": ("2026-03-01T10:00:00Z", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        "offset": ("2026-03-01T23:30:00-02:00", datetime(2026, 3, 2, 1, 30, tzinfo=UTC)),
+        "fraction": ("2026-03-01T10:00:00.25+01:00", datetime(2026, 3, 1, 9, 0, 0, 250_000, UTC)),
+        "naive": ("2026-03-01T10:00:00", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        "basic": ("20260301T100000Z", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+    }
+    events = [line(ident, "acme", at, 1) for ident, (at, _) in given.items()]
+    assert (await ingest(engine, events)).accepted == 5
+    async with engine.connect() as connection:
+        stored = dict(
+            (await connection.execute(sa.select(usage_event.c.event_id, usage_event.c.ts))).all()
+        )
+        days = dict(
+            (
+                await connection.execute(
+                    sa.select(usage_rollup_day.c.day, usage_rollup_day.c["count"]).where(
+                        usage_rollup_day.c.metric_id == metric
+                    )
+                )
+            ).all()
+        )
+    assert stored == {ident: moment for ident, (_, moment) in given.items()}
+    assert days == {date(2026, 3, 1): 4, date(2026, 3, 2): 1}

@@ -44,7 +44,7 @@ from app.usage.events import (
     Invalid,
     Rejected,
     copy_line,
-    month_of,
+    months_of,
     parse_event,
     raw_id,
 )
@@ -95,11 +95,10 @@ class Rules:
 
     def property_problem(self, event: Event) -> str | None:
         for metric in self.numeric.get(event.name, ()):
-            assert metric.property is not None
-            assert metric.aggregation is not None
-            value = event.properties.get(metric.property)
-            if value is None:
+            value = event.properties.get(metric.property or "")
+            if value is None or type(value) is int:  # no property, or any metric's number
                 continue
+            assert metric.aggregation is not None
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return (
                     f"property {metric.property!r} is {str(value)[:40]!r}, not a number; "
@@ -196,7 +195,7 @@ class Batch:
             len(events),
             frozenset(event.customer for event in events),
             frozenset(event.name for event in events),
-            frozenset(month_of(event.ts) for event in events),
+            months_of(events),
         )
 
 
