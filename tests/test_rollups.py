@@ -309,13 +309,9 @@ async def test_other_currencies_scan_but_count_only_history_reads_rollups(
     assert converted == await MetricsEngine(engine, rollups=False).series(request)
 
 
-async def test_the_report_currencys_own_slice_reads_rollups_in_a_company_of_several(
-    engine: AsyncEngine,
-) -> None:
-    """`currency = EUR` reported in EUR converts nothing (a customer has one currency): the
-    rollup answers it exactly, every field, every interval, with `fixFx` too; reported in USD
-    it converts, and scans."""
-    await import_text(engine, company(43, 40, currencies=("USD", "EUR", "GBP")))
+async def three_currency_company(engine: AsyncEngine, seed: int) -> None:
+    """A company of 40 customers in USD, EUR and GBP, with two rates for each of EUR and GBP."""
+    await import_text(engine, company(seed, 40, currencies=("USD", "EUR", "GBP")))
     async with engine.begin() as connection:
         await connection.execute(
             sa.text(
@@ -324,6 +320,15 @@ async def test_the_report_currencys_own_slice_reads_rollups_in_a_company_of_seve
                 "('GBP', '2020-01-01', 1.27, 'test'), ('GBP', '2023-05-02', 1.2519, 'test')"
             )
         )
+
+
+async def test_the_report_currencys_own_slice_reads_rollups_in_a_company_of_several(
+    engine: AsyncEngine,
+) -> None:
+    """`currency = EUR` reported in EUR converts nothing (a customer has one currency): the
+    rollup answers it exactly, every field, every interval, with `fixFx` too; reported in USD
+    it converts, and scans."""
+    await three_currency_company(engine, 43)
     euros = (Filter("currency", FilterOp.EQ, ("EUR",)),)
     compared = 0
     for interval, start, end in whole_ranges(FIRST, LAST):
@@ -560,15 +565,7 @@ async def test_a_cut_period_counts_a_customer_with_several_movements_once(
 async def test_cut_ranges_in_a_company_of_several_currencies(engine: AsyncEngine) -> None:
     """Counts need no rate and `currency = EUR` in EUR converts nothing: both read the rollups
     over cut ranges, exactly; amounts reported in another currency scan."""
-    await import_text(engine, company(44, 40, currencies=("USD", "EUR", "GBP")))
-    async with engine.begin() as connection:
-        await connection.execute(
-            sa.text(
-                "INSERT INTO fx_rate (currency, day, rate, source) VALUES "
-                "('EUR', '2020-01-01', 1.1, 'test'), ('EUR', '2023-03-07', 1.0731, 'test'), "
-                "('GBP', '2020-01-01', 1.27, 'test'), ('GBP', '2023-05-02', 1.2519, 'test')"
-            )
-        )
+    await three_currency_company(engine, 44)
     euros = QuerySpec(filters=(Filter("currency", FilterOp.EQ, ("EUR",)),), currency="EUR")
     cases = [(QuerySpec(), COUNTS), (QuerySpec(dimensions=("plan",)), COUNTS)]
     cases += [(euros, frozenset()), (euros, frozenset({"mrr", "new_customers", "nrr"}))]
