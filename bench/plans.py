@@ -30,6 +30,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from app.demo import add_months
+from bench.machine import describe
 from bench.run import (
     BREAKDOWN_QUERY,
     COHORTS_QUERY,
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     end = DATA_END - timedelta(days=1)
     cases = plan_cases(start, end)
     figures: dict[int, list[Any]] = {}
+    console.print(describe())
     try:
         for customers in args.customers:
             url = prepare(admin_url, f"{args.prefix}_{label(customers)}", customers, args)
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2
     console.print(report(args.customers, cases, figures))
+    console.print(describe())
     console.print(markdown(args.customers, cases, figures), soft_wrap=True)
     return 0
 

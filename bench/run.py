@@ -51,6 +51,7 @@ from app.ingest.fx import ensure_ecb
 from app.migrate import upgrade
 from bench import dashboard
 from bench import segments as bench_segments
+from bench.machine import describe
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "tidemill_bench"
@@ -476,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:
         console.width = 100  # rich's 80 columns fold the table in logs and CI output
+    console.print(describe())
     try:
         figures = run(args, console)
     except BenchFailed as error:
@@ -483,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     title = f"{args.customers:,} customers, {args.years} years, {args.runs} runs per query"
     console.print(table(figures, title))
+    console.print(describe())
     return 1 if args.strict and not all(figure.met for figure in figures) else 0
 
 

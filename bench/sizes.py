@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from app.demo import add_months
 from bench import scale
 from bench import segments as bench_segments
+from bench.machine import describe
 from bench.plans import label, prepared
 from bench.run import (
     BREAKDOWN_QUERY,
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         console.width = 150
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
     figures: dict[int, list[Figure]] = {}
+    console.print(describe())
     try:
         for customers in args.customers:
             database = f"{args.prefix}_{label(customers)}"
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2
     console.print(side_by_side(args.customers, figures))
+    console.print(describe())
     for customers in args.customers:  # what each ratio and import figure is made of
         for figure in figures[customers]:
             if figure.detail and figure.unit in ("x", "rows/s") and not math.isnan(figure.value):

@@ -34,6 +34,7 @@ from app.db import create_engine
 from app.ingest import worker
 from app.ingest.secrets import vault
 from app.ingest.sources import add_source
+from bench.machine import describe
 from bench.run import DEFAULT_ADMIN_URL, Figure, fresh_database, server, table
 from connectors.registry import TRANSLATORS
 from connectors.stripe import backfill, signature
@@ -221,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="tidemill_bench")
     args = parser.parse_args(argv)
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
+    console = Console()
+    console.print(describe())
     figures = stripe_figures(admin_url, args.database, args.customers)
-    Console().print(table(figures, f"Stripe, {args.customers:,} customers"))
+    console.print(table(figures, f"Stripe, {args.customers:,} customers"))
+    console.print(describe())
     return 0
 
 

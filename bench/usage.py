@@ -41,6 +41,7 @@ from app.db import create_engine
 from app.metrics.usage import Aggregation, QueryType
 from app.usage import definitions
 from app.usage.definitions import MetricInput
+from bench.machine import describe
 from bench.run import (
     DATA_DIR,
     DEFAULT_ADMIN_URL,
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     console = Console()
+    console.print(describe())
     admin_url = os.environ.get("TIDEMILL_BENCH_DATABASE_URL") or DEFAULT_ADMIN_URL
     try:
         figures = usage_figures(
@@ -326,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/red] {error}")
         return 2
     console.print(table(figures, f"usage metrics: {args.events:,} events, {CUSTOMERS:,} customers"))
+    console.print(describe())
     return 0
 
 
