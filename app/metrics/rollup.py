@@ -676,19 +676,33 @@ def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[
     conditions: list[ColumnElement[bool]] = [mv.c.day.between(cut.a, cut.b)]
     if where.value is not None and where.dimension != TOTAL:
         conditions.append(mv.c.g0 == where.value)
-    rows = sa.select(mv).where(*conditions).subquery("cut_rows")
+    needed = ("customer_id", "g0", "kind", "before", "after", "prev_day", "next_day")
+    rows = (
+        sa.select(*(mv.c[name] for name in needed))
+        .where(*conditions)
+        .cte(f"cut_rows_{cut.k:%Y%m%d}")  # read once for both branches below
+    )
     first = sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < cut.a)
     last = sa.or_(rows.c.next_day.is_(None), rows.c.next_day > cut.b)
-    per_customer = (
+    # a customer's only movement in [a, b] (most customers') is its own facts, ungrouped;
+    # the movements of customers with several are grouped per customer
+    lone = sa.select(
+        rows.c.g0,
+        *(sa.case((rows.c.kind == kind, 1), else_=0).label(kind) for kind in KINDS),
+        rows.c.before.label("first_before"),
+        rows.c.after.label("last_after"),
+    ).where(first & last)
+    several = (
         sa.select(
             rows.c.g0,
             *(sa.func.count().filter(rows.c.kind == kind).label(kind) for kind in KINDS),
             sa.func.sum(rows.c.before).filter(first).label("first_before"),
             sa.func.sum(rows.c.after).filter(last).label("last_after"),
         )
+        .where(sa.not_(first & last))
         .group_by(rows.c.g0, rows.c.customer_id)
-        .subquery("cut_customers")
     )
+    per_customer = sa.union_all(lone, several).subquery(f"cut_customers_{cut.k:%Y%m%d}")
     c = per_customer.c
     held = c.first_before > 0
     zero = sa.literal(0, sa.BigInteger)
