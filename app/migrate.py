@@ -34,7 +34,11 @@ def _current(connection: Connection) -> str | None:
 
 
 async def upgrade(engine: AsyncEngine) -> None:
+    """Upgrade to head in one transaction. A migration may build an index over a large
+    table (minutes at a million customers), so the statement timeout that guards requests
+    is lifted for this transaction only."""
     async with engine.begin() as connection:
+        await connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         await connection.run_sync(_upgrade)
 
 

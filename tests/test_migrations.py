@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app import migrate
+from app.config import load_settings
+from app.db import create_engine
 from app.tables import metadata
 
 
@@ -26,3 +33,58 @@ async def test_database_is_at_head(engine: AsyncEngine) -> None:
     assert await migrate.is_current(engine)
     await migrate.upgrade(engine)  # running again is a no-op
     assert await migrate.is_current(engine)
+
+
+async def test_covering_indexes_include_the_metadata_columns(engine: AsyncEngine) -> None:
+    """Alembic does not compare an index's INCLUDE columns: each is checked here."""
+    covering = {
+        str(index.name): index.dialect_options["postgresql"]["include"]
+        for table in metadata.tables.values()
+        for index in table.indexes
+        if index.dialect_options["postgresql"]["include"]
+    }
+    assert covering  # the cut periods' day indexes (migration 0024)
+    query = sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(:names)")
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query, {"names": list(covering)})).all()
+    found: dict[str, str] = {str(row[0]): str(row[1]) for row in rows}
+    for name, columns in covering.items():
+        assert found[name].endswith(f"INCLUDE ({', '.join(columns)})"), found[name]
+
+
+async def test_migrations_run_without_the_requests_statement_timeout(database: str) -> None:
+    """A migration may build an index over a large table for minutes: the timeout that guards
+    requests does not apply to it. Here 0024's index over a million movements (seconds) is
+    built by an engine whose requests time out after 100 ms."""
+    admin = create_async_engine(make_url(database), isolation_level="AUTOCOMMIT")
+    name = f"tidemill_test_migrate_{uuid.uuid4().hex[:8]}"
+    async with admin.connect() as connection:
+        await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(database).set(database=name)
+    before = create_async_engine(url)
+    engine = create_engine(load_settings(database_url=str(url), statement_timeout_ms=100))
+    try:
+        async with before.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0023")
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO movement (customer_id, day, kind, before, after, amount, "
+                    "currency) SELECT n, DATE '2025-01-01' + n % 365, 'new', 0, 100, 100, 'USD' "
+                    "FROM generate_series(1, 1000000) AS n"
+                )
+            )
+        await migrate.upgrade(engine)
+        assert await migrate.is_current(engine)
+        async with engine.connect() as connection:  # requests keep their timeout
+            timeout = await connection.scalar(sa.text("SHOW statement_timeout"))
+        assert timeout == "100ms"
+    finally:
+        await engine.dispose()
+        await before.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    command.upgrade(migrate.alembic_config(connection), revision)
