@@ -4,11 +4,14 @@ same `data` and the same errors (messages, paths, locations, extensions) both wa
 
 The demo lives in a database of its own (tests/demo_data.py), made by this module: no other
 test's data or order shows here. The broken-value schema has synchronous resolvers only, so an
-error never leaves a sibling coroutine unawaited."""
+error never leaves a sibling coroutine unawaited.
+
+The view's JSON (orjson, schema/security.py) is checked against json.dumps at the end."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from enum import Enum
 from typing import Any, ClassVar, cast
@@ -25,6 +28,7 @@ from app.security.persisted import Document, load_documents
 from resolvers.context import Context
 from schema.execution import PlainExecutor, attribute
 from schema.root import build_schema
+from schema.security import encode_json
 from tests.demo_data import PINNED, demo_database
 
 # both forms of each: as written, and as Apollo's client sends it (with __typename)
@@ -301,3 +305,25 @@ async def test_a_healthy_selection_is_completed_by_the_loop(
     data, _ = await both(garden, EVERYTHING % "healthy", {"yes": True, "no": False})
     assert "Branch" in Recording.looped
     assert data["healthy"][0]["leaves"][1] == {"name": "c", "shade": "DARK", "count": 1}
+
+
+# --- the response's JSON -----------------------------------------------------------------------
+
+ODD = {
+    "data": {
+        "name": 'Zoë 東京 \u2028 "quoted" \\ \n',
+        "ratio": [0.1, 1e-05, 1e16, 1.5e300, -0.0, 123456789.123, 2.5e-320],
+        "cents": [2**53 + 1, -(2**63), 2**64 - 1],
+        "nested": [{"a": None, "b": True}, []],
+    },
+    "errors": [{"message": "x", "path": ["a", 0], "extensions": {"code": "INTERNAL"}}],
+}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [ODD, [ODD, {"data": None}], {"data": {"huge": 2**70}}, {"data": {"lone": "\ud800"}}],
+)
+def test_responses_encode_to_what_json_dumps_wrote(response: Any) -> None:
+    written = json.dumps(response, separators=(",", ":"))
+    assert json.loads(encode_json(response)) == json.loads(written)
