@@ -32,6 +32,7 @@ from resolvers.context import Context
 from schema.attributes import Attribute
 from schema.enums import CustomerSort, EventStatus, Interval
 from schema.errors import ErrorCodes
+from schema.execution import PlainExecutor
 from schema.fields import field
 from schema.mutation import Mutation
 from schema.plans import QueryPlans
@@ -322,6 +323,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         extensions=[*extensions, AtomicMutations, ErrorCodes, QueryPlans],
+        execution_context_class=PlainExecutor,
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import (
     ASTValidationRule,
@@ -272,6 +273,20 @@ def _refusal_status(result: Any) -> int | None:
     return REFUSAL_STATUS.get(codes.pop()) if len(codes) == 1 else None
 
 
+def encode_json(data: object) -> str | bytes:
+    """A response as JSON, by orjson (in C: a 60-point series encodes several times faster).
+    It writes the values json.dumps wrote (Strawberry's encoder), only non-ASCII as UTF-8
+    rather than `\\u` escapes; what orjson refuses (an integer beyond 64 bits, a lone
+    surrogate) json.dumps writes as before. The one difference: a float that is not finite
+    (only a JSON attribute value converted from an enormous Decimal could be one) is `null`
+    where json.dumps wrote `Infinity`, which is not JSON (and a value json.dumps refused, a
+    date or a dataclass, which no coerced response holds, would be written)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"))
+
+
 class Encoded(dict[str, Any]):
     """A response (`{"data": ...}`) with its JSON, encoded once."""
 
@@ -492,7 +507,7 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
     def encode_json(self, data: object) -> str | bytes:
         if isinstance(data, Encoded):
             return data.encoded
-        return super().encode_json(data)
+        return encode_json(data)
 
     def create_response(
         self,

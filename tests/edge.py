@@ -34,6 +34,7 @@ from app.security.persisted import Document, Registry, load_documents
 from schema import edge, security
 from schema.asgi import create_app
 from schema.errors import ErrorCodes
+from schema.execution import PlainExecutor
 from schema.fields import mutation
 from schema.permissions import RequireScope
 from schema.root import Query, TidemillSchema
@@ -140,6 +141,7 @@ def extended_schema(config: Settings) -> TidemillSchema:
         query=ExtendedQuery,
         mutation=Mutation,
         extensions=[*security.extensions(config), ErrorCodes],
+        execution_context_class=PlainExecutor,
         config=StrawberryConfig(scalar_map=SCALARS, batching_config=batching),
     )
 

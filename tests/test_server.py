@@ -62,6 +62,7 @@ async def test_graphql_over_http_and_graphiql(server: str) -> None:
         "data": {"snapshot": {"mrr": 89500, "customers": 17}},
         "extensions": {"plan": "rollup"},  # a whole day: the per-period aggregates answer
     }
+    assert response.headers["content-type"] == "application/json"
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
 
