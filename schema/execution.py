@@ -36,9 +36,15 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    GraphQLBoolean,
+    GraphQLFloat,
+    GraphQLInt,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLString,
     Undefined,
     is_leaf_type,
     is_list_type,
@@ -56,6 +62,7 @@ Fields = tuple[tuple[str, str | None, Complete], ...]
 Awaitable = Callable[[Any], bool]
 
 FILTERS = frozenset({"skip", "include"})
+INT_RANGE = range(-(2**31), 2**31)  # GraphQL's Int: 32-bit signed
 SYNC = frozenset({int, float, str, bool})  # never awaitable nor an exception: no check
 
 
@@ -75,8 +82,28 @@ def _present(value: Any, non_null: bool, is_awaitable: Awaitable) -> bool:
     return True
 
 
-def _leaf(type_: GraphQLLeafType, non_null: bool, is_awaitable: Awaitable) -> Complete:
+def _coercion(type_: GraphQLLeafType) -> Complete:
+    """The leaf type's output coercion, with the values it returns as they are taken first:
+    an int in Int's range, a finite float, a str, a bool (anything else goes to graphql-core's
+    own, which accepts or refuses it as always)."""
     coerce = type_.coerce_output_value
+    if type_ is GraphQLInt:
+        return lambda value: value if type(value) is int and value in INT_RANGE else coerce(value)
+    if type_ is GraphQLFloat:
+
+        def finite(value: Any) -> Any:  # value - value is 0.0 for a finite float only
+            return value if type(value) is float and value - value == 0.0 else coerce(value)
+
+        return finite
+    if type_ is GraphQLString:
+        return lambda value: value if type(value) is str else coerce(value)
+    if type_ is GraphQLBoolean:
+        return lambda value: value if type(value) is bool else coerce(value)
+    return coerce
+
+
+def _leaf(type_: GraphQLLeafType, non_null: bool, is_awaitable: Awaitable) -> Complete:
+    coerce = _coercion(type_)
 
     def complete(value: Any) -> Any:
         if not _present(value, non_null, is_awaitable):
@@ -173,6 +200,30 @@ class PlainExecutor(StrawberryGraphQLCoreExecutionContext):
                     return completed(fields, source_value)
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def complete_list_value(
+        self,
+        return_type: GraphQLList[GraphQLOutputType],
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """A list of plain items (a series' points) in one loop too, not item by item."""
+        if (
+            self._plain
+            and position_context is None
+            and type(result) in (list, tuple)
+            and _simple(field_details_list)
+        ):
+            item = self._completion(return_type.of_type, field_details_list)
+            if item is not None:
+                with contextlib.suppress(Exception):  # graphql-core completes it, as above
+                    return [item(element) for element in result]
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
         )
 
     def plan(self, parent_type: GraphQLObjectType, grouped: GroupedFieldSet) -> Fields | None:

@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import pytest
 
+from app.metrics.points import rate
 from app.money import divide_half_even, monthly_cents, ratio_cents, round_half_even
 
 
@@ -45,3 +46,24 @@ def test_ratio_cents_null_on_zero_and_sign_safe() -> None:
     assert ratio_cents(10, 0) is None
     assert ratio_cents(5, 2) == 2
     assert ratio_cents(-5, -2) == 2
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator"),
+    [
+        (1, 3),
+        (-2, 3),
+        (2, -3),
+        (0, 7),
+        (10**30 + 1, 3 * 10**29),  # beyond 2**53: no conversion to float before dividing
+        (2**53 + 1, 2**53),  # the exact quotient lies between two floats
+        (9_007_199_254_740_993, 1),
+        (1, 10**40),
+    ],
+)
+def test_rate_is_the_exact_fraction_rounded_once(numerator: int, denominator: int) -> None:
+    assert rate(numerator, denominator) == float(Fraction(numerator, denominator))
+
+
+def test_rate_null_on_zero() -> None:
+    assert rate(5, 0) is None

@@ -22,6 +22,7 @@ from app.metrics.cube import Cube
 from app.metrics.fx import Currencies, conversion_table, missing_rate
 from app.metrics.mrr import movement_source
 from app.metrics.periods import add_months, period_end
+from app.metrics.points import rate
 from app.metrics.spec import Interval, QuerySpec
 from app.money import round_half_even
 
@@ -246,10 +247,6 @@ def _by_month(rows: FromClause, missing: ColumnElement[Any]) -> Select[tuple[obj
     )
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return None if denominator == 0 else float(Fraction(numerator, denominator))
-
-
 def _cells(cohort: date, deltas: Mapping[date, Mapping[str, Any]], end: date) -> list[CohortCell]:
     cells: list[CohortCell] = []
     mrr = active = 0
@@ -265,7 +262,7 @@ def _cells(cohort: date, deltas: Mapping[date, Mapping[str, Any]], end: date) ->
         stock = mrr + foreign
         base = cells[0].mrr if cells else stock
         cells.append(
-            CohortCell(offset, month, active, stock, _ratio(active, size), _ratio(stock, base))
+            CohortCell(offset, month, active, stock, rate(active, size), rate(stock, base))
         )
         offset, month = offset + 1, add_months(month, 1)
     return cells

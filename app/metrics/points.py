@@ -66,8 +66,10 @@ class Summary:
 
 
 def rate(numerator: int, denominator: int) -> float | None:
-    """A fraction, or None when the denominator is 0 (METRICS.md 1)."""
-    return None if denominator == 0 else float(Fraction(numerator, denominator))
+    """A fraction, or None when the denominator is 0 (METRICS.md 1). Python divides two
+    ints correctly rounded, whatever their size: the float nearest the exact quotient, the
+    same as `float(Fraction(numerator, denominator))` at a fraction of its cost."""
+    return None if denominator == 0 else numerator / denominator
 
 
 def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:

@@ -16,7 +16,6 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 from app.metrics.cube import Cube
 from app.metrics.mrr import Scope, period_key, step, where_clauses
 from app.metrics.periods import period_count, period_end
+from app.metrics.points import rate
 from app.metrics.spec import Interval, QuerySpec
 from app.metrics.universe import universe
 from app.movements import CONTRIBUTING_STATUSES
@@ -83,7 +83,7 @@ def request_problems(request: TrialsRequest) -> list[str]:
 
 def conversion_rate(converted: int, expired: int) -> float | None:
     total = converted + expired
-    return None if total == 0 else float(Fraction(converted, total))
+    return rate(converted, total)
 
 
 def _first(value: ColumnElement[Any], order: ColumnElement[Any]) -> ColumnElement[Any]:
