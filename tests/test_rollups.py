@@ -509,13 +509,24 @@ async def each_way(engine: AsyncEngine, request: SeriesRequest) -> tuple[Any, An
     return rolled, await answer(MetricsEngine(engine, rollups=False)), taken
 
 
+@pytest.fixture(params=[None, "inside", "outside"])
+def cut_side(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """A cut period's customer facts read from the side with fewer movements (None, as
+    served), or from one side on every range."""
+    monkeypatch.setattr(rollups, "CUT_SIDE", request.param)
+    side: str | None = request.param
+    return side
+
+
 @pytest.mark.parametrize("seed", [5])
-async def test_ranges_that_cut_periods_read_rollups_exactly(engine: AsyncEngine, seed: int) -> None:
+async def test_ranges_that_cut_periods_read_rollups_exactly(
+    engine: AsyncEngine, seed: int, cut_side: str | None
+) -> None:
     await import_text(engine, company(seed, 60))
     assert await assert_same_when_cut(engine, FIRST, LAST, seed) == 5 * 11 * (len(SPECS) + 2)
 
 
-async def test_cut_ranges_on_the_playbook(engine: AsyncEngine) -> None:
+async def test_cut_ranges_on_the_playbook(engine: AsyncEngine, cut_side: str | None) -> None:
     await import_text(engine, PLAYBOOK.read_text())
     specs = (QuerySpec(), QuerySpec(dimensions=("plan",)), QuerySpec(dimensions=("currency",)))
     assert await assert_same_when_cut(engine, date(2017, 9, 1), date(2019, 12, 31), 8, specs) > 0
@@ -560,6 +571,43 @@ async def test_a_cut_period_counts_a_customer_with_several_movements_once(
     (point,) = basic.points
     assert (basic.key, point.expansion, point.expansion_customers) == (("Basic",), 2_000, 1)
     assert (point.churn, point.churn_customers, point.churned_customers) == (-1_000, 1, 1)
+
+
+@pytest.mark.parametrize("side", ["inside", "outside"])
+async def test_a_cut_period_read_from_outside_corrects_the_customers_moving_there(
+    engine: AsyncEngine, side: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The company above over Mar 6-31: c1 churned on Mar 5 (outside), comes back on Mar 10
+    and churns on Mar 20; c2 expands on Mar 7 and Mar 12. Read from outside, March's stored
+    facts count c1 as churned (1,000 on Mar 1, 0 on Mar 31) and its retained delta -1,000;
+    c1 moved on Mar 5, so its whole-month facts are taken back and its facts of Mar 6-31
+    added: it was not active on Mar 5 (its first movement there starts from 0), so it is
+    neither churned nor retained, and only c2 is: NRR 3,000 / 1,000."""
+    await import_text(
+        engine,
+        f"{HEADER}\n"
+        "1,c1,2023-01-10,2023-03-05,10,month,1,USD,Basic,active\n"
+        "2,c1,2023-03-10,2023-03-20,49,month,1,USD,Pro,active\n"
+        "3,c2,2023-02-01,2023-03-07,10,month,1,USD,Basic,active\n"
+        "3,c2,2023-03-07,2023-03-12,20,month,1,USD,Basic,active\n"
+        "3,c2,2023-03-12,,30,month,1,USD,Basic,active\n",
+    )
+    monkeypatch.setattr(rollups, "CUT_SIDE", side)
+    request = SeriesRequest(date(2023, 3, 6), date(2023, 3, 31), Interval.MONTH)
+    with plans.collecting() as taken:
+        (point,) = await MetricsEngine(engine).series(request)
+    assert taken == ["rollup", "rollup"]
+    assert (point.churn, point.churn_customers) == (-4_900, 1)
+    assert (point.reactivation, point.reactivation_customers) == (4_900, 1)
+    assert (point.expansion, point.expansion_customers) == (2_000, 1)
+    assert point.churned_customers == 0
+    assert point.customer_churn_rate == 0.0  # of the 1 active on Mar 5 (c2)
+    assert (point.nrr, point.grr) == (3.0, 1.0)
+    assert point == (await MetricsEngine(engine, rollups=False).series(request))[0]
+    by_plan = replace(request, spec=QuerySpec(dimensions=("plan",)))
+    rolled, scanned, taken = await both_ways(engine, by_plan)
+    assert rolled == scanned
+    assert set(taken) == {"rollup"}
 
 
 async def test_cut_ranges_in_a_company_of_several_currencies(engine: AsyncEngine) -> None:

@@ -664,18 +664,27 @@ def _changed_between(a: date, b: date) -> Members:
     return members
 
 
-def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[Any]:
+def _in_slice(mv: FromClause, where: Slice) -> list[ColumnElement[bool]]:
+    """The condition on movements of one value, when the slice is of one."""
+    if where.value is not None and where.dimension != TOTAL:
+        return [mv.c.g0 == where.value]
+    return []
+
+
+def _cut_facts(
+    where: Slice, cut: Cut, group: bool, names: list[str], gate: ColumnElement[bool] | None = None
+) -> Select[Any]:
     """The customer facts of a cut period, from its own movements (those of days [a, b],
     found by day; a customer's state before a is the `before` of its first one, at b the
     `after` of its last, as the scan's `_customer_level`): distinct customers per kind,
     churned customers, the NRR/GRR deltas. The flows `names` are 0 here (the day rows have
-    them)."""
-    stored = where.dimension in ("", "plan", "currency")
+    them). With `gate` false, no movement is read (`_cut_parts`)."""
+    stored = where.dimension in STORED
     members = _everyone if stored else _changed_between(cut.a, cut.b)
     mv = DIMENSIONS[where.dimension](members)
-    conditions: list[ColumnElement[bool]] = [mv.c.day.between(cut.a, cut.b)]
-    if where.value is not None and where.dimension != TOTAL:
-        conditions.append(mv.c.g0 == where.value)
+    conditions = [mv.c.day.between(cut.a, cut.b), *_in_slice(mv, where)]
+    if gate is not None:
+        conditions.append(gate)
     needed = ("customer_id", "g0", "kind", "before", "after", "prev_day", "next_day")
     rows = (
         sa.select(*(mv.c[name] for name in needed))
@@ -721,6 +730,139 @@ def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[
 
 
 CUT_FACTS = (*(f"{kind}_customers" for kind in KINDS), "churned_customers", *ROLLUP_DELTAS)
+STORED = (TOTAL, "plan", "currency")  # dimensions whose movements are stored, found by day
+# Which side of a cut period its customer facts are read from: None, the side with fewer
+# movements; "inside" or "outside" to force one (tests take both on every range).
+CUT_SIDE: str | None = None
+
+
+def _outside(cut: Cut, last: date, day: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The days of the cut period outside [a, b] (its period runs from k to `last`)."""
+    ranges = []
+    if cut.a > cut.k:
+        ranges.append(day.between(cut.k, cut.a - timedelta(days=1)))
+    if cut.b < last:
+        ranges.append(day.between(cut.b + timedelta(days=1), last))
+    return sa.or_(*ranges)
+
+
+def _reads_outside(where: Slice, cut: Cut, last: date) -> ColumnElement[bool]:
+    """Whether the cut period's days outside [a, b] hold fewer of the slice's movements than
+    [a, b] (the day rows' `members`): a scalar subquery, run once, gating both ways."""
+    if CUT_SIDE is not None:
+        return sa.literal(CUT_SIDE == "outside", sa.Boolean)
+    days = _stored_rows(Interval.DAY, where, ["members"], f"cut_days_{cut.k:%Y%m%d}")
+    inside = days.c.k.between(cut.a, cut.b)
+    count_inside = sa.func.coalesce(sa.func.sum(days.c.members).filter(inside), 0)
+    count_outside = sa.func.coalesce(sa.func.sum(days.c.members).filter(sa.not_(inside)), 0)
+    fewer = sa.select(count_outside < count_inside).where(days.c.k.between(cut.k, last))
+    return fewer.scalar_subquery()
+
+
+def _from_outside(
+    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str], gate: Any
+) -> list[Select[Any]]:
+    """The customer facts of a cut period as the whole period's stored ones, corrected by
+    the customers who move outside [a, b]: a customer with no movement outside has the same
+    facts in [a, b] as in the whole period (its movements are the same), so only the others'
+    change. Their movements of the whole period are found by customer; each fact is the
+    stored one, minus their facts in the whole period, plus their facts in [a, b]. With
+    `gate` false, nothing is read."""
+    last = period_end(cut.k, interval)
+    name = f"{cut.k:%Y%m%d}"
+    stored = _stored_rows(interval, where, list(CUT_FACTS), f"cut_whole_{name}")
+    zero = sa.literal(0, sa.BigInteger)
+    whole = sa.select(
+        *([stored.c.value.label("g0")] if group else []),
+        sa.literal(cut.k, sa.Date).label("k"),
+        *(zero.label(n) for n in names),
+        *(stored.c[n] for n in CUT_FACTS),
+    ).where(stored.c.k == cut.k, gate)
+    everyone = DIMENSIONS[where.dimension](_everyone)
+    movers = (
+        sa.select(everyone.c.customer_id)
+        .where(_outside(cut, last, everyone.c.day), *_in_slice(everyone, where), gate)
+        .distinct()
+    )
+    ids = sa.func.array(movers.scalar_subquery())
+    mv = DIMENSIONS[where.dimension](lambda column: column == sa.func.any(ids))
+    rows = (
+        sa.select(mv.c.customer_id, mv.c.g0, mv.c.day, mv.c.kind, mv.c.before, mv.c.after)
+        .add_columns(mv.c.prev_day, mv.c.next_day)
+        .where(mv.c.day.between(cut.k, last), *_in_slice(mv, where))
+        .subquery(f"movers_{name}")
+    )
+    inside = rows.c.day.between(cut.a, cut.b)
+    ends = {  # (first, last) movement of a customer in the whole period, and in [a, b]
+        "whole": (
+            sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < cut.k),
+            sa.or_(rows.c.next_day.is_(None), rows.c.next_day > last),
+        ),
+        "cut": (
+            inside & sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < cut.a),
+            inside & sa.or_(rows.c.next_day.is_(None), rows.c.next_day > cut.b),
+        ),
+    }
+    per_customer = (
+        sa.select(
+            rows.c.g0,
+            *(sa.func.count().filter(rows.c.kind == kind).label(f"whole_{kind}") for kind in KINDS),
+            *(
+                sa.func.count().filter(inside & (rows.c.kind == kind)).label(f"cut_{kind}")
+                for kind in KINDS
+            ),
+            *(
+                column
+                for side, (first, final) in ends.items()
+                for column in (
+                    sa.func.sum(rows.c.before).filter(first).label(f"{side}_before"),
+                    sa.func.sum(rows.c.after).filter(final).label(f"{side}_after"),
+                )
+            ),
+        )
+        .group_by(rows.c.g0, rows.c.customer_id)
+        .subquery(f"movers_facts_{name}")
+    )
+    c = per_customer.c
+
+    def facts(side: str) -> dict[str, ColumnElement[Any]]:
+        before, after = c[f"{side}_before"], c[f"{side}_after"]
+        held = before > 0
+        return {
+            **{
+                f"{kind}_customers": sa.func.count().filter(c[f"{side}_{kind}"] > 0)
+                for kind in KINDS
+            },
+            "churned_customers": sa.func.count().filter(held & (after == 0)),
+            "retained_delta": sa.func.coalesce(sa.func.sum(after - before).filter(held), 0),
+            "gross_retained_delta": sa.func.coalesce(
+                sa.func.sum(sa.func.least(after - before, 0)).filter(held), 0
+            ),
+        }
+
+    cut_side, whole_side = facts("cut"), facts("whole")
+    correction = sa.select(
+        *([c.g0] if group else []),
+        sa.literal(cut.k, sa.Date).label("k"),
+        *(zero.label(n) for n in names),
+        *((cut_side[n] - whole_side[n]).label(n) for n in CUT_FACTS),
+    )
+    return [whole, correction.group_by(c.g0) if group else correction]
+
+
+def _cut_parts(
+    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str]
+) -> list[Select[Any]]:
+    """The customer facts of a cut period, read from whichever side of [a, b] in its period
+    holds fewer movements (a range ending today: the few dated after today; the last 30
+    days: the month's first day): both ways are in the statement, one gated off."""
+    if where.dimension not in STORED:  # derived movements: found by customer, never by day
+        return [_cut_facts(where, cut, group, names)]
+    outside = _reads_outside(where, cut, period_end(cut.k, interval))
+    return [
+        _cut_facts(where, cut, group, names, sa.not_(outside)),
+        *_from_outside(where, cut, interval, group, names, outside),
+    ]
 
 
 def _flows(
@@ -753,7 +895,7 @@ def _flows(
         ).where(days.c.k.between(cut.a, cut.b))
         parts.append(summed.group_by(days.c.value) if group else summed)
         if facts:
-            parts.append(_cut_facts(where, cut, group, names))
+            parts += _cut_parts(where, cut, request.interval, group, names)
     both = sa.union_all(*parts).subquery("parts")
     keys = [both.c.g0] if group else []
     return (

@@ -16,6 +16,7 @@ from app import attributes
 from app.datacache import LRU, VersionedMemo
 from app.db import Database
 from app.errors import UserError
+from app.metrics import rollup
 from app.metrics.catalog import MetricInfo, catalog
 from app.metrics.churn import (
     LOGO,
@@ -162,7 +163,7 @@ def series_statement(
     where: Slice | None,
 ) -> sa.Select[tuple[object, ...]]:
     """The statement of a series: from the rollup (`where`) or the movements."""
-    key = (cube, request, base_currency, present, where)
+    key = (cube, request, base_currency, present, where, rollup.CUT_SIDE)
     statement = _STATEMENTS.get(key)
     if statement is None:
         if where is None:
