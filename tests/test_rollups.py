@@ -532,6 +532,17 @@ async def test_cut_ranges_on_the_playbook(engine: AsyncEngine, cut_side: str | N
     assert await assert_same_when_cut(engine, date(2017, 9, 1), date(2019, 12, 31), 8, specs) > 0
 
 
+# c1 churns on Mar 5, comes back on Mar 10 and churns again on Mar 20; c2 expands on Mar 7, 12
+TWO_IN_MARCH = (
+    f"{HEADER}\n"
+    "1,c1,2023-01-10,2023-03-05,10,month,1,USD,Basic,active\n"
+    "2,c1,2023-03-10,2023-03-20,49,month,1,USD,Pro,active\n"
+    "3,c2,2023-02-01,2023-03-07,10,month,1,USD,Basic,active\n"
+    "3,c2,2023-03-07,2023-03-12,20,month,1,USD,Basic,active\n"
+    "3,c2,2023-03-12,,30,month,1,USD,Basic,active\n"
+)
+
+
 async def test_a_cut_period_counts_a_customer_with_several_movements_once(
     engine: AsyncEngine,
 ) -> None:
@@ -539,15 +550,7 @@ async def test_a_cut_period_counts_a_customer_with_several_movements_once(
     7 and Mar 12. Over Mar 2-25 (a month cut at both ends) the days' rows hold two churns and
     two expansions, but one churned customer each way: the counts come from the movements of
     those days, the amounts from the days' rows, the stocks at Mar 1 from the rollup."""
-    await import_text(
-        engine,
-        f"{HEADER}\n"
-        "1,c1,2023-01-10,2023-03-05,10,month,1,USD,Basic,active\n"
-        "2,c1,2023-03-10,2023-03-20,49,month,1,USD,Pro,active\n"
-        "3,c2,2023-02-01,2023-03-07,10,month,1,USD,Basic,active\n"
-        "3,c2,2023-03-07,2023-03-12,20,month,1,USD,Basic,active\n"
-        "3,c2,2023-03-12,,30,month,1,USD,Basic,active\n",
-    )
+    await import_text(engine, TWO_IN_MARCH)
     request = SeriesRequest(date(2023, 3, 2), date(2023, 3, 25), Interval.MONTH)
     with plans.collecting() as taken:
         (point,) = await MetricsEngine(engine).series(request)
@@ -577,21 +580,13 @@ async def test_a_cut_period_counts_a_customer_with_several_movements_once(
 async def test_a_cut_period_read_from_outside_corrects_the_customers_moving_there(
     engine: AsyncEngine, side: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The company above over Mar 6-31: c1 churned on Mar 5 (outside), comes back on Mar 10
+    """TWO_IN_MARCH over Mar 6-31: c1 churned on Mar 5 (outside), comes back on Mar 10
     and churns on Mar 20; c2 expands on Mar 7 and Mar 12. Read from outside, March's stored
     facts count c1 as churned (1,000 on Mar 1, 0 on Mar 31) and its retained delta -1,000;
     c1 moved on Mar 5, so its whole-month facts are taken back and its facts of Mar 6-31
     added: it was not active on Mar 5 (its first movement there starts from 0), so it is
     neither churned nor retained, and only c2 is: NRR 3,000 / 1,000."""
-    await import_text(
-        engine,
-        f"{HEADER}\n"
-        "1,c1,2023-01-10,2023-03-05,10,month,1,USD,Basic,active\n"
-        "2,c1,2023-03-10,2023-03-20,49,month,1,USD,Pro,active\n"
-        "3,c2,2023-02-01,2023-03-07,10,month,1,USD,Basic,active\n"
-        "3,c2,2023-03-07,2023-03-12,20,month,1,USD,Basic,active\n"
-        "3,c2,2023-03-12,,30,month,1,USD,Basic,active\n",
-    )
+    await import_text(engine, TWO_IN_MARCH)
     monkeypatch.setattr(rollups, "CUT_SIDE", side)
     request = SeriesRequest(date(2023, 3, 6), date(2023, 3, 31), Interval.MONTH)
     with plans.collecting() as taken:
