@@ -18,7 +18,7 @@ from app.attributes import AttributeDefinition, AttributeType
 from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
-from app.ingest import chunked
+from app.ingest import chunked, subscriptions
 from app.ingest.subscriptions import ImportResult, load_periods
 from connectors.csv.subscriptions import read_periods
 from tests.conftest import TABLES
@@ -368,3 +368,38 @@ async def test_a_first_import_side_by_side_completes_customers_made_before(
     [(state, chunks, done)] = await jobs(engine)
     assert (state, done) == ("done", chunks)
     assert len(applied) == chunks  # every chunk from its own rows
+
+
+async def vacuums(engine: AsyncEngine) -> dict[str, tuple[int, int, int]]:
+    """(pages, all-visible pages, manual VACUUMs so far) of the movement tables: a VACUUM run
+    by Tidemill counts in `vacuum_count` (autovacuum's in `autovacuum_count`)."""
+    async with engine.connect() as connection:
+        query = """SELECT c.relname, c.relpages, c.relallvisible, s.vacuum_count
+                   FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+                   WHERE c.relname IN ('movement', 'movement_scope')"""
+        rows = await connection.execute(sa.text(query))
+        return {name: (pages, seen, count) for name, pages, seen, count in rows}
+
+
+@pytest.mark.parametrize("chunk_rows", [0, 150])
+async def test_a_large_import_leaves_the_derived_tables_vacuumed(
+    engine: AsyncEngine, company: str, chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import that recomputes at least REANALYZE_AFTER customers ends with VACUUM
+    (ANALYZE): every page of the movements all-visible (their day indexes answer alone),
+    whether autovacuum runs or not; a smaller one leaves that to autovacuum."""
+    await empty(engine)
+    before = await vacuums(engine)
+    monkeypatch.setattr(subscriptions, "REANALYZE_AFTER", 10_000)
+    await load(engine, company, chunk_rows)
+    assert {name: row[2] for name, row in (await vacuums(engine)).items()} == {
+        name: row[2] for name, row in before.items()
+    }
+    await empty(engine)
+    monkeypatch.setattr(subscriptions, "REANALYZE_AFTER", 100)  # the company has 240
+    await load(engine, company, chunk_rows)
+    after = await vacuums(engine)
+    for name, (pages, seen, count) in after.items():
+        assert count == before[name][2] + 1, name
+        assert pages > 0, name
+        assert seen == pages, (name, pages, seen)

@@ -211,6 +211,8 @@ def import_subscriptions(
                         progress.update(task, completed=0)
                     elif stage == "rollup":
                         progress.advance(task, count)
+                    elif stage == "settle":  # VACUUM (ANALYZE) of the derived tables
+                        progress.update(task, description="vacuuming the derived tables")
 
                 return await load_periods(
                     engine,

@@ -521,18 +521,16 @@ async def _apply_concurrently(
         raise
 
 
-async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> bool:
+async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> None:
     """The rollups, once, when the chunks left them behind (a first import, or one touching
-    most customers): each chunk only marked them so (its readers scan meanwhile). Whether
-    they were (then the derived tables' statistics are fresh: refreshed before)."""
+    most customers): each chunk only marked them so (its readers scan meanwhile)."""
     async with engine.connect() as connection:
         behind = await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild)))
     if not behind:
-        return False
+        return
     await single.refresh_statistics(engine)  # the rebuild reads every customer's movements
     async with engine.begin() as connection:
         await rollup.rebuild_if_requested(connection, single.rollup_progress(progress))
-    return True
 
 
 async def _finish(engine: AsyncEngine, job: Job, filename: str, sha256: str) -> single.ImportResult:
@@ -588,8 +586,8 @@ async def load_periods_chunked(
             await _apply_chunk(engine, job, chunk, source, fresh, progress)
             if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
                 await single.refresh_statistics(engine, single.GROWING_TABLES)
-    analyzed = await _build_rollups(engine, progress)
+    await _build_rollups(engine, progress)
     result = await _finish(engine, job, filename, sha256)
-    if result.changed_customers >= single.REANALYZE_AFTER and not analyzed:
-        await single.refresh_statistics(engine)
+    if result.changed_customers >= single.REANALYZE_AFTER:
+        await single.settle(engine, progress)
     return result
