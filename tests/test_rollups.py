@@ -605,6 +605,34 @@ async def test_a_cut_period_read_from_outside_corrects_the_customers_moving_ther
     assert set(taken) == {"rollup"}
 
 
+async def test_a_cut_period_is_read_from_outside_when_few_move_there(engine: AsyncEngine) -> None:
+    """TWO_IN_MARCH moves on Mar 5, 7, 10, 12 and 20: Mar 6-31 has one movement outside
+    (Mar 5) against four inside, so it is read from outside; Mar 2-25 has none outside;
+    Mar 1-9 has three outside (10, 12, 20) against two inside: inside."""
+    await import_text(engine, TWO_IN_MARCH)
+
+    async def outside(start: date, end: date, spec: QuerySpec = QuerySpec()) -> frozenset[date]:
+        request = SeriesRequest(start, end, Interval.MONTH, spec)
+        where = rollups.slice_of(request)
+        assert where is not None
+        counts = rollups.cut_counts(request, where)
+        assert counts is not None
+        async with engine.connect() as connection:
+            return rollups.outside_cuts((await connection.execute(counts)).all())
+
+    march = date(2023, 3, 1)
+    assert await outside(date(2023, 3, 6), date(2023, 3, 31)) == {march}
+    assert await outside(date(2023, 3, 2), date(2023, 3, 25)) == {march}
+    assert await outside(date(2023, 3, 1), date(2023, 3, 9)) == frozenset()
+    # by plan: Basic moves on Mar 5 (c1 leaves it), 7 and 12 (c2); Pro on Mar 10 and 20
+    assert await outside(date(2023, 3, 6), date(2023, 3, 31), QuerySpec(dimensions=("plan",)))
+    # sums and stocks alone need no customer facts: nothing to count
+    request = SeriesRequest(
+        date(2023, 3, 6), date(2023, 3, 31), Interval.MONTH, fields=frozenset({"mrr"})
+    )
+    assert rollups.cut_counts(request, rollups.Slice("", "")) is None
+
+
 async def test_cut_ranges_in_a_company_of_several_currencies(engine: AsyncEngine) -> None:
     """Counts need no rate and `currency = EUR` in EUR converts nothing: both read the rollups
     over cut ranges, exactly; amounts reported in another currency scan."""

@@ -20,7 +20,7 @@ them, its customer facts counted from its own movements (docs/architecture.md, "
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -671,20 +671,16 @@ def _in_slice(mv: FromClause, where: Slice) -> list[ColumnElement[bool]]:
     return []
 
 
-def _cut_facts(
-    where: Slice, cut: Cut, group: bool, names: list[str], gate: ColumnElement[bool] | None = None
-) -> Select[Any]:
+def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[Any]:
     """The customer facts of a cut period, from its own movements (those of days [a, b],
     found by day; a customer's state before a is the `before` of its first one, at b the
     `after` of its last, as the scan's `_customer_level`): distinct customers per kind,
     churned customers, the NRR/GRR deltas. The flows `names` are 0 here (the day rows have
-    them). With `gate` false, no movement is read (`_cut_parts`)."""
+    them)."""
     stored = where.dimension in STORED
     members = _everyone if stored else _changed_between(cut.a, cut.b)
     mv = DIMENSIONS[where.dimension](members)
     conditions = [mv.c.day.between(cut.a, cut.b), *_in_slice(mv, where)]
-    if gate is not None:
-        conditions.append(gate)
     needed = ("customer_id", "g0", "kind", "before", "after", "prev_day", "next_day")
     rows = (
         sa.select(*(mv.c[name] for name in needed))
@@ -732,7 +728,7 @@ def _cut_facts(
 CUT_FACTS = (*(f"{kind}_customers" for kind in KINDS), "churned_customers", *ROLLUP_DELTAS)
 STORED = (TOTAL, "plan", "currency")  # dimensions whose movements are stored, found by day
 # Which side of a cut period its customer facts are read from: None, the cheaper one
-# (`_reads_outside`); "inside" or "outside" to force one (tests take both on every range).
+# (`outside_cuts`); "inside" or "outside" to force one (tests take both on every range).
 CUT_SIDE: str | None = None
 # What reading a movement found by customer (outside) costs against one found by day (inside):
 # at 1M customers, half a month read from outside took 2.6 times as long as from inside.
@@ -749,31 +745,44 @@ def _outside(cut: Cut, last: date, day: ColumnElement[Any]) -> ColumnElement[boo
     return sa.or_(*ranges)
 
 
-def _reads_outside(where: Slice, cut: Cut, last: date) -> ColumnElement[bool]:
-    """Whether reading the cut period from outside [a, b] costs less: its days outside hold
-    fewer than a third (`BY_CUSTOMER`) of the slice's movements in [a, b] (the day rows'
-    `members`). A scalar subquery, run once, gating both ways."""
-    if CUT_SIDE is not None:
-        return sa.literal(CUT_SIDE == "outside", sa.Boolean)
-    days = _stored_rows(Interval.DAY, where, ["members"], f"cut_days_{cut.k:%Y%m%d}")
-    inside = days.c.k.between(cut.a, cut.b)
-    count_inside = sa.func.coalesce(sa.func.sum(days.c.members).filter(inside), 0)
-    count_outside = sa.func.coalesce(sa.func.sum(days.c.members).filter(sa.not_(inside)), 0)
-    fewer = sa.select(count_outside * BY_CUSTOMER < count_inside).where(
-        days.c.k.between(cut.k, last)
-    )
-    return fewer.scalar_subquery()
+def cut_counts(request: SeriesRequest, where: Slice) -> sa.CompoundSelect[Any] | None:
+    """Per period the range cuts, its movements in [a, b] and outside (`k, inside, outside`,
+    from the day rows' `members`), when its customer facts are to be counted and could be
+    read from outside (`outside_cuts`); None otherwise."""
+    wanted = request.fields
+    if where.dimension not in STORED or (wanted and not wanted & CUSTOMER_FIELDS):
+        return None
+    parts = []
+    for cut in cut_periods(request):
+        last = period_end(cut.k, request.interval)
+        days = _stored_rows(Interval.DAY, where, ["members"], "days")
+        inside = days.c.k.between(cut.a, cut.b)
+        parts.append(
+            sa.select(
+                sa.literal(cut.k, sa.Date).label("k"),
+                sa.func.coalesce(sa.func.sum(days.c.members).filter(inside), 0).label("inside"),
+                sa.func.coalesce(sa.func.sum(days.c.members).filter(sa.not_(inside)), 0).label(
+                    "outside"
+                ),
+            ).where(days.c.k.between(cut.k, last))
+        )
+    return sa.union_all(*parts) if parts else None
+
+
+def outside_cuts(counts: Iterable[Any]) -> frozenset[date]:
+    """The cut periods whose customer facts cost less read from outside [a, b]: its days there
+    hold fewer than a third (`BY_CUSTOMER`) of its movements in [a, b]."""
+    return frozenset(row.k for row in counts if row.outside * BY_CUSTOMER < row.inside)
 
 
 def _from_outside(
-    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str], gate: Any
+    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str]
 ) -> list[Select[Any]]:
     """The customer facts of a cut period as the whole period's stored ones, corrected by
     the customers who move outside [a, b]: a customer with no movement outside has the same
     facts in [a, b] as in the whole period (its movements are the same), so only the others'
     change. Their movements of the whole period are found by customer; each fact is the
-    stored one, minus their facts in the whole period, plus their facts in [a, b]. With
-    `gate` false, nothing is read."""
+    stored one, minus their facts in the whole period, plus their facts in [a, b]."""
     last = period_end(cut.k, interval)
     name = f"{cut.k:%Y%m%d}"
     stored = _stored_rows(interval, where, list(CUT_FACTS), f"cut_whole_{name}")
@@ -783,11 +792,11 @@ def _from_outside(
         sa.literal(cut.k, sa.Date).label("k"),
         *(zero.label(n) for n in names),
         *(stored.c[n] for n in CUT_FACTS),
-    ).where(stored.c.k == cut.k, gate)
+    ).where(stored.c.k == cut.k)
     everyone = DIMENSIONS[where.dimension](_everyone)
     movers = (
         sa.select(everyone.c.customer_id)
-        .where(_outside(cut, last, everyone.c.day), *_in_slice(everyone, where), gate)
+        .where(_outside(cut, last, everyone.c.day), *_in_slice(everyone, where))
         .distinct()
     )
     ids = sa.func.array(movers.scalar_subquery())
@@ -857,27 +866,29 @@ def _from_outside(
 
 
 def _cut_parts(
-    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str]
+    where: Slice, cut: Cut, interval: Interval, group: bool, names: list[str], outside: bool
 ) -> list[Select[Any]]:
     """The customer facts of a cut period, read from inside [a, b] or, when that costs less
-    (`_reads_outside`), from outside: a range ending today (the few movements dated after
-    today), the last 30 days (the month's first day). Both ways are in the statement, one
-    gated off."""
-    if where.dimension not in STORED:  # derived movements: found by customer, never by day
+    (`outside`: `outside_cuts`), from outside: a range ending today (the few movements dated
+    after today), the last 30 days (the month's first day)."""
+    side = CUT_SIDE or ("outside" if outside else "inside")
+    if where.dimension not in STORED or side == "inside":  # derived: found by customer only
         return [_cut_facts(where, cut, group, names)]
-    outside = _reads_outside(where, cut, period_end(cut.k, interval))
-    return [
-        _cut_facts(where, cut, group, names, sa.not_(outside)),
-        *_from_outside(where, cut, interval, group, names, outside),
-    ]
+    return _from_outside(where, cut, interval, group, names)
 
 
 def _flows(
-    request: SeriesRequest, where: Slice, names: list[str], facts: list[str], group: bool
+    request: SeriesRequest,
+    where: Slice,
+    names: list[str],
+    facts: list[str],
+    group: bool,
+    outside: frozenset[date],
 ) -> FromClause:
     """Per (value, period): the stored rows of the whole periods in range; for a period the
     range cuts, the sums of its days' rows (flows add up over days) and its customer facts
-    from its own movements (distinct customers do not add up over days)."""
+    from its own movements (distinct customers do not add up over days), read from outside
+    the range for the periods in `outside`."""
     start = sa.bindparam("start", request.start, type_=sa.Date)
     end = sa.bindparam("end", request.end, type_=sa.Date)
     stored = _stored_rows(request.interval, where, [*names, *facts], "stored")
@@ -902,7 +913,7 @@ def _flows(
         ).where(days.c.k.between(cut.a, cut.b))
         parts.append(summed.group_by(days.c.value) if group else summed)
         if facts:
-            parts += _cut_parts(where, cut, request.interval, group, names)
+            parts += _cut_parts(where, cut, request.interval, group, names, cut.k in outside)
     both = sa.union_all(*parts).subquery("parts")
     keys = [both.c.g0] if group else []
     return (
@@ -957,11 +968,14 @@ def _values(request: SeriesRequest, where: Slice) -> FromClause:
     ).subquery("group_values")
 
 
-def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[object, ...]]:
+def compile_rollup_series(
+    request: SeriesRequest, where: Slice, outside: frozenset[date] = frozenset()
+) -> Select[tuple[object, ...]]:
     """The rows of `compile_series` (same columns, same values) from the rollup: per period of
     the grid the stored flows, the stocks as the opening plus running sums of the net changes.
     A period the range cuts adds up its days' rows, and counts its customers from its own
-    movements when a field needs them (`_flows`)."""
+    movements when a field needs them (`_flows`), from outside the range for the cut periods
+    in `outside` (`cut_counts`, `outside_cuts`)."""
     end: ColumnElement[Any] = sa.bindparam("end", request.end, type_=sa.Date)
     wanted = request.fields
     with_customers = not wanted or bool(wanted & CUSTOMER_FIELDS)
@@ -970,7 +984,7 @@ def compile_rollup_series(request: SeriesRequest, where: Slice) -> Select[tuple[
     group = where.value is None
     groups = ["g0"] if group else []
     periods = _periods(request, end)
-    flows = _flows(request, where, names, facts, group)
+    flows = _flows(request, where, names, facts, group, outside)
     opening = _opening(request, where, group)
     if group:
         values = _values(request, where)
@@ -1026,7 +1040,9 @@ __all__ = [
     "Slice",
     "add_contributions",
     "compile_rollup_series",
+    "cut_counts",
     "needs_rebuild",
+    "outside_cuts",
     "rebuild",
     "rollup_answers",
 ]

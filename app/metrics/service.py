@@ -44,6 +44,8 @@ from app.metrics.rollup import (
     cohorts_from_rollup,
     compile_cohort_rollup,
     compile_rollup_series,
+    cut_counts,
+    outside_cuts,
     plan_name,
     rollup_answers,
 )
@@ -161,15 +163,17 @@ def series_statement(
     base_currency: str,
     present: frozenset[str],
     where: Slice | None,
+    outside: frozenset[date] = frozenset(),
 ) -> sa.Select[tuple[object, ...]]:
-    """The statement of a series: from the rollup (`where`) or the movements."""
-    key = (cube, request, base_currency, present, where, rollup.CUT_SIDE)
+    """The statement of a series: from the rollup (`where`; its cut periods in `outside` read
+    from outside the range) or the movements."""
+    key = (cube, request, base_currency, present, where, outside, rollup.CUT_SIDE)
     statement = _STATEMENTS.get(key)
     if statement is None:
         if where is None:
             statement = compile_series(cube, request, base_currency, present)
         else:
-            statement = compile_rollup_series(request, where)
+            statement = compile_rollup_series(request, where, outside)
         _STATEMENTS.put(key, statement)
     return statement
 
@@ -294,12 +298,28 @@ class MetricsEngine:
             if self.rollups and not behind:
                 where = rollup_answers(request, self.base_currency, present)
             record(plan_name(where))
-            statement = series_statement(cube, request, self.base_currency, present, where)
+            outside = await self._outside(connection, request, where)
+            statement = series_statement(cube, request, self.base_currency, present, where, outside)
             with fitting_in_cents(request.spec.currency or self.base_currency):
                 rows = (await connection.execute(statement)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return rows
+
+    async def _outside(
+        self, connection: AsyncConnection, request: SeriesRequest, where: Slice | None
+    ) -> frozenset[date]:
+        """The periods the range cuts whose customer facts cost less read from outside it
+        (app.metrics.rollup.outside_cuts): from the day rows, once per data version."""
+        counts = None if where is None else cut_counts(request, where)
+        if counts is None:
+            return frozenset()
+
+        async def compute() -> frozenset[date]:
+            return outside_cuts((await connection.execute(counts)).all())
+
+        key = f"cuts {where} {request.start} {request.end} {request.interval.value}"
+        return await self._versioned(key, compute)
 
     async def _churn_history(self, request: SeriesRequest) -> Rates:
         if not wants_ltv(request):
