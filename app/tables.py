@@ -11,6 +11,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = sa.MetaData()
 
+# Event ids (and the source naming them) compare byte by byte, i.e. by code point, whatever
+# the database's collation: they break ties of equal timestamps (LATEST, a source object's
+# latest state), which must not depend on the installation's locale (migration 0025).
+BYTES = sa.Text(collation="C")
+
 customer = sa.Table(
     "customer",
     metadata,
@@ -341,7 +346,7 @@ raw_event = sa.Table(
     sa.Column(
         "source_id", sa.BigInteger, sa.ForeignKey("source.id", ondelete="CASCADE"), nullable=False
     ),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", BYTES, nullable=False),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("api_version", sa.Text),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
@@ -381,7 +386,7 @@ source_object = sa.Table(
     ),
     sa.Column("object_id", sa.Text, primary_key=True),
     sa.Column("observed_at", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("event_id", BYTES, primary_key=True),
     sa.Column("object_type", sa.Text, nullable=False),
     sa.Column("customer_ref", sa.Text),  # the source's id of the customer it belongs to
     sa.Column("refs", ARRAY(sa.Text), nullable=False, server_default="{}"),  # objects it reads
@@ -477,7 +482,7 @@ usage_event = sa.Table(
     "usage_event",
     metadata,
     sa.Column("source", sa.Text, nullable=False),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", BYTES, nullable=False),
     sa.Column("customer_id", sa.BigInteger, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
@@ -497,8 +502,8 @@ usage_event = sa.Table(
 usage_event_key = sa.Table(
     "usage_event_key",
     metadata,
-    sa.Column("source", sa.Text, primary_key=True),
-    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("source", BYTES, primary_key=True),
+    sa.Column("event_id", BYTES, primary_key=True),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -546,7 +551,7 @@ usage_rollup = sa.Table(
     sa.Column("min", sa.Numeric),
     sa.Column("max", sa.Numeric),
     sa.Column("latest_at", sa.DateTime(timezone=True)),
-    sa.Column("latest_id", sa.Text),
+    sa.Column("latest_id", BYTES),
     sa.Column("latest_value", sa.Numeric),
     sa.Index("usage_rollup_day_idx", "metric_id", "day"),
 )
@@ -563,7 +568,7 @@ usage_rollup_day = sa.Table(
     sa.Column("min", sa.Numeric),
     sa.Column("max", sa.Numeric),
     sa.Column("latest_at", sa.DateTime(timezone=True)),
-    sa.Column("latest_id", sa.Text),
+    sa.Column("latest_id", BYTES),
     sa.Column("latest_value", sa.Numeric),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import sqlalchemy as sa
@@ -15,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app import migrate
 from app.config import load_settings
 from app.db import create_engine
-from app.tables import metadata
+from app.tables import metadata, usage_event
+from app.usage import partitions
+
+JANUARY = datetime.date(2001, 1, 1)  # a month of usage events, for a partition of its own
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -50,6 +54,42 @@ async def test_covering_indexes_include_the_metadata_columns(engine: AsyncEngine
     found: dict[str, str] = {str(row[0]): str(row[1]) for row in rows}
     for name, columns in covering.items():
         assert found[name].endswith(f"INCLUDE ({', '.join(columns)})"), found[name]
+
+
+async def test_text_columns_have_the_metadata_collation(engine: AsyncEngine) -> None:
+    """Alembic does not compare collations either: every text column's is checked here (the
+    event ids' "C", migration 0025; the database's default elsewhere). A partition has its
+    table's."""
+    wanted = {
+        (table.name, column.name): column.type.collation
+        for table in metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, sa.String)
+    }
+    assert {key for key, collation in wanted.items() if collation == "C"} >= {
+        ("usage_event", "event_id"),
+        ("usage_rollup", "latest_id"),
+        ("source_object", "event_id"),
+    }
+    query = sa.text(
+        "SELECT c.relname, a.attname, CASE WHEN a.attcollation = t.typcollation THEN NULL"
+        " ELSE l.collname END FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_type t ON t.oid = a.atttypid JOIN pg_collation l ON l.oid = a.attcollation"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname IN ('public', 'usage_partitions') AND c.relkind IN ('r', 'p')"
+        " AND a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> 0"
+    )
+    async with engine.begin() as connection:
+        await partitions.create(connection, [JANUARY])  # made on demand
+        rows = (await connection.execute(query)).all()
+    found = {(str(table), str(column)): collation for table, column, collation in rows}
+    assert {key: found.get(key, "(missing)") for key in wanted} == wanted
+    made = [(t, c, k) for (t, c), k in found.items() if t == partitions.partition_name(JANUARY)]
+    assert {column: collation for _table, column, collation in made} == {
+        column.name: column.type.collation
+        for column in usage_event.columns
+        if isinstance(column.type, sa.String)
+    }
 
 
 async def test_migrations_run_without_the_requests_statement_timeout(database: str) -> None:

@@ -291,8 +291,8 @@ async def store(
         return 0
     ids = await resolve_customers(connection, source, batch.customers, customers)
     await connection.exec_driver_sql(
-        f"CREATE TEMP TABLE {STAGE} (event_id text, customer text, name text, ts timestamptz, "
-        "properties jsonb, product text) ON COMMIT DROP"
+        f'CREATE TEMP TABLE {STAGE} (event_id text COLLATE "C", customer text, name text, '
+        "ts timestamptz, properties jsonb, product text) ON COMMIT DROP"
     )
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
