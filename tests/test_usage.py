@@ -287,7 +287,12 @@ async def test_composite_metrics_and_a_zero_denominator(metrics: MetricsEngine) 
         expression="-(tokens + 2 * calls) / 4",
     )
     assert await value(metrics, both) == -(42 + 6) / 4
+    tenths = await create(
+        metrics, name="tenths", queryType="COMPOSITE", eventName=None, expression="0.1 + 0.2"
+    )
+    assert await value(metrics, tenths) == 0.3  # decimal arithmetic: not 0.30000000000000004
     for expression, problem in [
+        ("1e400", "is not a finite number"),
         ("__import__('os')", "is not allowed"),
         ("tokens ** 2", "is not allowed"),
         ("tokens +", "does not parse"),

@@ -8,7 +8,7 @@ definitions over the events it kept (the first of each id), with `Decimal` arith
 
 Each metric exists three ways: SIMPLE, INDEXED defined before the events (its rollup kept
 as batches arrive, late ones included) and INDEXED defined after them (its rollup built at
-creation). Values are read per customer over timeframes that start and end at midnight,
+creation); COMPOSITE metrics combine them (decimal sums, quotients, zero denominators). Values are read per customer over timeframes that start and end at midnight,
 mid-day, exactly on an event, or not at all; series per day, week and month, in total and
 per customer; and the ranking of customers.
 """
@@ -213,12 +213,12 @@ def _holds(event: Event, item: tuple[str, str, tuple[str, ...]]) -> bool:
     raise AssertionError(op)
 
 
-def expected(
+def exact(
     metric: Definition,
     events: Sequence[Event],
     start: datetime.datetime | None,
     end: datetime.datetime | None,
-) -> float | None:
+) -> Decimal | None:
     """The metric over `events` with start <= ts < end, by the definitions alone."""
     chosen = [
         e
@@ -229,32 +229,102 @@ def expected(
         and all(_holds(e, item) for item in metric.filters)
     ]
     if metric.property is None:
-        return len(chosen)
+        return Decimal(len(chosen))
     if metric.aggregation in ("COUNT", "UNIQUE_COUNT"):
         texts = [t for e in chosen if (t := _text(e.properties.get(metric.property))) is not None]
-        return len(texts) if metric.aggregation == "COUNT" else len(set(texts))
+        return Decimal(len(texts) if metric.aggregation == "COUNT" else len(set(texts)))
     held = [(e, n) for e in chosen if (n := _number(e.properties.get(metric.property))) is not None]
     numbers = [n for _e, n in held]
     match metric.aggregation:
         case "SUM":
-            return float(sum(numbers, Decimal(0)))
+            return sum(numbers, Decimal(0))
         case "MIN":
-            return float(min(numbers)) if numbers else None
+            return min(numbers) if numbers else None
         case "MAX":
-            return float(max(numbers)) if numbers else None
+            return max(numbers) if numbers else None
         case "AVG":
-            return float(sum(numbers, Decimal(0)) / len(numbers)) if numbers else None
+            return sum(numbers, Decimal(0)) / len(numbers) if numbers else None
         case "LATEST":
             if not held:
                 return None
-            return float(max(held, key=lambda pair: (pair[0].ts, pair[0].id))[1])
+            return max(held, key=lambda pair: (pair[0].ts, pair[0].id))[1]
     raise AssertionError(metric.aggregation)
 
 
-def same(got: float | None, want: float | None, metric: Definition) -> bool:
+Amount = Decimal | None
+
+
+def _both(function: Callable[[Decimal, Decimal], Amount]) -> Callable[[Amount, Amount], Amount]:
+    return lambda a, b: None if a is None or b is None else function(a, b)
+
+
+ADD = _both(lambda a, b: a + b)
+SUB = _both(lambda a, b: a - b)
+MUL = _both(lambda a, b: a * b)
+DIV = _both(lambda a, b: None if b == 0 else a / b)
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A COMPOSITE metric: its expression as the API takes it, and the same arithmetic here
+    (a missing operand or a zero denominator: no value)."""
+
+    name: str
+    expression: str
+    combine: Callable[[dict[str, Amount]], Amount]
+    aggregation: str = "COMPOSITE"
+
+    @property
+    def divides(self) -> bool:
+        return "/" in self.expression
+
+
+COMPOSITES = [
+    Composite(
+        "both_sums", "tokens_simple + tokens_ab_kept",
+        lambda v: ADD(v["tokens_simple"], v["tokens_ab_kept"]),
+    ),
+    Composite(
+        "per_call", "tokens_built / calls_simple",
+        lambda v: DIV(v["tokens_built"], v["calls_simple"]),
+    ),
+    Composite(
+        "spread", "(most_kept - least_simple) * 2 + 0.1",
+        lambda v: ADD(MUL(SUB(v["most_kept"], v["least_simple"]), Decimal(2)), Decimal("0.1")),
+    ),
+    Composite(
+        "last_per_bare", "-last_built / no_model_kept",
+        lambda v: DIV(None if v["last_built"] is None else -v["last_built"], v["no_model_kept"]),
+    ),
+]  # fmt: skip
+Metric = Definition | Composite
+
+
+def expected(
+    metric: Metric,
+    events: Sequence[Event],
+    start: datetime.datetime | None,
+    end: datetime.datetime | None,
+) -> float | None:
+    """The value the API serves (a float) of the metric over these events."""
+    if isinstance(metric, Definition):
+        value = exact(metric, events, start, end)
+    else:
+        operands = {
+            f"{definition.name}_{suffix}": exact(definition, events, start, end)
+            for definition in DEFINITIONS
+            for suffix in ("simple", "kept", "built")
+        }
+        value = metric.combine(operands)
+    return None if value is None else float(value)
+
+
+def same(got: float | None, want: float | None, metric: Metric) -> bool:
+    """Equal; a quotient (AVG, a COMPOSITE's division) to its last digits, as PostgreSQL's
+    numeric scale or the decimal precision rounds it before it becomes a float."""
     if got is None or want is None:
         return got is want
-    if metric.aggregation == "AVG":  # a quotient: PostgreSQL's numeric scale, then a float
+    if metric.aggregation == "AVG" or (isinstance(metric, Composite) and metric.divides):
         return got == pytest.approx(want, rel=1e-14, abs=1e-12)
     return got == want
 
@@ -290,8 +360,8 @@ async def _customers(metrics: MetricsEngine) -> dict[str, str]:
     return {str(external): str(ident) for external, ident in rows}
 
 
-async def _define(metrics: MetricsEngine, query_type: str, suffix: str) -> dict[str, Definition]:
-    made = {}
+async def _define(metrics: MetricsEngine, query_type: str, suffix: str) -> dict[str, Metric]:
+    made: dict[str, Metric] = {}
     for definition in DEFINITIONS:
         data = await execute(metrics, CREATE, {"input": definition.given(query_type, suffix)})
         made[str(data["createUsageMetric"]["id"])] = definition
@@ -311,6 +381,11 @@ async def defined(request: pytest.FixtureRequest, metrics: MetricsEngine) -> Any
         accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
     assert (accepted, duplicates) == (len(kept), sum(map(len, batches)) - len(kept))
     made |= await _define(metrics, "INDEXED", "built")
+    for composite in COMPOSITES:
+        given = {"name": composite.name, "queryType": "COMPOSITE"}
+        given["expression"] = composite.expression
+        data = await execute(metrics, CREATE, {"input": given})
+        made[str(data["createUsageMetric"]["id"])] = composite
     return made, kept, random.Random(request.param)
 
 

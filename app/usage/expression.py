@@ -4,25 +4,30 @@
 (identifiers), numbers, `+ - * /`, unary minus and parentheses. The text is read by Python's
 parser (`ast`, never evaluated) and converted into the frozen tree below, which is all that is
 evaluated. A missing operand (a metric with no value) makes the result null, and so does a
-zero denominator.
+zero denominator. The arithmetic is decimal: operands are the exact values of their metrics
+(sums of fractional properties included) and numbers are read as written, so `a + b` is as
+exact as `a` and `b` (0.1 + 0.2 is 0.3); a quotient keeps PRECISION significant digits.
 """
 
 from __future__ import annotations
 
 import ast
+import decimal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from app.errors import UserError
 
 MAX_LENGTH = 1_000
 MAX_NODES = 100
 OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+PRECISION = 34  # significant digits of a quotient (IEEE 754 decimal128's)
 
 
 @dataclass(frozen=True)
 class Number:
-    value: float
+    value: Decimal
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,10 @@ def _convert(node: ast.AST) -> Expr:
         case ast.Constant(value=bool() as flag):
             raise UserError(f"expression: {flag} is not a number; accepted: {ACCEPTED}")
         case ast.Constant(value=int() | float() as value):
-            return Number(float(value))
+            number = Decimal(repr(value))  # as written: 0.1 is one tenth
+            if not number.is_finite():
+                raise UserError(f"expression: {value} is not a finite number; accepted: {ACCEPTED}")
+            return Number(number)
         case ast.Name(id=name):
             return Ref(name)
         case ast.UnaryOp(op=ast.USub(), operand=operand):
@@ -93,18 +101,23 @@ def references(expr: Expr) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_refs(expr)))
 
 
-def evaluate(expr: Expr, values: Mapping[str, float | None]) -> float | None:
+def evaluate(expr: Expr, values: Mapping[str, Decimal | None]) -> Decimal | None:
     """The expression's value; null when an operand is null or a denominator is zero."""
+    with decimal.localcontext(prec=PRECISION):
+        return _evaluate(expr, values)
+
+
+def _evaluate(expr: Expr, values: Mapping[str, Decimal | None]) -> Decimal | None:
     match expr:
         case Number(value):
             return value
         case Ref(name):
             return values.get(name)
         case Negate(item):
-            inner = evaluate(item, values)
+            inner = _evaluate(item, values)
             return None if inner is None else -inner
         case BinaryOp(op, left, right):
-            a, b = evaluate(left, values), evaluate(right, values)
+            a, b = _evaluate(left, values), _evaluate(right, values)
             if a is None or b is None:
                 return None
             match op:
@@ -116,3 +129,4 @@ def evaluate(expr: Expr, values: Mapping[str, float | None]) -> float | None:
                     return a * b
                 case _:
                     return None if b == 0 else a / b
+    raise AssertionError(expr)

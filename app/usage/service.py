@@ -51,7 +51,7 @@ MAX_KNOWN = 1_000  # usage metric definitions remembered per process (`value`)
 EVENT_SERIES_SETTING = "SET LOCAL parallel_tuple_cost = 0.1"
 NOT_A_NUMBER = "22P02"  # PostgreSQL's invalid_text_representation: a cast of a non-number
 Key = tuple[str, ...]
-Grouped = dict[Key, dict[datetime.date | None, float | None]]
+Grouped = dict[Key, dict[datetime.date | None, Decimal | None]]  # exact, as PostgreSQL gave them
 Wrap = Callable[[sa.Select[Any]], sa.Select[Any]]
 # Definitions by id, as last read: `value` compiles from them and checks them in the same
 # statement, so one changed or deleted since is never used (it is read again).
@@ -63,10 +63,14 @@ class Values:
     """A metric's values by group key and period key; `default` where there are none."""
 
     by_group: Grouped
-    default: float | None
+    default: Decimal | None
 
-    def get(self, key: Key = (), period: datetime.date | None = None) -> float | None:
+    def get(self, key: Key = (), period: datetime.date | None = None) -> Decimal | None:
         return self.by_group.get(key, {}).get(period, self.default)
+
+    def number(self, key: Key = (), period: datetime.date | None = None) -> float | None:
+        """The value as the API serves it (a Float)."""
+        return _float(self.get(key, period))
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,21 @@ class UsageRank:
     value: float | None
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, Decimal | int | float) else None
+def _exact(value: Any) -> Decimal | None:
+    """A value of a row (numeric or bigint) as a Decimal, exactly."""
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return Decimal(value)
+    return Decimal(repr(value)) if isinstance(value, float) else None
 
 
-def empty_value(metric: UsageMetric) -> float | None:
+def _float(value: Decimal | None) -> float | None:
+    """The nearest float (+ 0.0: a negated zero is served as 0)."""
+    return None if value is None else float(value) + 0.0
+
+
+def empty_value(metric: UsageMetric) -> Decimal | None:
     """A metric's value over no events: 0 for counts and sums, null otherwise."""
-    return 0.0 if metric.aggregation in ADDITIVE else None
+    return Decimal(0) if metric.aggregation in ADDITIVE else None
 
 
 def series_problems(request: UsageSeriesRequest) -> list[str]:
@@ -178,7 +190,7 @@ class UsageService:
         grouped: Grouped = {}
         for row in rows:
             key = tuple(str(row[g]) for g in groups)
-            grouped.setdefault(key, {})[row.get("k")] = _number(row["value"])
+            grouped.setdefault(key, {})[row.get("k")] = _exact(row["value"])
         return grouped
 
     async def _rows(
@@ -266,7 +278,7 @@ class UsageService:
             if await connection.scalar(known) is None:
                 raise NotFound(f"no customer with id {customer_id}")
             values = await self.grouped(query, _window_problems(window), connection)
-        return UsageValue(metric, customer_id, values.get(), window)
+        return UsageValue(metric, customer_id, values.number(), window)
 
     async def _checked_value(
         self, connection: AsyncConnection, query: UsageQuery, customer_id: int
@@ -292,9 +304,9 @@ class UsageService:
             return None
         if not rows[0]["customer_known"]:
             raise NotFound(f"no customer with id {customer_id}")
-        found = _number(rows[0]["usage_value"])
-        value = empty_value(metric) if rows[0]["usage_value"] is None else found
-        return UsageValue(metric, customer_id, value, query.window)
+        found = _exact(rows[0]["usage_value"])
+        value = empty_value(metric) if found is None else found
+        return UsageValue(metric, customer_id, _float(value), query.window)
 
     async def values_of(
         self, ident: int, window: Window, customer_ids: Sequence[int]
@@ -304,7 +316,7 @@ class UsageService:
         ids = tuple(str(customer_id) for customer_id in customer_ids)
         spec = QuerySpec(dimensions=("customer",), filters=(Filter("customer", FilterOp.IN, ids),))
         found = await self.grouped(UsageQuery(metric, window, spec), _window_problems(window))
-        return [found.get((str(c),)) for c in customer_ids]
+        return [found.number((str(c),)) for c in customer_ids]
 
     async def _series(self, request: UsageSeriesRequest, spec: QuerySpec) -> Values:
         metric = await self.metric(request.metric_id)
@@ -340,7 +352,7 @@ class UsageService:
         if metric.query_type is not QueryType.COMPOSITE:
             query = replace(query, order_by_value=first)
         found = await self.grouped(query, problems)
-        ranks = [UsageRank(int(key[0]), found.get(key)) for key in found.by_group]
+        ranks = [UsageRank(int(key[0]), found.number(key)) for key in found.by_group]
         ranks.sort(key=lambda rank: (rank.value is None, -(rank.value or 0), rank.customer_id))
         return tuple(ranks[:first])
 
@@ -370,7 +382,7 @@ def _window_problems(window: Window) -> list[str]:
 
 def _points(request: UsageSeriesRequest, found: Values, key: Key) -> tuple[UsagePoint, ...]:
     return tuple(
-        UsagePoint(a, b, found.get(key, period_start(a, request.interval)))
+        UsagePoint(a, b, found.number(key, period_start(a, request.interval)))
         for a, b in periods(request.start, request.end, request.interval)
     )
 
