@@ -442,41 +442,73 @@ SERIES_CASES = [  # (interval, start, end)
 ]
 
 
-async def test_every_series_point_in_total_and_per_customer(
+SPECS: list[tuple[list[str], list[dict[str, Any]]]] = [  # (dimensions, filters)
+    ([], []),
+    (["customer"], []),
+    (["property.model"], []),
+    (["customer"], [{"field": "property.model", "op": "NEQ", "values": ["a"]}]),
+]
+
+
+def _spec_holds(event: Event, filters: Sequence[dict[str, Any]]) -> bool:
+    """A spec's filters on event properties, as a metric's own (`_holds`)."""
+    return all(
+        _holds(event, (f["field"].removeprefix("property."), f["op"], tuple(f["values"])))
+        for f in filters
+    )
+
+
+def _in_group(
+    event: Event, dimensions: Sequence[str], key: Sequence[str], who: dict[str, str]
+) -> bool:
+    """The event belongs to the breakdown entry `key` (a missing property: "(none)")."""
+    for dimension, value in zip(dimensions, key, strict=True):
+        if dimension == "customer":
+            if event.customer != who[value]:
+                return False
+        else:
+            text = _text(event.properties.get(dimension.removeprefix("property.")))
+            if (text if text is not None else "(none)") != value:
+                return False
+    return True
+
+
+async def test_every_series_point_in_total_and_per_group(
     metrics: MetricsEngine, defined: Any
 ) -> None:
-    """Days, weeks and months, whole and cut at both ends, in total and per customer."""
+    """Days, weeks and months, whole and cut at both ends; in total, per customer and per
+    property value, within a spec's property filter."""
     made, kept, _rng = defined
     by_id = {ident: who for who, ident in (await _customers(metrics)).items()}
     wrong = []
-    cases = [(i, m, d) for i in made.items() for m in SERIES_CASES for d in ([], ["customer"])]
-    for (ident, metric), (interval, start, end), dimensions in cases:
+    cases = [(i, m, d) for i in made.items() for m in SERIES_CASES for d in SPECS]
+    for (ident, metric), (interval, start, end), (dimensions, filters) in cases:
         variables = {
             "id": ident,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "interval": interval,
-            "spec": {"dimensions": dimensions},
+            "spec": {"dimensions": dimensions, "filters": filters},
         }
         series = (await execute(metrics, SERIES, variables))["usageSeries"]
         assert _tiles(series["points"], start, end)
+        within = [e for e in kept if _spec_holds(e, filters)]
         for point in series["points"]:
-            want = expected(metric, kept, *_window(point))
+            want = expected(metric, within, *_window(point))
             if not same(point["value"], want, metric):
-                wrong.append((metric.name, ident, "total", point, want))
+                wrong.append((metric.name, ident, "total", filters, point, want))
         for entry in series["breakdown"]:
-            who = by_id[entry["key"][0]]
-            mine = [e for e in kept if e.customer == who]
+            mine = [e for e in within if _in_group(e, dimensions, entry["key"], by_id)]
             assert entry["points"] == [] or _tiles(entry["points"], start, end)
             for point in entry["points"]:
                 want = expected(metric, mine, *_window(point))
                 if not same(point["value"], want, metric):
-                    wrong.append((metric.name, ident, who, point, want))
-        seen = {by_id[entry["key"][0]] for entry in series["breakdown"]}
-        for who in set(WHO) - seen if dimensions else ():  # left out: nothing to show
-            mine = [e for e in kept if e.customer == who]
-            for point in series["points"]:
-                assert expected(metric, mine, *_window(point)) in (0, None), (metric, who)
+                    wrong.append((metric.name, ident, entry["key"], filters, point, want))
+        if dimensions == ["customer"]:  # a customer left out has nothing to show
+            for who in set(WHO) - {by_id[entry["key"][0]] for entry in series["breakdown"]}:
+                mine = [e for e in within if e.customer == who]
+                for point in series["points"]:
+                    assert expected(metric, mine, *_window(point)) in (0, None), (metric, who)
     assert wrong == []
 
 
