@@ -439,6 +439,8 @@ SERIES_CASES = [  # (interval, start, end)
     ("WEEK", datetime.date(2026, 9, 20), datetime.date(2026, 11, 11)),
     ("MONTH", datetime.date(2026, 9, 1), datetime.date(2026, 12, 31)),
     ("MONTH", datetime.date(2026, 10, 7), datetime.date(2026, 11, 20)),
+    ("QUARTER", datetime.date(2026, 8, 15), datetime.date(2026, 12, 31)),
+    ("YEAR", datetime.date(2025, 12, 1), datetime.date(2027, 1, 31)),
 ]
 
 
@@ -476,7 +478,7 @@ def _in_group(
 async def test_every_series_point_in_total_and_per_group(
     metrics: MetricsEngine, defined: Any
 ) -> None:
-    """Days, weeks and months, whole and cut at both ends; in total, per customer and per
+    """Days, weeks, months, quarters and years, whole and cut at both ends; in total, per customer and per
     property value, within a spec's property filter."""
     made, kept, _rng = defined
     by_id = {ident: who for who, ident in (await _customers(metrics)).items()}
