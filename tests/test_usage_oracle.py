@@ -478,8 +478,8 @@ def _in_group(
 async def test_every_series_point_in_total_and_per_group(
     metrics: MetricsEngine, defined: Any
 ) -> None:
-    """Days, weeks, months, quarters and years, whole and cut at both ends; in total, per customer and per
-    property value, within a spec's property filter."""
+    """Days, weeks, months, quarters and years, whole and cut at both ends; in total, per
+    customer and per property value, within a spec's property filter."""
     made, kept, _rng = defined
     by_id = {ident: who for who, ident in (await _customers(metrics)).items()}
     wrong = []
