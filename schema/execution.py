@@ -113,6 +113,21 @@ def _leaf(type_: GraphQLLeafType, non_null: bool, is_awaitable: Awaitable) -> Co
             raise Abandon
         return coerced
 
+    # The values served as they are, checked in one call (most leaves of a response).
+    if type_ is GraphQLFloat:
+
+        def plain_float(value: Any) -> Any:
+            return value if type(value) is float and value - value == 0.0 else complete(value)
+
+        return plain_float
+    if type_ is GraphQLInt:
+        return lambda value: value if type(value) is int and value in INT_RANGE else complete(value)
+    if type_ is GraphQLString:
+        return lambda value: value if type(value) is str else complete(value)
+    if type_ is GraphQLBoolean:
+        return lambda value: value if type(value) is bool else complete(value)
+    if getattr(type_, "serialize", None) is int:  # a scalar serialized by int() (Cents)
+        return lambda value: value if type(value) is int else complete(value)
     return complete
 
 
