@@ -113,6 +113,29 @@ async def test_every_aggregation_over_october_with_and_without_a_filter(
     assert await value(metrics, filtered) == model_b
 
 
+@pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
+async def test_an_average_is_the_float_nearest_the_exact_quotient(
+    engine: AsyncEngine, metrics: MetricsEngine, query_type: str
+) -> None:
+    """Seven calls of 100,000,000 tokens but one of 269,013,671: 869,013,671 / 7, whose
+    nearest float is 124144810.14285715. PostgreSQL's avg() and numeric division keep 17
+    digits here, 124144810.14285714, whose nearest float is 124144810.14285713."""
+    tokens = [100_000_000] * 6 + [269_013_671]
+    calls = [
+        event(f"t{n}", "delta", "api_call", f"2026-10-0{n + 1}T10:00:00Z", {"tokens": amount})
+        for n, amount in enumerate(tokens)
+    ]
+    assert (await ingest(engine, calls)).accepted == 7
+    mean = await create(
+        metrics, name="mean", aggregation="AVG", property="tokens", queryType=query_type
+    )
+    [delta] = (await execute(metrics, "{ customers { edges { node { id } } } }"))["customers"][
+        "edges"
+    ]
+    assert await value(metrics, mean, delta["node"]["id"], None) == 869_013_671 / 7
+    assert 869_013_671 / 7 == 124144810.14285715
+
+
 @pytest.mark.usefixtures("stream")
 @pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
 async def test_timeframes_are_half_open(metrics: MetricsEngine, query_type: str) -> None:

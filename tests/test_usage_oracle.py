@@ -320,12 +320,13 @@ def expected(
 
 
 def same(got: float | None, want: float | None, metric: Metric) -> bool:
-    """Equal; a quotient (AVG, a COMPOSITE's division) to its last digits, as PostgreSQL's
-    numeric scale or the decimal precision rounds it before it becomes a float."""
+    """Equal: the float nearest the exact value, averages and quotients included. A
+    COMPOSITE's quotient of quotients may differ in its last place (each operand is served
+    to 34 digits)."""
     if got is None or want is None:
         return got is want
-    if metric.aggregation == "AVG" or (isinstance(metric, Composite) and metric.divides):
-        return got == pytest.approx(want, rel=1e-14, abs=1e-12)
+    if isinstance(metric, Composite) and metric.divides:
+        return got == pytest.approx(want, rel=1e-15, abs=0)
     return got == want
 
 

@@ -99,6 +99,7 @@ ADDITIVE = frozenset({Aggregation.COUNT, Aggregation.SUM, Aggregation.UNIQUE_COU
 PROPERTY_PREFIX = "property."
 PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$@:/-][A-Za-z0-9_.$@:/-]{0,99}$")
 ORDERED = frozenset({FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE})
+MEAN_SCALE = 34  # decimal places of an average (`mean`)
 
 
 @dataclass(frozen=True)
@@ -346,14 +347,24 @@ def simple_aggregate(
         case Aggregation.LATEST:
             assert value is not None
             return _latest(value, events.c.ts, events.c.event_id)
+    assert value is not None
+    if metric.aggregation is Aggregation.AVG:
+        return mean(sa.func.sum(value), sa.func.count(value))
     functions: dict[Aggregation, Callable[[ColumnElement[Any]], ColumnElement[Any]]] = {
         Aggregation.SUM: sa.func.sum,
         Aggregation.MIN: sa.func.min,
         Aggregation.MAX: sa.func.max,
-        Aggregation.AVG: sa.func.avg,
     }
-    assert value is not None
     return functions[metric.aggregation](value)
+
+
+def mean(total: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
+    """total / count (NULL for no value) to MEAN_SCALE decimal places. PostgreSQL's own
+    division (and avg) keeps 16 to 20 significant digits, and the float nearest such a
+    rounded quotient is, for about one large average in twenty, one unit in the last place
+    off the exact one's: 837866649012 / 2515 gives 333147772.96699801, served as
+    333147772.966998 where the exact quotient's float is 333147772.96699804."""
+    return sa.func.round(total, MEAN_SCALE) / sa.func.nullif(count, 0)
 
 
 def rollup_aggregate(metric: UsageMetric, rollup: FromClause) -> ColumnElement[Any]:
@@ -369,7 +380,7 @@ def rollup_aggregate(metric: UsageMetric, rollup: FromClause) -> ColumnElement[A
         case Aggregation.MAX:
             return sa.func.max(c.max)
         case Aggregation.AVG:
-            return sa.func.sum(c.sum) / sa.func.nullif(sa.func.sum(c["count"]), 0)
+            return mean(sa.func.sum(c.sum), sa.func.sum(c["count"]))
         case Aggregation.LATEST:
             return _latest(c.latest_value, c.latest_at, c.latest_id)
         case Aggregation.UNIQUE_COUNT:
