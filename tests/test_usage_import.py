@@ -347,3 +347,19 @@ async def test_timestamps_are_stored_as_the_moments_they_name(engine: AsyncEngin
         )
     assert stored == {ident: moment for ident, (_, moment) in given.items()}
     assert days == {date(2026, 3, 1): 4, date(2026, 3, 2): 1}
+
+
+async def test_a_large_import_refreshes_the_statistics_plans_read(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "ANALYZE_FROM", 5)
+    await import_events(engine, ndjson(tmp_path / "events.ndjson", 24))
+    async with engine.connect() as connection:
+        analyzed = await connection.execute(
+            sa.text(
+                "SELECT DISTINCT attname FROM pg_stats "
+                "WHERE tablename = 'usage_event' AND inherited"
+            )
+        )
+        # the columns events are chosen by; not the JSON documents (read through expressions)
+        assert sorted(analyzed.scalars()) == ["customer_id", "name", "ts"]

@@ -47,6 +47,10 @@ from app.usage.ingest import (
 
 CHUNK = 50_000
 ANALYZE_FROM = 10_000  # events imported from which the tables' statistics are refreshed
+# the columns whose statistics plans use: the events are chosen by customer, name and time;
+# `properties` is read through expressions, which have none (and sorting a sample of JSON
+# documents by value was two thirds of the ANALYZE: 2.7 s against 1.0 s at 1M events)
+ANALYZED_COLUMNS = "customer_id, name, ts"
 REQUIRED = ("id", "customer", "name", "timestamp")
 KNOWN = (*REQUIRED, "properties", "product")
 Progress = Callable[[int], None]  # bytes of the file read so far
@@ -256,7 +260,7 @@ async def import_events(
             .values(finished_at=sa.func.now())
         )
         if summary.accepted >= ANALYZE_FROM:  # the series' plans need current statistics
-            await connection.exec_driver_sql("ANALYZE usage_event")
+            await connection.exec_driver_sql(f"ANALYZE usage_event ({ANALYZED_COLUMNS})")
             await connection.exec_driver_sql("ANALYZE usage_rollup")
     return summary
 
