@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -363,3 +365,28 @@ async def test_a_large_import_refreshes_the_statistics_plans_read(
         )
         # the columns events are chosen by; not the JSON documents (read through expressions)
         assert sorted(analyzed.scalars()) == ["customer_id", "name", "ts"]
+
+
+async def test_a_stored_batch_leaves_no_reference_to_its_rows(engine: AsyncEngine) -> None:
+    """A bulk import keeps the cycle collector idle while it parses (`fewer_collections`), so
+    the COPY must not leave its rows in a reference cycle: a file object given to asyncpg was
+    (4 MB more memory for each 50,000-event chunk, until the import ended)."""
+    await ingest(engine, [line("r0", "acme", "2026-03-01T00:00:00Z", 0)])  # acme, the month
+    async with engine.connect() as connection:
+        found = await rules(connection)
+    events, _ = check(
+        [line(f"r{i}", "acme", "2026-03-01T01:00:00Z", i) for i in range(1, 50)],
+        found,
+        datetime.now(UTC),
+    )
+    batch = Batch.of(events)
+    references = sys.getrefcount(batch.rows)
+    gc.disable()  # a cycle would hold the rows until the collector runs: not now
+    try:
+        async with engine.begin() as connection:
+            assert await store(connection, batch, DEFAULT_SOURCE, found, {}) == 49
+        left = sys.getrefcount(batch.rows)  # not inside `assert`: pytest would hold it too
+        assert left == references
+    finally:
+        gc.enable()
+    assert await total_tokens(engine) == sum(range(50))
