@@ -27,9 +27,20 @@ async def test_a_batch_is_stored_with_its_bad_events_listed(
 ) -> None:
     key = await new_key(engine, "write")
     batch = [*events(3), {"id": "bad", "customer": "cust0", "name": "api_call"}]
+    nul = events(2, prefix="nul")
+    nul[0]["properties"] = {"\x00": 1}  # sent as the JSON escape \u0000, which jsonb refuses
     async with serving(real_app(database_url)) as client:
         first = await client.post("/events", json=batch, headers=bearer(key))
         again = await client.post("/events?source=events", json=batch, headers=bearer(key))
+        with_nul = await client.post("/events", json=nul, headers=bearer(key))
+    assert (with_nul.status_code, with_nul.json()["accepted"]) == (200, 1)
+    assert with_nul.json()["errors"] == [
+        {
+            "index": 0,
+            "id": "nul0",
+            "reason": "properties hold a NUL character (U+0000) in a key or a text",
+        }
+    ]
     assert first.status_code == 200
     assert first.json() == {
         "accepted": 3,

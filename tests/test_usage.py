@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import attributes, segments
 from app.attributes import AttributeDefinition, AttributeType
 from app.metrics.service import MetricsEngine
-from app.tables import customer, usage_rollup
+from app.tables import customer, usage_event, usage_rollup
 from app.usage.ingest import ingest
 from tests.conftest import execute, execute_errors
 
@@ -460,6 +460,33 @@ async def test_events_are_checked_one_by_one(engine: AsyncEngine, metrics: Metri
             )
         ).one()
     assert tuple(created) == ("events", None)  # an unknown customer is created bare
+
+
+async def test_a_nul_in_a_property_key_or_text_is_refused_with_its_reason(
+    engine: AsyncEngine,
+) -> None:
+    """JSON writes U+0000 as the escape `\\u0000`, which PostgreSQL's jsonb refuses: such an
+    event is rejected on its own (the batch's COPY failed whole, a 500). The same six
+    characters written as text (a backslash, then u0000) are only text, and kept."""
+    at = "2026-10-05T00:00:00Z"
+    batch = [
+        event("n1", "acme", "api_call", at, {"\x00": 1}),
+        event("n2", "acme", "api_call", at, {"tags": ["ok", {"deep": "a\x00b"}]}),
+        event("n3", "acme", "api_call", at, {"path": "C:\\u0000"}),
+        event("n4", "acme", "api_call", at, {"tokens": 4}),
+    ]
+    result = await ingest(engine, batch)
+    assert result.accepted == 2
+    reasons = {item.id: item.reason for item in result.rejected}
+    assert reasons == {
+        "n1": "properties hold a NUL character (U+0000) in a key or a text",
+        "n2": "properties hold a NUL character (U+0000) in a key or a text",
+    }
+    async with engine.connect() as connection:
+        stored = await connection.execute(
+            sa.select(usage_event.c.event_id, usage_event.c.properties).order_by("event_id")
+        )
+        assert stored.all() == [("n3", {"path": "C:\\u0000"}), ("n4", {"tokens": 4})]
 
 
 @pytest.fixture

@@ -161,6 +161,26 @@ def _encode(value: dict[str, Any]) -> str:
     return text
 
 
+def _holds_nul(value: object) -> bool:
+    """A NUL character in a key or a string anywhere in a JSON value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _nul_problem(value: dict[str, Any], text: str) -> str | None:
+    """A NUL in a key or a string of the properties, which JSON text writes as the escape
+    `\\u0000` (and PostgreSQL's jsonb refuses). The text is looked at first: without that
+    escape in it there is none (with it, it may be a backslash written before "u0000")."""
+    if "\\u0000" in text and _holds_nul(value):
+        return "hold a NUL character (U+0000) in a key or a text"
+    return None
+
+
 def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     value = raw.get("properties")
     if value is None:
@@ -171,7 +191,7 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
         text = _encode(value)
     except ValueError:
         raise Invalid("properties hold a number out of range (NaN or infinite)") from None
-    if problem := _text_problem(text):
+    if problem := _text_problem(text) or _nul_problem(value, text):
         raise Invalid(f"properties {problem}")
     if len(text) > MAX_PROPERTIES_BYTES:
         raise Invalid(f"properties are larger than {MAX_PROPERTIES_BYTES:,} characters of JSON")
