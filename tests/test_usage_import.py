@@ -202,6 +202,28 @@ async def test_long_integers_and_unusual_json_are_read_exactly(
         assert rows.all() == [("12345678901234567890123", {"big": 123456789012345678901234567890})]
 
 
+async def test_a_line_is_read_as_utf_8_whatever_its_first_bytes(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Binary junk starting with NUL bytes is "not JSON" (the standard decoder guessed UTF-16
+    from them, and called it not UTF-8); a byte order mark is skipped; invalid UTF-8 is named."""
+    good = b'{"id": "%s", "customer": "acme", "name": "n", "timestamp": "2026-03-01T00:00:00Z"}'
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + good % b"bom" + b"\n"
+        b"\x00\x01\x02garbage\n"
+        + b'{"id": "latin", "customer": "caf\xe9"}\n'
+        + good % b"last"
+        + b"\n"
+    )
+    summary = await import_events(engine, path)
+    assert (summary.accepted, summary.rejected) == (2, 2)
+    assert [(item.index, item.reason) for item in summary.reasons] == [
+        (2, "the line is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (3, "the line is not UTF-8"),
+    ]
+
+
 async def test_numbers_out_of_range_given_as_python_values_are_refused(engine: AsyncEngine) -> None:
     """orjson would write NaN and infinity as null: such properties are refused, nested too."""
     given = [

@@ -76,13 +76,18 @@ def _text_problem(text: str) -> str | None:
 def loads(text: bytes | str) -> Any:
     """JSON as the standard decoder reads it (NaN and Infinity refused), with orjson's speed
     where both agree: a text orjson refuses, or with an integer it would read as a float,
-    goes to `json`, which raises ValueError with its usual message or reads it exactly."""
+    goes to `json`, which raises ValueError with its usual message or reads it exactly.
+    Bytes are UTF-8 (RFC 8259; a byte order mark is skipped), else UnicodeDecodeError:
+    `json` would guess UTF-16 or UTF-32 from NUL bytes, and call a line of binary junk
+    "not UTF-16" rather than not JSON."""
     raw = text.encode() if isinstance(text, str) else text
     if raw.translate(DIGITS).find(LONG_RUN) < 0:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
+    if isinstance(text, bytes):
+        text = text.decode("utf-8-sig")
     return json.loads(text, parse_constant=_reject_constant)
 
 
