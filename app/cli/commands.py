@@ -287,8 +287,9 @@ def import_events(
     source: Annotated[str, typer.Option(help="Source the event ids belong to.")] = "events",
 ) -> None:
     """Import usage events: NDJSON (one {id, customer, name, timestamp, properties} per line)
-    or CSV (columns id, customer, name, timestamp, [properties], [product], other columns as
-    properties). Bad lines are reported and skipped; an interrupted import resumes."""
+    or CSV (columns id, customer, name, timestamp, optionally properties and product, any
+    other column a property). Bad lines are reported and skipped; an interrupted import
+    resumes."""
     from app.cli.progress import file_progress
     from app.usage.bulk import ImportSummary
     from app.usage.bulk import import_events as load_events
