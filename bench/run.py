@@ -210,11 +210,16 @@ def write_data(customers: int, years: int, seed: int) -> tuple[Path, int]:
 
 
 def run_import(path: Path, env: Mapping[str, str]) -> tuple[float, float]:
-    """Import with the real CLI in a child process: (seconds, that child's peak RSS in MB).
+    """Import with the real CLI in a child process: (seconds, that child's peak RSS in MB)."""
+    return run_cli(["import", "subscriptions", str(path)], env)
+
+
+def run_cli(arguments: list[str], env: Mapping[str, str]) -> tuple[float, float]:
+    """`tidemill ARGUMENTS` in a child process: (seconds, that child's peak RSS in MB).
 
     The child is reaped with wait4, whose usage is that child's own (and its children's), not
     the largest of every child this process ever started (a server's, say)."""
-    command = [sys.executable, "-m", "app.cli", "import", "subscriptions", str(path)]
+    command = [sys.executable, "-m", "app.cli", *arguments]
     began = time.perf_counter()
     with tempfile.TemporaryFile("w+") as output:
         child = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=output)
@@ -223,7 +228,8 @@ def run_import(path: Path, env: Mapping[str, str]) -> tuple[float, float]:
         seconds = time.perf_counter() - began
         if child.returncode != 0:
             output.seek(0)
-            raise BenchFailed(f"import exited with {child.returncode}:\n{output.read()}")
+            what = " ".join(arguments[:2])
+            raise BenchFailed(f"{what} exited with {child.returncode}:\n{output.read()}")
     return seconds, usage.ru_maxrss / 1024  # KB on Linux
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -50,6 +49,7 @@ from bench.run import (
     Figure,
     fresh_database,
     p95,
+    run_cli,
     server,
     table,
 )
@@ -113,15 +113,13 @@ async def define_metrics(url: str) -> dict[str, str]:
     return ids
 
 
-def run_import(path: Path, count: int, env: Mapping[str, str]) -> Figure:
-    command = [sys.executable, "-m", "app.cli", "import", "events", str(path)]
-    began = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        raise BenchFailed(f"event import exited with {done.returncode}:\n{done.stderr}")
+def run_import(path: Path, count: int, env: Mapping[str, str]) -> list[Figure]:
+    seconds, peak_mb = run_cli(["import", "events", str(path)], env)
     detail = f"{count:,} events, {seconds:.1f} s, an INDEXED metric kept current"
-    return Figure("usage: bulk import", count / seconds, "events/s", 100_000, True, detail)
+    return [
+        Figure("usage: bulk import", count / seconds, "events/s", 100_000, True, detail),
+        Figure("usage: bulk import, peak RSS", peak_mb, "MB", 300, detail="the CLI's process"),
+    ]
 
 
 def _batch(number: int) -> list[dict[str, Any]]:
@@ -294,7 +292,7 @@ def usage_figures(
     console.print(f"usage data: {path.relative_to(REPO)} ({events:,} events)")
     ids = asyncio.run(define_metrics(url))
     env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
-    figures = [run_import(path, events, env)]
+    figures = run_import(path, events, env)
     # every query computed: the result cache would answer the repeats from memory
     uncached = {**env, "TIDEMILL_RESULT_CACHE_ENTRIES": "0"}
     with (
