@@ -21,6 +21,7 @@ from app.tables import customer, usage_event, usage_rollup, usage_rollup_day
 from app.usage import bulk, definitions
 from app.usage.bulk import import_events
 from app.usage.definitions import MetricInput
+from app.usage.events import TOO_DEEP
 from app.usage.ingest import DEFAULT_SOURCE, Batch, check, ingest, rules, store
 from app.usage.service import UsageService
 
@@ -222,6 +223,27 @@ async def test_a_line_is_read_as_utf_8_whatever_its_first_bytes(
         (2, "the line is not JSON: Expecting value: line 1 column 1 (char 0)"),
         (3, "the line is not UTF-8"),
     ]
+
+
+async def test_deeply_nested_properties_are_a_reason_not_a_crash(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Deeper than the decoders go (orjson reads 1,024 levels; the standard decoder and
+    encoder, Python's recursion limit): the line or the event is rejected, the others kept."""
+    good = '{"id": "%s", "customer": "acme", "name": "n", "timestamp": "2026-03-01T00:00:00Z"'
+    deep = good % "deep" + ', "properties": ' + '{"k": ' * 3_000 + "1" + "}" * 3_000 + "}"
+    path = tmp_path / "events.ndjson"
+    path.write_text(f"{deep}\n{good % 'fine'}}}\n")
+    summary = await import_events(engine, path)
+    assert (summary.accepted, summary.rejected) == (1, 1)
+    assert summary.reasons[0].reason == f"the line is {TOO_DEEP}"
+    nested: dict[str, object] = {"k": 1}
+    for _ in range(5_000):
+        nested = {"k": nested}
+    event = json.loads(good % "python" + "}") | {"properties": nested}
+    result = await ingest(engine, [event, json.loads(good % "kept" + "}")])
+    assert result.accepted == 1
+    assert [item.reason for item in result.rejected] == [f"properties are {TOO_DEEP}"]
 
 
 async def test_numbers_out_of_range_given_as_python_values_are_refused(engine: AsyncEngine) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.errors import MAX_REPORTED, UserError
 from app.ingest.subscriptions import file_sha256
 from app.tables import usage_import
-from app.usage.events import Rejected, Unreadable, loads
+from app.usage.events import TOO_DEEP, Rejected, Unreadable, loads
 from app.usage.ingest import (
     DEFAULT_SOURCE,
     Batch,
@@ -113,6 +113,8 @@ class Reader:
                 return Unreadable("the line is not UTF-8")
             except ValueError as error:
                 return Unreadable(f"the line is not JSON: {error}")
+            except RecursionError:
+                return Unreadable(f"the line is {TOO_DEEP}")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:

@@ -26,6 +26,7 @@ ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",",
 # holding such a run of digits goes to `json` (digits mapped to one, then one search: fast)
 DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 LONG_RUN = b"0" * 19
+TOO_DEEP = "nested too deeply (deeper than Python's recursion limit, about 1,000 levels)"
 SHAPE = "an event is a JSON object {id, customer, name, timestamp, properties, product}"
 # a timestamp PostgreSQL reads as Python does (once Python has accepted it): given to COPY as
 # it came, instead of written again (`isoformat` costs more than the rest of a COPY line)
@@ -78,8 +79,8 @@ def loads(text: bytes | str) -> Any:
     where both agree: a text orjson refuses, or with an integer it would read as a float,
     goes to `json`, which raises ValueError with its usual message or reads it exactly.
     Bytes are UTF-8 (RFC 8259; a byte order mark is skipped), else UnicodeDecodeError:
-    `json` would guess UTF-16 or UTF-32 from NUL bytes, and call a line of binary junk
-    "not UTF-16" rather than not JSON."""
+    `json` would guess UTF-16 or UTF-32 from NUL bytes, so a line of binary junk was
+    reported as not UTF-8 rather than not JSON."""
     raw = text.encode() if isinstance(text, str) else text
     if raw.translate(DIGITS).find(LONG_RUN) < 0:
         try:
@@ -194,9 +195,12 @@ def _properties(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
         raise Invalid(f"properties must be a JSON object, not {type(value).__name__}")
     try:
         text = _encode(value)
+        problem = _text_problem(text) or _nul_problem(value, text)
     except ValueError:
         raise Invalid("properties hold a number out of range (NaN or infinite)") from None
-    if problem := _text_problem(text) or _nul_problem(value, text):
+    except RecursionError:  # orjson reads up to 1,024 levels; writing them takes more frames
+        raise Invalid(f"properties are {TOO_DEEP}") from None
+    if problem:
         raise Invalid(f"properties {problem}")
     if len(text) > MAX_PROPERTIES_BYTES:
         raise Invalid(f"properties are larger than {MAX_PROPERTIES_BYTES:,} characters of JSON")
