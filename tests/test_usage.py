@@ -337,6 +337,36 @@ UPDATE = """mutation($id: ID!, $input: UsageMetricUpdateInput!) {
 
 
 @pytest.mark.usefixtures("stream")
+async def test_a_metric_a_composite_reads_keeps_its_name_and_stays(metrics: MetricsEngine) -> None:
+    """A COMPOSITE names the metrics it reads: renaming one of them broke it ("reads 'tokens',
+    which is not defined"), as deleting one would. Both are refused, with the readers named;
+    once no COMPOSITE reads it, the rename goes through."""
+    tokens = await create(metrics, name="tokens", aggregation="SUM", property="tokens")
+    await create(metrics, name="calls", aggregation="COUNT")
+    per_call = await create(
+        metrics, name="per_call", queryType="COMPOSITE", eventName=None, expression="tokens / calls"
+    )
+    [renamed] = await execute_errors(metrics, UPDATE, {"id": tokens, "input": {"name": "t2"}})
+    assert renamed["extensions"]["code"] == "BAD_USER_INPUT"
+    assert renamed["message"] == (
+        "metric 'tokens' is read by COMPOSITE per_call, which name it; redefine those first "
+        "to rename it"
+    )
+    [deleted] = await execute_errors(
+        metrics, "mutation($id: ID!) { deleteUsageMetric(id: $id) { id } }", {"id": tokens}
+    )
+    assert deleted["message"] == (
+        "metric 'tokens' is read by COMPOSITE per_call; delete or redefine those first"
+    )
+    assert await value(metrics, per_call) == 14  # still reads tokens
+    described = {"description": "tokens per call"}  # a change that keeps the name is fine
+    await execute(metrics, UPDATE, {"id": tokens, "input": described})
+    await execute(metrics, UPDATE, {"id": per_call, "input": {"expression": "calls * 2"}})
+    done = await execute(metrics, UPDATE, {"id": tokens, "input": {"name": "t2"}})
+    assert done["updateUsageMetric"]["name"] == "t2"
+
+
+@pytest.mark.usefixtures("stream")
 async def test_aggregation_and_value_type_are_immutable(metrics: MetricsEngine) -> None:
     tokens = await create(
         metrics, name="tokens", aggregation="SUM", property="tokens", queryType="INDEXED"

@@ -270,6 +270,11 @@ async def update(database: Database, ident: int, change: MetricUpdate) -> UsageM
             raise UserError("; ".join(problems), problems)
         wanted = _changed(_as_input(metric), change)
         _check(wanted, await live_metrics(connection), ident)
+        if wanted.name != metric.name and (users := await _readers(connection, metric)):
+            raise UserError(  # they name it in their expressions
+                f"metric {metric.name!r} is read by COMPOSITE {', '.join(users)}, which name "
+                "it; redefine those first to rename it"
+            )
         statement = (
             sa.update(usage_metric)
             .where(usage_metric.c.id == ident)
@@ -287,20 +292,24 @@ def _counts_differently(before: UsageMetric, after: UsageMetric) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in fields)
 
 
+async def _readers(connection: AsyncConnection, metric: UsageMetric) -> list[str]:
+    """The COMPOSITE metrics (not deleted) whose expression reads `metric`, by name."""
+    return sorted(
+        other.name
+        for other in (await live_metrics(connection)).values()
+        if other.expression and metric.name in references(parse_expression(other.expression))
+    )
+
+
 async def delete(database: Database, ident: int) -> UsageMetric:
     """Soft-delete: refused while a COMPOSITE metric not deleted reads it."""
     async with database.begin() as connection:
         metric = await fetch(connection, ident, lock=True)
         if metric.deleted_at is not None:
             return metric
-        users = [
-            other.name
-            for other in (await live_metrics(connection)).values()
-            if other.expression and metric.name in references(parse_expression(other.expression))
-        ]
-        if users:
+        if users := await _readers(connection, metric):
             raise UserError(
-                f"metric {metric.name!r} is read by COMPOSITE {', '.join(sorted(users))}; "
+                f"metric {metric.name!r} is read by COMPOSITE {', '.join(users)}; "
                 "delete or redefine those first"
             )
         statement = (
