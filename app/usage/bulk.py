@@ -8,6 +8,9 @@
   (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up), the
   next chunk read and checked (in a thread) while the previous one is stored. A bad
   line is rejected with its reason (the first MAX_REPORTED are listed) and the others go on.
+- **Definitions changing meanwhile.** A chunk checked by metric definitions that changed before
+  it was stored (app/usage/ingest.py, `RulesChanged`) is not stored: the file is read again
+  from the last committed chunk, by the current definitions.
 - **Resuming.** Each chunk commits with the file's byte offset in `usage_import` (keyed by the
   file's sha256): an import that stops (Ctrl-C, a crash) starts again after the last committed
   chunk; a finished file is not read again. Events are unique per (source, id) anyway, so even
@@ -38,6 +41,7 @@ from app.usage.ingest import (
     Batch,
     IngestResult,
     Rules,
+    RulesChanged,
     check,
     ensure_partitions,
     fewer_collections,
@@ -270,12 +274,19 @@ async def import_events(
 async def _run(job: _Import, reader: Reader, progress: Progress) -> None:
     """Read and check the next chunk (in a thread) while the previous one is stored."""
     first = job.summary.lines + 1
+    job.stored_to = reader.handle.tell()  # where this run starts: a resumed offset, a header
     pending: asyncio.Task[None] | None = None
     while True:
         found = await job.rules()
         chunk = await asyncio.to_thread(read_chunk, reader, found, first)
         if pending is not None:
-            await pending
+            try:
+                await pending
+            except RulesChanged:  # that chunk and this one were checked by old definitions
+                pending = None
+                reader.handle.seek(job.stored_to)
+                first = job.summary.lines + 1
+                continue
             progress(job.stored_to)
             pending = None
         if chunk is None:

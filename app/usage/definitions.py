@@ -5,6 +5,13 @@ left out of the list but stays readable by id, with `deletedAt`, and its values 
 queryable. Names are identifiers (a COMPOSITE expression names metrics), unique among the
 metrics not deleted. An INDEXED metric's rollup is built when it is created and rebuilt when
 what it counts changes (event name, property, filters, query type).
+
+Definitions change one at a time, and never while events are being stored: a change holds a
+transaction-scoped advisory lock (DEFINITIONS_LOCK) that each event store takes shared and
+checks the definitions under (app/usage/ingest.py). So two metrics never take one name, a
+COMPOSITE never names a metric renamed or deleted at the same moment, and a rollup built or
+rebuilt by a change holds every event stored before it, while every event stored after it
+is rolled up by the store itself.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from app.usage.expression import parse_expression, references
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_FILTERS = 20
 MAX_EVENT_NAME = 200
+DEFINITIONS_LOCK = 0x75736D64  # "usmd": changes of usage metric definitions (module doc)
 UPDATABLE = ("name", "description", "event_name", "property", "filters", "query_type", "expression")
 
 
@@ -187,6 +195,13 @@ def _check(metric: MetricInput, live: dict[str, UsageMetric], ident: int | None 
         raise UserError("; ".join(problems), problems)
 
 
+async def lock_definitions(connection: AsyncConnection, shared: bool = False) -> None:
+    """Hold the definitions' lock to the end of the transaction: exclusive to change them,
+    shared to store events by them (module doc)."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await connection.execute(sa.text(f"SELECT {function}(:key)"), {"key": DEFINITIONS_LOCK})
+
+
 async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
     """The metrics not deleted, by name."""
     rows = await connection.execute(
@@ -206,6 +221,7 @@ async def _rebuild(connection: AsyncConnection, metric: UsageMetric) -> None:
 
 async def create(database: Database, metric: MetricInput) -> UsageMetric:
     async with database.begin() as connection:
+        await lock_definitions(connection)
         _check(metric, await live_metrics(connection))
         statement = sa.insert(usage_metric).values(_values(metric)).returning(usage_metric)
         created = from_row((await connection.execute(statement)).one())
@@ -263,6 +279,7 @@ def _changed(current: MetricInput, change: MetricUpdate) -> MetricInput:
 
 async def update(database: Database, ident: int, change: MetricUpdate) -> UsageMetric:
     async with database.begin() as connection:
+        await lock_definitions(connection)
         metric = await fetch(connection, ident, lock=True)
         if metric.deleted_at is not None:
             raise UserError(f"usage metric {ident} is deleted; deleted metrics are read-only")
@@ -304,6 +321,7 @@ async def _readers(connection: AsyncConnection, metric: UsageMetric) -> list[str
 async def delete(database: Database, ident: int) -> UsageMetric:
     """Soft-delete: refused while a COMPOSITE metric not deleted reads it."""
     async with database.begin() as connection:
+        await lock_definitions(connection)
         metric = await fetch(connection, ident, lock=True)
         if metric.deleted_at is not None:
             return metric

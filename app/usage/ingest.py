@@ -18,6 +18,12 @@ One path for `POST /events`, the `ingestEvents` mutation and `tidemill import ev
    inserted: about a third less work per event); a key already there (stored before, or by a
    concurrent ingest that commits) fails it with a unique violation, and the batch is then
    stored with `ON CONFLICT DO NOTHING`, keeping exactly the new events.
+
+A batch is checked by the metric definitions read before its transaction, and stored under
+the definitions' shared lock (app/usage/definitions.py): when they changed in between (a
+metric created, made INDEXED, refiltered...), the store raises `RulesChanged` with the current
+ones, and the batch is checked again by them and stored again. So no event is rolled up by a
+definition that no longer holds, or missed by a rollup built while it was on its way.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from app.db import Database
 from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert_ctes
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
-from app.usage.definitions import live_metrics
+from app.usage.definitions import live_metrics, lock_definitions
 from app.usage.events import (
     Event,
     Invalid,
@@ -109,6 +115,14 @@ class Rules:
                     f"metric {metric.name!r} is INTEGER"
                 )
         return None
+
+
+class RulesChanged(Exception):
+    """The metric definitions changed after the batch was checked (module doc)."""
+
+    def __init__(self, current: Rules) -> None:
+        super().__init__("the usage metric definitions changed; check the batch again")
+        self.current = current
 
 
 async def rules(connection: AsyncConnection) -> Rules:
@@ -280,14 +294,19 @@ async def store(
     connection: AsyncConnection,
     batch: Batch,
     source: str,
-    rules: Rules,
+    checked: Rules,
     customers: dict[str, int],
 ) -> int:
     """Store a batch in one COPY and one statement; the number of its events stored (the
-    others' ids were stored before). Its numeric properties were checked against `rules`,
-    so the rollups cast them unchecked."""
+    others' ids were stored before). Its numeric properties were checked against `checked`,
+    so the rollups cast them unchecked; `RulesChanged` when they are no longer the current
+    definitions (module doc), before anything is written."""
     if not batch.size:
         return 0
+    await lock_definitions(connection, shared=True)
+    current = await rules(connection)
+    if current.metrics != checked.metrics:
+        raise RulesChanged(current)
     ids = await resolve_customers(connection, source, batch.customers, customers)
     await connection.exec_driver_sql(
         f'CREATE TEMP TABLE {STAGE} (event_id text COLLATE "C", customer text, name text, '
@@ -301,7 +320,7 @@ async def store(
     # cycle collector ran (4 MB more memory for each chunk of a bulk import, to its end)
     rows = memoryview(batch.rows)
     await driver.copy_to_table(STAGE, source=rows, columns=STAGE_COLUMNS, format="text")
-    indexed = [m for m in rules.indexed if m.event_name in batch.names]
+    indexed = [m for m in checked.indexed if m.event_name in batch.names]
     wanted = sorted(batch.customers)
     parameters = {"source": source, "keys": wanted, "ids": [ids[key] for key in wanted]}
     try:
@@ -344,13 +363,19 @@ async def ingest(
     now = datetime.datetime.now(datetime.UTC)
     async with database.connect() as connection:
         found = await rules(connection)
-    with fewer_collections():  # no await inside
-        events, result = check(raw, found, now)
-        batch = Batch.of(events)
-    if events:
+    while True:
+        with fewer_collections():  # no await inside
+            events, result = check(raw, found, now)
+            batch = Batch.of(events)
+        if not events:
+            return result
         await ensure_partitions(database, batch.months)
-        async with database.begin() as connection:
-            stored = await store(connection, batch, source, found, {})
+        try:
+            async with database.begin() as connection:
+                stored = await store(connection, batch, source, found, {})
+        except RulesChanged as changed:  # checked again by the current definitions
+            found = changed.current
+            continue
         result.accepted = stored
         result.duplicates += batch.size - stored
-    return result
+        return result
