@@ -204,6 +204,47 @@ async def test_series_breakdowns_and_top(metrics: MetricsEngine, query_type: str
     ]
 
 
+@pytest.mark.usefixtures("stream")
+@pytest.mark.parametrize("query_type", ["SIMPLE", "INDEXED"])
+async def test_series_filters_compare_properties_as_numbers_in_order(
+    engine: AsyncEngine, metrics: MetricsEngine, query_type: str
+) -> None:
+    """COUNT of api_call by `property.tokens` filters; e7 (beta, October) holds tokens as
+    the text "50": the ordered operators compare JSON numbers only, EQ compares text.
+    October: e1 10, e6 2, e2 30 (acme), e4 100, e7 "50" (beta); November: e3 5 (acme)."""
+    late = event("e7", "beta", "api_call", "2026-10-21T00:00:00Z", {"tokens": "50"})
+    assert (await ingest(engine, [late])).accepted == 1
+    calls = await create(metrics, name="calls", aggregation="COUNT", queryType=query_type)
+
+    async def points(op: str, value: str, dimensions: Any = ()) -> Any:
+        spec = {
+            "dimensions": list(dimensions),
+            "filters": [{"field": "property.tokens", "op": op, "values": [value]}],
+        }
+        data = (await execute(metrics, SERIES, {"id": calls, "spec": spec}))["usageSeries"]
+        if dimensions:
+            return {b["key"][0]: [p["value"] for p in b["points"]] for b in data["breakdown"]}
+        return [p["value"] for p in data["points"]]
+
+    assert await points("GT", "5") == [3, 0]  # 10, 30, 100 (not "50": text)
+    assert await points("GTE", "5") == [3, 1]
+    assert await points("LT", "10") == [1, 1]  # 2; 5
+    assert await points("LTE", "1e1") == [2, 1]  # 10, 2; 5
+    assert await points("GT", "9.5", ["customer_country"]) == {"DE": [1, 0], "FR": [2, 0]}
+    assert await points("EQ", "50") == [1, 0]  # as text: e7
+    assert await points("IN", "10") == [1, 0]
+    [error] = await execute_errors(
+        metrics,
+        SERIES,
+        {
+            "id": calls,
+            "spec": {"filters": [{"field": "property.tokens", "op": "GT", "values": ["many"]}]},
+        },
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "filter property.tokens: 'many' is not a number" in error["message"]
+
+
 PERIODS = """query($id: ID!, $start: Date!, $end: Date!, $interval: Interval!) {
     usageSeries(id: $id, start: $start, end: $end, interval: $interval) {
         points { date endDate value } } }"""

@@ -45,6 +45,9 @@ class Dimension:
     materialized: bool = False  # per-value movements are kept in movement_scope
     reads_customer: bool = False  # the expression reads the customer table
     parse: Callable[[str], object] = str  # a filter value as the expression's type
+    # a value of GT/GTE/LT/LTE, when those compare another type than the others (an event
+    # property: numbers in order, text otherwise; `condition` compiles each way)
+    parse_ordered: Callable[[str], object] | None = None
     # A filter on this dimension as a condition, when not `filter_clause(expression)` (e.g.
     # attributes: a semi-join on the attribute's index instead of a per-row lookup).
     condition: Callable[[Sources, Filter], ColumnElement[bool]] | None = None
@@ -85,6 +88,8 @@ OPS_BY_KIND: dict[str, tuple[FilterOp, ...]] = {
     "number": (*_EQUALITY, *_ORDERED, *_NULLS),
     "date": (*_EQUALITY, *_ORDERED, *_NULLS),
     "boolean": (FilterOp.EQ, FilterOp.NEQ, *_NULLS),
+    # a JSON value of an event: compared as text, or as a number by an ordered operator
+    "property": (*_EQUALITY, *_ORDERED, FilterOp.CONTAINS, *_NULLS),
 }
 
 
@@ -108,10 +113,13 @@ def filter_problems(cube: Cube, item: Filter, what: str = "filter") -> list[str]
         return [f"{what} {item.field} {item.op.value} needs exactly one value"]
     if item.op is FilterOp.CONTAINS:
         return []
+    parse = dimension.parse
+    if item.op in _ORDERED and dimension.parse_ordered is not None:
+        parse = dimension.parse_ordered
     problems = []
     for value in item.values:
         try:
-            dimension.parse(value)
+            parse(value)
         except (ValueError, UserError) as error:
             problems.append(f"{what} {item.field}: {error}")
     return problems

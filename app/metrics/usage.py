@@ -214,13 +214,20 @@ USAGE_CUBE = Cube(
 
 
 def property_dimension(name: str) -> Dimension:
-    """`property.<key>`: an event property as text (read from the events, never the rollup)."""
+    """`property.<key>`: an event property as text (read from the events, never the rollup);
+    a filter on it is a metric filter's condition: GT, GTE, LT, LTE compare numbers (an event
+    whose property is not a JSON number fails them), the other operators text."""
     key = name.removeprefix(PROPERTY_PREFIX)
     return Dimension(
         name,
         f"The event property {key!r}",
         Level.CUSTOMER,
         lambda s: property_text(s.rows.c.properties, key),
+        kind="property",
+        parse_ordered=_decimal,
+        condition=lambda s, item: property_condition(
+            PropertyFilter(key, item.op, item.values), s.rows
+        ),
     )
 
 
