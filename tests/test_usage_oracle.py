@@ -450,6 +450,7 @@ SPECS: list[tuple[list[str], list[dict[str, Any]]]] = [  # (dimensions, filters)
     (["customer"], []),
     (["property.model"], []),
     (["customer"], [{"field": "property.model", "op": "NEQ", "values": ["a"]}]),
+    (["property.model"], [{"field": "property.tokens", "op": "GTE", "values": ["1500.5"]}]),
 ]
 
 
@@ -480,7 +481,7 @@ async def test_every_series_point_in_total_and_per_group(
     metrics: MetricsEngine, defined: Any
 ) -> None:
     """Days, weeks, months, quarters and years, whole and cut at both ends; in total, per
-    customer and per property value, within a spec's property filter."""
+    customer and per property value, within a spec's property filter (as text, as a number)."""
     made, kept, _rng = defined
     by_id = {ident: who for who, ident in (await _customers(metrics)).items()}
     wrong = []
