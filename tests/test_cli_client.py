@@ -117,6 +117,13 @@ async def test_bad_options_are_explained(server: str) -> None:
     no_dimension = await asyncio.to_thread(_tidemill, server, "mrr", "breakdown")
     assert no_dimension.exit_code == 1
     assert "give at least one --dimension" in no_dimension.output
+    for condition in ("plan", "=Pro", "plan!Pro"):
+        no_operator = await asyncio.to_thread(_tidemill, server, "mrr", "--filter", condition)
+        assert no_operator.exit_code == 1
+        assert f"--filter '{condition}' is not a condition; write key=value" in no_operator.output
+    wrong_type = await asyncio.to_thread(_tidemill, server, "mrr", "--filter", "plan>Pro")
+    assert wrong_type.exit_code == 1
+    assert "filter plan (string) does not take GT" in wrong_type.output
 
 
 async def test_customers_segments_and_compare(
@@ -161,3 +168,22 @@ async def test_an_empty_database_says_so(server: str, engine: AsyncEngine) -> No
         "no saved segments yet (the createSegment mutation saves one)"
     )
     assert await said("customers") == "no customers match"
+
+
+def test_filters_read_every_operator() -> None:
+    from app.cli.metrics import filter_input
+
+    assert [filter_input(item) for item in ("plan=Pro", "plan=Pro, Team", " plan != Pro")] == [
+        {"field": "plan", "op": "EQ", "values": ["Pro"]},
+        {"field": "plan", "op": "IN", "values": ["Pro", "Team"]},
+        {"field": "plan", "op": "NEQ", "values": ["Pro"]},
+    ]
+    assert filter_input("plan!=Pro,Team")["op"] == "NOT_IN"
+    ops = [filter_input(f"attr.seats{sign}10")["op"] for sign in (">", ">=", "<", "<=", "~")]
+    assert ops == ["GT", "GTE", "LT", "LTE", "CONTAINS"]
+    assert filter_input("attr.note=a>b=c") == {
+        "field": "attr.note",
+        "op": "EQ",
+        "values": ["a>b=c"],
+    }
+    assert filter_input("attr.x<=-1")["values"] == ["-1"]

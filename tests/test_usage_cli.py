@@ -66,3 +66,31 @@ async def test_usage_commands(server: str, metrics: MetricsEngine) -> None:
         "customer",
     )
     assert [(row["key"], row["value"]) for row in broken_down] == [("1", 5)]
+
+
+@pytest.mark.usefixtures("usage")
+async def test_usage_series_filters_with_every_operator(server: str) -> None:
+    """Tokens per event: 1 (September), 2 and 3 (October), 4 (November)."""
+
+    async def calls(*filters: str) -> list[object]:
+        args = [arg for item in filters for arg in ("--filter", item)]
+        series = await tidemill_json(
+            server,
+            "usage",
+            "series",
+            "calls",
+            "--start",
+            "2026-09-01",
+            "--end",
+            "2026-11-30",
+            *args,
+        )
+        return [p["value"] for p in series]
+
+    assert await calls("property.tokens>2") == [0, 1, 1]
+    assert await calls("property.tokens>=2", "property.tokens<4") == [0, 2, 0]
+    assert await calls("property.tokens<=1.5") == [1, 0, 0]
+    assert await calls("property.tokens=2,4") == [0, 1, 1]
+    assert await calls("property.tokens!=2,4") == [1, 1, 0]
+    assert await calls("property.tokens!=3") == [1, 1, 1]
+    assert await calls("property.tokens~4") == [0, 0, 1]

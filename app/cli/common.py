@@ -40,7 +40,11 @@ DimensionOption = Annotated[
     list[str] | None, typer.Option("--dimension", "-d", help="Break down by (repeatable).")
 ]
 FilterOption = Annotated[
-    list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (repeatable).")
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        help="key=value, key=v1,v2, key!=value, key>value (>= < <=), key~text (repeatable).",
+    ),
 ]
 SegmentOption = Annotated[
     str | None, typer.Option("--segment", help="Saved segment id: count only its customers.")

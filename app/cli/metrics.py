@@ -4,6 +4,7 @@ server (TIDEMILL_URL) and print a table, JSON or CSV (app/cli/output.py)."""
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
@@ -65,19 +66,37 @@ def spec(
     compare: list[str] | None = None,
 ) -> dict[str, Any]:
     """--dimension, --filter, --segment and --compare options as a QuerySpecInput."""
-    parsed = []
-    for item in filters or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--filter {item!r} is not key=value")
-        values = value.split(",")
-        parsed.append({"field": key, "op": "IN" if len(values) > 1 else "EQ", "values": values})
     return {
         "dimensions": dimensions or [],
-        "filters": parsed,
+        "filters": [filter_input(item) for item in filters or []],
         "segment": segment,
         "compareSegments": compare or [],
     }
+
+
+# --filter KEY<op>VALUE: the first operator after the key (a key holds none of `!<>=~`)
+FILTER = re.compile(r"([^!<>=~]+)(!=|>=|<=|=|>|<|~)(.*)", re.DOTALL)
+SINGLE_VALUED = {">": "GT", ">=": "GTE", "<": "LT", "<=": "LTE", "~": "CONTAINS"}
+FILTER_SYNTAX = (
+    "key=value, key=v1,v2 (any of), key!=value, key!=v1,v2 (none of), key>value, key>=value, "
+    "key<value, key<=value, key~text (contains)"
+)
+
+
+def filter_input(item: str) -> dict[str, Any]:
+    """One --filter as a FilterInput (FILTER_SYNTAX; spaces around the operator and the
+    commas are ignored); the server checks the field, and the operator and values against
+    the field's type."""
+    found = FILTER.fullmatch(item)
+    if found is None or not found[1].strip():
+        raise fail(f"--filter {item!r} is not a condition; write {FILTER_SYNTAX}")
+    key, sign, value = found[1].strip(), found[2], found[3]
+    if sign in SINGLE_VALUED:
+        return {"field": key, "op": SINGLE_VALUED[sign], "values": [value.strip()]}
+    values = [part.strip() for part in value.split(",")]
+    many = len(values) > 1
+    op = ("IN" if many else "EQ") if sign == "=" else ("NOT_IN" if many else "NEQ")
+    return {"field": key, "op": op, "values": values}
 
 
 def query(name: str, variables: dict[str, Any]) -> dict[str, Any]:
