@@ -15,6 +15,9 @@ from decimal import Decimal
 MAX_MRR = 10**12  # cents a month, per subscription
 MAX_COUNT = 2**31 - 1  # quantity, interval_count (32-bit columns)
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2200, 12, 31)
+# a number written in a usage metric's filter or expression, or a usage series' filter: far
+# beyond any JSON number an event holds, and within what PostgreSQL's numeric is sent as
+LITERAL_DIGITS = LITERAL_DECIMALS = 1_000
 DAYS = f"{FIRST_DAY}..{LAST_DAY}"
 
 
@@ -51,6 +54,11 @@ def magnitude_problem(number: Decimal, below: int, decimals: int) -> str | None:
     if _exponent(number) < -decimals and _exponent(number.normalize()) < -decimals:
         return f"has more than {decimals} decimal places"
     return None
+
+
+def literal_problem(number: Decimal) -> str | None:
+    """Why a finite number written in a usage definition or filter is refused (LITERAL_DIGITS)."""
+    return magnitude_problem(number, LITERAL_DIGITS, LITERAL_DECIMALS)
 
 
 def _exponent(number: Decimal) -> int:

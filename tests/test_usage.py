@@ -355,8 +355,33 @@ async def test_composite_metrics_and_a_zero_denominator(metrics: MetricsEngine) 
         metrics, name="tenths", queryType="COMPOSITE", eventName=None, expression="0.1 + 0.2"
     )
     assert await value(metrics, tenths) == 0.3  # decimal arithmetic: not 0.30000000000000004
+    # numbers as written, not as Python reads them: 42.00000000000000001 is not 42.0, and
+    # 1e-330 is not 0 (below the smallest float)
+    for expression, expected in [
+        ("tokens - 42.00000000000000001", -1e-17),
+        ("tokens * 1e-330 * 1e300 * 1e30", 42),
+        ("tokens / (1e-330 * 1e300 * 1e30)", 42),
+        ("(tokens - 42) / 1e-330", 0),  # not a zero denominator
+        ("0x10 + 0o10 + 0b10 + 1_000", 1026),
+    ]:
+        ident = await create(
+            metrics, name="as_written", queryType="COMPOSITE", eventName=None, expression=expression
+        )
+        assert await value(metrics, ident) == expected, expression
+        await execute(
+            metrics, "mutation($id: ID!) { deleteUsageMetric(id: $id) { id } }", {"id": ident}
+        )
+    huge = await create(
+        metrics, name="huge", queryType="COMPOSITE", eventName=None, expression="tokens * 1e308"
+    )
+    [beyond] = await execute_errors(
+        metrics, VALUE, {"id": huge, "customer": ACME, "timeframe": OCTOBER}
+    )
+    assert beyond["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "a value of 4.200000E+309 is beyond what a Float holds" in beyond["message"]
     for expression, problem in [
-        ("1e400", "is not a finite number"),
+        ("1e400", "the number 1e400 is beyond what a Float holds"),
+        ("tokens * 1e-1001", "the number 1e-1001 has more than 1000 decimal places"),
         ("__import__('os')", "is not allowed"),
         ("tokens ** 2", "is not allowed"),
         ("tokens +", "does not parse"),
@@ -499,6 +524,50 @@ async def test_unknown_ids_and_bad_definitions(metrics: MetricsEngine) -> None:
         metrics, SERIES, {"id": tokens, "spec": {"dimensions": ["plan_interval"]}}
     )
     assert "unknown dimension 'plan_interval'" in dimension["message"]
+
+
+@pytest.mark.usefixtures("stream")
+async def test_numbers_out_of_bounds_are_refused_never_an_internal_error(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    """Filter values of 10^1000 or more, or of more than 1,000 decimal places, used to reach
+    the database driver (INTERNAL; a 200,000-digit one was even read as a small number and
+    matched everything); a value beyond the largest float is an error, not infinity."""
+    for bound, problem in [
+        ("1e1000", "is too large (at most 1000 digits before the decimal point)"),
+        ("-1" + "0" * 200_000, "is too large"),
+        ("1e-1001", "has more than 1000 decimal places"),
+    ]:
+        given = {
+            "name": "big",
+            "aggregation": "COUNT",
+            "filters": [{"property": "tokens", "op": "GT", "values": [bound]}],
+        }
+        [error] = await execute_errors(
+            metrics, CREATE, {"input": {"eventName": "api_call", **given}}
+        )
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert problem in error["message"]
+        calls = await create(metrics, name=f"calls_{len(bound)}", aggregation="COUNT")
+        spec = {"filters": [{"field": "property.tokens", "op": "LT", "values": [bound]}]}
+        [error] = await execute_errors(metrics, SERIES, {"id": calls, "spec": spec})
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert problem in error["message"]
+    spec = {"filters": [{"field": "property.tokens", "op": "LT", "values": ["9" * 1000]}]}
+    points = (await execute(metrics, SERIES, {"id": calls, "spec": spec}))["usageSeries"]["points"]
+    assert [p["value"] for p in points] == [4, 1]  # every api_call of October and November
+    huge = [
+        event(f"h{i}", "gamma", "api_call", "2026-10-05T00:00:00Z", {"tokens": 1.5e308})
+        for i in (1, 2)
+    ]
+    assert (await ingest(engine, huge)).accepted == 2
+    tokens = await create(metrics, name="tokens", aggregation="SUM", property="tokens")
+    [error] = await execute_errors(
+        metrics, VALUE, {"id": tokens, "customer": "3", "timeframe": OCTOBER}
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "a value of 3.000000E+308 is beyond what a Float holds" in error["message"]
+    assert await value(metrics, tokens) == 42  # acme's is served as before
 
 
 @pytest.mark.usefixtures("stream")

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.ids import bigint
+from app.limits import literal_problem
 from app.metrics.cube import Cube, Dimension, Level, Sources, filter_clause
 from app.metrics.mrr import (
     CUSTOMER_COUNTRY,
@@ -288,6 +289,8 @@ def _decimal(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not a number") from None
     if not number.is_finite():
         raise ValueError(f"{text!r} is not a finite number")
+    if problem := literal_problem(number):
+        raise ValueError(f"{text[:40]!r} {problem}")
     return number
 
 

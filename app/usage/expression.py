@@ -7,17 +7,20 @@ evaluated. A missing operand (a metric with no value) makes the result null, and
 zero denominator. The arithmetic is decimal: operands are the exact values of their metrics
 (sums of fractional properties included) and numbers are read as written, so `a + b` is as
 exact as `a` and `b` (0.1 + 0.2 is 0.3); a quotient keeps PRECISION significant digits.
+A number is a finite float's size at most, with at most 1,000 decimal places (app/limits.py).
 """
 
 from __future__ import annotations
 
 import ast
 import decimal
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from app.errors import UserError
+from app.limits import literal_problem
 
 MAX_LENGTH = 1_000
 MAX_NODES = 100
@@ -51,23 +54,38 @@ Expr = Number | Ref | Negate | BinaryOp
 ACCEPTED = "metric names, numbers, + - * /, unary minus and parentheses"
 
 
-def _convert(node: ast.AST) -> Expr:
+def _number(node: ast.Constant, value: int | float, source: str) -> Number:
+    """A number as written (Python's own reading makes `1e-999` zero and
+    `1.00000000000000001` one): 0.1 is one tenth; an integer in hex or octal by its value."""
+    written = ast.get_source_segment(source, node) or repr(value)
+    try:
+        number = Decimal(written)
+    except decimal.InvalidOperation:
+        number = Decimal(value)  # 0x1F, 0o17, 0b101: integers Decimal does not read
+    if not number.is_finite() or math.isinf(float(number)):
+        raise UserError(
+            f"expression: the number {written[:40]} is beyond what a Float holds (at most about "
+            f"1.8E+308 in absolute value); accepted: {ACCEPTED}"
+        )
+    if problem := literal_problem(number):
+        raise UserError(f"expression: the number {written[:40]} {problem}")
+    return Number(number)
+
+
+def _convert(node: ast.AST, source: str) -> Expr:
     match node:
         case ast.Constant(value=bool() as flag):
             raise UserError(f"expression: {flag} is not a number; accepted: {ACCEPTED}")
         case ast.Constant(value=int() | float() as value):
-            number = Decimal(repr(value))  # as written: 0.1 is one tenth
-            if not number.is_finite():
-                raise UserError(f"expression: {value} is not a finite number; accepted: {ACCEPTED}")
-            return Number(number)
+            return _number(node, value, source)
         case ast.Name(id=name):
             return Ref(name)
         case ast.UnaryOp(op=ast.USub(), operand=operand):
-            return Negate(_convert(operand))
+            return Negate(_convert(operand, source))
         case ast.UnaryOp(op=ast.UAdd(), operand=operand):
-            return _convert(operand)
+            return _convert(operand, source)
         case ast.BinOp(op=op, left=left, right=right) if type(op) in OPERATORS:
-            return BinaryOp(OPERATORS[type(op)], _convert(left), _convert(right))
+            return BinaryOp(OPERATORS[type(op)], _convert(left, source), _convert(right, source))
     shown = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
     raise UserError(f"expression: {shown!r} is not allowed; accepted: {ACCEPTED}")
 
@@ -76,13 +94,14 @@ def parse_expression(text: str) -> Expr:
     """The tree of `text`, or a user error saying what is not accepted."""
     if len(text) > MAX_LENGTH:
         raise UserError(f"expression is longer than {MAX_LENGTH} characters")
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except (SyntaxError, ValueError, RecursionError):
         raise UserError(f"expression {text!r} does not parse; accepted: {ACCEPTED}") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise UserError(f"expression has more than {MAX_NODES} parts")
-    return _convert(tree.body)
+    return _convert(tree.body, source)
 
 
 def _refs(expr: Expr) -> Iterator[str]:

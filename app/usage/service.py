@@ -7,6 +7,7 @@ metric: one per metric its expression reads, combined by `app.usage.expression.e
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import attributes
 from app.db import SharedTransaction
-from app.errors import InvalidQuery, NotFound
+from app.errors import InvalidQuery, NotFound, UserError
 from app.metrics.cube import Cube, validate
 from app.metrics.mrr import NO_VALUE, group_names
 from app.metrics.periods import period_count, period_start, periods
@@ -118,8 +119,17 @@ def _exact(value: Any) -> Decimal | None:
 
 
 def _float(value: Decimal | None) -> float | None:
-    """The nearest float (+ 0.0: a negated zero is served as 0)."""
-    return None if value is None else float(value) + 0.0
+    """The nearest float (+ 0.0: a negated zero is served as 0); a value beyond the largest
+    float (a sum of huge properties, a COMPOSITE's product) is an error, never infinity."""
+    if value is None:
+        return None
+    number = float(value) + 0.0
+    if math.isinf(number):
+        raise UserError(
+            f"a value of {value:.6E} is beyond what a Float holds (at most about 1.8E+308 in "
+            "absolute value); narrow the timeframe or rescale the metric (a COMPOSITE can divide)"
+        )
+    return number
 
 
 def empty_value(metric: UsageMetric) -> Decimal | None:
