@@ -156,6 +156,19 @@ async def test_timeframes_are_half_open(metrics: MetricsEngine, query_type: str)
         "to": "2026-11-01T00:00:00+00:00",
     }
     assert (found["name"], found["customerId"], found["queryType"]) == ("tokens", ACME, query_type)
+    # finer than a microsecond (RFC 3339 with nanoseconds, as Go writes it): a bound just past
+    # e1 (2026-10-01 midnight) leaves it out of `from` and in `to`; it was cut to midnight
+    nanos = {"from": "2026-10-01T00:00:00.000000001Z", "to": "2026-11-01T00:00:00.0000001Z"}
+    assert await value(metrics, tokens, timeframe=nanos) == 2 + 30 + 5  # e6, e2, e3
+    just_after = {"to": "2026-10-01T00:00:00,0000005+00:00"}
+    assert await value(metrics, tokens, timeframe=just_after) == 10  # e1 alone
+    for bound in ("0001-01-01T00:00:00Z", "9999-12-31T24:00:00Z", "1900-01-01T00:00:00+01:00"):
+        given = {"id": tokens, "customer": ACME, "timeframe": {"to": bound}}
+        [error] = await execute_errors(metrics, VALUE, given)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert (
+            "Date-times run from 1900-01-01T00:00:00Z to 2201-01-01T00:00:00Z" in error["message"]
+        )
 
 
 @pytest.mark.usefixtures("stream")
