@@ -36,16 +36,46 @@ DATES = st.dates(datetime.date(1900, 1, 1), datetime.date(2100, 12, 31)).map(
 NOT_DATES = st.sampled_from(["", "2024-02-30", "2024-13-01", "31/12/2024", "0000-00-00"])
 TEXT = st.text(max_size=20)
 SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+# texts read as numbers somewhere (filter values, bounds): far beyond any column or driver
+NUMBERISH = st.sampled_from(
+    ["1e999999", "-1e-999999", "1e131072", "9" * 2_000, "0." + "0" * 2_000 + "1", "NaN", "-0"]
+)
 HOSTILE_TEXT = st.one_of(
     st.tuples(TEXT, TEXT).map("\x00".join),
     st.tuples(TEXT, SURROGATES, TEXT).map("".join),
     st.integers(201, 5_000).map(lambda length: "x" * length),
+    NUMBERISH,
 )
 IDS = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(2**63, 10**40)).map(str)
 ANY_DATES = st.dates().map(lambda day: nodes.String(day.isoformat()))  # years 1 to 9999
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda minutes: datetime.timezone(datetime.timedelta(minutes=minutes))
+)
+MOMENTS = st.datetimes(
+    datetime.datetime(1990, 1, 1), datetime.datetime(2100, 12, 31), timezones=OFFSETS
+).map(datetime.datetime.isoformat)
+# far out, at the ends of Python's range, finer than a microsecond, not a date-time
+ODD_MOMENTS = st.one_of(
+    st.datetimes(timezones=OFFSETS).map(datetime.datetime.isoformat),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T24:00:00Z",
+            "9999-12-31T23:59:59.999999-23:59",
+            "2026-10-01T00:00:00.000000001Z",
+            "2026-10-01T24:00:00",
+            "2026-02-30T00:00:00Z",
+            "2026-10-01T00:00:00+24:00",
+            "",
+        ]
+    ),
+)
 # mostly real dates (so queries run), else not a date or far out (so coercion errors are seen)
 schemathesis.graphql.scalar(
     "Date", st.one_of(DATES, DATES, DATES, NOT_DATES.map(nodes.String), ANY_DATES)
+)
+schemathesis.graphql.scalar(
+    "DateTime", st.one_of(MOMENTS, MOMENTS, MOMENTS, ODD_MOMENTS).map(nodes.String)
 )
 schemathesis.graphql.scalar("Cents", st.integers(-(2**63), 2**63 - 1).map(nodes.Int))
 # a JSON body cannot carry a file: what a confused client sends instead of a multipart upload
