@@ -20,8 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.datacache import SharedVersion, read_version
 from app.metrics.service import MetricsEngine
+from app.metrics.usage import Aggregation
 from app.reads import ReadRouter
 from app.security import keys as auth
+from app.usage import definitions
+from app.usage.definitions import MetricInput, MetricUpdate
+from app.usage.ingest import ingest
 from tests.conftest import import_text
 from tests.edge import _free_port as free_port
 from tests.edge import bearer, new_key, real_app, serving
@@ -337,3 +341,39 @@ async def test_identical_requests_arriving_together_share_one_computation(
     async with serving(real_app(database_url, result_cache_entries=0)) as client:
         await asyncio.gather(*(snapshot(client, "2024-03-01") for _ in range(3)))
     assert len(computed) == 3
+
+
+async def test_usage_events_and_definitions_move_the_version(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """A cached usage value is computed again after events arrive (in a month whose partition
+    the ingest creates then, too) and after its definition changes."""
+
+    def call(ident: str, at: str, tokens: int) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "customer": "acme",
+            "name": "api_call",
+            "timestamp": at,
+            "properties": {"tokens": tokens},
+        }
+
+    assert (await ingest(engine, [call("a", "2026-09-10T00:00:00Z", 5)])).accepted == 1
+    metric = await definitions.create(
+        engine, MetricInput("tokens", "api_call", Aggregation.SUM, "tokens")
+    )
+    query = 'query($id: ID!) { usageMetricValue(id: $id, customerId: "1") { value } }'
+
+    async def tokens(client: httpx.AsyncClient) -> Any:
+        body = {"query": query, "variables": {"id": str(metric.id)}}
+        answer = (await client.post("/graphql", json=body)).json()
+        return answer["data"]["usageMetricValue"]["value"]
+
+    async with serving(real_app(database_url)) as client:
+        assert await tokens(client) == 5
+        before = await read_version(engine)
+        assert (await ingest(engine, [call("b", "2026-11-10T00:00:00Z", 7)])).accepted == 1
+        assert await read_version(engine) != before
+        assert await tokens(client) == 12
+        await definitions.update(engine, metric.id, MetricUpdate(property="missing"))
+        assert await tokens(client) == 0
