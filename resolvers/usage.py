@@ -76,9 +76,14 @@ async def breakdown(context: Context, request: UsageSeriesRequest) -> tuple[Usag
 
 
 async def top(
-    context: Context, ident: str, start: datetime.date, end: datetime.date, first: int
+    context: Context,
+    ident: str,
+    start: datetime.date,
+    end: datetime.date,
+    first: int,
+    within: QuerySpec,
 ) -> tuple[UsageRank, ...]:
-    return await service(context).top(metric_id(ident), start, end, first)
+    return await service(context).top(metric_id(ident), start, end, first, within)
 
 
 async def ranked_customers(

@@ -290,7 +290,10 @@ class Query:
         request = resolve_usage.series_request(id, start, end, interval, await _spec(info, spec))
         return UsageSeries(start=start, end=end, interval=interval, request=request)
 
-    @field(description="Customers ranked by a usage metric over [start, end] (UTC days).")
+    @field(
+        description="Customers ranked by a usage metric over [start, end] (UTC days); `spec` "
+        "narrows them by filters and a segment."
+    )
     async def usage_top(
         self,
         info: Info,
@@ -298,8 +301,10 @@ class Query:
         start: datetime.date,
         end: datetime.date,
         first: int = 10,
+        spec: QuerySpecInput | None = None,
     ) -> list[UsageRank]:
-        found = await resolve_usage.top(info.context, id, start, end, first)
+        within = await _spec(info, spec)
+        found = await resolve_usage.top(info.context, id, start, end, first, within)
         if "customer" not in selected_names(info):
             return [UsageRank.of(rank) for rank in found]
         rows = await resolve_usage.ranked_customers(info.context, found)

@@ -215,6 +215,20 @@ async def test_series_breakdowns_and_top(metrics: MetricsEngine, query_type: str
         {"customerId": BETA, "value": 100},
         {"customerId": ACME, "value": 47},
     ]
+    narrowed = """query($id: ID!, $spec: QuerySpecInput) { usageTop(id: $id, start: "2026-10-01",
+        end: "2026-11-30", first: 5, spec: $spec) { customerId value } }"""
+    for filters, expected in [
+        ([{"field": "customer_country", "values": ["FR"]}], [(ACME, 47)]),
+        ([{"field": "property.model", "values": ["b"]}], [(ACME, 32)]),  # e6, e2
+        ([{"field": "property.tokens", "op": "GTE", "values": ["10"]}], [(BETA, 100), (ACME, 40)]),
+    ]:
+        found = await execute(metrics, narrowed, {"id": tokens, "spec": {"filters": filters}})
+        assert [(r["customerId"], r["value"]) for r in found["usageTop"]] == expected, filters
+    [error] = await execute_errors(
+        metrics, narrowed, {"id": tokens, "spec": {"dimensions": ["customer_country"]}}
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "a ranking is by customer: its spec takes filters and a segment" in error["message"]
 
 
 @pytest.mark.usefixtures("stream")
@@ -707,6 +721,10 @@ async def test_series_by_attribute_segment_and_compared_segments(
         (b["key"], [p["value"] for p in b["points"]]) for b in compared["usageSeries"]["breakdown"]
     ]
     assert branches == [(["Gold"], [142, 5]), (["French"], [42, 5])]
+    top = """query($id: ID!, $spec: QuerySpecInput) { usageTop(id: $id, start: "2026-10-01",
+        end: "2026-11-30", spec: $spec) { customerId value } }"""
+    ranked = await execute(metrics, top, {"id": tokens, "spec": {"segment": str(french.id)}})
+    assert ranked["usageTop"] == [{"customerId": ACME, "value": 47}]
 
 
 @pytest.mark.usefixtures("stream")

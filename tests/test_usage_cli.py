@@ -94,3 +94,18 @@ async def test_usage_series_filters_with_every_operator(server: str) -> None:
     assert await calls("property.tokens!=2,4") == [1, 1, 0]
     assert await calls("property.tokens!=3") == [1, 1, 1]
     assert await calls("property.tokens~4") == [0, 0, 1]
+
+
+@pytest.mark.usefixtures("usage")
+async def test_usage_top_ranks_customers(server: str, engine: AsyncEngine) -> None:
+    """acme: 1 + 2 + 3 + 4 tokens; beta: 6 in October."""
+    beta = {"id": "b1", "customer": "beta", "name": "api_call"}
+    more = [{**beta, "timestamp": "2026-10-09T00:00:00Z", "properties": {"tokens": 6}}]
+    assert (await ingest(engine, more)).accepted == 1
+    window = ["--start", "2026-09-01", "--end", "2026-11-30"]
+    ranked = await tidemill_json(server, "usage", "top", "tokens", *window)
+    assert [(r["externalId"], r["value"]) for r in ranked] == [("acme", 10), ("beta", 6)]
+    narrowed = await tidemill_json(
+        server, "usage", "top", "tokens", *window, "--filter", "property.tokens>2", "--first", "1"
+    )
+    assert [(r["externalId"], r["value"]) for r in narrowed] == [("acme", 7)]

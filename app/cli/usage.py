@@ -1,4 +1,4 @@
-"""`tidemill usage metrics|value|series`: usage metrics from a running server (GraphQL)."""
+"""`tidemill usage metrics|value|series|top`: usage metrics from a running server (GraphQL)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from app.cli.common import (
 from app.cli.metrics import date_range, query, show, spec
 from app.cli.output import Format
 
-usage_app = typer.Typer(help="Usage metrics: definitions, a customer's value, series.")
+usage_app = typer.Typer(
+    help="Usage metrics: definitions, a customer's value, series, customers ranked."
+)
 MetricArgument = Annotated[str, typer.Argument(help="The metric's id or name.")]
 MOMENT_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 METRIC_COLUMNS = ["id", "name", "eventName", "aggregation", "property", "queryType"]
@@ -106,3 +108,31 @@ def series(
         show(rows, fmt, f"no usage in {first}..{last}", columns=["key", "date", "value"], keys=2)
         return
     show(found["points"], fmt, "", columns=["date", "endDate", "value"])
+
+
+@usage_app.command("top")
+def top(
+    metric: MetricArgument,
+    start: StartOption = None,
+    end: EndOption = None,
+    first: Annotated[int, typer.Option("--first", help="How many customers (1-1000).")] = 10,
+    filters: FilterOption = None,
+    segment: SegmentOption = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Customers ranked by a usage metric over [--start, --end] (default: this month), highest
+    first, among those --filter and --segment keep."""
+    first_day, last_day = date_range(start, end, months=0)
+    variables = {
+        "id": metric_id(metric),
+        "start": first_day,
+        "end": last_day,
+        "first": first,
+        "spec": spec(None, filters, segment),
+    }
+    found = query("UsageTop", variables)["usageTop"]
+    rows = [
+        {"customerId": r["customerId"], **(r["customer"] or {}), "value": r["value"]} for r in found
+    ]
+    columns = ["customerId", "externalId", "name", "value"]
+    show(rows, fmt, f"no usage in {first_day}..{last_day}", columns=columns)

@@ -350,14 +350,26 @@ class UsageService:
         )
 
     async def top(
-        self, ident: int, start: datetime.date, end: datetime.date, first: int
+        self,
+        ident: int,
+        start: datetime.date,
+        end: datetime.date,
+        first: int,
+        within: QuerySpec | None = None,
     ) -> tuple[UsageRank, ...]:
-        """The customers with the highest values over [start, end] (days, UTC)."""
+        """The customers with the highest values over [start, end] (days, UTC), among those
+        `within`'s filters and segment keep (its events' filters too: `property.<name>`)."""
         problems = [] if 1 <= first <= MAX_TOP else [f"first must be 1 to {MAX_TOP}, not {first}"]
         if start > end:
             problems.append(f"start {start} is after end {end}")
+        within = within or QuerySpec()
+        if within.dimensions or within.compare:
+            problems.append(
+                "a ranking is by customer: its spec takes filters and a segment, not "
+                "dimensions or compareSegments"
+            )
         metric = await self.metric(ident)
-        spec = QuerySpec(dimensions=("customer",))
+        spec = QuerySpec(dimensions=("customer",), filters=within.filters, segment=within.segment)
         query = UsageQuery(metric, Window.days(start, end), spec)
         if metric.query_type is not QueryType.COMPOSITE:
             query = replace(query, order_by_value=first)
