@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.errors import UserError
 from app.metrics.service import MetricsEngine
 from app.metrics.usage import Aggregation, QueryType, Window
 from app.tables import customer, usage_event, usage_rollup, usage_rollup_day
@@ -98,6 +99,38 @@ async def test_csv_columns_become_properties_and_bad_lines_are_listed(
             sa.select(usage_event.c.event_id, usage_event.c.properties).order_by("event_id")
         )
         assert rows.all() == [("c1", {"tokens": 12, "model": "gpt"}), ("c4", {})]
+
+
+async def test_a_csv_header_names_each_column_once_and_a_property_comes_once(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A column named twice kept the last value (5 tokens lost), an unnamed one made a
+    property named "", and a property both in `properties` and a column took the column's:
+    the header is refused, the line rejected, and nothing of such a file stored."""
+    first = "e1,acme,api_call,2026-10-01T00:00:00Z"
+    for header, problem in [
+        ("id,customer,name,timestamp,tokens,tokens", "the CSV header names tokens more than once"),
+        ("id,customer,name,timestamp,,model", "the CSV header has no name for column 5"),
+        ("id,id,customer,name,timestamp,model", "the CSV header names id more than once"),
+    ]:
+        path = tmp_path / "events.csv"
+        path.write_text(f"{header}\n{first},5,7\n")
+        with pytest.raises(UserError, match=problem):
+            await import_events(engine, path)
+    path = tmp_path / "clash.csv"
+    path.write_text(
+        "id,customer,name,timestamp,properties,model\n"
+        f'{first},"{{""model"": ""a""}}",b\n'
+        'e2,acme,api_call,2026-10-01T00:00:00Z,"{""tokens"": 3}",b\n'
+    )
+    summary = await import_events(engine, path)
+    assert (summary.accepted, summary.rejected) == (1, 1)
+    assert [(r.index, r.reason) for r in summary.reasons] == [
+        (1, "property 'model' is both in properties and a column")
+    ]
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(usage_event.c.event_id, usage_event.c.properties))
+        assert rows.all() == [("e2", {"tokens": 3, "model": "b"})]
 
 
 def test_the_cli_reports_counts(database_url: str, tmp_path: Path) -> None:

@@ -288,8 +288,8 @@ def import_events(
 ) -> None:
     """Import usage events: NDJSON (one {id, customer, name, timestamp, properties} per line)
     or CSV (columns id, customer, name, timestamp, optionally properties and product, any
-    other column a property). Bad lines are reported and skipped; an interrupted import
-    resumes."""
+    other column a property; each named once). Bad lines are reported and skipped; an
+    interrupted import resumes."""
     from app.cli.progress import file_progress
     from app.usage.bulk import ImportSummary
     from app.usage.bulk import import_events as load_events

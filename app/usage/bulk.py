@@ -2,7 +2,8 @@
 
 - **Formats.** NDJSON (one event object per line) or, for a `.csv` file, CSV with a header
   holding `id, customer, name, timestamp` and optionally `properties` (a JSON object) and
-  `product`; any other column is a property (a value that reads as a number is one). A CSV
+  `product`; any other column is a property (a value that reads as a number is one). Each
+  column is named once; a property both in `properties` and a column rejects its line. A CSV
   record must fit on one line.
 - **Chunks.** Lines are checked and stored CHUNK at a time through the ingest path
   (app/usage/ingest.py: COPY into a staging table, one statement to store and roll up), the
@@ -97,6 +98,18 @@ class Reader:
                 f"the CSV header lacks {', '.join(missing)}; it needs {', '.join(REQUIRED)} "
                 "and may have properties (a JSON object), product and property columns"
             )
+        unnamed = [str(number) for number, name in enumerate(header, 1) if not name]
+        if unnamed:
+            raise UserError(
+                f"the CSV header has no name for column {', '.join(unnamed)}; every column "
+                "is named once (a property column by its property)"
+            )
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise UserError(
+                f"the CSV header names {', '.join(twice)} more than once; every column is "
+                "named once"
+            )
         return header
 
     def start(self, offset: int) -> None:
@@ -154,6 +167,8 @@ def _csv_event(header: list[str], text: str) -> object:
             return Unreadable("properties is not a JSON object")
     for name, value in row.items():
         if name not in KNOWN and value != "":
+            if name in properties:
+                return Unreadable(f"property {name!r} is both in properties and a column")
             properties[name] = _scalar(value)
     raw["properties"] = properties
     raw["product"] = row.get("product") or None
