@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.db import outage
-from schema.errors import unavailable_message
+from schema.errors import is_query_canceled, unavailable_message
 
 log = logging.getLogger("tidemill.server")
 RETRY_AFTER_SECONDS = 5
@@ -88,6 +88,17 @@ def unavailable(reason: str, request_id: str) -> Response:
     return error_response(message, "UNAVAILABLE", 503, headers, requestId=request_id)
 
 
+def timed_out(request_id: str) -> Response:
+    """HTTP 503: a statement outlasted the statement timeout (waiting on a lock held by a
+    usage metric's rollup build, a busy database); its transaction was rolled back."""
+    message = (
+        "The request ran longer than the server's statement timeout and was cancelled; what "
+        f"it would have stored was rolled back: send it again shortly (request id {request_id})."
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return error_response(message, "TIMEOUT", 503, headers, requestId=request_id)
+
+
 def internal(error: BaseException) -> Response:
     """HTTP 500, masked: only a request id, which the log repeats next to the traceback."""
     request_id = uuid.uuid4().hex[:12]
@@ -105,6 +116,10 @@ def failure(error: Exception) -> Response:
         request_id = uuid.uuid4().hex[:12]
         log.warning("database unavailable (request %s): %s", request_id, error)
         return unavailable(reason, request_id)
+    if is_query_canceled(error):
+        request_id = uuid.uuid4().hex[:12]
+        log.warning("statement timeout (request %s)", request_id)
+        return timed_out(request_id)
     return internal(error)
 
 

@@ -6,6 +6,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.usage.definitions import lock_definitions
 from tests.edge import bearer, codes, new_key, real_app, serving
 
 
@@ -125,3 +126,22 @@ async def test_the_mutation_takes_as_many_events_as_post_events(
         "argument events has 10,001 items; at most 10,000"
     )
     assert "data" not in too_many.json() or too_many.json()["data"] is None
+
+
+async def test_a_batch_held_back_past_the_statement_timeout_is_a_503_to_retry(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """A usage metric being defined holds stores back (app/usage/definitions.py) for as long
+    as its rollup takes to build: a batch that waits past the statement timeout was a 500;
+    it is a 503 to retry, nothing of it stored, and stored once sent again."""
+    key = await new_key(engine, "write")
+    async with serving(real_app(database_url, statement_timeout_ms=300)) as client:
+        async with engine.begin() as connection:  # a definition change in progress
+            await lock_definitions(connection)
+            held = await client.post("/events", json=events(3), headers=bearer(key))
+        again = await client.post("/events", json=events(3), headers=bearer(key))
+    assert held.status_code == 503
+    assert held.headers["Retry-After"] == "5"
+    assert codes(held.json()) == ["TIMEOUT"]
+    assert "was rolled back: send it again shortly" in held.json()["errors"][0]["message"]
+    assert (again.status_code, again.json()["accepted"]) == (200, 3)
