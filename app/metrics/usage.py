@@ -659,12 +659,6 @@ def _upsert_rows(table: sa.Table, rows: Select[Any], names: list[str]) -> Any:
     )
 
 
-def _upsert(table: sa.Table, metric: UsageMetric, fresh: FromClause, trusted: bool) -> Any:
-    """Add matching events to `table`, grouped by its keys (customer and day, or day)."""
-    rows, names = _grouped(metric, fresh, trusted, "customer_id" in table.c)
-    return _upsert_rows(table, rows, names)
-
-
 def _days_of(metric: UsageMetric, per_customer: FromClause, numeric: bool) -> Select[Any]:
     """Per-day rollup rows from per-customer-and-day ones (`_grouped`): counts and sums add
     up, the minimum is the least, the latest the latest by (timestamp, event id)."""
@@ -695,9 +689,10 @@ def _days_of(metric: UsageMetric, per_customer: FromClause, numeric: bool) -> Se
 def rollup_upsert_ctes(
     metric: UsageMetric, fresh: FromClause, trusted: bool, prefix: str
 ) -> list[Any]:
-    """`rollup_upserts` as the CTEs of one statement (named from `prefix`): the events of
-    `fresh` are grouped once by customer and day, and the per-day totals made from those
-    groups instead of from the events again."""
+    """CTEs adding the matching events of `fresh` (usage_event's columns, e.g. a batch being
+    stored) to the metric's rollups, merged with what they hold (named from `prefix`): the
+    events grouped once by customer and day, the per-day totals made from those groups.
+    `trusted`: the events' numeric properties were checked on ingest (cast unchecked)."""
     if metric.aggregation is Aggregation.UNIQUE_COUNT:
         return [_values_upsert(metric, fresh, trusted).cte(f"{prefix}_values")]
     rows, names = _grouped(metric, fresh, trusted, by_customer=True)
@@ -709,13 +704,26 @@ def rollup_upsert_ctes(
     return [customers.cte(f"{prefix}_customers"), days.cte(f"{prefix}_days")]
 
 
-def rollup_upserts(metric: UsageMetric, fresh: FromClause, trusted: bool = False) -> list[Any]:
-    """Statements adding the matching events of `fresh` (usage_event's columns) to the
-    metric's rollups: per customer and day, and per day over every customer. `trusted`:
-    the events' numeric properties were checked on ingest, so they are cast unchecked."""
+def rollup_inserts(metric: UsageMetric, fresh: FromClause) -> Any:
+    """One statement storing the rollups of the matching events of `fresh` (usage_event's
+    columns) where the metric's rollups hold none of their days (a rebuild, one month at a
+    time): the events grouped once by customer and day, the per-day rows made from those
+    groups; plain inserts, as there is nothing to merge with."""
     if metric.aggregation is Aggregation.UNIQUE_COUNT:
-        return [_values_upsert(metric, fresh, trusted)]
-    return [
-        _upsert(usage_rollup, metric, fresh, trusted),
-        _upsert(usage_rollup_day, metric, fresh, trusted),
-    ]
+        value = event_value(metric, fresh)
+        assert value is not None
+        day = _utc_day(fresh.c.ts).label("day")
+        distinct = (
+            sa.select(sa.literal(metric.id), fresh.c.customer_id, day, value)
+            .where(*metric_conditions(metric, fresh))
+            .distinct()
+        )
+        names = ["metric_id", "customer_id", "day", "value"]
+        return sa.insert(usage_rollup_value).from_select(names, distinct)
+    rows, names = _grouped(metric, fresh, False, by_customer=True)
+    groups = rows.cte("groups")
+    customers = sa.insert(usage_rollup).from_select(names, sa.select(groups)).cte("customers")
+    numeric = event_value(metric, fresh) is not None and metric.aggregation in NUMERIC
+    day_names = [name for name in names if name != "customer_id"]
+    days = _days_of(metric, groups, numeric)
+    return sa.insert(usage_rollup_day).from_select(day_names, days).add_cte(customers)

@@ -8,19 +8,40 @@ creating any, so two never race on the same month.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.metrics.periods import add_months
+from app.tables import usage_event
 
 SCHEMA = "usage_partitions"
 LOCK_KEY = 0x75736167  # "usag": the advisory lock of partition creation
+NAME = re.compile(r"usage_event_(\d{4})_(\d{2})")
 
 
 def partition_name(month: datetime.date) -> str:
     return f"usage_event_{month.year:04d}_{month.month:02d}"
+
+
+def partition_table(month: datetime.date) -> sa.TableClause:
+    """The partition of `month`, with usage_event's columns (to read one month alone)."""
+    columns = (sa.column(column.name, column.type) for column in usage_event.c)
+    return sa.table(partition_name(month), *columns, schema=SCHEMA)
+
+
+async def existing(connection: AsyncConnection) -> list[datetime.date]:
+    """The months that have a partition, in order."""
+    names = await connection.scalars(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'usage_event'::regclass"
+        )
+    )
+    found = (NAME.fullmatch(name) for name in names)
+    return sorted(datetime.date(int(m[1]), int(m[2]), 1) for m in found if m is not None)
 
 
 async def missing(
