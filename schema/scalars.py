@@ -18,32 +18,25 @@ Cents = NewType("Cents", int)
 FIRST_DAY, LAST_DAY = datetime.date(1900, 1, 1), datetime.date(2200, 12, 31)
 
 
-# Moments (a timeframe's ends) over the same days: from the first day's start to the last's end.
-FIRST_MOMENT = datetime.datetime.combine(FIRST_DAY, datetime.time(), datetime.UTC)
-LAST_MOMENT = datetime.datetime.combine(
-    LAST_DAY, datetime.time(), datetime.UTC
-) + datetime.timedelta(days=1)
 FRACTION = re.compile(r"[.,](\d+)")
 
 
 def _moment(text: str) -> datetime.datetime:
     """An ISO 8601 date-time as Strawberry reads one (dateutil's `isoparse`), in UTC when it
-    has no offset. Digits past the microsecond round up: every time stored is in whole
-    microseconds, so a bound between two of them keeps what the next one keeps (a half-open
-    `[from, to)` as exact as written)."""
-    first, last = (m.strftime("%Y-%m-%dT%H:%M:%SZ") for m in (FIRST_MOMENT, LAST_MOMENT))
-    out_of_range = ValueError(f"Date-times run from {first} to {last}.")
+    has no offset; any moment of years 1 to 9999 in UTC (far ends such as 0001-01-01 or
+    9999-12-31 stand for "open"). Digits past the microsecond round up: every time stored is
+    in whole microseconds, so a bound between two of them keeps what the next one keeps (a
+    half-open `[from, to)` as exact as written)."""
     try:
         moment = dateutil.parser.isoparse(text)
-    except OverflowError:  # 9999-12-31T24:00:00: the day after the last Python has
-        raise out_of_range from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    if not FIRST_MOMENT <= moment <= LAST_MOMENT:
-        raise out_of_range
-    fraction = FRACTION.search(text)
-    if moment < LAST_MOMENT and fraction and fraction[1][6:].strip("0"):
-        moment += datetime.timedelta(microseconds=1)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        moment.astimezone(datetime.UTC)  # queries compare it in UTC
+        fraction = FRACTION.search(text)
+        if fraction and fraction[1][6:].strip("0"):
+            moment += datetime.timedelta(microseconds=1)
+    except OverflowError:  # 9999-12-31T24:00:00Z, 0001-01-01T00:00:00+01:00
+        raise ValueError("Date-times run from year 1 to year 9999 in UTC.") from None
     return moment
 
 

@@ -459,7 +459,10 @@ def _rollup_source(query: UsageQuery, spec: QuerySpec) -> _Source:
 
 def _range_end(window: Window) -> ColumnElement[Any]:
     """The last day the query reads, for time-relative dimensions (plan)."""
-    last = _day_of(window.end) - datetime.timedelta(days=1) if window.end else datetime.date.max
+    last = datetime.date.max
+    if window.end is not None:  # the day before `end` (none before 0001-01-01: that day)
+        end = _day_of(window.end)
+        last = end - datetime.timedelta(days=1) if end > datetime.date.min else end
     return sa.bindparam("range_end", min(last, datetime.date(2200, 12, 31)), type_=sa.Date)
 
 
