@@ -8,7 +8,7 @@ import contextvars
 import logging
 import socket
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -191,10 +191,12 @@ class SharedTransaction:
     `begin()` is a savepoint, so a step that fails leaves the connection usable, as a failed
     `engine.begin()` would; whoever opened the transaction commits or rolls back the whole.
     Uses are taken in turn (a lock), as one connection runs one statement at a time; a task
-    may nest them."""
+    may nest them. `after_commit` holds work to run once the transaction has committed, on
+    other connections (a usage rollup's build, app/usage/builds.py)."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+        self.after_commit: list[Callable[[], Awaitable[object]]] = []
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
 

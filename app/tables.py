@@ -528,6 +528,8 @@ usage_metric = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    # INDEXED: the build of its rollup under way (app/usage/builds.py); NULL: the rollup is whole
+    sa.Column("rollup_build", sa.BigInteger),
     sa.CheckConstraint(
         "query_type IN ('SIMPLE', 'INDEXED', 'COMPOSITE')", name="usage_metric_query_type_check"
     ),

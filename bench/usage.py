@@ -8,7 +8,9 @@
 4. one customer's October value of both metrics (usageMetricValue), median latency;
 5. a 12-month monthly usageSeries over every customer, INDEXED and SIMPLE, and the same
    aggregate as bare SQL over the events (asyncpg, no HTTP), timed in turn with SIMPLE so both
-   see the same load: SIMPLE (HTTP and GraphQL included) is held against 1.3x it.
+   see the same load: SIMPLE (HTTP and GraphQL included) is held against 1.3x it;
+6. an INDEXED metric defined over every event while another client sends POST /events
+   batches of 1,000: how long its definition takes, the longest a batch waited meanwhile.
 
 `python -m bench.usage [--events N] [--database NAME] [--reuse]` runs it alone (`--reuse`:
 only the queries, in a database an earlier run loaded); `make bench` runs it after
@@ -24,6 +26,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
@@ -63,6 +66,13 @@ SERIES = """query($id: ID!) { usageSeries(id: $id, start: "2025-01-01", end: "20
     interval: MONTH) { points { date value } } }"""
 VALUE = """query($id: ID!, $customer: ID!) { usageMetricValue(id: $id, customerId: $customer,
     timeframe: {from: "2025-10-01T00:00:00Z", to: "2025-11-01T00:00:00Z"}) { value } }"""
+BESIDE_BATCH = 1_000
+CREATE_INDEXED = (
+    """mutation($input: UsageMetricInput!) { createUsageMetric(input: $input) { id } }"""
+)
+BUILT_METRIC = {"eventName": "api_call", "aggregation": "SUM", "property": "tokens"} | {
+    "queryType": "INDEXED"
+}
 BARE_SQL = """
 SELECT date_trunc('month', ts AT TIME ZONE 'UTC') AS k, sum((properties->>'tokens')::numeric)
 FROM usage_event
@@ -149,6 +159,65 @@ def post_events(client: httpx.Client) -> Figure:
     total = POST_BATCH * POST_BATCHES
     detail = f"{POST_BATCHES} batches of {POST_BATCH:,}, one after another"
     return Figure("usage: POST /events", total / seconds, "events/s", 20_000, True, detail)
+
+
+def _small_batch(run: str, number: int) -> bytes:
+    events = [
+        {
+            "id": f"beside-{run}-{number}-{i}",
+            "customer": f"cust{(number * BESIDE_BATCH + i) % CUSTOMERS:04}",
+            "name": "api_call",
+            "timestamp": "2025-12-20T12:00:00Z",
+            "properties": {"tokens": i % 100, "model": "a"},
+        }
+        for i in range(BESIDE_BATCH)
+    ]
+    return json.dumps(events).encode()
+
+
+def build_beside_posts(client: httpx.Client, base_url: str) -> list[Figure]:
+    """Define an INDEXED metric over every event while another client sends POST /events
+    batches of 1,000 one after another: how long the definition takes (its rollup built) and
+    the longest wait of a batch sent while it ran (a build used to hold every batch back)."""
+    run, stop = f"{time.time_ns():x}", threading.Event()
+    posts: list[tuple[float, float]] = []  # (sent, answered) of each batch
+    failed: list[str] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=base_url, timeout=300) as sender:
+            number = 0
+            while not stop.is_set():
+                sent = time.perf_counter()
+                response = sender.post("/events", content=_small_batch(run, number))
+                posts.append((sent, time.perf_counter()))
+                if response.status_code != 200:
+                    failed.append(f"HTTP {response.status_code}: {response.text[:300]}")
+                    return
+                number += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(1)  # batches flowing
+        began = time.perf_counter()
+        variables = {"input": {"name": f"tokens_{run}", **BUILT_METRIC}}
+        _graphql(client, CREATE_INDEXED, variables)
+        ended = time.perf_counter()
+    finally:
+        stop.set()
+        sender.join()
+    if failed:
+        raise BenchFailed(f"POST /events beside a build: {failed[0]}")
+    during = [answered - sent for sent, answered in posts if answered > began and sent < ended]
+    detail = f"a SUM; {len(during)} batches of {BESIDE_BATCH:,} sent meanwhile"
+    return [
+        Figure(
+            "usage: define an INDEXED metric (rollup built)", ended - began, "s", 60, detail=detail
+        ),
+        Figure(
+            "usage: longest POST /events beside it", max(during) * 1000, "ms", 1_000, detail=detail
+        ),
+    ]
 
 
 def _graphql(client: httpx.Client, query: str, variables: Mapping[str, Any]) -> float:
@@ -286,7 +355,7 @@ def usage_figures(
             server(uncached) as (base_url, _process),
             httpx.Client(base_url=base_url, timeout=300) as client,
         ):
-            return query_figures(client, url, ids, runs)
+            return query_figures(client, url, ids, runs) + build_beside_posts(client, base_url)
     url = asyncio.run(fresh_database(admin_url, database))
     path = write_events(events, CUSTOMERS)
     console.print(f"usage data: {path.relative_to(REPO)} ({events:,} events)")
@@ -301,6 +370,7 @@ def usage_figures(
     ):
         figures.append(post_events(client))
         figures += query_figures(client, url, ids, runs)
+        figures += build_beside_posts(client, base_url)
     return figures
 
 

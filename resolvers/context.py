@@ -101,7 +101,8 @@ class Context:
             return
         async with shared.engine.connect() as connection:
             transaction = await connection.begin()
-            bound = shared.within(SharedTransaction(connection))
+            operation = SharedTransaction(connection)
+            bound = shared.within(operation)
             token = _bound.set((self, bound))
             outcome = Outcome()
             try:
@@ -111,5 +112,7 @@ class Context:
                 self._loaders.pop(id(bound), None)
             if outcome.failed:
                 await transaction.rollback()
-            else:
-                await transaction.commit()
+                return
+            await transaction.commit()
+        for work in operation.after_commit:
+            await work()

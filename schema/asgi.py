@@ -21,6 +21,7 @@ from app.ingest.secrets import vault
 from app.ingest.sources import SourceServices
 from app.metrics.service import MetricsEngine
 from app.reads import read_router
+from app.usage import definitions
 from connectors.registry import TRANSLATORS
 from connectors.stripe.backfill import backfill_source
 from schema import edge, web
@@ -63,7 +64,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         applying = None
         if settings.worker:
             applying = asyncio.create_task(worker.run(engine, TRANSLATORS, stop, keys=keys))
+        building = asyncio.create_task(definitions.keep_built(engine))
         yield
+        building.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await building
         stop.set()
         if applying is not None:
             await applying

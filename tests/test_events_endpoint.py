@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.usage.definitions import lock_definitions
+from app.usage.locks import lock_definitions
 from tests.edge import bearer, codes, new_key, real_app, serving
 
 

@@ -24,7 +24,8 @@ exactly its events.
 
 The rollup has whole UTC days: a timeframe that does not start and end at midnight UTC, or a
 spec that reads event properties (`property.<name>`), is computed from the events, for INDEXED
-metrics too, and so is a deleted metric (its rollup is dropped); both ways give the same values.
+metrics too, and so is a deleted metric (its rollup is dropped), and so is a metric whose
+rollup is being built (app/usage/builds.py); both ways give the same values.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -127,6 +128,7 @@ class UsageMetric:
     created_at: datetime.datetime
     updated_at: datetime.datetime
     deleted_at: datetime.datetime | None = None
+    rollup_build: int | None = None  # INDEXED: its rollup being built (app/usage/builds.py)
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,7 @@ def reads_rollup(query: UsageQuery) -> bool:
     return (
         query.metric.query_type is QueryType.INDEXED
         and query.metric.deleted_at is None
+        and query.metric.rollup_build is None
         and query.window.whole_days
         and not property_names(query.spec)
     )
@@ -707,11 +710,22 @@ def rollup_upsert_ctes(
     return [customers.cte(f"{prefix}_customers"), days.cte(f"{prefix}_days")]
 
 
-def rollup_inserts(metric: UsageMetric, fresh: FromClause) -> Any:
+class RollupTables(NamedTuple):
+    """Where a metric's rollup rows go: the rollup itself, or a build's own tables
+    (app/usage/builds.py) with the same columns."""
+
+    customers: sa.TableClause = usage_rollup
+    days: sa.TableClause = usage_rollup_day
+    values: sa.TableClause = usage_rollup_value
+
+
+def rollup_inserts(
+    metric: UsageMetric, fresh: FromClause, tables: RollupTables = RollupTables()
+) -> Any:
     """One statement storing the rollups of the matching events of `fresh` (usage_event's
-    columns) where the metric's rollups hold none of their days (a rebuild, one month at a
-    time): the events grouped once by customer and day, the per-day rows made from those
-    groups; plain inserts, as there is nothing to merge with."""
+    columns) where `tables` hold none of their days (a build, one month at a time): the
+    events grouped once by customer and day, the per-day rows made from those groups; plain
+    inserts, as there is nothing to merge with."""
     if metric.aggregation is Aggregation.UNIQUE_COUNT:
         value = event_value(metric, fresh)
         assert value is not None
@@ -722,11 +736,34 @@ def rollup_inserts(metric: UsageMetric, fresh: FromClause) -> Any:
             .distinct()
         )
         names = ["metric_id", "customer_id", "day", "value"]
-        return sa.insert(usage_rollup_value).from_select(names, distinct)
+        return sa.insert(tables.values).from_select(names, distinct)
     rows, names = _grouped(metric, fresh, False, by_customer=True)
     groups = rows.cte("groups")
-    customers = sa.insert(usage_rollup).from_select(names, sa.select(groups)).cte("customers")
+    customers = sa.insert(tables.customers).from_select(names, sa.select(groups)).cte("customers")
     numeric = event_value(metric, fresh) is not None and metric.aggregation in NUMERIC
     day_names = [name for name in names if name != "customer_id"]
     days = _days_of(metric, groups, numeric)
-    return sa.insert(usage_rollup_day).from_select(day_names, days).add_cte(customers)
+    return sa.insert(tables.days).from_select(day_names, days).add_cte(customers)
+
+
+def rollup_merges(metric: UsageMetric, built: RollupTables, days: Window) -> list[Any]:
+    """Statements adding the rows of `built` (a build's tables, `rollup_inserts`) on `days`
+    to the metric's rollup, merged with what it holds as a late event's are."""
+    merges = []
+    for table, source in zip(RollupTables(), built, strict=True):
+        if (metric.aggregation is Aggregation.UNIQUE_COUNT) != (table is usage_rollup_value):
+            continue
+        assert isinstance(table, sa.Table)
+        names = [column.name for column in table.columns]
+        keys = [source.c[name] for name in names if name in ("customer_id", "day", "value")]
+        rows = sa.select(*(source.c[name] for name in names)).order_by(*keys)
+        if days.start is not None:
+            rows = rows.where(source.c.day >= _day_of(days.start))
+        if days.end is not None:
+            rows = rows.where(source.c.day < _day_of(days.end))
+        if table is usage_rollup_value:
+            insert = postgresql.insert(table).from_select(names, rows)
+            merges.append(insert.on_conflict_do_nothing())
+        else:
+            merges.append(_upsert_rows(table, rows, names))
+    return merges

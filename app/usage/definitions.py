@@ -7,15 +7,20 @@ metrics not deleted. An INDEXED metric's rollup is built when it is created and 
 what it counts changes (event name, property, filters, query type).
 
 Definitions change one at a time, and never while events are being stored: a change holds a
-transaction-scoped advisory lock (DEFINITIONS_LOCK) that each event store takes shared and
-checks the definitions under (app/usage/ingest.py). So two metrics never take one name, a
-COMPOSITE never names a metric renamed or deleted at the same moment, and a rollup built or
-rebuilt by a change holds every event stored before it, while every event stored after it
-is rolled up by the store itself.
+transaction-scoped advisory lock (app/usage/locks.py) that each event store takes shared and
+checks the definitions under (app/usage/ingest.py). So two metrics never take one name, and a
+COMPOSITE never names a metric renamed or deleted at the same moment. A rollup built or
+rebuilt by a change holds every event stored before it, from a snapshot taken under that
+lock, while every event stored after it is rolled up by the store itself; the build runs
+after the change has committed, without holding events back (app/usage/builds.py). The
+change answers once the build is done; should it fail, the metric is read from its events
+until `resume_builds` has built it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import Database
+from app.db import Database, SharedTransaction
 from app.errors import NotFound, UserError
 from app.metrics.spec import FilterOp
 from app.metrics.usage import (
@@ -36,22 +41,16 @@ from app.metrics.usage import (
     UsageMetric,
     ValueType,
     filter_problems,
-    rollup_inserts,
 )
-from app.tables import (
-    usage_metric,
-    usage_rollup,
-    usage_rollup_day,
-    usage_rollup_value,
-)
-from app.usage import partitions
+from app.tables import usage_metric
+from app.usage import builds
 from app.usage.expression import parse_expression, references
+from app.usage.locks import hold_build, lock_definitions
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_FILTERS = 20
 MAX_EVENT_NAME = 200
-REBUILD_WORK_MEM = "256MB"  # a month's events sorted by customer and day in memory
-DEFINITIONS_LOCK = 0x75736D64  # "usmd": changes of usage metric definitions (module doc)
+log = logging.getLogger("tidemill.usage")
 UPDATABLE = ("name", "description", "event_name", "property", "filters", "query_type", "expression")
 
 
@@ -103,6 +102,7 @@ def from_row(row: Any) -> UsageMetric:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+        rollup_build=row.rollup_build,
     )
 
 
@@ -196,13 +196,6 @@ def _check(metric: MetricInput, live: dict[str, UsageMetric], ident: int | None 
         raise UserError("; ".join(problems), problems)
 
 
-async def lock_definitions(connection: AsyncConnection, shared: bool = False) -> None:
-    """Hold the definitions' lock to the end of the transaction: exclusive to change them,
-    shared to store events by them (module doc)."""
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    await connection.execute(sa.text(f"SELECT {function}(:key)"), {"key": DEFINITIONS_LOCK})
-
-
 async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
     """The metrics not deleted, by name."""
     rows = await connection.execute(
@@ -211,26 +204,50 @@ async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
     return {metric.name: metric for metric in map(from_row, rows)}
 
 
-async def _rebuild(connection: AsyncConnection, metric: UsageMetric) -> None:
-    """Drop the metric's rollup and, when INDEXED, build it from every event: one statement
-    per month's partition (each well under the statement timeout at 10 million events a
-    year), its sorts in memory."""
-    for table in (usage_rollup, usage_rollup_day, usage_rollup_value):
-        await connection.execute(sa.delete(table).where(table.c.metric_id == metric.id))
-    if metric.query_type is QueryType.INDEXED and metric.deleted_at is None:
-        await connection.exec_driver_sql(f"SET LOCAL work_mem = '{REBUILD_WORK_MEM}'")
-        for month in await partitions.existing(connection):
-            await connection.execute(rollup_inserts(metric, partitions.partition_table(month)))
+async def _built(
+    database: Database, builder: AsyncConnection | None, metric: UsageMetric
+) -> UsageMetric:
+    """The metric once the build its change started is done (module doc): as stored now
+    when a later change superseded it; still building when it failed (logged), or when the
+    change is part of a GraphQL operation's transaction (built once that has committed)."""
+    if metric.rollup_build is None:
+        return metric
+    if builder is None:
+        assert isinstance(database, SharedTransaction)
+        _build_after_commit(database, metric.id)
+        return metric
+    try:
+        whole = await builds.finish(builder, metric)
+    except Exception:  # the change stands, its values exact: the build is started again
+        log.exception("building the rollup of usage metric %s failed", metric.id)
+        return metric
+    if whole:
+        return replace(metric, rollup_build=None)
+    async with database.connect() as connection:
+        return await fetch(connection, metric.id)
+
+
+def _build_after_commit(operation: SharedTransaction, ident: int) -> None:
+    engine = operation.connection.engine
+
+    async def build() -> None:
+        try:
+            await resume_builds(engine, ident)
+        except Exception:  # the change has committed: the server's next round builds it
+            log.exception("building the rollup of usage metric %s failed", ident)
+
+    operation.after_commit.append(build)
 
 
 async def create(database: Database, metric: MetricInput) -> UsageMetric:
-    async with database.begin() as connection:
-        await lock_definitions(connection)
-        _check(metric, await live_metrics(connection))
-        statement = sa.insert(usage_metric).values(_values(metric)).returning(usage_metric)
-        created = from_row((await connection.execute(statement)).one())
-        await _rebuild(connection, created)
-    return created
+    async with builds.builder(database) as builder:
+        async with database.begin() as connection:
+            await lock_definitions(connection)
+            _check(metric, await live_metrics(connection))
+            statement = sa.insert(usage_metric).values(_values(metric)).returning(usage_metric)
+            created = from_row((await connection.execute(statement)).one())
+            created = await builds.restart(connection, builder, created)
+        return await _built(database, builder, created)
 
 
 async def fetch(connection: AsyncConnection, ident: int, lock: bool = False) -> UsageMetric:
@@ -282,6 +299,14 @@ def _changed(current: MetricInput, change: MetricUpdate) -> MetricInput:
 
 
 async def update(database: Database, ident: int, change: MetricUpdate) -> UsageMetric:
+    async with builds.builder(database) as builder:
+        updated = await _update(database, builder, ident, change)
+        return await _built(database, builder, updated)
+
+
+async def _update(
+    database: Database, builder: AsyncConnection | None, ident: int, change: MetricUpdate
+) -> UsageMetric:
     async with database.begin() as connection:
         await lock_definitions(connection)
         metric = await fetch(connection, ident, lock=True)
@@ -304,7 +329,7 @@ async def update(database: Database, ident: int, change: MetricUpdate) -> UsageM
         )
         updated = from_row((await connection.execute(statement)).one())
         if _counts_differently(metric, updated):
-            await _rebuild(connection, updated)
+            updated = await builds.restart(connection, builder, updated)
     return updated
 
 
@@ -341,8 +366,7 @@ async def delete(database: Database, ident: int) -> UsageMetric:
             .returning(usage_metric)
         )
         deleted = from_row((await connection.execute(statement)).one())
-        await _rebuild(connection, deleted)  # a deleted metric is read from its events
-    return deleted
+        return await builds.restart(connection, None, deleted)  # read from its events now
 
 
 async def get(database: Database, ident: int) -> UsageMetric:
@@ -361,3 +385,54 @@ async def list_metrics(database: Database, include_deleted: bool = False) -> lis
 async def fetch_many(connection: AsyncConnection, ids: Sequence[int]) -> dict[int, UsageMetric]:
     rows = await connection.execute(sa.select(usage_metric).where(usage_metric.c.id.in_(ids)))
     return {metric.id: metric for metric in map(from_row, rows)}
+
+
+async def resume_builds(database: Database, only: int | None = None) -> list[int]:
+    """Start again every rollup build (of metric `only`) held by no session: whose session
+    is gone, or that waited for its change to commit (app/usage/builds.py). The metrics
+    whose rollup it made whole."""
+    pending = (
+        sa.select(usage_metric.c.id, usage_metric.c.rollup_build)
+        .where(usage_metric.c.rollup_build.is_not(None), usage_metric.c.deleted_at.is_(None))
+        .order_by(usage_metric.c.id)
+    )
+    if only is not None:
+        pending = pending.where(usage_metric.c.id == only)
+    async with database.connect() as connection:
+        found = (await connection.execute(pending)).all()
+    built = []
+    for ident, token in found:
+        async with builds.builder(database) as builder:  # releases the tokens' locks at the end
+            assert builder is not None, "resumed on an engine, never in an operation"
+            if not await hold_build(builder, token):
+                continue  # its builder is at work
+            await builder.commit()
+            metric = await _restarted(database, builder, ident, token)
+            if (
+                metric is not None
+                and (await _built(database, builder, metric)).rollup_build is None
+            ):
+                built.append(ident)
+    return built
+
+
+async def _restarted(
+    database: Database, builder: AsyncConnection, ident: int, token: int
+) -> UsageMetric | None:
+    """The metric with a new build begun, if build `token` is still its own."""
+    async with database.begin() as connection:
+        await lock_definitions(connection)
+        metric = await fetch(connection, ident, lock=True)
+        if metric.rollup_build != token or metric.deleted_at is not None:
+            return None
+        return await builds.restart(connection, builder, metric)
+
+
+async def keep_built(database: Database, every: float = 60.0) -> None:
+    """`resume_builds` now and every `every` seconds, until cancelled (the server's task)."""
+    while True:
+        try:
+            await resume_builds(database)
+        except Exception:  # the next round tries again
+            log.exception("resuming usage rollup builds failed")
+        await asyncio.sleep(every)

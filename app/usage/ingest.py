@@ -32,7 +32,7 @@ import contextlib
 import datetime
 import gc
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,7 +43,7 @@ from app.db import Database
 from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert_ctes
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
-from app.usage.definitions import live_metrics, lock_definitions
+from app.usage.definitions import live_metrics
 from app.usage.events import (
     Event,
     Invalid,
@@ -53,6 +53,7 @@ from app.usage.events import (
     parse_event,
     raw_id,
 )
+from app.usage.locks import lock_definitions
 
 MAX_BATCH = 10_000
 GC_THRESHOLD = 200_000  # allocations between collections of the youngest generation
@@ -94,6 +95,11 @@ class Rules:
                     checks.add(check)
                     self.numeric.setdefault(metric.event_name, []).append(metric)
 
+    def stores_as(self, other: Rules) -> bool:
+        """Whether events are checked and stored by `other` as by these (a rollup being
+        built or not: a store adds its events to an INDEXED metric's rollup either way)."""
+        return _unbuilt(self.metrics) == _unbuilt(other.metrics)
+
     @property
     def indexed(self) -> list[UsageMetric]:
         return [m for m in self.metrics if m.query_type is QueryType.INDEXED]
@@ -115,6 +121,10 @@ class Rules:
                     f"metric {metric.name!r} is INTEGER"
                 )
         return None
+
+
+def _unbuilt(metrics: Iterable[UsageMetric]) -> tuple[UsageMetric, ...]:
+    return tuple(replace(metric, rollup_build=None) for metric in metrics)
 
 
 class RulesChanged(Exception):
@@ -305,7 +315,7 @@ async def store(
         return 0
     await lock_definitions(connection, shared=True)
     current = await rules(connection)
-    if current.metrics != checked.metrics:
+    if not current.stores_as(checked):
         raise RulesChanged(current)
     ids = await resolve_customers(connection, source, batch.customers, customers)
     await connection.exec_driver_sql(
