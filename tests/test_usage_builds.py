@@ -185,6 +185,29 @@ async def test_a_change_during_a_build_supersedes_it(
     assert await rollup_rows(engine, metric.id) == await rollup_rows(engine, reference)
 
 
+async def test_a_rename_during_a_build_leaves_it_to_its_builder(
+    engine: AsyncEngine, metrics: MetricsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change that counts the same (a name, a description) does not empty the rollup, and
+    does not build it again beside the build at work (from no snapshot, it would count the
+    events stored since the change twice)."""
+    await ingest(engine, BEFORE)
+    renamed: list[UsageMetric] = []
+
+    async def rename() -> None:
+        await asyncio.wait_for(ingest(engine, DURING), timeout=20)
+        (metric,) = await definitions.list_metrics(engine)
+        renamed.append(await definitions.update(engine, metric.id, MetricUpdate(name="t2")))
+
+    during_the_build(monkeypatch, rename)
+    metric = await definitions.create(engine, tokens("t", Aggregation.SUM))
+    assert renamed[0].rollup_build is not None  # answered at once, the build still at work
+    assert (metric.name, metric.rollup_build) == ("t2", None)  # as stored once built
+    assert await values(metrics, metric.id) == (22, 26)
+    reference = await built_afresh(engine, tokens("reference", Aggregation.SUM))
+    assert await rollup_rows(engine, metric.id) == await rollup_rows(engine, reference)
+
+
 async def test_a_failed_build_is_read_from_events_until_resumed(
     engine: AsyncEngine,
     metrics: MetricsEngine,

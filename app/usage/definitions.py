@@ -207,9 +207,9 @@ async def live_metrics(connection: AsyncConnection) -> dict[str, UsageMetric]:
 async def _built(
     database: Database, builder: AsyncConnection | None, metric: UsageMetric
 ) -> UsageMetric:
-    """The metric once the build its change started is done (module doc): as stored now
-    when a later change superseded it; still building when it failed (logged), or when the
-    change is part of a GraphQL operation's transaction (built once that has committed)."""
+    """The metric as stored once the build its change started is done (module doc); still
+    building when the build failed (logged), or when the change is part of a GraphQL
+    operation's transaction (built once that has committed)."""
     if metric.rollup_build is None:
         return metric
     if builder is None:
@@ -217,13 +217,11 @@ async def _built(
         _build_after_commit(database, metric.id)
         return metric
     try:
-        whole = await builds.finish(builder, metric)
+        await builds.finish(builder, metric)  # whole, or superseded by a later change
     except Exception:  # the change stands, its values exact: the build is started again
         log.exception("building the rollup of usage metric %s failed", metric.id)
         return metric
-    if whole:
-        return replace(metric, rollup_build=None)
-    async with database.connect() as connection:
+    async with database.connect() as connection:  # as it is now (changed meanwhile?)
         return await fetch(connection, metric.id)
 
 
@@ -300,13 +298,15 @@ def _changed(current: MetricInput, change: MetricUpdate) -> MetricInput:
 
 async def update(database: Database, ident: int, change: MetricUpdate) -> UsageMetric:
     async with builds.builder(database) as builder:
-        updated = await _update(database, builder, ident, change)
-        return await _built(database, builder, updated)
+        updated, rebuilt = await _update(database, builder, ident, change)
+        # a change that counts the same leaves a build at work (if any) to its builder
+        return await _built(database, builder, updated) if rebuilt else updated
 
 
 async def _update(
     database: Database, builder: AsyncConnection | None, ident: int, change: MetricUpdate
-) -> UsageMetric:
+) -> tuple[UsageMetric, bool]:
+    """The metric as changed, and whether the change emptied its rollup (`builds.restart`)."""
     async with database.begin() as connection:
         await lock_definitions(connection)
         metric = await fetch(connection, ident, lock=True)
@@ -328,9 +328,9 @@ async def _update(
             .returning(usage_metric)
         )
         updated = from_row((await connection.execute(statement)).one())
-        if _counts_differently(metric, updated):
-            updated = await builds.restart(connection, builder, updated)
-    return updated
+        if not _counts_differently(metric, updated):
+            return updated, False
+        return await builds.restart(connection, builder, updated), True
 
 
 def _counts_differently(before: UsageMetric, after: UsageMetric) -> bool:
