@@ -60,7 +60,7 @@ EXPECTED = {  # aggregation: (October, all time)
     Aggregation.UNIQUE_COUNT: (3, 4),
     Aggregation.LATEST: (7, 4),
 }
-Build = Callable[[AsyncConnection, UsageMetric], Awaitable[None]]
+Build = Callable[[AsyncConnection, UsageMetric], Awaitable[list[date]]]
 
 
 def tokens(name: str, aggregation: Aggregation, **given: Any) -> MetricInput:
@@ -73,11 +73,11 @@ def during_the_build(monkeypatch: pytest.MonkeyPatch, work: Callable[[], Awaitab
     real: Build = builds._build
     done: list[int] = []
 
-    async def build(builder: AsyncConnection, metric: UsageMetric) -> None:
+    async def build(builder: AsyncConnection, metric: UsageMetric) -> list[date]:
         if not done:
             done.append(1)
             await work()
-        await real(builder, metric)
+        return await real(builder, metric)
 
     monkeypatch.setattr(builds, "_build", build)
 

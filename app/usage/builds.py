@@ -36,7 +36,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import Database, SharedTransaction
 from app.metrics.periods import add_months
 from app.metrics.usage import (
-    Aggregation,
     QueryType,
     RollupTables,
     UsageMetric,
@@ -98,9 +97,8 @@ async def restart(
         if builder is not None:
             assert not builder.in_transaction()
             await builder.execution_options(isolation_level="REPEATABLE READ")
-            taken = await hold_build(
-                builder, token
-            )  # its transaction's first statement: the snapshot
+            # the first statement of its transaction: the snapshot is taken here
+            taken = await hold_build(builder, token)
             assert taken, "a new token's lock is free"
     mark = sa.update(usage_metric).where(usage_metric.c.id == metric.id)
     await connection.execute(mark.values(rollup_build=token))
@@ -113,13 +111,11 @@ async def finish(builder: AsyncConnection, metric: UsageMetric) -> bool:
     build)."""
     assert metric.rollup_build is not None
     try:
-        await _build(builder, metric)
+        months: list[datetime.date | None] = list(await _build(builder, metric))
         await builder.commit()
         await builder.execution_options(isolation_level="READ COMMITTED")
-        months = await _built_months(builder, metric)
-        await builder.commit()
-        for index, month in enumerate(months):
-            if not await _merge(builder, metric, month, last=index == len(months) - 1):
+        for index, month in enumerate(months or [None]):
+            if not await _merge(builder, metric, month, last=index >= len(months) - 1):
                 return False
         return True
     finally:
@@ -129,41 +125,37 @@ async def finish(builder: AsyncConnection, metric: UsageMetric) -> bool:
         await builder.commit()
 
 
-async def _build(builder: AsyncConnection, metric: UsageMetric) -> None:
+async def _build(builder: AsyncConnection, metric: UsageMetric) -> list[datetime.date]:
     """The snapshot's events rolled up into the builder's tables, a month's partition per
-    statement (each well under the statement timeout at 10 million events a year)."""
+    statement (each well under the statement timeout at 10 million events a year); the
+    months read (a partition holds one UTC month, and its events' UTC days)."""
     for table, like in zip(BUILT, RollupTables(), strict=True):
         await builder.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
         await builder.exec_driver_sql(f"CREATE TEMPORARY TABLE {table.name} (LIKE {like.name})")
     await builder.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    for month in await partitions.existing(builder):
+    months = await partitions.existing(builder)
+    for month in months:
         await builder.execute(rollup_inserts(metric, partitions.partition_table(month), BUILT))
     for table in BUILT:
         await builder.exec_driver_sql(f"CREATE INDEX ON {table.name} (day)")
-
-
-async def _built_months(builder: AsyncConnection, metric: UsageMetric) -> list[datetime.date]:
-    """The months the built rows fall in; one (any) when there are none, to clear the token."""
-    unique = metric.aggregation is Aggregation.UNIQUE_COUNT
-    built = BUILT.values if unique else BUILT.customers
-    month = sa.func.date_trunc("month", built.c.day).label("month")
-    found = await builder.scalars(sa.select(month).distinct().order_by(month))
-    return [moment.date() for moment in found] or [datetime.date(2000, 1, 1)]
+    return months
 
 
 async def _merge(
-    builder: AsyncConnection, metric: UsageMetric, month: datetime.date, last: bool
+    builder: AsyncConnection, metric: UsageMetric, month: datetime.date | None, last: bool
 ) -> bool:
-    """Merge the built rows of `month` into the rollup under the exclusive lock, if the
-    build is still the metric's (`last`: and clear its token); whether it was."""
+    """Merge the built rows of `month` (None: there are none) into the rollup under the
+    exclusive lock, if the build is still the metric's (`last`: and clear its token);
+    whether it was."""
     async with builder.begin():
         await lock_definitions(builder)
         query = sa.select(usage_metric.c.rollup_build).where(usage_metric.c.id == metric.id)
         if await builder.scalar(query) != metric.rollup_build:
             return False
-        days = Window(_midnight(month), _midnight(add_months(month, 1)))
-        for merge in rollup_merges(metric, BUILT, days):
-            await builder.execute(merge)
+        if month is not None:
+            days = Window(_midnight(month), _midnight(add_months(month, 1)))
+            for merge in rollup_merges(metric, BUILT, days):
+                await builder.execute(merge)
         if last:
             done = sa.update(usage_metric).where(usage_metric.c.id == metric.id)
             await builder.execute(done.values(rollup_build=None))
