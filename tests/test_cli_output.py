@@ -322,3 +322,10 @@ def test_a_narrow_terminal_splits_the_table(server: str) -> None:
     assert max(len(line) for line in shown.splitlines()) <= 60
     assert "…" not in shown
     assert set(NUMBER.findall(run(server, *args))) <= set(NUMBER.findall(shown))
+
+
+def test_usage_values_read_as_the_numbers_they_are() -> None:
+    """A usage value is the API's Float: whole ones without a `.0`, with separators."""
+    values = (537292.0, 5.25, -3.0, 12345678.5, 0.1, None)
+    shown = ["537,292", "5.25", "-3", "12,345,678.5", "0.1", "—"]
+    assert [cell("value", value) for value in values] == shown

@@ -83,6 +83,7 @@ COUNT_FIELDS = frozenset(
     }
 )
 RATIO_FIELDS = frozenset({"quickRatio"})
+NUMBER_FIELDS = frozenset({"value"})  # a usage metric's value (the API's Float)
 
 
 class Format(enum.StrEnum):
@@ -92,7 +93,7 @@ class Format(enum.StrEnum):
 
 
 def unit(field: str) -> str:
-    """How a field's values read: cents, count, rate (a fraction), ratio, or text."""
+    """How a field's values read: cents, count, rate (a fraction), ratio, number, or text."""
     if field in MONEY_FIELDS:
         return "cents"
     if field in COUNT_FIELDS:
@@ -101,6 +102,8 @@ def unit(field: str) -> str:
         return "rate"
     if field in RATIO_FIELDS:
         return "ratio"
+    if field in NUMBER_FIELDS:
+        return "number"
     return "text"
 
 
@@ -122,6 +125,14 @@ def money(cents: int | float) -> str:
     return f"{amount:,.2f}"
 
 
+def number(value: float) -> str:
+    """A number as it was given, with thousands separators: 537292.0 -> 537,292; 5.25 ->
+    5.25 (the shortest text that reads back as the same float)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return f"{value:,}"
+
+
 def formatted(kind: str, value: Any) -> str:
     """A value as the table shows it."""
     if value is None or value == "":
@@ -135,6 +146,8 @@ def formatted(kind: str, value: Any) -> str:
             return f"{100 * float(value):.2f} %"
         case "ratio":
             return f"{float(value):,.2f}"
+        case "number" if isinstance(value, int | float) and not isinstance(value, bool):
+            return number(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
