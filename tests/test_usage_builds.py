@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -274,3 +274,19 @@ async def test_a_graphql_operation_builds_once_it_has_committed(
     assert await values(metrics, ident) == (22, 26)
     reference = await built_afresh(engine, tokens("reference", Aggregation.SUM))
     assert await rollup_rows(engine, ident) == await rollup_rows(engine, reference)
+
+
+def test_merges_cover_each_day_of_the_months_read_once() -> None:
+    months = [date(2024, 2, 1), date(2026, 10, 1)]  # 29 and 31 days
+    bounds = [(w.start, w.end) for w in builds._spans(months)]
+    days, lengths = [], []
+    for start, end in bounds:
+        assert start is not None
+        assert end is not None
+        assert start.tzinfo is UTC
+        lengths.append((end - start).days)
+        days += [(start + timedelta(days=n)).date() for n in range(lengths[-1])]
+    feb = [date(2024, 2, 1) + timedelta(days=n) for n in range(29)]
+    october = [date(2026, 10, 1) + timedelta(days=n) for n in range(31)]
+    assert days == feb + october
+    assert max(lengths) == builds.MERGE_DAYS
