@@ -209,7 +209,10 @@ def build_beside_posts(client: httpx.Client, base_url: str) -> list[Figure]:
     if failed:
         raise BenchFailed(f"POST /events beside a build: {failed[0]}")
     during = [answered - sent for sent, answered in posts if answered > began and sent < ended]
-    detail = f"a SUM; {len(during)} batches of {BESIDE_BATCH:,} sent meanwhile"
+    detail = (
+        f"a SUM; {len(during)} batches of {BESIDE_BATCH:,} sent meanwhile, "
+        f"median {statistics.median(during) * 1000:.0f} ms"
+    )
     return [
         Figure(
             "usage: define an INDEXED metric (rollup built)", ended - began, "s", 60, detail=detail
