@@ -111,12 +111,14 @@ class Figure:
     name: str
     value: float
     unit: str
-    target: float
+    target: float | None  # None: measured beside the others, with no target of its own
     at_least: bool = False  # the value must reach the target (throughput) instead of stay under
     detail: str = ""
 
     @property
     def met(self) -> bool:
+        if self.target is None:
+            return True
         return self.value >= self.target if self.at_least else self.value <= self.target
 
 
@@ -404,12 +406,12 @@ def table(figures: list[Figure], title: str) -> Table:
         report.add_column(column, justify="right" if column in ("value", "target") else "left")
     for figure in figures:
         bound = "≥" if figure.at_least else "≤"
+        target, status = "—", ""
+        if figure.target is not None:
+            target = f"{bound} {_number(figure.target)} {figure.unit}"
+            status = "[green]ok[/green]" if figure.met else "[red]missed[/red]"
         report.add_row(
-            figure.name,
-            f"{_number(figure.value)} {figure.unit}",
-            f"{bound} {_number(figure.target)} {figure.unit}",
-            "[green]ok[/green]" if figure.met else "[red]missed[/red]",
-            figure.detail,
+            figure.name, f"{_number(figure.value)} {figure.unit}", target, status, figure.detail
         )
     return report
 

@@ -153,8 +153,10 @@ def side_by_side(sizes: list[int], figures: dict[int, list[Figure]]) -> Table:
             mark = "" if at_size.met else " ✗"
             cells.append(f"{at_size.value:,.1f} {at_size.unit}{mark}")
         sign = "≥" if figure.at_least else "≤"
-        places = 0 if figure.target >= 10 else 1
-        target = f"{sign} {figure.target:,.{places}f} {figure.unit}"
+        target = "—"
+        if figure.target is not None:
+            places = 0 if figure.target >= 10 else 1
+            target = f"{sign} {figure.target:,.{places}f} {figure.unit}"
         table.add_row(figure.name.removesuffix(" median"), *cells, target)
     return table
 
