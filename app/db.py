@@ -19,17 +19,27 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.config import Settings
+from app.errors import UserError
 
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "tidemill"
 _embedded_servers: dict[Path, Any] = {}
 
 
+class BadDatabaseUrl(UserError):
+    """A configured database URL that is not a PostgreSQL URL."""
+
+
 def asyncpg_url(url: str) -> URL:
     """Any `postgresql://` URL as an asyncpg URL (the only driver Tidemill uses)."""
-    parsed = make_url(url)
+    expected = "expected postgresql://user:password@host:port/database"
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise BadDatabaseUrl(f"not a database URL: {url!r} ({expected})") from None
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
+        shown = parsed.render_as_string(hide_password=True)
+        raise BadDatabaseUrl(f"not a PostgreSQL URL: {shown!r} ({expected})")
     return parsed.set(drivername="postgresql+asyncpg")
 
 
@@ -176,6 +186,28 @@ def outage(error: BaseException | None) -> str | None:
     connection busy), or None when `error` is no outage (a bug, a cancelled statement, ...).
     An outage is temporary: the pool reconnects on the next checkout once the server is back."""
     return next(filter(None, map(_outage, causes(error))), None)
+
+
+# SQLSTATEs of a connection refused by the server: no such database (3D000), a login refused
+# (class 28: a wrong password, a role that does not exist or may not connect)
+REFUSED_SQLSTATES = frozenset({"3D000"})
+
+
+def connection_refused(error: BaseException | None) -> str | None:
+    """Why a connection could not be made or used, in the server's words (the database does
+    not exist, the password is wrong, nothing listens there, ...), or None when `error` is not
+    about the connection."""
+    chain = list(causes(error))
+
+    def refused(cause: BaseException) -> bool:
+        sqlstate = str(getattr(cause, "sqlstate", None) or "")
+        return sqlstate in REFUSED_SQLSTATES or sqlstate.startswith("28") or bool(_outage(cause))
+
+    if not any(map(refused, chain)):
+        return None
+    innermost = chain[-1]  # the driver's or the socket's own words, not a wrapper's
+    text = str(innermost).strip() or type(innermost).__name__
+    return text.splitlines()[0]
 
 
 class Database(Protocol):

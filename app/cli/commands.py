@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from app.cli.admin import keys, queries
-from app.cli.common import console, fail
+from app.cli.common import console, errors, fail
 from app.cli.metrics import register
 from app.cli.sources import sources, sync, worker_command
 from app.config import Settings, environment, load_settings
@@ -49,19 +50,29 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create(settings)
 
 
-async def _migrate(settings: Settings) -> None:
-    """Upgrade the schema; on first use, load the default FX table (ECB reference rates)."""
+async def _migrated_engine(settings: Settings, *, rates: bool = False) -> AsyncEngine:
+    """The configured database's engine, its schema upgraded first (any command that writes
+    may be the first one run against a new database); `rates` (a server's start): on first
+    use, the default FX table (ECB reference rates) loaded too."""
     from app import migrate
     from app.ingest.fx import ensure_ecb
 
     engine = create_engine(settings)
     try:
         await migrate.upgrade(engine)
-        loaded = await ensure_ecb(engine, settings.base_currency)
-        if loaded:
-            console.print(f"loaded {loaded} ECB reference rates to {settings.base_currency}")
-    finally:
+        loaded = await ensure_ecb(engine, settings.base_currency) if rates else 0
+    except BaseException:
         await engine.dispose()
+        raise
+    if loaded:
+        console.print(f"loaded {loaded} ECB reference rates to {settings.base_currency}")
+    return engine
+
+
+async def _migrate(settings: Settings) -> None:
+    """Upgrade the schema, load the default FX table on first use (see `_migrated_engine`)."""
+    engine = await _migrated_engine(settings, rates=True)
+    await engine.dispose()
 
 
 @cli.command("migrate")
@@ -142,8 +153,7 @@ def demo(
     settings = load_settings(host=host, port=port)
 
     async def load() -> Any:
-        await _migrate(settings)
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings, rates=True)
         try:
             with count_progress() as progress:
                 task = progress.add_task("demo company: subscription periods", total=None)
@@ -183,7 +193,7 @@ def import_subscriptions(
     settings = load_settings()
 
     async def load() -> Any:
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings)
         try:
             with path.open("rb") as handle, file_progress() as progress:
                 lines = TextLines(handle)
@@ -261,7 +271,7 @@ def import_attributes(
     settings = load_settings()
 
     async def load() -> tuple[int, int]:
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings)
         try:
             with path.open("rb") as handle, file_progress() as progress:
                 lines = TextLines(handle)
@@ -297,7 +307,7 @@ def import_events(
     settings = load_settings()
 
     async def load() -> ImportSummary:
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings)
         try:
             with file_progress() as progress:
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
@@ -331,7 +341,7 @@ def fx_load() -> None:
     settings = load_settings()
 
     async def load() -> int:
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings)
         try:
             return await load_ecb(engine, settings.base_currency)
         finally:
@@ -354,7 +364,7 @@ def fx_import(
     async def load() -> int:
         with path.open("rb") as handle:
             rates = parse_rates(TextLines(handle), str(path))
-        engine = create_engine(settings)
+        engine = await _migrated_engine(settings)
         try:
             return await import_rates(engine, rates)
         finally:
@@ -371,7 +381,35 @@ def count_progress() -> Any:
 
 
 def main() -> None:
-    cli()
+    """`tidemill`: a bad setting, or a database that cannot be reached or refuses the
+    connection, is the user's to fix, told as such (which database, the server's reason),
+    not with a traceback."""
+    from app.db import connection_refused
+
+    try:
+        cli()
+    except UserError as error:  # one no command reported itself (a bad TIDEMILL_DATABASE_URL)
+        errors.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise SystemExit(1) from None
+    except Exception as error:
+        reason = connection_refused(error)
+        if reason is None:
+            raise
+        errors.print(f"[red]error:[/red] {escape(_database_problem(reason))}", soft_wrap=True)
+        raise SystemExit(1) from None
+
+
+def _database_problem(reason: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    settings = load_settings()
+    if settings.database_url:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        fix = "check TIDEMILL_DATABASE_URL (postgresql://user:password@host:port/database)"
+    else:
+        where = f"the embedded PostgreSQL in {settings.data_dir / 'pg'}"
+        fix = "check that directory, or set TIDEMILL_DATABASE_URL to a PostgreSQL database"
+    return f"cannot use the database {where}: {reason}; {fix}"
 
 
 if __name__ == "__main__":
