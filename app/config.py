@@ -10,6 +10,9 @@ from typing import Any
 
 import platformdirs
 
+from app.errors import UserError
+from app.money import ISO_CURRENCIES
+
 CONFIG_FILES = (Path(".tidemill.toml"), Path.home() / ".tidemill.toml")
 # The persisted GraphQL documents (the CLI's, the dashboard's, partners' trusted queries).
 QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
@@ -84,47 +87,89 @@ INTEGER_FIELDS = frozenset(
 )
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+# the integers' accepted ranges (inclusive); any other is a count or a size, 0 or more
+INTEGER_RANGES = {"port": (1, 65_535), "import_chunk_rows": (1, None)}
 
 
-def _boolean(name: str, value: Any) -> bool:
+class SettingsError(UserError):
+    """A setting that cannot be used; the message names where it was set and what is
+    accepted."""
+
+
+def _boolean(origin: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
     if text not in BOOLEANS:
-        raise ValueError(f"{name}: {value!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+        raise SettingsError(
+            f"{origin}: {value!r} is not a boolean (true/false, yes/no, on/off, 1/0)"
+        )
     return BOOLEANS[text]
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _integer(name: str, origin: str, value: Any) -> int:
+    low, high = INTEGER_RANGES.get(name, (0, None))
+    accepted = (
+        f"a whole number of {low:,} or more"
+        if high is None
+        else f"a whole number from {low:,} to {high:,}"
+    )
+    try:
+        number = int(str(value).strip().replace("_", ""), 10)
+    except ValueError:
+        raise SettingsError(f"{origin}: {value!r} is not {accepted}") from None
+    if number < low or (high is not None and number > high):
+        raise SettingsError(f"{origin}: {number:,} is not {accepted}")
+    return number
+
+
+def _coerce(name: str, origin: str, value: Any) -> Any:
     if name == "data_dir":
         return Path(str(value)).expanduser()
     if name in INTEGER_FIELDS:
-        return int(value)
+        return _integer(name, origin, value)
     if name in ("graphiql", "worker", "rollups"):
-        return _boolean(name, value)
+        return _boolean(origin, value)
     if name == "base_currency":
-        return str(value).upper()
+        code = str(value).strip().upper()
+        if code not in ISO_CURRENCIES:
+            raise SettingsError(
+                f"{origin}: {value!r} is not an ISO 4217 currency code (USD, EUR, GBP, ...)"
+            )
+        return code
     return str(value)
 
 
-def _file_values() -> dict[str, Any]:
+def _file_values() -> tuple[Path | None, dict[str, Any]]:
+    """The first config file found and its known settings."""
     for path in CONFIG_FILES:
         if path.is_file():
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
+            try:
+                with path.open("rb") as handle:
+                    data = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as error:
+                raise SettingsError(f"{path}: not valid TOML ({error})") from None
             known = Settings.__dataclass_fields__
-            return {key: value for key, value in data.items() if key in known}
-    return {}
+            return path, {key: value for key, value in data.items() if key in known}
+    return None, {}
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from (in order of precedence) overrides, environment, config file, defaults."""
-    values = _file_values()
+    """Settings from (in order of precedence) overrides, environment, config file, defaults.
+    A value that cannot be used is a SettingsError naming where it was set."""
+    path, found = _file_values()
+    values = {name: (value, f"{path}: {name}") for name, value in found.items()}
     for env_key, name in ENV_KEYS.items():
         if os.environ.get(env_key):
-            values[name] = os.environ[env_key]
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    coerced = {name: _coerce(name, value) for name, value in values.items()}
+            values[name] = (os.environ[env_key], env_key)
+    values.update(
+        {
+            name: (value, "--" + name.replace("_", "-"))
+            for name, value in overrides.items()
+            if value is not None
+        }
+    )
+    coerced = {name: _coerce(name, origin, value) for name, (value, origin) in values.items()}
     return replace(Settings(), **coerced)
 
 

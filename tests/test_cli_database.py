@@ -143,3 +143,17 @@ async def test_nothing_listening_and_a_url_of_another_kind_are_named(tmp_path: P
     garbled = tidemill("localhost:5432", "serve", home=tmp_path)
     assert garbled.returncode == 1
     assert "not a database URL: 'localhost:5432'" in garbled.stderr
+
+
+async def test_a_bad_setting_is_one_error_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TIDEMILL_WORKERS": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: TIDEMILL_WORKERS: 'x' is not a whole number of 0 or more"

@@ -36,3 +36,47 @@ def test_file_then_environment_then_overrides(
     assert config.load_settings().database_url == "postgresql://env/db"
     assert config.load_settings(port=9100).port == 9100
     assert config.load_settings().port == 9000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TIDEMILL_WORKERS", "abc", "TIDEMILL_WORKERS: 'abc' is not a whole number of 0 or more"),
+        ("TIDEMILL_WORKERS", "-2", "TIDEMILL_WORKERS: -2 is not a whole number of 0 or more"),
+        ("TIDEMILL_PORT", "70000", "TIDEMILL_PORT: 70,000 is not a whole number from 1 to 65,535"),
+        (
+            "TIDEMILL_IMPORT_CHUNK_ROWS",
+            "0",
+            "TIDEMILL_IMPORT_CHUNK_ROWS: 0 is not a whole number of 1 or more",
+        ),
+        (
+            "TIDEMILL_GRAPHIQL",
+            "maybe",
+            "TIDEMILL_GRAPHIQL: 'maybe' is not a boolean (true/false, yes/no, on/off, 1/0)",
+        ),
+        (
+            "TIDEMILL_BASE_CURRENCY",
+            "XYZ",
+            "TIDEMILL_BASE_CURRENCY: 'XYZ' is not an ISO 4217 currency code (USD, EUR, GBP, ...)",
+        ),
+    ],
+)
+def test_a_bad_setting_names_where_it_was_set_and_what_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(config.SettingsError) as raised:
+        config.load_settings()
+    assert str(raised.value) == message
+
+
+def test_a_bad_config_file_is_named(isolated: Path) -> None:
+    (isolated / ".tidemill.toml").write_text("port = 8000\nworkers = 'many'\n")
+    with pytest.raises(config.SettingsError) as raised:
+        config.load_settings()
+    path = isolated / ".tidemill.toml"
+    assert str(raised.value) == f"{path}: workers: 'many' is not a whole number of 0 or more"
+    path.write_text("database_url = \n")
+    with pytest.raises(config.SettingsError) as raised:
+        config.load_settings()
+    assert str(raised.value).startswith(f"{path}: not valid TOML (Invalid value")
