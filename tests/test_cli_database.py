@@ -145,7 +145,7 @@ async def test_nothing_listening_and_a_url_of_another_kind_are_named(tmp_path: P
     assert "not a database URL: 'localhost:5432'" in garbled.stderr
 
 
-async def test_a_bad_setting_is_one_error_line(tmp_path: Path) -> None:
+def test_a_bad_setting_is_one_error_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve"],
         cwd=REPO,
