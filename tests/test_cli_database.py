@@ -157,3 +157,25 @@ def test_a_bad_setting_is_one_error_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "error: TIDEMILL_WORKERS: 'x' is not a whole number of 0 or more"
+
+
+def test_a_port_already_taken_is_said_before_any_work(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (["serve"], ["demo", "--customers", "5"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "app.cli", *command, "--port", str(port)],
+                cwd=REPO,
+                env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 1
+            assert done.stderr.startswith(
+                f"error: cannot listen on 127.0.0.1:{port}: address already in use"
+            )
+            assert not (tmp_path / ".local").exists()  # no embedded server was started

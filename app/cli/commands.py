@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -87,10 +88,29 @@ def server_processes(settings: Settings) -> int:
     return settings.workers if settings.workers > 0 else max(1, os.cpu_count() or 1)
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail, saying why and what to change, when the server could not listen at host:port
+    (taken by another server, or no such address here); uvicorn would say it in a log line."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = addresses[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise fail(
+            f"cannot listen on {host}:{port}: {reason.lower()} (another server there? "
+            "choose another with --port / TIDEMILL_PORT, --host / TIDEMILL_HOST)"
+        ) from None
+
+
 def _serve(settings: Settings) -> None:
     import uvicorn
 
     from app.db import database_url
+
+    _check_address(settings.host, settings.port)  # again: it may have been taken meanwhile
 
     # The app factory loads its settings again: it must see the address bound here, which
     # decides whether keyless access may be allowed at all.
@@ -130,6 +150,7 @@ def serve(
     if workers is not None and workers < 1:
         raise fail(f"--workers must be at least 1, not {workers}")
     settings = load_settings(host=host, port=port, workers=workers)
+    _check_address(settings.host, settings.port)  # before any work
     asyncio.run(_migrate(settings))
     _serve(settings)
 
@@ -151,6 +172,8 @@ def demo(
     from app.demo import load_demo
 
     settings = load_settings(host=host, port=port)
+    if serve_after:
+        _check_address(settings.host, settings.port)  # before loading the demo
 
     async def load() -> Any:
         engine = await _migrated_engine(settings, rates=True)
