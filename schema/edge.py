@@ -78,6 +78,8 @@ async def http_exception(request: Request, error: Exception) -> Response:
         headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
         path, method = request.url.path, request.method
         message = f"{path} does not take {method} requests; it takes {headers['Allow']}"
+    elif error.status_code == 404 and message == "Not Found":  # no route: say where things are
+        message = f"nothing at {request.url.path} (GraphQL is at /graphql, the dashboard at /)"
     return http_error(error.status_code, message, headers)
 
 

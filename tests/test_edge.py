@@ -296,3 +296,5 @@ async def test_an_unknown_path_is_a_coded_404(database_url: str) -> None:
     async with serving(real_app(database_url)) as client:
         response = await client.post("/graphq1", json=METRICS)
     assert (response.status_code, codes(response.json())) == (404, ["NOT_FOUND"])
+    [error] = response.json()["errors"]
+    assert error["message"] == "nothing at /graphq1 (GraphQL is at /graphql, the dashboard at /)"
