@@ -195,3 +195,19 @@ async def test_the_demo_command_prints_its_range(engine: AsyncEngine, database_u
     assert "segments: 1 Europe, 2 Small teams, 3 Large teams, 4 Yearly SaaS" in run.stdout
     rerun = await asyncio.to_thread(CliRunner().invoke, cli, ["demo", "--no-serve"], env=env)
     assert "0 customers updated" in rerun.stdout
+
+
+@pytest.mark.parametrize(
+    ("customers", "bound"),
+    [
+        ("0", "greater than or equal to 1"),
+        ("-5", "greater than or equal to 1"),
+        ("2000000", "less than or equal to"),
+    ],
+)
+def test_the_demo_size_is_bounded_before_any_work(customers: str, bound: str) -> None:
+    args = ["demo", "--no-serve", "--customers", customers]
+    run = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
+    assert run.exit_code == 2  # a usage error: nothing generated, nothing connected to
+    assert "Invalid value for '--customers'" in run.output
+    assert bound in run.output

@@ -161,7 +161,10 @@ DEMO_STAGES = {"read": "subscription periods", "apply": "deriving movements"}
 @cli.command()
 def demo(
     customers: Annotated[
-        int, typer.Option(help="Customers signing up in the demo's first five years.")
+        int,
+        typer.Option(
+            min=1, max=1_000_000, help="Customers signing up in the demo's first five years."
+        ),
     ] = 300,
     seed: Annotated[int, typer.Option(help="Random seed (same seed and day, same company).")] = 7,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
