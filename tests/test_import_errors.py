@@ -32,6 +32,10 @@ PRICED = b"subscription_id,customer_id,start_date,end_date,amount,interval,quant
 GOOD = b"s1,C1,2024-01-01,,10\n"
 TOO_BIG = "an MRR of 92,233,720,368,547,758.07 a month is over the limit of 10,000,000,000 a month"
 UNCLOSED = "unclosed quote: the quoted field starting on this line never ends"
+SEMICOLONS = (
+    "the header line has no commas but semicolons (;): Tidemill reads comma-separated files "
+    '(from a spreadsheet, save as "CSV UTF-8 (comma delimited)")'
+)
 
 
 async def tidemill(database_url: str, *args: str) -> Result:
@@ -75,6 +79,7 @@ def assert_refused(result: Result, path: Path, *problems: tuple[int, str]) -> li
         (b"subscription_id,customer_id,start_date,monthly_amount\ns1,C1,2024-01-01,10\n", 1, "missing required column(s): end_date"),
         (b"subscription_id,customer_id,customer_id,start_date,end_date,monthly_amount\n", 1, "column(s) given twice: customer_id"),
         (HEADER + b"s1,C1,2024-01-01,,[/]\n", 2, "monthly_amount '[/]' is not a number"),
+        (HEADER.replace(b",", b";") + b"s1;C1;2024-01-01;;10,5\n", 1, SEMICOLONS),
     ],
 )  # fmt: skip
 async def test_a_bad_subscriptions_file_is_refused_line_by_line(
@@ -248,6 +253,7 @@ async def customers(engine: AsyncEngine, metrics: MetricsEngine) -> None:
         (b'customer,industry\nA,saas\nB,"retail\n', 3, UNCLOSED),
         (b"", 1, "the file is empty (expected a header line)"),
         (b"customer,industry,industry\nA,saas,saas\n", 1, "column(s) given twice: industry"),
+        (b"customer;industry\nA;saas\n", 1, SEMICOLONS),
     ],
 )  # fmt: skip
 async def test_a_bad_attributes_file_is_refused_line_by_line(
@@ -323,6 +329,7 @@ RATES = b"date,currency,rate\n"
         (RATES + b"2024-01-01,EUR\n", 2, "2 values, but the header has 3"),
         (b"", 1, "the file is empty (expected a header line)"),
         (b"day,currency,rate\n", 1, "the header must be: date,currency,rate"),
+        (b"date\tcurrency\trate\n2024-01-01\tEUR\t1.1\n", 1, SEMICOLONS.replace("semicolons (;)", "tabs")),
     ],
 )  # fmt: skip
 async def test_a_bad_rates_file_is_refused_line_by_line(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -112,10 +113,11 @@ async def test_a_csv_header_names_each_column_once_and_a_property_comes_once(
         ("id,customer,name,timestamp,tokens,tokens", "the CSV header names tokens more than once"),
         ("id,customer,name,timestamp,,model", "the CSV header has no name for column 5"),
         ("id,id,customer,name,timestamp,model", "the CSV header names id more than once"),
+        ("id;customer;name;timestamp", "the header line has no commas but semicolons"),
     ]:
         path = tmp_path / "events.csv"
         path.write_text(f"{header}\n{first},5,7\n")
-        with pytest.raises(UserError, match=problem):
+        with pytest.raises(UserError, match=re.escape(problem)):
             await import_events(engine, path)
     path = tmp_path / "clash.csv"
     path.write_text(

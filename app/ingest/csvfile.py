@@ -126,7 +126,25 @@ def with_header(
     if first is None:
         return [], EMPTY_FILE, rows
     _, values, problem = first
-    return [value.strip() for value in values], problem, rows
+    return [value.strip() for value in values], problem or separator_problem(values), rows
+
+
+SEPARATORS = {";": "semicolons (;)", "\t": "tabs"}
+
+
+def separator_problem(values: list[str]) -> str | None:
+    """A header of one column holding another separator: a file exported with semicolons
+    (a spreadsheet in a locale whose decimal mark is a comma) or tabs, which would otherwise
+    be reported as one unknown column."""
+    if len(values) != 1:
+        return None
+    for separator, name in SEPARATORS.items():
+        if separator in values[0]:
+            return (
+                f"the header line has no commas but {name}: Tidemill reads comma-separated "
+                'files (from a spreadsheet, save as "CSV UTF-8 (comma delimited)")'
+            )
+    return None
 
 
 def _quoting_problem(message: str, start: int, row_lines: list[str]) -> tuple[int, str, bool]:

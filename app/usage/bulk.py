@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import MAX_REPORTED, UserError
+from app.ingest.csvfile import separator_problem
 from app.ingest.subscriptions import file_sha256
 from app.tables import usage_import
 from app.usage.events import TOO_DEEP, Rejected, Unreadable, loads
@@ -92,6 +93,8 @@ class Reader:
     def _header(self) -> list[str]:
         first = self.handle.readline().decode("utf-8-sig", errors="replace")
         header = [name.strip() for name in next(csv.reader([first]), [])]
+        if problem := separator_problem(header):
+            raise UserError(problem)
         missing = [name for name in REQUIRED if name not in header]
         if missing:
             raise UserError(
