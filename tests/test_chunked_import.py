@@ -330,6 +330,46 @@ async def test_the_cli_imports_a_large_file_in_chunks(
     assert chunks == -(-company.count("\n") // 100 // 2) * 2  # from the file's size, even
 
 
+async def test_the_cli_says_what_an_interrupted_import_kept_and_resumes_it(
+    engine: AsyncEngine,
+    database_url: str,
+    company: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "company.csv"
+    path.write_text(company)
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)  # chunks in turn: 2 commit, then ^C
+    apply_chunk = chunked._apply_chunk
+
+    async def ctrl_c_in_the_third(*args: Any, **options: Any) -> tuple[int, int]:
+        if args[2] == 2:  # (engine, job, chunk, ...)
+            raise KeyboardInterrupt
+        return await apply_chunk(*args, **options)
+
+    monkeypatch.setattr(chunked, "_apply_chunk", ctrl_c_in_the_third)
+    stopped = await asyncio.to_thread(_cli_import, database_url, path, 100)
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 2)
+    assert stopped.exit_code == 130
+    assert "Traceback" not in stopped.output
+    assert (
+        f"interrupted: 2 of {chunks} chunks were saved, each of their customers whole (the "
+        "others as before); run the same command again to resume"
+    ) in stopped.output
+    monkeypatch.setattr(chunked, "_apply_chunk", apply_chunk)
+    resumed = await asyncio.to_thread(_cli_import, database_url, path, 100)
+    assert resumed.exit_code == 0, resumed.output
+    assert (
+        f"resuming the interrupted import of company.csv: 2 of {chunks} chunks were applied before"
+    ) in resumed.output
+    assert f"imported {company.count(chr(10)) - 1} rows" in resumed.output
+    assert await stored(engine) == expected
+
+
 async def test_a_first_import_side_by_side_completes_customers_made_before(
     engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

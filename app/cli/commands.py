@@ -217,6 +217,19 @@ def import_subscriptions(
     from connectors.csv.subscriptions import read_periods
 
     settings = load_settings()
+    expected = estimated_rows(path)
+    # chunks of the import (the job's own when one is resumed), and how many are committed
+    done = {"chunks": chunk_count(expected, settings.import_chunk_rows), "applied": 0}
+
+    def interrupted() -> str:
+        if done["chunks"] == 1:  # one transaction
+            return "nothing was saved"
+        if done["applied"] == 0:
+            return "no chunk was saved yet; run the same command again to resume"
+        return (
+            f"{done['applied']} of {done['chunks']} chunks were saved, each of their customers "
+            "whole (the others as before); run the same command again to resume"
+        )
 
     async def load() -> Any:
         engine = await _migrated_engine(settings)
@@ -229,18 +242,25 @@ def import_subscriptions(
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
 
                 size = path.stat().st_size
-                expected = estimated_rows(path)
-                chunks = chunk_count(expected, settings.import_chunk_rows)
 
                 def advance(stage: str, count: int) -> None:
-                    if stage == "read":
+                    if stage == "chunks":
+                        done["chunks"] = count
+                    elif stage == "resume":
+                        done["applied"] = count
+                        console.print(
+                            f"resuming the interrupted import of {path.name}: {count} of "
+                            f"{done['chunks']} chunks were applied before"
+                        )
+                    elif stage == "read":
                         progress.update(task, completed=lines.consumed)
                     elif stage == "check":
                         progress.update(task, description="checking the whole file")
                     elif stage == "apply":
                         progress.update(task, description="applying changes", completed=size)
                     elif stage == "chunk":
-                        label = f"applied chunk {count} of {chunks}"
+                        done["applied"] = count
+                        label = f"applied chunk {count} of {done['chunks']}"
                         progress.update(task, description=label, completed=size)
                     elif stage == "rollups":  # a rebuild of `count` customer ids begins
                         progress.update(task, description="building rollups", total=count)
@@ -263,17 +283,25 @@ def import_subscriptions(
         finally:
             await engine.dispose()
 
-    result = _run_import(path, load)
+    result = _run_import(path, load, interrupted)
     console.print(
         f"imported {result.rows} rows: {result.changed_subscriptions} subscriptions changed, "
         f"{result.changed_customers} customers recomputed"
     )
 
 
-def _run_import(path: Path, load: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run an import; a bad file exits 1 with `file, line N: reason` per bad line."""
+def _run_import(
+    path: Path,
+    load: Callable[[], Coroutine[Any, Any, _T]],
+    interrupted: Callable[[], str] = lambda: "nothing was saved",
+) -> _T:
+    """Run an import; a bad file exits 1 with `file, line N: reason` per bad line; Ctrl-C
+    exits 130 saying what was kept (`interrupted`) and how to go on."""
     try:
         return asyncio.run(load())
+    except KeyboardInterrupt:
+        errors.print(f"interrupted: {interrupted()}", soft_wrap=True)
+        raise typer.Exit(code=130) from None
     except ImportFailed as error:
         raise fail("import failed, nothing was saved:\n  " + "\n  ".join(error.problems)) from None
     except UserError as error:

@@ -574,6 +574,9 @@ async def load_periods_chunked(
     """Import (or resume, given the unfinished `job` of this file) in `chunks` chunks."""
     if job is None:
         job = await _start(engine, source, sha256, filename, chunks)
+    else:
+        progress("chunks", job.chunks)
+        progress("resume", job.done_chunks)
     if job.state == "staging" or not await _stage_intact(engine, job):
         job = await _stage(engine, job, rows, filename, source, progress)
     progress("apply", 0)
