@@ -9,6 +9,7 @@ import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -77,6 +78,37 @@ async def test_an_interrupted_import_resumes_after_its_last_chunk(
     assert await total_tokens(engine) == sum(range(10))
     again = await import_events(engine, path)
     assert again.already_done
+    assert await total_tokens(engine) == sum(range(10))
+
+
+async def test_ctrl_c_keeps_the_stored_events_and_says_to_run_again(
+    engine: AsyncEngine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = ndjson(tmp_path / "events.ndjson", 10)
+    monkeypatch.setattr(bulk, "CHUNK", 4)
+
+    async def ctrl_c_after_the_first_chunk(
+        engine: AsyncEngine, path: Path, source: str, _progress: Any
+    ) -> bulk.ImportSummary:
+        def stop(_done: int) -> None:
+            raise KeyboardInterrupt
+
+        return await import_events(engine, path, source, progress=stop)
+
+    monkeypatch.setattr(bulk, "import_events", ctrl_c_after_the_first_chunk)
+    env = {"TIDEMILL_DATABASE_URL": database_url, "COLUMNS": "200"}
+    args = ["import", "events", str(path)]
+    stopped = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+    assert stopped.exit_code == 130
+    assert (
+        "interrupted: the events stored so far are kept; run the same command again to resume "
+        "where it stopped"
+    ) in stopped.output
+    assert await total_tokens(engine) == 0 + 1 + 2 + 3
+    monkeypatch.setattr(bulk, "import_events", import_events)
+    resumed = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resumed {path} at byte" in resumed.output
     assert await total_tokens(engine) == sum(range(10))
 
 

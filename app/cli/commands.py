@@ -371,7 +371,7 @@ def import_events(
         finally:
             await engine.dispose()
 
-    result = _run_import(path, load)
+    result = _run_import(path, load, lambda: EVENTS_INTERRUPTED)
     if result.already_done:
         console.print(f"{path} was imported before: nothing to do")
         return
@@ -385,6 +385,11 @@ def import_events(
         console.print(f"  event {item.index} ({item.id or 'no id'}): {item.reason}")
     if result.rejected > len(result.reasons):
         console.print(f"  ... and {result.rejected - len(result.reasons):,} more rejected")
+
+
+EVENTS_INTERRUPTED = (
+    "the events stored so far are kept; run the same command again to resume where it stopped"
+)
 
 
 @fx.command("load")
