@@ -313,14 +313,20 @@ def _cli_import(database_url: str, path: Path, chunk_rows: int) -> Any:
     return CliRunner().invoke(cli, ["import", "subscriptions", str(path)], env=env)
 
 
-async def test_the_cli_imports_a_large_file_in_chunks(
-    engine: AsyncEngine, database_url: str, company: str, tmp_path: Path
-) -> None:
+async def company_file(engine: AsyncEngine, company: str, tmp_path: Path) -> tuple[Path, Any]:
+    """The company as a file, and the tables one transaction makes of it (then emptied)."""
     path = tmp_path / "company.csv"
     path.write_text(company)
     await load(engine, company)
     expected = await stored(engine)
     await empty(engine)
+    return path, expected
+
+
+async def test_the_cli_imports_a_large_file_in_chunks(
+    engine: AsyncEngine, database_url: str, company: str, tmp_path: Path
+) -> None:
+    path, expected = await company_file(engine, company, tmp_path)
     result = await asyncio.to_thread(_cli_import, database_url, path, 100)
     assert result.exit_code == 0, result.output
     assert f"imported {company.count(chr(10)) - 1} rows" in result.output
@@ -337,11 +343,7 @@ async def test_the_cli_says_what_an_interrupted_import_kept_and_resumes_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = tmp_path / "company.csv"
-    path.write_text(company)
-    await load(engine, company)
-    expected = await stored(engine)
-    await empty(engine)
+    path, expected = await company_file(engine, company, tmp_path)
     monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)  # chunks in turn: 2 commit, then ^C
     apply_chunk = chunked._apply_chunk
 
