@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import load_settings
+from app.config import SettingsError, load_settings
 from app.metrics import plans
 from app.metrics import rollup as rollups
 from app.metrics.cohorts import CohortRequest
@@ -382,7 +382,7 @@ def test_rollups_can_be_turned_off_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("TIDEMILL_ROLLUPS", "off")
     assert load_settings().rollups is False
     monkeypatch.setenv("TIDEMILL_ROLLUPS", "sometimes")
-    with pytest.raises(ValueError, match="rollups"):
+    with pytest.raises(SettingsError, match="TIDEMILL_ROLLUPS: 'sometimes' is not a boolean"):
         load_settings()
 
 
