@@ -119,6 +119,8 @@ async def test_a_database_that_does_not_exist_is_named_not_a_traceback(
 ) -> None:
     missing = make_url(database).set(database="tidemill_no_such_db", password="s3cret")
     args = [*command, str(tmp_path / "p.csv")] if command[0] == "import" else list(command)
+    if command == ("serve",):  # a free port: the database is what fails
+        args += ["--port", str(_closed_port())]
     (tmp_path / "p.csv").write_text(PERIODS)
     done = tidemill(missing.render_as_string(hide_password=False), *args, home=tmp_path)
     assert done.returncode == 1
@@ -140,7 +142,7 @@ async def test_nothing_listening_and_a_url_of_another_kind_are_named(tmp_path: P
     assert other.returncode == 1
     assert "not a PostgreSQL URL: 'mysql://root:***@127.0.0.1/test'" in other.stderr
     assert "expected postgresql://" in other.stderr
-    garbled = tidemill("localhost:5432", "serve", home=tmp_path)
+    garbled = tidemill("localhost:5432", "serve", "--port", str(_closed_port()), home=tmp_path)
     assert garbled.returncode == 1
     assert "not a database URL: 'localhost:5432'" in garbled.stderr
 
