@@ -45,13 +45,14 @@ def asyncpg_url(url: str) -> URL:
 
 def start_embedded(data_dir: Path) -> URL:
     """Start (or join) the embedded server in `data_dir/pg` and ensure the tidemill database."""
-    from pgserver.postgres_server import get_server  # only the embedded default needs it
-
     pg_dir = data_dir / "pg"
     if pg_dir not in _embedded_servers:
         pg_dir.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        # platformdirs warns when XDG_RUNTIME_DIR is unset, on pgserver's import and use
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            from pgserver.postgres_server import get_server  # only the embedded default
+
             server = get_server(str(pg_dir), cleanup_mode="stop")
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
         if "(1 row)" not in exists:

@@ -181,3 +181,26 @@ def test_a_port_already_taken_is_said_before_any_work(tmp_path: Path) -> None:
                 f"error: cannot listen on 127.0.0.1:{port}: address already in use"
             )
             assert not (tmp_path / ".local").exists()  # no embedded server was started
+
+
+def test_the_embedded_default_starts_quietly(tmp_path: Path) -> None:
+    """No TIDEMILL_DATABASE_URL: the embedded server is made in the data dir, migrated and
+    stopped again, and nothing but Tidemill's own line is printed (pgserver's platformdirs
+    warned of XDG_RUNTIME_DIR on every start where it is unset)."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    data = tmp_path / "data"
+    env["TIDEMILL_DATA_DIR"] = str(data)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("loaded ")
+    assert "ECB reference rates to USD" in done.stdout
+    assert (data / "pg" / "PG_VERSION").is_file()
