@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app import config, migrate
 from app.db import asyncpg_url
+from app.ingest import chunked
 from app.ingest.subscriptions import ImportResult, load_periods
 from app.metrics.service import MetricsEngine
 from connectors.csv.subscriptions import read_periods
@@ -134,6 +135,8 @@ async def clean(request: pytest.FixtureRequest) -> None:
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as connection:
         await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    # the indexes an interrupted first import left dropped (app.ingest.chunked), as migrated
+    await chunked.build_deferred(engine, lambda _stage, _count: None)
 
 
 @pytest.fixture

@@ -201,6 +201,44 @@ async def test_an_interrupted_import_resumes_to_the_same_tables(
     assert result.rows == company.count("\n") - 1
 
 
+async def indexes(engine: AsyncEngine) -> dict[str, str]:
+    async with engine.connect() as connection:
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        return {
+            str(row.indexname): str(row.indexdef)
+            for row in await connection.execute(sa.text(query))
+        }
+
+
+async def test_a_first_import_builds_the_indexes_it_deferred_once_at_the_end(
+    engine: AsyncEngine, company: str
+) -> None:
+    """Chunks applied side by side leave the day indexes out (none of them reads one); the
+    end of the import, a resumed one included, builds them as migrated; an import of another
+    file builds those an abandoned one left out."""
+    migrated = await indexes(engine)
+    assert set(chunked.DEFERRED_INDEXES) <= set(migrated)
+    built: list[tuple[str, int]] = []
+    await load(engine, company, chunk_rows=60, progress=lambda *done: built.append(done))
+    assert await indexes(engine) == migrated
+    assert ("indexes", len(chunked.DEFERRED_INDEXES)) in built
+
+    expected, _ = await interrupted_at_chunk_4(engine, company)
+    during = await indexes(engine)
+    assert sorted(set(migrated) - set(during)) == sorted(chunked.DEFERRED_INDEXES)
+    assert {name: migrated[name] for name in during} == during  # the others untouched
+    await load(engine, company, chunk_rows=60)  # resumed
+    assert await indexes(engine) == migrated
+    assert await stored(engine) == expected
+
+    await empty(engine)
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=failing_at(2))
+    assert set(chunked.DEFERRED_INDEXES).isdisjoint(await indexes(engine))
+    await load(engine, corrected(company))  # another file, in one transaction
+    assert await indexes(engine) == migrated
+
+
 async def test_a_resume_restages_a_lost_staging_table(engine: AsyncEngine, company: str) -> None:
     await load(engine, company)
     expected = await stored(engine)

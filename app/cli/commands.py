@@ -262,6 +262,11 @@ def import_subscriptions(
                         done["applied"] = count
                         label = f"applied chunk {count} of {done['chunks']}"
                         progress.update(task, description=label, completed=size)
+                    elif stage == "indexes":  # `count` indexes a first import deferred
+                        progress.update(task, description="building indexes", total=count)
+                        progress.update(task, completed=0)
+                    elif stage == "index":
+                        progress.advance(task, count)
                     elif stage == "rollups":  # a rebuild of `count` customer ids begins
                         progress.update(task, description="building rollups", total=count)
                         progress.update(task, completed=0)

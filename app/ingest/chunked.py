@@ -21,7 +21,11 @@
    its ledger is derived from its staged periods, not read back from `subscription_version`;
    no statement of it joins a whole growing table (those joins made each chunk slower than
    the one before at a million customers).
-3. **Finish**: the rollups, when marked behind, are made once: the sum of the chunks' staged
+   Such an import also drops the indexes no chunk reads (DEFERRED_INDEXES: the day indexes
+   a cut period reads, the trials' index) and builds each once when every chunk is in:
+   rows land all over a day index, so keeping it row by row cost more than building it.
+3. **Finish**: the deferred indexes built where missing (also after a resumed or abandoned
+   import); the rollups, when marked behind, are made once: the sum of the chunks' staged
    contributions (a first import applied side by side), else rebuilt
    (app.metrics.rollup.rebuild, customer slice by slice); the import is recorded in
    `import_run`, the staging tables dropped, planner statistics refreshed.
@@ -33,7 +37,9 @@ id, so they are the same chunks again), one chunk after the other, then rebuilds
 rollups. No statement touches more than one chunk's rows except the COPY batches, the
 across-partition check, the first import's plans (one pass over the staged file) and the sum
 of the chunks' contributions to the rollups (a few thousand rows per chunk), so none runs
-near the statement timeout.
+near the statement timeout. The deferred indexes are built like a migration's or the
+settling VACUUM: maintenance, without the requests' statement timeout (tens of seconds at a
+million customers on a slow machine).
 """
 
 from __future__ import annotations
@@ -58,13 +64,22 @@ from app.ingest.recompute import (
 )
 from app.ingest.rows import PeriodRow
 from app.metrics import rollup, rollup_delta
-from app.tables import import_job, import_run, rollup_rebuild, subscription
+from app.tables import import_job, import_run, metadata, rollup_rebuild, subscription
 
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
 CONCURRENT_CHUNKS = 2  # chunks of a first import applied side by side (one per core)
 COPY_BATCHES = 40  # parsed batches (app.ingest.subscriptions.BATCH rows) per COPY statement
 UNFINISHED = ("staging", "applying", "finishing")
+# Indexes no statement of a first import's chunk reads (each chunk reads the derived tables by
+# customer): dropped while such chunks are applied, built once at the end (`build_deferred`).
+DEFERRED_INDEXES = (
+    "mrr_change_day_idx",
+    "movement_day_idx",
+    "movement_scope_dimension_day_idx",
+    "subscription_version_trialing_idx",
+)
+INDEX_WORK_MEM = "256MB"  # the deferred indexes' sorts
 
 
 @dataclass
@@ -489,6 +504,8 @@ async def _concurrent(engine: AsyncEngine, job: Job, source: str) -> bool:
             " ORDER BY 2 ON CONFLICT (source, external_id) DO NOTHING"
         )
         await rollup.request_rebuild(connection)
+        for name in DEFERRED_INDEXES:
+            await connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
         for table, like in ((job.rollup, "rollup"), (job.cohorts, "cohort_rollup")):
             await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             await connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {table} (LIKE {like})")
@@ -519,6 +536,37 @@ async def _apply_concurrently(
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         raise
+
+
+def _index(name: str) -> sa.Index:
+    found = [index for table in metadata.tables.values() for index in table.indexes]
+    return next(index for index in found if index.name == name)
+
+
+async def build_deferred(engine: AsyncEngine, progress: single.Progress) -> None:
+    """Build the DEFERRED_INDEXES that are missing (a first import dropped them), each as
+    app.tables defines it, in a transaction of its own; nothing when all are there."""
+    async with engine.connect() as connection:
+        found = await connection.scalars(
+            sa.text(
+                "SELECT name FROM unnest(CAST(:names AS text[])) name"
+                " WHERE to_regclass(name) IS NULL"
+            ),
+            {"names": list(DEFERRED_INDEXES)},
+        )
+        missing = list(found)
+        if not missing:
+            return
+        progress("indexes", len(missing))
+        await connection.commit()
+        for name in missing:
+            async with connection.begin():
+                await connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
+                await connection.execute(
+                    sa.select(sa.func.set_config("maintenance_work_mem", INDEX_WORK_MEM, True))
+                )
+                await connection.execute(sa.schema.CreateIndex(_index(name), if_not_exists=True))
+            progress("index", 1)
 
 
 async def _build_rollups(engine: AsyncEngine, progress: single.Progress) -> None:
@@ -589,6 +637,7 @@ async def load_periods_chunked(
             await _apply_chunk(engine, job, chunk, source, fresh, progress)
             if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
                 await single.refresh_statistics(engine, single.GROWING_TABLES)
+    await build_deferred(engine, progress)
     await _build_rollups(engine, progress)
     result = await _finish(engine, job, filename, sha256)
     if result.changed_customers >= single.REANALYZE_AFTER:

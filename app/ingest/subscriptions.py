@@ -393,6 +393,7 @@ async def load_periods(
             progress=progress,
             job=job,
         )
+    await chunked.build_deferred(engine, progress)  # an abandoned first import's, if any
     return await _load_in_one_transaction(engine, rows, filename, sha256, source, progress)
 
 
