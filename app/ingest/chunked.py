@@ -79,7 +79,6 @@ DEFERRED_INDEXES = (
     "movement_scope_dimension_day_idx",
     "subscription_version_trialing_idx",
 )
-INDEX_WORK_MEM = "256MB"  # the deferred indexes' sorts
 
 
 @dataclass
@@ -561,10 +560,9 @@ async def build_deferred(engine: AsyncEngine, progress: single.Progress) -> None
         await connection.commit()
         for name in missing:
             async with connection.begin():
+                # (the server's maintenance_work_mem: at a million customers 256MB built the
+                # largest, 12.5 million rows, in 15 s against 12 s with the default 64MB)
                 await connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
-                await connection.execute(
-                    sa.select(sa.func.set_config("maintenance_work_mem", INDEX_WORK_MEM, True))
-                )
                 await connection.execute(sa.schema.CreateIndex(_index(name), if_not_exists=True))
             progress("index", 1)
 
