@@ -105,6 +105,13 @@ def decode_json(data: str | bytes) -> object:
     return value
 
 
+def unsupported_content_type(given: str) -> str:
+    return (
+        f"Unsupported content type {given!r}: send a GraphQL request as application/json, "
+        "a file upload as multipart/form-data, or a query as GET /graphql?query=..."
+    )
+
+
 def _kind(value: object) -> str:
     return "null" if value is None else JSON_TYPES.get(type(value), "a number")
 

@@ -532,7 +532,13 @@ class SecureGraphQL(GraphQL[SecureContext, None]):
         return value
 
     async def parse_http_body(self, request: Any) -> Any:
-        parsed = await super().parse_http_body(request)
+        try:
+            parsed = await super().parse_http_body(request)
+        except HTTPException as error:
+            if error.reason != "Unsupported content type":  # (Strawberry's words)
+                raise
+            given = request.content_type or "none"
+            raise HTTPException(400, inputs.unsupported_content_type(given)) from None
         inputs.check_text(parsed)
         return parsed
 

@@ -62,6 +62,21 @@ async def test_a_body_that_is_not_a_request(database_url: str, body: bytes, prob
 
 @pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize(
+    ("headers", "given"),
+    [({"content-type": "text/plain"}, "'text/plain'"), ({}, "'none'")],
+)
+async def test_a_body_of_another_content_type(
+    database_url: str, headers: dict[str, str], given: str
+) -> None:
+    """Refused naming the type it came as and the ways a request may come."""
+    async with serving(real_app(database_url)) as client:
+        response = await client.post("/graphql", content=b"{ metrics { name } }", headers=headers)
+    assert_refused(response, 400, f"Unsupported content type {given}: send a GraphQL request")
+    assert "application/json" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize(
     ("body", "problem"),
     [
         (b'{"query": ["{ metrics { name } }"]}', "query must be a string or null, not a list"),
