@@ -127,6 +127,10 @@ async def test_csv_columns_become_properties_and_bad_lines_are_listed(
     assert (summary.accepted, summary.rejected) == (2, 2)
     assert [item.index for item in summary.reasons] == [2, 3]
     assert "the line has 5 fields; the header has 6" in summary.reasons[0].reason
+    path.write_bytes(b"id,customer,name,timestamp\nc5,acme,api\rcall,2026-10-03T00:00:00Z\n")
+    again = await import_events(engine, path)  # a line the csv module refuses: rejected
+    assert (again.accepted, again.rejected) == (0, 1)
+    assert again.reasons[0].reason == "the line holds a carriage return (\\r) outside quotes"
     async with engine.connect() as connection:
         rows = await connection.execute(
             sa.select(usage_event.c.event_id, usage_event.c.properties).order_by("event_id")
@@ -149,6 +153,14 @@ async def test_a_csv_header_names_each_column_once_and_a_property_comes_once(
     ]:
         path = tmp_path / "events.csv"
         path.write_text(f"{header}\n{first},5,7\n")
+        with pytest.raises(UserError, match=re.escape(problem)):
+            await import_events(engine, path)
+    for header, problem in [  # bytes that are no CSV header: refused, never a traceback
+        (b"id,cust\xffomer,name,timestamp", "the CSV header (line 1) is not UTF-8 text (byte 0xff"),
+        (b"id,cust\romer,name,timestamp", "the line holds a carriage return (\\r) outside"),
+    ]:
+        path = tmp_path / "events.csv"
+        path.write_bytes(header + b"\n" + first.encode() + b"\n")
         with pytest.raises(UserError, match=re.escape(problem)):
             await import_events(engine, path)
     path = tmp_path / "clash.csv"

@@ -91,8 +91,18 @@ class Reader:
             self.header = self._header()
 
     def _header(self) -> list[str]:
-        first = self.handle.readline().decode("utf-8-sig", errors="replace")
-        header = [name.strip() for name in next(csv.reader([first]), [])]
+        line = self.handle.readline()
+        try:
+            first = line.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise UserError(
+                f"the CSV header (line 1) is not UTF-8 text (byte 0x{line[error.start]:02x} at "
+                f"column {error.start + 1}): save the file as UTF-8"
+            ) from None
+        fields = _csv_fields(first)
+        if isinstance(fields, Unreadable):
+            raise UserError(f"the CSV header (line 1): {fields.reason}")
+        header = [name.strip() for name in fields]
         if problem := separator_problem(header):
             raise UserError(problem)
         missing = [name for name in REQUIRED if name not in header]
@@ -154,8 +164,21 @@ def _scalar(text: str) -> Any:
     return number if number == number and abs(number) != float("inf") else text
 
 
+def _csv_fields(text: str) -> list[str] | Unreadable:
+    """The fields of one CSV line; a carriage return inside it (outside quotes) is refused, as
+    the csv module refuses it."""
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as error:
+        if "new-line character" in str(error):
+            return Unreadable("the line holds a carriage return (\\r) outside quotes")
+        return Unreadable(f"the line is not CSV: {error}")
+
+
 def _csv_event(header: list[str], text: str) -> object:
-    values = next(csv.reader([text]), [])
+    values = _csv_fields(text)
+    if isinstance(values, Unreadable):
+        return values
     if len(values) != len(header):
         return Unreadable(f"the line has {len(values)} fields; the header has {len(header)}")
     row = dict(zip(header, values, strict=True))
