@@ -155,12 +155,12 @@ async def test_a_csv_header_names_each_column_once_and_a_property_comes_once(
         path.write_text(f"{header}\n{first},5,7\n")
         with pytest.raises(UserError, match=re.escape(problem)):
             await import_events(engine, path)
-    for header, problem in [  # bytes that are no CSV header: refused, never a traceback
+    for raw, problem in [  # bytes that are no CSV header: refused, never a traceback
         (b"id,cust\xffomer,name,timestamp", "the CSV header (line 1) is not UTF-8 text (byte 0xff"),
         (b"id,cust\romer,name,timestamp", "the line holds a carriage return (\\r) outside"),
     ]:
         path = tmp_path / "events.csv"
-        path.write_bytes(header + b"\n" + first.encode() + b"\n")
+        path.write_bytes(raw + b"\n" + first.encode() + b"\n")
         with pytest.raises(UserError, match=re.escape(problem)):
             await import_events(engine, path)
     path = tmp_path / "clash.csv"
