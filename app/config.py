@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
@@ -123,7 +124,24 @@ def _integer(name: str, origin: str, value: Any) -> int:
     return number
 
 
+def _server_url(origin: str, value: Any) -> str:
+    """The client commands' GraphQL endpoint: an http(s) URL with a host; a server's address
+    alone (no path) means its /graphql."""
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{origin}: {value!r} is not an http:// or https:// URL of a Tidemill server "
+            "(e.g. http://127.0.0.1:8000/graphql)"
+        )
+    if parts.path in ("", "/"):
+        return urlunsplit(parts._replace(path="/graphql"))
+    return text
+
+
 def _coerce(name: str, origin: str, value: Any) -> Any:
+    if name == "url":
+        return _server_url(origin, value)
     if name == "data_dir":
         return Path(str(value)).expanduser()
     if name in INTEGER_FIELDS:

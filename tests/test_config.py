@@ -55,6 +55,12 @@ def test_file_then_environment_then_overrides(
             "TIDEMILL_GRAPHIQL: 'maybe' is not a boolean (true/false, yes/no, on/off, 1/0)",
         ),
         (
+            "TIDEMILL_URL",
+            "localhost:8000",
+            "TIDEMILL_URL: 'localhost:8000' is not an http:// or https:// URL of a Tidemill "
+            "server (e.g. http://127.0.0.1:8000/graphql)",
+        ),
+        (
             "TIDEMILL_BASE_CURRENCY",
             "XYZ",
             "TIDEMILL_BASE_CURRENCY: 'XYZ' is not an ISO 4217 currency code (USD, EUR, GBP, ...)",
@@ -80,3 +86,19 @@ def test_a_bad_config_file_is_named(isolated: Path) -> None:
     with pytest.raises(config.SettingsError) as raised:
         config.load_settings()
     assert str(raised.value).startswith(f"{path}: not valid TOML (Invalid value")
+
+
+@pytest.mark.parametrize(
+    ("given", "endpoint"),
+    [
+        ("http://tidemill.internal:8000", "http://tidemill.internal:8000/graphql"),
+        ("https://metrics.example.com/", "https://metrics.example.com/graphql"),
+        ("http://127.0.0.1:8000/graphql", "http://127.0.0.1:8000/graphql"),
+        ("https://example.com/tidemill/graphql", "https://example.com/tidemill/graphql"),
+    ],
+)
+def test_a_server_address_alone_means_its_graphql_endpoint(
+    monkeypatch: pytest.MonkeyPatch, given: str, endpoint: str
+) -> None:
+    monkeypatch.setenv("TIDEMILL_URL", given)
+    assert config.load_settings().url == endpoint
