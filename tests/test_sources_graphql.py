@@ -75,6 +75,30 @@ async def test_adding_a_source_needs_admin_and_never_returns_its_secrets(
     assert again["errors"][0]["message"] == "a source named 'prod' already exists"
 
 
+@pytest.mark.parametrize(
+    ("replaced", "by", "problem"),
+    [
+        (API_KEY, "pk_live_0123456789abcd", "api_key is a publishable key (pk_...)"),
+        (API_KEY, "0123456789abcd", "api_key is not a Stripe API key: give a secret key"),
+        (WEBHOOK_SECRET, "0123456789wxyz", "webhook_secret is not a Stripe webhook signing"),
+        (WEBHOOK_SECRET, f"{WEBHOOK_SECRET},rotated", "each (several comma-separated in a"),
+    ],
+)
+async def test_what_is_no_stripe_credential_is_refused_without_echoing_it(
+    engine: AsyncEngine, client: httpx.AsyncClient, replaced: str, by: str, problem: str
+) -> None:
+    admin = await new_key(engine, "admin")
+    refused = await run(client, admin, ADD.replace(replaced, by))
+    [error] = refused["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert problem in error["message"]
+    assert by not in json.dumps(refused)
+    base = await run(client, admin, ADD, {"base": "ftp://stripe.example"})
+    assert "api_base 'ftp://stripe.example' is not an http:// or https:// URL" in json.dumps(base)
+    assert (await run(client, admin, SOURCES))["data"] == {"sources": []}
+    assert "errors" not in await run(client, admin, ADD.replace(API_KEY, "rk_test_0123abcd"))
+
+
 async def test_failed_events_are_listed_and_replayed_and_a_source_removed(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:

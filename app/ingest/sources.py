@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -109,7 +110,39 @@ class Source:
         return f"/webhooks/{self.id}"
 
 
-def _check(kind: str, name: str, secrets: dict[str, str]) -> None:
+def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[str]:
+    """What is not a Stripe credential, from its documented prefixes (never echoing a
+    secret): a secret or restricted API key, webhook signing secrets, an http(s) API base."""
+    problems = []
+    key = secrets.get("api_key", "").strip()
+    if key.startswith("pk_"):
+        problems.append(
+            "api_key is a publishable key (pk_...), which cannot read the account: give a "
+            "secret key (sk_live_..., sk_test_...) or a restricted key (rk_...)"
+        )
+    elif key and not key.startswith(("sk_", "rk_")):
+        problems.append(
+            "api_key is not a Stripe API key: give a secret key (sk_live_..., sk_test_...) "
+            "or a restricted key (rk_...)"
+        )
+    parts = [part.strip() for part in secrets.get("webhook_secret", "").split(",")]
+    if any(parts) and not all(part.startswith("whsec_") for part in parts):
+        problems.append(
+            "webhook_secret is not a Stripe webhook signing secret: each (several "
+            "comma-separated in a rotation) starts with whsec_"
+        )
+    base = settings.get("api_base")
+    if base is not None:
+        parts_of = urlsplit(str(base))
+        if parts_of.scheme not in ("http", "https") or not parts_of.hostname:
+            problems.append(
+                f"api_base {base!r} is not an http:// or https:// URL (e.g. "
+                "https://api.stripe.com, the default)"
+            )
+    return problems
+
+
+def _check(kind: str, name: str, secrets: dict[str, str], settings: dict[str, Any]) -> None:
     problems = []
     if kind not in KINDS:
         problems.append(f"unknown source kind {kind!r}; accepted: {', '.join(KINDS)}")
@@ -119,6 +152,8 @@ def _check(kind: str, name: str, secrets: dict[str, str]) -> None:
             "starting with a letter or digit"
         )
     problems += [f"{key} must not be empty" for key, value in secrets.items() if not value.strip()]
+    if kind == "stripe":
+        problems += _stripe_problems(secrets, settings)
     if problems:
         raise UserError("; ".join(problems), problems)
 
@@ -131,7 +166,7 @@ async def add_source(
     secrets: dict[str, str],
     settings: dict[str, Any] | None = None,
 ) -> Source:
-    _check(kind, name, secrets)
+    _check(kind, name, secrets, settings or {})
     values = {
         "name": name,
         "kind": kind,
