@@ -135,8 +135,23 @@ async def clean(request: pytest.FixtureRequest) -> None:
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as connection:
         await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+        # an unfinished chunked import's staging tables (its job is gone with import_job)
+        await connection.execute(sa.text(DROP_STAGING))
     # the indexes an interrupted first import left dropped (app.ingest.chunked), as migrated
     await chunked.build_deferred(engine, lambda _stage, _count: None)
+
+
+DROP_STAGING = """
+DO $$
+DECLARE staged text;
+BEGIN
+    FOR staged IN SELECT relname FROM pg_class
+                  WHERE relkind IN ('r', 'p') AND relname ~ '^import_(stage|rollup|cohorts)_[0-9]+$'
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', staged);
+    END LOOP;
+END $$
+"""
 
 
 @pytest.fixture

@@ -237,6 +237,8 @@ async def test_a_first_import_builds_the_indexes_it_deferred_once_at_the_end(
     assert set(chunked.DEFERRED_INDEXES).isdisjoint(await indexes(engine))
     await load(engine, corrected(company))  # another file, in one transaction
     assert await indexes(engine) == migrated
+    assert [state for state, *_ in await jobs(engine)] == ["failed"]  # abandoned
+    assert await stage_tables(engine) == []  # its staged file dropped
 
 
 async def test_a_resume_restages_a_lost_staging_table(engine: AsyncEngine, company: str) -> None:

@@ -159,22 +159,34 @@ async def unfinished_job(engine: AsyncEngine, source: str, sha256: str) -> Job |
     return Job(*row) if row else None
 
 
-async def _start(engine: AsyncEngine, source: str, sha256: str, filename: str, chunks: int) -> Job:
-    """A new job; the unfinished ones of the same source (another file) are abandoned: their
-    committed chunks stay (each customer consistent), their staging tables go."""
-    async with engine.begin() as connection:
-        abandoned = await connection.scalars(
-            sa.update(import_job)
-            .where(
-                import_job.c.kind == "subscriptions",
-                import_job.c.source == source,
-                import_job.c.state.in_(UNFINISHED),
-            )
-            .values(state="failed", updated_at=sa.func.now())
-            .returning(import_job.c.id)
+async def _abandon(connection: AsyncConnection, source: str) -> None:
+    """The unfinished imports of `source` (another file is imported): their committed chunks
+    stay (each customer consistent), their staging tables go."""
+    abandoned = await connection.scalars(
+        sa.update(import_job)
+        .where(
+            import_job.c.kind == "subscriptions",
+            import_job.c.source == source,
+            import_job.c.state.in_(UNFINISHED),
         )
-        for ident in abandoned.all():
-            await connection.exec_driver_sql(_drop_stage(ident))
+        .values(state="failed", updated_at=sa.func.now())
+        .returning(import_job.c.id)
+    )
+    for ident in abandoned.all():
+        await connection.exec_driver_sql(_drop_stage(ident))
+
+
+async def abandon(engine: AsyncEngine, source: str) -> None:
+    """Abandon the unfinished imports of `source` (`_abandon`), before a file imported in one
+    transaction."""
+    async with engine.begin() as connection:
+        await _abandon(connection, source)
+
+
+async def _start(engine: AsyncEngine, source: str, sha256: str, filename: str, chunks: int) -> Job:
+    """A new job; the unfinished ones of the same source (another file) are abandoned."""
+    async with engine.begin() as connection:
+        await _abandon(connection, source)
         ident = await connection.scalar(
             sa.insert(import_job)
             .values(

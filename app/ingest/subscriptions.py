@@ -393,7 +393,8 @@ async def load_periods(
             progress=progress,
             job=job,
         )
-    await chunked.build_deferred(engine, progress)  # an abandoned first import's, if any
+    await chunked.abandon(engine, source)  # another file's unfinished chunked import
+    await chunked.build_deferred(engine, progress)  # the indexes it left out, if any
     return await _load_in_one_transaction(engine, rows, filename, sha256, source, progress)
 
 
