@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import platformdirs
 
@@ -124,12 +124,18 @@ def _integer(name: str, origin: str, value: Any) -> int:
     return number
 
 
+def http_url(text: str) -> SplitResult | None:
+    """The parts of an http:// or https:// URL with a host; None for anything else."""
+    parts = urlsplit(text)
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
 def _server_url(origin: str, value: Any) -> str:
     """The client commands' GraphQL endpoint: an http(s) URL with a host; a server's address
     alone (no path) means its /graphql."""
     text = str(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = http_url(text)
+    if parts is None:
         raise SettingsError(
             f"{origin}: {value!r} is not an http:// or https:// URL of a Tidemill server "
             "(e.g. http://127.0.0.1:8000/graphql)"

@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import http_url
 from app.db import Database
 from app.errors import NotFound, UserError
 from app.ingest.apply import source_key
@@ -132,13 +132,11 @@ def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[
             "comma-separated in a rotation) starts with whsec_"
         )
     base = settings.get("api_base")
-    if base is not None:
-        parts_of = urlsplit(str(base))
-        if parts_of.scheme not in ("http", "https") or not parts_of.hostname:
-            problems.append(
-                f"api_base {base!r} is not an http:// or https:// URL (e.g. "
-                "https://api.stripe.com, the default)"
-            )
+    if base is not None and http_url(str(base)) is None:
+        problems.append(
+            f"api_base {base!r} is not an http:// or https:// URL (e.g. "
+            "https://api.stripe.com, the default)"
+        )
     return problems
 
 
