@@ -254,6 +254,30 @@ async def test_a_resume_restages_a_lost_staging_table(engine: AsyncEngine, compa
     assert await stored(engine) == expected
 
 
+async def test_an_import_interrupted_while_checking_stages_the_file_again(
+    engine: AsyncEngine, company: str
+) -> None:
+    await load(engine, company)
+    expected = await stored(engine)
+    await empty(engine)
+
+    def checking(stage: str, _count: int) -> None:
+        if stage == "check":  # the staged file is committed, the checks not run yet
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await load(engine, company, chunk_rows=60, progress=checking)
+    assert [state for state, *_ in await jobs(engine)] == ["staging"]
+    assert (await stored(engine))["customer"] == []
+    assert len(await stage_tables(engine)) > 2  # the staged file and its partitions
+    stages: list[str] = []
+    await load(engine, company, chunk_rows=60, progress=lambda stage, _: stages.append(stage))
+    assert "read" in stages  # staged again (the checks had not passed), then applied
+    assert await stored(engine) == expected
+    assert [state for state, *_ in await jobs(engine)] == ["done"]
+    assert await stage_tables(engine) == []
+
+
 async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, company: str) -> None:
     lines = company.splitlines(keepends=True)
     values = lines[300].split(",")

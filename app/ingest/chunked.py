@@ -2,9 +2,10 @@
 
 1. **Stage and validate the whole file** (nothing canonical is written yet): the rows are
    COPYed into an unlogged table hash-partitioned by customer id (one partition per chunk),
-   checked line by line as they are parsed, then checked across lines partition by partition
-   (and across partitions for subscriptions that change customer). A bad file fails here,
-   leaving the database as it was.
+   checked line by line as they are parsed, then (committed, the job still `staging`)
+   checked across lines partition by partition, two queries at a time (and across partitions
+   for subscriptions that change customer). A bad file fails here, leaving the database as it
+   was; an interruption here stages the file again on the next run.
 2. **Apply chunk by chunk**: each partition (the whole history of its customers) is upserted,
    compared with what is stored, replaced where it changed, and its customers' derived rows
    recomputed, in one transaction that also advances the job's `done_chunks`. Every customer
@@ -263,28 +264,42 @@ async def _copy(
     return records.count
 
 
-async def _check(connection: AsyncConnection, job: Job, filename: str, source: str) -> None:
-    """single._CHECKS: partition by partition (a customer's rows, so each of its
+async def _check(engine: AsyncEngine, job: Job, filename: str, source: str) -> None:
+    """single.CHECKS: partition by partition (a customer's rows, so each of its
     subscriptions', are in one), except the subscription-of-two-customers check, which looks
-    across them. A subscription an existing customer no longer has in its partition counts as
-    no longer in the file (it may have moved to a customer of another chunk): stricter than an
-    unchunked import only for a subscription that moves to another customer and currency."""
-    problems: list[tuple[int, str]] = []
-    total = 0
+    across them; CONCURRENT_CHUNKS queries at a time, each on its own connection (the staged
+    file is committed). A subscription an existing customer no longer has in its partition
+    counts as no longer in the file (it may have moved to a customer of another chunk):
+    stricter than an unchunked import only for a subscription that moves to another customer
+    and currency."""
+    queries = []
     for message, query in single.CHECKS.items():
         whole = "already belongs to another customer" in message
         tables = [job.stage] if whole else [job.partition(k) for k in range(job.chunks)]
-        for table in tables:
-            found = (
+        queries += [(whole, message, query.replace("stage_period", table)) for table in tables]
+    # the whole file's first: the longest, while the partitions' share the other connection
+    pending = ((message, query) for _, message, query in sorted(queries, key=lambda q: not q[0]))
+    problems: list[tuple[int, str]] = []
+    total = 0
+
+    async def worker() -> None:
+        nonlocal total
+        for message, query in pending:
+            async with engine.begin() as connection:
+                # its sorts and hashes (a partition's, or the whole file's) in memory
                 await connection.execute(
-                    sa.text(query.replace("stage_period", table)),
-                    {"source": source, "reported": MAX_REPORTED},
+                    sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True))
                 )
-            ).all()
+                parameters = {"source": source, "reported": MAX_REPORTED}
+                found = (await connection.execute(sa.text(query), parameters)).all()
             total += found[0][3] if found else 0
             problems.extend(
                 (line, message.format(first, line, key)) for first, line, key, _ in found
             )
+
+    async with asyncio.TaskGroup() as group:  # (a failure cancels the other queries)
+        for _ in range(CONCURRENT_CHUNKS):
+            group.create_task(worker())
     if problems:
         listed = sorted(problems)[:MAX_REPORTED]
         raise ImportFailed(filename, listed, total - len(listed))
@@ -298,16 +313,15 @@ async def _stage(
     source: str,
     progress: single.Progress,
 ) -> Job:
+    """Stage the file (committed: the job stays `staging` until the checks pass, so an
+    interrupted run stages it again), then check it."""
     try:
         async with engine.begin() as connection:
-            # the checks' sorts and hashes (the whole file's, across partitions) in memory
-            await connection.execute(
-                sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True))
-            )
             await _create_stage(connection, job)
             count = await _copy(connection, job, rows, filename, progress)
-            progress("check", 0)
-            await _check(connection, job, filename, source)
+        progress("check", 0)
+        await _check(engine, job, filename, source)
+        async with engine.begin() as connection:
             await connection.execute(
                 sa.update(import_job)
                 .where(import_job.c.id == job.id)
