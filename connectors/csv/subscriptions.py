@@ -227,26 +227,27 @@ class RowParser:
         trial_from, trial_to = self.trial_start[trial_start], self.trial_end[trial_end]
         if trial_from and trial_to and trial_to < trial_from:
             raise RowError(f"trial_end {trial_to} is before trial_start {trial_from}")
+        # positional, in PeriodRow's order (keywords cost more than the rest of the call)
         return PeriodRow(
-            line=line,
-            subscription_id=subscription_id,
-            customer_id=customer_id,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            status=self.status[status],
-            plan=plan,
-            quantity=price[1],
-            amount=price[0],
-            billing_interval=price[2],
-            interval_count=price[3],
-            currency=self.currency[currency],
-            mrr=price[4],
-            trial_start=trial_from,
-            trial_end=trial_to,
-            customer_name=customer_name,
-            email=email,
-            country=self.country[country],
-            pricing_model=models[pricing_model],
+            line,
+            subscription_id,
+            customer_id,
+            valid_from,
+            valid_to,
+            self.status[status],
+            plan,
+            price[1],  # quantity
+            price[0],  # amount
+            price[2],  # billing_interval
+            price[3],  # interval_count
+            self.currency[currency],
+            price[4],  # mrr
+            customer_name,
+            email,
+            self.country[country],
+            trial_from,
+            trial_to,
+            models[pricing_model],
         )
 
 
