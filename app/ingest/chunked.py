@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,9 +297,7 @@ async def _check(engine: AsyncEngine, job: Job, filename: str, source: str) -> N
                 (line, message.format(first, line, key)) for first, line, key, _ in found
             )
 
-    async with asyncio.TaskGroup() as group:  # (a failure cancels the other queries)
-        for _ in range(CONCURRENT_CHUNKS):
-            group.create_task(worker())
+    await _side_by_side(worker)
     if problems:
         listed = sorted(problems)[:MAX_REPORTED]
         raise ImportFailed(filename, listed, total - len(listed))
@@ -553,10 +551,16 @@ async def _apply_concurrently(
             if (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
                 await single.refresh_statistics(engine, single.GROWING_TABLES)
 
+    await _side_by_side(worker)
+
+
+async def _side_by_side(worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """CONCURRENT_CHUNKS runs of `worker` at a time; the first failure is raised as it is,
+    once the others are cancelled (each rolls its transaction back)."""
     workers = [asyncio.create_task(worker()) for _ in range(CONCURRENT_CHUNKS)]
     try:
         await asyncio.gather(*workers)
-    except BaseException:  # the first failure is the import's; the other chunk rolls back
+    except BaseException:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
