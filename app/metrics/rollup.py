@@ -20,7 +20,8 @@ them, its customer facts counted from its own movements (docs/architecture.md, "
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -374,17 +375,34 @@ def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any
 KEPT = [name for name in DIMENSIONS if name != TOTAL]  # the total is the currency rows' sum
 
 
+@asynccontextmanager
+async def hashed_grouping(connection: AsyncConnection) -> AsyncIterator[None]:
+    """Within: the planner groups and joins by hashing where it can, not by sorting (for the
+    rest of the transaction, then put back). The contribution statements' per-customer
+    groups hide behind a bit test the planner cannot estimate (it expected 1,900 where a
+    chunk of 25,000 customers had 120,000 to 240,000), so it sorted them and the movements
+    (a merge join with the calendar, the per-day groups): at a million customers, over 25,000
+    customers selected as an import's chunk selects them, hashing took 1.30 / 2.41 / 2.30 s
+    against 1.71 / 2.90 / 3.11 s sorting, for the currency, plan and plan interval
+    statements (medians of 4, alternating). The results are the same sums either way."""
+    previous = await connection.scalar(sa.text("SELECT current_setting('enable_sort')"))
+    await connection.execute(sa.select(sa.func.set_config("enable_sort", "off", True)))
+    yield  # (on an error the transaction rolls the setting back)
+    await connection.execute(sa.select(sa.func.set_config("enable_sort", previous, True)))
+
+
 async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
-    for dimension in KEPT:
-        rows = contribution_rows(dimension, members, sign)
-        statement = insert(rollup).from_select(
-            ["interval", "dimension", "value", "k", *SUMMED], rows
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["interval", "dimension", "value", "k"],
-            set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
-        )
-        await connection.execute(statement)
+    async with hashed_grouping(connection):
+        for dimension in KEPT:
+            rows = contribution_rows(dimension, members, sign)
+            statement = insert(rollup).from_select(
+                ["interval", "dimension", "value", "k", *SUMMED], rows
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["interval", "dimension", "value", "k"],
+                set_={name: rollup.c[name] + statement.excluded[name] for name in SUMMED},
+            )
+            await connection.execute(statement)
     await connection.execute(_cohort_upsert(members, sign))
     if sign < 0:
         return
@@ -420,10 +438,11 @@ COHORT_PARTS = sa.Table(
 
 async def _collect(connection: AsyncConnection, members: Members) -> None:
     """Append the contributions of the customers in `members` to the rebuild's parts."""
-    for dimension in KEPT:
-        rows = contribution_rows(dimension, members, 1)
-        names = ["interval", "dimension", "value", "k", *SUMMED]
-        await connection.execute(sa.insert(ROLLUP_PARTS).from_select(names, rows))
+    async with hashed_grouping(connection):
+        for dimension in KEPT:
+            rows = contribution_rows(dimension, members, 1)
+            names = ["interval", "dimension", "value", "k", *SUMMED]
+            await connection.execute(sa.insert(ROLLUP_PARTS).from_select(names, rows))
     cohorts = cohort_rows(members, 1)
     await connection.execute(
         sa.insert(COHORT_PARTS).from_select(["cohort", "month", *COHORT_SUMMED], cohorts)

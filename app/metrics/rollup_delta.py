@@ -29,6 +29,7 @@ from app.metrics.rollup import (
     Members,
     cohort_rows,
     contribution_rows,
+    hashed_grouping,
 )
 from app.tables import cohort_rollup, rollup
 
@@ -49,9 +50,10 @@ async def stage(connection: AsyncConnection, members: Members, sign: int) -> Non
     ):
         await connection.execute(sa.text(statement))
     await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
-    for dimension in KEPT:  # a statement each: none holds every dimension's work at once
-        rows = contribution_rows(dimension, members, sign)
-        await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
+    async with hashed_grouping(connection):
+        for dimension in KEPT:  # a statement each: none holds every dimension's work at once
+            rows = contribution_rows(dimension, members, sign)
+            await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
     cohorts = cohort_rows(members, sign)
     await connection.execute(
         sa.insert(COHORT_STAGED).from_select([*COHORT_KEY, *COHORT_SUMMED], cohorts)
