@@ -52,6 +52,7 @@ class Settings:
     worker: bool = True  # `serve` also applies inbox events (else run `tidemill worker`)
     rollups: bool = True  # off: every series scans movements (docs/architecture.md)
     import_chunk_rows: int = 250_000  # a larger subscription import goes in chunks this size
+    import_processes: int = 2  # processes reading a large CSV file to stage it (1: this one)
     read_database_urls: str = ""  # streaming replicas for read-only GraphQL, comma-separated
     result_cache_entries: int = 2_000  # query results kept per server process (0: none)
     workers: int = 0  # server processes of `tidemill serve` (0: one per core)
@@ -79,6 +80,7 @@ ENV_KEYS = {
     "TIDEMILL_WORKER": "worker",
     "TIDEMILL_ROLLUPS": "rollups",
     "TIDEMILL_IMPORT_CHUNK_ROWS": "import_chunk_rows",
+    "TIDEMILL_IMPORT_PROCESSES": "import_processes",
     "TIDEMILL_READ_DATABASE_URLS": "read_database_urls",
     "TIDEMILL_RESULT_CACHE_ENTRIES": "result_cache_entries",
     "TIDEMILL_WORKERS": "workers",
@@ -89,7 +91,11 @@ INTEGER_FIELDS = frozenset(
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 # the integers' accepted ranges (inclusive); any other is a count or a size, 0 or more
-INTEGER_RANGES = {"port": (1, 65_535), "import_chunk_rows": (1, None)}
+INTEGER_RANGES = {
+    "port": (1, 65_535),
+    "import_chunk_rows": (1, None),
+    "import_processes": (1, 64),
+}
 
 
 class SettingsError(UserError):

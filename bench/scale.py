@@ -1,7 +1,9 @@
 """Operations at scale, one command: `python -m bench.scale [--customers N]` (`make bench-scale`).
 
-1. the benchmark company (bench/run.py's generator) imported by the real CLI twice: in one
-   transaction and in chunks (`TIDEMILL_IMPORT_CHUNK_ROWS`): rows/s and the child's peak RSS;
+1. the benchmark company (bench/run.py's generator) imported by the real CLI three times: in
+   one transaction, in chunks (`TIDEMILL_IMPORT_CHUNK_ROWS`), and in chunks with the file
+   staged by one process instead of two (`TIDEMILL_IMPORT_PROCESSES=1`; a file of 64 MB or
+   more is staged by two): rows/s and the child's peak RSS;
 2. GraphQL over HTTP against the bare SQL it runs, side by side (result cache off): the metric
    statements of the same request, captured in-process and run again through asyncpg alone,
    each run timing one then the other (both under the same load);
@@ -79,9 +81,18 @@ def _truncate(url: str) -> None:
 
 def import_figures(url: str, path: Path, rows: int, chunk_rows: int) -> list[Figure]:
     figures = []
-    for label, chunk in (("one transaction", 0), (f"chunks of {chunk_rows:,} rows", chunk_rows)):
+    chunks = f"chunks of {chunk_rows:,} rows"
+    runs = (
+        ("one transaction", 0, "2"),
+        (chunks, chunk_rows, "2"),
+        (f"{chunks}, staged by one process", chunk_rows, "1"),
+    )
+    for label, chunk, processes in runs:
         _truncate(url)
-        extra = {"TIDEMILL_IMPORT_CHUNK_ROWS": str(chunk or rows * 2)}
+        extra = {
+            "TIDEMILL_IMPORT_CHUNK_ROWS": str(chunk or rows * 2),
+            "TIDEMILL_IMPORT_PROCESSES": processes,  # (a file of 64 MB or more)
+        }
         seconds, peak = run_import(path, _env(url, **extra))
         detail = f"{rows:,} rows in {seconds:.1f} s, peak RSS {peak:.0f} MB"
         figures.append(

@@ -18,9 +18,9 @@ from app.attributes import AttributeDefinition, AttributeType
 from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
-from app.ingest import chunked, subscriptions
+from app.ingest import chunked, staging, subscriptions
 from app.ingest.subscriptions import ImportResult, load_periods
-from connectors.csv.subscriptions import read_periods
+from connectors.csv.subscriptions import PeriodsFile, read_periods
 from tests.conftest import TABLES
 
 # every table an import writes, by external ids (customer ids are numbered in import order,
@@ -368,11 +368,12 @@ async def test_attribute_values_upserted_in_chunks_of_lines(
     assert stored == sorted(expected)
 
 
-def _cli_import(database_url: str, path: Path, chunk_rows: int) -> Any:
+def _cli_import(database_url: str, path: Path, chunk_rows: int, **settings: str) -> Any:
     env = {
         "TIDEMILL_DATABASE_URL": database_url,
         "TIDEMILL_IMPORT_CHUNK_ROWS": str(chunk_rows),
         "COLUMNS": "200",
+        **settings,
     }
     return CliRunner().invoke(cli, ["import", "subscriptions", str(path)], env=env)
 
@@ -533,3 +534,122 @@ async def heap_fetches(engine: AsyncEngine, table: str) -> int:
     assert node["Node Type"] == "Index Only Scan", (node["Node Type"], node.get("Index Name"))
     assert node["Actual Rows"] > 0, node
     return int(node["Heap Fetches"])
+
+
+# --- a large file staged by several processes (app.ingest.staging) ------------------------------
+
+
+async def load_in_parts(engine: AsyncEngine, path: Path, chunk_rows: int) -> ImportResult:
+    """Import a file in chunks, staged in parts by child processes (as the CLI does)."""
+    text = await asyncio.to_thread(path.read_text)
+    header, rows = read_periods(io.StringIO(text), "USD")
+    return await load_periods(
+        engine,
+        rows,
+        filename="company.csv",
+        sha256=str(hash(text)),
+        expected_rows=text.count("\n"),
+        chunk_rows=chunk_rows,
+        parted=PeriodsFile(path, header.names, "USD"),
+    )
+
+
+@pytest.fixture
+def staged_parts(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Files of any size staged in parts; what each staging in parts returned (None: a part
+    had a bad line)."""
+    monkeypatch.setattr(staging, "MIN_BYTES", 0)
+    outcomes: list[int | None] = []
+    stage_in_parts = staging.stage_in_parts
+
+    async def recorded(*args: Any) -> int | None:
+        assert len(args[3]) == args[2].processes  # (url, table, source, parts, progress)
+        outcomes.append(await stage_in_parts(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(staging, "stage_in_parts", recorded)
+    return outcomes
+
+
+async def test_a_file_staged_in_parts_imports_the_same_tables(
+    engine: AsyncEngine, company: str, tmp_path: Path, staged_parts: list[int | None]
+) -> None:
+    path, expected = await company_file(engine, company, tmp_path)
+    result = await load_in_parts(engine, path, chunk_rows=60)
+    assert staged_parts == [company.count("\n") - 1] == [result.rows]
+    assert await stored(engine) == expected
+    [(state, chunks, done)] = await jobs(engine)
+    assert (state, done) == ("done", chunks)
+
+
+async def test_a_file_staged_in_parts_is_refused_as_one_process_refuses_it(
+    engine: AsyncEngine, company: str, tmp_path: Path, staged_parts: list[int | None]
+) -> None:
+    """Across lines (the checks of the staged rows), the same lines as staged whole, those
+    of the second part included; a bad line in either part, the same report as one
+    process's (the file staged whole again for it): each time nothing is stored."""
+    lines = company.splitlines(keepends=True)
+    late = len(lines) - 20
+    overlapping = company + lines[late]  # the same period again, at the end: overlaps
+    values = lines[late].split(",")
+    values[2] = "2022-13-01"  # start_date
+    bad = "".join([*lines[:5], "s,c\n", *lines[5:late], ",".join(values), *lines[late + 1 :]])
+    reports = []
+    for text in (overlapping, bad + lines[6]):
+        with pytest.raises(ImportFailed) as whole:
+            await load(engine, text, chunk_rows=60)
+        path = tmp_path / "company.csv"
+        path.write_text(text)
+        with pytest.raises(ImportFailed) as in_parts:
+            await load_in_parts(engine, path, chunk_rows=60)
+        assert (in_parts.value.lines, in_parts.value.more) == (whole.value.lines, whole.value.more)
+        assert (await stored(engine))["customer"] == []
+        assert await stage_tables(engine) == []
+        reports.append(in_parts.value.lines)
+    assert staged_parts == [len(overlapping.splitlines()) - 1, None]
+    [(line, reason)] = reports[0]  # the lines of the second part, numbered as in the file
+    assert (line, f"(line {late + 1})") == (len(lines) + 1, reason[-len(f"(line {late + 1})") :])
+    assert reports[1][0] == (6, "start_date must not be empty")
+    assert reports[1][1] == (
+        late + 2,
+        "start_date '2022-13-01' is not a date (expected YYYY-MM-DD)",
+    )
+
+
+async def test_a_failed_staging_process_fails_the_import_and_leaves_nothing(
+    engine: AsyncEngine, company: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging, "MIN_BYTES", 0)
+    path = tmp_path / "company.csv"
+    path.write_text(company)
+    monkeypatch.setattr(chunked, "_create_stage", _no_stage)
+    with pytest.raises(
+        staging.StagingFailed, match=r"staging the file in parts failed: .* does not exist"
+    ):
+        await load_in_parts(engine, path, chunk_rows=60)
+    assert (await stored(engine))["customer"] == []
+
+
+async def _no_stage(connection: Any, job: chunked.Job) -> None:
+    """No staging table: the staging processes' COPY fails."""
+
+
+async def test_the_cli_stages_a_large_file_in_parts(
+    engine: AsyncEngine,
+    database_url: str,
+    company: str,
+    tmp_path: Path,
+    staged_parts: list[int | None],
+) -> None:
+    path, expected = await company_file(engine, company, tmp_path)
+    alone = {"TIDEMILL_IMPORT_PROCESSES": "1"}
+    result = await asyncio.to_thread(_cli_import, database_url, path, 100, **alone)
+    assert result.exit_code == 0, result.output
+    assert staged_parts == []  # the importing process alone
+    assert await stored(engine) == expected
+    await empty(engine)
+    result = await asyncio.to_thread(_cli_import, database_url, path, 100)
+    assert result.exit_code == 0, result.output
+    assert staged_parts == [company.count("\n") - 1]
+    assert f"imported {company.count(chr(10)) - 1} rows" in result.output
+    assert await stored(engine) == expected

@@ -50,6 +50,11 @@ def test_file_then_environment_then_overrides(
             "TIDEMILL_IMPORT_CHUNK_ROWS: 0 is not a whole number of 1 or more",
         ),
         (
+            "TIDEMILL_IMPORT_PROCESSES",
+            "0",
+            "TIDEMILL_IMPORT_PROCESSES: 0 is not a whole number from 1 to 64",
+        ),
+        (
             "TIDEMILL_GRAPHIQL",
             "maybe",
             "TIDEMILL_GRAPHIQL: 'maybe' is not a boolean (true/false, yes/no, on/off, 1/0)",

@@ -2,4 +2,5 @@
 
 from app.cli import main
 
-main()
+if __name__ == "__main__":  # (not when a child process imports it: app.ingest.staging)
+    main()

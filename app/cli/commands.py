@@ -214,7 +214,7 @@ def import_subscriptions(
     from app.ingest.chunked import chunk_count, estimated_rows
     from app.ingest.csvfile import TextLines
     from app.ingest.subscriptions import file_sha256, load_periods
-    from connectors.csv.subscriptions import read_periods
+    from connectors.csv.subscriptions import PeriodsFile, read_periods
 
     settings = load_settings()
     expected = estimated_rows(path)
@@ -254,6 +254,8 @@ def import_subscriptions(
                         )
                     elif stage == "read":
                         progress.update(task, completed=lines.consumed)
+                    elif stage == "read_bytes":  # read in parts by several processes
+                        progress.update(task, completed=count)
                     elif stage == "check":
                         progress.update(task, description="checking the whole file")
                     elif stage == "apply":
@@ -284,6 +286,9 @@ def import_subscriptions(
                     progress=advance,
                     expected_rows=expected,
                     chunk_rows=settings.import_chunk_rows,
+                    parted=PeriodsFile(
+                        path, header.names, settings.base_currency, settings.import_processes
+                    ),
                 )
         finally:
             await engine.dispose()

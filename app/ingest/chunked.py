@@ -2,7 +2,8 @@
 
 1. **Stage and validate the whole file** (nothing canonical is written yet): the rows are
    COPYed into an unlogged table hash-partitioned by customer id (one partition per chunk),
-   checked line by line as they are parsed, then (committed, the job still `staging`)
+   checked line by line as they are parsed (a large CSV file by two processes, one half
+   each: app.ingest.staging), then (committed, the job still `staging`)
    checked across lines partition by partition, two queries at a time (and across partitions
    for subscriptions that change customer). A bad file fails here, leaving the database as it
    was; an interruption here stages the file again on the next run.
@@ -47,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import MAX_REPORTED, BadLines, ImportFailed
+from app.ingest import staging
 from app.ingest import subscriptions as single
 from app.ingest.recompute import (
     TOUCHED,
@@ -70,7 +72,6 @@ from app.tables import import_job, import_run, metadata, rollup_rebuild, subscri
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
 CONCURRENT_CHUNKS = 2  # chunks of a first import applied side by side (one per core)
-COPY_BATCHES = 40  # parsed batches (app.ingest.subscriptions.BATCH rows) per COPY statement
 UNFINISHED = ("staging", "applying", "finishing")
 # Indexes no statement of a first import's chunk reads (each chunk reads the derived tables by
 # customer): dropped while such chunks are applied, built once at the end (`build_deferred`).
@@ -234,32 +235,16 @@ async def _copy(
     filename: str,
     progress: single.Progress,
 ) -> int:
-    """COPY the good rows into the staging table, COPY_BATCHES batches per statement (bounded
-    statements), each fed as its rows are parsed: the server stores a batch while the next is
-    read, so parsing and storing overlap."""
+    """COPY the good rows into the staging table (app.ingest.staging.copy_records)."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     records = single.Records(rows, BadLines(filename))
-    batches = single.batches(records)
-    batch = next(batches, None)
-    while batch is not None:
-        fed: list[list[tuple[object, ...]] | None] = [batch]
 
-        async def feed(
-            fed: list[list[tuple[object, ...]] | None] = fed,
-        ) -> AsyncIterator[tuple[object, ...]]:
-            for _ in range(COPY_BATCHES):
-                current = fed[0]
-                if current is None:
-                    return
-                for record in current:
-                    yield record
-                progress("read", len(current))
-                fed[0] = next(batches, None)
+    def read(count: int) -> None:
+        progress("read", count)
 
-        await driver.copy_records_to_table(job.stage, records=feed(), columns=single.STAGE_COLUMNS)
-        batch = fed[0]
+    await staging.copy_records(driver, job.stage, records, single.STAGE_COLUMNS, read)
     records.problems.check()
     return records.count
 
@@ -303,6 +288,20 @@ async def _check(engine: AsyncEngine, job: Job, filename: str, source: str) -> N
         raise ImportFailed(filename, listed, total - len(listed))
 
 
+async def _copy_in_parts(
+    engine: AsyncEngine, job: Job, parted: staging.PartedSource, progress: single.Progress
+) -> int | None:
+    """The file staged by several processes (app.ingest.staging) when it is large enough to
+    gain from them: its rows, or None when it was not (or a part had a bad line)."""
+    if parted.processes < 2:
+        return None
+    parts = parted.parts(parted.processes)
+    if len(parts) < 2 or parts[-1][1] - parts[0][0] < staging.MIN_BYTES:
+        return None
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await staging.stage_in_parts(url, job.stage, parted, parts, progress)
+
+
 async def _stage(
     engine: AsyncEngine,
     job: Job,
@@ -310,13 +309,19 @@ async def _stage(
     filename: str,
     source: str,
     progress: single.Progress,
+    parted: staging.PartedSource | None = None,
 ) -> Job:
     """Stage the file (committed: the job stays `staging` until the checks pass, so an
-    interrupted run stages it again), then check it."""
+    interrupted run stages it again), by several processes when it can be read in parts
+    (else, or when a part has a bad line, from `rows`), then check it."""
     try:
         async with engine.begin() as connection:
             await _create_stage(connection, job)
-            count = await _copy(connection, job, rows, filename, progress)
+        count = await _copy_in_parts(engine, job, parted, progress) if parted else None
+        if count is None:  # (not in parts, or a part had a bad line: reported as ever)
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql(f"TRUNCATE {job.stage}")
+                count = await _copy(connection, job, rows, filename, progress)
         progress("check", 0)
         await _check(engine, job, filename, source)
         async with engine.begin() as connection:
@@ -646,15 +651,17 @@ async def load_periods_chunked(
     chunks: int,
     progress: single.Progress,
     job: Job | None = None,
+    parted: staging.PartedSource | None = None,
 ) -> single.ImportResult:
-    """Import (or resume, given the unfinished `job` of this file) in `chunks` chunks."""
+    """Import (or resume, given the unfinished `job` of this file) in `chunks` chunks; the
+    file staged by several processes when it can be read in parts (`parted`)."""
     if job is None:
         job = await _start(engine, source, sha256, filename, chunks)
     else:
         progress("chunks", job.chunks)
         progress("resume", job.done_chunks)
     if job.state == "staging" or not await _stage_intact(engine, job):
-        job = await _stage(engine, job, rows, filename, source, progress)
+        job = await _stage(engine, job, rows, filename, source, progress, parted)
     progress("apply", 0)
     fresh = job.done_chunks == 0 and await _derived_empty(engine)
     if fresh and await _concurrent(engine, job, source):

@@ -11,7 +11,11 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from functools import partial
-from typing import BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MAX_LINE = 1 << 20  # characters in one line
 BAD_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a byte that is not UTF-8
@@ -23,12 +27,15 @@ class TextLines:
     line so that csv's line numbers are the file's. A line that is not UTF-8, holds a NUL byte
     or is longer than MAX_LINE is still yielded (cleaned) so reading goes on, and its problem
     is kept in `problems`. Decoding runs in C; only a line that is not plain ASCII is looked
-    at more closely. `consumed` is how far the file has been read (for progress bars)."""
+    at more closely. `consumed` is how far the file has been read (for progress bars).
+    `first_line`: the number of the stream's first line (a part of a file, `split_records`)."""
 
-    def __init__(self, stream: BinaryIO | None, decoded: Iterable[str] = ()) -> None:
+    def __init__(
+        self, stream: BinaryIO | None, decoded: Iterable[str] = (), first_line: int = 1
+    ) -> None:
         self.stream = stream
         self.decoded = decoded  # lines that are text already (when there is no stream)
-        self.number = 0
+        self.number = first_line - 1
         self.problems: dict[int, str] = {}
         self.row_lines: list[str] = []  # the lines of the CSV row being read
 
@@ -100,8 +107,9 @@ def csv_rows(source: TextLines | Iterable[str]) -> Iterator[CsvRow]:
     lines = source if isinstance(source, TextLines) else TextLines(None, source)
     reader = csv.reader(lines, strict=True)
     row_lines, problems = lines.row_lines, lines.problems
+    before = lines.number  # the lines before the source's first (a part of a file)
     while True:
-        start = reader.line_num + 1
+        start = before + reader.line_num + 1
         row_lines.clear()
         try:
             values = next(reader)
@@ -109,11 +117,11 @@ def csv_rows(source: TextLines | Iterable[str]) -> Iterator[CsvRow]:
             return
         except csv.Error as error:
             line, reason, runaway = _quoting_problem(str(error), start, row_lines)
-            yield line, [], lines.problem_in(start, reader.line_num) or reason
+            yield line, [], lines.problem_in(start, before + reader.line_num) or reason
             if runaway:
                 return
             continue
-        yield start, values, lines.problem_in(start, reader.line_num) if problems else None
+        yield start, values, lines.problem_in(start, before + reader.line_num) if problems else None
 
 
 def with_header(
@@ -180,3 +188,85 @@ def _open_quote_line(row_lines: list[str], first: int) -> int:
                     opened = number
             field_start, closed = char in ",\r\n", False
     return opened
+
+
+# --- a large file in parts, each read by its own process ---------------------------------------
+
+
+class ByteRange(io.RawIOBase):
+    """Bytes `start` to `end` (exclusive) of a file, as a stream of their own; `read_bytes`
+    is how many have been read."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        super().__init__()
+        self.file = path.open("rb")
+        self.file.seek(start)
+        self.left = end - start
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")[: self.left]
+        count = self.file.readinto(view)
+        self.left -= count
+        self.read_bytes += count
+        return count
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+# (its first byte, the byte after its last, the number of its first line)
+Part = tuple[int, int, int]
+SPLIT_BLOCK = 1 << 23  # bytes read at a time while looking for where to split
+
+
+def split_records(path: Path, parts: int, block: int = SPLIT_BLOCK) -> list[Part]:
+    """The rows after the header of a CSV file, in up to `parts` parts of about equal size,
+    each starting on a line outside any quoted field (an even number of quotes before it:
+    at a line start outside quotes, csv is in the same state as at the file's start). A part
+    ends where the next begins, so each row is in exactly one; none for a file of a header
+    alone. A split is made only where the lines before it end in \\n (a carriage return that
+    ends a line by itself would number the lines after it apart from TextLines). A file whose
+    quoting is broken may be split inside a field: the part before such a split then ends in
+    an open quote, a problem its reader reports."""
+    size = path.stat().st_size
+    starts: list[tuple[int, int]] = []  # (first byte, number of its line) of each part
+    quotes = lines = 0  # in the bytes read and counted so far
+    with path.open("rb") as handle:
+        offset, carriage = 0, False  # (the bytes before `data`; whether they end in \r)
+        while len(starts) < parts and (data := handle.read(block)):
+            if carriage and not data.startswith(b"\n"):
+                return _parts(starts[:1], size)  # a line ended by \r alone: no split after
+            counted = 0
+            while len(starts) < parts:
+                wanted = 0  # the header's end: the first line end outside quotes
+                if starts:
+                    wanted = starts[0][0] + len(starts) * (size - starts[0][0]) // parts - 1
+                end = data.find(b"\n", max(counted, wanted - offset))
+                if end < 0:
+                    end = len(data)
+                bare = data.count(b"\r", counted, end) - data.count(b"\r\n", counted, end + 1)
+                if end == len(data) and data.endswith(b"\r"):
+                    bare -= 1  # (the next block may begin with its \n)
+                if bare:
+                    return _parts(starts[:1], size)  # a line ended by \r alone: no split after
+                quotes += data.count(b'"', counted, end)
+                lines += data.count(b"\n", counted, end)
+                if end == len(data):
+                    break
+                lines += 1
+                counted = end + 1
+                if quotes % 2 == 0 and offset + counted < size:
+                    starts.append((offset + counted, lines + 1))
+            carriage = data.endswith(b"\r")
+            offset += len(data)
+    return _parts(starts, size)
+
+
+def _parts(starts: list[tuple[int, int]], size: int) -> list[Part]:
+    ends = [start for start, _ in starts[1:]] + [size] if starts else []
+    return [(start, end, line) for (start, line), end in zip(starts, ends, strict=True)]

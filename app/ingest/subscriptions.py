@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,6 +24,9 @@ from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest.bulk import filled_in_bulk
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.rows import PeriodRow, period_problem
+
+if TYPE_CHECKING:
+    from app.ingest.staging import PartedSource
 from app.tables import import_run
 
 BATCH = 5_000
@@ -227,11 +231,12 @@ _REPLACE = [
 class Records:
     """The COPY records of a row stream, checked against the limits every source is held to;
     bad lines are collected on the way (after the first, the rest of the stream is only read
-    for more of them, and counted)."""
+    for more of them, and counted; not at all when `first_only`)."""
 
     rows: Iterable[PeriodRow | tuple[int, str]]
     problems: BadLines
     count: int = 0
+    first_only: bool = False
 
     def __iter__(self) -> Iterator[tuple[object, ...]]:
         for row in self.rows:
@@ -244,6 +249,8 @@ class Records:
                     continue
                 row = (row.line, problem)
             self.problems.add(*row)
+            if self.first_only:
+                return
 
 
 async def per_batch_script(
@@ -373,11 +380,13 @@ async def load_periods(
     progress: Progress = _noop,
     expected_rows: int = 0,
     chunk_rows: int = 0,
+    parted: PartedSource | None = None,
 ) -> ImportResult:
     """Import a stream of periods (or bad lines): in one transaction, or in chunks of about
     `chunk_rows` rows (default app.ingest.chunked.CHUNK_ROWS) when the caller expects more
     (`expected_rows`, an estimate) or an interrupted chunked import of this file (same source
-    and sha256) is waiting to be resumed."""
+    and sha256) is waiting to be resumed; a file chunked so and readable in parts (`parted`)
+    is staged by several processes (app.ingest.staging)."""
     from app.ingest import chunked  # (it builds on this module)
 
     job = await chunked.unfinished_job(engine, source, sha256)
@@ -392,6 +401,7 @@ async def load_periods(
             chunks=chunked.chunk_count(expected_rows, chunk_rows),
             progress=progress,
             job=job,
+            parted=parted,
         )
     await chunked.abandon(engine, source)  # another file's unfinished chunked import
     await chunked.build_deferred(engine, progress)  # the indexes it left out, if any

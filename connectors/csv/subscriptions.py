@@ -9,16 +9,27 @@ email, country.
 
 from __future__ import annotations
 
+import io
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
-from app.ingest.csvfile import TextLines, with_header
+from app.ingest.csvfile import (
+    ByteRange,
+    CsvRow,
+    Part,
+    TextLines,
+    csv_rows,
+    split_records,
+    with_header,
+)
 from app.ingest.rows import AMOUNT_DECIMALS, AMOUNT_DIGITS, PeriodRow
+from app.ingest.staging import PROCESSES
 from app.limits import MAX_COUNT, day_problem, magnitude_problem, mrr_problem
 from app.money import INTERVALS, ISO_CURRENCIES, monthly_cents
 
@@ -67,6 +78,7 @@ class HeaderCheck:
     unknown: tuple[str, ...]
     repeated: tuple[str, ...] = ()
     unreadable: str | None = None  # the header line itself is bad (or there is none)
+    names: tuple[str, ...] = ()  # the header's column names, as given
 
     def problems(self) -> list[str]:
         if self.unreadable:
@@ -88,7 +100,7 @@ def check_header(fields: list[str]) -> HeaderCheck:
         missing.append("monthly_amount (or amount and interval)")
     unknown = [name for name in fields if name not in COLUMNS]
     repeated = sorted({name for name in fields if fields.count(name) > 1})
-    return HeaderCheck(tuple(missing), tuple(unknown), tuple(repeated))
+    return HeaderCheck(tuple(missing), tuple(unknown), tuple(repeated), names=tuple(fields))
 
 
 def _date(name: str, value: str | None) -> date | None:
@@ -274,18 +286,41 @@ def read_periods(
     names, unreadable, rows = with_header(lines)
     if unreadable:
         return HeaderCheck((), (), unreadable=unreadable), iter(())
+    return check_header(names), _periods(rows, names, base_currency)
 
-    def periods() -> Iterator[PeriodRow | tuple[int, str]]:
-        values, parse = _picker(names), RowParser(base_currency)
-        for line, raw, problem in rows:
-            if problem:
-                yield line, problem
-            elif len(raw) > len(names):
-                yield line, "more values than columns in the header"
-            elif raw:
-                try:
-                    yield parse(line, values(raw))
-                except RowError as error:
-                    yield line, str(error)
 
-    return check_header(names), periods()
+def _periods(
+    rows: Iterable[CsvRow], names: list[str], base_currency: str
+) -> Iterator[PeriodRow | tuple[int, str]]:
+    values, parse = _picker(names), RowParser(base_currency)
+    for line, raw, problem in rows:
+        if problem:
+            yield line, problem
+        elif len(raw) > len(names):
+            yield line, "more values than columns in the header"
+        elif raw:
+            try:
+                yield parse(line, values(raw))
+            except RowError as error:
+                yield line, str(error)
+
+
+@dataclass(frozen=True)
+class PeriodsFile:
+    """A periods file whose header passed `check_header`, to be read in parts by several
+    processes (app.ingest.staging): picklable, each part read as the whole file would be."""
+
+    path: Path
+    names: tuple[str, ...]
+    base_currency: str
+    processes: int = PROCESSES
+
+    def parts(self, count: int) -> list[Part]:
+        return split_records(self.path, count)
+
+    def read(self, part: Part) -> tuple[Iterator[PeriodRow | tuple[int, str]], ByteRange]:
+        """The rows of one part, and the stream they are read from (its `read_bytes`)."""
+        start, end, first_line = part
+        stream = ByteRange(self.path, start, end)
+        lines = TextLines(io.BufferedReader(stream, 1 << 20), first_line=first_line)
+        return _periods(csv_rows(lines), list(self.names), self.base_currency), stream
