@@ -5,8 +5,12 @@ the file whole (app.ingest.staging)."""
 from __future__ import annotations
 
 import io
+import multiprocessing
+import signal
+from multiprocessing.connection import Connection
 from pathlib import Path
 
+from app.ingest import staging
 from app.ingest.csvfile import CsvRow, Part, TextLines, csv_rows, split_records
 from connectors.csv.subscriptions import PeriodsFile, read_periods
 
@@ -114,3 +118,26 @@ def test_a_periods_file_part_reads_as_the_whole_file(tmp_path: Path) -> None:
         assert stream.read_bytes == part[1] - part[0]
     assert found == expected
     assert found[-1] == (52, "start_date '2024-13-01' is not a date (expected YYYY-MM-DD)")
+
+
+def _sigint_disposition(results: Connection) -> None:
+    results.send(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_a_staging_process_leaves_ctrl_c_to_its_parent() -> None:
+    """Children are started ignoring SIGINT (from their first instruction: their start-up
+    imports take a while), the parent's own handler put back: Ctrl-C reaches the import,
+    which stops the children, and no child prints a KeyboardInterrupt of its own."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    handler = signal.getsignal(signal.SIGINT)
+    with staging._ctrl_c_ignored():
+        child = context.Process(target=_sigint_disposition, args=(sender,))
+        child.start()
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert receiver.recv() is True
+    child.join()
+    unguarded = context.Process(target=_sigint_disposition, args=(sender,))
+    unguarded.start()
+    assert receiver.recv() is False
+    unguarded.join()

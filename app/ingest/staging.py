@@ -20,6 +20,7 @@ import asyncio
 import multiprocessing
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Protocol
@@ -124,15 +125,26 @@ def _stage_part(
     read: Synchronized[int],
     results: Connection,
 ) -> None:
-    """A child process: one part staged; ("staged", rows), ("bad", 0) or ("failed", why).
-    Ctrl-C is the parent's to handle (it stops the children): not reported here too."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A child process: one part staged; ("staged", rows), ("bad", 0) or ("failed", why)."""
     try:
         outcome = asyncio.run(_copy_part(url, table, source, part, read))
     except Exception as error:  # (reported to the parent, which raises it)
         results.send(("failed", f"{type(error).__name__}: {error}"))
     else:
         results.send(outcome)
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Within, this process ignores SIGINT, and so does for good a child started meanwhile
+    (an ignored signal stays ignored across exec, and Python keeps it so). Ctrl-C is the
+    parent's to handle (it stops the children): a child would otherwise print its own
+    KeyboardInterrupt, wherever its start-up was."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def stage_in_parts(
@@ -160,8 +172,9 @@ async def stage_in_parts(
             zip(parts, counters, pipes, strict=True)
         )
     ]
-    for child in children:
-        child.start()
+    with _ctrl_c_ignored():
+        for child in children:
+            child.start()
     outcomes: dict[int, tuple[str, int | str]] = {}  # ("staged", rows), ("bad", 0), ("failed", why)
     try:
         while len(outcomes) < len(children):
