@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -139,7 +140,11 @@ def _ctrl_c_ignored() -> Iterator[None]:
     """Within, this process ignores SIGINT, and so does for good a child started meanwhile
     (an ignored signal stays ignored across exec, and Python keeps it so). Ctrl-C is the
     parent's to handle (it stops the children): a child would otherwise print its own
-    KeyboardInterrupt, wherever its start-up was."""
+    KeyboardInterrupt, wherever its start-up was. (Only the main thread may set a handler,
+    and only it gets Ctrl-C: elsewhere, nothing to do.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
