@@ -1,9 +1,10 @@
 """The data version, and the per-process caches keyed by it.
 
 **The data version.** Every transaction that writes a table a query result may depend on sets
-the slot of its backend in `data_version` (pid % 64) to a fresh number from a sequence, once,
-from statement triggers (migration 0014; API keys bump it only when created or revoked, not
-when their last use is recorded). A reader's version is `(sum, max)` of the slots as its
+the slot of its backend in `data_version` (pid % 64, or the one the transaction names in
+`tidemill.slot`: migration 0027) to a fresh number from a sequence, once, from statement
+triggers (migration 0014; API keys bump it only when created or revoked, not when their last
+use is recorded). A reader's version is `(sum, max)` of the slots as its
 snapshot sees them. Every committed writer raises the sum, and on one server the snapshots
 see the committed writers in one order, so two snapshots with the same version see the same
 data. Writers in different slots never wait for each other (a single counter row would

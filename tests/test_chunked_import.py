@@ -322,6 +322,11 @@ async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
     async with engine.connect() as connection:  # the chunks' staged rollup rows went too
         query = "SELECT relname FROM pg_class WHERE relname ~ '^import_(rollup|cohorts)_'"
         assert list(await connection.scalars(sa.text(query))) == []
+        # each chunk wrote the data version and the customer tally in a slot of its own, past
+        # the backends' (two chunks' connections could share pid % 64: migration 0027)
+        for table in ("data_version", "customer_tally"):
+            query = f"SELECT slot FROM {table} WHERE slot >= 64 ORDER BY slot"
+            assert list(await connection.scalars(sa.text(query))) == [64, 65]
     # a corrected file is no first import: one chunk after the other, 3 subscriptions changed
     side_by_side.clear()
     again = await load(engine, corrected(company), chunk_rows=60)

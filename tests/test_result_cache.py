@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.datacache import SharedVersion, read_version
 from app.metrics.service import MetricsEngine
@@ -377,3 +378,36 @@ async def test_usage_events_and_definitions_move_the_version(
         assert await tokens(client) == 12
         await definitions.update(engine, metric.id, MetricUpdate(property="missing"))
         assert await tokens(client) == 0
+
+
+async def test_writers_wait_for_each_other_only_in_the_same_slot(engine: AsyncEngine) -> None:
+    """The data version and the customer tally are kept in slots, the backend's pid % 64 or
+    the one its transaction names (`tidemill.slot`, migration 0027): two open transactions
+    in different slots write side by side; in the same one the second waits for the first
+    (here: gives up after its lock timeout). Side-by-side chunks of an import rely on it."""
+
+    async def insert_customer(connection: AsyncConnection, slot: int, name: str) -> None:
+        await connection.execute(sa.select(sa.func.set_config("tidemill.slot", str(slot), True)))
+        await connection.execute(sa.text("SET LOCAL lock_timeout = '300ms'"))
+        await connection.execute(
+            sa.text("INSERT INTO customer (source, external_id) VALUES ('t', :name)"),
+            {"name": name},
+        )
+
+    async with engine.connect() as first, engine.connect() as second:
+        await first.begin()
+        await insert_customer(first, 70, "a")
+        async with second.begin():
+            await insert_customer(second, 71, "b")  # its own slot: no wait
+        with pytest.raises(DBAPIError, match="lock timeout"):
+            async with second.begin():
+                await insert_customer(second, 70, "c")  # the first's slot: waits for it
+        await first.commit()
+    async with engine.connect() as connection:
+        slots = "SELECT slot, customers FROM customer_tally WHERE slot >= 64 ORDER BY slot"
+        assert [tuple(row) for row in await connection.execute(sa.text(slots))] == [
+            (70, 1),
+            (71, 1),
+        ]
+        versions = "SELECT slot FROM data_version WHERE slot >= 64 ORDER BY slot"
+        assert list(await connection.scalars(sa.text(versions))) == [70, 71]

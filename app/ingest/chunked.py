@@ -72,6 +72,11 @@ from app.tables import import_job, import_run, metadata, rollup_rebuild, subscri
 CHUNK_ROWS = 250_000  # rows per chunk (TIDEMILL_IMPORT_CHUNK_ROWS); about 25,000 customers
 MAX_CHUNKS = 1_024
 CONCURRENT_CHUNKS = 2  # chunks of a first import applied side by side (one per core)
+# Chunks applied side by side write the data version and the customer tally in slots of their
+# own, past the backends' (pid % 64): CONCURRENT_CHUNKS consecutive chunks are in flight, so
+# theirs differ. Sharing a slot, the first chunk would wait for the second's slot row while the
+# second waits for the first to commit (migration 0027).
+CHUNK_SLOTS = 64
 UNFINISHED = ("staging", "applying", "finishing")
 # Indexes no statement of a first import's chunk reads (each chunk reads the derived tables by
 # customer): dropped while such chunks are applied, built once at the end (`build_deferred`).
@@ -364,10 +369,14 @@ async def _apply_chunk(
     """One chunk in one transaction; with `after` (concurrent chunks), its work done, it waits
     for that event (the previous chunk committed) before it takes the rows every chunk
     writes (the ledger's currencies, the job's) and commits: chunks commit in order, so
-    `done_chunks` stays the number of chunks committed."""
+    `done_chunks` stays the number of chunks committed. Meanwhile it holds no row the chunk
+    before it writes (its own customers, subscriptions and slots: CHUNK_SLOTS)."""
     async with engine.begin() as connection:
         # its sorts and hashes (tens of thousands of customers' rows) in memory
         await connection.execute(sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True)))
+        if after is not None:  # the data version's and customer tally's rows of its own
+            slot = str(CHUNK_SLOTS + chunk % CONCURRENT_CHUNKS)
+            await connection.execute(sa.select(sa.func.set_config("tidemill.slot", slot, True)))
         await connection.exec_driver_sql(single.NEW_VERSION_DDL)
         await create_touched_table(connection)
         raw = await connection.get_raw_connection()
