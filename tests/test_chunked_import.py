@@ -622,7 +622,11 @@ async def test_a_file_staged_in_parts_is_refused_as_one_process_refuses_it(
 
 
 async def test_a_failed_staging_process_fails_the_import_and_leaves_nothing(
-    engine: AsyncEngine, company: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine,
+    database_url: str,
+    company: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(staging, "MIN_BYTES", 0)
     path = tmp_path / "company.csv"
@@ -632,6 +636,12 @@ async def test_a_failed_staging_process_fails_the_import_and_leaves_nothing(
         staging.StagingFailed, match=r"staging the file in parts failed: .* does not exist"
     ):
         await load_in_parts(engine, path, chunk_rows=60)
+    assert (await stored(engine))["customer"] == []
+    result = await asyncio.to_thread(_cli_import, database_url, path, 100)  # told, no traceback
+    assert result.exit_code == 1
+    assert "staging the file in parts failed: " in result.output
+    assert "TIDEMILL_IMPORT_PROCESSES=1" in result.output
+    assert "Traceback" not in result.output
     assert (await stored(engine))["customer"] == []
 
 

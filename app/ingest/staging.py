@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app.errors import BadLines
+from app.errors import BadLines, UserError
 from app.ingest.csvfile import Part
 from app.ingest.rows import PeriodRow
 
@@ -52,8 +52,11 @@ class PartedSource(Protocol):
         ...
 
 
-class StagingFailed(RuntimeError):
-    """A staging process failed (not the file: the database, the machine)."""
+class StagingFailed(UserError):
+    """A staging process failed (not the file: the database, the machine); the message says
+    why and how to go on (the CLI prints it, no traceback)."""
+
+    code = "STAGING_FAILED"
 
 
 async def copy_records(
@@ -204,7 +207,11 @@ async def stage_in_parts(
             sender.close()
     failed = [why for kind, why in outcomes.values() if kind == "failed"]
     if failed:
-        raise StagingFailed(f"staging the file in parts failed: {failed[0]}")
+        raise StagingFailed(
+            f"staging the file in parts failed: {failed[0]}; nothing of the file was applied: "
+            "run the same command again, or with TIDEMILL_IMPORT_PROCESSES=1 to stage it in "
+            "the importing process alone"
+        )
     if any(kind == "bad" for kind, _ in outcomes.values()):
         return None
     return sum(rows for _, rows in outcomes.values() if isinstance(rows, int))
