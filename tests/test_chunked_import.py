@@ -112,6 +112,29 @@ def corrected(text: str) -> str:
     return "".join(out)
 
 
+def moved(text: str) -> str:
+    """The file with its first subscription given to the customer of the last line in the
+    same currency (another chunk's, most likely) and the customer details of that one."""
+    lines = text.splitlines(keepends=True)
+    header, body = lines[0], [line.rstrip("\n").split(",") for line in lines[1:]]
+    columns = header.strip().split(",")
+    customer, currency = columns.index("customer_id"), columns.index("currency")
+    details = [columns.index(name) for name in ("customer_name", "email", "country")]
+    subscription = min(values[0] for values in body)
+    owner = next(values for values in body if values[0] == subscription)
+    target = next(
+        values
+        for values in reversed(body)
+        if values[currency] == owner[currency] and values[customer] != owner[customer]
+    )
+    for values in body:
+        if values[0] == subscription:
+            values[customer] = target[customer]
+            for column in details:
+                values[column] = target[column]
+    return header + "".join(",".join(values) + "\n" for values in body)
+
+
 async def jobs(engine: AsyncEngine) -> list[tuple[str, int, int]]:
     async with engine.connect() as connection:
         query = "SELECT state, chunks, done_chunks FROM import_job ORDER BY id"
@@ -149,6 +172,22 @@ async def test_a_chunked_import_equals_one_transaction(engine: AsyncEngine, comp
     # the same file again changes nothing
     same = await load(engine, again, chunk_rows=60)
     assert (same.changed_subscriptions, same.changed_customers) == (0, 0)
+
+
+async def test_a_subscription_moved_to_another_customer_in_chunks_as_in_one_transaction(
+    engine: AsyncEngine, company: str
+) -> None:
+    again = moved(company)
+    await load(engine, company)
+    whole = await load(engine, again)
+    expected = await stored(engine)
+    await empty(engine)
+    await load(engine, company, chunk_rows=60)
+    chunked_again = await load(engine, again, chunk_rows=60)
+    # its periods did not change; its former and its new customer are recomputed
+    assert (whole.changed_subscriptions, whole.changed_customers) == (0, 2)
+    assert (chunked_again.changed_subscriptions, chunked_again.changed_customers) == (0, 2)
+    assert await stored(engine) == expected
 
 
 class Interrupted(Exception):

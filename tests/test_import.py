@@ -95,6 +95,30 @@ async def test_reimport_changes_nothing_and_a_correction_updates_only_what_chang
     assert [p["churn"] for p in data["series"]["points"]] == [-5000, 0]
 
 
+async def test_a_subscription_given_to_another_customer_recomputes_both(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, GOOD)
+    moved = await import_text(
+        engine, HEADER + "s1,C3,2024-01-01,,100\ns2,C2,2024-01-01,2024-03-01,50\n"
+    )
+    # s1's periods are the same (no subscription changed), but both customers are recomputed
+    assert (moved.changed_subscriptions, moved.changed_customers) == (0, 2)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.text(
+                "SELECT c.external_id, c.current_mrr, count(m.day) FROM customer c"
+                " LEFT JOIN movement m ON m.customer_id = c.id"
+                " GROUP BY 1, 2 ORDER BY 1"
+            )
+        )
+        by_customer = [tuple(row) for row in rows]
+    assert by_customer == [("C1", 0, 0), ("C2", 0, 2), ("C3", 10000, 1)]
+    assert await mrr_at(metrics, "2024-02-15") == 15000
+    data = await execute(metrics, '{ snapshot(at: "2024-02-15") { customers } }')
+    assert data["snapshot"]["customers"] == 2
+
+
 async def test_cli_reports_bad_file_with_line_and_exit_code(
     engine: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:

@@ -120,14 +120,24 @@ CHECKS = {
                 GROUP BY 1 HAVING min(currency) <> max(currency))
             WINDOW w AS (PARTITION BY customer_id ORDER BY line)
         ) ranked WHERE currency <> first_currency ORDER BY line LIMIT :reported""",
+    # per (customer, currency) of the file: its stored customer and that customer's periods
+    # of other subscriptions, by index (LIMIT keeps the planner from hashing whole tables
+    # instead, as it did joining every line with every stored period of its customer)
     "customer {2} already has subscriptions in another currency; a customer has one currency": """
         SELECT min(st.line), min(st.line), st.customer_id, count(*) OVER ()
-        FROM stage_period st
-        JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
-        JOIN subscription s ON s.customer_id = c.id
-        JOIN subscription_version v ON v.subscription_id = s.id
-        WHERE v.currency <> st.currency
-          AND s.external_id NOT IN (SELECT subscription_id FROM stage_period)
+        FROM (
+            SELECT customer_id, currency, min(line) AS line FROM stage_period GROUP BY 1, 2
+        ) st
+        JOIN LATERAL (
+            SELECT c.id FROM customer c WHERE c.source = :source AND c.external_id = st.customer_id
+            LIMIT 1
+        ) c ON true
+        JOIN LATERAL (
+            SELECT FROM subscription s JOIN subscription_version v ON v.subscription_id = s.id
+            WHERE s.customer_id = c.id AND v.currency <> st.currency
+              AND s.external_id NOT IN (SELECT subscription_id FROM stage_period)
+            LIMIT 1
+        ) other ON true
         GROUP BY st.customer_id ORDER BY 1 LIMIT :reported""",
 }
 
@@ -156,21 +166,34 @@ PER_BATCH = [
     SELECT DISTINCT :source, plan, plan FROM stage_batch WHERE plan IS NOT NULL
     ON CONFLICT (source, external_id) DO NOTHING
     """,
-    # a subscription that moved to another customer touches both customers
+    # A subscription that moved to another customer touches both customers. Each pair of the
+    # batch (a chunk: hundreds of thousands of lines) is looked up once, by the unique indexes
+    # (scalar subqueries): joined line by line, the planner hashed the whole customer and
+    # subscription tables for every chunk.
     """
     INSERT INTO touched_customer
-    SELECT unnest(ARRAY[s.customer_id, c.id]) FROM stage_batch st
-    JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
-    JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
-    WHERE s.customer_id <> c.id
+    SELECT unnest(ARRAY[m.stored, m.filed]) FROM (
+        SELECT (SELECT s.customer_id FROM subscription s
+                WHERE s.source = :source AND s.external_id = x.subscription_id) AS stored,
+               (SELECT c.id FROM customer c
+                WHERE c.source = :source AND c.external_id = x.customer_id) AS filed
+        FROM (SELECT DISTINCT subscription_id, customer_id FROM stage_batch) x
+    ) m
+    WHERE m.stored <> m.filed
     ON CONFLICT DO NOTHING
     """,
-    # one customer per subscription (a file giving two is refused by the checks)
+    # one customer per subscription (a file giving two is refused by the checks): its first
+    # line's, looked up once per subscription
     """
     INSERT INTO subscription (source, external_id, customer_id)
-    SELECT DISTINCT ON (st.subscription_id) :source, st.subscription_id, c.id
-    FROM stage_batch st JOIN customer c ON c.source = :source AND c.external_id = st.customer_id
-    ORDER BY st.subscription_id, st.line
+    SELECT :source, x.subscription_id,
+           (SELECT c.id FROM customer c
+            WHERE c.source = :source AND c.external_id = x.customer_id)
+    FROM (
+        SELECT DISTINCT ON (subscription_id) subscription_id, customer_id FROM stage_batch
+        ORDER BY subscription_id, line
+    ) x
+    ORDER BY x.subscription_id
     ON CONFLICT (source, external_id) DO UPDATE SET customer_id = EXCLUDED.customer_id
     WHERE subscription.customer_id <> EXCLUDED.customer_id
     """,
