@@ -175,7 +175,7 @@ async def test_a_chunked_import_equals_one_transaction(engine: AsyncEngine, comp
 
 
 async def test_a_subscription_moved_to_another_customer_in_chunks_as_in_one_transaction(
-    engine: AsyncEngine, company: str
+    engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     again = moved(company)
     await load(engine, company)
@@ -183,11 +183,61 @@ async def test_a_subscription_moved_to_another_customer_in_chunks_as_in_one_tran
     expected = await stored(engine)
     await empty(engine)
     await load(engine, company, chunk_rows=60)
+    applied: list[bool] = []  # per chunk: side by side (after another chunk's commit)
+    apply_chunk = chunked._apply_chunk
+
+    async def recorded(*args: Any) -> tuple[int, int]:
+        applied.append(isinstance(args[-1], asyncio.Event))
+        return await apply_chunk(*args)
+
+    monkeypatch.setattr(chunked, "_apply_chunk", recorded)
     chunked_again = await load(engine, again, chunk_rows=60)
-    # its periods did not change; its former and its new customer are recomputed
+    # its periods did not change; its former and its new customer are recomputed, by chunks
+    # applied one after the other (side by side, two chunks could recompute one customer)
     assert (whole.changed_subscriptions, whole.changed_customers) == (0, 2)
     assert (chunked_again.changed_subscriptions, chunked_again.changed_customers) == (0, 2)
+    assert applied
+    assert not any(applied)
     assert await stored(engine) == expected
+
+
+async def test_a_corrected_file_with_a_new_plan_side_by_side_as_in_one_transaction(
+    engine: AsyncEngine, company: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subscriptions of many chunks moved to a plan no chunk knew: written once before the
+    chunks (side by side, one could wait for another's uncommitted plan while that one waits
+    for it to commit)."""
+    lines = company.splitlines(keepends=True)
+    columns = lines[0].strip().split(",")
+    plan = columns.index("plan")
+    out = [lines[0]]
+    for line in lines[1:]:
+        values = line.rstrip("\n").split(",")
+        if values[0].endswith("1_0"):
+            values[plan] = "Scale 2026"
+        out.append(",".join(values) + "\n")
+    again = "".join(out)
+    assert again.count("Scale 2026") > 10
+    await load(engine, company)
+    whole = await load(engine, again)
+    expected = await stored(engine)
+    await empty(engine)
+    await load(engine, company, chunk_rows=60)
+    plans_seen: list[tuple[int, bool]] = []  # (chunk, the plan committed as it began)
+    apply_chunk = chunked._apply_chunk
+
+    async def recorded(*args: Any) -> tuple[int, int]:
+        async with engine.connect() as connection:
+            query = "SELECT count(*) FROM plan WHERE external_id = 'Scale 2026'"
+            plans_seen.append((args[2], await connection.scalar(sa.text(query)) == 1))
+        return await apply_chunk(*args)
+
+    monkeypatch.setattr(chunked, "_apply_chunk", recorded)
+    chunked_again = await load(engine, again, chunk_rows=60)
+    assert chunked_again == whole
+    assert await stored(engine) == expected
+    assert len(plans_seen) > 2
+    assert all(seen for _, seen in plans_seen)
 
 
 class Interrupted(Exception):
@@ -366,11 +416,19 @@ async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
         for table in ("data_version", "customer_tally"):
             query = f"SELECT slot FROM {table} WHERE slot >= 64 ORDER BY slot"
             assert list(await connection.scalars(sa.text(query))) == [64, 65]
-    # a corrected file is no first import: one chunk after the other, 3 subscriptions changed
+    # a corrected file (no first import): side by side too, each chunk's net change to the
+    # rollups added in chunk order; the same tables as one chunk after the other
     side_by_side.clear()
     again = await load(engine, corrected(company), chunk_rows=60)
     assert (again.changed_subscriptions, again.changed_customers) == (3, 3)
-    assert side_by_side == [(chunk, False) for chunk in range(chunks)]
+    assert sorted(side_by_side) == [(chunk, True) for chunk in range(chunks)]
+    corrected_side_by_side = await stored(engine)
+    monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)
+    await empty(engine)
+    await load(engine, company, chunk_rows=60)
+    one_by_one_again = await load(engine, corrected(company), chunk_rows=60)
+    assert one_by_one_again == again
+    assert await stored(engine) == corrected_side_by_side
 
 
 async def test_a_failed_chunk_leaves_the_chunks_before_it_when_side_by_side(

@@ -23,6 +23,11 @@
    its ledger is derived from its staged periods, not read back from `subscription_version`;
    no statement of it joins a whole growing table (those joins made each chunk slower than
    the one before at a million customers).
+   Another import's chunks (a corrected file, a resumed import) are applied side by side too
+   when no subscription of the file moves to another customer (`_concurrent_again`: its
+   former customer would be recomputed by two chunks at once; else one after the other):
+   each recomputes its own customers, stages its net change to the rollups, and adds it once
+   the chunk before it committed.
    Such an import also drops the indexes no chunk reads (DEFERRED_INDEXES: the day indexes
    a cut period reads, the trials' index) and builds each once when every chunk is in:
    rows land all over a day index, so keeping it row by row cost more than building it.
@@ -62,6 +67,7 @@ from app.ingest import subscriptions as single
 from app.ingest.recompute import (
     TOUCHED,
     create_touched_table,
+    keep_rollups,
     recompute_touched,
     record_currencies,
 )
@@ -368,7 +374,8 @@ async def _apply_chunk(
 ) -> tuple[int, int]:
     """One chunk in one transaction; with `after` (concurrent chunks), its work done, it waits
     for that event (the previous chunk committed) before it takes the rows every chunk
-    writes (the ledger's currencies, the job's) and commits: chunks commit in order, so
+    writes (the ledger's currencies, the job's, and but in a first import the rollups' net
+    change or their mark) and commits: chunks commit in order, so
     `done_chunks` stays the number of chunks committed. Meanwhile it holds no row the chunk
     before it writes (its own customers, subscriptions and slots: CHUNK_SLOTS)."""
     async with engine.begin() as connection:
@@ -382,17 +389,26 @@ async def _apply_chunk(
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        if after is None:
+        first = after is not None and fresh  # a first import's chunk, side by side
+        rebuild = True
+        if first:
+            changed, touched = await _apply_first(connection, driver, job.partition(chunk), source)
+            await _stage_contribution(connection, job)
+        else:  # (side by side: the rollups and the currencies once the chunk before committed)
             script = await single.per_batch_script(connection, source, job.partition(chunk))
             await driver.execute(script)
-            changed, touched = await single.apply_changes(
-                connection, fresh=fresh, bulk=False, defer_rollups=True
+            changed, touched, rebuild = await single.apply_changes(
+                connection,
+                fresh=fresh,
+                bulk=False,
+                defer_rollups=True,
+                currencies=after is None,
+                upkeep=after is None,
             )
-        else:
-            changed, touched = await _apply_first(connection, driver, job.partition(chunk), source)
         if after is not None:
-            await _stage_contribution(connection, job)
             await after.wait()
+            if not first:
+                await keep_rollups(connection, rebuild)
             await record_currencies(connection)
         await connection.execute(
             sa.update(import_job)
@@ -532,14 +548,7 @@ async def _concurrent(engine: AsyncEngine, job: Job, source: str) -> bool:
         )
         if known:
             return False
-        literal = await connection.scalar(
-            sa.text("SELECT quote_literal(:source)"), {"source": source}
-        )
-        await connection.exec_driver_sql(
-            "INSERT INTO plan (source, external_id, name)"
-            f" SELECT DISTINCT {literal}, plan, plan FROM {job.stage} WHERE plan IS NOT NULL"
-            " ORDER BY 2 ON CONFLICT (source, external_id) DO NOTHING"
-        )
+        await _write_plans(connection, job, source)
         await rollup.request_rebuild(connection)
         for name in DEFERRED_INDEXES:
             await connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
@@ -549,20 +558,62 @@ async def _concurrent(engine: AsyncEngine, job: Job, source: str) -> bool:
     return True
 
 
+# Whether a subscription of the staged file belongs to another customer than the file's (one
+# pass over the file: its distinct pairs against the stored subscriptions).
+_MOVED = """
+SELECT EXISTS (
+    SELECT FROM (SELECT DISTINCT subscription_id, customer_id FROM {stage}) st
+    JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
+    JOIN customer c ON c.id = s.customer_id
+    WHERE c.external_id <> st.customer_id
+)
+"""
+
+
+async def _concurrent_again(engine: AsyncEngine, job: Job, source: str) -> bool:
+    """Whether the chunks of an import that is not a first one (a corrected file, a resumed
+    import) may be applied side by side: when no subscription of the file moves to another
+    customer (its former customer, another chunk's perhaps, would be recomputed by two
+    chunks at once). Each chunk then recomputes only its own customers; the rows chunks share
+    are written in chunk order (the rollups' net change or mark, the ledger's currencies, the
+    job's), or first, here, the file's new plans (`_write_plans`)."""
+    if CONCURRENT_CHUNKS < 2 or job.chunks - job.done_chunks < 2:
+        return False
+    async with engine.begin() as connection:
+        await connection.execute(sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True)))
+        query = sa.text(_MOVED.format(stage=job.stage))
+        if await connection.scalar(query, {"source": source}):
+            return False
+        await _write_plans(connection, job, source)
+    return True
+
+
+async def _write_plans(connection: AsyncConnection, job: Job, source: str) -> None:
+    """The staged file's plans, before any chunk (each would otherwise write those it names,
+    and wait for another's uncommitted ones)."""
+    literal = await connection.scalar(sa.text("SELECT quote_literal(:source)"), {"source": source})
+    await connection.exec_driver_sql(
+        "INSERT INTO plan (source, external_id, name)"
+        f" SELECT DISTINCT {literal}, plan, plan FROM {job.stage} WHERE plan IS NOT NULL"
+        " ORDER BY 2 ON CONFLICT (source, external_id) DO NOTHING"
+    )
+
+
 async def _apply_concurrently(
-    engine: AsyncEngine, job: Job, source: str, progress: single.Progress
+    engine: AsyncEngine, job: Job, source: str, progress: single.Progress, fresh: bool
 ) -> None:
-    """The chunks of a first import, CONCURRENT_CHUNKS in flight at a time (the server
-    derives one chunk's rows on each core; this process only waits), committed in order."""
+    """The chunks, CONCURRENT_CHUNKS in flight at a time (the server derives one chunk's rows
+    on each core; this process only waits), committed in order; `fresh`: a first import's
+    (`_concurrent`), else another import's (`_concurrent_again`)."""
     committed = {chunk: asyncio.Event() for chunk in range(job.done_chunks - 1, job.chunks)}
     committed[job.done_chunks - 1].set()
     pending = iter(range(job.done_chunks, job.chunks))
 
     async def worker() -> None:
         for chunk in pending:
-            await _apply_chunk(engine, job, chunk, source, True, progress, committed[chunk - 1])
+            await _apply_chunk(engine, job, chunk, source, fresh, progress, committed[chunk - 1])
             committed[chunk].set()
-            if (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
+            if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
                 await single.refresh_statistics(engine, single.GROWING_TABLES)
 
     await _side_by_side(worker)
@@ -674,8 +725,10 @@ async def load_periods_chunked(
     progress("apply", 0)
     fresh = job.done_chunks == 0 and await _derived_empty(engine)
     if fresh and await _concurrent(engine, job, source):
-        await _apply_concurrently(engine, job, source, progress)
+        await _apply_concurrently(engine, job, source, progress, fresh=True)
         await _merge_rollups(engine, job, progress)
+    elif not fresh and await _concurrent_again(engine, job, source):
+        await _apply_concurrently(engine, job, source, progress, fresh=False)
     else:
         for chunk in range(job.done_chunks, job.chunks):
             await _apply_chunk(engine, job, chunk, source, fresh, progress)

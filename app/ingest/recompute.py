@@ -239,8 +239,9 @@ async def recompute_touched(
     defer_rollups: bool = False,
     currencies: bool = True,
     new: bool = False,
+    upkeep: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> None:
+) -> bool:
     """Rebuild `mrr_change`, `movement` and `movement_scope` for every customer in the temp
     `touched_customer`, keep the rollups (add the net of the touched customers' old and new
     contributions, app.metrics.rollup_delta, or rebuild them in full: a first import, a
@@ -250,11 +251,15 @@ async def recompute_touched(
     rollups behind (readers scan) for the caller to rebuild them once later (a chunked
     import); `currencies`: record the ledger's currencies (`record_currencies`; else the
     caller does, later in the transaction); `new`: the touched customers are a first import's
-    chunk, their ledger made from its periods (`_ledger_side`); `progress` follows a rebuild
-    (app.metrics.rollup.rebuild)."""
+    chunk, their ledger made from its periods (`_ledger_side`); `upkeep` (with
+    `defer_rollups`): the rollups are kept here (their net change added, or their mark set),
+    else only the net change is staged and the caller keeps them later in the transaction
+    (`keep_rollups`, given what this returns: whether they need a full rebuild); `progress`
+    follows a rebuild (app.metrics.rollup.rebuild)."""
+    assert upkeep or defer_rollups, "a rebuild in place writes the rollups here"
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
-    if in_full and defer_rollups:
+    if in_full and defer_rollups and upkeep:
         await rollup.request_rebuild(connection)
     elif not in_full and not fresh:  # their old contribution, from their movements as they are
         await rollup_delta.stage(connection, _touched, -1)
@@ -264,10 +269,21 @@ async def recompute_touched(
         await rollup.rebuild(connection, progress)
     elif not in_full:
         await rollup_delta.stage(connection, _touched, 1)
-        await rollup_delta.apply(connection)
+        if upkeep:
+            await rollup_delta.apply(connection)
     await connection.execute(sa.text(_CUSTOMER_FACTS))
     if currencies:
         await record_currencies(connection)
+    return in_full
+
+
+async def keep_rollups(connection: AsyncConnection, rebuild: bool) -> None:
+    """The rollups' part of a recompute run without `upkeep`: marked behind when it needed a
+    full `rebuild`, else its staged net change added."""
+    if rebuild:
+        await rollup.request_rebuild(connection)
+    else:
+        await rollup_delta.apply(connection)
 
 
 async def record_currencies(connection: AsyncConnection) -> None:

@@ -356,13 +356,16 @@ async def apply_changes(
     bulk: bool = True,
     defer_rollups: bool = False,
     currencies: bool = True,
+    upkeep: bool = True,
     progress: Progress = _noop,
-) -> tuple[int, int]:
-    """Replace the changed subscriptions' periods (new_version) and recompute their customers;
+) -> tuple[int, int, bool]:
+    """Replace the changed subscriptions' periods (new_version) and recompute their customers:
+    (subscriptions changed, customers recomputed, whether the rollups need a full rebuild);
     `fresh`: the derived tables held nothing of them; `bulk`: empty tables may be filled
     without their indexes (one transaction only); `defer_rollups`: a full rebuild of the
     rollups is left to the caller; `currencies`: the ledger's currencies are recorded here
-    (else by the caller, app.ingest.recompute.record_currencies)."""
+    (else by the caller, app.ingest.recompute.record_currencies); `upkeep`: the rollups are
+    kept here (else by the caller: app.ingest.recompute.keep_rollups)."""
     for statement in _CHANGES:
         await connection.execute(sa.text(statement))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
@@ -372,17 +375,18 @@ async def apply_changes(
     # the temp table has no statistics: with them the recompute joins it by hash, not by a
     # nested loop of index probes
     await connection.execute(sa.text("ANALYZE touched_customer"))
-    await recompute_touched(
+    rebuild = await recompute_touched(
         connection,
         fresh=fresh,
         bulk=bulk,
         defer_rollups=defer_rollups,
         currencies=currencies,
+        upkeep=upkeep,
         progress=rollup_progress(progress),
     )
     changed = await connection.scalar(sa.text("SELECT count(*) FROM changed_subscription"))
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
-    return int(changed or 0), int(touched or 0)
+    return int(changed or 0), int(touched or 0), rebuild
 
 
 def file_sha256(path: Path) -> str:
@@ -446,7 +450,7 @@ async def _load_in_one_transaction(
         count = await _stage(connection, rows, filename, source, progress)
         await _check(connection, filename, source)
         progress("apply", 0)
-        changed, touched = await apply_changes(connection, progress=progress)
+        changed, touched, _ = await apply_changes(connection, progress=progress)
         await connection.execute(
             sa.insert(import_run).values(
                 kind="subscriptions",
