@@ -24,10 +24,10 @@
    no statement of it joins a whole growing table (those joins made each chunk slower than
    the one before at a million customers).
    Another import's chunks (a corrected file, a resumed import) are applied side by side too
-   when no subscription of the file moves to another customer (`_concurrent_again`: its
-   former customer would be recomputed by two chunks at once; else one after the other):
-   each recomputes its own customers, stages its net change to the rollups, and adds it once
-   the chunk before it committed.
+   (`_concurrent_again`): each recomputes its own customers, stages its net change to the
+   rollups, and adds it once the chunk before it committed. A chunk that would move a
+   subscription to another customer (whose former customer two chunks could then both
+   recompute) rolls back instead, and the rest goes one chunk after the other.
    Such an import also drops the indexes no chunk reads (DEFERRED_INDEXES: the day indexes
    a cut period reads, the trials' index) and builds each once when every chunk is in:
    rows land all over a day index, so keeping it row by row cost more than building it.
@@ -397,6 +397,8 @@ async def _apply_chunk(
         else:  # (side by side: the rollups and the currencies once the chunk before committed)
             script = await single.per_batch_script(connection, source, job.partition(chunk))
             await driver.execute(script)
+            if after is not None and await _moves_subscriptions(connection):
+                raise MovedSubscription(chunk)  # (before it writes another chunk's rows)
             changed, touched, rebuild = await single.apply_changes(
                 connection,
                 fresh=fresh,
@@ -558,34 +560,42 @@ async def _concurrent(engine: AsyncEngine, job: Job, source: str) -> bool:
     return True
 
 
-# Whether a subscription of the staged file belongs to another customer than the file's (one
-# pass over the file: its distinct pairs against the stored subscriptions).
-_MOVED = """
-SELECT EXISTS (
-    SELECT FROM (SELECT DISTINCT subscription_id, customer_id FROM {stage}) st
-    JOIN subscription s ON s.source = :source AND s.external_id = st.subscription_id
-    JOIN customer c ON c.id = s.customer_id
-    WHERE c.external_id <> st.customer_id
-)
-"""
+class MovedSubscription(Exception):
+    """A chunk applied side by side found a subscription of its own that the file gives to
+    another customer than the stored one: that customer, perhaps another chunk's, would be
+    recomputed by two chunks at once. The chunk rolls back (it has written nothing of another
+    chunk's yet), and the import goes on one chunk after the other."""
+
+    def __init__(self, chunk: int) -> None:
+        super().__init__(f"chunk {chunk} moves a subscription to another customer")
+
+
+async def _moves_subscriptions(connection: AsyncConnection) -> bool:
+    """After a chunk's upserts (single.PER_BATCH), before its changes are compared: only a
+    subscription moved to another customer has touched a customer yet (both of them)."""
+    return bool(await connection.scalar(sa.text("SELECT EXISTS (SELECT FROM touched_customer)")))
 
 
 async def _concurrent_again(engine: AsyncEngine, job: Job, source: str) -> bool:
     """Whether the chunks of an import that is not a first one (a corrected file, a resumed
-    import) may be applied side by side: when no subscription of the file moves to another
-    customer (its former customer, another chunk's perhaps, would be recomputed by two
-    chunks at once). Each chunk then recomputes only its own customers; the rows chunks share
-    are written in chunk order (the rollups' net change or mark, the ledger's currencies, the
-    job's), or first, here, the file's new plans (`_write_plans`)."""
+    import) may be applied side by side; then the file's new plans are written first
+    (`_write_plans`). Each chunk recomputes only its own customers (one that would recompute
+    another's stops the side-by-side run: MovedSubscription); the rows chunks share are
+    written in chunk order (the rollups' net change or mark, the ledger's currencies, the
+    job's)."""
     if CONCURRENT_CHUNKS < 2 or job.chunks - job.done_chunks < 2:
         return False
     async with engine.begin() as connection:
-        await connection.execute(sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True)))
-        query = sa.text(_MOVED.format(stage=job.stage))
-        if await connection.scalar(query, {"source": source}):
-            return False
         await _write_plans(connection, job, source)
     return True
+
+
+async def _done_chunks(engine: AsyncEngine, job: Job) -> int:
+    async with engine.connect() as connection:
+        done = await connection.scalar(
+            sa.select(import_job.c.done_chunks).where(import_job.c.id == job.id)
+        )
+    return int(done or 0)
 
 
 async def _write_plans(connection: AsyncConnection, job: Job, source: str) -> None:
@@ -727,10 +737,15 @@ async def load_periods_chunked(
     if fresh and await _concurrent(engine, job, source):
         await _apply_concurrently(engine, job, source, progress, fresh=True)
         await _merge_rollups(engine, job, progress)
-    elif not fresh and await _concurrent_again(engine, job, source):
-        await _apply_concurrently(engine, job, source, progress, fresh=False)
     else:
-        for chunk in range(job.done_chunks, job.chunks):
+        done = job.done_chunks
+        if not fresh and await _concurrent_again(engine, job, source):
+            try:
+                await _apply_concurrently(engine, job, source, progress, fresh=False)
+                done = job.chunks
+            except MovedSubscription:  # the chunks committed so far stay
+                done = await _done_chunks(engine, job)
+        for chunk in range(done, job.chunks):
             await _apply_chunk(engine, job, chunk, source, fresh, progress)
             if fresh and (chunk + 1) & chunk == 0:  # 1, 2, 4, 8... chunks into an empty database
                 await single.refresh_statistics(engine, single.GROWING_TABLES)
