@@ -40,13 +40,13 @@
 The job (`import_job`) remembers where it is: running the same file again (same source and
 sha256) after an interruption continues after the last committed chunk (restaging first when
 the unlogged staging table did not survive a server crash; chunks are a hash of the customer
-id, so they are the same chunks again), one chunk after the other, then rebuilds the
-rollups. No statement touches more than one chunk's rows except the COPY batches, the
-across-partition check, the first import's plans (one pass over the staged file) and the sum
-of the chunks' contributions to the rollups (a few thousand rows per chunk), so none runs
-near the statement timeout. The deferred indexes are built like a migration's or the
-settling VACUUM: maintenance, without the requests' statement timeout (tens of seconds at a
-million customers on a slow machine).
+id, so they are the same chunks again), two chunks at a time as any import that is not a
+first one, then rebuilds the rollups. No statement touches more than one chunk's rows except
+the COPY batches, the across-partition check, the file's plans written before chunks applied
+side by side (one pass over the staged file) and the sum of the chunks' contributions to the
+rollups (a few thousand rows per chunk), so none runs near the statement timeout. The
+deferred indexes are built like a migration's or the settling VACUUM: maintenance, without
+the requests' statement timeout (tens of seconds at a million customers on a slow machine).
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ async def _apply_chunk(
 ) -> tuple[int, int]:
     """One chunk in one transaction; with `after` (concurrent chunks), its work done, it waits
     for that event (the previous chunk committed) before it takes the rows every chunk
-    writes (the ledger's currencies, the job's, and but in a first import the rollups' net
+    writes (the ledger's currencies, the job's and, outside a first import, the rollups' net
     change or their mark) and commits: chunks commit in order, so
     `done_chunks` stays the number of chunks committed. Meanwhile it holds no row the chunk
     before it writes (its own customers, subscriptions and slots: CHUNK_SLOTS)."""
