@@ -3,8 +3,9 @@
 
 For each size: a fresh bench database with the benchmark company (bench/run.py's generator and
 the real CLI import; `--reuse` keeps a database already loaded at that size), then two real
-servers on it, one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, answer
-the same GraphQL documents over HTTP. Each answer is checked: the same data from both servers
+servers on it, one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, both
+with the result cache off (every request computed), answer the same GraphQL documents over
+HTTP. Each answer is checked: the same data from both servers
 (exact to the cent), and `extensions.plan` as expected. One table of medians is printed.
 """
 
@@ -178,6 +179,7 @@ def compare(url: str, cases: list[PlanCase], warmup: int, runs: int) -> list[tup
     for setting in ("on", "off"):
         env = {**os.environ, "TIDEMILL_DATABASE_URL": url, "TIDEMILL_ROLLUPS": setting}
         env["TIDEMILL_STATEMENT_TIMEOUT_MS"] = "0"  # the scan at 1M customers may take long
+        env["TIDEMILL_RESULT_CACHE_ENTRIES"] = "0"  # every request computed, none served stored
         with server(env) as (base_url, _):
             results.append(timings(base_url, cases, warmup, runs))
     (rolled, rolled_bodies), (scanned, scanned_bodies) = results
@@ -211,7 +213,7 @@ def markdown(sizes: list[int], cases: list[PlanCase], figures: dict[int, list[An
     head = ["query", *(f"{label(n)} {p}" for n in sizes for p in ("rollup", "scan"))]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for index, case in enumerate(cases):
-        cells = [f"{value:,.0f}" for n in sizes for value in figures[n][index]]
+        cells = [f"{value:,.1f}" for n in sizes for value in figures[n][index]]
         lines.append("| " + " | ".join([case.name, *cells]) + " |")
     return "\n".join(lines)
 
