@@ -49,6 +49,16 @@ customer = sa.Table(
     ),
 )
 
+# A search (app.customers.search_conditions: the email exactly, the name or external id as a
+# substring) from a trigram index, where the server offers pg_trgm (migration 0028; not in
+# `metadata`: the embedded server has no pg_trgm, so the index exists only where the extension
+# does; without it a search reads every customer). A first import builds it once at the end.
+CUSTOMER_SEARCH_INDEX = "customer_search_trgm_idx"
+CUSTOMER_SEARCH_DDL = (
+    f"CREATE INDEX IF NOT EXISTS {CUSTOMER_SEARCH_INDEX} ON customer"
+    " USING gin (name gin_trgm_ops, external_id gin_trgm_ops, lower(email) gin_trgm_ops)"
+)
+
 plan = sa.Table(
     "plan",
     metadata,

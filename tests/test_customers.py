@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import attributes
 from app.attributes import AttributeDefinition, AttributeType
+from app.customers import search_conditions
 from app.metrics.service import MetricsEngine
+from app.tables import CUSTOMER_SEARCH_INDEX, customer
 from tests.conftest import execute, execute_errors, import_text
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,plan,customer_name,email,country\n"
@@ -68,6 +70,31 @@ async def test_search_sort_and_filters(metrics: MetricsEngine) -> None:
     assert external_ids(await page(metrics, spec=pro)) == ["A", "C"]
     europe = {"filters": [{"field": "region", "values": ["Europe"]}]}
     assert (await page(metrics, spec=europe))["totalCount"] == 2
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_search_reads_the_trigram_index_where_the_database_has_one(
+    engine: AsyncEngine,
+) -> None:
+    """Each condition of a search (the email exactly, the name or external id as a substring)
+    is one the trigram index answers where the database has pg_trgm (migration 0028), so a
+    search over a million customers costs its matches; without it the table is read. The
+    table is tiny here, so sequential scans are priced out to see what the planner can use."""
+    matches = sa.select(sa.func.count()).select_from(customer)
+    statement = matches.where(*search_conditions("cfo@cargo.EXAMPLE"))
+    sql = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    trigrams = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_trgm')"
+    async with engine.connect() as connection:
+        await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(await connection.scalars(sa.text(f"EXPLAIN {sql}")))
+        found = await connection.scalar(statement)
+        indexed = await connection.scalar(sa.text(trigrams))
+    assert found == 1  # Cargo GmbH, by its email in another case
+    if indexed:
+        assert plan.count(f"Bitmap Index Scan on {CUSTOMER_SEARCH_INDEX}") == 3, plan
+        assert "Seq Scan" not in plan
+    else:
+        assert "Seq Scan on customer" in plan
 
 
 @pytest.mark.usefixtures("people")

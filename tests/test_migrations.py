@@ -16,14 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app import migrate
 from app.config import load_settings
 from app.db import create_engine
-from app.tables import metadata, usage_event
+from app.tables import CUSTOMER_SEARCH_DDL, CUSTOMER_SEARCH_INDEX, metadata, usage_event
 from app.usage import partitions
 
 JANUARY = datetime.date(2001, 1, 1)  # a month of usage events, for a partition of its own
 
 
+def _in_metadata(_object: object, name: str | None, kind: str, *_: object) -> bool:
+    """Every schema object but the search index made only where pg_trgm is (migration 0028,
+    `test_the_search_index_exists_where_the_server_has_trigrams`)."""
+    return not (kind == "index" and name == CUSTOMER_SEARCH_INDEX)
+
+
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_server_default": False})
+    options = {"compare_server_default": False, "include_object": _in_metadata}
+    context = MigrationContext.configure(connection, opts=options)
     return list(compare_metadata(context, metadata))
 
 
@@ -31,6 +38,24 @@ async def test_migrated_database_matches_the_table_metadata(engine: AsyncEngine)
     async with engine.connect() as connection:
         differences = await connection.run_sync(_differences)
     assert differences == []
+
+
+async def test_the_search_index_exists_where_the_server_has_trigrams(engine: AsyncEngine) -> None:
+    """Migration 0028 makes the customers' trigram search index where the server offers
+    pg_trgm (the machine's PostgreSQL) and leaves it out where it does not (the embedded
+    server); it is the index a first import builds again (app.tables.CUSTOMER_SEARCH_DDL)."""
+    available = "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_trgm')"
+    made = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    async with engine.connect() as connection:
+        trigrams = await connection.scalar(sa.text(available))
+        definition = await connection.scalar(sa.text(made), {"name": CUSTOMER_SEARCH_INDEX})
+    if trigrams:
+        columns = "(name gin_trgm_ops, external_id gin_trgm_ops, lower(email) gin_trgm_ops)"
+        assert definition is not None
+        assert definition.endswith(f"USING gin {columns}")
+        assert CUSTOMER_SEARCH_DDL.endswith(f"USING gin {columns}")
+    else:
+        assert definition is None
 
 
 async def test_database_is_at_head(engine: AsyncEngine) -> None:
