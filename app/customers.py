@@ -118,7 +118,7 @@ class Activity:
     description: str
 
 
-def _sort_key(query: CustomerQuery) -> ColumnElement[Any]:
+def sort_key(query: CustomerQuery) -> ColumnElement[Any]:
     match query.sort:
         case CustomerSort.MRR:
             return customer_mrr(customer, sa.literal(query.at, sa.Date))
@@ -220,7 +220,7 @@ async def list_customers(engine: Database, query: CustomerQuery) -> CustomerPage
     if query.sort is CustomerSort.MRR:
         page = _by_stored_mrr(query, conditions)
     else:
-        key = _sort_key(query)
+        key = sort_key(query)
         page = (
             sa.select(customer, key.label("sort_value"))
             .where(*conditions, *_after(query, key))

@@ -47,6 +47,8 @@ customer = sa.Table(
         "current_mrr_since",
         postgresql_where=sa.text("current_mrr_since IS NOT NULL"),
     ),
+    # the customers page sorted by name (app.customers.sort_key), in order
+    sa.Index("customer_name_sort_idx", sa.text("coalesce(name, external_id)"), "id"),
 )
 
 # A search (app.customers.search_conditions: the email exactly, the name or external id as a
@@ -109,6 +111,9 @@ subscription_version = sa.Table(
         "subscription_id",
         postgresql_where=sa.text("status = 'trialing'"),
     ),
+    # the data's first and last day from the ends of an index each (app.metrics.coverage)
+    sa.Index("subscription_version_valid_from_idx", "valid_from"),
+    sa.Index("subscription_version_last_change_idx", sa.text("greatest(valid_from, valid_to)")),
 )
 
 # The MRR ledger: +mrr on the first day a contributing version counts, -mrr on the day it stops.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.coverage import compile_range
 from app.metrics.service import MetricsEngine
 from tests.conftest import execute, import_text
 
@@ -34,3 +36,17 @@ async def test_an_open_period_started_last_ends_the_range(
     await import_text(engine, PERIODS + "s4,D,2024-07-02,,30,active\n")
     data = await execute(metrics, QUERY)
     assert data == {"dataRange": {"first": "2024-01-20", "last": "2024-07-02"}}
+
+
+async def test_the_range_reads_the_ends_of_two_indexes(engine: AsyncEngine) -> None:
+    """Its first and last day come from the ends of an index each (migration 0029), not from
+    every period (2.1 s at a million customers); with sequential scans priced out, as the
+    table is tiny here, the plan shows which ones."""
+    await import_text(engine, PERIODS)
+    sql = compile_range().compile(dialect=engine.dialect)
+    async with engine.connect() as connection:
+        await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(await connection.scalars(sa.text(f"EXPLAIN {sql}")))
+    assert "Seq Scan" not in plan
+    assert "Index Only Scan using subscription_version_valid_from_idx" in plan
+    assert "Index Scan Backward using subscription_version_last_change_idx" in plan

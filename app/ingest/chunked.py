@@ -29,8 +29,8 @@
    subscription to another customer (whose former customer two chunks could then both
    recompute) rolls back instead, and the rest goes one chunk after the other.
    Such an import also drops the indexes no chunk reads (`deferred_indexes`: the day indexes
-   a cut period reads, the trials' index, the customers' search index) and builds each once
-   when every chunk is in:
+   a cut period reads, the trials' index, the data span's, the customers' name and search
+   indexes) and builds each once when every chunk is in:
    rows land all over a day index, so keeping it row by row cost more than building it.
 3. **Finish**: the deferred indexes built where missing (also after a resumed or abandoned
    import); the rollups, when marked behind, are made once: the sum of the chunks' staged
@@ -100,6 +100,9 @@ DEFERRED_INDEXES = (
     "movement_day_idx",
     "movement_scope_dimension_day_idx",
     "subscription_version_trialing_idx",
+    "subscription_version_valid_from_idx",
+    "subscription_version_last_change_idx",
+    "customer_name_sort_idx",
 )
 
 
