@@ -4,10 +4,11 @@
 or ended: app.metrics.coverage) read every subscription period: at a million customers (9.7
 million periods) 0.5 s, 2.1 s from a cold cache, and the dashboard asks for it on every
 load. Its minimum and maximum now come from the ends of two indexes (`valid_from`;
-`greatest(valid_from, valid_to)`, the expression it maximizes): well under a millisecond. The customers page sorted by name (the
-default sort) sorted every customer for each page (about 0.2 s at a million); an index on its
-key, `(coalesce(name, external_id), id)`, gives the page in order. A first import builds all
-three once at its end (app.ingest.chunked.DEFERRED_INDEXES).
+`greatest(valid_from, valid_to)`, the expression it maximizes): well under a millisecond.
+The customers page sorted by name (the default sort) sorted every customer for each page
+(about 0.2 s at a million); an index on its key, `(coalesce(name, external_id), id)`, gives
+the page in order. A first import builds all three once at its end
+(app.ingest.chunked.DEFERRED_INDEXES).
 
 Revision ID: 0029
 Revises: 0028
