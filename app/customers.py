@@ -33,6 +33,7 @@ from app.metrics.universe import (
     tree_condition,
 )
 from app.tables import (
+    NO_SINCE,
     customer,
     customer_tally,
     movement,
@@ -125,7 +126,7 @@ def sort_key(query: CustomerQuery) -> ColumnElement[Any]:
         case CustomerSort.NAME:
             return sa.func.coalesce(customer.c.name, customer.c.external_id)
         case CustomerSort.CUSTOMER_SINCE:
-            return sa.func.coalesce(customer.c.customer_since, sa.literal(date.max, sa.Date))
+            return sa.func.coalesce(customer.c.customer_since, sa.literal_column(NO_SINCE, sa.Date))
 
 
 def search_conditions(search: str | None) -> list[ColumnElement[bool]]:
@@ -213,20 +214,26 @@ def _mrr_cursor(after: str) -> tuple[int, int]:
         raise UserError(f"after {after!r} is not a cursor for sort MRR") from None
 
 
+def page_statement(query: CustomerQuery, conditions: list[ColumnElement[bool]]) -> sa.Select[Any]:
+    """The page's customers (one more than `first`, to tell whether a next page exists) in the
+    sort's order after the cursor; every sort reads an index in order (migrations 0029, 0030
+    and app.tables.customer's index on current MRR)."""
+    if query.sort is CustomerSort.MRR:
+        return _by_stored_mrr(query, conditions)
+    key = sort_key(query)
+    return (
+        sa.select(customer, key.label("sort_value"))
+        .where(*conditions, *_after(query, key))
+        .order_by(key, customer.c.id)
+        .limit(query.first + 1)
+    )
+
+
 async def list_customers(engine: Database, query: CustomerQuery) -> CustomerPage:
     if not 1 <= query.first <= MAX_PAGE:
         raise UserError(f"first must be between 1 and {MAX_PAGE}, not {query.first}")
     conditions = [*search_conditions(query.search), *query.where]
-    if query.sort is CustomerSort.MRR:
-        page = _by_stored_mrr(query, conditions)
-    else:
-        key = sort_key(query)
-        page = (
-            sa.select(customer, key.label("sort_value"))
-            .where(*conditions, *_after(query, key))
-            .order_by(key, customer.c.id)
-            .limit(query.first + 1)
-        )
+    page = page_statement(query, conditions)
     total = _total(conditions)
     async with engine.connect() as connection:
         rows = (await connection.execute(page)).mappings().all()

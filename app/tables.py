@@ -16,6 +16,10 @@ metadata = sa.MetaData()
 # latest state), which must not depend on the installation's locale (migration 0025).
 BYTES = sa.Text(collation="C")
 
+# The customers page's key for a customer never active, sorted after every day (SQL, so that
+# the statement and the index say the same expression: app.customers.sort_key)
+NO_SINCE = "'9999-12-31'::date"
+
 customer = sa.Table(
     "customer",
     metadata,
@@ -49,6 +53,8 @@ customer = sa.Table(
     ),
     # the customers page sorted by name (app.customers.sort_key), in order
     sa.Index("customer_name_sort_idx", sa.text("coalesce(name, external_id)"), "id"),
+    # ... and by the day it became a customer, the never-active last (app.customers.sort_key)
+    sa.Index("customer_since_sort_idx", sa.text(f"coalesce(customer_since, {NO_SINCE})"), "id"),
 )
 
 # A search (app.customers.search_conditions: the email exactly, the name or external id as a

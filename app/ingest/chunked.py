@@ -103,6 +103,7 @@ DEFERRED_INDEXES = (
     "subscription_version_valid_from_idx",
     "subscription_version_last_change_idx",
     "customer_name_sort_idx",
+    "customer_since_sort_idx",
 )
 
 
