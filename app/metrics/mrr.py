@@ -7,6 +7,7 @@ Point values (ratios, rounding).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -374,13 +375,11 @@ class Period:
 
 def _customer_level(
     mv: FromClause, period: Period, groups: list[str]
-) -> sa.CompoundSelect[tuple[object, ...]]:
+) -> tuple[Select[tuple[object, ...]], Select[tuple[object, ...]]]:
     """Per (group, period, customer): movement sums per kind, the state before the first and
-    after the last movement in the period (= the states at a-1 and at b).
-
-    A customer's only movement in a period (the common case) is its own row: it is found
-    from its neighbouring movement days, so only customers with several movements in a period
-    are grouped."""
+    after the last movement in the period (= the states at a-1 and at b), as two selects:
+    the customers whose only movement in the period is the row itself (the common case, found
+    from its neighbouring movement days, so not grouped) and the others, grouped."""
     alone = sa.and_(
         sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < period.a),
         sa.or_(mv.c.next_day.is_(None), mv.c.next_day > period.b),
@@ -406,14 +405,23 @@ def _customer_level(
         .where(sa.not_(alone))
         .group_by(*group_columns, period.key, mv.c.customer_id)
     )
-    return sa.union_all(singles, several)
+    return singles, several
+
+
+SUMS = (*KINDS, "net", "customers_net")
+CUSTOMER_COUNTS = (
+    *(f"{kind}_customers" for kind in KINDS),
+    "churned_customers",
+    "retained_delta",
+    "gross_retained_delta",
+)
 
 
 def _period_level(
     per_customer: FromClause, groups: list[str], with_customers: bool
 ) -> Select[tuple[object, ...]]:
     c = per_customer.c
-    sums = [sa.func.sum(c[name]).label(name) for name in (*KINDS, "net", "customers_net")]
+    sums = [sa.func.sum(c[name]).label(name) for name in SUMS]
     counts: list[ColumnElement[Any]] = []
     if with_customers:
         held = c.first_before > 0
@@ -428,6 +436,23 @@ def _period_level(
     return sa.select(*(c[g] for g in groups), c.k, *sums, *counts).group_by(
         *(c[g] for g in groups), c.k
     )
+
+
+def _summed(parts: Sequence[Select[Any]], groups: list[str]) -> Select[tuple[object, ...]]:
+    """Per (group, period) the sums of the per-(group, period) aggregates of `parts`: each is
+    a sum or a count over customers, so the parts add up (NULL where every part is NULL, as
+    a sum over no rows). Aggregating each part first lets PostgreSQL do it in its parallel
+    workers, which otherwise hand every row to one process."""
+    both = sa.union_all(*parts).subquery("parts")
+    keys = [both.c[g] for g in groups]
+
+    def total(name: str) -> ColumnElement[Any]:
+        summed = sa.func.sum(both.c[name])
+        counted = name.endswith("_customers")  # a count stays an integer
+        return (sa.cast(summed, sa.BigInteger) if counted else summed).label(name)
+
+    totals = [total(name) for name in (*SUMS, *CUSTOMER_COUNTS)]
+    return sa.select(*keys, both.c.k, *totals).group_by(*keys, both.c.k)
 
 
 def currencies_of(
@@ -491,8 +516,12 @@ def _flows(
     if with_customers:
         rows = sa.select(mv).where(in_range).subquery("in_range")
         bounds = _period_of(rows.c.day, request)
-        per_customer = _customer_level(rows, bounds, groups).subquery("per_customer")
-        return _period_level(per_customer, groups, with_customers=True).subquery("flows")
+        singles, several = _customer_level(rows, bounds, groups)
+        parts = [
+            _period_level(part.subquery(name), groups, with_customers=True)
+            for part, name in ((singles, "singles"), (several, "several"))
+        ]
+        return _summed(parts, groups).cte("flows")
     group_columns = [mv.c[g] for g in groups]
     per_period = (
         sa.select(*group_columns, period.key.label("k"), *_flow_sums(mv))
@@ -500,7 +529,7 @@ def _flows(
         .group_by(*group_columns, period.key)
         .subquery("per_period")
     )
-    return _period_level(per_period, groups, with_customers=False).subquery("flows")
+    return _period_level(per_period, groups, with_customers=False).cte("flows")
 
 
 def _opening(mv: FromClause, request: SeriesRequest, groups: list[str]) -> FromClause:
@@ -514,24 +543,23 @@ def _opening(mv: FromClause, request: SeriesRequest, groups: list[str]) -> FromC
         )
         .where(mv.c.day < start)
         .group_by(*(mv.c[g] for g in groups))
-        .subquery("opening")
+        .cte("opening")
     )
 
 
 def _grid(
-    mv: FromClause,
-    periods: FromClause,
-    spec: QuerySpec,
-    end: ColumnElement[Any],
+    periods: FromClause, spec: QuerySpec, flows: FromClause, opening: FromClause
 ) -> FromClause:
-    """Every period for every group value seen up to the end (dense breakdown series); with
-    compared segments, also every segment's placeholder, its dimensions `(none)`, so an empty
-    segment has a (zero) series too."""
+    """Every period for every group value seen up to the end (dense breakdown series): the
+    values with a movement before the start (`opening`) or in the range (`flows`), read from
+    those aggregates rather than from the movements again; with compared segments, also every
+    segment's placeholder, its dimensions `(none)`, so an empty segment has a (zero) series
+    too."""
     groups = group_names(spec)
     if not groups:
         return sa.select(periods.c.k).subquery("grid")
     group_values: FromClause
-    seen = sa.select(*(mv.c[g] for g in groups)).where(mv.c.day <= end)
+    seen = sa.union(*(sa.select(*(part.c[g] for g in groups)) for part in (flows, opening)))
     if spec.compare:
         placeholders = sa.values(*(sa.column(g, sa.Text) for g in groups), name="branches").data(
             [placeholder_key(spec, branch.name) for branch in spec.compare]
@@ -541,7 +569,7 @@ def _grid(
             every_branch if not spec.dimensions else sa.union(seen, every_branch)
         ).subquery("group_values")
     else:
-        group_values = seen.distinct().subquery("group_values")
+        group_values = seen.subquery("group_values")
     return (
         sa.select(periods.c.k, *(group_values.c[g] for g in groups))
         .join_from(periods, group_values, sa.true())
@@ -588,9 +616,10 @@ def compile_series(
         )
     else:
         mv, fx = original, None
-    grid = _grid(mv, periods, request.spec, end)
     flows = _flows(mv, periods, request, groups)
-    return _assemble(grid, flows, _opening(mv, request, groups), fx, groups)
+    opening = _opening(mv, request, groups)
+    grid = _grid(periods, request.spec, flows, opening)
+    return _assemble(grid, flows, opening, fx, groups)
 
 
 @dataclass(frozen=True)
