@@ -127,17 +127,22 @@ def _sigint_disposition(results: Connection) -> None:
 def test_a_staging_process_leaves_ctrl_c_to_its_parent() -> None:
     """Children are started ignoring SIGINT (from their first instruction: their start-up
     imports take a while), the parent's own handler put back: Ctrl-C reaches the import,
-    which stops the children, and no child prints a KeyboardInterrupt of its own."""
+    which stops the children, and no child prints a KeyboardInterrupt of its own. The test
+    gives itself Python's own Ctrl-C handler first: a test run started in the background by
+    a shell without job control inherits SIGINT ignored, and so would every child."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    handler = signal.getsignal(signal.SIGINT)
-    with staging._ctrl_c_ignored():
-        child = context.Process(target=_sigint_disposition, args=(sender,))
-        child.start()
-    assert signal.getsignal(signal.SIGINT) is handler
-    assert receiver.recv() is True
-    child.join()
-    unguarded = context.Process(target=_sigint_disposition, args=(sender,))
-    unguarded.start()
-    assert receiver.recv() is False
-    unguarded.join()
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with staging._ctrl_c_ignored():
+            child = context.Process(target=_sigint_disposition, args=(sender,))
+            child.start()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert receiver.recv() is True
+        child.join()
+        unguarded = context.Process(target=_sigint_disposition, args=(sender,))
+        unguarded.start()
+        assert receiver.recv() is False
+        unguarded.join()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
