@@ -241,6 +241,15 @@ rollup_rebuild = sa.Table(
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The subscription-level dimensions kept in the rollups besides plan, currency and
+# plan_interval (`tidemill rollups add`): app.metrics.rollup.OPTIONAL names those allowed.
+rollup_dimension = sa.Table(
+    "rollup_dimension",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
 # Currencies the ledger has ever held (so queries skip FX work when all are the report's).
 ledger_currency = sa.Table(
     "ledger_currency",

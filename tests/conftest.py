@@ -64,6 +64,7 @@ TABLES = (
     "rollup",
     "cohort_rollup",
     "rollup_rebuild",
+    "rollup_dimension",
     "import_job",
     "data_version",
     "customer_tally",

@@ -1,5 +1,6 @@
-"""Server-side admin commands: `tidemill keys ...` (API keys, in the database) and
-`tidemill queries ...` (the persisted queries the server registers from `queries/`)."""
+"""Server-side admin commands: `tidemill keys ...` (API keys, in the database), `tidemill
+queries ...` (the persisted queries the server registers from `queries/`) and `tidemill
+rollups ...` (which dimensions the rollups keep)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ keys = typer.Typer(
 )
 queries = typer.Typer(
     help="Persisted queries: the documents in queries/ and their hashes.", no_args_is_help=True
+)
+rollups = typer.Typer(
+    help="Rolled-up dimensions: list, add, drop (talks to the database).", no_args_is_help=True
 )
 
 
@@ -124,3 +128,87 @@ def list_queries(fmt: FormatOption = Format.TABLE) -> None:
         for plain, apollo in pairs
     ]
     _print(rows, fmt, title="persisted queries")
+
+
+DimensionsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="DIMENSION...", help="status, pricing_model or collection_method (one or more)."
+    ),
+]
+
+
+@rollups.command("list")
+def list_rollups(fmt: FormatOption = Format.TABLE) -> None:
+    """Each dimension the rollups can keep: whether they do, and their rows."""
+    from app.metrics import rollup
+    from app.tables import rollup_dimension
+
+    async def read(engine: AsyncEngine) -> tuple[set[str], dict[str, int]]:
+        import sqlalchemy as sa
+
+        async with engine.connect() as connection:
+            added = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
+            return added, await rollup.dimension_rows(connection)
+
+    added, counts = with_engine(read)
+    rows = [
+        {
+            "dimension": name,
+            "rolled up": "always" if name in rollup.ALWAYS else "yes" if name in added else "no",
+            "rows": counts.get(name, 0),
+        }
+        for name in (*rollup.ALWAYS, *rollup.OPTIONAL)
+    ]
+    _print(rows, fmt, title="rolled-up dimensions")
+
+
+@rollups.command("add")
+def add_rollups(names: DimensionsArgument) -> None:
+    """Roll up these dimensions too: their breakdowns and one-value series read per-period
+    rows instead of deriving movements from the ledger (built now, from every customer; each
+    makes imports and recomputes a little longer)."""
+    from app.cli.progress import count_progress
+    from app.metrics import rollup
+
+    async def add(engine: AsyncEngine) -> tuple[list[str], bool]:
+        with count_progress() as progress:
+            task = progress.add_task("building rollups (customer ids)", total=None)
+
+            def advance(count: int, total: int) -> None:
+                if count == 0:
+                    progress.update(task, total=total)
+                else:
+                    progress.advance(task, count)
+
+            async with engine.begin() as connection:
+                return await rollup.add_dimensions(connection, names, advance)
+
+    try:
+        added, built = with_engine(add)
+    except KeyboardInterrupt:
+        errors.print("interrupted: nothing was changed (the build rolled back); run it again")
+        raise typer.Exit(code=130) from None
+    if not added:
+        console.print("already rolled up: nothing to do")
+    elif built:
+        console.print(f"rolled up: {', '.join(added)}")
+    else:
+        console.print(
+            f"rolled up: {', '.join(added)}; the rollups are marked behind the movements (a "
+            "migrated database), so every query scans until the next import rebuilds them, "
+            "these dimensions included"
+        )
+
+
+@rollups.command("drop")
+def drop_rollups(names: DimensionsArgument) -> None:
+    """Stop rolling up these dimensions (their breakdowns scan the movements again)."""
+    from app.metrics import rollup
+
+    async def drop(engine: AsyncEngine) -> list[str]:
+        async with engine.begin() as connection:
+            return await rollup.drop_dimensions(connection, names)
+
+    dropped = with_engine(drop)
+    console.print(f"no longer rolled up: {', '.join(dropped) if dropped else 'none of them was'}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
-from app.cli.admin import keys, queries
+from app.cli.admin import keys, queries, rollups
 from app.cli.common import console, errors, fail
 from app.cli.metrics import register
 from app.cli.sources import sources, sync, worker_command
@@ -36,6 +36,7 @@ fx = typer.Typer(
 cli.add_typer(fx, name="fx")
 cli.add_typer(keys, name="keys")
 cli.add_typer(queries, name="queries")
+cli.add_typer(rollups, name="rollups")
 cli.add_typer(sources, name="sources")
 cli.add_typer(sync, name="sync")
 cli.command("worker")(worker_command)

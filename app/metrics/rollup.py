@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
+from app.errors import UserError
 from app.metrics.cohorts import CohortRequest
 from app.metrics.cube import Sources
 from app.metrics.mrr import (
@@ -55,11 +56,13 @@ from app.tables import (
     ROLLUP_MONEY,
     cohort_rollup,
     customer,
+    import_job,
     movement,
     movement_scope,
     mrr_change,
     plan,
     rollup,
+    rollup_dimension,
     rollup_rebuild,
 )
 
@@ -128,6 +131,12 @@ def _derived(name: str) -> Callable[[Members], FromClause]:
     return rows
 
 
+# The subscription-level dimensions an operator may add to the rollups (`tidemill rollups
+# add`, the table `rollup_dimension`): each read from the ledger row itself, so a customer's
+# contribution changes only when the recompute changes their ledger (a dimension read from
+# the plan, such as `product`, would change under the rollups when a plan does).
+OPTIONAL = ("status", "pricing_model", "collection_method")
+
 # dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
 # prev_day, next_day) for the customers that satisfy a condition
 DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
@@ -135,6 +144,7 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
     "plan": _plan,
     "currency": _currency,
     "plan_interval": _derived("plan_interval"),
+    **{name: _derived(name) for name in OPTIONAL},
 }
 
 
@@ -372,7 +382,23 @@ def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any
     return sa.select(sa.union_all(rows, total).subquery("with_total"))
 
 
-KEPT = [name for name in DIMENSIONS if name != TOTAL]  # the total is the currency rows' sum
+# kept always (the total is the currency rows' sum), and the OPTIONAL ones named in
+# `rollup_dimension`
+ALWAYS = ("plan", "currency", "plan_interval")
+# The advisory lock between the recomputes that keep the rollups (shared, each for its
+# transaction, taken when it reads which dimensions to keep) and adding or dropping a dimension
+# (exclusive): no recompute keeps a set of dimensions that changes before it commits.
+DIMENSIONS_LOCK = 0x726F6C6C  # "roll"
+
+
+async def kept(connection: AsyncConnection) -> list[str]:
+    """The dimensions whose rollup rows this transaction keeps (in DIMENSIONS order), under
+    the shared DIMENSIONS_LOCK until it ends."""
+    await connection.execute(
+        sa.select(sa.func.pg_advisory_xact_lock_shared(sa.literal(DIMENSIONS_LOCK, sa.BigInteger)))
+    )
+    added = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
+    return [name for name in DIMENSIONS if name in ALWAYS or name in added]
 
 
 @asynccontextmanager
@@ -392,8 +418,9 @@ async def hashed_grouping(connection: AsyncConnection) -> AsyncIterator[None]:
 
 
 async def _add(connection: AsyncConnection, members: Members, sign: int) -> None:
+    dimensions = await kept(connection)
     async with hashed_grouping(connection):
-        for dimension in KEPT:
+        for dimension in dimensions:
             rows = contribution_rows(dimension, members, sign)
             statement = insert(rollup).from_select(
                 ["interval", "dimension", "value", "k", *SUMMED], rows
@@ -436,20 +463,25 @@ COHORT_PARTS = sa.Table(
 )
 
 
-async def _collect(connection: AsyncConnection, members: Members) -> None:
-    """Append the contributions of the customers in `members` to the rebuild's parts."""
+async def _collect(
+    connection: AsyncConnection, members: Members, dimensions: list[str], cohorts: bool
+) -> None:
+    """Append the contributions of the customers in `members` to the rebuild's parts: to the
+    rows of `dimensions`, and with `cohorts` to the cohort rollup's."""
     async with hashed_grouping(connection):
-        for dimension in KEPT:
+        for dimension in dimensions:
             rows = contribution_rows(dimension, members, 1)
             names = ["interval", "dimension", "value", "k", *SUMMED]
             await connection.execute(sa.insert(ROLLUP_PARTS).from_select(names, rows))
-    cohorts = cohort_rows(members, 1)
+    if not cohorts:
+        return
+    found = cohort_rows(members, 1)
     await connection.execute(
-        sa.insert(COHORT_PARTS).from_select(["cohort", "month", *COHORT_SUMMED], cohorts)
+        sa.insert(COHORT_PARTS).from_select(["cohort", "month", *COHORT_SUMMED], found)
     )
 
 
-async def _sum_parts(connection: AsyncConnection) -> None:
+async def _sum_parts(connection: AsyncConnection, cohorts: bool) -> None:
     """Every rollup row once: the sum of its parts (rows no customer contributes to left out,
     as the upkeep deletes them)."""
     keys = [ROLLUP_PARTS.c[name] for name in ("interval", "dimension", "value", "k")]
@@ -457,14 +489,16 @@ async def _sum_parts(connection: AsyncConnection) -> None:
     summed = summed.group_by(*keys).having(sa.func.sum(ROLLUP_PARTS.c.members) != 0)
     names = ["interval", "dimension", "value", "k", *SUMMED]
     await connection.execute(sa.insert(rollup).from_select(names, summed))
+    if not cohorts:
+        return
     c = COHORT_PARTS.c
-    cohorts = (
+    months = (
         sa.select(c.cohort, c.month, *(sa.func.sum(c[name]) for name in COHORT_SUMMED))
         .group_by(c.cohort, c.month)
         .having(sa.func.sum(c.movements) != 0)
     )
     await connection.execute(
-        sa.insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], cohorts)
+        sa.insert(cohort_rollup).from_select(["cohort", "month", *COHORT_SUMMED], months)
     )
 
 
@@ -524,6 +558,17 @@ async def rebuild(
     the customer ids to go through) first, then (the ids of a chunk, the same) after each."""
     await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
     await connection.execute(sa.delete(rollup_rebuild))
+    await _build(connection, await kept(connection), True, progress)
+
+
+async def _build(
+    connection: AsyncConnection,
+    dimensions: list[str],
+    cohorts: bool,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Insert every customer's contribution to the rows of `dimensions` (and with `cohorts`,
+    to the cohort rollup), which hold none yet."""
     bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
     low, high = (await connection.execute(bounds)).one()
     if low is None:
@@ -537,11 +582,11 @@ async def rebuild(
     await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
-        await _collect(connection, _between(first, last))
+        await _collect(connection, _between(first, last), dimensions, cohorts)
         if progress is not None:
             progress(min(last, int(high)) - first + 1, total)
         first = last + 1
-    await _sum_parts(connection)
+    await _sum_parts(connection, cohorts)
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
     await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
     await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
@@ -552,6 +597,96 @@ def _between(low: int, high: int) -> Members:
         return column.between(low, high)
 
     return members
+
+
+class DimensionError(UserError):
+    """A dimension that cannot be added to or dropped from the rollups, or not now."""
+
+
+def _checked(names: Iterable[str]) -> list[str]:
+    """`names` in DIMENSIONS order, each one an operator may add or drop."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        raise DimensionError(f"name a dimension to roll up: {', '.join(OPTIONAL)}")
+    for name in wanted:
+        if name in OPTIONAL:
+            continue
+        accepted = f"accepted: {', '.join(OPTIONAL)}"
+        if name in ALWAYS:
+            raise DimensionError(f"{name!r} is always rolled up; {accepted}")
+        if name in MRR_CUBE.names or name.startswith("attr."):
+            raise DimensionError(
+                f"{name!r} cannot be rolled up (it is not read from the subscription's own "
+                f"ledger rows, so its rows could not be kept exact); {accepted}"
+            )
+        raise DimensionError(f"{name!r} is not a dimension; {accepted}")
+    return [name for name in DIMENSIONS if name in wanted]
+
+
+async def _exclusively(connection: AsyncConnection) -> None:
+    """Take DIMENSIONS_LOCK for the transaction (waiting for the recomputes under way), and
+    refuse while a chunked import is applying: its chunks' staged rollup rows would not hold
+    the dimensions changed now."""
+    lock = sa.literal(DIMENSIONS_LOCK, sa.BigInteger)
+    await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+    applying = await connection.scalar(
+        sa.select(import_job.c.id)
+        .where(import_job.c.state.in_(("applying", "finishing")))
+        .order_by(import_job.c.id)
+        .limit(1)
+    )
+    if applying is not None:
+        raise DimensionError(
+            f"an import is being applied (import job {applying}): change the rolled-up "
+            "dimensions after it has finished (an interrupted import finishes when run again)"
+        )
+
+
+async def add_dimensions(
+    connection: AsyncConnection,
+    names: Iterable[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], bool]:
+    """Roll up `names` (OPTIONAL dimensions) from now on: recorded in `rollup_dimension` and
+    their rows built from every customer's movements in this transaction (`progress` as for
+    `rebuild`), unless the rollups are marked behind (the next rebuild builds them with the
+    rest). The names added, in DIMENSIONS order (those already rolled up are left as they
+    are), and whether their rows were built now."""
+    wanted = _checked(names)
+    await _exclusively(connection)
+    present = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
+    added = [name for name in wanted if name not in present]
+    if not added:
+        return [], False
+    await connection.execute(sa.insert(rollup_dimension), [{"name": name} for name in added])
+    await connection.execute(sa.delete(rollup).where(rollup.c.dimension.in_(added)))
+    if await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+        return added, False
+    await _build(connection, added, False, progress)
+    return added, True
+
+
+async def drop_dimensions(connection: AsyncConnection, names: Iterable[str]) -> list[str]:
+    """Stop rolling up `names`: their rows deleted, their breakdowns scanning again. The names
+    dropped (those that were rolled up), in DIMENSIONS order."""
+    wanted = _checked(names)
+    await _exclusively(connection)
+    dropped = await connection.scalars(
+        sa.delete(rollup_dimension)
+        .where(rollup_dimension.c.name.in_(wanted))
+        .returning(rollup_dimension.c.name)
+    )
+    gone = set(dropped)
+    await connection.execute(sa.delete(rollup).where(rollup.c.dimension.in_(wanted)))
+    return [name for name in wanted if name in gone]
+
+
+async def dimension_rows(connection: AsyncConnection) -> dict[str, int]:
+    """The rollup rows of each dimension (the total's under TOTAL)."""
+    found = await connection.execute(
+        sa.select(rollup.c.dimension, sa.func.count()).group_by(rollup.c.dimension)
+    )
+    return {str(name): int(count) for name, count in found}
 
 
 async def request_rebuild(connection: AsyncConnection) -> None:
@@ -612,21 +747,26 @@ def cut_periods(request: SeriesRequest) -> tuple[Cut, ...]:
     return tuple(cuts.values())
 
 
-def slice_of(request: SeriesRequest) -> Slice | None:
+def rolled_up(added: Iterable[str]) -> frozenset[str]:
+    """The dimensions with rollup rows, given the OPTIONAL ones `rollup_dimension` names."""
+    return frozenset(ALWAYS) | (frozenset(added) & frozenset(OPTIONAL))
+
+
+def slice_of(request: SeriesRequest, rolled: frozenset[str] = frozenset(ALWAYS)) -> Slice | None:
     """The rollup rows that answer the request's spec exactly, or None (scan): no segment or
     compared segments, and either no dimensions and no filters (the total), one rolled-up
-    dimension (a breakdown), or one EQ filter on one (a one-value series)."""
+    dimension (`rolled`: a breakdown), or one EQ filter on one (a one-value series)."""
     spec = request.spec
     if spec.segment is not None or spec.compare:
         return None
     if not spec.dimensions and not spec.filters:
         return Slice(TOTAL, TOTAL)
-    if len(spec.dimensions) == 1 and not spec.filters and spec.dimensions[0] in DIMENSIONS:
+    if len(spec.dimensions) == 1 and not spec.filters and spec.dimensions[0] in rolled:
         return Slice(spec.dimensions[0], None)
     if not spec.dimensions and len(spec.filters) == 1:
         item = spec.filters[0]
         if (
-            item.field in DIMENSIONS
+            item.field in rolled
             and item.op is FilterOp.EQ
             and len(item.values) == 1
             and item.values[0] != NO_VALUE
@@ -636,7 +776,10 @@ def slice_of(request: SeriesRequest) -> Slice | None:
 
 
 def rollup_answers(
-    request: SeriesRequest, base_currency: str, present: frozenset[str]
+    request: SeriesRequest,
+    base_currency: str,
+    present: frozenset[str],
+    rolled: frozenset[str],
 ) -> Slice | None:
     """The rollup slice that gives exactly the scan's rows, or None: a slice, and no currency
     conversion: one currency, the report's; counts only; or the slice of the report currency
@@ -648,7 +791,7 @@ def rollup_answers(
     converted and rounded at the point's rate (METRICS.md 7), which no sum over customers
     stored ahead of the query determines (rates also change after the fact, and the report
     currency and `fixFx` are the query's); docs/architecture.md, "Query plans"."""
-    where = slice_of(request)
+    where = slice_of(request, rolled)
     counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
     currencies = currencies_of(request, base_currency, present)
     converts = currencies.needs_conversion and not counts_only

@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.metrics.rollup import (
     COHORT_SUMMED,
-    KEPT,
     SUMMED,
     WORK_MEM,
     Members,
     cohort_rows,
     contribution_rows,
     hashed_grouping,
+    kept,
 )
 from app.tables import cohort_rollup, rollup
 
@@ -50,8 +50,9 @@ async def stage(connection: AsyncConnection, members: Members, sign: int) -> Non
     ):
         await connection.execute(sa.text(statement))
     await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    dimensions = await kept(connection)
     async with hashed_grouping(connection):
-        for dimension in KEPT:  # a statement each: none holds every dimension's work at once
+        for dimension in dimensions:  # a statement each: none holds every dimension's work at once
             rows = contribution_rows(dimension, members, sign)
             await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
     cohorts = cohort_rows(members, sign)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ from app.metrics.rollup import (
     cut_counts,
     outside_cuts,
     plan_name,
+    rolled_up,
     rollup_answers,
 )
 from app.metrics.spec import Interval, QuerySpec, SeriesRequest
@@ -54,7 +55,7 @@ from app.metrics.top import as_other, other_request, ranked, top_problems, top_v
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import spec_segment_problems
-from app.tables import ledger_currency, rollup_rebuild
+from app.tables import ledger_currency, rollup_dimension, rollup_rebuild
 
 T = TypeVar("T")
 MAX_POINTS = 3_700  # ten years of days
@@ -143,11 +144,22 @@ def churn_request(params: Mapping[str, Any], spec: QuerySpec) -> ChurnRequest:
     return ChurnRequest(day(params, "start"), day(params, "end"), spec, kinds, first, after)
 
 
-# The ledger's currencies, and whether the rollups are behind the movements (one statement).
+# The ledger's currencies, whether the rollups are behind the movements, and the dimensions
+# added to them (one statement).
 _STATE = sa.select(
     sa.func.array(sa.select(ledger_currency.c.currency).scalar_subquery()),
     sa.exists().select_from(rollup_rebuild),
+    sa.func.array(sa.select(rollup_dimension.c.name).scalar_subquery()),
 )
+
+
+@dataclass(frozen=True)
+class State:
+    """What a query's plan depends on besides the request (one data version's)."""
+
+    present: frozenset[str]  # the ledger's currencies
+    behind: bool  # the rollups are marked behind the movements: every query scans
+    rolled: frozenset[str]  # the dimensions with rollup rows
 
 
 # Built statements by what they are built from (a statement is a pure function of its inputs):
@@ -259,15 +271,12 @@ class MetricsEngine:
 
     async def _present(self, connection: AsyncConnection) -> frozenset[str]:
         """The currencies the ledger holds."""
-        present, _ = await self._state(connection)
-        return present
+        return (await self._state(connection)).present
 
-    async def _state(self, connection: AsyncConnection) -> tuple[frozenset[str], bool]:
-        """The currencies the ledger holds, and whether the rollups are behind the movements."""
-
-        async def compute() -> tuple[frozenset[str], bool]:
-            currencies, behind = (await connection.execute(_STATE)).one()
-            return frozenset(currencies), bool(behind)
+    async def _state(self, connection: AsyncConnection) -> State:
+        async def compute() -> State:
+            currencies, behind, added = (await connection.execute(_STATE)).one()
+            return State(frozenset(currencies), bool(behind), rolled_up(added))
 
         return await self._versioned("state", compute)
 
@@ -293,10 +302,11 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, request_problems(request))
-            present, behind = await self._state(connection)
+            state = await self._state(connection)
+            present = state.present
             where = None
-            if self.rollups and not behind:
-                where = rollup_answers(request, self.base_currency, present)
+            if self.rollups and not state.behind:
+                where = rollup_answers(request, self.base_currency, present, state.rolled)
             record(plan_name(where))
             outside = await self._outside(connection, request, where)
             statement = series_statement(cube, request, self.base_currency, present, where, outside)
@@ -392,14 +402,14 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, cohort_problems(request))
-            present, behind = await self._state(connection)
+            state = await self._state(connection)
             currencies = currencies_of_spec(
-                request.spec, self.base_currency, present, request.start
+                request.spec, self.base_currency, state.present, request.start
             )
             rolled = (
                 self.rollups
-                and not behind
-                and cohorts_from_rollup(request, present, currencies.report)
+                and not state.behind
+                and cohorts_from_rollup(request, state.present, currencies.report)
             )
             record(ROLLUP if rolled else SCAN)
             statement = (

@@ -1,0 +1,279 @@
+"""Dimensions added to the rollups (`tidemill rollups add status`): their breakdowns and
+one-value series read rollup rows that give exactly the scan's answer, every recompute keeps
+them (a first import, a chunked one, a corrected re-import), dropping them goes back to the
+scan, and what cannot be rolled up, or not now, is refused saying why."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics import rollup as rollups
+from app.metrics.plans import collecting
+from app.metrics.service import MetricsEngine
+from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
+from tests.conftest import import_text
+from tests.test_auth import tidemill
+from tests.test_chunked_import import Interrupted, empty, failing_at, jobs, load
+from tests.test_rollups import FIRST, LAST, company, corrected, rollup_rows, whole_ranges
+
+MODELS = ("flat", "per_unit", "tiered")
+SPECS: tuple[QuerySpec, ...] = (
+    QuerySpec(dimensions=("status",)),
+    QuerySpec(dimensions=("pricing_model",)),
+    QuerySpec(dimensions=("collection_method",)),
+    QuerySpec(filters=(Filter("status", FilterOp.EQ, ("past_due",)),)),
+    QuerySpec(filters=(Filter("pricing_model", FilterOp.EQ, ("tiered",)),)),
+)
+BY_STATUS = (SPECS[0], SPECS[3])
+
+
+def with_models(text: str) -> str:
+    """Periods with a pricing model each, chosen by the line (so that subscriptions change
+    model, and a line unchanged in a corrected file keeps its own)."""
+    lines = text.splitlines()
+    rows = [f"{line},{MODELS[zlib.crc32(line.encode()) % len(MODELS)]}" for line in lines[1:]]
+    return "\n".join([f"{lines[0]},pricing_model", *rows]) + "\n"
+
+
+def priced(seed: int, customers: int) -> str:
+    return with_models(company(seed, customers))
+
+
+async def compared(engine: AsyncEngine, specs: tuple[QuerySpec, ...] = SPECS) -> set[str]:
+    """Each spec over whole periods of every interval and over a range that cuts its first
+    and last months, rollups on and off: the same answers field by field. The plans taken."""
+    plans: set[str] = set()
+    ranges = [*whole_ranges(FIRST, LAST), (Interval.MONTH, date(2022, 3, 9), date(2024, 5, 20))]
+    for interval, start, end in ranges:
+        for spec in specs:
+            for fields in (frozenset(), frozenset({"mrr", "churned_customers", "customers"})):
+                request = SeriesRequest(start, end, interval, spec, fields)
+                answer = MetricsEngine(engine).breakdown if spec.dimensions else series_of(engine)
+                with collecting() as taken:
+                    rolled = await answer(request)
+                scanned = await (
+                    MetricsEngine(engine, rollups=False).breakdown
+                    if spec.dimensions
+                    else series_of(engine, rollups=False)
+                )(request)
+                assert [asdict(x) for x in rolled] == [asdict(x) for x in scanned], (
+                    interval,
+                    spec,
+                )
+                plans |= set(taken)
+    return plans
+
+
+def series_of(engine: AsyncEngine, rollups: bool = True) -> Any:
+    return MetricsEngine(engine, rollups=rollups).series
+
+
+async def add(engine: AsyncEngine, *names: str) -> tuple[list[str], bool]:
+    async with engine.begin() as connection:
+        return await rollups.add_dimensions(connection, names)
+
+
+async def drop(engine: AsyncEngine, *names: str) -> list[str]:
+    async with engine.begin() as connection:
+        return await rollups.drop_dimensions(connection, names)
+
+
+async def dimension_rows(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as connection:
+        return await rollups.dimension_rows(connection)
+
+
+async def test_added_dimensions_read_rollups_that_equal_the_scan(engine: AsyncEngine) -> None:
+    await import_text(engine, priced(21, 60))
+    assert await compared(engine) == {"scan"}
+    before = await rollup_rows(engine)
+
+    steps: list[tuple[int, int]] = []
+    async with engine.begin() as connection:
+        added = await rollups.add_dimensions(
+            connection, ["pricing_model", "status", "collection_method"], progress_to(steps)
+        )
+    assert added == (["status", "pricing_model", "collection_method"], True)
+    assert steps[0] == (0, 60)
+    assert sum(done for done, _ in steps[1:]) == 60
+
+    rows = await dimension_rows(engine)
+    assert rows["status"] > 0
+    assert rows["pricing_model"] > rows["collection_method"] > 0
+    # the rows kept before are untouched, and every added row is the new dimensions'
+    after = await rollup_rows(engine)
+    assert [row for row in after if row[1] in rollups.OPTIONAL] == sorted(set(after) - set(before))
+    assert await compared(engine) == {"rollup"}
+    # a full rebuild makes the same rows
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == after
+    # added again: nothing to do
+    assert await add(engine, "status") == ([], False)
+
+
+def progress_to(steps: list[tuple[int, int]]) -> Any:
+    def progress(done: int, total: int) -> None:
+        steps.append((done, total))
+
+    return progress
+
+
+async def test_every_recompute_keeps_the_added_dimensions(engine: AsyncEngine) -> None:
+    assert await add(engine, "status", "pricing_model") == (["status", "pricing_model"], True)
+    text = company(22, 60)
+    await import_text(engine, with_models(text))  # a first import: a full rebuild
+    built = await rollup_rows(engine)
+    assert {row[1] for row in built} >= {"status", "pricing_model"}
+    assert "collection_method" not in {row[1] for row in built}
+
+    result = await import_text(engine, with_models(corrected(text, {"c1", "c2", "c3"}, 22)))
+    assert 1 <= result.changed_customers <= 4  # kept by difference
+    kept = await rollup_rows(engine)
+    assert kept != built
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == kept
+    assert await compared(engine, (*BY_STATUS, SPECS[1], SPECS[4])) == {"rollup"}
+    assert await compared(engine, (SPECS[2],)) == {"scan"}  # not added
+
+
+async def test_a_chunked_first_import_keeps_them_as_one_transaction(engine: AsyncEngine) -> None:
+    await add(engine, "status")
+    text = priced(23, 60)
+    await load(engine, text)
+    expected = await rollup_rows(engine)
+    await empty(engine)  # every table, rollup_dimension included
+    await add(engine, "status")
+    await load(engine, text, chunk_rows=60)
+    assert [state for state, _, _ in await jobs(engine)] == ["done"]
+    assert await rollup_rows(engine) == expected
+    assert "status" in {row[1] for row in expected}
+
+
+async def test_dropped_dimensions_scan_again(engine: AsyncEngine) -> None:
+    await import_text(engine, priced(24, 40))
+    before = await rollup_rows(engine)
+    await add(engine, "status", "pricing_model", "collection_method")
+    assert await drop(engine, "pricing_model", "collection_method", "pricing_model") == [
+        "pricing_model",
+        "collection_method",
+    ]
+    assert set(await dimension_rows(engine)) == {"", "plan", "currency", "plan_interval", "status"}
+    assert await drop(engine, "status", "collection_method") == ["status"]
+    assert await rollup_rows(engine) == before
+    assert await compared(engine) == {"scan"}
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["product"], "'product' cannot be rolled up (it is not read from the subscription's"),
+        (["attr.segment"], "'attr.segment' cannot be rolled up"),
+        (["customer_country"], "'customer_country' cannot be rolled up"),
+        (["plan"], "'plan' is always rolled up; accepted: status, pricing_model, collection"),
+        (["status", "nope"], "'nope' is not a dimension; accepted: status, pricing_model, "),
+        ([], "name a dimension to roll up: status, pricing_model, collection_method"),
+    ],
+)
+async def test_what_cannot_be_rolled_up_is_refused(
+    engine: AsyncEngine, names: list[str], message: str
+) -> None:
+    with pytest.raises(rollups.DimensionError) as refused:
+        await add(engine, *names)
+    assert str(refused.value).startswith(message)
+    with pytest.raises(rollups.DimensionError):
+        await drop(engine, *names)
+    assert await dimension_rows(engine) == {}
+    async with engine.connect() as connection:
+        assert await connection.scalar(sa.text("SELECT count(*) FROM rollup_dimension")) == 0
+
+
+async def test_not_while_a_chunked_import_is_applied(engine: AsyncEngine) -> None:
+    text = priced(25, 60)
+    with pytest.raises(Interrupted):
+        await load(engine, text, chunk_rows=60, progress=failing_at(3))
+    [(state, _, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 2)
+    for change in (add, drop):
+        with pytest.raises(rollups.DimensionError) as refused:
+            await change(engine, "status")
+        assert "an import is being applied (import job" in str(refused.value)
+    await load(engine, text, chunk_rows=60)  # resumed to its end
+    assert await add(engine, "status") == (["status"], True)
+    assert await compared(engine, BY_STATUS) == {"rollup"}
+
+
+async def test_rollups_marked_behind_get_the_dimension_at_their_rebuild(
+    engine: AsyncEngine,
+) -> None:
+    await import_text(engine, priced(26, 40))
+    async with engine.begin() as connection:
+        await rollups.request_rebuild(connection)
+    assert await add(engine, "status") == (["status"], False)
+    assert "status" not in await dimension_rows(engine)
+    assert await compared(engine, BY_STATUS) == {"scan"}  # behind: everything scans
+    async with engine.begin() as connection:
+        assert await rollups.rebuild_if_requested(connection)
+    assert (await dimension_rows(engine))["status"] > 0
+    assert await compared(engine, BY_STATUS) == {"rollup"}
+
+
+async def wait_for_lock(engine: AsyncEngine) -> None:
+    """Until some backend waits for an advisory lock."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    )
+    for _ in range(500):
+        async with engine.connect() as connection:
+            if await connection.scalar(query):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("nothing waited for the advisory lock")
+
+
+async def test_adding_waits_for_the_recomputes_under_way(engine: AsyncEngine) -> None:
+    """A recompute reads the dimensions to keep under the shared lock: a dimension added
+    meanwhile waits for it to commit, then builds from what it wrote."""
+    await import_text(engine, priced(27, 30))
+    async with engine.begin() as recompute:
+        assert await rollups.kept(recompute) == ["plan", "currency", "plan_interval"]
+        adding = asyncio.create_task(add(engine, "status"))
+        await wait_for_lock(engine)
+        assert not adding.done()
+    assert await adding == (["status"], True)
+    async with engine.begin() as recompute:
+        assert await rollups.kept(recompute) == ["plan", "currency", "plan_interval", "status"]
+
+
+async def test_the_cli_lists_adds_and_drops(engine: AsyncEngine, database_url: str) -> None:
+    await import_text(engine, priced(28, 20))
+    added = await tidemill(database_url, "rollups", "add", "status")
+    assert added.exit_code == 0, added.output
+    assert "rolled up: status" in added.output
+    listed = await tidemill(database_url, "rollups", "list", "--format", "csv")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0] == "dimension,rolled up,rows"
+    found = {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
+    assert found["plan"][0] == "always"
+    assert int(found["plan"][1]) > 0
+    assert found["status"][0] == "yes"
+    assert int(found["status"][1]) > 0
+    assert found["pricing_model"] == ["no", "0"]
+    refused = await tidemill(database_url, "rollups", "add", "product")
+    assert refused.exit_code == 1
+    assert "'product' cannot be rolled up" in refused.output
+    dropped = await tidemill(database_url, "rollups", "drop", "status")
+    assert dropped.exit_code == 0, dropped.output
+    assert "no longer rolled up: status" in dropped.output
+    assert "status" not in await dimension_rows(engine)
