@@ -3,7 +3,8 @@
 
 For each size: a fresh bench database with the benchmark company (bench/run.py's generator and
 the real CLI import; `--reuse` keeps a database already loaded at that size), then two real
-servers on it, one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, both
+servers on it (`status` first added to its rollups by `tidemill rollups add status`, the time it
+takes printed), one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, both
 with the result cache off (every request computed), answer the same GraphQL documents over
 HTTP. Each answer is checked: the same data from both servers
 (exact to the cent), and `extensions.plan` as expected. One table of medians is printed.
@@ -16,6 +17,7 @@ import asyncio
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -38,6 +40,7 @@ from bench.run import (
     DATA_END,
     DEFAULT_ADMIN_URL,
     FULL_SERIES_QUERY,
+    REPO,
     SERIES_QUERY,
     SNAPSHOT_QUERY,
     BenchFailed,
@@ -68,6 +71,12 @@ def plan_cases(start: date, end: date) -> list[PlanCase]:
             "breakdown by plan, 60 months",
             BREAKDOWN_QUERY,
             {**window, "spec": {"dimensions": ["plan"]}},
+            "rollup",
+        ),
+        PlanCase(
+            "breakdown by status (added), 60 months",
+            BREAKDOWN_QUERY,
+            {**window, "spec": {"dimensions": ["status"]}},
             "rollup",
         ),
         PlanCase(
@@ -142,6 +151,21 @@ def import_figures(rows: float, seconds: float, peak_mb: float) -> list[Figure]:
         Figure("first import (CLI, in chunks)", rows / seconds, "rows/s", 50_000, True, detail),
         Figure("first import: peak RSS", peak_mb, "MB", 300),
     ]
+
+
+ADDED = ("status",)  # rolled up by `tidemill rollups add` before the servers start
+
+
+def add_dimensions(url: str) -> str:
+    """Roll up ADDED in the bench database (the CLI, as an operator would); what it did."""
+    env = {**os.environ, "TIDEMILL_DATABASE_URL": url}
+    command = [sys.executable, "-m", "app.cli", "rollups", "add", *ADDED]
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchFailed(f"tidemill rollups add: {done.stderr.strip() or done.stdout.strip()}")
+    said = done.stdout.strip().splitlines()[-1]
+    return f"{said} ({time.perf_counter() - began:,.1f} s)"
 
 
 def post(client: httpx.Client, case: PlanCase) -> tuple[float, dict[str, Any]]:
@@ -252,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for customers in args.customers:
             url = prepare(admin_url, f"{args.prefix}_{label(customers)}", customers, args)
+            console.print(f"{make_url(url).database}: {add_dimensions(url)}")
             console.print(f"measuring {make_url(url).database} ...")
             figures[customers] = compare(url, cases, args.warmup, args.runs)
     except BenchFailed as error:
