@@ -20,6 +20,7 @@ from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from tests.conftest import import_text
+from tests.edge import real_app, serving
 from tests.test_auth import tidemill
 from tests.test_chunked_import import Interrupted, empty, failing_at, jobs, load
 from tests.test_rollups import FIRST, LAST, company, corrected, rollup_rows, whole_ranges
@@ -277,3 +278,33 @@ async def test_the_cli_lists_adds_and_drops(engine: AsyncEngine, database_url: s
     assert dropped.exit_code == 0, dropped.output
     assert "no longer rolled up: status" in dropped.output
     assert "status" not in await dimension_rows(engine)
+
+
+BY_STATUS_QUERY = """
+query ByStatus($spec: QuerySpecInput) {
+  series(start: "2022-01-01", end: "2024-12-31", interval: MONTH, spec: $spec) {
+    breakdown { key points { date mrr newCustomers churnedCustomers nrr } }
+  }
+}
+"""
+
+
+async def test_a_running_server_reads_a_dimension_added_after_it_started(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """Its caches are keyed by the data version, which adding a dimension moves: the next
+    request reads the rollups, with the same answer the scan gave."""
+    await import_text(engine, priced(29, 40))
+    body = {"query": BY_STATUS_QUERY, "variables": {"spec": {"dimensions": ["status"]}}}
+    async with serving(real_app(database_url)) as client:
+        scanned = (await client.post("/graphql", json=body)).json()
+        assert scanned["extensions"]["plan"] == "scan"
+        assert len(scanned["data"]["series"]["breakdown"]) >= 2
+        await add(engine, "status")
+        rolled = (await client.post("/graphql", json=body)).json()
+        assert rolled["extensions"]["plan"] == "rollup"
+        assert rolled["data"] == scanned["data"]
+        await drop(engine, "status")
+        again = (await client.post("/graphql", json=body)).json()
+        assert again["extensions"]["plan"] == "scan"
+        assert again["data"] == scanned["data"]
