@@ -389,6 +389,17 @@ async def test_a_bad_file_is_refused_before_any_chunk(engine: AsyncEngine, compa
         await load(engine, company + overlap, chunk_rows=60)
     assert "overlaps another period" in " ".join(overlapping.value.problems)
     assert (await stored(engine))["customer"] == []
+    # a subscription given to two customers (so in two chunks): found across the chunks
+    columns = lines[0].strip().split(",")
+    moved = lines[5].split(",")
+    moved[columns.index("customer_id")] = "someone-else"
+    moved[columns.index("start_date")], moved[columns.index("end_date")] = "2031-01-01", ""
+    with pytest.raises(ImportFailed) as shared:
+        await load(engine, company + ",".join(moved), chunk_rows=60)
+    subscription = moved[columns.index("subscription_id")]
+    expected = f"subscription {subscription} already belongs to another customer in this file"
+    assert f"line {len(lines) + 1}: {expected} (line 6)" in " ".join(shared.value.problems)
+    assert (await stored(engine))["customer"] == []
 
 
 async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(

@@ -68,6 +68,18 @@ async def test_overlapping_periods_of_one_subscription_are_refused(engine: Async
     assert (await table_counts(engine))["subscription_version"] == 0
 
 
+async def test_a_subscription_given_to_two_customers_is_refused(engine: AsyncEngine) -> None:
+    text = HEADER + "s1,C1,2024-01-01,2024-02-01,10\ns2,C2,2024-01-01,,5\ns1,C2,2024-02-01,,20\n"
+    with pytest.raises(
+        ImportFailed,
+        match=r"line 4: subscription s1 already belongs to another customer in this file "
+        r"\(line 2\)",
+    ) as raised:
+        await import_text(engine, text)
+    assert [line for line, _ in raised.value.lines] == [4]
+    assert (await table_counts(engine))["subscription"] == 0
+
+
 async def test_every_bad_line_is_reported(engine: AsyncEngine) -> None:
     text = HEADER + "s1,C1,nope,,10\ns2,C2,2024-01-01,,x\n"
     with pytest.raises(ImportFailed) as raised:

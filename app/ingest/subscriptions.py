@@ -99,14 +99,22 @@ CHECKS = {
         ) ordered
         WHERE previous_from IS NOT NULL AND (previous_to IS NULL OR previous_to > valid_from)
         ORDER BY 2 LIMIT :reported""",
+    # The subscriptions of two customers first (usually none), then only if there are any,
+    # the lines of theirs (a one-time filter): with the planner left to estimate them (a
+    # third of the file), a million customers' file was sorted whole for the window and
+    # spilled to disk, 6.3 s where finding none takes 2.9 (a chunked import runs this one on
+    # the whole file).
     "subscription {2} already belongs to another customer in this file (line {0})": """
+        WITH shared AS MATERIALIZED (
+            SELECT subscription_id FROM stage_period
+            GROUP BY 1 HAVING min(customer_id) <> max(customer_id))
         SELECT first_line, line, subscription_id, count(*) OVER () FROM (
             SELECT line, subscription_id, customer_id,
                    first_value(line) OVER w AS first_line,
                    first_value(customer_id) OVER w AS first_customer
-            FROM stage_period WHERE subscription_id IN (
-                SELECT subscription_id FROM stage_period
-                GROUP BY 1 HAVING min(customer_id) <> max(customer_id))
+            FROM stage_period
+            WHERE EXISTS (SELECT FROM shared)
+              AND subscription_id IN (SELECT subscription_id FROM shared)
             WINDOW w AS (PARTITION BY subscription_id ORDER BY line)
         ) ranked WHERE customer_id <> first_customer ORDER BY line LIMIT :reported""",
     # One currency per customer (as Stripe enforces): FX then never mixes inside a customer.
