@@ -191,10 +191,25 @@ def whole_months(start: date) -> dict[str, str]:
     return {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
 
 
+def cut_months() -> dict[str, str]:
+    """A 5-year monthly series from mid-month to mid-month: its first and last months read
+    the day rows and their own movements (bench/sizes.py's cut case)."""
+    start = add_months(DATA_END, -60) + timedelta(days=14)
+    end = DATA_END - timedelta(days=17)
+    return {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
+
+
 def overhead_figures(url: str, runs: int) -> list[Figure]:
+    """GraphQL over HTTP against its own statements: the series and snapshot the rollups
+    answer (statements of about a millisecond), and a series whose first and last months are
+    cut (statements that read movements: what GraphQL adds, beside a statement that costs)."""
     start = add_months(DATA_END, -60)
     window = whole_months(start)
-    cases = [("monthly series, 5 years", SERIES_QUERY, window), ("snapshot", SNAPSHOT, {})]
+    cases = [
+        ("monthly series, 5 years", SERIES_QUERY, window),
+        ("snapshot", SNAPSHOT, {}),
+        ("monthly series, 5 years cut mid-month", SERIES_QUERY, cut_months()),
+    ]
     figures = []
     with server(url, 1, TIDEMILL_RESULT_CACHE_ENTRIES="0") as base_url:
         for name, query, variables in cases:

@@ -99,9 +99,7 @@ def cut_cases() -> list[Case]:
     """Ranges that cut a period (their first and last months read the day rows and their own
     movements): a 5-year monthly series from mid-month to mid-month, and the last 30 days
     (one monthly point from the 2nd: a KPI card's custom range)."""
-    start = add_months(DATA_END, -60) + timedelta(days=14)
-    end = DATA_END - timedelta(days=17)
-    mid_month = {"start": start.isoformat(), "end": end.isoformat(), "interval": "MONTH"}
+    mid_month = scale.cut_months()
     last = DATA_END - timedelta(days=1)
     recent = {
         "start": (last - timedelta(days=29)).isoformat(),
