@@ -250,6 +250,33 @@ rollup_dimension = sa.Table(
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# An unfinished `tidemill rollups add` (migration 0032): the dimensions it builds, the first
+# customer id it has not read yet, and the data version when it committed its last slice
+# (one row at most); and each committed slice's contribution to their rollup rows, summed into
+# `rollup` when every customer is in. No query reads them (no data version trigger).
+rollup_build = sa.Table(
+    "rollup_build",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, server_default="1"),
+    sa.Column("dimensions", ARRAY(sa.Text), nullable=False),
+    sa.Column("next_customer", sa.BigInteger, nullable=False),
+    sa.Column("data_version", sa.BigInteger, nullable=False),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("id = 1", name="rollup_build_one_row"),
+)
+rollup_build_part = sa.Table(
+    "rollup_build_part",
+    metadata,
+    *(sa.Column(name, sa.Text, nullable=False) for name in ("interval", "dimension", "value")),
+    sa.Column("k", sa.Date, nullable=False),
+    *(
+        sa.Column(name, sa.Numeric, nullable=False)
+        for name in (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
+    ),
+)
+
 # Currencies the ledger has ever held (so queries skip FX work when all are the report's).
 ledger_currency = sa.Table(
     "ledger_currency",

@@ -65,6 +65,8 @@ TABLES = (
     "cohort_rollup",
     "rollup_rebuild",
     "rollup_dimension",
+    "rollup_build",
+    "rollup_build_part",
     "import_job",
     "data_version",
     "customer_tally",

@@ -19,6 +19,7 @@ from app.metrics import rollup as rollups
 from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
+from app.tables import rollup_build, rollup_build_part
 from tests.conftest import import_text
 from tests.edge import real_app, serving
 from tests.test_auth import tidemill
@@ -78,8 +79,8 @@ def series_of(engine: AsyncEngine, rollups: bool = True) -> Any:
 
 
 async def add(engine: AsyncEngine, *names: str) -> tuple[list[str], bool]:
-    async with engine.begin() as connection:
-        return await rollups.add_dimensions(connection, names)
+    added = await rollups.add_dimensions(engine, names)
+    return added.names, added.built
 
 
 async def drop(engine: AsyncEngine, *names: str) -> list[str]:
@@ -98,11 +99,10 @@ async def test_added_dimensions_read_rollups_that_equal_the_scan(engine: AsyncEn
     before = await rollup_rows(engine)
 
     steps: list[tuple[int, int]] = []
-    async with engine.begin() as connection:
-        added = await rollups.add_dimensions(
-            connection, ["pricing_model", "status", "collection_method"], progress_to(steps)
-        )
-    assert added == (["status", "pricing_model", "collection_method"], True)
+    added = await rollups.add_dimensions(
+        engine, ["pricing_model", "status", "collection_method"], progress_to(steps)
+    )
+    assert added == rollups.Added(["status", "pricing_model", "collection_method"], True)
     assert steps[0] == (0, 60)
     assert sum(done for done, _ in steps[1:]) == 60
 
@@ -254,6 +254,121 @@ async def test_adding_waits_for_the_recomputes_under_way(engine: AsyncEngine) ->
     assert await adding == (["status"], True)
     async with engine.begin() as recompute:
         assert await rollups.kept(recompute) == ["plan", "currency", "plan_interval", "status"]
+
+
+class Stop(Exception):
+    """Raised from a build's progress: the run interrupted after some committed slices."""
+
+
+def stopping_after(slices: int, steps: list[tuple[int, int]] | None = None) -> Any:
+    """A progress that raises Stop once `slices` slices were committed."""
+    seen: list[tuple[int, int]] = [] if steps is None else steps
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if len(seen) > slices:  # (0, total) first, then one per committed slice
+            raise Stop
+
+    return progress
+
+
+async def build_state(engine: AsyncEngine) -> tuple[Any, int]:
+    """The unfinished build's row (or None) and its parts."""
+    async with engine.connect() as connection:
+        row = (await connection.execute(sa.select(rollup_build))).first()
+        parts = await connection.scalar(sa.select(sa.func.count()).select_from(rollup_build_part))
+    return row, int(parts or 0)
+
+
+async def customer_ids(engine: AsyncEngine) -> tuple[int, int]:
+    async with engine.connect() as connection:
+        low, high = (
+            await connection.execute(sa.text("SELECT min(id), max(id) FROM customer"))
+        ).one()
+    return int(low), int(high)
+
+
+async def test_an_interrupted_add_resumes_after_its_last_committed_slice(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await import_text(engine, priced(30, 60))
+    low, high = await customer_ids(engine)
+    total = high - low + 1
+    monkeypatch.setattr(rollups, "CHUNK_CUSTOMERS", 10)
+    with pytest.raises(Stop):
+        await rollups.add_dimensions(engine, ["status"], stopping_after(2))
+    row, parts = await build_state(engine)
+    assert (row.dimensions, row.next_customer) == (["status"], low + 20)
+    assert parts > 0
+    # nothing is rolled up until the build ends: its queries scan, exactly
+    assert "status" not in await dimension_rows(engine)
+    assert await compared(engine, BY_STATUS) == {"scan"}
+    listed = await tidemill(database_url, "rollups", "list", "--format", "csv")
+    assert f"status,no (an interrupted add built {20 / total:.0%}: run it again to resume),0" in (
+        listed.output.splitlines()
+    ), listed.output
+
+    steps: list[tuple[int, int]] = []
+    added = await rollups.add_dimensions(engine, ["status"], progress_to(steps))
+    assert added == rollups.Added(["status"], True, low + 20)
+    assert steps[:2] == [(0, total), (20, total)]  # the ids done before, then each slice left
+    assert sum(done for done, _ in steps[2:]) == total - 20
+    assert len(steps[2:]) == -(-(total - 20) // 10)
+    assert await build_state(engine) == (None, 0)
+    built = await rollup_rows(engine)
+    async with engine.begin() as connection:  # the same rows as built in one run
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == built
+    assert await compared(engine, BY_STATUS) == {"rollup"}
+
+
+async def test_an_interrupted_add_starts_again_when_something_was_written_since(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = company(31, 40)
+    await import_text(engine, with_models(text))
+    monkeypatch.setattr(rollups, "CHUNK_CUSTOMERS", 10)
+    with pytest.raises(Stop):
+        await rollups.add_dimensions(engine, ["status"], stopping_after(1))
+    # a recompute meanwhile (the build's lock was released with its connection): the slice
+    # committed may hold the customers' contribution as they were
+    result = await import_text(engine, with_models(corrected(text, {"c1", "c2"}, 31)))
+    assert result.changed_customers >= 1
+    steps: list[tuple[int, int]] = []
+    added = await rollups.add_dimensions(engine, ["status"], progress_to(steps))
+    assert added == rollups.Added(["status"], True, None, ("status",))
+    assert sum(done for done, _ in steps[1:]) == steps[0][1]  # every customer id again
+    built = await rollup_rows(engine)
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == built
+    assert await compared(engine, BY_STATUS) == {"rollup"}
+
+
+async def test_dropping_it_or_adding_others_discards_an_interrupted_add(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await import_text(engine, priced(32, 30))
+    monkeypatch.setattr(rollups, "CHUNK_CUSTOMERS", 10)
+    with pytest.raises(Stop):
+        await rollups.add_dimensions(engine, ["status"], stopping_after(1))
+    assert (await build_state(engine))[0] is not None
+    assert await drop(engine, "status") == []  # it was not rolled up yet
+    assert await build_state(engine) == (None, 0)
+
+    with pytest.raises(Stop):
+        await rollups.add_dimensions(engine, ["status"], stopping_after(1))
+    added = await tidemill(database_url, "rollups", "add", "pricing_model")
+    assert added.exit_code == 0, added.output
+    assert "rolled up: pricing_model (the interrupted add of status was discarded)" in (
+        " ".join(added.output.split())
+    )
+    assert await build_state(engine) == (None, 0)
+    rows = await dimension_rows(engine)
+    assert "status" not in rows
+    assert rows["pricing_model"] > 0
+    assert await compared(engine, (SPECS[1],)) == {"rollup"}
+    assert await compared(engine, (SPECS[0],)) == {"scan"}
 
 
 async def test_the_cli_lists_adds_and_drops(engine: AsyncEngine, database_url: str) -> None:

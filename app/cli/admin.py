@@ -19,6 +19,7 @@ from app.errors import UserError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from app.metrics.rollup import Added
     from app.security.keys import ApiKey
 
 T = TypeVar("T")
@@ -144,20 +145,32 @@ def list_rollups(fmt: FormatOption = Format.TABLE) -> None:
     from app.metrics import rollup
     from app.tables import rollup_dimension
 
-    async def read(engine: AsyncEngine) -> tuple[set[str], dict[str, int]]:
+    async def read(
+        engine: AsyncEngine,
+    ) -> tuple[set[str], dict[str, int], tuple[list[str], int, int] | None]:
         import sqlalchemy as sa
 
         async with engine.connect() as connection:
             added = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
-            return added, await rollup.dimension_rows(connection)
+            counts = await rollup.dimension_rows(connection)
+            return added, counts, await rollup.unfinished_build(connection)
 
-    added, counts = with_engine(read)
+    added, counts, unfinished = with_engine(read)
+    building = set(unfinished[0]) if unfinished else set()
+
+    def state(name: str) -> str:
+        if name in rollup.ALWAYS:
+            return "always"
+        if name in added:
+            return "yes"
+        if name in building and unfinished is not None:
+            done, total = unfinished[1], unfinished[2]
+            share = f"{done / total:.0%}" if total else "0%"
+            return f"no (an interrupted add built {share}: run it again to resume)"
+        return "no"
+
     rows = [
-        {
-            "dimension": name,
-            "rolled up": "always" if name in rollup.ALWAYS else "yes" if name in added else "no",
-            "rows": counts.get(name, 0),
-        }
+        {"dimension": name, "rolled up": state(name), "rows": counts.get(name, 0)}
         for name in (*rollup.ALWAYS, *rollup.OPTIONAL)
     ]
     _print(rows, fmt, title="rolled-up dimensions")
@@ -166,12 +179,13 @@ def list_rollups(fmt: FormatOption = Format.TABLE) -> None:
 @rollups.command("add")
 def add_rollups(names: DimensionsArgument) -> None:
     """Roll up these dimensions too: their breakdowns and one-value series read per-period
-    rows instead of deriving movements from the ledger (built now, from every customer; each
-    makes imports and recomputes a little longer)."""
+    rows instead of deriving movements from the ledger (built now, from every customer, slice
+    by slice: interrupted, run it again to resume; each makes imports and recomputes a little
+    longer)."""
     from app.cli.progress import count_progress
     from app.metrics import rollup
 
-    async def add(engine: AsyncEngine) -> tuple[list[str], bool]:
+    async def add(engine: AsyncEngine) -> rollup.Added:
         with count_progress() as progress:
             task = progress.add_task("building rollups (customer ids)", total=None)
 
@@ -181,24 +195,41 @@ def add_rollups(names: DimensionsArgument) -> None:
                 else:
                     progress.advance(task, count)
 
-            async with engine.begin() as connection:
-                return await rollup.add_dimensions(connection, names, advance)
+            return await rollup.add_dimensions(engine, names, advance)
 
     try:
-        added, built = with_engine(add)
+        added = with_engine(add)
     except KeyboardInterrupt:
-        errors.print("interrupted: nothing was changed (the build rolled back); run it again")
+        errors.print(
+            "interrupted: the customers built so far are kept, and nothing is rolled up yet; "
+            "run the same command again to resume (it starts again if anything was written "
+            "in between)"
+        )
         raise typer.Exit(code=130) from None
-    if not added:
+    if not added.names:
         console.print("already rolled up: nothing to do")
-    elif built:
-        console.print(f"rolled up: {', '.join(added)}")
+    elif added.built:
+        console.print(f"rolled up: {', '.join(added.names)}{_how(added)}")
     else:
         console.print(
-            f"rolled up: {', '.join(added)}; the rollups are marked behind the movements (a "
-            "migrated database), so every query scans until the next import rebuilds them, "
+            f"rolled up: {', '.join(added.names)}; the rollups are marked behind the movements "
+            "(a migrated database), so every query scans until the next import rebuilds them, "
             "these dimensions included"
         )
+
+
+def _how(added: Added) -> str:
+    """How an add went with respect to an interrupted one (app.metrics.rollup.Added)."""
+    if added.resumed_at is not None:
+        return " (resumed where the interrupted run stopped)"
+    if list(added.discarded) == added.names:
+        return (
+            " (built again from the first customer: the database was written to after the "
+            "interrupted run)"
+        )
+    if added.discarded:
+        return f" (the interrupted add of {', '.join(added.discarded)} was discarded)"
+    return ""
 
 
 @rollups.command("drop")

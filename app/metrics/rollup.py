@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.errors import UserError
@@ -56,12 +56,15 @@ from app.tables import (
     ROLLUP_MONEY,
     cohort_rollup,
     customer,
+    data_version,
     import_job,
     movement,
     movement_scope,
     mrr_change,
     plan,
     rollup,
+    rollup_build,
+    rollup_build_part,
     rollup_dimension,
     rollup_rebuild,
 )
@@ -464,15 +467,19 @@ COHORT_PARTS = sa.Table(
 
 
 async def _collect(
-    connection: AsyncConnection, members: Members, dimensions: list[str], cohorts: bool
+    connection: AsyncConnection,
+    members: Members,
+    dimensions: list[str],
+    cohorts: bool,
+    parts: sa.Table = ROLLUP_PARTS,
 ) -> None:
-    """Append the contributions of the customers in `members` to the rebuild's parts: to the
-    rows of `dimensions`, and with `cohorts` to the cohort rollup's."""
+    """Append the contributions of the customers in `members` to the rebuild's parts (or
+    `parts`): to the rows of `dimensions`, and with `cohorts` to the cohort rollup's."""
     async with hashed_grouping(connection):
         for dimension in dimensions:
             rows = contribution_rows(dimension, members, 1)
             names = ["interval", "dimension", "value", "k", *SUMMED]
-            await connection.execute(sa.insert(ROLLUP_PARTS).from_select(names, rows))
+            await connection.execute(sa.insert(parts).from_select(names, rows))
     if not cohorts:
         return
     found = cohort_rows(members, 1)
@@ -481,12 +488,14 @@ async def _collect(
     )
 
 
-async def _sum_parts(connection: AsyncConnection, cohorts: bool) -> None:
-    """Every rollup row once: the sum of its parts (rows no customer contributes to left out,
-    as the upkeep deletes them)."""
-    keys = [ROLLUP_PARTS.c[name] for name in ("interval", "dimension", "value", "k")]
-    summed = sa.select(*keys, *(sa.func.sum(ROLLUP_PARTS.c[name]) for name in SUMMED))
-    summed = summed.group_by(*keys).having(sa.func.sum(ROLLUP_PARTS.c.members) != 0)
+async def _sum_parts(
+    connection: AsyncConnection, cohorts: bool, parts: sa.Table = ROLLUP_PARTS
+) -> None:
+    """Every rollup row once: the sum of its parts (`parts`: the rebuild's by default; rows no
+    customer contributes to left out, as the upkeep deletes them)."""
+    keys = [parts.c[name] for name in ("interval", "dimension", "value", "k")]
+    summed = sa.select(*keys, *(sa.func.sum(parts.c[name]) for name in SUMMED))
+    summed = summed.group_by(*keys).having(sa.func.sum(parts.c.members) != 0)
     names = ["interval", "dimension", "value", "k", *SUMMED]
     await connection.execute(sa.insert(rollup).from_select(names, summed))
     if not cohorts:
@@ -561,6 +570,13 @@ async def rebuild(
     await _build(connection, await kept(connection), True, progress)
 
 
+async def _customer_ids(connection: AsyncConnection) -> tuple[Any, Any]:
+    """The lowest and highest customer id (None and None without customers)."""
+    bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
+    low, high = (await connection.execute(bounds)).one()
+    return low, high
+
+
 async def _build(
     connection: AsyncConnection,
     dimensions: list[str],
@@ -569,8 +585,7 @@ async def _build(
 ) -> None:
     """Insert every customer's contribution to the rows of `dimensions` (and with `cohorts`,
     to the cohort rollup), which hold none yet."""
-    bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
-    low, high = (await connection.execute(bounds)).one()
+    low, high = await _customer_ids(connection)
     if low is None:
         return
     first, total = int(low), int(high) - int(low) + 1
@@ -623,12 +638,9 @@ def _checked(names: Iterable[str]) -> list[str]:
     return [name for name in DIMENSIONS if name in wanted]
 
 
-async def _exclusively(connection: AsyncConnection) -> None:
-    """Take DIMENSIONS_LOCK for the transaction (waiting for the recomputes under way), and
-    refuse while a chunked import is applying: its chunks' staged rollup rows would not hold
-    the dimensions changed now."""
-    lock = sa.literal(DIMENSIONS_LOCK, sa.BigInteger)
-    await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+async def _refuse_while_applying(connection: AsyncConnection) -> None:
+    """Refuse while a chunked import is applying: its chunks' staged rollup rows would not
+    hold the dimensions changed now (called under DIMENSIONS_LOCK)."""
     applying = await connection.scalar(
         sa.select(import_job.c.id)
         .where(import_job.c.state.in_(("applying", "finishing")))
@@ -642,33 +654,174 @@ async def _exclusively(connection: AsyncConnection) -> None:
         )
 
 
+async def _exclusively(connection: AsyncConnection) -> None:
+    """Take DIMENSIONS_LOCK for the transaction (waiting for the recomputes under way), and
+    refuse while a chunked import is applying."""
+    lock = sa.literal(DIMENSIONS_LOCK, sa.BigInteger)
+    await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+    await _refuse_while_applying(connection)
+
+
+@asynccontextmanager
+async def _held(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of its own holding DIMENSIONS_LOCK exclusively for its session (across
+    the transactions of a build: every recompute waits until it ends), never returned to the
+    pool: closed at the end, so the server releases the lock whatever happened (an error, an
+    interruption)."""
+    async with engine.connect() as connection:
+        try:
+            lock = sa.literal(DIMENSIONS_LOCK, sa.BigInteger)
+            await connection.execute(sa.select(sa.func.pg_advisory_lock(lock)))
+            await connection.commit()
+            yield connection
+        finally:
+            await connection.invalidate()
+
+
+async def _data_version(connection: AsyncConnection) -> int:
+    """The latest data version: it moves with every write a query result depends on."""
+    found = await connection.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(data_version.c.version), 0))
+    )
+    return int(found or 0)
+
+
+async def _discard_build(connection: AsyncConnection) -> None:
+    await connection.execute(sa.delete(rollup_build_part))
+    await connection.execute(sa.delete(rollup_build))
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `add_dimensions` did: the names added (in DIMENSIONS order), whether their rows
+    were built now (else the next rebuild builds them), the first customer id of a build
+    resumed (None: started from the first customer, or nothing built), and the names of an
+    interrupted build it did not resume (discarded: other names, or written to since)."""
+
+    names: list[str]
+    built: bool
+    resumed_at: int | None = None
+    discarded: tuple[str, ...] = ()
+
+
 async def add_dimensions(
-    connection: AsyncConnection,
+    engine: AsyncEngine,
     names: Iterable[str],
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[str], bool]:
-    """Roll up `names` (OPTIONAL dimensions) from now on: recorded in `rollup_dimension` and
-    their rows built from every customer's movements in this transaction (`progress` as for
-    `rebuild`), unless the rollups are marked behind (the next rebuild builds them with the
-    rest). The names added, in DIMENSIONS order (those already rolled up are left as they
-    are), and whether their rows were built now."""
+) -> Added:
+    """Roll up `names` (OPTIONAL dimensions) from now on, their rows built from every
+    customer's movements, slice by slice (CHUNK_CUSTOMERS ids), each slice's contribution
+    committed to `rollup_build_part` with where the build stands (`rollup_build`); at the end,
+    in one transaction, the parts summed into `rollup` and the names recorded in
+    `rollup_dimension` (queries use them from then on). The whole build holds DIMENSIONS_LOCK
+    (recomputes wait for it, so the movements read do not change under it). Interrupted, it
+    resumes after its last committed slice when run again with the same names and nothing was
+    written since (the data version has not moved), else starts again. Rollups marked behind
+    get the names only (the next rebuild builds them with the rest). `progress` gets (0, the
+    customer ids to go through), then the ids already done when resuming, then those of each
+    slice. Names already rolled up are left as they are."""
     wanted = _checked(names)
-    await _exclusively(connection)
-    present = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
-    added = [name for name in wanted if name not in present]
-    if not added:
-        return [], False
-    await connection.execute(sa.insert(rollup_dimension), [{"name": name} for name in added])
-    await connection.execute(sa.delete(rollup).where(rollup.c.dimension.in_(added)))
-    if await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
-        return added, False
-    await _build(connection, added, False, progress)
-    return added, True
+    async with _held(engine) as connection:
+        await _refuse_while_applying(connection)
+        present = set(await connection.scalars(sa.select(rollup_dimension.c.name)))
+        added = [name for name in wanted if name not in present]
+        if not added:
+            return Added([], False)
+        if await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))):
+            unfinished = await connection.scalar(sa.select(rollup_build.c.dimensions))
+            await _discard_build(connection)
+            await connection.execute(sa.insert(rollup_dimension), [{"name": n} for n in added])
+            await connection.commit()
+            return Added(added, False, None, tuple(unfinished or ()))
+        resumed, discarded = await _build_slices(connection, added, progress)
+        await connection.execute(sa.delete(rollup).where(rollup.c.dimension.in_(added)))
+        await _sum_parts(connection, False, rollup_build_part)
+        await _discard_build(connection)
+        await connection.execute(sa.insert(rollup_dimension), [{"name": n} for n in added])
+        await connection.commit()
+        return Added(added, True, resumed, discarded)
+
+
+async def _build_slices(
+    connection: AsyncConnection,
+    added: list[str],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int | None, tuple[str, ...]]:
+    """Collect every customer's contribution to the rows of `added` into `rollup_build_part`,
+    slice by slice, each committed: after the last committed slice of an unfinished build of
+    the same names when nothing was written since (the first id read now, and no names
+    discarded), else from the first customer (None, and the names of an unfinished build
+    discarded, if any)."""
+    version = await _data_version(connection)
+    low, high = await _customer_ids(connection)
+    unfinished = (
+        await connection.execute(
+            sa.select(
+                rollup_build.c.dimensions, rollup_build.c.next_customer, rollup_build.c.data_version
+            )
+        )
+    ).first()
+    resumed: int | None = None
+    discarded: tuple[str, ...] = ()
+    if (
+        unfinished is not None
+        and list(unfinished.dimensions) == added
+        and unfinished.data_version == version
+    ):
+        resumed = first = int(unfinished.next_customer)
+    else:
+        discarded = tuple(unfinished.dimensions) if unfinished is not None else ()
+        await _discard_build(connection)
+        first = int(low) if low is not None else 0
+        await connection.execute(
+            sa.insert(rollup_build).values(
+                dimensions=added, next_customer=first, data_version=version
+            )
+        )
+    await connection.commit()
+    if low is None:
+        return resumed, discarded
+    total = int(high) - int(low) + 1
+    if progress is not None:
+        progress(0, total)
+        if first > int(low):
+            progress(min(first, int(high) + 1) - int(low), total)
+    while first <= int(high):
+        last = first + CHUNK_CUSTOMERS - 1
+        await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+        await _collect(connection, _between(first, last), added, False, rollup_build_part)
+        await connection.execute(
+            sa.update(rollup_build).values(
+                next_customer=last + 1, data_version=await _data_version(connection)
+            )
+        )
+        await connection.commit()
+        if progress is not None:
+            progress(min(last, int(high)) - first + 1, total)
+        first = last + 1
+    return resumed, discarded
+
+
+async def unfinished_build(connection: AsyncConnection) -> tuple[list[str], int, int] | None:
+    """An interrupted `add_dimensions`: its names, and how far it went (customer ids read, of
+    how many), or None."""
+    found = (
+        await connection.execute(sa.select(rollup_build.c.dimensions, rollup_build.c.next_customer))
+    ).first()
+    if found is None:
+        return None
+    low, high = await _customer_ids(connection)
+    if low is None:
+        return list(found.dimensions), 0, 0
+    total = int(high) - int(low) + 1
+    done = max(0, min(int(found.next_customer), int(high) + 1) - int(low))
+    return list(found.dimensions), done, total
 
 
 async def drop_dimensions(connection: AsyncConnection, names: Iterable[str]) -> list[str]:
-    """Stop rolling up `names`: their rows deleted, their breakdowns scanning again. The names
-    dropped (those that were rolled up), in DIMENSIONS order."""
+    """Stop rolling up `names`: their rows deleted, their breakdowns scanning again, and an
+    interrupted build of any of them discarded. The names dropped (those that were rolled
+    up), in DIMENSIONS order."""
     wanted = _checked(names)
     await _exclusively(connection)
     dropped = await connection.scalars(
@@ -678,6 +831,9 @@ async def drop_dimensions(connection: AsyncConnection, names: Iterable[str]) -> 
     )
     gone = set(dropped)
     await connection.execute(sa.delete(rollup).where(rollup.c.dimension.in_(wanted)))
+    building = await connection.scalar(sa.select(rollup_build.c.dimensions))
+    if building is not None and set(building) & set(wanted):
+        await _discard_build(connection)
     return [name for name in wanted if name in gone]
 
 
