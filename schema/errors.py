@@ -24,8 +24,8 @@ QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by s
 TIMEOUT_MESSAGE = (
     "The query ran longer than the server's statement timeout and was cancelled; "
     "ask for less (a shorter range, a coarser interval, fewer dimensions). A breakdown by "
-    "status, pricing_model or collection_method reads precomputed rows once an operator rolls "
-    "that dimension up (`tidemill rollups add <dimension>`)."
+    "status, pricing_model, collection_method or product reads precomputed rows once an operator "
+    "rolls that dimension up (`tidemill rollups add <dimension>`)."
 )
 
 

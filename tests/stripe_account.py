@@ -62,6 +62,10 @@ class Account:
         }
         self._emit("product.created", self.objects[ident], at)
 
+    def rename_product(self, ident: str, name: str, at: date) -> None:
+        self.objects[ident]["name"] = name
+        self._emit("product.updated", self.objects[ident], at)
+
     def price(
         self,
         ident: str,

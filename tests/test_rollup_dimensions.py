@@ -8,23 +8,27 @@ from __future__ import annotations
 import asyncio
 import zlib
 from dataclasses import asdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.ingest import worker
 from app.metrics import rollup as rollups
 from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from app.tables import rollup_build, rollup_build_part
+from connectors.registry import TRANSLATORS
 from tests.conftest import import_text
 from tests.edge import real_app, serving
 from tests.test_auth import tidemill
 from tests.test_chunked_import import Interrupted, empty, failing_at, jobs, load
+from tests.test_ingest_worker import late_product_account, store
 from tests.test_rollups import FIRST, LAST, company, corrected, rollup_rows, whole_ranges
+from tests.test_stripe_scenario import new_source, reset
 
 MODELS = ("flat", "per_unit", "tiered")
 SPECS: tuple[QuerySpec, ...] = (
@@ -177,7 +181,7 @@ async def test_dropped_dimensions_scan_again(engine: AsyncEngine) -> None:
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        (["product"], "'product' cannot be rolled up (it is not read from the subscription's"),
+        (["region"], "'region' cannot be rolled up (it is not read from the subscription's"),
         (["attr.segment"], "'attr.segment' cannot be rolled up"),
         (["customer_country"], "'customer_country' cannot be rolled up"),
         (["plan"], "'plan' is always rolled up; accepted: status, pricing_model, collection"),
@@ -254,6 +258,48 @@ async def test_adding_waits_for_the_recomputes_under_way(engine: AsyncEngine) ->
     assert await adding == (["status"], True)
     async with engine.begin() as recompute:
         assert await rollups.kept(recompute) == ["plan", "currency", "plan_interval", "status"]
+
+
+BY_PRODUCT = (
+    QuerySpec(dimensions=("product",)),
+    QuerySpec(filters=(Filter("product", FilterOp.EQ, ("API",)),)),
+    QuerySpec(filters=(Filter("product", FilterOp.EQ, ("Seats",)),)),
+    QuerySpec(filters=(Filter("product", FilterOp.EQ, ("Seats Pro",)),)),
+)
+
+
+async def test_rolled_up_products_follow_a_plan_whose_product_changes(
+    engine: AsyncEngine,
+) -> None:
+    """A price's product arrives after its subscribers, then is renamed: each time the plan's
+    product changes under customers whose ledger is already derived (app.ingest.apply moves
+    their `product` rows before the recompute reads them)."""
+    account = late_product_account(8)
+    product = account.events.pop()  # product.created, delivered after the customers
+    # more customers on another product, so that the recomputes are incremental (under half)
+    account.product("prod_api", "API", date(2024, 1, 1))
+    account.price("price_api", "prod_api", date(2024, 1, 1), 2500)
+    for number in range(12):
+        day = date(2024, 2, 1) + timedelta(days=3 * number)
+        account.customer(f"cus_api_{number:02d}", day, "2025")
+        account.subscribe(f"sub_api_{number:02d}", f"cus_api_{number:02d}", day, [("price_api", 1)])
+    account.rename_product("prod_seat", "Seats Pro", date(2024, 6, 1))
+    renamed = account.events.pop()
+    await reset(engine)
+    await new_source(engine)
+    assert await add(engine, "product") == (["product"], True)
+    for events in (account.events, [product], [renamed]):
+        await store(engine, events)
+        await worker.drain(engine, TRANSLATORS)
+        kept = await rollup_rows(engine)
+        assert {row[1] for row in kept} >= {"product"}
+        async with engine.begin() as connection:
+            await rollups.rebuild(connection)
+        assert await rollup_rows(engine) == kept  # the upkeep's rows are a rebuild's
+        assert await compared(engine, BY_PRODUCT) == {"rollup"}
+    async with engine.connect() as connection:
+        names = await connection.scalars(sa.text("SELECT DISTINCT product FROM plan"))
+        assert set(names) == {"Seats Pro", "API"}
 
 
 class Stop(Exception):
@@ -386,9 +432,9 @@ async def test_the_cli_lists_adds_and_drops(engine: AsyncEngine, database_url: s
     assert found["status"][0] == "yes"
     assert int(found["status"][1]) > 0
     assert found["pricing_model"] == ["no", "0"]
-    refused = await tidemill(database_url, "rollups", "add", "product")
+    refused = await tidemill(database_url, "rollups", "add", "region")
     assert refused.exit_code == 1
-    assert "'product' cannot be rolled up" in refused.output
+    assert "'region' cannot be rolled up" in refused.output
     dropped = await tidemill(database_url, "rollups", "drop", "status")
     assert dropped.exit_code == 0, dropped.output
     assert "no longer rolled up: status" in dropped.output

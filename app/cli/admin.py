@@ -134,7 +134,8 @@ def list_queries(fmt: FormatOption = Format.TABLE) -> None:
 DimensionsArgument = Annotated[
     list[str],
     typer.Argument(
-        metavar="DIMENSION...", help="status, pricing_model or collection_method (one or more)."
+        metavar="DIMENSION...",
+        help="status, pricing_model, collection_method or product (one or more).",
     ),
 ]
 

@@ -12,8 +12,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.attributes import definitions, parse_value, upsert_values
-from app.ingest.canonical import CustomerBundle, ItemRecord, VersionRecord
+from app.ingest.canonical import CustomerBundle, ItemRecord, PlanRecord, VersionRecord
 from app.ingest.recordset import insert_rows
+from app.metrics import rollup_delta
+from app.metrics.rollup import kept, on_plans
 from app.tables import (
     attribute,
     customer,
@@ -73,6 +75,9 @@ async def _plan_ids(
         if known.get(key) != (p.name, p.product)
     ]
     if rows:
+        moved = await _products_moving(connection, source, plans, known)
+        if moved:
+            await rollup_delta.stage_dimension(connection, "product", on_plans(moved), -1)
         statement = insert_rows(plan, rows)
         statement = statement.on_conflict_do_update(
             constraint="plan_source_external_id_key",
@@ -80,7 +85,37 @@ async def _plan_ids(
         )
         found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
         ids |= {str(external): int(ident) for external, ident in found}
+        if moved:
+            await rollup_delta.stage_dimension(connection, "product", on_plans(moved), 1)
+            await rollup_delta.apply(connection)
     return ids
+
+
+async def _products_moving(
+    connection: AsyncConnection,
+    source: str,
+    plans: dict[str, PlanRecord],
+    known: dict[str, tuple[Any, Any]],
+) -> list[int]:
+    """The stored plans whose product this batch changes, when `product` is rolled up: locked
+    (in the upsert's order) and read again, so that of two batches changing it the second sees
+    the first's product. Their customers' `product` rollup rows then move from the old product
+    to the new one (subtracted before the plans are written, added after, in this
+    transaction); the recompute that follows sees the rollups as the new products make them."""
+    changing = sorted(
+        key for key, p in plans.items() if key in known and known[key][1] != p.product
+    )
+    if not changing or "product" not in await kept(connection):
+        return []
+    locked = await connection.execute(
+        sa.select(plan.c.external_id, plan.c.id, plan.c.product)
+        .where(plan.c.source == source, plan.c.external_id.in_(changing))
+        .order_by(plan.c.external_id)
+        .with_for_update()
+    )
+    return [
+        int(ident) for external, ident, product in locked if product != plans[str(external)].product
+    ]
 
 
 async def _attributes(

@@ -135,10 +135,12 @@ def _derived(name: str) -> Callable[[Members], FromClause]:
 
 
 # The subscription-level dimensions an operator may add to the rollups (`tidemill rollups
-# add`, the table `rollup_dimension`): each read from the ledger row itself, so a customer's
-# contribution changes only when the recompute changes their ledger (a dimension read from
-# the plan, such as `product`, would change under the rollups when a plan does).
-OPTIONAL = ("status", "pricing_model", "collection_method")
+# add`, the table `rollup_dimension`): read from the ledger row itself, so a customer's
+# contribution changes only when the recompute changes their ledger, or (`product`) from the
+# ledger row's plan, whose product a source may change: the customers with ledger rows on such
+# a plan then have their `product` contribution moved from the old product to the new one as
+# the plan is written (app.ingest.apply, `on_plans`).
+OPTIONAL = ("status", "pricing_model", "collection_method", "product")
 
 # dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
 # prev_day, next_day) for the customers that satisfy a condition
@@ -605,6 +607,17 @@ async def _build(
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
     await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
     await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
+
+
+def on_plans(plan_ids: list[int]) -> Members:
+    """The customers with a ledger row on one of `plan_ids` (their `product` contribution
+    depends on those plans' products)."""
+    holders = sa.select(mrr_change.c.customer_id).where(mrr_change.c.plan_id.in_(plan_ids))
+
+    def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return column.in_(holders)
+
+    return members
 
 
 def _between(low: int, high: int) -> Members:

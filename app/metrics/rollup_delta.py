@@ -41,15 +41,31 @@ COHORT_STAGED = sa.table(
 )
 
 
-async def stage(connection: AsyncConnection, members: Members, sign: int) -> None:
-    """Stage the contribution of the customers in `members`, as their movements are now, times
-    `sign`. The grouping sorts get WORK_MEM for the rest of the transaction."""
+async def _create_stage(connection: AsyncConnection) -> None:
     for statement in (
         "CREATE TEMP TABLE IF NOT EXISTS rollup_delta (LIKE rollup) ON COMMIT DROP",
         "CREATE TEMP TABLE IF NOT EXISTS cohort_rollup_delta (LIKE cohort_rollup) ON COMMIT DROP",
     ):
         await connection.execute(sa.text(statement))
     await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+
+
+async def stage_dimension(
+    connection: AsyncConnection, dimension: str, members: Members, sign: int
+) -> None:
+    """Stage the contribution of the customers in `members` to the rows of one dimension
+    alone (one whose value changes without their movements: `product`, when a plan's product
+    does), as it is now, times `sign`."""
+    await _create_stage(connection)
+    async with hashed_grouping(connection):
+        rows = contribution_rows(dimension, members, sign)
+        await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
+
+
+async def stage(connection: AsyncConnection, members: Members, sign: int) -> None:
+    """Stage the contribution of the customers in `members`, as their movements are now, times
+    `sign`. The grouping sorts get WORK_MEM for the rest of the transaction."""
+    await _create_stage(connection)
     dimensions = await kept(connection)
     async with hashed_grouping(connection):
         for dimension in dimensions:  # a statement each: none holds every dimension's work at once
