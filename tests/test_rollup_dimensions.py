@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.ingest import worker
+from app.ingest import apply, worker
 from app.metrics import rollup as rollups
 from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
@@ -269,11 +269,12 @@ BY_PRODUCT = (
 
 
 async def test_rolled_up_products_follow_a_plan_whose_product_changes(
-    engine: AsyncEngine,
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A price's product arrives after its subscribers, then is renamed: each time the plan's
     product changes under customers whose ledger is already derived (app.ingest.apply moves
-    their `product` rows before the recompute reads them)."""
+    their `product` rows before the recompute reads them, a few customers per statement)."""
+    monkeypatch.setattr(apply, "CHUNK_CUSTOMERS", 3)  # the 8 customers of the plan: 3 statements
     account = late_product_account(8)
     product = account.events.pop()  # product.created, delivered after the customers
     # more customers on another product, so that the recomputes are incremental (under half)

@@ -15,7 +15,7 @@ from app.attributes import definitions, parse_value, upsert_values
 from app.ingest.canonical import CustomerBundle, ItemRecord, PlanRecord, VersionRecord
 from app.ingest.recordset import insert_rows
 from app.metrics import rollup_delta
-from app.metrics.rollup import kept, on_plans
+from app.metrics.rollup import CHUNK_CUSTOMERS, among, kept, plan_holders
 from app.tables import (
     attribute,
     customer,
@@ -76,8 +76,8 @@ async def _plan_ids(
     ]
     if rows:
         moved = await _products_moving(connection, source, plans, known)
-        if moved:
-            await rollup_delta.stage_dimension(connection, "product", on_plans(moved), -1)
+        holders = await plan_holders(connection, moved) if moved else []
+        await _stage_products(connection, holders, -1)
         statement = insert_rows(plan, rows)
         statement = statement.on_conflict_do_update(
             constraint="plan_source_external_id_key",
@@ -85,10 +85,19 @@ async def _plan_ids(
         )
         found = await connection.execute(statement.returning(plan.c.external_id, plan.c.id))
         ids |= {str(external): int(ident) for external, ident in found}
-        if moved:
-            await rollup_delta.stage_dimension(connection, "product", on_plans(moved), 1)
+        if holders:
+            await _stage_products(connection, holders, 1)
             await rollup_delta.apply(connection)
     return ids
+
+
+async def _stage_products(connection: AsyncConnection, holders: list[int], sign: int) -> None:
+    """Stage the `product` contribution of `holders`, CHUNK_CUSTOMERS at a time (a statement
+    each, bounded as a rebuild's are: a product most customers have is renamed within the
+    statement timeout)."""
+    for start in range(0, len(holders), CHUNK_CUSTOMERS):
+        part = among(holders[start : start + CHUNK_CUSTOMERS])
+        await rollup_delta.stage_dimension(connection, "product", part, sign)
 
 
 async def _products_moving(

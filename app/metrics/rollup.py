@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
@@ -139,7 +139,7 @@ def _derived(name: str) -> Callable[[Members], FromClause]:
 # contribution changes only when the recompute changes their ledger, or (`product`) from the
 # ledger row's plan, whose product a source may change: the customers with ledger rows on such
 # a plan then have their `product` contribution moved from the old product to the new one as
-# the plan is written (app.ingest.apply, `on_plans`).
+# the plan is written (app.ingest.apply, `plan_holders`).
 OPTIONAL = ("status", "pricing_model", "collection_method", "product")
 
 # dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
@@ -609,13 +609,24 @@ async def _build(
     await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
 
 
-def on_plans(plan_ids: list[int]) -> Members:
+async def plan_holders(connection: AsyncConnection, plan_ids: list[int]) -> list[int]:
     """The customers with a ledger row on one of `plan_ids` (their `product` contribution
-    depends on those plans' products)."""
-    holders = sa.select(mrr_change.c.customer_id).where(mrr_change.c.plan_id.in_(plan_ids))
+    depends on those plans' products), in id order."""
+    found = await connection.scalars(
+        sa.select(mrr_change.c.customer_id)
+        .where(mrr_change.c.plan_id.in_(plan_ids))
+        .distinct()
+        .order_by(mrr_change.c.customer_id)
+    )
+    return [int(ident) for ident in found]
+
+
+def among(ids: list[int]) -> Members:
+    """The customers in `ids` (one array parameter)."""
+    values = sa.literal(ids, ARRAY(sa.BigInteger))
 
     def members(column: ColumnElement[Any]) -> ColumnElement[bool]:
-        return column.in_(holders)
+        return column == sa.any_(values)
 
     return members
 
