@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from app.cli.common import FormatOption, console, errors, fail
+from app.cli.common import FormatOption, Group, console, errors, fail
 from app.cli.output import Format, View, render
 from app.config import load_settings
 from app.errors import UserError
@@ -25,13 +25,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 keys = typer.Typer(
-    help="API keys: create, list, revoke (talks to the database).", no_args_is_help=True
+    cls=Group, help="API keys: create, list, revoke (talks to the database).", no_args_is_help=True
 )
 queries = typer.Typer(
-    help="Persisted queries: the documents in queries/ and their hashes.", no_args_is_help=True
+    cls=Group,
+    help="Persisted queries: the documents in queries/ and their hashes.",
+    no_args_is_help=True,
 )
 rollups = typer.Typer(
-    help="Rolled-up dimensions: list, add, drop (talks to the database).", no_args_is_help=True
+    cls=Group,
+    help="Rolled-up dimensions: list, add, drop (talks to the database).",
+    no_args_is_help=True,
 )
 
 

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from app.cli.admin import keys, queries, rollups
-from app.cli.common import console, errors, fail
+from app.cli.common import Group, console, errors, fail
 from app.cli.metrics import register
 from app.cli.sources import sources, sync, worker_command
 from app.config import Settings, environment, load_settings
@@ -27,11 +27,13 @@ _T = TypeVar("_T")
 # Heavy modules (SQLAlchemy, Alembic, gql) are imported inside the commands that use them, so
 # every command starts fast.
 
-cli = typer.Typer(help="Tidemill: subscription-revenue metrics over GraphQL.", no_args_is_help=True)
-importer = typer.Typer(help="Import data files.", no_args_is_help=True)
+cli = typer.Typer(
+    cls=Group, help="Tidemill: subscription-revenue metrics over GraphQL.", no_args_is_help=True
+)
+importer = typer.Typer(cls=Group, help="Import data files.", no_args_is_help=True)
 cli.add_typer(importer, name="import")
 fx = typer.Typer(
-    help="Exchange rates (value of one unit in the base currency).", no_args_is_help=True
+    cls=Group, help="Exchange rates (value of one unit in the base currency).", no_args_is_help=True
 )
 cli.add_typer(fx, name="fx")
 cli.add_typer(keys, name="keys")

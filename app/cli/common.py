@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.core import Command, Context  # (Typer's own click)
+from typer.core import TyperGroup
 
 from app.cli.output import Format
 
 console = Console()
 errors = Console(stderr=True)
+
+
+class Group(TyperGroup):
+    """A command group whose list of commands gives each one's summary (its docstring's first
+    paragraph) as one line of text for the terminal to wrap: Typer's rich help keeps the
+    docstring's own line breaks there, so a summary broke after a few words at 80 columns."""
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and command.short_help is None and command.help:
+            summary = inspect.cleandoc(command.help).split("\n\n")[0]
+            command.short_help = " ".join(summary.split())
+        return command
 
 
 class IntervalChoice(StrEnum):

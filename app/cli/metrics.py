@@ -18,6 +18,7 @@ from app.cli.common import (
     EndOption,
     FilterOption,
     FormatOption,
+    Group,
     IntervalChoice,
     IntervalOption,
     SegmentOption,
@@ -56,7 +57,7 @@ SUMMARY_METRICS = [
 TRIAL_FIELDS = ["trialsStarted", "trialsConverted", "trialsExpired", "conversionRate"]
 LTV_FIELDS = ["arpa", "customerChurnRate", "customerChurnAvg", "ltv"]
 
-mrr_app = typer.Typer(help="MRR: today, on a day, as a series, or broken down.")
+mrr_app = typer.Typer(cls=Group, help="MRR: today, on a day, as a series, or broken down.")
 
 
 def spec(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from app.cli.admin import _print, with_engine
-from app.cli.common import FormatOption, console, errors
+from app.cli.common import FormatOption, Group, console, errors
 from app.cli.output import Format
 from app.config import load_settings
 
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
     from app.ingest.sources import Source
 
 sources = typer.Typer(
+    cls=Group,
     help="Connected billing systems: add, list, events, replay, remove, rekey (database).",
     no_args_is_help=True,
 )
-sync = typer.Typer(help="Backfill a source's history (resumable).", no_args_is_help=True)
+sync = typer.Typer(cls=Group, help="Backfill a source's history (resumable).", no_args_is_help=True)
 
 
 class Kind(enum.StrEnum):

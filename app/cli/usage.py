@@ -13,6 +13,7 @@ from app.cli.common import (
     EndOption,
     FilterOption,
     FormatOption,
+    Group,
     IntervalChoice,
     IntervalOption,
     SegmentOption,
@@ -23,7 +24,7 @@ from app.cli.metrics import date_range, query, show, spec
 from app.cli.output import Format
 
 usage_app = typer.Typer(
-    help="Usage metrics: definitions, a customer's value, series, customers ranked."
+    cls=Group, help="Usage metrics: definitions, a customer's value, series, customers ranked."
 )
 MetricArgument = Annotated[str, typer.Argument(help="The metric's id or name.")]
 MOMENT_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
