@@ -3,10 +3,10 @@
 
 For each size: a fresh bench database with the benchmark company (bench/run.py's generator and
 the real CLI import; `--reuse` keeps a database already loaded at that size), then two real
-servers on it (`status` first added to its rollups by `tidemill rollups add status`, the time it
-takes printed), one with the rollups (the default) and one with `TIDEMILL_ROLLUPS=off`, both
-with the result cache off (every request computed), answer the same GraphQL documents over
-HTTP. Each answer is checked: the same data from both servers
+servers on it (`status` and `customer_country` first added to its rollups by `tidemill rollups
+add`, the time it takes printed), one with the rollups (the default) and one with
+`TIDEMILL_ROLLUPS=off`, both with the result cache off (every request computed), answer the
+same GraphQL documents over HTTP. Each answer is checked: the same data from both servers
 (exact to the cent), and `extensions.plan` as expected. One table of medians is printed.
 """
 
@@ -77,6 +77,12 @@ def plan_cases(start: date, end: date) -> list[PlanCase]:
             "breakdown by status (added), 60 months",
             BREAKDOWN_QUERY,
             {**window, "spec": {"dimensions": ["status"]}},
+            "rollup",
+        ),
+        PlanCase(
+            "breakdown by customer_country (added), 60 months",
+            BREAKDOWN_QUERY,
+            {**window, "spec": {"dimensions": ["customer_country"]}},
             "rollup",
         ),
         PlanCase(
@@ -153,7 +159,8 @@ def import_figures(rows: float, seconds: float, peak_mb: float) -> list[Figure]:
     ]
 
 
-ADDED = ("status",)  # rolled up by `tidemill rollups add` before the servers start
+# rolled up by `tidemill rollups add` before the servers start
+ADDED = ("status", "customer_country")
 
 
 def add_dimensions(url: str) -> str:

@@ -148,6 +148,12 @@ class Account:
         }
         self._emit("customer.created", self.objects[ident], at, shape, hour=9)
 
+    def move_customer(self, ident: str, country: str, at: date) -> None:
+        """The customer's address moves to another country (customer.updated)."""
+        customer = self.objects[ident]
+        customer["address"] = {**customer["address"], "country": country}
+        self._emit("customer.updated", customer, at, self.shapes[ident], hour=10)
+
     # --- subscriptions -------------------------------------------------------------------
     def _plan(self, price: Json) -> Json:
         recurring = price["recurring"]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import apply, worker
 from app.metrics import rollup as rollups
+from app.metrics import rollup_delta
 from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
@@ -151,17 +152,20 @@ async def test_every_recompute_keeps_the_added_dimensions(engine: AsyncEngine) -
     assert await compared(engine, (SPECS[2],)) == {"scan"}  # not added
 
 
-async def test_a_chunked_first_import_keeps_them_as_one_transaction(engine: AsyncEngine) -> None:
-    await add(engine, "status")
-    text = priced(23, 60)
+@pytest.mark.parametrize("names", [("status",), ("customer_country", "region")])
+async def test_a_chunked_first_import_keeps_them_as_one_transaction(
+    engine: AsyncEngine, names: tuple[str, ...]
+) -> None:
+    await add(engine, *names)
+    text = with_countries(priced(23, 60))
     await load(engine, text)
     expected = await rollup_rows(engine)
     await empty(engine)  # every table, rollup_dimension included
-    await add(engine, "status")
+    await add(engine, *names)
     await load(engine, text, chunk_rows=60)
     assert [state for state, _, _ in await jobs(engine)] == ["done"]
     assert await rollup_rows(engine) == expected
-    assert "status" in {row[1] for row in expected}
+    assert set(names) <= {row[1] for row in expected}
 
 
 async def test_dropped_dimensions_scan_again(engine: AsyncEngine) -> None:
@@ -181,9 +185,8 @@ async def test_dropped_dimensions_scan_again(engine: AsyncEngine) -> None:
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        (["region"], "'region' cannot be rolled up (it is not read from the subscription's"),
+        (["customer_age"], "'customer_age' cannot be rolled up (it is read neither from the"),
         (["attr.segment"], "'attr.segment' cannot be rolled up"),
-        (["customer_country"], "'customer_country' cannot be rolled up"),
         (["plan"], "'plan' is always rolled up; accepted: status, pricing_model, collection"),
         (["status", "nope"], "'nope' is not a dimension; accepted: status, pricing_model, "),
         ([], "name a dimension to roll up: status, pricing_model, collection_method"),
@@ -433,9 +436,10 @@ async def test_the_cli_lists_adds_and_drops(engine: AsyncEngine, database_url: s
     assert found["status"][0] == "yes"
     assert int(found["status"][1]) > 0
     assert found["pricing_model"] == ["no", "0"]
-    refused = await tidemill(database_url, "rollups", "add", "region")
+    assert found["region"] == ["no", "0"]
+    refused = await tidemill(database_url, "rollups", "add", "customer_age")
     assert refused.exit_code == 1
-    assert "'region' cannot be rolled up" in refused.output
+    assert "'customer_age' cannot be rolled up" in refused.output
     dropped = await tidemill(database_url, "rollups", "drop", "status")
     assert dropped.exit_code == 0, dropped.output
     assert "no longer rolled up: status" in dropped.output
@@ -470,3 +474,146 @@ async def test_a_running_server_reads_a_dimension_added_after_it_started(
         again = (await client.post("/graphql", json=body)).json()
         assert again["extensions"]["plan"] == "scan"
         assert again["data"] == scanned["data"]
+
+
+# --- customer-level dimensions: read from the customer row ---------------------------------
+
+COUNTRIES = ("US", "DE", "BR", "JP", "FR", "")  # "" gives no country: "(none)"
+BY_COUNTRY: tuple[QuerySpec, ...] = (
+    QuerySpec(dimensions=("customer_country",)),
+    QuerySpec(dimensions=("region",)),
+    QuerySpec(filters=(Filter("customer_country", FilterOp.EQ, ("DE",)),)),
+    QuerySpec(filters=(Filter("region", FilterOp.EQ, ("Latin America",)),)),
+)
+
+
+def with_countries(text: str, moved: dict[str, str] | None = None) -> str:
+    """The periods with each customer's country (chosen by its id, or `moved`'s)."""
+    lines = text.splitlines()
+    rows = []
+    for line in lines[1:]:
+        customer = line.split(",")[1]
+        country = COUNTRIES[zlib.crc32(customer.encode()) % len(COUNTRIES)]
+        rows.append(f"{line},{(moved or {}).get(customer, country)}")
+    return "\n".join([f"{lines[0]},country", *rows]) + "\n"
+
+
+async def countries(engine: AsyncEngine) -> dict[str, str | None]:
+    async with engine.connect() as connection:
+        found = await connection.execute(sa.text("SELECT external_id, country FROM customer"))
+        return {str(external): country for external, country in found}
+
+
+async def kept_as_rebuilt(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    """The rollup rows, checked equal to a full rebuild's (which then replaces them)."""
+    kept = await rollup_rows(engine)
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection)
+    assert await rollup_rows(engine) == kept
+    return kept
+
+
+async def test_rolled_up_countries_and_regions_equal_the_scan(engine: AsyncEngine) -> None:
+    await import_text(engine, with_countries(company(31, 60)))
+    assert await compared(engine, BY_COUNTRY) == {"scan"}
+    before = await rollup_rows(engine)
+    assert await add(engine, "region", "customer_country") == (
+        ["customer_country", "region"],
+        True,
+    )
+    after = await kept_as_rebuilt(engine)
+    by_dimension = {row[1] for row in sorted(set(after) - set(before))}
+    assert by_dimension == {"customer_country", "region"}
+    values = {row[2] for row in after if row[1] == "customer_country"}
+    assert {"US", "DE", "BR", "JP", "FR", "(none)"} <= values
+    assert await compared(engine, BY_COUNTRY) == {"rollup"}
+
+
+async def test_rolled_up_countries_follow_customers_who_move(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer whose country changes, with or without a change to its subscriptions, in
+    an import in one transaction and in a chunked one: its rows move from the old country
+    and region to the new ones (the customer table's trigger, then the recompute, a few
+    customers per statement)."""
+    monkeypatch.setattr(rollup_delta, "CHUNK_CUSTOMERS", 3)  # the 4 movers: 2 slices
+    assert await add(engine, "customer_country", "region") == (
+        ["customer_country", "region"],
+        True,
+    )
+    text = company(32, 60)
+    await import_text(engine, with_countries(text))  # a first import: a full rebuild
+    first = await rollup_rows(engine)
+    stored = await countries(engine)
+    movers = {"c1": "JP", "c2": "BR", "c3": "DE", "c7": "FR"}
+    assert all(stored[c] != country for c, country in movers.items())
+    assert None in {stored[c] for c in movers}  # one of them had no country
+
+    result = await import_text(engine, with_countries(text, movers))  # only countries change
+    assert result.changed_customers == 0
+    assert await countries(engine) == stored | movers
+    moved = await kept_as_rebuilt(engine)
+    assert moved != first
+    assert await compared(engine, BY_COUNTRY) == {"rollup"}
+
+    # countries and subscriptions changed together, a customer never seen before
+    again = {"c1": "FR", "c4": "JP", "c9999": "DE"}
+    result = await import_text(
+        engine, with_countries(corrected(text, {"c1", "c4", "c5"}, 32), again)
+    )
+    assert result.changed_customers >= 3
+    assert (await countries(engine))["c1"] == "FR"
+    assert await kept_as_rebuilt(engine) != moved
+    assert await compared(engine, BY_COUNTRY) == {"rollup"}
+
+    # a chunked import of the whole file moving others, chunks side by side
+    chunked = {"c1": "US", "c2": "JP", "c10": "BR", "c11": "DE", "c12": "FR"}
+    await load(engine, with_countries(text, movers | chunked), chunk_rows=60)
+    assert [state for state, _, _ in await jobs(engine)][-1] == "done"
+    assert (await countries(engine))["c12"] == "FR"
+    await kept_as_rebuilt(engine)
+    assert await compared(engine, BY_COUNTRY) == {"rollup"}
+
+
+async def test_rolled_up_countries_follow_a_source_customer_who_moves(engine: AsyncEngine) -> None:
+    """A Stripe customer's address moves (customer.updated, no subscription change): the
+    worker's recompute moves its rows."""
+    account = late_product_account(4)
+    for number in range(12):  # more customers, so that the recomputes are incremental
+        day = date(2024, 2, 1) + timedelta(days=3 * number)
+        account.customer(f"cus_de_{number:02d}", day, "2025", country="DE")
+        account.subscribe(f"sub_de_{number:02d}", f"cus_de_{number:02d}", day, [("price_seat", 1)])
+    await reset(engine)
+    await new_source(engine)
+    assert await add(engine, "customer_country", "region") == (
+        ["customer_country", "region"],
+        True,
+    )
+    await store(engine, account.events)
+    await worker.drain(engine, TRANSLATORS)
+    before = await kept_as_rebuilt(engine)
+    account.events.clear()
+    account.move_customer("cus_00", "BR", date(2024, 7, 1))
+    account.move_customer("cus_de_03", "US", date(2024, 7, 1))
+    await store(engine, account.events)
+    await worker.drain(engine, TRANSLATORS)
+    after = await kept_as_rebuilt(engine)
+    assert after != before
+    moved = {row[2] for row in set(after) - set(before) if row[1] == "customer_country"}
+    assert "BR" in moved
+    assert await compared(engine, BY_COUNTRY) == {"rollup"}
+
+
+async def test_the_trigger_records_moves_only_while_a_customer_dimension_is_rolled_up(
+    engine: AsyncEngine,
+) -> None:
+    await import_text(engine, with_countries(company(33, 20)))
+    move = sa.text("UPDATE customer SET country = 'NZ' WHERE external_id IN ('c1', 'c2')")
+    recorded = sa.text("SELECT to_regclass('pg_temp.customer_moved') IS NOT NULL")
+    for names, expected in (((), False), (("status",), False), (("region",), True)):
+        if names:
+            await add(engine, *names)
+        async with engine.connect() as connection:
+            await connection.execute(move)
+            assert await connection.scalar(recorded) is expected
+            await connection.rollback()

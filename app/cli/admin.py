@@ -139,7 +139,10 @@ DimensionsArgument = Annotated[
     list[str],
     typer.Argument(
         metavar="DIMENSION...",
-        help="status, pricing_model, collection_method or product (one or more).",
+        help=(
+            "status, pricing_model, collection_method, product, customer_country or region "
+            "(one or more)."
+        ),
     ),
 ]
 

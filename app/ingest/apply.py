@@ -222,6 +222,7 @@ async def store_bundles(
     ids are added to `touched_customer`."""
     if not bundles:
         return
+    await kept(connection)  # before customers are written (rollup_delta.stage_moved_customers)
     customers = await _customer_ids(connection, source, bundles)
     plans = await _plan_ids(connection, source, bundles)
     await _attributes(

@@ -419,6 +419,7 @@ async def _apply_chunk(
             await _stage_contribution(connection, job)
         else:  # (side by side: the rollups and the currencies once the chunk before committed)
             script = await single.per_batch_script(connection, source, job.partition(chunk))
+            await rollup.kept(connection)  # before customers are written (as single._stage)
             await driver.execute(script)
             if after is not None and await _moves_subscriptions(connection):
                 raise MovedSubscription(chunk)  # (before it writes another chunk's rows)

@@ -259,6 +259,8 @@ async def recompute_touched(
     assert upkeep or defer_rollups, "a rebuild in place writes the rollups here"
     touched = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
     in_full = await rollup.needs_rebuild(connection, int(touched or 0))
+    if not in_full:  # the customers whose country changed, moved as they are now
+        await rollup_delta.stage_moved_customers(connection)
     if in_full and defer_rollups and upkeep:
         await rollup.request_rebuild(connection)
     elif not in_full and not fresh:  # their old contribution, from their movements as they are

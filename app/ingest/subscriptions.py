@@ -24,6 +24,7 @@ from app.errors import MAX_REPORTED, BadLines, ImportFailed
 from app.ingest.bulk import filled_in_bulk
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.rows import PeriodRow, period_problem
+from app.metrics.rollup import kept
 
 if TYPE_CHECKING:
     from app.ingest.staging import PartedSource
@@ -324,6 +325,7 @@ async def _stage(
     driver = raw.driver_connection
     assert driver is not None
     script = await per_batch_script(connection, source)
+    await kept(connection)  # before customers are written (rollup_delta.stage_moved_customers)
     records = Records(rows, BadLines(filename))
     applying: asyncio.Task[str] | None = None
     try:

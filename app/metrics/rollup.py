@@ -80,7 +80,11 @@ Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on 
 # --- the movements of each rolled-up dimension -------------------------------------------------
 
 
-def _stored(table: FromClause, value: ColumnElement[Any], where: list[Any]) -> FromClause:
+def _stored(
+    table: FromClause, value: ColumnElement[Any], where: list[Any], joined: FromClause | None = None
+) -> FromClause:
+    """The stored movements of `table` with `value` as g0 (read from `joined`, when the value
+    needs another table)."""
     return (
         sa.select(
             table.c.customer_id,
@@ -93,6 +97,7 @@ def _stored(table: FromClause, value: ColumnElement[Any], where: list[Any]) -> F
             table.c.prev_day,
             table.c.next_day,
         )
+        .select_from(table if joined is None else joined)
         .where(*where)
         .subquery("mv")
     )
@@ -134,13 +139,38 @@ def _derived(name: str) -> Callable[[Members], FromClause]:
     return rows
 
 
-# The subscription-level dimensions an operator may add to the rollups (`tidemill rollups
-# add`, the table `rollup_dimension`): read from the ledger row itself, so a customer's
-# contribution changes only when the recompute changes their ledger, or (`product`) from the
-# ledger row's plan, whose product a source may change: the customers with ledger rows on such
-# a plan then have their `product` contribution moved from the old product to the new one as
-# the plan is written (app.ingest.apply, `plan_holders`).
-OPTIONAL = ("status", "pricing_model", "collection_method", "product")
+def customer_level_rows(
+    name: str, members: Members, customers: FromClause = customer, key: str = "id"
+) -> FromClause:
+    """The movements of a customer-level dimension of the customer row (its country, its
+    region): a customer's movements are all in its one value, so they are the stored total
+    movements, each with its customer's value, as the scan reads them. `customers`: the
+    table the value is read from (a row per customer, by `key`, with its `country`)."""
+    dimension = MRR_CUBE.dimension(name)
+    sources = Sources(rows=movement, plan=plan, customer=customers, end=sa.func.current_date())
+    value = sa.func.coalesce(sa.cast(dimension.expression(sources), sa.Text), NO_VALUE)
+    joined = movement.join(customers, customers.c[key] == movement.c.customer_id)
+    return _stored(movement, value, [members(movement.c.customer_id)], joined)
+
+
+def _customer_level(name: str) -> Callable[[Members], FromClause]:
+    def rows(members: Members) -> FromClause:
+        return customer_level_rows(name, members)
+
+    return rows
+
+
+# The dimensions an operator may add to the rollups (`tidemill rollups add`, the table
+# `rollup_dimension`). The subscription-level ones are read from the ledger row itself, so a
+# customer's contribution changes only when the recompute changes their ledger, or (`product`)
+# from the ledger row's plan, whose product a source may change: the customers with ledger
+# rows on such a plan then have their `product` contribution moved from the old product to the
+# new one as the plan is written (app.ingest.apply, `plan_holders`). The customer-level ones
+# (CUSTOMER_LEVEL) are read from the customer row: a customer whose country changes has its
+# contribution moved from the old value to the new one before its movements change
+# (`stage_moved_customers`).
+CUSTOMER_LEVEL = ("customer_country", "region")
+OPTIONAL = ("status", "pricing_model", "collection_method", "product", *CUSTOMER_LEVEL)
 
 # dimension name -> its movements (customer_id, g0 = value, day, kind, before, after, amount,
 # prev_day, next_day) for the customers that satisfy a condition
@@ -149,7 +179,8 @@ DIMENSIONS: dict[str, Callable[[Members], FromClause]] = {
     "plan": _plan,
     "currency": _currency,
     "plan_interval": _derived("plan_interval"),
-    **{name: _derived(name) for name in OPTIONAL},
+    **{name: _derived(name) for name in OPTIONAL if name not in CUSTOMER_LEVEL},
+    **{name: _customer_level(name) for name in CUSTOMER_LEVEL},
 }
 
 
@@ -362,11 +393,15 @@ async def add_contributions(connection: AsyncConnection, members: Members, sign:
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
 
 
-def contribution_rows(dimension: str, members: Members, sign: int) -> Select[Any]:
+def contribution_rows(
+    dimension: str, members: Members, sign: int, movements: FromClause | None = None
+) -> Select[Any]:
     """The rollup rows (interval, dimension, value, k, *SUMMED) of one dimension that the
-    customers in `members` contribute, times `sign`; the currency rows bring the total's."""
+    customers in `members` contribute, times `sign`; the currency rows bring the total's.
+    `movements`: the dimension's movements of those customers, when not as stored now."""
     name = dimension or "total"
-    found = _contributions(DIMENSIONS[dimension](members), f"_{name}").cte(f"found_{name}")
+    read = DIMENSIONS[dimension](members) if movements is None else movements
+    found = _contributions(read, f"_{name}").cte(f"found_{name}")
     signed = sa.literal(sign, sa.BigInteger)
     rows = sa.select(
         found.c.i,
@@ -655,8 +690,9 @@ def _checked(names: Iterable[str]) -> list[str]:
             raise DimensionError(f"{name!r} is always rolled up; {accepted}")
         if name in MRR_CUBE.names or name.startswith("attr."):
             raise DimensionError(
-                f"{name!r} cannot be rolled up (it is not read from the subscription's own "
-                f"ledger rows, so its rows could not be kept exact); {accepted}"
+                f"{name!r} cannot be rolled up (it is read neither from the subscription's "
+                f"own ledger rows nor from the customer row alone, so its rows could not be "
+                f"kept exact); {accepted}"
             )
         raise DimensionError(f"{name!r} is not a dimension; {accepted}")
     return [name for name in DIMENSIONS if name in wanted]
@@ -1068,7 +1104,8 @@ def _cut_facts(where: Slice, cut: Cut, group: bool, names: list[str]) -> Select[
 
 
 CUT_FACTS = (*(f"{kind}_customers" for kind in KINDS), "churned_customers", *ROLLUP_DELTAS)
-STORED = (TOTAL, "plan", "currency")  # dimensions whose movements are stored, found by day
+# dimensions whose movements are stored, found by day
+STORED = (TOTAL, "plan", "currency", *CUSTOMER_LEVEL)
 # Which side of a cut period its customer facts are read from: None, the cheaper one
 # (`outside_cuts`); "inside" or "outside" to force one (tests take both on every range).
 CUT_SIDE: str | None = None

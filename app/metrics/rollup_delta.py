@@ -22,12 +22,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.metrics.rollup import (
+    CHUNK_CUSTOMERS,
     COHORT_SUMMED,
+    CUSTOMER_LEVEL,
     SUMMED,
     WORK_MEM,
     Members,
+    among,
     cohort_rows,
     contribution_rows,
+    customer_level_rows,
     hashed_grouping,
     kept,
 )
@@ -60,6 +64,44 @@ async def stage_dimension(
     async with hashed_grouping(connection):
         rows = contribution_rows(dimension, members, sign)
         await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
+
+
+# Each customer whose country changed in this transaction, with its country before: written by
+# the customer table's trigger (migration 0033) while a customer-level dimension is rolled up.
+MOVED = sa.table("customer_moved", sa.column("customer_id"), sa.column("country"))
+
+
+async def stage_moved_customers(connection: AsyncConnection) -> None:
+    """The contribution of the customers whose country changed in this transaction (the temp
+    `customer_moved`) to each rolled-up customer-level dimension (`customer_country`,
+    `region`), moved from their value before to their value now: staged with sign -1 as read
+    with the old country, +1 as read with the new one, from their movements as they are. Run
+    after the customer rows are written and before their movements change (a recompute's
+    first step); the temp table is emptied, so a second change in the same transaction moves
+    them again from there. A transaction that writes customers takes `kept`'s shared lock
+    before it does, so that the trigger and this see the same rolled-up dimensions."""
+    found = await connection.scalar(sa.text("SELECT to_regclass('pg_temp.customer_moved')"))
+    if found is None:
+        return
+    dimensions = [name for name in await kept(connection) if name in CUSTOMER_LEVEL]
+    moved = await connection.scalars(sa.select(MOVED.c.customer_id).order_by(MOVED.c.customer_id))
+    ids = [int(ident) for ident in moved] if dimensions else []
+    if ids:
+        await _stage_moved(connection, ids, dimensions)
+    await connection.execute(sa.text("TRUNCATE pg_temp.customer_moved"))
+
+
+async def _stage_moved(connection: AsyncConnection, ids: list[int], dimensions: list[str]) -> None:
+    await _create_stage(connection)
+    async with hashed_grouping(connection):
+        # CHUNK_CUSTOMERS at a time (their movements found by customer, as a rebuild's slices)
+        for start in range(0, len(ids), CHUNK_CUSTOMERS):
+            members = among(ids[start : start + CHUNK_CUSTOMERS])
+            for name in dimensions:
+                before = customer_level_rows(name, members, MOVED, "customer_id")
+                for sign, movements in ((-1, before), (1, None)):
+                    rows = contribution_rows(name, members, sign, movements)
+                    await connection.execute(sa.insert(STAGED).from_select([*KEY, *SUMMED], rows))
 
 
 async def stage(connection: AsyncConnection, members: Members, sign: int) -> None:
