@@ -209,7 +209,8 @@ WHERE c.id = f.customer_id
 """
 
 
-def _touched(customer_id: sa.ColumnElement[object]) -> sa.ColumnElement[bool]:
+def is_touched(customer_id: sa.ColumnElement[object]) -> sa.ColumnElement[bool]:
+    """The condition on `customer_id`: a customer of the temp `touched_customer`."""
     return customer_id.in_(sa.select(TOUCHED.c.customer_id))
 
 
@@ -264,13 +265,13 @@ async def recompute_touched(
     if in_full and defer_rollups and upkeep:
         await rollup.request_rebuild(connection)
     elif not in_full and not fresh:  # their old contribution, from their movements as they are
-        await rollup_delta.stage(connection, _touched, -1)
+        await rollup_delta.stage(connection, is_touched, -1)
     async with filled_in_bulk(connection, DERIVED, touched if bulk else 0):
         await _recompute_derived(connection, fresh, new)
     if in_full and not defer_rollups:
         await rollup.rebuild(connection, progress)
     elif not in_full:
-        await rollup_delta.stage(connection, _touched, 1)
+        await rollup_delta.stage(connection, is_touched, 1)
         if upkeep:
             await rollup_delta.apply(connection)
     await connection.execute(sa.text(_CUSTOMER_FACTS))

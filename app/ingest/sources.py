@@ -14,15 +14,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import http_url
 from app.db import Database
 from app.errors import NotFound, UserError
 from app.ingest.apply import source_key
+from app.ingest.recompute import TOUCHED, create_touched_table, is_touched
 from app.ingest.secrets import Vault, hint
+from app.metrics import rollup, rollup_delta
 from app.tables import (
     customer,
+    ledger_currency,
     movement,
     movement_scope,
     mrr_change,
@@ -275,12 +278,24 @@ async def rekey(engine: Database, vault: Vault) -> int:
 
 
 async def remove_source(engine: Database, ident: int) -> Source:
-    """Remove a source, its inbox, its states and the canonical and derived rows it brought."""
+    """Remove a source, its inbox, its states and the canonical and derived rows it brought,
+    and its customers' part of what is kept from them: the rollups (their contribution
+    subtracted, or every row rebuilt when they are at least half of the customers, as a
+    recompute decides) and the ledger's currencies (`forget_currencies`)."""
     found = await get_source(engine, ident)
     key = source_key(found.kind, ident)
     customers = sa.select(customer.c.id).where(customer.c.source == key)
     subscriptions = sa.select(subscription.c.id).where(subscription.c.source == key)
     async with engine.begin() as connection:
+        await create_touched_table(connection)
+        await connection.execute(sa.text("TRUNCATE touched_customer"))
+        await connection.execute(sa.insert(TOUCHED).from_select(["customer_id"], customers))
+        removed = await connection.scalar(sa.text("SELECT count(*) FROM touched_customer"))
+        in_full = await rollup.needs_rebuild(connection, int(removed or 0))
+        if not in_full:  # their contribution, from their movements before they go
+            await rollup_delta.stage(connection, is_touched, -1)
+        held = sa.select(movement.c.currency).where(is_touched(movement.c.customer_id)).distinct()
+        currencies = list(await connection.scalars(held))
         for table in (mrr_change, movement, movement_scope):
             await connection.execute(sa.delete(table).where(table.c.customer_id.in_(customers)))
         for table in (subscription_item, subscription_version):
@@ -291,7 +306,27 @@ async def remove_source(engine: Database, ident: int) -> Source:
         await connection.execute(sa.delete(customer).where(customer.c.source == key))
         await connection.execute(sa.delete(plan).where(plan.c.source == key))
         await connection.execute(sa.delete(source).where(source.c.id == ident))
+        if in_full:
+            await rollup.rebuild(connection)
+        else:
+            await rollup_delta.apply(connection)
+        await forget_currencies(connection, currencies)
     return found
+
+
+async def forget_currencies(connection: AsyncConnection, currencies: list[str]) -> None:
+    """The ledger's currencies (`ledger_currency`) after customers in `currencies` left the
+    ledger: each one's first day read again, and a currency no customer has any more dropped
+    (queries then plan as if it had never been there)."""
+    for currency in sorted(currencies):
+        first = await connection.scalar(
+            sa.select(sa.func.min(mrr_change.c.day)).where(mrr_change.c.currency == currency)
+        )
+        row = ledger_currency.c.currency == currency
+        if first is None:
+            await connection.execute(sa.delete(ledger_currency).where(row))
+        else:
+            await connection.execute(sa.update(ledger_currency).where(row).values(first_day=first))
 
 
 async def save_cursor(engine: Database, ident: int, cursor: dict[str, Any]) -> None:
