@@ -8,21 +8,23 @@ history computed by the same series compiler, so they agree with the monthly chu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date, timedelta
-from fractions import Fraction
 from typing import Any
 
 from app.metrics.periods import add_months, period_start
-from app.metrics.points import Point
 from app.metrics.spec import Interval, SeriesRequest
-from app.money import round_half_even
+from app.money import divide_half_even
 
 HISTORY_MONTHS = 6
 LTV_FIELDS = frozenset({"customer_churn_avg", "ltv"})
 
-Rates = dict[tuple[tuple[str, ...], date], Fraction | None]
+# a month's customerChurnRate as its exact fraction: (churned customers, customers before)
+Rate = tuple[int, int]
+Rates = dict[tuple[tuple[str, ...], date], Rate | None]
+LtvFields = tuple[float | None, int | None]  # a point's (customerChurnAvg, ltv)
+LtvOf = Callable[[tuple[str, ...], date, int | None], LtvFields]  # of (group, endDate, arpa)
 
 
 def wants_ltv(request: SeriesRequest) -> bool:
@@ -47,29 +49,43 @@ def monthly_rates(rows: Iterable[Mapping[str, Any]], groups: list[str]) -> Rates
     for row in rows:
         customers_before = row["customers_end"] - row["customers_net"]
         key = (tuple(str(row[g]) for g in groups), row["k"])
-        rates[key] = (
-            Fraction(row["churned_customers"], customers_before) if customers_before else None
-        )
+        rates[key] = (row["churned_customers"], customers_before) if customers_before else None
     return rates
 
 
-def churn_average(rates: Rates, group: tuple[str, ...], day: date) -> Fraction | None:
+def churn_average(rates: Rates, group: tuple[str, ...], day: date) -> Rate | None:
+    """The mean of the known rates of the HISTORY_MONTHS months before the one holding `day`,
+    exactly: (numerator, denominator), summed over a common denominator in integers (the
+    fractions' own arithmetic reduces at every step, several times slower)."""
     month = period_start(day, Interval.MONTH)
-    known = [
-        rate
-        for offset in range(1, HISTORY_MONTHS + 1)
-        if (rate := rates.get((group, add_months(month, -offset)))) is not None
-    ]
-    return sum(known, Fraction(0)) / len(known) if known else None
+    numerator, denominator, known = 0, 1, 0
+    for offset in range(1, HISTORY_MONTHS + 1):
+        rate = rates.get((group, add_months(month, -offset)))
+        if rate is not None:
+            churned, before = rate
+            numerator = numerator * before + churned * denominator
+            denominator *= before
+            known += 1
+    return (numerator, denominator * known) if known else None
 
 
-def with_ltv(point: Point, rates: Rates, group: tuple[str, ...] = ()) -> Point:
-    average = churn_average(rates, group, point.end_date)
-    ltv = None
-    if average and point.arpa is not None:
-        ltv = round_half_even(Fraction(point.arpa) / average)
-    return replace(
-        point,
-        customer_churn_avg=None if average is None else float(average),
-        ltv=ltv,
-    )
+def ltv_of(rates: Rates) -> LtvOf:
+    """A point's customerChurnAvg (the exact mean as the nearest float) and ltv (arpa divided
+    by that mean, rounded half to even to cents; none when the mean is 0 or there is no
+    arpa), each group's average computed once per month."""
+    averages: dict[tuple[tuple[str, ...], date], Rate | None] = {}
+
+    def of(group: tuple[str, ...], end_date: date, arpa: int | None) -> LtvFields:
+        key = (group, period_start(end_date, Interval.MONTH))
+        if key not in averages:
+            averages[key] = churn_average(rates, group, end_date)
+        average = averages[key]
+        if average is None:
+            return None, None
+        numerator, denominator = average
+        ltv = None
+        if numerator and arpa is not None:
+            ltv = divide_half_even(arpa * denominator, numerator)
+        return numerator / denominator, ltv
+
+    return of

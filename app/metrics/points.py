@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from app.metrics.ltv import LtvOf
 from app.metrics.periods import period_end
 from app.metrics.spec import SeriesRequest
 from app.money import ratio_cents
@@ -43,7 +44,7 @@ class Point:
     nrr: float | None
     grr: float | None
     quick_ratio: float | None
-    customer_churn_avg: float | None = None  # set by app.metrics.ltv
+    customer_churn_avg: float | None = None  # from app.metrics.ltv
     ltv: int | None = None
     fx_adjustment: int = 0
 
@@ -72,8 +73,14 @@ def rate(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
-def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
-    """A Point from one result row of `compile_series` (a, b = the clipped period)."""
+def build_point(
+    row: Mapping[str, Any],
+    request: SeriesRequest,
+    ltv: LtvOf | None = None,
+    group: tuple[str, ...] = (),
+) -> Point:
+    """A Point from one result row of `compile_series` (a, b = the clipped period); `ltv`:
+    its customerChurnAvg and ltv (app.metrics.ltv.ltv_of), of the breakdown's `group`."""
     key: datetime.date = row["k"]
     mrr, customers = row["mrr_end"], row["customers_end"]
     fx_adjustment = row["reval_end"] - row["reval_start"]
@@ -84,13 +91,16 @@ def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
     churned = row.get("churned_customers", 0)
     customer_churn = rate(churned, customers_before)
     mrr_churn = rate(-(churn + contraction), mrr_before)
+    end_date = min(period_end(key, request.interval), request.end)
+    arpa = ratio_cents(mrr, customers)
+    churn_avg, lifetime_value = (None, None) if ltv is None else ltv(group, end_date, arpa)
     return Point(
         date=max(key, request.start),
-        end_date=min(period_end(key, request.interval), request.end),
+        end_date=end_date,
         mrr=mrr,
         arr=12 * mrr,
         customers=customers,
-        arpa=ratio_cents(mrr, customers),
+        arpa=arpa,
         asp=ratio_cents(new, row.get("new_customers", 0)),
         new=new,
         expansion=expansion,
@@ -113,6 +123,8 @@ def build_point(row: Mapping[str, Any], request: SeriesRequest) -> Point:
         nrr=rate(mrr_before + row.get("retained_delta", 0), mrr_before),
         grr=rate(mrr_before + row.get("gross_retained_delta", 0), mrr_before),
         quick_ratio=rate(new + expansion + reactivation, -(contraction + churn)),
+        customer_churn_avg=churn_avg,
+        ltv=lifetime_value,
         fx_adjustment=fx_adjustment,
     )
 

@@ -34,7 +34,7 @@ from app.metrics.cohorts import request_problems as cohort_problems
 from app.metrics.coverage import DataRange, compile_range
 from app.metrics.cube import Cube, validate
 from app.metrics.fx import Currencies
-from app.metrics.ltv import Rates, history_request, monthly_rates, wants_ltv, with_ltv
+from app.metrics.ltv import Rates, history_request, ltv_of, monthly_rates, wants_ltv
 from app.metrics.mrr import MRR_CUBE, NO_VALUE, compile_series, group_names, placeholder_key
 from app.metrics.periods import period_count
 from app.metrics.plans import ROLLUP, SCAN, record
@@ -340,11 +340,9 @@ class MetricsEngine:
     async def series(self, request: SeriesRequest) -> tuple[Point, ...]:
         """The total series, ignoring the spec's dimensions (its filters still apply)."""
         total = replace(request, spec=replace(request.spec, dimensions=(), compare=()))
-        points = [build_point(row, total) for row in await self._rows(total)]
-        if wants_ltv(total):
-            rates = await self._churn_history(total)
-            points = [with_ltv(point, rates) for point in points]
-        return tuple(points)
+        rows = await self._rows(total)
+        ltv = ltv_of(await self._churn_history(total)) if wants_ltv(total) else None
+        return tuple(build_point(row, total, ltv) for row in rows)
 
     async def breakdown(
         self, request: SeriesRequest, top: int | None = None
@@ -381,10 +379,10 @@ class MetricsEngine:
         groups = group_names(spec)
         by_key: dict[tuple[str, ...], list[Point]] = {}
         rates = await self._churn_history(request)
+        ltv = ltv_of(rates) if rates else None
         for row in await self._rows(request):
             key = tuple(str(row[g]) for g in groups)
-            point = build_point(row, request)
-            by_key.setdefault(key, []).append(with_ltv(point, rates, key) if rates else point)
+            by_key.setdefault(key, []).append(build_point(row, request, ltv, key))
         kept = {key: points for key, points in by_key.items() if _has_data(points)}
         listed = {key[0] for key in kept} if spec.compare else set()
         for branch in spec.compare:
