@@ -122,6 +122,23 @@ subscription_version = sa.Table(
     sa.Index("subscription_version_last_change_idx", sa.text("greatest(valid_from, valid_to)")),
 )
 
+# One row per trial (METRICS.md 6): what app.metrics.trials.trial_facts derives from a trial
+# subscription's versions, kept by the recompute for the customers it touches, so that the
+# trials' series and funnel read one row per trial instead of aggregating every version.
+trial = sa.Table(
+    "trial",
+    metadata,
+    sa.Column("subscription_id", sa.BigInteger, primary_key=True),  # subscription.id
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("plan_id", sa.BigInteger),  # the subscription's first version's
+    sa.Column("currency", sa.Text),
+    sa.Column("plan_interval", sa.Text),
+    sa.Column("started", sa.Date, nullable=False),
+    sa.Column("converted", sa.Date),
+    sa.Column("expired", sa.Date),
+    sa.Index("trial_customer_idx", "customer_id"),
+)
+
 # The MRR ledger: +mrr on the first day a contributing version counts, -mrr on the day it stops.
 mrr_change = sa.Table(
     "mrr_change",

@@ -46,6 +46,7 @@ TABLES = (
     "fx_rate",
     "ledger_currency",
     "movement_scope",
+    "trial",
     "customer_attribute",
     "attribute",
     "segment",

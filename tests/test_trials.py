@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.ingest import worker
+from app.ingest.sources import remove_source
 from app.metrics.service import MetricsEngine
+from app.metrics.trials import TRIAL_COLUMNS, trial_facts
+from app.tables import trial
+from connectors.registry import TRANSLATORS
 from tests.conftest import execute, execute_errors, import_text
+from tests.stripe_account import Account
+from tests.test_chunked_import import load
+from tests.test_ingest_worker import store
+from tests.test_rollups import company, corrected
+from tests.test_stripe_scenario import new_source, reset
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,status,trial_start,trial_end,plan\n"
 # T1 trials Jan 1-15 then pays: converts Jan 15.
@@ -116,3 +128,63 @@ async def test_a_segment_narrows_trials(engine: AsyncEngine, metrics: MetricsEng
         metrics, QUERY, {"spec": {"compareSegments": [pro["createSegment"]["id"]]}}
     )
     assert "trials take filters, not dimensions or compareSegments" in error["message"]
+
+
+async def kept_and_derived(engine: AsyncEngine) -> tuple[list[Any], list[Any]]:
+    """The `trial` rows the recomputes kept, and the trials derived from the versions now."""
+    facts = trial_facts()
+    async with engine.connect() as connection:
+        kept = await connection.execute(sa.select(trial))
+        derived = await connection.execute(sa.select(*(facts.c[n] for n in TRIAL_COLUMNS)))
+        return sorted(tuple(row) for row in kept), sorted(tuple(row) for row in derived)
+
+
+def trial_account() -> Account:
+    """Stripe customers on 14-day trials: some pay, some cancel during the trial."""
+    a = Account()
+    a.product("prod_t", "Seats", date(2023, 1, 1))
+    a.price("price_t", "prod_t", date(2023, 1, 1), 1200)
+    for number in range(6):
+        day = date(2023, 2, 1) + timedelta(days=7 * number)
+        a.customer(f"cus_t{number}", day, "2025")
+        a.subscribe(f"sub_t{number}", f"cus_t{number}", day, [("price_t", 1)], trial_days=14)
+        if number % 2:
+            a.cancel(f"sub_t{number}", day + timedelta(days=5))
+    return a
+
+
+@pytest.mark.parametrize("chunk_rows", [0, 300])
+async def test_the_kept_trials_follow_every_kind_of_write(
+    engine: AsyncEngine, chunk_rows: int
+) -> None:
+    """A first import (in one transaction, or in chunks applied side by side), a corrected
+    re-import, a Stripe source's events and its removal: after each, the `trial` rows the
+    queries read are the trials derived from the versions as they are."""
+    await reset(engine)
+    text = company(41, 60)
+    assert (await load(engine, text, chunk_rows)).changed_customers >= 60
+    kept, derived = await kept_and_derived(engine)
+    assert kept == derived
+    assert len(kept) >= 10
+    async with engine.connect() as connection:  # a few customers with trials, corrected
+        found = await connection.scalars(
+            sa.text(
+                "SELECT c.external_id FROM trial t JOIN customer c ON c.id = t.customer_id"
+                " ORDER BY t.customer_id LIMIT 4"
+            )
+        )
+        with_trials = set(found)
+    await import_text(engine, corrected(text, with_trials, 4))
+    kept, changed = await kept_and_derived(engine)
+    assert kept == changed
+    assert changed != derived  # the correction changed some trials
+    source = await new_source(engine)
+    await store(engine, trial_account().events)
+    await worker.drain(engine, TRANSLATORS)
+    kept, derived = await kept_and_derived(engine)
+    assert kept == derived
+    assert sum(row[1] > 60 for row in kept) == 6  # the Stripe customers' trials are in
+    await remove_source(engine, source.id)
+    kept, derived = await kept_and_derived(engine)
+    assert kept == derived
+    assert all(row[1] <= 61 for row in kept)

@@ -15,6 +15,7 @@ from app.ingest.bulk import filled_in_bulk
 from app.metrics import rollup, rollup_delta
 from app.metrics.cube import Sources
 from app.metrics.mrr import MRR_CUBE, NO_VALUE
+from app.metrics.trials import keep_trials
 from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
 from app.tables import (
     customer,
@@ -340,3 +341,4 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool, new: bool
     ]
     await connection.execute(sa.insert(movement).from_select(columns, derived))
     await _recompute_scopes(connection, fresh)
+    await keep_trials(connection, is_touched, fresh)

@@ -35,6 +35,7 @@ from app.tables import (
     subscription,
     subscription_item,
     subscription_version,
+    trial,
 )
 
 log = logging.getLogger("tidemill.sources")
@@ -296,7 +297,7 @@ async def remove_source(engine: Database, ident: int) -> Source:
             await rollup_delta.stage(connection, is_touched, -1)
         held = sa.select(movement.c.currency).where(is_touched(movement.c.customer_id)).distinct()
         currencies = list(await connection.scalars(held))
-        for table in (mrr_change, movement, movement_scope):
+        for table in (mrr_change, movement, movement_scope, trial):
             await connection.execute(sa.delete(table).where(table.c.customer_id.in_(customers)))
         for table in (subscription_item, subscription_version):
             await connection.execute(

@@ -32,7 +32,7 @@ from app.tables import import_run
 
 BATCH = 5_000
 REANALYZE_AFTER = 1_000  # customers recomputed
-DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope")
+DERIVED_TABLES = ("customer", "mrr_change", "movement", "movement_scope", "trial")
 # what a first chunked import grows: its statistics are refreshed as it goes
 GROWING_TABLES = ("customer", "subscription", "subscription_version", *DERIVED_TABLES[1:])
 STAGE_COLUMNS = PeriodRow._fields

@@ -13,13 +13,14 @@ Each trial is counted once, as converted or as expired, never both.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.metrics.cube import Cube
@@ -29,8 +30,9 @@ from app.metrics.points import rate
 from app.metrics.spec import Interval, QuerySpec
 from app.metrics.universe import universe
 from app.movements import CONTRIBUTING_STATUSES
-from app.tables import customer, plan, subscription, subscription_version
+from app.tables import customer, plan, subscription, subscription_version, trial
 
+Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
 ENDING_STATUSES = ("canceled", "incomplete_expired")
 MAX_POINTS = 3_700  # as for series: ten years of days
 
@@ -99,10 +101,16 @@ def _with_a_trial() -> Select[Any]:
     )
 
 
-def trial_facts() -> FromClause:
-    """One row per trial: customer, first plan/currency/interval, and its start, conversion
-    and expiry days."""
+def trial_facts(members: Members | None = None) -> FromClause:
+    """One row per trial: subscription, customer, first plan/currency/interval, and its start,
+    conversion and expiry days; of the customers in `members` (their subscriptions, each
+    read whole), else of every customer. Kept in the table `trial` by the recompute
+    (`keep_trials`), which the queries read."""
     v, s = subscription_version, subscription
+    if members is None:
+        chosen = v.c.subscription_id.in_(_with_a_trial())
+    else:  # the trials among them are those with a start (HAVING below)
+        chosen = v.c.subscription_id.in_(sa.select(s.c.id).where(members(s.c.customer_id)))
     trialing = v.c.status == "trialing"
     paid = v.c.status.in_(CONTRIBUTING_STATUSES) & (v.c.mrr > 0)
     started = sa.func.coalesce(
@@ -126,7 +134,7 @@ def trial_facts() -> FromClause:
             _first(v.c.billing_interval, v.c.valid_from).label("plan_interval"),
         )
         .join_from(v, s, s.c.id == v.c.subscription_id)
-        .where(v.c.subscription_id.in_(_with_a_trial()))
+        .where(chosen)
         .group_by(v.c.subscription_id, s.c.customer_id)
         .having(started.is_not(None))
         .subquery("trial_history")
@@ -140,6 +148,7 @@ def trial_facts() -> FromClause:
         (sa.not_(sa.func.coalesce(converts, False)), sa.func.least(history.c.trial_end, end_day))
     )
     return sa.select(
+        history.c.subscription_id,
         history.c.customer_id,
         history.c.plan_id,
         history.c.currency,
@@ -150,8 +159,26 @@ def trial_facts() -> FromClause:
     ).subquery("trials")
 
 
+TRIAL_COLUMNS = [column.name for column in trial.columns]
+
+
+async def keep_trials(connection: AsyncConnection, members: Members, fresh: bool) -> None:
+    """The `trial` rows of the customers in `members` derived again from their versions (run by
+    the recompute after their versions changed; `fresh`: they have none yet). A trial whose
+    subscription moved between customers goes with it: the rows of their subscriptions are
+    replaced too."""
+    if not fresh:  # two statements, each by an index (an OR of both read every trial)
+        theirs = sa.select(subscription.c.id).where(members(subscription.c.customer_id))
+        await connection.execute(sa.delete(trial).where(members(trial.c.customer_id)))
+        await connection.execute(sa.delete(trial).where(trial.c.subscription_id.in_(theirs)))
+    facts = trial_facts(members)
+    await connection.execute(
+        sa.insert(trial).from_select(TRIAL_COLUMNS, sa.select(*(facts.c[n] for n in TRIAL_COLUMNS)))
+    )
+
+
 def _scoped(cube: Cube, spec: QuerySpec, end: ColumnElement[Any]) -> Select[Any]:
-    facts = trial_facts()
+    facts = trial
     scope = Scope(cube, spec, end)
     query = sa.select(facts).where(
         *where_clauses(scope, spec, facts, {}), *universe(cube, spec, facts.c.customer_id, end)
