@@ -28,12 +28,15 @@ PERIODS = (
 )
 
 
-def tidemill(database_url: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def tidemill(
+    database_url: str, *args: str, home: Path, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(home),
         "TIDEMILL_DATABASE_URL": database_url,
         "COLUMNS": "200",
+        **settings,
     }
     command = [sys.executable, "-m", "app.cli", *args]
     return subprocess.run(
@@ -105,6 +108,34 @@ async def test_a_new_database_takes_events_first_and_judges_attributes_by_its_ke
     assert refused.returncode == 1  # no key is defined in a new database: told, not a crash
     assert "industry" in refused.stderr
     assert "Traceback" not in refused.stdout + refused.stderr
+
+
+async def test_a_statement_the_database_stops_is_said_with_what_was_kept(
+    new_database: str, tmp_path: Path
+) -> None:
+    """An import whose statement the server cancels (here a 1 ms statement timeout) exits 1
+    with the server's reason and what the import kept, not a traceback."""
+    periods = tmp_path / "periods.csv"
+    periods.write_text(PERIODS)
+    migrated = tidemill(new_database, "migrate", home=tmp_path)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    done = tidemill(
+        new_database,
+        *("import", "subscriptions", str(periods)),
+        home=tmp_path,
+        TIDEMILL_STATEMENT_TIMEOUT_MS="1",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    said = " ".join(done.stderr.split())  # (a timeout the server or the client enforced)
+    assert said.startswith("error: the database stopped the import (canceling statement due to")
+    assert said.endswith("): nothing was saved")
+    engine = create_async_engine(make_url(new_database))
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(sa.text("SELECT count(*) FROM customer")) == 0
+    finally:
+        await engine.dispose()
 
 
 def _closed_port() -> int:

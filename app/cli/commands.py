@@ -309,7 +309,10 @@ def _run_import(
     interrupted: Callable[[], str] = lambda: "nothing was saved",
 ) -> _T:
     """Run an import; a bad file exits 1 with `file, line N: reason` per bad line; Ctrl-C
-    exits 130 saying what was kept (`interrupted`) and how to go on."""
+    exits 130, and a statement the database stopped exits 1, each saying what was kept
+    (`interrupted`) and how to go on."""
+    from sqlalchemy.exc import DBAPIError
+
     try:
         return asyncio.run(load())
     except KeyboardInterrupt:
@@ -323,6 +326,9 @@ def _run_import(
         if error.filename is None:  # not the file (the database, say): not for this message
             raise
         raise fail(f"{path}: {error.strerror or error}") from None
+    except DBAPIError as error:  # the server stopped a statement (a timeout, a restart, ...)
+        said = str(error.orig or error).strip().splitlines()[0]
+        raise fail(f"the database stopped the import ({said}): {interrupted()}") from None
 
 
 @importer.command("attributes")

@@ -46,8 +46,10 @@ first one, then rebuilds the rollups. No statement touches more than one chunk's
 the COPY batches, the across-partition check, the file's plans written before chunks applied
 side by side (one pass over the staged file) and the sum of the chunks' contributions to the
 rollups (a few thousand rows per chunk), so none runs near the statement timeout. The
-deferred indexes are built like a migration's or the settling VACUUM: maintenance, without
-the requests' statement timeout (tens of seconds at a million customers on a slow machine).
+across-partition check (one grouping of every staged line) and the deferred indexes run like
+a migration's statements or the settling VACUUM: the job's work, without the requests'
+statement timeout (tens of seconds each at a million customers on a slow machine: the check
+passed 30 s on a machine of speed index 1.9 µs with our tests running beside it).
 """
 
 from __future__ import annotations
@@ -297,18 +299,20 @@ async def _check(engine: AsyncEngine, job: Job, filename: str, source: str) -> N
         tables = [job.stage] if whole else [job.partition(k) for k in range(job.chunks)]
         queries += [(whole, message, query.replace("stage_period", table)) for table in tables]
     # the whole file's first: the longest, while the partitions' share the other connection
-    pending = ((message, query) for _, message, query in sorted(queries, key=lambda q: not q[0]))
+    pending = iter(sorted(queries, key=lambda q: not q[0]))
     problems: list[tuple[int, str]] = []
     total = 0
 
     async def worker() -> None:
         nonlocal total
-        for message, query in pending:
+        for whole, message, query in pending:
             async with engine.begin() as connection:
                 # its sorts and hashes (a partition's, or the whole file's) in memory
                 await connection.execute(
                     sa.select(sa.func.set_config("work_mem", rollup.WORK_MEM, True))
                 )
+                if whole:  # one pass over every line: the job's, not a request's, time limit
+                    await connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 parameters = {"source": source, "reported": MAX_REPORTED}
                 found = (await connection.execute(sa.text(query), parameters)).all()
             total += found[0][3] if found else 0
