@@ -313,6 +313,8 @@ def _run_import(
     (`interrupted`) and how to go on."""
     from sqlalchemy.exc import DBAPIError
 
+    from app.db import connection_refused
+
     try:
         return asyncio.run(load())
     except KeyboardInterrupt:
@@ -326,7 +328,9 @@ def _run_import(
         if error.filename is None:  # not the file (the database, say): not for this message
             raise
         raise fail(f"{path}: {error.strerror or error}") from None
-    except DBAPIError as error:  # the server stopped a statement (a timeout, a restart, ...)
+    except DBAPIError as error:  # the server stopped a statement (a timeout, say)
+        if connection_refused(error) is not None:  # the database cannot be used at all: said
+            raise  # by the command's caller, with the URL and the setting to change
         said = str(error.orig or error).strip().splitlines()[0]
         raise fail(f"the database stopped the import ({said}): {interrupted()}") from None
 
