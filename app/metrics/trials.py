@@ -13,7 +13,7 @@ Each trial is counted once, as converted or as expired, never both.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -27,12 +27,12 @@ from app.metrics.cube import Cube
 from app.metrics.mrr import Scope, period_key, step, where_clauses
 from app.metrics.periods import period_count, period_end
 from app.metrics.points import rate
+from app.metrics.rollup import Members
 from app.metrics.spec import Interval, QuerySpec
 from app.metrics.universe import universe
 from app.movements import CONTRIBUTING_STATUSES
 from app.tables import customer, plan, subscription, subscription_version, trial
 
-Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
 ENDING_STATUSES = ("canceled", "incomplete_expired")
 MAX_POINTS = 3_700  # as for series: ten years of days
 
