@@ -5,6 +5,12 @@ Events are the movements of METRICS.md 3 of the requested kinds (`churn`; `churn
 `contraction` for revenue churn) in the spec's scope, with amounts in the report currency
 converted on their day (METRICS.md 7), so they add up to the series' field of that kind. Pages
 are keyset-paginated on (day, customer id): stable while data is added elsewhere.
+
+The totals read the rollups' day rows when they answer the spec exactly (`totals_slice`): in
+one day a customer has at most one movement in any scope, so a day row's `<kind>_customers`
+counts that day's movements of the kind and its `<kind>` sums their amounts. At a million
+customers a year's totals summed from the movements took 0.4 s; from the day rows, a few
+hundred rows.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from app.metrics.fx import (
     movement_days,
 )
 from app.metrics.mrr import KINDS, NO_VALUE, movement_source
-from app.metrics.spec import QuerySpec
-from app.tables import customer, mrr_change, plan
+from app.metrics.rollup import Slice, spec_slice
+from app.metrics.spec import Interval, QuerySpec
+from app.tables import customer, mrr_change, plan, rollup
 
 LOGO = ("churn",)
 REVENUE = ("churn", "contraction")
@@ -148,6 +155,39 @@ def compile_totals(cube: Cube, request: ChurnRequest, currencies: Currencies) ->
         sa.func.coalesce(sa.func.sum(events.c.amount), 0).label("total_amount"),
         missing.label("fx_missing"),
     ).select_from(events)
+
+
+def totals_slice(
+    request: ChurnRequest, currencies: Currencies, rolled: frozenset[str]
+) -> Slice | None:
+    """The rollup rows whose day rows give the totals exactly, or None (sum the movements):
+    the spec's slice (the total, or one EQ filter on a rolled-up dimension), and no amount to
+    convert unless the slice is the report currency's own."""
+    where = spec_slice(request.spec, rolled)
+    if where is None or where.value is None:  # (None: a breakdown, which the checks refuse)
+        return None
+    own = where == Slice("currency", currencies.report)
+    return None if currencies.needs_conversion and not own else where
+
+
+def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:
+    """`compile_totals` from the day rows of the slice (`totals_slice`)."""
+    days = sa.and_(
+        rollup.c.interval == Interval.DAY.value,
+        rollup.c.dimension == where.dimension,
+        rollup.c.value == where.value,
+        rollup.c.k.between(
+            sa.bindparam("start", request.start, type_=sa.Date),
+            sa.bindparam("end", request.end, type_=sa.Date),
+        ),
+    )
+    count = sum((rollup.c[f"{kind}_customers"] for kind in request.kinds), sa.literal(0))
+    amount = sum((rollup.c[kind] for kind in request.kinds), sa.literal(0))
+    return sa.select(
+        sa.cast(sa.func.coalesce(sa.func.sum(count), 0), sa.BigInteger).label("total_count"),
+        sa.func.coalesce(sa.func.sum(amount), 0).label("total_amount"),
+        sa.null().label("fx_missing"),
+    ).where(days)
 
 
 def compile_page(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Select[Any]:

@@ -48,7 +48,7 @@ from app.metrics.mrr import (
     step,
 )
 from app.metrics.periods import period_end, period_start
-from app.metrics.spec import FilterOp, Interval, SeriesRequest
+from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
 from app.movements import movements_from_changes
 from app.tables import (
     ROLLUP_COUNTS,
@@ -972,7 +972,11 @@ def slice_of(request: SeriesRequest, rolled: frozenset[str] = frozenset(ALWAYS))
     """The rollup rows that answer the request's spec exactly, or None (scan): no segment or
     compared segments, and either no dimensions and no filters (the total), one rolled-up
     dimension (`rolled`: a breakdown), or one EQ filter on one (a one-value series)."""
-    spec = request.spec
+    return spec_slice(request.spec, rolled)
+
+
+def spec_slice(spec: QuerySpec, rolled: frozenset[str] = frozenset(ALWAYS)) -> Slice | None:
+    """`slice_of` for a spec alone (the movement detail's totals read it too)."""
     if spec.segment is not None or spec.compare:
         return None
     if not spec.dimensions and not spec.filters:
@@ -1424,4 +1428,5 @@ __all__ = [
     "outside_cuts",
     "rebuild",
     "rollup_answers",
+    "spec_slice",
 ]

@@ -26,7 +26,9 @@ from app.metrics.churn import (
     Cursor,
     build_page,
     compile_page,
+    compile_rollup_totals,
     compile_totals,
+    totals_slice,
 )
 from app.metrics.churn import request_problems as churn_problems
 from app.metrics.cohorts import Cohort, CohortRequest, build_cohorts, compile_cohorts
@@ -437,8 +439,17 @@ class MetricsEngine:
             cube = await self.cube_of(connection)
             check(cube, request.spec, churn_problems(request))
             currencies = await self._currencies(connection, request.spec, request.start)
+            state = await self._state(connection)
+            where = None
+            if self.rollups and not state.behind:
+                where = totals_slice(request, currencies, state.rolled)
+            record(plan_name(where))
+            if where is None:
+                statement = compile_totals(cube, request, currencies)
+            else:
+                statement = compile_rollup_totals(request, where)
             with fitting_in_cents(currencies.report):
-                totals = await connection.execute(compile_totals(cube, request, currencies))
+                totals = await connection.execute(statement)
                 total = totals.mappings().one()
                 check_rates(total["fx_missing"])
                 page = await connection.execute(compile_page(cube, request, currencies))
