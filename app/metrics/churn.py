@@ -35,7 +35,7 @@ from app.metrics.fx import (
     movement_days,
 )
 from app.metrics.mrr import KINDS, NO_VALUE, movement_source
-from app.metrics.rollup import Slice, spec_slice
+from app.metrics.rollup import Slice, spec_slice, unconverted
 from app.metrics.spec import Interval, QuerySpec
 from app.tables import customer, mrr_change, plan, rollup
 
@@ -166,8 +166,7 @@ def totals_slice(
     where = spec_slice(request.spec, rolled)
     if where is None or where.value is None:  # (None: a breakdown, which the checks refuse)
         return None
-    own = where == Slice("currency", currencies.report)
-    return None if currencies.needs_conversion and not own else where
+    return unconverted(where, currencies, counts_only=False)
 
 
 def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:

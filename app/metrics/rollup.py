@@ -34,6 +34,7 @@ from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 from app.errors import UserError
 from app.metrics.cohorts import CohortRequest
 from app.metrics.cube import Sources
+from app.metrics.fx import Currencies
 from app.metrics.mrr import (
     COUNT_FIELDS,
     CUSTOMER_FIELDS,
@@ -1011,9 +1012,15 @@ def rollup_answers(
     converted and rounded at the point's rate (METRICS.md 7), which no sum over customers
     stored ahead of the query determines (rates also change after the fact, and the report
     currency and `fixFx` are the query's); docs/architecture.md, "Query plans"."""
-    where = slice_of(request, rolled)
     counts_only = bool(request.fields) and request.fields <= COUNT_FIELDS
     currencies = currencies_of(request, base_currency, present)
+    return unconverted(slice_of(request, rolled), currencies, counts_only)
+
+
+def unconverted(where: Slice | None, currencies: Currencies, counts_only: bool) -> Slice | None:
+    """`where`, unless amounts read from it would need converting: the ledger holds a currency
+    other than the report's, the statement sums amounts (not `counts_only`), and the slice is
+    not the report currency's own (a customer has one currency, so nothing in it converts)."""
     converts = currencies.needs_conversion and not counts_only
     own = where is not None and where == Slice("currency", currencies.report)
     return None if converts and not own else where
@@ -1429,4 +1436,5 @@ __all__ = [
     "rebuild",
     "rollup_answers",
     "spec_slice",
+    "unconverted",
 ]
