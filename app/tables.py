@@ -173,6 +173,8 @@ movement = sa.Table(
     sa.Column("currency", sa.Text, nullable=False),  # amounts are in the customer's currency
     sa.Column("prev_day", sa.Date),  # the customer's previous and next movement days
     sa.Column("next_day", sa.Date),
+    # the calendar periods it is the customer's only movement in (app.movements.ALONE_BITS)
+    sa.Column("alone", sa.SmallInteger, nullable=False),
     # a cut period's movements, read from the index alone (migration 0024)
     sa.Index("movement_day_idx", "day", postgresql_include=CUT_READS),
 )
@@ -194,6 +196,7 @@ movement_scope = sa.Table(
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("prev_day", sa.Date),
     sa.Column("next_day", sa.Date),
+    sa.Column("alone", sa.SmallInteger, nullable=False),  # as movement.alone, in the value
     sa.Index("movement_scope_customer_idx", "customer_id"),
     sa.Index(  # a cut period's movements, read from the index alone (migration 0024)
         "movement_scope_dimension_day_idx",

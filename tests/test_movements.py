@@ -3,13 +3,18 @@ in the comments)."""
 
 from __future__ import annotations
 
+import importlib
+from datetime import date
 from fractions import Fraction
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.mrr import whole_periods
 from app.metrics.service import MetricsEngine
+from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from tests.conftest import execute, import_text
 
 HEADER = "subscription_id,customer_id,start_date,end_date,monthly_amount,plan\n"
@@ -59,6 +64,68 @@ async def series(
 @pytest.fixture
 async def company(engine: AsyncEngine) -> None:
     await import_text(engine, COMPANY)
+
+
+# Each stored movement's `alone` bits (app.movements.ALONE_BITS: week 1, month 2, quarter 4,
+# year 8): set where neither neighbouring movement day is in the same calendar period.
+# A Jan 1 (next Mar 1) and Mar 1 (prev Jan 1): same quarter and year -> week + month = 3.
+# B Jan 15 and Feb 10 (both within Q1 of a neighbour) -> 3; Apr 1 (prev Feb 10, none after):
+#   alone in its week, month and Q2, not in 2024 -> 7.
+# C Feb 1 and Mar 15: same quarter -> 3. D Jan 1 (its Feb 1 swap is no movement): alone in
+# all four -> 15. E Mar 1 (Fri) and Mar 2 (Sat): same ISO week -> 0.
+# The plan scope holds the same movements (D's swap nets out in Basic too).
+ALONE_BY_HAND = {
+    ("A", "2024-01-01"): 3,
+    ("A", "2024-03-01"): 3,
+    ("B", "2024-01-15"): 3,
+    ("B", "2024-02-10"): 3,
+    ("B", "2024-04-01"): 7,
+    ("C", "2024-02-01"): 3,
+    ("C", "2024-03-15"): 3,
+    ("D", "2024-01-01"): 15,
+    ("E", "2024-03-01"): 0,
+    ("E", "2024-03-02"): 0,
+}
+
+
+@pytest.mark.usefixtures("company")
+async def test_stored_alone_bits_by_hand_and_by_the_migrations_rule(engine: AsyncEngine) -> None:
+    """The recompute stores each movement's periods it is alone in; the backfill of migration
+    0035 (the same rule written in SQL) gives every stored row the same bits."""
+    migration = importlib.import_module("migrations.versions.2026_12_04_0035_movement_alone")
+    for table, scope in (("movement", ""), ("movement_scope", " AND m.dimension = 'plan'")):
+        query = (
+            f"SELECT c.external_id, m.day::text, m.alone, {migration.BITS} AS backfilled"
+            f" FROM {table} m JOIN customer c ON c.id = m.customer_id WHERE true{scope}"
+        )
+        async with engine.connect() as connection:
+            rows = (await connection.execute(sa.text(query))).all()
+        assert {(who, day): alone for who, day, alone, _ in rows} == ALONE_BY_HAND, table
+        assert [alone for *_, alone, _ in rows] == [backfilled for *_, backfilled in rows]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "interval", "whole"),
+    [
+        ("2024-01-01", "2024-12-31", "month", ("2024-01-01", "2024-12-31")),
+        ("2024-01-15", "2024-12-31", "month", ("2024-02-01", "2024-12-31")),
+        ("2024-01-01", "2024-12-30", "month", ("2024-01-01", "2024-11-30")),
+        ("2024-01-15", "2024-02-20", "month", None),  # two cut months, none whole
+        ("2024-01-15", "2024-01-20", "month", None),
+        ("2024-01-01", "2024-01-31", "month", ("2024-01-01", "2024-01-31")),
+        ("2024-01-03", "2024-01-21", "week", ("2024-01-08", "2024-01-21")),  # Wed to Sun
+        ("2024-02-01", "2025-01-01", "quarter", ("2024-04-01", "2024-12-31")),
+        ("2024-01-01", "2026-06-30", "year", ("2024-01-01", "2025-12-31")),
+    ],
+)
+def test_whole_periods_of_a_range(
+    start: str, end: str, interval: str, whole: tuple[str, str] | None
+) -> None:
+    request = SeriesRequest(
+        date.fromisoformat(start), date.fromisoformat(end), Interval(interval), QuerySpec()
+    )
+    expected = None if whole is None else tuple(date.fromisoformat(day) for day in whole)
+    assert whole_periods(request) == expected
 
 
 @pytest.mark.usefixtures("company")

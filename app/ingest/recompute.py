@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ColumnElement, FromClause
 
 from app.ingest.bulk import filled_in_bulk
 from app.metrics import rollup, rollup_delta
 from app.metrics.cube import Sources
 from app.metrics.mrr import MRR_CUBE, NO_VALUE
 from app.metrics.trials import keep_trials
-from app.movements import CONTRIBUTING_STATUSES, movements_from_changes
+from app.movements import CONTRIBUTING_STATUSES, alone_bits, movements_from_changes
 from app.tables import (
     customer,
     movement,
@@ -138,6 +139,10 @@ def _ledger_side(day_column: str, sign: int, *, new: bool = False) -> sa.Select[
 MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
 
 
+def _alone(derived: FromClause) -> ColumnElement[int]:
+    return alone_bits(derived.c.day, derived.c.prev_day, derived.c.next_day).label("alone")
+
+
 async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
     """Per-value movements of each materialized dimension of the MRR cube (plan, interval)."""
     touched = sa.select(TOUCHED.c.customer_id)
@@ -168,8 +173,17 @@ async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
             derived.c.day,
             derived.c.currency,
             *(derived.c[name] for name in MOVEMENT_COLUMNS),
+            _alone(derived),
         )
-        columns = ["dimension", "value", "customer_id", "day", "currency", *MOVEMENT_COLUMNS]
+        columns = [
+            "dimension",
+            "value",
+            "customer_id",
+            "day",
+            "currency",
+            *MOVEMENT_COLUMNS,
+            "alone",
+        ]
         await connection.execute(sa.insert(movement_scope).from_select(columns, rows))
 
 
@@ -327,18 +341,9 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool, new: bool
     )
     if not fresh:
         await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
-    derived = movements_from_changes(TOUCHED_CHANGE, ["currency"])
-    columns = [
-        "customer_id",
-        "currency",
-        "day",
-        "kind",
-        "before",
-        "after",
-        "amount",
-        "prev_day",
-        "next_day",
-    ]
-    await connection.execute(sa.insert(movement).from_select(columns, derived))
+    derived = movements_from_changes(TOUCHED_CHANGE, ["currency"]).subquery("derived")
+    columns = ["customer_id", "currency", "day", *MOVEMENT_COLUMNS, "alone"]
+    rows = sa.select(*(derived.c[name] for name in columns[:-1]), _alone(derived))
+    await connection.execute(sa.insert(movement).from_select(columns, rows))
     await _recompute_scopes(connection, fresh)
     await keep_trials(connection, is_touched, fresh)

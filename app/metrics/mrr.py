@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,10 +27,11 @@ from app.metrics.fx import (
     point_days,
     revaluation,
 )
+from app.metrics.periods import period_end, period_start
 from app.metrics.regions import COUNTRY_REGION, OTHER, REGIONS
 from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
 from app.metrics.universe import branch_specs, universe
-from app.movements import movements_from_changes
+from app.movements import ALONE_BITS, movements_from_changes
 from app.tables import customer, movement, movement_scope, mrr_change, plan
 
 NO_VALUE = "(none)"
@@ -242,17 +243,22 @@ def movement_source(
 def _compared(cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str) -> FromClause:
     """The union of each compared segment's movements, its name as the first group `g0`."""
     branches = []
-    for index, (segment, branch) in enumerate(zip(spec.compare, branch_specs(spec), strict=True)):
-        rows = movement_source(cube, branch, end, f"{name}_{index}")
-        dimensions = group_names(branch)
+    for index, branch in enumerate(branch_specs(spec)):
         branches.append(
+            (movement_source(cube, branch, end, f"{name}_{index}"), group_names(branch))
+        )
+    # the columns every branch has (a branch derived from the ledger has no `alone`)
+    shared = set.intersection(*({c.key for c in rows.c} for rows, _ in branches))
+    return sa.union_all(
+        *(
             sa.select(
                 sa.literal(segment.name, sa.Text).label("g0"),
                 *(rows.c[g].label(f"g{i + 1}") for i, g in enumerate(dimensions)),
-                *(c for c in rows.c if c.key not in dimensions),
+                *(c for c in rows.c if c.key not in dimensions and c.key in shared),
             )
+            for segment, (rows, dimensions) in zip(spec.compare, branches, strict=True)
         )
-    return sa.union_all(*branches).subquery(name)
+    ).subquery(name)
 
 
 def _stored(
@@ -373,17 +379,46 @@ class Period:
     b: ColumnElement[Any]
 
 
-def _customer_level(
-    mv: FromClause, period: Period, groups: list[str]
-) -> tuple[Select[tuple[object, ...]], Select[tuple[object, ...]]]:
-    """Per (group, period, customer): movement sums per kind, the state before the first and
-    after the last movement in the period (= the states at a-1 and at b), as two selects:
-    the customers whose only movement in the period is the row itself (the common case, found
-    from its neighbouring movement days, so not grouped) and the others, grouped."""
-    alone = sa.and_(
+def whole_periods(request: SeriesRequest) -> tuple[date, date] | None:
+    """The first and last day of the series' periods that lie wholly in its range (its
+    first and last may be cut by `start` and `end`), or None when there is none."""
+    interval = request.interval
+    first = period_start(request.start, interval)
+    if first < request.start:
+        first = period_end(first, interval) + timedelta(days=1)
+    last = period_end(period_start(request.end, interval), interval)
+    if last > request.end:
+        last = period_start(request.end, interval) - timedelta(days=1)
+    return (first, last) if first <= last else None
+
+
+def _alone(mv: FromClause, period: Period, request: SeriesRequest) -> ColumnElement[bool]:
+    """Whether a movement is its customer's only one in its (clipped) period: its neighbouring
+    movement days are outside the period's bounds. In a whole week, month, quarter or year a
+    stored movement's `alone` bit says so (app.movements.ALONE_BITS), and only the rows of a
+    cut first or last period compare their neighbours with the bounds."""
+    compared = sa.and_(
         sa.or_(mv.c.prev_day.is_(None), mv.c.prev_day < period.a),
         sa.or_(mv.c.next_day.is_(None), mv.c.next_day > period.b),
     )
+    bit = ALONE_BITS.get(request.interval.value)
+    whole = whole_periods(request)
+    if bit is None or whole is None or "alone" not in mv.c:
+        return compared
+    inside = mv.c.day.between(
+        sa.bindparam("whole_first", whole[0], type_=sa.Date),
+        sa.bindparam("whole_last", whole[1], type_=sa.Date),
+    )
+    return sa.case((inside, mv.c.alone.op("&")(bit) != 0), else_=compared)
+
+
+def _customer_level(
+    mv: FromClause, period: Period, groups: list[str], alone: ColumnElement[bool]
+) -> tuple[Select[tuple[object, ...]], Select[tuple[object, ...]]]:
+    """Per (group, period, customer): movement sums per kind, the state before the first and
+    after the last movement in the period (= the states at a-1 and at b), as two selects:
+    the customers whose only movement in the period is the row itself (`alone`: the common
+    case, found from its neighbouring movement days, so not grouped) and the others, grouped."""
     group_columns = [mv.c[g] for g in groups]
     singles = sa.select(
         *group_columns,
@@ -516,7 +551,8 @@ def _flows(
     if with_customers:
         rows = sa.select(mv).where(in_range).subquery("in_range")
         bounds = _period_of(rows.c.day, request)
-        singles, several = _customer_level(rows, bounds, groups)
+        alone = _alone(rows, bounds, request)
+        singles, several = _customer_level(rows, bounds, groups, alone)
         parts = [
             _period_level(part.subquery(name), groups, with_customers=True)
             for part, name in ((singles, "singles"), (several, "several"))

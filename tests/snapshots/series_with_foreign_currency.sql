@@ -1,9 +1,9 @@
 WITH as_of AS 
 (SELECT mv.customer_id AS customer_id, %(start)s::DATE - %(param_7)s::INTEGER AS day, %(param_8)s::VARCHAR AS kind, %(param_9)s::BIGINT AS before, mv.after AS after, mv.after AS amount, mv.currency AS currency, CAST(NULL AS DATE) AS prev_day, mv.next_day AS next_day 
-FROM (SELECT movement.customer_id AS customer_id, movement.day AS day, movement.kind AS kind, movement.before AS before, movement.after AS after, movement.amount AS amount, movement.currency AS currency, movement.prev_day AS prev_day, movement.next_day AS next_day 
+FROM (SELECT movement.customer_id AS customer_id, movement.day AS day, movement.kind AS kind, movement.before AS before, movement.after AS after, movement.amount AS amount, movement.currency AS currency, movement.prev_day AS prev_day, movement.next_day AS next_day, movement.alone AS alone 
 FROM movement) AS mv 
 WHERE mv.day < %(start)s::DATE AND (mv.next_day IS NULL OR mv.next_day >= %(start)s::DATE) AND mv.after > %(after_1)s::BIGINT UNION ALL SELECT mv.customer_id AS customer_id, mv.day AS day, mv.kind AS kind, mv.before AS before, mv.after AS after, mv.amount AS amount, mv.currency AS currency, mv.prev_day AS prev_day, mv.next_day AS next_day 
-FROM (SELECT movement.customer_id AS customer_id, movement.day AS day, movement.kind AS kind, movement.before AS before, movement.after AS after, movement.amount AS amount, movement.currency AS currency, movement.prev_day AS prev_day, movement.next_day AS next_day 
+FROM (SELECT movement.customer_id AS customer_id, movement.day AS day, movement.kind AS kind, movement.before AS before, movement.after AS after, movement.amount AS amount, movement.currency AS currency, movement.prev_day AS prev_day, movement.next_day AS next_day, movement.alone AS alone 
 FROM movement) AS mv 
 WHERE mv.day BETWEEN %(start)s::DATE AND %(end)s::DATE), 
 fx AS 
