@@ -7,7 +7,7 @@ dimension recomputes customers' MRR inside the scope and classifies again).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,20 +84,22 @@ def movements_from_changes(
 # bounds (two date_trunc calls and interval arithmetic per row and pass, about a third of a
 # scan). The migration that added the columns (0035) fills them with this same rule in SQL.
 ALONE_BITS = {"week": 1, "month": 2, "quarter": 4, "year": 8}
-_STEPS = {"week": "1 week", "month": "1 month", "quarter": "3 months", "year": "1 year"}
+
+Bounds = Callable[[str], tuple[ColumnElement[Any], ColumnElement[Any]]]
 
 
 def alone_bits(
-    day: ColumnElement[Any], prev_day: ColumnElement[Any], next_day: ColumnElement[Any]
+    prev_day: ColumnElement[Any], next_day: ColumnElement[Any], bounds: Bounds
 ) -> ColumnElement[int]:
-    """The ALONE_BITS of a movement on `day` whose neighbouring movement days are given."""
+    """The ALONE_BITS of a movement whose neighbouring movement days are given; `bounds(unit)`
+    is the first and last day of the movement's period of that unit (a calendar joined by
+    day: computed once per day, not per row)."""
     terms = []
     for unit, bit in ALONE_BITS.items():
-        first = sa.func.date_trunc(unit, sa.cast(day, sa.DateTime))
-        last = first + sa.cast(sa.literal(_STEPS[unit]), sa.Interval) - sa.text("interval '1 day'")
+        first, last = bounds(unit)
         alone = sa.and_(
-            sa.or_(prev_day.is_(None), prev_day < sa.cast(first, sa.Date)),
-            sa.or_(next_day.is_(None), next_day > sa.cast(last, sa.Date)),
+            sa.or_(prev_day.is_(None), prev_day < first),
+            sa.or_(next_day.is_(None), next_day > last),
         )
         terms.append(sa.case((alone, bit), else_=0))
     return sa.cast(sum(terms[1:], terms[0]), sa.SmallInteger)

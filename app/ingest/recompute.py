@@ -7,6 +7,7 @@ import just recomputes the customers it touched.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -139,8 +140,18 @@ def _ledger_side(day_column: str, sign: int, *, new: bool = False) -> sa.Select[
 MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
 
 
-def _alone(derived: FromClause) -> ColumnElement[int]:
-    return alone_bits(derived.c.day, derived.c.prev_day, derived.c.next_day).label("alone")
+def _with_alone(derived: FromClause, columns: list[str]) -> sa.Select[tuple[object, ...]]:
+    """`columns` of the derived movements and their `alone` bits, from a calendar of the
+    touched ledger's days (each period's bounds computed once per day, not per movement)."""
+    days = rollup.calendar(TOUCHED_CHANGE)
+
+    def bounds(unit: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return days.c[f"k_{unit}"], days.c[f"b_{unit}"]
+
+    bits = alone_bits(derived.c.prev_day, derived.c.next_day, bounds)
+    return sa.select(*(derived.c[name] for name in columns), bits.label("alone")).join_from(
+        derived, days, days.c.day == derived.c.day
+    )
 
 
 async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
@@ -166,24 +177,11 @@ async def _recompute_scopes(connection: AsyncConnection, fresh: bool) -> None:
             .subquery("changes")
         )
         derived = movements_from_changes(changes, ["value", "currency"]).subquery("derived")
-        rows = sa.select(
-            sa.literal(dimension.name).label("dimension"),
-            derived.c.value,
-            derived.c.customer_id,
-            derived.c.day,
-            derived.c.currency,
-            *(derived.c[name] for name in MOVEMENT_COLUMNS),
-            _alone(derived),
+        stored = ["value", "customer_id", "day", "currency", *MOVEMENT_COLUMNS]
+        rows = _with_alone(derived, stored).add_columns(
+            sa.literal(dimension.name).label("dimension")
         )
-        columns = [
-            "dimension",
-            "value",
-            "customer_id",
-            "day",
-            "currency",
-            *MOVEMENT_COLUMNS,
-            "alone",
-        ]
+        columns = [*stored, "alone", "dimension"]
         await connection.execute(sa.insert(movement_scope).from_select(columns, rows))
 
 
@@ -342,8 +340,8 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool, new: bool
     if not fresh:
         await connection.execute(sa.delete(movement).where(movement.c.customer_id.in_(touched)))
     derived = movements_from_changes(TOUCHED_CHANGE, ["currency"]).subquery("derived")
-    columns = ["customer_id", "currency", "day", *MOVEMENT_COLUMNS, "alone"]
-    rows = sa.select(*(derived.c[name] for name in columns[:-1]), _alone(derived))
-    await connection.execute(sa.insert(movement).from_select(columns, rows))
+    columns = ["customer_id", "currency", "day", *MOVEMENT_COLUMNS]
+    rows = _with_alone(derived, columns)
+    await connection.execute(sa.insert(movement).from_select([*columns, "alone"], rows))
     await _recompute_scopes(connection, fresh)
     await keep_trials(connection, is_touched, fresh)

@@ -202,7 +202,7 @@ ALL_ALONE = (1 << len(Interval)) - 1
 WIDER = [interval for interval in Interval if interval is not Interval.DAY]
 
 
-def _calendar(rows: FromClause, name: str = "calendar") -> FromClause:
+def calendar(rows: FromClause, name: str = "calendar") -> FromClause:
     """Each day from the first to the last of `rows`, with the first (`k_<interval>`) and last
     (`b_<interval>`) day of its period of each interval wider than a day: computed once per
     day, then joined, instead of once per row."""
@@ -220,7 +220,7 @@ def _calendar(rows: FromClause, name: str = "calendar") -> FromClause:
 
 
 def _bounds(rows: FromClause, interval: Interval) -> tuple[Any, Any]:
-    """The period bounds of a row of `rows` joined with `_calendar`."""
+    """The period bounds of a row of `rows` joined with `calendar`."""
     if interval is Interval.DAY:
         return rows.c.day, rows.c.day
     return rows.c[f"k_{interval.value}"], rows.c[f"b_{interval.value}"]
@@ -273,10 +273,10 @@ def _contributions(rows: FromClause, suffix: str = "") -> Select[Any]:
     their state at its end the `after` of the one whose next is later. `suffix` names its
     CTEs apart from those of another dimension's contributions in the same statement."""
     source = sa.select(rows).cte(f"source{suffix}")
-    calendar = _calendar(source, f"calendar{suffix}")
+    days = calendar(source, f"calendar{suffix}")
     dated = (
-        sa.select(source, *(column for column in calendar.c if column.name != "day"))
-        .join_from(source, calendar, calendar.c.day == source.c.day)
+        sa.select(source, *(column for column in days.c if column.name != "day"))
+        .join_from(source, days, days.c.day == source.c.day)
         .subquery("dated")
     )
     mv = sa.select(dated, _alone_mask(dated).label("alone")).cte(f"mv{suffix}")
@@ -302,8 +302,8 @@ def _contributions(rows: FromClause, suffix: str = "") -> Select[Any]:
         .subquery("per_day")
     )
     day = (
-        sa.select(per_day, *(column for column in calendar.c if column.name != "day"))
-        .join_from(per_day, calendar, calendar.c.day == per_day.c.day)
+        sa.select(per_day, *(column for column in days.c if column.name != "day"))
+        .join_from(per_day, days, days.c.day == per_day.c.day)
         .subquery("per_day_dated")
     )
     bounds = _periods_of(day)
