@@ -143,7 +143,8 @@ MOVEMENT_COLUMNS = ["kind", "before", "after", "amount", "prev_day", "next_day"]
 def _with_alone(derived: FromClause, columns: list[str]) -> sa.Select[tuple[object, ...]]:
     """`columns` of the derived movements and their `alone` bits, from a calendar of the
     touched ledger's days (each period's bounds computed once per day, not per movement)."""
-    days = rollup.calendar(TOUCHED_CHANGE)
+    # materialized: inlined, its bounds would be computed again for every joined movement
+    days = rollup.calendar(TOUCHED_CHANGE).prefix_with("MATERIALIZED")
 
     def bounds(unit: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         return days.c[f"k_{unit}"], days.c[f"b_{unit}"]

@@ -202,7 +202,7 @@ ALL_ALONE = (1 << len(Interval)) - 1
 WIDER = [interval for interval in Interval if interval is not Interval.DAY]
 
 
-def calendar(rows: FromClause, name: str = "calendar") -> FromClause:
+def calendar(rows: FromClause, name: str = "calendar") -> sa.CTE:
     """Each day from the first to the last of `rows`, with the first (`k_<interval>`) and last
     (`b_<interval>`) day of its period of each interval wider than a day: computed once per
     day, then joined, instead of once per row."""
