@@ -50,7 +50,7 @@ from app.metrics.mrr import (
 )
 from app.metrics.periods import period_end, period_start
 from app.metrics.spec import FilterOp, Interval, QuerySpec, SeriesRequest
-from app.movements import movements_from_changes
+from app.movements import alone_bits, movements_from_changes
 from app.tables import (
     ROLLUP_COUNTS,
     ROLLUP_DELTAS,
@@ -229,18 +229,15 @@ def _bounds(rows: FromClause, interval: Interval) -> tuple[Any, Any]:
 def _alone_mask(rows: FromClause) -> ColumnElement[int]:
     """Bit 2**n set when a row is its customer's only movement (in its value) in its period of
     the n-th interval of `Interval`: neither neighbouring movement day falls in that period
-    (always so for a day)."""
-    mask: ColumnElement[int] = sa.literal(1, sa.Integer)
-    for n, interval in enumerate(Interval):
-        if interval is Interval.DAY:
-            continue
-        first, last = _bounds(rows, interval)
-        alone = sa.and_(
-            sa.or_(rows.c.prev_day.is_(None), rows.c.prev_day < first),
-            sa.or_(rows.c.next_day.is_(None), rows.c.next_day > last),
-        )
-        mask = mask + sa.case((alone, 1 << n), else_=0)
-    return mask
+    (always so for a day). The wider intervals' bits are the stored movements' `alone` rule
+    (app.movements.alone_bits: week 1, month 2, quarter 4, year 8, the order of `Interval`
+    after the day), read with the calendar's bounds and shifted past the day's bit."""
+
+    def bounds(unit: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return _bounds(rows, Interval(unit))
+
+    wider: ColumnElement[int] = alone_bits(rows.c.prev_day, rows.c.next_day, bounds)
+    return 1 + 2 * wider
 
 
 def _periods_of(rows: FromClause) -> FromClause:
