@@ -3,11 +3,15 @@ breakdowns by hand, and for customer-level ones the breakdown adds up to the tot
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.mrr import AGE_BUCKETS, customer_age
 from app.metrics.service import MetricsEngine
 from tests.conftest import execute, import_text
 
@@ -63,6 +67,53 @@ async def test_customer_level_breakdowns_add_up(metrics: MetricsEngine) -> None:
         entries = await breakdown(metrics, dimension)
         total = entries.pop("TOTAL")
         assert sum(p["customers"] for p in entries.values()) == total["customers"], dimension
+
+
+def _age_by_definition(since: Any, end: Any) -> Any:
+    """The bucket as docs/metrics.md words it: the months of `age(end, since)`."""
+    age = sa.func.age(end, since)
+    months = sa.extract("year", age) * 12 + sa.extract("month", age)
+    return sa.case(
+        (since.is_(None), sa.null()),
+        (months < 6, "0-6"),
+        (months < 12, "6-12"),
+        (months < 24, "12-24"),
+        else_="24+",
+    )
+
+
+async def test_customer_age_counts_the_months_of_age(engine: AsyncEngine) -> None:
+    # every first `new` day of five years (and none) against every end day of a leap year and
+    # the next (month ends, February 29, days before the first's day of the month), the end a
+    # parameter as in a request
+    days = (
+        sa.func.generate_series(
+            sa.literal(date(2021, 1, 1)), sa.literal(date(2025, 12, 31)), sa.text("'1 day'")
+        )
+        .table_valued("day")
+        .render_derived()
+    )
+    since = sa.union_all(
+        sa.select(sa.cast(days.c.day, sa.Date).label("day")), sa.select(sa.null())
+    ).subquery()
+    end = sa.bindparam("end", type_=sa.Date)
+    bucket = customer_age(since.c.day, end)
+    query = sa.select(
+        bucket,
+        sa.func.count(),
+        sa.func.count().filter(bucket.is_distinct_from(_age_by_definition(since.c.day, end))),
+    ).group_by(bucket)
+    counted: Counter[str | None] = Counter()
+    differing: Counter[str | None] = Counter()
+    async with engine.connect() as connection:
+        for offset in range(731):
+            at = {"end": date(2024, 1, 1) + timedelta(days=offset)}
+            for label, count, wrong in await connection.execute(query, at):
+                counted[label] += count
+                differing[label] += wrong
+    assert set(counted) == {*AGE_BUCKETS, None}
+    assert counted.total() == 1827 * 731
+    assert differing.total() == 0, differing
 
 
 @pytest.mark.usefixtures("world")

@@ -53,16 +53,30 @@ COUNT_FIELDS = frozenset(
 AGE_BUCKETS = ("0-6", "6-12", "12-24", "24+")
 
 
+AGE_MONTHS = (6, 12, 24)  # where the buckets part
+
+
 def customer_age(since: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The MRR-timeline age bucket of a customer whose first `new` was on `since`."""
-    age = sa.func.age(end, since)
-    months = sa.extract("year", age) * 12 + sa.extract("month", age)
+    """The MRR-timeline age bucket of a customer whose first `new` was on `since`.
+
+    The age in months is that of PostgreSQL's `age(end, since)`: whole months, a month less when
+    `end`'s day of the month is before `since`'s. A customer is thus at least k months old
+    exactly when `since` is on or before `end - k months` (the day clamped to the month's last,
+    as PostgreSQL subtracts months). Each bound is a one-row subquery on the query's `end`, so
+    PostgreSQL computes it once (an InitPlan) and a scan compares dates per row instead of
+    calling `age()` and two `extract`s. tests/test_dimensions.py holds the two rules equal
+    over every day of several years."""
+    younger = [
+        since
+        > sa.select(
+            sa.cast(end - sa.cast(sa.literal(f"{months} months"), sa.Interval), sa.Date)
+        ).scalar_subquery()
+        for months in AGE_MONTHS
+    ]
     return sa.case(
         (since.is_(None), sa.null()),
-        (months < 6, AGE_BUCKETS[0]),
-        (months < 12, AGE_BUCKETS[1]),
-        (months < 24, AGE_BUCKETS[2]),
-        else_=AGE_BUCKETS[3],
+        *((condition, bucket) for condition, bucket in zip(younger, AGE_BUCKETS, strict=False)),
+        else_=AGE_BUCKETS[-1],
     )
 
 
