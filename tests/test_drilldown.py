@@ -134,3 +134,35 @@ async def test_the_days_the_data_covers(metrics: MetricsEngine) -> None:
 async def test_no_data_has_no_range(metrics: MetricsEngine) -> None:
     data = await execute(metrics, "{ dataRange { first last } }")
     assert data["dataRange"] == {"first": None, "last": None}
+
+
+# M moves from a monthly to a yearly plan of the same MRR on Mar 1; R's monthly plan ends on
+# Feb 1 and a new one starts on Apr 10; K's has run unchanged since 2023.
+BY_INTERVAL = """subscription_id,customer_id,start_date,end_date,amount,interval
+m1,M,2024-01-01,2024-03-01,100,month
+y1,M,2024-03-01,,1200,year
+r1,R,2024-01-01,2024-02-01,50,month
+r2,R,2024-04-10,,50,month
+k1,K,2023-06-01,,70,month
+"""
+SPRING = """query($spec: QuerySpecInput) {
+  movements(start: "2024-03-01", end: "2024-04-30", spec: $spec) {
+    totalCount totalAmount events { externalId day kind amount mrrBefore mrrAfter } } }"""
+
+
+async def test_movements_of_one_billing_frequency_read_each_customers_history(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    # Per-frequency movements are derived from the ledger, for the customers whose ledger
+    # changed in the range only, each from its whole history: R's April return is a
+    # reactivation (it had MRR in January), not new; K changed before the range and has none.
+    await import_text(engine, BY_INTERVAL)
+    monthly = {"filters": [{"field": "plan_interval", "values": ["month"]}]}
+    page = (await execute(metrics, SPRING, {"spec": monthly}))["movements"]
+    assert [tuple(e.values()) for e in page["events"]] == [
+        ("M", "2024-03-01", "churn", -10000, 10000, 0),
+        ("R", "2024-04-10", "reactivation", 5000, 0, 5000),
+    ]
+    assert (page["totalCount"], page["totalAmount"]) == (2, -5000)
+    everything = (await execute(metrics, SPRING))["movements"]  # M's MRR did not change
+    assert [(e["externalId"], e["kind"]) for e in everything["events"]] == [("R", "reactivation")]

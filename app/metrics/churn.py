@@ -136,7 +136,7 @@ def _events(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Any:
     looked up for the events' days only)."""
     end = sa.bindparam("end", request.end, type_=sa.Date)
     start = sa.bindparam("start", request.start, type_=sa.Date)
-    mv = movement_source(cube, request.spec, end)
+    mv = movement_source(cube, request.spec, end, within=(start, end))
     events = (
         sa.select(mv)
         .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, end))

@@ -229,16 +229,28 @@ def where_clauses(
     ]
 
 
+Days = tuple[ColumnElement[Any], ColumnElement[Any]]
+
+
 def movement_source(
-    cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str = "mv"
+    cube: Cube,
+    spec: QuerySpec,
+    end: ColumnElement[Any],
+    name: str = "mv",
+    within: Days | None = None,
 ) -> FromClause:
     """Movement rows (customer_id, g0.., day, kind, before, after, amount, currency, prev_day,
     next_day) in the spec's scope, in each customer's own currency. Three sources, one rule:
     the stored customer movements (customer-level dimensions only), the stored per-value
     movements of one dimension (movement_scope), or movements derived here from the ledger.
-    Compared segments are branches of a union: a customer in two segments is in both."""
+    Compared segments are branches of a union: a customer in two segments is in both.
+
+    `within` (first and last day): the caller reads no movement outside those days, so movements
+    derived from the ledger are derived for the customers whose ledger changed in them only (a
+    movement is a day's change of the ledger); each keeps its whole history, so the rows read
+    are exact."""
     if spec.compare:
-        return _compared(cube, spec, end, name)
+        return _compared(cube, spec, end, name, within)
     scope = Scope(cube, spec, end)
     materialized = scope.materialized()
     if not scope.subscription_level:
@@ -251,15 +263,20 @@ def movement_source(
         )
         value = sa.func.nullif(stored.c.value, NO_VALUE)
         return _stored(stored, spec, scope, {materialized.name: value}, name)
-    return _derived(cube, spec, scope, name)
+    return _derived(cube, spec, scope, name, within)
 
 
-def _compared(cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str) -> FromClause:
+def _compared(
+    cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str, within: Days | None
+) -> FromClause:
     """The union of each compared segment's movements, its name as the first group `g0`."""
     branches = []
     for index, branch in enumerate(branch_specs(spec)):
         branches.append(
-            (movement_source(cube, branch, end, f"{name}_{index}"), group_names(branch))
+            (
+                movement_source(cube, branch, end, f"{name}_{index}", within),
+                group_names(branch),
+            )
         )
     # the columns every branch has (a branch derived from the ledger has no `alone`)
     shared = set.intersection(*({c.key for c in rows.c} for rows, _ in branches))
@@ -299,7 +316,18 @@ def grouping_joins(query: Select[Any], scope: Scope, rows: FromClause) -> Select
     return query
 
 
-def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause:
+def _changed_within(days: Days) -> ColumnElement[bool]:
+    """The ledger's rows of the customers whose ledger has a row in `days` (by its day index)."""
+    changed = mrr_change.alias("changed")
+    first, last = days
+    return mrr_change.c.customer_id.in_(
+        sa.select(changed.c.customer_id).where(changed.c.day.between(first, last))
+    )
+
+
+def _derived(
+    cube: Cube, spec: QuerySpec, scope: Scope, name: str, within: Days | None = None
+) -> FromClause:
     expressions = expressions_for(scope, mrr_change, {})
     changes = sa.select(
         mrr_change.c.customer_id,
@@ -317,6 +345,7 @@ def _derived(cube: Cube, spec: QuerySpec, scope: Scope, name: str) -> FromClause
         .where(
             *where_clauses(scope, spec, mrr_change, {}),
             *universe(cube, spec, mrr_change.c.customer_id, scope.end),
+            *([_changed_within(within)] if within is not None else []),
         )
         .subquery("scoped")
     )
