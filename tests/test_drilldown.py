@@ -166,3 +166,50 @@ async def test_movements_of_one_billing_frequency_read_each_customers_history(
     assert (page["totalCount"], page["totalAmount"]) == (2, -5000)
     everything = (await execute(metrics, SPRING))["movements"]  # M's MRR did not change
     assert [(e["externalId"], e["kind"]) for e in everything["events"]] == [("R", "reactivation")]
+
+
+# On monthly plans from Mar 1 to Apr 30: M and S churn on Mar 1, U is new on Mar 5, T churns
+# on Mar 20, R comes back on Apr 10, V churns on Apr 30.
+SPRING_DAYS = (
+    BY_INTERVAL
+    + """s1,S,2024-01-01,2024-03-01,30,month
+t1,T,2024-02-01,2024-03-20,40,month
+u1,U,2024-03-05,,20,month
+v1,V,2024-01-01,2024-04-30,60,month
+"""
+)
+SPRING_PAGE = """query($spec: QuerySpecInput, $first: Int, $after: String) {
+  movements(start: "2024-03-01", end: "2024-04-30", spec: $spec, first: $first, after: $after) {
+    totalCount pageInfo { endCursor hasNextPage } events { externalId day kind } } }"""
+
+
+async def test_pages_of_derived_movements_end_where_the_day_rows_say(engine: AsyncEngine) -> None:
+    # Rolled up, a page of movements derived from the ledger is derived up to the first day by
+    # which the day rows count more events than the page shows; paged through at any size,
+    # it lists what the movements derived over the whole range list, one page at a time.
+    await import_text(engine, SPRING_DAYS)
+    monthly = {"filters": [{"field": "plan_interval", "values": ["month"]}]}
+    expected = [
+        ("M", "2024-03-01", "churn"),
+        ("S", "2024-03-01", "churn"),
+        ("U", "2024-03-05", "new"),
+        ("T", "2024-03-20", "churn"),
+        ("R", "2024-04-10", "reactivation"),
+        ("V", "2024-04-30", "churn"),
+    ]
+    for rollups in (True, False):
+        metrics = MetricsEngine(engine, rollups=rollups)
+        for first in (1, 2, 3, 4, 6):
+            listed, after, pages = [], None, 0
+            while True:
+                variables = {"spec": monthly, "first": first, "after": after}
+                page = (await execute(metrics, SPRING_PAGE, variables))["movements"]
+                assert page["totalCount"] == len(expected)
+                listed += [tuple(e.values()) for e in page["events"]]
+                pages += 1
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
+                assert len(page["events"]) == first
+                after = page["pageInfo"]["endCursor"]
+            assert listed == expected, (rollups, first)
+            assert pages == -(-len(expected) // first), (rollups, first)

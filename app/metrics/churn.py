@@ -34,7 +34,7 @@ from app.metrics.fx import (
     missing_rate,
     movement_days,
 )
-from app.metrics.mrr import KINDS, NO_VALUE, movement_source
+from app.metrics.mrr import KINDS, NO_VALUE, Scope, movement_source
 from app.metrics.rollup import Slice, spec_slice, unconverted
 from app.metrics.spec import Interval, QuerySpec
 from app.tables import customer, mrr_change, plan, rollup
@@ -131,15 +131,18 @@ def _plans_moved(
     )
 
 
-def _events(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Any:
+def _events(
+    cube: Cube, request: ChurnRequest, currencies: Currencies, last: date | None = None
+) -> Any:
     """The matching movements in the report currency, and the missing-rate probe (rates are
-    looked up for the events' days only)."""
+    looked up for the events' days only). `last`: only those up to that day (a page's)."""
     end = sa.bindparam("end", request.end, type_=sa.Date)
     start = sa.bindparam("start", request.start, type_=sa.Date)
-    mv = movement_source(cube, request.spec, end, within=(start, end))
+    until = end if last is None else sa.bindparam("until", last, type_=sa.Date)
+    mv = movement_source(cube, request.spec, end, within=(start, until))
     events = (
         sa.select(mv)
-        .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, end))
+        .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, until))
         .subquery("events")
     )
     if not currencies.needs_conversion:
@@ -189,9 +192,39 @@ def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:
     ).where(days)
 
 
-def compile_page(cube: Cube, request: ChurnRequest, currencies: Currencies) -> Select[Any]:
-    """One page of events after the cursor, ordered by (day, customer id)."""
-    events, _ = _events(cube, request, currencies)
+def derives_page(cube: Cube, request: ChurnRequest) -> bool:
+    """Whether the page's movements are derived from the ledger at query time."""
+    return Scope(cube, request.spec, sa.bindparam("end", request.end, type_=sa.Date)).derives
+
+
+def compile_page_end(request: ChurnRequest, where: Slice) -> Select[Any]:
+    """The first day by which the slice's day rows count more events after the cursor's day
+    (or from the start) than the page shows, or NULL if the range has no such day: the page's
+    events are all on or before it. A page whose movements are derived from the ledger derives
+    them for the customers whose ledger changed up to that day only (at a million customers,
+    a year's first page of churn on monthly plans needs the first day's, not the year's)."""
+    after = request.after.day if request.after is not None else None
+    count = sum((rollup.c[f"{kind}_customers"] for kind in request.kinds), sa.literal(0))
+    days = (
+        sa.select(rollup.c.k, sa.func.sum(count).over(order_by=rollup.c.k).label("running"))
+        .where(
+            rollup.c.interval == Interval.DAY.value,
+            rollup.c.dimension == where.dimension,
+            rollup.c.value == where.value,
+            rollup.c.k <= sa.bindparam("end", request.end, type_=sa.Date),
+            rollup.c.k > after if after is not None else rollup.c.k >= request.start,
+        )
+        .subquery("days")
+    )
+    return sa.select(sa.func.min(days.c.k)).where(days.c.running > request.first)
+
+
+def compile_page(
+    cube: Cube, request: ChurnRequest, currencies: Currencies, last: date | None = None
+) -> Select[Any]:
+    """One page of events after the cursor, ordered by (day, customer id); `last`: a day on or
+    before which the page's events all are (`compile_page_end`)."""
+    events, _ = _events(cube, request, currencies, last)
     page = sa.select(events)
     if request.after is not None:
         after = sa.tuple_(

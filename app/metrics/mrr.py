@@ -179,6 +179,11 @@ class Scope:
     def needs_customer(self) -> bool:
         return any(d.reads_customer for d in self.used())
 
+    @property
+    def derives(self) -> bool:
+        """Whether its movements are derived from the ledger at query time (no stored ones)."""
+        return bool(self.subscription_level) and self.materialized() is None
+
     def materialized(self) -> Dimension | None:
         """The one subscription-level dimension whose per-value movements are stored, when
         the spec breaks down by it (without filtering it) or filters it with one EQ."""

@@ -26,8 +26,10 @@ from app.metrics.churn import (
     Cursor,
     build_page,
     compile_page,
+    compile_page_end,
     compile_rollup_totals,
     compile_totals,
+    derives_page,
     totals_slice,
 )
 from app.metrics.churn import request_problems as churn_problems
@@ -452,7 +454,10 @@ class MetricsEngine:
                 totals = await connection.execute(statement)
                 total = totals.mappings().one()
                 check_rates(total["fx_missing"])
-                page = await connection.execute(compile_page(cube, request, currencies))
+                last = None
+                if where is not None and derives_page(cube, request):
+                    last = await connection.scalar(compile_page_end(request, where))
+                page = await connection.execute(compile_page(cube, request, currencies, last))
                 return build_page(page.mappings().all(), total, request)
 
     async def data_range(self, today: date) -> DataRange:
