@@ -45,6 +45,8 @@ def views(start: date, end: date, customer: str) -> list[View]:
     spec: dict[str, Any] = {"filters": [], "segment": None, "currency": None}
     plain = {**spec, "compareSegments": [], "dimensions": []}
     by_plan = {**plain, "dimensions": ["plan"]}
+    # per-frequency movements are derived from the ledger (no stored ones)
+    monthly_only = {**plain, "filters": [{"field": "plan_interval", "values": ["month"]}]}
     overview = ("DashboardOverview", {**window, "spec": plain, "period": None})
     meta: tuple[str, Mapping[str, Any]] = ("DashboardMeta", {})
     last_month = {"start": end.replace(day=1).isoformat(), "end": end.isoformat()}
@@ -60,6 +62,20 @@ def views(start: date, end: date, customer: str) -> list[View]:
         View(
             "drill-down: churn of a month",
             (meta, ("DashboardMovements", {**last_month, "kinds": ["churn"], "spec": plain})),
+        ),
+        View(
+            "churn, monthly plans only",
+            (meta, ("DashboardChurn", {**window, "spec": monthly_only, "first": 25})),
+        ),
+        View(
+            "drill-down: churn of a month, monthly plans only",
+            (
+                meta,
+                (
+                    "DashboardMovements",
+                    {**last_month, "kinds": ["churn"], "spec": monthly_only},
+                ),
+            ),
         ),
         View("customer page", (meta, ("DashboardCustomer", {**window, "id": customer}))),
     ]

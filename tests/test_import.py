@@ -15,6 +15,7 @@ from app.cli import cli
 from app.demo import generate_periods, write_csv
 from app.errors import ImportFailed
 from app.ingest import bulk
+from app.ingest.subscriptions import settle
 from app.metrics.service import MetricsEngine
 from tests.conftest import TABLES, execute, import_text, table_counts
 
@@ -205,3 +206,33 @@ async def test_a_first_large_import_fills_in_bulk_with_the_same_result(
     monkeypatch.setattr(bulk, "BULK_FROM", 10**9)  # row by row, indexes maintained
     await import_text(engine, path.read_text())
     assert await stored_state(engine) == in_bulk
+
+
+async def test_settling_tells_the_planner_how_many_customers_the_ledger_holds(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # ANALYZE's sample of a ledger stored customer by customer sees few customers; settling
+    # states their number as a fraction of the ledger's rows (kept as the tables grow)
+    path = tmp_path / "company.csv"
+    write_csv(generate_periods(customers=40, seed=5), path)
+    await import_text(engine, path.read_text())
+    await settle(engine)
+    option = """SELECT attoptions FROM pg_attribute
+                WHERE attrelid = 'mrr_change'::regclass AND attname = 'customer_id'"""
+    estimate = """SELECT n_distinct FROM pg_stats
+                  WHERE tablename = 'mrr_change' AND attname = 'customer_id'"""
+    try:
+        async with engine.connect() as connection:
+            customers = await connection.scalar(sa.text("SELECT count(*) FROM customer"))
+            rows = await connection.scalar(sa.text("SELECT count(*) FROM mrr_change"))
+            options = await connection.scalar(sa.text(option))
+            stated = await connection.scalar(sa.text(estimate))
+    finally:
+        async with engine.begin() as connection:
+            reset = "ALTER TABLE mrr_change ALTER COLUMN customer_id RESET (n_distinct)"
+            await connection.execute(sa.text(reset))
+    assert customers == 40
+    assert rows > customers
+    setting = dict(text.split("=", 1) for text in options)["n_distinct"]
+    assert float(setting) == pytest.approx(-customers / rows)
+    assert stated == pytest.approx(-customers / rows)

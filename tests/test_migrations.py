@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -16,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app import migrate
 from app.config import load_settings
 from app.db import create_engine
+from app.demo import generate_periods, write_csv
 from app.tables import CUSTOMER_SEARCH_DDL, CUSTOMER_SEARCH_INDEX, metadata, usage_event
 from app.usage import partitions
+from tests.conftest import import_text
 
 JANUARY = datetime.date(2001, 1, 1)  # a month of usage events, for a partition of its own
 
@@ -153,3 +157,31 @@ async def test_migrations_run_without_the_requests_statement_timeout(database: s
 
 def _upgrade_to(connection: Connection, revision: str) -> None:
     command.upgrade(migrate.alembic_config(connection), revision)
+
+
+def _downgrade_to(connection: Connection, revision: str) -> None:
+    command.downgrade(migrate.alembic_config(connection), revision)
+
+
+async def test_0036_tells_the_planner_how_many_customers_the_ledger_holds(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "company.csv"
+    write_csv(generate_periods(customers=30, seed=4), path)
+    await import_text(engine, path.read_text())  # too small to settle: 0036 states it
+    option = """SELECT coalesce(attoptions, '{}') FROM pg_attribute
+                WHERE attrelid = 'mrr_change'::regclass AND attname = 'customer_id'"""
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("ANALYZE mrr_change"))
+        await connection.run_sync(_downgrade_to, "0035")
+        before = await connection.scalar(sa.text(option))
+        await connection.run_sync(_upgrade_to, "head")
+        after = await connection.scalar(sa.text(option))
+        customers = await connection.scalar(sa.text("SELECT count(*) FROM customer"))
+        rows = await connection.scalar(sa.text("SELECT count(*) FROM mrr_change"))
+        await connection.execute(
+            sa.text("ALTER TABLE mrr_change ALTER COLUMN customer_id RESET (n_distinct)")
+        )
+    assert not any(text.startswith("n_distinct=") for text in before)
+    setting = dict(text.split("=", 1) for text in after)["n_distinct"]
+    assert float(setting) == pytest.approx(-customers / rows)

@@ -488,9 +488,39 @@ async def settle(engine: AsyncEngine, progress: Progress = _noop) -> None:
         await connection.execute(sa.text("SET default_statistics_target = 10"))
         try:
             await connection.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(DERIVED_TABLES)}"))
+            if await spread_customers(connection):
+                await connection.execute(sa.text("ANALYZE mrr_change"))
         finally:
             await connection.execute(sa.text("RESET statement_timeout"))
             await connection.execute(sa.text("RESET default_statistics_target"))
+
+
+async def spread_customers(connection: AsyncConnection) -> bool:
+    """Tell the planner how many customers the ledger's rows belong to (as a fraction of its
+    rows, so it stays right as both grow); whether it was set (the next ANALYZE applies it).
+
+    ANALYZE's estimate from its sample is far off here: the ledger is stored customer by
+    customer, so the sampled pages hold few customers (at a million customers it estimated
+    15,613). A page of movements derived for the customers who changed on one day then read
+    the whole ledger by hashing, expecting 480 rows per customer where they have 18, instead of
+    each customer's rows by its index: 1.6 s against 0.45 s for a year's first page of churn
+    on monthly plans."""
+    customers, rows = (await connection.execute(_SPREAD)).one()
+    if not customers or not rows or rows <= 0:
+        return False
+    fraction = min(customers / rows, 1.0)
+    await connection.execute(
+        sa.text(
+            f"ALTER TABLE mrr_change ALTER COLUMN customer_id SET (n_distinct = {-fraction:.10g})"
+        )
+    )
+    return True
+
+
+_SPREAD = sa.text(
+    "SELECT (SELECT count(*) FROM customer), "
+    "(SELECT reltuples FROM pg_class WHERE oid = 'mrr_change'::regclass)"
+)
 
 
 async def refresh_statistics(engine: AsyncEngine, tables: Iterable[str] = DERIVED_TABLES) -> None:
