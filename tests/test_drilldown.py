@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics.churn import Cursor
 from app.metrics.service import MetricsEngine
 from tests.conftest import execute, execute_errors, import_text
 from tests.test_movements import COMPANY
@@ -213,3 +214,17 @@ async def test_pages_of_derived_movements_end_where_the_day_rows_say(engine: Asy
                 after = page["pageInfo"]["endCursor"]
             assert listed == expected, (rollups, first)
             assert pages == -(-len(expected) // first), (rollups, first)
+
+
+async def test_a_cursor_before_the_range_pages_from_its_start(engine: AsyncEngine) -> None:
+    # a cursor is opaque but can name any day: one from January (R churns and T starts on
+    # Feb 1, outside the range) still pages from Mar 1, where the range starts
+    await import_text(engine, SPRING_DAYS)
+    monthly = {"filters": [{"field": "plan_interval", "values": ["month"]}]}
+    january = Cursor(datetime.date(2024, 1, 15), 0).encode()
+    for rollups in (True, False):
+        metrics = MetricsEngine(engine, rollups=rollups)
+        variables = {"spec": monthly, "first": 1, "after": january}
+        page = (await execute(metrics, SPRING_PAGE, variables))["movements"]
+        assert [tuple(e.values()) for e in page["events"]] == [("M", "2024-03-01", "churn")]
+        assert page["pageInfo"]["hasNextPage"] is True

@@ -211,8 +211,11 @@ def compile_page_end(request: ChurnRequest, where: Slice) -> Select[Any]:
             rollup.c.interval == Interval.DAY.value,
             rollup.c.dimension == where.dimension,
             rollup.c.value == where.value,
-            rollup.c.k <= sa.bindparam("end", request.end, type_=sa.Date),
-            rollup.c.k > after if after is not None else rollup.c.k >= request.start,
+            rollup.c.k.between(
+                sa.bindparam("start", request.start, type_=sa.Date),
+                sa.bindparam("end", request.end, type_=sa.Date),
+            ),
+            *([rollup.c.k > after] if after is not None else []),
         )
         .subquery("days")
     )
