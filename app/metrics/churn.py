@@ -172,9 +172,9 @@ def totals_slice(
     return unconverted(where, currencies, counts_only=False)
 
 
-def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:
-    """`compile_totals` from the day rows of the slice (`totals_slice`)."""
-    days = sa.and_(
+def _day_rows(request: ChurnRequest, where: Slice) -> ColumnElement[bool]:
+    """The slice's day rows of the request's range."""
+    return sa.and_(
         rollup.c.interval == Interval.DAY.value,
         rollup.c.dimension == where.dimension,
         rollup.c.value == where.value,
@@ -183,13 +183,23 @@ def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:
             sa.bindparam("end", request.end, type_=sa.Date),
         ),
     )
-    count = sum((rollup.c[f"{kind}_customers"] for kind in request.kinds), sa.literal(0))
+
+
+def _day_events(request: ChurnRequest) -> ColumnElement[int]:
+    """A day row's count of the request's events (its movements of those kinds)."""
+    return sum((rollup.c[f"{kind}_customers"] for kind in request.kinds), sa.literal(0))
+
+
+def compile_rollup_totals(request: ChurnRequest, where: Slice) -> Select[Any]:
+    """`compile_totals` from the day rows of the slice (`totals_slice`)."""
     amount = sum((rollup.c[kind] for kind in request.kinds), sa.literal(0))
     return sa.select(
-        sa.cast(sa.func.coalesce(sa.func.sum(count), 0), sa.BigInteger).label("total_count"),
+        sa.cast(sa.func.coalesce(sa.func.sum(_day_events(request)), 0), sa.BigInteger).label(
+            "total_count"
+        ),
         sa.func.coalesce(sa.func.sum(amount), 0).label("total_amount"),
         sa.null().label("fx_missing"),
-    ).where(days)
+    ).where(_day_rows(request, where))
 
 
 def derives_page(cube: Cube, request: ChurnRequest) -> bool:
@@ -204,19 +214,10 @@ def compile_page_end(request: ChurnRequest, where: Slice) -> Select[Any]:
     them for the customers whose ledger changed up to that day only (at a million customers,
     a year's first page of churn on monthly plans needs the first day's, not the year's)."""
     after = request.after.day if request.after is not None else None
-    count = sum((rollup.c[f"{kind}_customers"] for kind in request.kinds), sa.literal(0))
+    running = sa.func.sum(_day_events(request)).over(order_by=rollup.c.k)
     days = (
-        sa.select(rollup.c.k, sa.func.sum(count).over(order_by=rollup.c.k).label("running"))
-        .where(
-            rollup.c.interval == Interval.DAY.value,
-            rollup.c.dimension == where.dimension,
-            rollup.c.value == where.value,
-            rollup.c.k.between(
-                sa.bindparam("start", request.start, type_=sa.Date),
-                sa.bindparam("end", request.end, type_=sa.Date),
-            ),
-            *([rollup.c.k > after] if after is not None else []),
-        )
+        sa.select(rollup.c.k, running.label("running"))
+        .where(_day_rows(request, where), *([rollup.c.k > after] if after is not None else []))
         .subquery("days")
     )
     return sa.select(sa.func.min(days.c.k)).where(days.c.running > request.first)
