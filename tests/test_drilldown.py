@@ -228,3 +228,63 @@ async def test_a_cursor_before_the_range_pages_from_its_start(engine: AsyncEngin
         page = (await execute(metrics, SPRING_PAGE, variables))["movements"]
         assert [tuple(e.values()) for e in page["events"]] == [("M", "2024-03-01", "churn")]
         assert page["pageInfo"]["hasNextPage"] is True
+
+
+# On monthly plans on Mar 1: M churns (its yearly plan starts that day), N is new (its yearly
+# plan ends that day), C contracts 100 -> 30 and D expands 30 -> 100 (one plan ends as another
+# starts); R comes back on Apr 10.
+SIGNED_DAYS = (
+    BY_INTERVAL
+    + """n1,N,2023-03-01,2024-03-01,1200,year
+n2,N,2024-03-01,,100,month
+c1,C,2024-01-01,2024-03-01,100,month
+c2,C,2024-03-01,,30,month
+d1,D,2024-01-01,2024-03-01,30,month
+d2,D,2024-03-01,,100,month
+"""
+)
+SIGNED_PAGE = """query($spec: QuerySpecInput, $kinds: [String!], $first: Int, $after: String) {
+  movements(start: "2024-03-01", end: "2024-04-30", spec: $spec, kinds: $kinds, first: $first,
+            after: $after) {
+    totalCount pageInfo { endCursor hasNextPage } events { externalId day kind amount } } }"""
+
+
+async def test_pages_of_derived_movements_of_one_sign(engine: AsyncEngine) -> None:
+    # A page of only falling (churn, contraction) or only rising movements derives them for
+    # the customers with a ledger row of that sign in the scope on one of its days; a day's
+    # movement nets its rows, so each customer with one is among them, whatever else it had
+    # that day in or out of the scope (M's yearly plan rises as its monthly one falls, N's
+    # falls as its monthly one rises, C's and D's monthly plans move both ways).
+    await import_text(engine, SIGNED_DAYS)
+    monthly = {"filters": [{"field": "plan_interval", "values": ["month"]}]}
+    every = [  # by day, then customer (an import numbers new customers in their ids' order)
+        ("C", "2024-03-01", "contraction", -7000),
+        ("D", "2024-03-01", "expansion", 7000),
+        ("M", "2024-03-01", "churn", -10000),
+        ("N", "2024-03-01", "new", 10000),
+        ("R", "2024-04-10", "reactivation", 5000),
+    ]
+    kind_sets = (
+        ["churn"],
+        ["contraction"],
+        ["churn", "contraction"],
+        ["new"],
+        ["expansion"],
+        ["new", "expansion", "reactivation"],
+        ["churn", "new"],
+    )
+    for rollups in (True, False):
+        metrics = MetricsEngine(engine, rollups=rollups)
+        for kinds in kind_sets:
+            expected = [event for event in every if event[2] in kinds]
+            for first in (1, 2, 5):
+                listed, after = [], None
+                while True:
+                    variables = {"spec": monthly, "kinds": kinds, "first": first, "after": after}
+                    page = (await execute(metrics, SIGNED_PAGE, variables))["movements"]
+                    assert page["totalCount"] == len(expected), (rollups, kinds)
+                    listed += [tuple(e.values()) for e in page["events"]]
+                    if not page["pageInfo"]["hasNextPage"]:
+                        break
+                    after = page["pageInfo"]["endCursor"]
+                assert listed == expected, (rollups, kinds, first)

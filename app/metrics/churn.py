@@ -34,13 +34,15 @@ from app.metrics.fx import (
     missing_rate,
     movement_days,
 )
-from app.metrics.mrr import KINDS, NO_VALUE, Scope, movement_source
+from app.metrics.mrr import KINDS, NO_VALUE, Scope, Within, movement_source
 from app.metrics.rollup import Slice, spec_slice, unconverted
 from app.metrics.spec import Interval, QuerySpec
 from app.tables import customer, mrr_change, plan, rollup
 
 LOGO = ("churn",)
 REVENUE = ("churn", "contraction")
+# the sign of each kind's amount: a churn or a contraction lowers MRR, the others raise it
+SIGNS = {"new": 1, "expansion": 1, "reactivation": 1, "contraction": -1, "churn": -1}
 MAX_PAGE = 500
 
 
@@ -139,7 +141,9 @@ def _events(
     end = sa.bindparam("end", request.end, type_=sa.Date)
     start = sa.bindparam("start", request.start, type_=sa.Date)
     until = end if last is None else sa.bindparam("until", last, type_=sa.Date)
-    mv = movement_source(cube, request.spec, end, within=(start, until))
+    signs = {SIGNS[kind] for kind in request.kinds}
+    sign = signs.pop() if len(signs) == 1 else 0
+    mv = movement_source(cube, request.spec, end, within=Within(start, until, sign))
     events = (
         sa.select(mv)
         .where(mv.c.kind.in_(request.kinds), mv.c.day.between(start, until))

@@ -234,7 +234,15 @@ def where_clauses(
     ]
 
 
-Days = tuple[ColumnElement[Any], ColumnElement[Any]]
+@dataclass(frozen=True)
+class Within:
+    """What a caller of `movement_source` reads: movements from `first` to `last` only and,
+    where `sign` is not 0, only those whose amount has that sign (-1: churn and contraction,
+    +1: new, expansion and reactivation)."""
+
+    first: ColumnElement[Any]
+    last: ColumnElement[Any]
+    sign: int = 0
 
 
 def movement_source(
@@ -242,7 +250,7 @@ def movement_source(
     spec: QuerySpec,
     end: ColumnElement[Any],
     name: str = "mv",
-    within: Days | None = None,
+    within: Within | None = None,
 ) -> FromClause:
     """Movement rows (customer_id, g0.., day, kind, before, after, amount, currency, prev_day,
     next_day) in the spec's scope, in each customer's own currency. Three sources, one rule:
@@ -250,10 +258,10 @@ def movement_source(
     movements of one dimension (movement_scope), or movements derived here from the ledger.
     Compared segments are branches of a union: a customer in two segments is in both.
 
-    `within` (first and last day): the caller reads no movement outside those days, so movements
-    derived from the ledger are derived for the customers whose ledger changed in them only (a
-    movement is a day's change of the ledger); each keeps its whole history, so the rows read
-    are exact."""
+    `within`: the caller reads no movement outside those days (nor of the other sign), so
+    movements derived from the ledger are derived for the customers whose ledger in the spec's
+    scope changed in them only (`_changed_within`); each keeps its whole history, so the rows
+    read are exact."""
     if spec.compare:
         return _compared(cube, spec, end, name, within)
     scope = Scope(cube, spec, end)
@@ -272,7 +280,7 @@ def movement_source(
 
 
 def _compared(
-    cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str, within: Days | None
+    cube: Cube, spec: QuerySpec, end: ColumnElement[Any], name: str, within: Within | None
 ) -> FromClause:
     """The union of each compared segment's movements, its name as the first group `g0`."""
     branches = []
@@ -321,17 +329,37 @@ def grouping_joins(query: Select[Any], scope: Scope, rows: FromClause) -> Select
     return query
 
 
-def _changed_within(days: Days) -> ColumnElement[bool]:
-    """The ledger's rows of the customers whose ledger has a row in `days` (by its day index)."""
-    changed = mrr_change.alias("changed")
-    first, last = days
+def _changed_within(scope: Scope, spec: QuerySpec, within: Within) -> ColumnElement[bool]:
+    """The ledger's rows of the customers who may have a movement `within` reads: a movement
+    in the scope is a day's nonzero net change of the customer's ledger rows in that scope, so
+    it needs a row on that day matching the spec's subscription-level filters, and one of its
+    amount's sign (read by the day index; customer-level filters and segments are left to the
+    caller's own conditions: a wider set of customers, never a narrower one)."""
+    changed, changed_plan = mrr_change.alias("changed"), plan.alias("changed_plan")
+    sources = Sources(rows=changed, plan=changed_plan, customer=customer, end=scope.end)
+    filters = [
+        (dimension, item)
+        for item in spec.filters
+        if (dimension := scope.cube.dimension(item.field)).level is Level.SUBSCRIPTION
+        and not dimension.reads_customer
+    ]
+    rows: FromClause = changed
+    if any(dimension.needs_plan for dimension, _ in filters):
+        rows = changed.outerjoin(changed_plan, changed_plan.c.id == changed.c.plan_id)
+    signs = {-1: [changed.c.delta < 0], 0: [], 1: [changed.c.delta > 0]}
     return mrr_change.c.customer_id.in_(
-        sa.select(changed.c.customer_id).where(changed.c.day.between(first, last))
+        sa.select(changed.c.customer_id)
+        .select_from(rows)
+        .where(
+            changed.c.day.between(within.first, within.last),
+            *signs[within.sign],
+            *(dimension_condition(dimension, sources, item) for dimension, item in filters),
+        )
     )
 
 
 def _derived(
-    cube: Cube, spec: QuerySpec, scope: Scope, name: str, within: Days | None = None
+    cube: Cube, spec: QuerySpec, scope: Scope, name: str, within: Within | None = None
 ) -> FromClause:
     expressions = expressions_for(scope, mrr_change, {})
     changes = sa.select(
@@ -350,7 +378,7 @@ def _derived(
         .where(
             *where_clauses(scope, spec, mrr_change, {}),
             *universe(cube, spec, mrr_change.c.customer_id, scope.end),
-            *([_changed_within(within)] if within is not None else []),
+            *([_changed_within(scope, spec, within)] if within is not None else []),
         )
         .subquery("scoped")
     )
