@@ -115,9 +115,7 @@ def dimension(definition: AttributeDefinition) -> Dimension:
     holders = customer_attribute.alias(f"attr_{definition.key}_holders")
 
     def join(sources: Sources) -> tuple[sa.FromClause, ColumnElement[bool]]:
-        on = sa.and_(
-            grouped.c.customer_id == sources.customer.c.id, grouped.c.key == definition.key
-        )
+        on = sa.and_(grouped.c.customer_id == sources.customer_id, grouped.c.key == definition.key)
         return grouped, on
 
     def condition(sources: Sources, item: Filter) -> ColumnElement[bool]:
@@ -130,7 +128,7 @@ def dimension(definition: AttributeDefinition) -> Dimension:
             )
             .correlate(None)
         )
-        matching = sources.customer.c.id.in_(matching_ids)
+        matching = sources.customer_id.in_(matching_ids)
         return sa.not_(matching) if item.op in COMPLEMENTS else matching
 
     return Dimension(
@@ -140,6 +138,7 @@ def dimension(definition: AttributeDefinition) -> Dimension:
         lambda _sources: grouped.c[kind.column],
         kind=kind.value,
         reads_customer=True,
+        keyed_by_customer=True,
         parse=lambda text: parse_value(kind, text),
         condition=condition,
         join=join,

@@ -33,6 +33,13 @@ class Sources:
     customer: sa.FromClause
     end: sa.ColumnElement[Any]  # the last day the query reads (for time-relative dimensions)
 
+    @property
+    def customer_id(self) -> sa.ColumnElement[Any]:
+        """The customer's id: the rows' own `customer_id` where they carry one (so no customer
+        row is joined to read it), else the customer's."""
+        rows: sa.ColumnElement[Any] | None = self.rows.c.get("customer_id")
+        return rows if rows is not None else self.customer.c.id
+
 
 @dataclass(frozen=True)
 class Dimension:
@@ -44,6 +51,9 @@ class Dimension:
     kind: str = "string"
     materialized: bool = False  # per-value movements are kept in movement_scope
     reads_customer: bool = False  # the expression reads the customer table
+    # ... through tables keyed by the customer's id only (an attribute's values), by
+    # `Sources.customer_id`: a query over rows that carry it joins no customer row for it
+    keyed_by_customer: bool = False
     parse: Callable[[str], object] = str  # a filter value as the expression's type
     # a value of GT/GTE/LT/LTE, when those compare another type than the others (an event
     # property: numbers in order, text otherwise; `condition` compiles each way)

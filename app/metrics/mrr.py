@@ -177,7 +177,9 @@ class Scope:
 
     @property
     def needs_customer(self) -> bool:
-        return any(d.reads_customer for d in self.used())
+        """Whether the rows are joined with their customer's row (an attribute is read by the
+        rows' customer id)."""
+        return any(d.reads_customer and not d.keyed_by_customer for d in self.used())
 
     @property
     def derives(self) -> bool:
