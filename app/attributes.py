@@ -8,6 +8,7 @@ and an import is all or nothing.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -107,9 +108,12 @@ COMPLEMENTS = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def dimension(definition: AttributeDefinition) -> Dimension:
     """`attr.<key>`: a customer-level dimension and filter. A breakdown outer-joins the values
-    once; a filter is a semi-join on the attribute's (key, value) index."""
+    once; a filter is a semi-join on the attribute's (key, value) index. One object per
+    definition: a cube with the same attributes is the same cube after a write, so the
+    statements remembered for it (app.metrics.service) are found again."""
     kind = definition.type
     grouped = customer_attribute.alias(f"attr_{definition.key}")
     holders = customer_attribute.alias(f"attr_{definition.key}_holders")

@@ -18,8 +18,8 @@ from app.attributes import AttributeDefinition, AttributeType
 from app.attributes import dimension as attribute_dimension
 from app.cli import cli
 from app.metrics.mrr import MRR_CUBE, movement_source
-from app.metrics.service import MetricsEngine
-from app.metrics.spec import Filter, FilterOp, QuerySpec
+from app.metrics.service import MetricsEngine, series_statement
+from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from tests.conftest import execute, execute_errors, import_text, table_counts
 from tests.edge import real_app, serving
 
@@ -375,3 +375,28 @@ def test_movements_by_attribute_read_no_customer_row() -> None:
             sql = str(sa.select(movement_source(cube, spec, end)).compile())
             assert "customer_attribute" in sql
             assert ("JOIN customer ON" in sql) is joined, (kind, spec)
+
+
+async def test_a_write_keeps_the_cube_and_its_statements(
+    metrics: MetricsEngine, people: dict[str, str]
+) -> None:
+    # The cube (every attribute a dimension) is read again after each write; with the same
+    # definitions it is the same cube, so a series asked again finds its statement remembered
+    # (app.metrics.service) instead of building it again.
+    before = await metrics.current_cube()
+    pairs = [{"key": "industry", "value": "media"}]
+    await execute(metrics, SET, {"id": people["D"], "values": pairs})
+    after = await metrics.current_cube()
+    assert after == before
+    assert hash(after) == hash(before)
+    request = SeriesRequest(
+        datetime.date(2024, 1, 1),
+        datetime.date(2024, 3, 31),
+        Interval.MONTH,
+        QuerySpec(dimensions=("attr.industry",)),
+    )
+    present = frozenset({"USD"})
+    statement = series_statement(before, request, "USD", present, None)
+    assert series_statement(after, request, "USD", present, None) is statement
+    await execute(metrics, DEFINE, {"key": "tier", "label": "Tier", "type": "STRING"})
+    assert await metrics.current_cube() != before
