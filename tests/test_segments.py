@@ -355,3 +355,91 @@ async def test_not_keeps_customers_whose_field_is_unknown(
         {"spec": spec},
     )
     assert snapshot["snapshot"]["mrr"] == 2000
+
+
+# Each customer's MRR at the end of January, February and March 2024 (tests.test_attributes'
+# PEOPLE), and the members of a segment of one condition tree, by the values of VALUES (D
+# holds no attribute; B no `enterprise` nor `renewal`).
+MONTHLY_MRR = {
+    "A": (10000, 10000, 15000),
+    "B": (5000, 0, 0),
+    "C": (0, 20000, 20000),
+    "D": (0, 8000, 8000),
+}
+INDUSTRY_SAAS = {"field": "attr.industry", "op": "EQ", "values": ["saas"]}
+TREES: tuple[tuple[dict[str, Any], set[str]], ...] = (
+    (INDUSTRY_SAAS, {"A", "C"}),
+    ({"field": "attr.industry", "op": "NEQ", "values": ["saas"]}, {"B", "D"}),
+    ({"field": "attr.industry", "op": "IN", "values": ["retail"]}, {"B"}),
+    ({"field": "attr.industry", "op": "NOT_IN", "values": ["saas", "retail"]}, {"D"}),
+    ({"field": "attr.industry", "op": "CONTAINS", "values": ["AA"]}, {"A", "C"}),
+    ({"field": "attr.industry", "op": "IS_NULL"}, {"D"}),
+    ({"field": "attr.industry", "op": "IS_NOT_NULL"}, {"A", "B", "C"}),
+    ({"field": "attr.seats", "op": "GT", "values": ["5"]}, {"A", "C"}),
+    ({"field": "attr.seats", "op": "LTE", "values": ["10"]}, {"A", "B"}),
+    ({"field": "attr.seats", "op": "NEQ", "values": ["10"]}, {"B", "C", "D"}),
+    ({"field": "attr.enterprise", "op": "EQ", "values": ["true"]}, {"C"}),
+    ({"field": "attr.enterprise", "op": "NEQ", "values": ["true"]}, {"A", "B", "D"}),
+    ({"field": "attr.renewal", "op": "GTE", "values": ["2025-01-01"]}, {"A"}),
+    ({"field": "attr.renewal", "op": "IS_NULL"}, {"B", "C", "D"}),
+    ({"not": INDUSTRY_SAAS}, {"B", "D"}),
+    (
+        {
+            "and": [
+                {"field": "attr.industry", "op": "NEQ", "values": ["retail"]},
+                {"field": "attr.seats", "op": "IS_NULL"},
+            ]
+        },
+        {"D"},
+    ),
+    (
+        {
+            "or": [
+                {"field": "attr.enterprise", "op": "EQ", "values": ["true"]},
+                {"field": "attr.renewal", "op": "IS_NOT_NULL"},
+            ]
+        },
+        {"A", "C"},
+    ),
+    (
+        {
+            "not": {
+                "or": [
+                    {"field": "attr.seats", "op": "GT", "values": ["20"]},
+                    {"field": "attr.industry", "op": "IS_NULL"},
+                ]
+            }
+        },
+        {"A", "B"},
+    ),
+    (
+        {"and": [INDUSTRY_SAAS, {"field": "customer_country", "op": "NEQ", "values": ["US"]}]},
+        {"C"},
+    ),
+)
+MEMBERS = """query($segment: ID!) {
+  customers(spec: {segment: $segment}) { edges { node { externalId } } } }"""
+
+
+async def test_attribute_conditions_select_the_same_customers_everywhere(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    # A segment's metrics join the attributes' values to the customers once and test them
+    # there; the customers list tests each condition by a subquery. Both select, for every
+    # operator and every type, the customers VALUES says, those without the attribute
+    # included where a complement (NEQ, NOT_IN, IS_NULL) or a `not` takes them.
+    await with_attributes(engine, metrics)
+    for index, (definition, expected) in enumerate(TREES):
+        name = f"tree {index}"
+        created = await execute(metrics, CREATE, {"name": name, "definition": definition})
+        segment = created["createSegment"]["id"]
+        listed = (await execute(metrics, MEMBERS, {"segment": segment}))["customers"]["edges"]
+        assert {edge["node"]["externalId"] for edge in listed} == expected, name
+        for rollups in (True, False):
+            engine_metrics = MetricsEngine(engine, rollups=rollups)
+            points = (await series(engine_metrics, segment=segment))["points"]
+            assert mrr(points) == [
+                sum(MONTHLY_MRR[who][month] for who in expected) for month in range(3)
+            ], (name, rollups)
+            ends = [sum(MONTHLY_MRR[who][month] > 0 for who in expected) for month in range(3)]
+            assert [point["customers"] for point in points] == ends, (name, rollups)
