@@ -122,28 +122,18 @@ def dimension(definition: AttributeDefinition) -> Dimension:
         on = sa.and_(grouped.c.customer_id == sources.customer_id, grouped.c.key == definition.key)
         return grouped, on
 
-    def positive(item: Filter, value: ColumnElement[Any]) -> ColumnElement[bool]:
-        """The condition a holder's value passes (of an operator in COMPLEMENTS, its
-        complement's)."""
-        op = COMPLEMENTS.get(item.op, item.op)
-        return filter_clause(value, Filter(item.field, op, item.values), parse)
-
     def condition(sources: Sources, item: Filter) -> ColumnElement[bool]:
+        positive = Filter(item.field, COMPLEMENTS.get(item.op, item.op), item.values)
         matching_ids = (
             sa.select(holders.c.customer_id)
-            .where(holders.c.key == definition.key, positive(item, holders.c[kind.column]))
+            .where(
+                holders.c.key == definition.key,
+                filter_clause(holders.c[kind.column], positive, lambda t: parse_value(kind, t)),
+            )
             .correlate(None)
         )
         matching = sources.customer_id.in_(matching_ids)
         return sa.not_(matching) if item.op in COMPLEMENTS else matching
-
-    def joined_condition(item: Filter) -> ColumnElement[bool]:
-        # the same test of the one value `join` brings (NULL: the customer holds none)
-        matching = sa.func.coalesce(positive(item, grouped.c[kind.column]), sa.false())
-        return sa.not_(matching) if item.op in COMPLEMENTS else matching
-
-    def parse(text: str) -> object:
-        return parse_value(kind, text)
 
     return Dimension(
         PREFIX + definition.key,
@@ -153,10 +143,9 @@ def dimension(definition: AttributeDefinition) -> Dimension:
         kind=kind.value,
         reads_customer=True,
         keyed_by_customer=True,
-        parse=parse,
+        parse=lambda text: parse_value(kind, text),
         condition=condition,
         join=join,
-        joined_condition=joined_condition,
     )
 
 

@@ -424,10 +424,9 @@ MEMBERS = """query($segment: ID!) {
 async def test_attribute_conditions_select_the_same_customers_everywhere(
     engine: AsyncEngine, metrics: MetricsEngine
 ) -> None:
-    # A segment's metrics join the attributes' values to the customers once and test them
-    # there; the customers list tests each condition by a subquery. Both select, for every
-    # operator and every type, the customers VALUES says, those without the attribute
-    # included where a complement (NEQ, NOT_IN, IS_NULL) or a `not` takes them.
+    # A segment's metrics and the customers list select, for every operator of every type,
+    # the customers VALUES says, those without the attribute included where a complement
+    # (NEQ, NOT_IN, IS_NULL) or a `not` takes them.
     await with_attributes(engine, metrics)
     for index, (definition, expected) in enumerate(TREES):
         name = f"tree {index}"

@@ -64,9 +64,6 @@ class Dimension:
     # A table the expression reads, outer-joined (with its ON clause) by a query that groups
     # by the dimension; filters use `condition` instead.
     join: Callable[[Sources], tuple[sa.FromClause, ColumnElement[bool]]] | None = None
-    # A filter on this dimension as a condition over the values `join` brings (never NULL),
-    # for a query that joins them anyway (a segment's members: no subquery per condition).
-    joined_condition: Callable[[Filter], ColumnElement[bool]] | None = None
 
     @property
     def ops(self) -> tuple[FilterOp, ...]:

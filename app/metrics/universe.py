@@ -82,17 +82,10 @@ def segment_cube(cube: Cube) -> Cube:
 
 
 def customer_condition(
-    cube: Cube,
-    item: Filter,
-    end: ColumnElement[Any],
-    who: FromClause = customer,
-    joined: frozenset[str] = frozenset(),
+    cube: Cube, item: Filter, end: ColumnElement[Any], who: FromClause = customer
 ) -> ColumnElement[bool]:
-    """One condition as a test of customer `who` (`joined`: dimensions whose values the
-    query joins to `who`, tested there)."""
+    """One condition as a test of customer `who`."""
     dimension = cube.dimension(item.field)
-    if dimension.joined_condition is not None and item.field in joined:
-        return dimension.joined_condition(item)
     if dimension.reads_customer:
         # two-valued: a customer whose field is NULL fails the condition, so `not` keeps it
         tested = dimension_condition(dimension, Sources(who, plan, who, end), item)
@@ -108,42 +101,24 @@ def customer_condition(
 
 
 def tree_condition(
-    cube: Cube,
-    node: Node,
-    end: ColumnElement[Any],
-    who: FromClause = customer,
-    joined: frozenset[str] = frozenset(),
+    cube: Cube, node: Node, end: ColumnElement[Any], who: FromClause = customer
 ) -> ColumnElement[bool]:
     match node:
         case Filter():
-            return customer_condition(cube, node, end, who, joined)
+            return customer_condition(cube, node, end, who)
         case AllOf(items):
-            return sa.and_(sa.true(), *(tree_condition(cube, i, end, who, joined) for i in items))
+            return sa.and_(sa.true(), *(tree_condition(cube, i, end, who) for i in items))
         case AnyOf(items):
-            return sa.or_(sa.false(), *(tree_condition(cube, i, end, who, joined) for i in items))
+            return sa.or_(sa.false(), *(tree_condition(cube, i, end, who) for i in items))
         case Not(item):
-            return sa.not_(tree_condition(cube, item, end, who, joined))
+            return sa.not_(tree_condition(cube, item, end, who))
 
 
 def members(cube: Cube, node: Node, end: ColumnElement[Any]) -> Select[tuple[int]]:
-    """The ids of the customers in a segment (an uncorrelated subquery). The values of the
-    attributes its conditions test are outer-joined to the customers once each and tested
-    there: a subquery per condition would be a hashed subplan, which PostgreSQL's parallel
-    workers cannot run, so the movements would be joined with the members by one process."""
-    fields = segment_cube(cube)
-    sources = Sources(customer, plan, customer, end)
-    rows: FromClause = customer
-    joined = []
-    for name in dict.fromkeys(item.field for item in _conditions(node)):
-        dimension = fields.dimension(name)
-        if dimension.joined_condition is not None and dimension.join is not None:
-            table, on = dimension.join(sources)
-            rows = rows.outerjoin(table, on)
-            joined.append(name)
+    """The ids of the customers in a segment (an uncorrelated subquery)."""
     return (
         sa.select(customer.c.id)
-        .select_from(rows)
-        .where(tree_condition(fields, node, end, customer, frozenset(joined)))
+        .where(tree_condition(segment_cube(cube), node, end))
         .correlate(None)
     )
 
