@@ -48,6 +48,12 @@ STATE = {
     "movement_scope": """SELECT m.dimension, m.value, c.external_id, m.day, m.kind, m.amount
                          FROM movement_scope m JOIN customer c ON c.id = m.customer_id""",
     "ledger_currency": "SELECT currency, first_day FROM ledger_currency",
+    # a first import's chunk derives its trials from its own periods
+    "trial": """SELECT s.external_id, c.external_id, p.external_id, t.currency, t.plan_interval,
+                t.started, t.converted, t.expired FROM trial t
+                JOIN subscription s ON s.id = t.subscription_id
+                JOIN customer c ON c.id = t.customer_id
+                LEFT JOIN plan p ON p.id = t.plan_id""",
     # built once after the chunks of a first import: the same rows as one transaction's
     "rollup": "SELECT * FROM rollup",
     "cohort_rollup": "SELECT * FROM cohort_rollup",
@@ -408,6 +414,9 @@ async def test_a_first_import_applies_chunks_side_by_side_to_the_same_tables(
     monkeypatch.setattr(chunked, "CONCURRENT_CHUNKS", 1)  # one chunk after the other
     one_by_one = await load(engine, company, chunk_rows=60)
     expected = await stored(engine)
+    # trials converted and expired, compared below
+    converted_expired = {(t[6] != "None", t[7] != "None") for t in expected["trial"]}
+    assert converted_expired == {(True, False), (False, True)}
     await empty(engine)
 
     side_by_side: list[tuple[int, bool]] = []  # (chunk, after another chunk's commit)

@@ -63,6 +63,8 @@ NEW_VERSION = sa.table(
             "interval_count",
             "currency",
             "pricing_model",
+            "trial_start",
+            "trial_end",
         )
     ),
 )
@@ -343,6 +345,13 @@ async def _recompute_derived(connection: AsyncConnection, fresh: bool, new: bool
     derived = movements_from_changes(TOUCHED_CHANGE, ["currency"]).subquery("derived")
     columns = ["customer_id", "currency", "day", *MOVEMENT_COLUMNS]
     rows = _with_alone(derived, columns)
-    await connection.execute(sa.insert(movement).from_select([*columns, "alone"], rows))
-    await _recompute_scopes(connection, fresh)
-    await keep_trials(connection, is_touched, fresh)
+    # The planner cannot estimate the derived movements (a window over a grouping: 30 where a
+    # chunk of 16,700 customers has 206,000), so it sorted them by day to merge them with the
+    # calendar. Hashed, a first import's movement statements took 15.6 s against 18.2 s at
+    # 100k customers and 164 s against 178 s at 1M (server time, one import each).
+    async with rollup.hashed_grouping(connection):
+        await connection.execute(sa.insert(movement).from_select([*columns, "alone"], rows))
+        await _recompute_scopes(connection, fresh)
+    await keep_trials(
+        connection, is_touched, fresh, (NEW_VERSION, CHUNK_SUBSCRIPTION) if new else None
+    )

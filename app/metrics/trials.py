@@ -92,22 +92,30 @@ def _first(value: ColumnElement[Any], order: ColumnElement[Any]) -> ColumnElemen
     return sa.func.array_agg(aggregate_order_by(value, order), type_=ARRAY(value.type))[1]
 
 
-def _with_a_trial() -> Select[Any]:
+def _with_a_trial(versions: FromClause = subscription_version) -> Select[Any]:
     """The subscriptions that have a trial (the only ones `trial_facts` keeps): aggregating
     just their versions is a fraction of the work of aggregating every subscription's."""
-    v = subscription_version.alias("with_trial")
+    v = versions.alias("with_trial")
     return sa.select(v.c.subscription_id).where(
         sa.or_(v.c.trial_start.is_not(None), v.c.status == "trialing")
     )
 
 
-def trial_facts(members: Members | None = None) -> FromClause:
+# A first import's chunk (app.ingest.recompute.NEW_VERSION and CHUNK_SUBSCRIPTION): its
+# periods and its subscriptions, every one of them new.
+Chunk = tuple[FromClause, FromClause]
+
+
+def trial_facts(members: Members | None = None, chunk: Chunk | None = None) -> FromClause:
     """One row per trial: subscription, customer, first plan/currency/interval, and its start,
     conversion and expiry days; of the customers in `members` (their subscriptions, each
-    read whole), else of every customer. Kept in the table `trial` by the recompute
-    (`keep_trials`), which the queries read."""
-    v, s = subscription_version, subscription
-    if members is None:
+    read whole), else of every customer; or of the subscriptions of a first import's `chunk`,
+    read from its own periods (the stored ones, a growing table, are not searched for them).
+    Kept in the table `trial` by the recompute (`keep_trials`), which the queries read."""
+    v, s = chunk or (subscription_version, subscription)
+    if chunk is not None:  # its periods are its subscriptions' whole history
+        chosen = v.c.subscription_id.in_(_with_a_trial(v))
+    elif members is None:
         chosen = v.c.subscription_id.in_(_with_a_trial())
     else:  # the trials among them are those with a start (HAVING below)
         chosen = v.c.subscription_id.in_(sa.select(s.c.id).where(members(s.c.customer_id)))
@@ -162,16 +170,18 @@ def trial_facts(members: Members | None = None) -> FromClause:
 TRIAL_COLUMNS = [column.name for column in trial.columns]
 
 
-async def keep_trials(connection: AsyncConnection, members: Members, fresh: bool) -> None:
+async def keep_trials(
+    connection: AsyncConnection, members: Members, fresh: bool, chunk: Chunk | None = None
+) -> None:
     """The `trial` rows of the customers in `members` derived again from their versions (run by
-    the recompute after their versions changed; `fresh`: they have none yet). A trial whose
-    subscription moved between customers goes with it: the rows of their subscriptions are
-    replaced too."""
+    the recompute after their versions changed; `fresh`: they have none yet; `chunk`: they are
+    a first import's chunk, derived from its periods). A trial whose subscription moved
+    between customers goes with it: the rows of their subscriptions are replaced too."""
     if not fresh:  # two statements, each by an index (an OR of both read every trial)
         theirs = sa.select(subscription.c.id).where(members(subscription.c.customer_id))
         await connection.execute(sa.delete(trial).where(members(trial.c.customer_id)))
         await connection.execute(sa.delete(trial).where(trial.c.subscription_id.in_(theirs)))
-    facts = trial_facts(members)
+    facts = trial_facts(members, chunk)
     await connection.execute(
         sa.insert(trial).from_select(TRIAL_COLUMNS, sa.select(*(facts.c[n] for n in TRIAL_COLUMNS)))
     )
