@@ -503,10 +503,29 @@ customer_attribute = sa.Table(
     sa.Column("number_value", sa.Numeric),
     sa.Column("boolean_value", sa.Boolean),
     sa.Column("date_value", sa.Date),
-    sa.Index("customer_attribute_string_value_idx", "key", "string_value"),
-    sa.Index("customer_attribute_number_value_idx", "key", "number_value"),
-    sa.Index("customer_attribute_boolean_value_idx", "key", "boolean_value"),
-    sa.Index("customer_attribute_date_value_idx", "key", "date_value"),
+    # The holders of a value (an attribute filter, a segment's condition) read from the index
+    # alone (migration 0037, which also gives the planner statistics on each pair).
+    sa.Index(
+        "customer_attribute_string_value_idx",
+        "key",
+        "string_value",
+        postgresql_include=["customer_id"],
+    ),
+    sa.Index(
+        "customer_attribute_number_value_idx",
+        "key",
+        "number_value",
+        postgresql_include=["customer_id"],
+    ),
+    sa.Index(
+        "customer_attribute_boolean_value_idx",
+        "key",
+        "boolean_value",
+        postgresql_include=["customer_id"],
+    ),
+    sa.Index(
+        "customer_attribute_date_value_idx", "key", "date_value", postgresql_include=["customer_id"]
+    ),
 )
 
 # Saved segments: a named boolean tree of conditions (see app/segments.py).

@@ -325,6 +325,32 @@ async def test_import_through_the_cli(
     assert await table_counts(engine) == before
 
 
+async def test_a_large_cli_import_leaves_the_values_vacuumed(
+    engine: AsyncEngine,
+    database_url: str,
+    people: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large import from the CLI ends with VACUUM: the values' pages are marked all-visible,
+    so their holders are read from the value indexes alone, with autovacuum off (as here)."""
+    monkeypatch.setattr("app.attributes.SETTLE_AFTER", 3)  # this import's 3 values are many
+    visible = "SELECT relallvisible FROM pg_class WHERE relname = 'customer_attribute'"
+    async with engine.connect() as connection:
+        assert await connection.scalar(sa.text(visible)) == 0
+    good = tmp_path / "attributes.csv"
+    good.write_text(CSV)
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["import", "attributes", str(good)],
+        env={"TIDEMILL_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    async with engine.connect() as connection:
+        assert await connection.scalar(sa.text(visible)) >= 1
+
+
 async def test_an_upload_that_is_not_a_file_is_refused(metrics: MetricsEngine) -> None:
     [error] = await execute_errors(
         metrics,

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app import migrate
 from app.config import load_settings
@@ -185,3 +185,64 @@ async def test_0036_tells_the_planner_how_many_customers_the_ledger_holds(
     assert not any(text.startswith("n_distinct=") for text in before)
     setting = dict(text.split("=", 1) for text in after)["n_distinct"]
     assert float(setting) == pytest.approx(-customers / rows)
+
+
+HOLDERS = {  # a condition on one attribute of each type with few values, and its holders
+    "key = 'seats' AND number_value >= 10": 2250,
+    "key = 'industry' AND string_value IN ('saas', 'fintech', 'health')": 1800,
+    "key = 'enterprise' AND boolean_value": 750,
+}
+ATTRIBUTE_VALUES = """
+INSERT INTO customer_attribute (customer_id, key, string_value, number_value, boolean_value,
+                                date_value)
+SELECT c.id, a.key,
+       CASE a.key WHEN 'industry' THEN (ARRAY['saas', 'fintech', 'health', 'retail', 'media'])
+                                       [c.id % 5 + 1]
+                  WHEN 'region' THEN (ARRAY['emea', 'amer', 'apac'])[c.id % 3 + 1] END,
+       CASE a.key WHEN 'seats' THEN c.id % 40 END,
+       CASE a.key WHEN 'enterprise' THEN c.id % 4 = 0 END,
+       CASE a.key WHEN 'renewal' THEN DATE '2025-01-01' + (c.id % 365)::int END
+FROM customer c CROSS JOIN attribute a
+"""
+
+
+async def _estimated_holders(connection: AsyncConnection) -> dict[str, int]:
+    estimates = {}
+    for condition in HOLDERS:
+        query = f"SELECT customer_id FROM customer_attribute WHERE {condition}"
+        plan = await connection.scalar(sa.text("EXPLAIN (FORMAT JSON) " + query))
+        estimates[condition] = plan[0]["Plan"]["Plan Rows"]
+    return estimates
+
+
+async def test_0037_the_planner_expects_as_many_attribute_holders_as_there_are(
+    engine: AsyncEngine,
+) -> None:
+    """Each attribute's values share their type's column with the other keys of that type, and
+    the other types' rows are NULL there: estimated column by column, a condition on one
+    attribute of five was expected to hold a fifth of its customers. The statistics on (key,
+    value column) of 0037 give the planner the combinations themselves."""
+    customers = """INSERT INTO customer (source, external_id)
+                   SELECT 'csv', g::text FROM generate_series(1, 3000) g"""
+    definitions = """INSERT INTO attribute (key, label, type, source) VALUES
+        ('industry', 'Industry', 'string', 'api'), ('region', 'Region', 'string', 'api'),
+        ('seats', 'Seats', 'number', 'api'), ('enterprise', 'Enterprise', 'boolean', 'api'),
+        ('renewal', 'Renewal', 'date', 'api')"""
+    async with engine.begin() as connection:
+        for statement in (customers, definitions, ATTRIBUTE_VALUES):
+            await connection.execute(sa.text(statement))
+        await connection.run_sync(_downgrade_to, "0036")
+        await connection.execute(sa.text("ANALYZE customer_attribute"))
+        before = await _estimated_holders(connection)
+        await connection.run_sync(_upgrade_to, "head")  # (0037 analyzes the table)
+        after = await _estimated_holders(connection)
+        found = {
+            condition: await connection.scalar(
+                sa.text(f"SELECT count(*) FROM customer_attribute WHERE {condition}")
+            )
+            for condition in HOLDERS
+        }
+    assert found == HOLDERS
+    for condition, holders in HOLDERS.items():
+        assert before[condition] < holders / 2, condition
+        assert after[condition] == pytest.approx(holders, rel=0.1), condition

@@ -341,7 +341,7 @@ def import_attributes(
 ) -> None:
     """Import customer attribute values: first column the customer id or external id, one
     column per attribute key (define keys first). All or nothing; empty cells are skipped."""
-    from app.attributes import import_csv
+    from app.attributes import SETTLE_AFTER, import_csv, settle
     from app.cli.progress import file_progress
     from app.ingest.csvfile import TextLines
 
@@ -353,12 +353,16 @@ def import_attributes(
             with path.open("rb") as handle, file_progress() as progress:
                 lines = TextLines(handle)
                 task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
-                return await import_csv(
+                rows, values = await import_csv(
                     engine,
                     lines,
                     str(path),
                     lambda _line: progress.update(task, completed=lines.consumed),
                 )
+            if values >= SETTLE_AFTER:
+                with console.status("vacuuming the attribute values"):
+                    await settle(engine)
+            return rows, values
         finally:
             await engine.dispose()
 
