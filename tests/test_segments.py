@@ -3,12 +3,16 @@ every metric (same numbers as the equivalent filters; a customer may be in sever
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics.service import MetricsEngine
+from app.metrics.spec import AllOf, Filter, FilterOp
+from app.metrics.universe import members
 from tests.conftest import execute, execute_errors, import_text, table_counts
 from tests.test_attributes import with_attributes
 
@@ -442,3 +446,35 @@ async def test_attribute_conditions_select_the_same_customers_everywhere(
             ], (name, rollups)
             ends = [sum(MONTHLY_MRR[who][month] > 0 for who in expected) for month in range(3)]
             assert [point["customers"] for point in points] == ends, (name, rollups)
+
+
+async def test_an_and_of_attribute_conditions_joins_their_holders(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    """An attribute condition is a customer id IN (or NOT IN) its holders' ids, never NULL, so
+    it is left bare: the conditions of an `and` become joins with the holders (built once,
+    shared by parallel workers), not subplans that every worker hashes again. A customer
+    field's condition (NULL where the field is unknown) keeps its subplan-free test."""
+    await with_attributes(engine, metrics)
+    tree = AllOf(
+        (
+            Filter("attr.industry", FilterOp.IN, ("saas", "retail")),
+            Filter("attr.seats", FilterOp.GTE, ("10",)),
+            Filter("customer_country", FilterOp.EQ, ("US",)),
+        )
+    )
+    cube = await metrics.current_cube()
+    query = members(cube, tree, sa.literal(datetime.date(2024, 3, 31)))
+    sql = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    async with engine.connect() as connection:
+        plan = "\n".join((await connection.execute(sa.text(f"EXPLAIN {sql}"))).scalars())
+        found = (await connection.execute(query)).scalars().all()
+        names = (
+            await connection.execute(
+                sa.text("SELECT external_id FROM customer WHERE id = ANY(:ids)"), {"ids": found}
+            )
+        ).scalars()
+    assert "SubPlan" not in plan, plan
+    assert "attr_industry_holders" in plan
+    assert "attr_seats_holders" in plan
+    assert set(names) == {"A"}  # C is saas with 25.5 seats, but in DE

@@ -87,8 +87,14 @@ def customer_condition(
     """One condition as a test of customer `who`."""
     dimension = cube.dimension(item.field)
     if dimension.reads_customer:
-        # two-valued: a customer whose field is NULL fails the condition, so `not` keeps it
         tested = dimension_condition(dimension, Sources(who, plan, who, end), item)
+        if dimension.keyed_by_customer:
+            # an attribute: the customer's id IN (or NOT IN) its holders' ids, never NULL. Left
+            # bare, a condition of an `and` becomes a join with the holders, built once and
+            # shared by the parallel workers, instead of a subplan each worker hashes again
+            # (at 1M, a segment's overview statement 5.8 s to 4.2 s)
+            return tested
+        # two-valued: a customer whose field is NULL fails the condition, so `not` keeps it
         return sa.func.coalesce(tested, sa.false())
     on_ledger = Sources(rows=mrr_change, plan=plan, customer=who, end=end)
     ledger = sa.select(sa.literal(1)).where(
