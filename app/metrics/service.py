@@ -345,8 +345,9 @@ class MetricsEngine:
     async def series(self, request: SeriesRequest) -> tuple[Point, ...]:
         """The total series, ignoring the spec's dimensions (its filters still apply)."""
         total = replace(request, spec=replace(request.spec, dimensions=(), compare=()))
-        # the LTV's churn history beside the points, on a connection of its own (a scan's
-        # two statements on two cores: a segment's 12-month overview at 1M, 11.9 s to 7.8 s)
+        # the LTV's churn history beside the points, on a connection of its own: two scans on
+        # two cores (docs/benchmarks.md, seventeenth session: a segment's overview at 100k
+        # 573 / 576 ms one after the other, 571 / 521 ms side by side)
         rows, rates = await asyncio.gather(self._rows(total), self._churn_history(total))
         ltv = ltv_of(rates) if wants_ltv(total) else None
         return tuple(build_point(row, total, ltv) for row in rows)
