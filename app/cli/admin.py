@@ -1,6 +1,7 @@
 """Server-side admin commands: `tidemill keys ...` (API keys, in the database), `tidemill
 queries ...` (the persisted queries the server registers from `queries/`) and `tidemill
-rollups ...` (which dimensions the rollups keep)."""
+rollups ...` (which dimensions the rollups keep, and whether they agree with the
+movements)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ queries = typer.Typer(
 )
 rollups = typer.Typer(
     cls=Group,
-    help="Rolled-up dimensions: list, add, drop (talks to the database).",
+    help="Rolled-up dimensions: list, add, drop, check (talks to the database).",
     no_args_is_help=True,
 )
 
@@ -251,3 +252,91 @@ def drop_rollups(names: DimensionsArgument) -> None:
 
     dropped = with_engine(drop)
     console.print(f"no longer rolled up: {', '.join(dropped) if dropped else 'none of them was'}")
+
+
+@rollups.command("check")
+def check_rollups(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help=(
+                "Rebuild the rollups from the movements when a row differs or they are marked "
+                "behind (readers of the rollups wait until it commits)."
+            ),
+        ),
+    ] = False,
+    show: Annotated[int, typer.Option(min=0, help="The differing rows to print, at most.")] = 10,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Compare every rollup row with what the movements give now: exact sums, in one
+    snapshot, nothing written. Exit 1 when a row differs (and --repair was not given)."""
+    from app.cli.progress import count_progress
+    from app.metrics import rollup
+
+    def advancing(progress: Any, description: str) -> Callable[[int, int], None]:
+        task = progress.add_task(description, total=None)
+
+        def advance(count: int, total: int) -> None:
+            if count == 0:
+                progress.update(task, total=total)
+            else:
+                progress.advance(task, count)
+
+        return advance
+
+    async def run(engine: AsyncEngine) -> tuple[rollup.Checked, int | None]:
+        with count_progress() as progress:
+            checked = await rollup.check(
+                engine, advancing(progress, "checking rollups (customer ids)"), show
+            )
+            rebuilt = None
+            if repair and (checked.behind or checked.differences):
+                rebuilt = await rollup.repair(
+                    engine, advancing(progress, "rebuilding rollups (customer ids)")
+                )
+        return checked, rebuilt
+
+    checked, rebuilt = with_engine(run)
+    compared = f"{', '.join(checked.dimensions)} and the total"
+    if checked.behind:
+        console.print(
+            "the rollups are marked behind the movements, so every query scans (exact) until "
+            "they are rebuilt: by the next import, or by `tidemill rollups check --repair`"
+        )
+    elif checked.differences:
+        rows = [
+            {
+                "table": difference.table,
+                "key": " / ".join(difference.key),
+                "sum": name,
+                "stored": stored,
+                "from the movements": expected,
+            }
+            for difference in checked.examples
+            for name, (stored, expected) in difference.sums.items()
+        ]
+        if rows:
+            _print(rows, fmt, title="rollup rows that differ")
+        shown = ""
+        if checked.examples:
+            every = len(checked.examples) == checked.differences
+            shown = " (above)" if every else f" (the first {len(checked.examples)} above)"
+        many = checked.differences != 1
+        what = f"{checked.differences:,} rollup row{'s' if many else ''}"
+        if rebuilt is not None:
+            errors.print(f"{what} differed from the movements{shown}")
+        else:
+            errors.print(
+                f"{what} {'differ' if many else 'differs'} from the movements{shown}; "
+                "`tidemill rollups check --repair` rebuilds the rollups"
+            )
+    else:
+        console.print(
+            f"the rollups agree with the movements: {checked.rows:,} rows ({compared}) and "
+            f"{checked.cohort_rows:,} cohort rows"
+        )
+    if rebuilt is not None:
+        console.print(f"rebuilt the rollups from the movements: {rebuilt:,} rows ({compared})")
+    elif checked.differences:
+        raise typer.Exit(code=1)

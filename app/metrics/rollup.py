@@ -620,26 +620,38 @@ async def _build(
 ) -> None:
     """Insert every customer's contribution to the rows of `dimensions` (and with `cohorts`,
     to the cohort rollup), which hold none yet."""
+    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    if await _collect_everyone(connection, dimensions, cohorts, progress):
+        await _sum_parts(connection, cohorts)
+        await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
+        await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
+
+
+async def _collect_everyone(
+    connection: AsyncConnection,
+    dimensions: list[str],
+    cohorts: bool,
+    progress: Callable[[int, int], None] | None,
+) -> bool:
+    """Every customer's contributions in the rebuild's parts (created here), CHUNK_CUSTOMERS
+    customer ids per statement; False (no parts) without customers."""
     low, high = await _customer_ids(connection)
     if low is None:
-        return
+        return False
     first, total = int(low), int(high) - int(low) + 1
     if progress is not None:
         progress(0, total)
     await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
     await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
-    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
-    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
         await _collect(connection, _between(first, last), dimensions, cohorts)
         if progress is not None:
             progress(min(last, int(high)) - first + 1, total)
         first = last + 1
-    await _sum_parts(connection, cohorts)
-    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
-    await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
-    await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
+    return True
 
 
 async def plan_holders(connection: AsyncConnection, plan_ids: list[int]) -> list[int]:
@@ -926,6 +938,134 @@ async def needs_rebuild(connection: AsyncConnection, touched: int) -> bool:
         return True
     customers = await connection.scalar(sa.select(sa.func.count()).select_from(customer))
     return 2 * touched >= int(customers or 0)
+
+
+# --- checking them against the movements ---------------------------------------------------
+
+ROLLUP_KEY = ("interval", "dimension", "value", "k")
+COHORT_KEY = ("cohort", "month")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A stored row whose sums are not those the movements give (a row missing on either side
+    has sums of 0): its table, its key, and each sum that differs as (stored, from the
+    movements)."""
+
+    table: str
+    key: tuple[str, ...]
+    sums: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `check` found: whether the rollups are marked behind (then nothing is compared:
+    every query scans until they are rebuilt), the dimensions compared (the total's rows come
+    with the currency's), the stored rows of each table, how many rows differ, and the first
+    of them in key order."""
+
+    behind: bool
+    dimensions: list[str]
+    rows: int
+    cohort_rows: int
+    differences: int
+    examples: list[Difference]
+
+
+async def check(
+    engine: AsyncEngine, progress: Callable[[int, int], None] | None = None, examples: int = 10
+) -> Checked:
+    """Every stored rollup and cohort rollup row against the rows a rebuild would write now
+    (every customer's contribution, as `rebuild` collects them), in one REPEATABLE READ
+    snapshot, so that the writes committed meanwhile are on neither side; nothing is written
+    (the transaction is rolled back). `progress` as `rebuild`'s."""
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+        transaction = await connection.begin()
+        try:
+            return await _check(connection, progress, examples)
+        finally:
+            await transaction.rollback()
+
+
+async def _check(
+    connection: AsyncConnection, progress: Callable[[int, int], None] | None, examples: int
+) -> Checked:
+    behind = bool(await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))))
+    dimensions = await kept(connection)
+    rows = int(await connection.scalar(sa.select(sa.func.count()).select_from(rollup)) or 0)
+    cohort_rows = await connection.scalar(sa.select(sa.func.count()).select_from(cohort_rollup))
+    if behind:
+        return Checked(True, dimensions, rows, int(cohort_rows or 0), 0, [])
+    # the grouping in memory, as a rebuild's (the transaction is rolled back: no reset)
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+    if not await _collect_everyone(connection, dimensions, True, progress):  # no customer
+        await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
+        await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
+    found: list[Difference] = []
+    differences = 0
+    for table, parts, key, summed in (
+        (rollup, ROLLUP_PARTS, ROLLUP_KEY, SUMMED),
+        (cohort_rollup, COHORT_PARTS, COHORT_KEY, COHORT_SUMMED),
+    ):
+        statement = _compared(table, parts, key, summed, max(1, examples))
+        differing = (await connection.execute(statement)).mappings().all()
+        differences += int(differing[0]["differences"]) if differing else 0
+        room = max(0, examples - len(found))
+        found += [_difference(table.name, key, summed, row) for row in differing[:room]]
+    return Checked(False, dimensions, rows, int(cohort_rows or 0), differences, found)
+
+
+def _compared(
+    table: sa.Table, parts: sa.Table, key: tuple[str, ...], summed: tuple[str, ...], limit: int
+) -> Select[Any]:
+    """The rows of `table` whose sums differ from those of its rebuild's `parts` (summed per
+    key; a row missing on one side counts as 0 there), in key order, the first `limit` of
+    them, each with the stored sums, the expected ones and how many rows differ in all."""
+    columns = [parts.c[name] for name in key]
+    expected = (
+        sa.select(*columns, *(sa.func.sum(parts.c[name]).label(name) for name in summed))
+        .group_by(*columns)
+        .subquery("expected")
+    )
+    joined = table.join(
+        expected, sa.and_(*(table.c[name] == expected.c[name] for name in key)), full=True
+    )
+    stored = {name: sa.func.coalesce(table.c[name], 0) for name in summed}
+    rebuilt = {name: sa.func.coalesce(expected.c[name], 0) for name in summed}
+    keys = [sa.func.coalesce(table.c[name], expected.c[name]).label(name) for name in key]
+    return (
+        sa.select(
+            *keys,
+            *(stored[name].label(f"stored_{name}") for name in summed),
+            *(rebuilt[name].label(f"expected_{name}") for name in summed),
+            sa.func.count().over().label("differences"),
+        )
+        .select_from(joined)
+        .where(sa.or_(*(stored[name] != rebuilt[name] for name in summed)))
+        .order_by(*keys)
+        .limit(limit)
+    )
+
+
+def _difference(table: str, key: tuple[str, ...], summed: tuple[str, ...], row: Any) -> Difference:
+    sums = {
+        name: (int(row[f"stored_{name}"]), int(row[f"expected_{name}"]))
+        for name in summed
+        if row[f"stored_{name}"] != row[f"expected_{name}"]
+    }
+    return Difference(table, tuple(str(row[name]) for name in key), sums)
+
+
+async def repair(engine: AsyncEngine, progress: Callable[[int, int], None] | None = None) -> int:
+    """Rebuild the rollups from the movements (as a first import does at its end), once the
+    recomputes under way have committed (refused while a chunked import is applied); the
+    rows written. Readers of the rollups wait for its transaction."""
+    async with engine.begin() as connection:
+        await _exclusively(connection)
+        await rebuild(connection, progress)
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(rollup))
+    return int(count or 0)
 
 
 # --- the query side ---------------------------------------------------------------------------
