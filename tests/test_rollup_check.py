@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +14,7 @@ from app.metrics import rollup as rollups
 from app.tables import cohort_rollup, rollup
 from tests.conftest import import_text
 from tests.test_auth import tidemill
+from tests.test_chunked_import import Interrupted, failing_at, jobs, load
 from tests.test_rollups import company, corrected, rollup_rows
 
 CUSTOMERS = {"c1", "c2", "c3", "c4", "c5"}
@@ -172,3 +174,20 @@ async def test_the_cli_finds_a_difference_and_repairs_it(
     again = await tidemill(database_url, "rollups", "check")
     assert again.exit_code == 0, again.output
     assert "the rollups agree with the movements" in again.output
+
+
+async def test_no_repair_while_a_chunked_import_is_applied(engine: AsyncEngine) -> None:
+    text = company(45, 60)
+    with pytest.raises(Interrupted):
+        await load(engine, text, chunk_rows=60, progress=failing_at(3))
+    [(state, _, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 2)
+    with pytest.raises(rollups.DimensionError) as refused:
+        await rollups.repair(engine)
+    assert "an import is being applied (import job" in str(refused.value)
+    assert "rebuild the rollups after it has finished" in str(refused.value)
+    assert (await rollups.check(engine)).behind is True  # a first import marked them so
+    await load(engine, text, chunk_rows=60)  # resumed to its end: rebuilt them
+    checked = await rollups.check(engine)
+    assert (checked.behind, checked.differences) == (False, 0)
+    assert checked.rows == await _count(engine, rollup) > 0

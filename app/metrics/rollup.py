@@ -708,9 +708,12 @@ def _checked(names: Iterable[str]) -> list[str]:
     return [name for name in DIMENSIONS if name in wanted]
 
 
-async def _refuse_while_applying(connection: AsyncConnection) -> None:
+async def _refuse_while_applying(
+    connection: AsyncConnection, doing: str = "change the rolled-up dimensions"
+) -> None:
     """Refuse while a chunked import is applying: its chunks' staged rollup rows would not
-    hold the dimensions changed now (called under DIMENSIONS_LOCK)."""
+    hold the dimensions changed now, nor its rollups marked behind stay so until it ends
+    (called under DIMENSIONS_LOCK). `doing`: what the message says to do after it."""
     applying = await connection.scalar(
         sa.select(import_job.c.id)
         .where(import_job.c.state.in_(("applying", "finishing")))
@@ -719,17 +722,19 @@ async def _refuse_while_applying(connection: AsyncConnection) -> None:
     )
     if applying is not None:
         raise DimensionError(
-            f"an import is being applied (import job {applying}): change the rolled-up "
-            "dimensions after it has finished (an interrupted import finishes when run again)"
+            f"an import is being applied (import job {applying}): {doing} after it has "
+            "finished (an interrupted import finishes when run again)"
         )
 
 
-async def _exclusively(connection: AsyncConnection) -> None:
+async def _exclusively(
+    connection: AsyncConnection, doing: str = "change the rolled-up dimensions"
+) -> None:
     """Take DIMENSIONS_LOCK for the transaction (waiting for the recomputes under way), and
-    refuse while a chunked import is applying."""
+    refuse while a chunked import is applying (`_refuse_while_applying`)."""
     lock = sa.literal(DIMENSIONS_LOCK, sa.BigInteger)
     await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-    await _refuse_while_applying(connection)
+    await _refuse_while_applying(connection, doing)
 
 
 @asynccontextmanager
@@ -1062,7 +1067,7 @@ async def repair(engine: AsyncEngine, progress: Callable[[int, int], None] | Non
     recomputes under way have committed (refused while a chunked import is applied); the
     rows written. Readers of the rollups wait for its transaction."""
     async with engine.begin() as connection:
-        await _exclusively(connection)
+        await _exclusively(connection, "rebuild the rollups")
         await rebuild(connection, progress)
         count = await connection.scalar(sa.select(sa.func.count()).select_from(rollup))
     return int(count or 0)
