@@ -262,6 +262,15 @@ def failing_at(chunk: int) -> Any:
     return progress
 
 
+async def applying_after_two_chunks(engine: AsyncEngine, text: str) -> None:
+    """A chunked first import of `text` (chunks of 60 rows) interrupted while its third chunk
+    is applied: left applying, two chunks committed."""
+    with pytest.raises(Interrupted):
+        await load(engine, text, chunk_rows=60, progress=failing_at(3))
+    [(state, _, done)] = await jobs(engine)
+    assert (state, done) == ("applying", 2)
+
+
 async def interrupted_at_chunk_4(engine: AsyncEngine, company: str) -> tuple[dict[str, Any], int]:
     """Imports the file whole, empties the tables, then imports it in chunks of 60 rows,
     interrupted while the fourth chunk is applied (chunks 0 to 2 committed): the whole

@@ -14,7 +14,7 @@ from app.metrics import rollup as rollups
 from app.tables import cohort_rollup, rollup
 from tests.conftest import import_text
 from tests.test_auth import tidemill
-from tests.test_chunked_import import Interrupted, failing_at, jobs, load
+from tests.test_chunked_import import applying_after_two_chunks, load
 from tests.test_rollups import company, corrected, rollup_rows
 
 CUSTOMERS = {"c1", "c2", "c3", "c4", "c5"}
@@ -178,10 +178,7 @@ async def test_the_cli_finds_a_difference_and_repairs_it(
 
 async def test_no_repair_while_a_chunked_import_is_applied(engine: AsyncEngine) -> None:
     text = company(45, 60)
-    with pytest.raises(Interrupted):
-        await load(engine, text, chunk_rows=60, progress=failing_at(3))
-    [(state, _, done)] = await jobs(engine)
-    assert (state, done) == ("applying", 2)
+    await applying_after_two_chunks(engine, text)
     with pytest.raises(rollups.DimensionError) as refused:
         await rollups.repair(engine)
     assert "an import is being applied (import job" in str(refused.value)

@@ -26,7 +26,7 @@ from connectors.registry import TRANSLATORS
 from tests.conftest import import_text
 from tests.edge import real_app, serving
 from tests.test_auth import tidemill
-from tests.test_chunked_import import Interrupted, empty, failing_at, jobs, load
+from tests.test_chunked_import import applying_after_two_chunks, empty, jobs, load
 from tests.test_ingest_worker import late_product_account, store
 from tests.test_rollups import FIRST, LAST, company, corrected, rollup_rows, whole_ranges
 from tests.test_stripe_scenario import new_source, reset
@@ -207,10 +207,7 @@ async def test_what_cannot_be_rolled_up_is_refused(
 
 async def test_not_while_a_chunked_import_is_applied(engine: AsyncEngine) -> None:
     text = priced(25, 60)
-    with pytest.raises(Interrupted):
-        await load(engine, text, chunk_rows=60, progress=failing_at(3))
-    [(state, _, done)] = await jobs(engine)
-    assert (state, done) == ("applying", 2)
+    await applying_after_two_chunks(engine, text)
     for change in (add, drop):
         with pytest.raises(rollups.DimensionError) as refused:
             await change(engine, "status")
