@@ -4,11 +4,13 @@ is found with its sums, and `--repair` rebuilds the rollups from the movements."
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.metrics import rollup as rollups
 from app.tables import cohort_rollup, rollup
@@ -55,6 +57,7 @@ async def test_kept_rollups_agree_with_the_movements(engine: AsyncEngine) -> Non
     assert (empty.behind, empty.rows, empty.cohort_rows, empty.differences) == (False, 0, 0, 0)
     await _kept_company(engine, 41)
     checked = await rollups.check(engine)
+    assert await rollups.check(engine, slice_ids=5) == checked  # slices on two connections
     assert checked.behind is False
     assert checked.dimensions == ["plan", "currency", "plan_interval"]
     assert checked.differences == 0
@@ -97,6 +100,9 @@ async def test_a_changed_missing_or_extra_row_is_found_with_its_sums(engine: Asy
     before = (await rollup_rows(engine), await _cohort_rows(engine))
 
     checked = await rollups.check(engine)
+    # the customers' slices collected on two connections, in one snapshot: the same finding
+    assert await rollups.check(engine, slice_ids=7) == checked
+    assert await rollups.check(engine, slice_ids=7, connections=1) == checked
 
     assert checked.differences == 4
     found = {(d.table, d.key): d.sums for d in checked.examples}
@@ -188,3 +194,32 @@ async def test_no_repair_while_a_chunked_import_is_applied(engine: AsyncEngine) 
     checked = await rollups.check(engine)
     assert (checked.behind, checked.differences) == (False, 0)
     assert checked.rows == await _count(engine, rollup) > 0
+
+
+async def test_every_connection_reads_the_first_ones_snapshot(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """Every movement's amount changed (committed) once the check has read its snapshot and
+    before its other connection starts: the check still compares the rollups with the
+    movements as they were, so they agree; the next check sees the change."""
+    await _kept_company(engine, 46)
+
+    async def change_amounts() -> None:
+        other = create_async_engine(database_url)
+        try:
+            async with other.begin() as connection:
+                await connection.execute(sa.text("UPDATE movement SET amount = amount + 100"))
+        finally:
+            await other.dispose()
+
+    def progress(count: int, _total: int) -> None:
+        if count == 0:  # (a write from this event loop would wait for it: another thread's)
+            writer = threading.Thread(target=lambda: asyncio.run(change_amounts()))
+            writer.start()
+            writer.join()
+
+    before = await rollups.check(engine, progress, slice_ids=7)
+    assert (before.behind, before.differences) == (False, 0)
+    after = await rollups.check(engine, slice_ids=7)
+    assert after.differences > 0
+    assert all("new" in d.sums or "net" in d.sums for d in after.examples if d.table == "rollup")

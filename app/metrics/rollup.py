@@ -20,6 +20,7 @@ them, its customer facts counted from its own movements (docs/architecture.md, "
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -620,38 +621,26 @@ async def _build(
 ) -> None:
     """Insert every customer's contribution to the rows of `dimensions` (and with `cohorts`,
     to the cohort rollup), which hold none yet."""
-    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
-    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
-    if await _collect_everyone(connection, dimensions, cohorts, progress):
-        await _sum_parts(connection, cohorts)
-        await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
-        await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
-    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
-
-
-async def _collect_everyone(
-    connection: AsyncConnection,
-    dimensions: list[str],
-    cohorts: bool,
-    progress: Callable[[int, int], None] | None,
-) -> bool:
-    """Every customer's contributions in the rebuild's parts (created here), CHUNK_CUSTOMERS
-    customer ids per statement; False (no parts) without customers."""
     low, high = await _customer_ids(connection)
     if low is None:
-        return False
+        return
     first, total = int(low), int(high) - int(low) + 1
     if progress is not None:
         progress(0, total)
     await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
     await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
+    previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
+    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
     while first <= int(high):
         last = first + CHUNK_CUSTOMERS - 1
         await _collect(connection, _between(first, last), dimensions, cohorts)
         if progress is not None:
             progress(min(last, int(high)) - first + 1, total)
         first = last + 1
-    return True
+    await _sum_parts(connection, cohorts)
+    await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
+    await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
+    await connection.run_sync(lambda sync: COHORT_PARTS.drop(sync))
 
 
 async def plan_holders(connection: AsyncConnection, plan_ids: list[int]) -> list[int]:
@@ -977,48 +966,112 @@ class Checked:
     examples: list[Difference]
 
 
+CHECK_CONNECTIONS = 2  # connections a check collects on, side by side (one per core)
+
+
 async def check(
-    engine: AsyncEngine, progress: Callable[[int, int], None] | None = None, examples: int = 10
+    engine: AsyncEngine,
+    progress: Callable[[int, int], None] | None = None,
+    examples: int = 10,
+    *,
+    connections: int = CHECK_CONNECTIONS,
+    slice_ids: int = CHUNK_CUSTOMERS,
 ) -> Checked:
     """Every stored rollup and cohort rollup row against the rows a rebuild would write now
-    (every customer's contribution, as `rebuild` collects them), in one REPEATABLE READ
-    snapshot, so that the writes committed meanwhile are on neither side; nothing is written
-    (the transaction is rolled back). `progress` as `rebuild`'s."""
+    (every customer's contribution, as `rebuild` collects them, `slice_ids` customer ids per
+    statement), in one REPEATABLE READ snapshot, so that the writes committed meanwhile are on
+    neither side; nothing is written (the transaction is rolled back). The slices are
+    collected on `connections` connections at once, each in a transaction importing the first
+    one's snapshot (pg_export_snapshot), and their sums are compared on the first.
+    `progress` as `rebuild`'s."""
     async with engine.connect() as connection:
         connection = await connection.execution_options(isolation_level="REPEATABLE READ")
         transaction = await connection.begin()
         try:
-            return await _check(connection, progress, examples)
+            return await _check(engine, connection, progress, examples, connections, slice_ids)
         finally:
             await transaction.rollback()
 
 
 async def _check(
-    connection: AsyncConnection, progress: Callable[[int, int], None] | None, examples: int
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    progress: Callable[[int, int], None] | None,
+    examples: int,
+    connections: int,
+    slice_ids: int,
 ) -> Checked:
+    snapshot = str(await connection.scalar(sa.select(sa.func.pg_export_snapshot())))
     behind = bool(await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))))
     dimensions = await kept(connection)
     rows = int(await connection.scalar(sa.select(sa.func.count()).select_from(rollup)) or 0)
     cohort_rows = await connection.scalar(sa.select(sa.func.count()).select_from(cohort_rollup))
     if behind:
         return Checked(True, dimensions, rows, int(cohort_rows or 0), 0, [])
-    # the grouping in memory, as a rebuild's (the transaction is rolled back: no reset)
-    await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
-    if not await _collect_everyone(connection, dimensions, True, progress):  # no customer
-        await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
-        await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
+    low, high = await _customer_ids(connection)
+    bounds = [] if low is None else list(range(int(low), int(high) + 1, slice_ids))
+    if progress is not None and low is not None:
+        progress(0, int(high) - int(low) + 1)
+    pending = iter(bounds)
+
+    async def collect(on: AsyncConnection) -> None:
+        """Slices from `pending` into `on`'s own parts, until none is left."""
+        # the grouping in memory, as a rebuild's (the transaction is rolled back: no reset)
+        await on.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
+        await on.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
+        await on.run_sync(lambda sync: COHORT_PARTS.create(sync))
+        for first in pending:
+            last = min(first + slice_ids - 1, int(high))
+            await _collect(on, _between(first, last), dimensions, True)
+            if progress is not None:
+                progress(last - first + 1, int(high) - int(low) + 1)
+
+    async def beside() -> list[tuple[sa.Table, list[dict[str, Any]]]]:
+        """`collect` on a connection of its own in the same snapshot; its parts summed."""
+        async with engine.connect() as other:
+            other = await other.execution_options(isolation_level="REPEATABLE READ")
+            own = await other.begin()
+            try:
+                await other.execute(sa.text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+                await collect(other)
+                return [
+                    (parts, [dict(row) for row in (await other.execute(select)).mappings()])
+                    for parts, select in _summed_parts()
+                ]
+            finally:
+                await own.rollback()
+
+    helpers = [beside() for _ in range(max(0, min(connections, len(bounds)) - 1))]
+    _, *collected = await asyncio.gather(collect(connection), *helpers)
+    for summed in collected:
+        for parts, found_rows in summed:
+            if found_rows:
+                await connection.execute(sa.insert(parts), found_rows)
     found: list[Difference] = []
     differences = 0
-    for table, parts, key, summed in (
+    for table, parts, key, summed_names in (
         (rollup, ROLLUP_PARTS, ROLLUP_KEY, SUMMED),
         (cohort_rollup, COHORT_PARTS, COHORT_KEY, COHORT_SUMMED),
     ):
-        statement = _compared(table, parts, key, summed, max(1, examples))
+        statement = _compared(table, parts, key, summed_names, max(1, examples))
         differing = (await connection.execute(statement)).mappings().all()
         differences += int(differing[0]["differences"]) if differing else 0
         room = max(0, examples - len(found))
-        found += [_difference(table.name, key, summed, row) for row in differing[:room]]
+        found += [_difference(table.name, key, summed_names, row) for row in differing[:room]]
     return Checked(False, dimensions, rows, int(cohort_rows or 0), differences, found)
+
+
+def _summed_parts() -> list[tuple[sa.Table, Select[Any]]]:
+    """Each parts table with the statement summing its rows per key."""
+    statements = []
+    for parts, key, summed in (
+        (ROLLUP_PARTS, ROLLUP_KEY, SUMMED),
+        (COHORT_PARTS, COHORT_KEY, COHORT_SUMMED),
+    ):
+        columns = [parts.c[name] for name in key]
+        sums = (sa.func.sum(parts.c[name]).label(name) for name in summed)
+        statements.append((parts, sa.select(*columns, *sums).group_by(*columns)))
+    return statements
 
 
 def _compared(
