@@ -1049,11 +1049,12 @@ async def _check(
                 await connection.execute(sa.insert(parts), found_rows)
     found: list[Difference] = []
     differences = 0
-    for table, parts, key, summed_names in (
-        (rollup, ROLLUP_PARTS, ROLLUP_KEY, SUMMED),
-        (cohort_rollup, COHORT_PARTS, COHORT_KEY, COHORT_SUMMED),
+    for (table, key, summed_names), (_, expected) in zip(
+        ((rollup, ROLLUP_KEY, SUMMED), (cohort_rollup, COHORT_KEY, COHORT_SUMMED)),
+        _summed_parts(),
+        strict=True,
     ):
-        statement = _compared(table, parts, key, summed_names, max(1, examples))
+        statement = _compared(table, expected, key, summed_names, max(1, examples))
         differing = (await connection.execute(statement)).mappings().all()
         differences += int(differing[0]["differences"]) if differing else 0
         room = max(0, examples - len(found))
@@ -1075,17 +1076,17 @@ def _summed_parts() -> list[tuple[sa.Table, Select[Any]]]:
 
 
 def _compared(
-    table: sa.Table, parts: sa.Table, key: tuple[str, ...], summed: tuple[str, ...], limit: int
+    table: sa.Table,
+    summed_parts: Select[Any],
+    key: tuple[str, ...],
+    summed: tuple[str, ...],
+    limit: int,
 ) -> Select[Any]:
-    """The rows of `table` whose sums differ from those of its rebuild's `parts` (summed per
-    key; a row missing on one side counts as 0 there), in key order, the first `limit` of
-    them, each with the stored sums, the expected ones and how many rows differ in all."""
-    columns = [parts.c[name] for name in key]
-    expected = (
-        sa.select(*columns, *(sa.func.sum(parts.c[name]).label(name) for name in summed))
-        .group_by(*columns)
-        .subquery("expected")
-    )
+    """The rows of `table` whose sums differ from `summed_parts` (its rebuild's parts summed
+    per key, `_summed_parts`; a row missing on one side counts as 0 there), in key order, the
+    first `limit` of them, each with the stored sums, the expected ones and how many rows
+    differ in all."""
+    expected = summed_parts.subquery("expected")
     joined = table.join(
         expected, sa.and_(*(table.c[name] == expected.c[name] for name in key)), full=True
     )
