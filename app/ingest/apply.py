@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.attributes import definitions, parse_value, upsert_values
 from app.ingest.canonical import CustomerBundle, ItemRecord, PlanRecord, VersionRecord
-from app.ingest.recordset import insert_rows
+from app.ingest.recordset import insert_rows, recordset
 from app.metrics import rollup_delta
 from app.metrics.rollup import CHUNK_CUSTOMERS, among, kept, plan_holders
 from app.tables import (
@@ -31,26 +31,69 @@ def source_key(kind: str, source_id: int) -> str:
     return f"{kind}:{source_id}"
 
 
+async def _keyed_ids(
+    connection: AsyncConnection,
+    table: sa.Table,
+    source: str,
+    rows: dict[str, dict[str, Any]],
+    constraint: str,
+) -> dict[str, int]:
+    """The ids of `rows` (external id -> their columns) in `table` (customer or subscription,
+    unique on source and external id): the stored rows locked (in id order) and updated
+    where a column differs, the others inserted. Only those inserts draw an id: an upsert of
+    every row draws one per row, conflict or not, so each sync of a million customers would
+    move the ids on by a million (and a rebuild's slices, which go by id, would grow sparse).
+    ON CONFLICT is left for an insert racing with another worker's."""
+    if not rows:
+        return {}
+    names = list(next(iter(rows.values())))
+    stored = await connection.execute(
+        sa.select(table.c.external_id, table.c.id, *(table.c[name] for name in names))
+        .where(table.c.source == source, table.c.external_id.in_(sorted(rows)))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    ids: dict[str, int] = {}
+    changed = []
+    for row in stored:
+        external, values = str(row.external_id), rows[str(row.external_id)]
+        ids[external] = int(row.id)
+        if tuple(row)[2:] != tuple(values[name] for name in names):
+            changed.append({"id": int(row.id), **values})
+    if changed:
+        found = recordset(table, ["id", *names], changed).subquery("changed")
+        await connection.execute(
+            sa.update(table)
+            .where(table.c.id == found.c.id)
+            .values({name: found.c[name] for name in names})
+        )
+    missing = [
+        {"source": source, "external_id": external, **values}
+        for external, values in rows.items()
+        if external not in ids
+    ]
+    if missing:
+        statement = insert_rows(table, missing)
+        statement = statement.on_conflict_do_update(
+            constraint=constraint, set_={name: statement.excluded[name] for name in names}
+        )
+        found_ids = await connection.execute(statement.returning(table.c.external_id, table.c.id))
+        ids |= {str(external): int(ident) for external, ident in found_ids}
+    return ids
+
+
 async def _customer_ids(
     connection: AsyncConnection, source: str, bundles: Sequence[CustomerBundle]
 ) -> dict[str, int]:
-    rows = [
-        {
-            "source": source,
-            "external_id": b.customer.external_id,
+    rows = {
+        b.customer.external_id: {
             "name": b.customer.name,
             "email": b.customer.email,
             "country": b.customer.country,
         }
         for b in bundles
-    ]
-    statement = insert_rows(customer, rows)
-    statement = statement.on_conflict_do_update(
-        constraint="customer_source_external_id_key",
-        set_={name: statement.excluded[name] for name in ("name", "email", "country")},
-    )
-    found = await connection.execute(statement.returning(customer.c.external_id, customer.c.id))
-    return {str(external): int(ident) for external, ident in found}
+    }
+    return await _keyed_ids(connection, customer, source, rows, "customer_source_external_id_key")
 
 
 async def _plan_ids(
@@ -201,18 +244,9 @@ def _item_rows(ident: int, version: VersionRecord, plans: dict[str, int]) -> lis
 async def _subscription_ids(
     connection: AsyncConnection, source: str, owners: Sequence[tuple[str, int]]
 ) -> dict[str, int]:
-    if not owners:
-        return {}
-    rows = [{"source": source, "external_id": e, "customer_id": c} for e, c in owners]
-    statement = insert_rows(subscription, rows)
-    statement = statement.on_conflict_do_update(
-        constraint="subscription_source_external_id_key",
-        set_={"customer_id": statement.excluded.customer_id},
-    )
-    found = await connection.execute(
-        statement.returning(subscription.c.external_id, subscription.c.id)
-    )
-    return {str(external): int(ident) for external, ident in found}
+    rows = {external: {"customer_id": owner} for external, owner in owners}
+    constraint = "subscription_source_external_id_key"
+    return await _keyed_ids(connection, subscription, source, rows, constraint)
 
 
 async def store_bundles(

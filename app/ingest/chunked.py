@@ -627,12 +627,15 @@ async def _done_chunks(engine: AsyncEngine, job: Job) -> int:
 
 
 async def _write_plans(connection: AsyncConnection, job: Job, source: str) -> None:
-    """The staged file's plans, before any chunk (each would otherwise write those it names,
-    and wait for another's uncommitted ones)."""
+    """The staged file's new plans, before any chunk (each would otherwise write those it
+    names, and wait for another's uncommitted ones); those stored already are left out
+    before the insert, which would draw an id for each (single.PER_BATCH)."""
     literal = await connection.scalar(sa.text("SELECT quote_literal(:source)"), {"source": source})
     await connection.exec_driver_sql(
         "INSERT INTO plan (source, external_id, name)"
-        f" SELECT DISTINCT {literal}, plan, plan FROM {job.stage} WHERE plan IS NOT NULL"
+        f" SELECT DISTINCT {literal}, st.plan, st.plan FROM {job.stage} st"
+        " WHERE st.plan IS NOT NULL AND NOT EXISTS"
+        f" (SELECT FROM plan p WHERE p.source = {literal} AND p.external_id = st.plan)"
         " ORDER BY 2 ON CONFLICT (source, external_id) DO NOTHING"
     )
 

@@ -154,14 +154,43 @@ CHECKS = {
 # result as running them once on the whole file. A customer keeps the last name, email and
 # country the file gives; a bad file is refused by the checks afterwards, rolling this back.
 PER_BATCH = [
+    # Each customer is looked up once by the unique index: a known one is updated only when the
+    # file changes its name, email or country, an unknown one inserted. Only those inserts
+    # draw an id (an upsert draws one for every row it proposes, conflict or not: each
+    # re-import of a million customers would move the ids on by a million, and the slices of
+    # a rebuild, which go by id, would grow sparse). ON CONFLICT is there for an insert racing
+    # with another import of the same source.
     """
+    WITH filed AS (
+        SELECT g.customer_id, g.name, g.email, g.country, c.id, c.name AS stored_name,
+               c.email AS stored_email, c.country AS stored_country
+        FROM (
+            SELECT customer_id,
+                   (array_agg(customer_name ORDER BY line DESC)
+                        FILTER (WHERE customer_name IS NOT NULL))[1] AS name,
+                   (array_agg(email ORDER BY line DESC) FILTER (WHERE email IS NOT NULL))[1]
+                       AS email,
+                   (array_agg(country ORDER BY line DESC) FILTER (WHERE country IS NOT NULL))[1]
+                       AS country
+            FROM stage_batch GROUP BY customer_id
+        ) g
+        LEFT JOIN LATERAL (
+            SELECT c.id, c.name, c.email, c.country FROM customer c
+            WHERE c.source = :source AND c.external_id = g.customer_id
+        ) c ON true
+    ), changed AS (
+        UPDATE customer c SET
+            name = COALESCE(f.name, f.stored_name),
+            email = COALESCE(f.email, f.stored_email),
+            country = COALESCE(f.country, f.stored_country)
+        FROM filed f
+        WHERE c.id = f.id
+          AND (f.stored_name, f.stored_email, f.stored_country) IS DISTINCT FROM
+              (COALESCE(f.name, f.stored_name), COALESCE(f.email, f.stored_email),
+               COALESCE(f.country, f.stored_country))
+    )
     INSERT INTO customer (source, external_id, name, email, country)
-    SELECT :source, customer_id,
-           (array_agg(customer_name ORDER BY line DESC)
-                FILTER (WHERE customer_name IS NOT NULL))[1],
-           (array_agg(email ORDER BY line DESC) FILTER (WHERE email IS NOT NULL))[1],
-           (array_agg(country ORDER BY line DESC) FILTER (WHERE country IS NOT NULL))[1]
-    FROM stage_batch GROUP BY customer_id
+    SELECT :source, f.customer_id, f.name, f.email, f.country FROM filed f WHERE f.id IS NULL
     ON CONFLICT (source, external_id) DO UPDATE SET
         name = COALESCE(EXCLUDED.name, customer.name),
         email = COALESCE(EXCLUDED.email, customer.email),
@@ -172,7 +201,9 @@ PER_BATCH = [
     """,
     """
     INSERT INTO plan (source, external_id, name)
-    SELECT DISTINCT :source, plan, plan FROM stage_batch WHERE plan IS NOT NULL
+    SELECT DISTINCT :source, st.plan, st.plan FROM stage_batch st
+    WHERE st.plan IS NOT NULL
+      AND NOT EXISTS (SELECT FROM plan p WHERE p.source = :source AND p.external_id = st.plan)
     ON CONFLICT (source, external_id) DO NOTHING
     """,
     # A subscription that moved to another customer touches both customers. Each pair of the
@@ -192,17 +223,31 @@ PER_BATCH = [
     ON CONFLICT DO NOTHING
     """,
     # one customer per subscription (a file giving two is refused by the checks): its first
-    # line's, looked up once per subscription
+    # line's, looked up once per subscription, as is the subscription; a known one updated
+    # only when it moved to another customer, an unknown one inserted (drawing an id, as the
+    # customers above)
     """
+    WITH filed AS (
+        SELECT x.subscription_id,
+               (SELECT c.id FROM customer c
+                WHERE c.source = :source AND c.external_id = x.customer_id) AS customer_id,
+               s.id, s.customer_id AS stored_customer
+        FROM (
+            SELECT DISTINCT ON (subscription_id) subscription_id, customer_id FROM stage_batch
+            ORDER BY subscription_id, line
+        ) x
+        LEFT JOIN LATERAL (
+            SELECT s.id, s.customer_id FROM subscription s
+            WHERE s.source = :source AND s.external_id = x.subscription_id
+        ) s ON true
+    ), moved AS (
+        UPDATE subscription s SET customer_id = f.customer_id
+        FROM filed f
+        WHERE s.id = f.id AND f.stored_customer <> f.customer_id
+    )
     INSERT INTO subscription (source, external_id, customer_id)
-    SELECT :source, x.subscription_id,
-           (SELECT c.id FROM customer c
-            WHERE c.source = :source AND c.external_id = x.customer_id)
-    FROM (
-        SELECT DISTINCT ON (subscription_id) subscription_id, customer_id FROM stage_batch
-        ORDER BY subscription_id, line
-    ) x
-    ORDER BY x.subscription_id
+    SELECT :source, f.subscription_id, f.customer_id FROM filed f WHERE f.id IS NULL
+    ORDER BY f.subscription_id
     ON CONFLICT (source, external_id) DO UPDATE SET customer_id = EXCLUDED.customer_id
     WHERE subscription.customer_id <> EXCLUDED.customer_id
     """,
