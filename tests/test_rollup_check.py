@@ -57,7 +57,7 @@ async def test_kept_rollups_agree_with_the_movements(engine: AsyncEngine) -> Non
     assert (empty.behind, empty.rows, empty.cohort_rows, empty.differences) == (False, 0, 0, 0)
     await _kept_company(engine, 41)
     checked = await rollups.check(engine)
-    assert await rollups.check(engine, slice_ids=5) == checked  # slices on two connections
+    assert await rollups.check(engine, per_slice=5) == checked  # slices on two connections
     assert checked.behind is False
     assert checked.dimensions == ["plan", "currency", "plan_interval"]
     assert checked.differences == 0
@@ -101,8 +101,8 @@ async def test_a_changed_missing_or_extra_row_is_found_with_its_sums(engine: Asy
 
     checked = await rollups.check(engine)
     # the customers' slices collected on two connections, in one snapshot: the same finding
-    assert await rollups.check(engine, slice_ids=7) == checked
-    assert await rollups.check(engine, slice_ids=7, connections=1) == checked
+    assert await rollups.check(engine, per_slice=7) == checked
+    assert await rollups.check(engine, per_slice=7, connections=1) == checked
 
     assert checked.differences == 4
     found = {(d.table, d.key): d.sums for d in checked.examples}
@@ -218,8 +218,8 @@ async def test_every_connection_reads_the_first_ones_snapshot(
             writer.start()
             writer.join()
 
-    before = await rollups.check(engine, progress, slice_ids=7)
+    before = await rollups.check(engine, progress, per_slice=7)
     assert (before.behind, before.differences) == (False, 0)
-    after = await rollups.check(engine, slice_ids=7)
+    after = await rollups.check(engine, per_slice=7)
     assert after.differences > 0
     assert all("new" in d.sums or "net" in d.sums for d in after.examples if d.table == "rollup")

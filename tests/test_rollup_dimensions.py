@@ -6,6 +6,7 @@ scan, and what cannot be rolled up, or not now, is refused saying why."""
 from __future__ import annotations
 
 import asyncio
+import io
 import zlib
 from dataclasses import asdict
 from datetime import date, timedelta
@@ -16,12 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import apply, worker
+from app.ingest.subscriptions import load_periods
 from app.metrics import rollup as rollups
 from app.metrics import rollup_delta
 from app.metrics.plans import collecting
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import Filter, FilterOp, Interval, QuerySpec, SeriesRequest
 from app.tables import rollup_build, rollup_build_part
+from connectors.csv.subscriptions import read_periods
 from connectors.registry import TRANSLATORS
 from tests.conftest import import_text
 from tests.edge import real_app, serving
@@ -366,6 +369,45 @@ async def test_an_interrupted_add_resumes_after_its_last_committed_slice(
     async with engine.begin() as connection:  # the same rows as built in one run
         await rollups.rebuild(connection)
     assert await rollup_rows(engine) == built
+    assert await compared(engine, BY_STATUS) == {"rollup"}
+
+
+async def sparse_company(engine: AsyncEngine) -> None:
+    """30 customers, then 10 of another source whose ids start after a gap of a million (the
+    gaps customers removed, or ids an insert drew and rolled back, leave)."""
+    await import_text(engine, priced(41, 30))
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("SELECT setval(pg_get_serial_sequence('customer', 'id'), 1000000)")
+        )
+    _, rows = read_periods(io.StringIO(priced(42, 10)), "USD")
+    await load_periods(engine, rows, filename="late.csv", sha256="late", source="late")
+
+
+async def test_slices_hold_customers_not_id_ranges(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sparse_company(engine)
+    monkeypatch.setattr(rollups, "CHUNK_CUSTOMERS", 10)
+    kept = await rollup_rows(engine)
+    slices = [(0, 40), (10, 40), (10, 40), (10, 40), (10, 40)]  # not 100,001 ranges of 10 ids
+    steps: list[tuple[int, int]] = []
+    async with engine.begin() as connection:
+        await rollups.rebuild(connection, progress_to(steps))
+    assert steps == slices
+    assert await rollup_rows(engine) == kept
+    steps = []
+    checked = await rollups.check(engine, progress_to(steps), per_slice=10)
+    assert (checked.differences, sorted(steps)) == (0, slices)
+
+    # an add interrupted after two slices resumes from the 21st customer
+    with pytest.raises(Stop):
+        await rollups.add_dimensions(engine, ["status"], stopping_after(2))
+    async with engine.connect() as connection:
+        assert await rollups.unfinished_build(connection) == (["status"], 20, 40)
+    steps = []
+    await rollups.add_dimensions(engine, ["status"], progress_to(steps))
+    assert steps == [(0, 40), (20, 40), (10, 40), (10, 40)]
     assert await compared(engine, BY_STATUS) == {"rollup"}
 
 

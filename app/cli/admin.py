@@ -196,7 +196,7 @@ def add_rollups(names: DimensionsArgument) -> None:
 
     async def add(engine: AsyncEngine) -> rollup.Added:
         with count_progress() as progress:
-            task = progress.add_task("building rollups (customer ids)", total=None)
+            task = progress.add_task("building rollups (customers)", total=None)
 
             def advance(count: int, total: int) -> None:
                 if count == 0:
@@ -288,12 +288,12 @@ def check_rollups(
     async def run(engine: AsyncEngine) -> tuple[rollup.Checked, int | None]:
         with count_progress() as progress:
             checked = await rollup.check(
-                engine, advancing(progress, "checking rollups (customer ids)"), show
+                engine, advancing(progress, "checking rollups (customers)"), show
             )
             rebuilt = None
             if repair and (checked.behind or checked.differences):
                 rebuilt = await rollup.repair(
-                    engine, advancing(progress, "rebuilding rollups (customer ids)")
+                    engine, advancing(progress, "rebuilding rollups (customers)")
                 )
         return checked, rebuilt
 

@@ -272,7 +272,7 @@ def import_subscriptions(
                         progress.update(task, completed=0)
                     elif stage == "index":
                         progress.advance(task, count)
-                    elif stage == "rollups":  # a rebuild of `count` customer ids begins
+                    elif stage == "rollups":  # a rebuild of `count` customers begins
                         progress.update(task, description="building rollups", total=count)
                         progress.update(task, completed=0)
                     elif stage == "rollup":

@@ -73,7 +73,7 @@ from app.tables import (
 
 TOTAL = ""  # the dimension (and value) of the unfiltered total
 SUMMED = (*ROLLUP_MONEY, *ROLLUP_COUNTS, *ROLLUP_DELTAS, "members")
-CHUNK_CUSTOMERS = 25_000  # customer ids per statement of a full rebuild
+CHUNK_CUSTOMERS = 25_000  # customers per statement of a full rebuild
 WORK_MEM = "64MB"  # for the upkeep's grouping sorts
 
 Members = Callable[[ColumnElement[Any]], ColumnElement[bool]]  # a condition on customer_id
@@ -600,17 +600,50 @@ async def rebuild(
 ) -> None:
     """Every rollup row again from the movements, customer chunk by customer chunk (each
     statement reads a bounded slice), and the rebuild marker cleared. `progress` gets (0,
-    the customer ids to go through) first, then (the ids of a chunk, the same) after each."""
+    the customers to go through) first, then (the customers of a chunk, the same) after
+    each."""
     await connection.execute(sa.text("TRUNCATE rollup, cohort_rollup"))
     await connection.execute(sa.delete(rollup_rebuild))
     await _build(connection, await kept(connection), True, progress)
 
 
-async def _customer_ids(connection: AsyncConnection) -> tuple[Any, Any]:
-    """The lowest and highest customer id (None and None without customers)."""
-    bounds = sa.select(sa.func.min(customer.c.id), sa.func.max(customer.c.id))
-    low, high = (await connection.execute(bounds)).one()
-    return low, high
+@dataclass(frozen=True)
+class Slices:
+    """The customers from some id on, cut in id order into slices of `per` customers (the
+    last may hold fewer): each slice's first and last id and its number of customers, and
+    how many customers come before the first slice."""
+
+    bounds: list[tuple[int, int, int]]
+    before: int
+
+    @property
+    def total(self) -> int:
+        """Every customer: those before the slices and those in them."""
+        return self.before + sum(count for _, _, count in self.bounds)
+
+
+async def _slices(connection: AsyncConnection, per: int, first: int | None = None) -> Slices:
+    """The customers with an id of at least `first` (all by default) in slices of `per`, by
+    their number, not by id range: ids leave gaps (customers removed, ids a failed or
+    concurrent insert drew), so a range of `per` ids may hold far fewer customers."""
+    c = customer.c
+    numbered = sa.select(
+        c.id, ((sa.func.row_number().over(order_by=c.id) - 1) // per).label("slice")
+    )
+    if first is not None:
+        numbered = numbered.where(c.id >= first)
+    rows = numbered.subquery("numbered")
+    found = await connection.execute(
+        sa.select(sa.func.min(rows.c.id), sa.func.max(rows.c.id), sa.func.count())
+        .group_by(rows.c.slice)
+        .order_by(rows.c.slice)
+    )
+    bounds = [(int(low), int(high), int(count)) for low, high, count in found]
+    before = 0
+    if first is not None:
+        earlier = sa.select(sa.func.count()).select_from(customer).where(c.id < first)
+        before = int(await connection.scalar(earlier) or 0)
+    return Slices(bounds, before)
 
 
 async def _build(
@@ -621,22 +654,19 @@ async def _build(
 ) -> None:
     """Insert every customer's contribution to the rows of `dimensions` (and with `cohorts`,
     to the cohort rollup), which hold none yet."""
-    low, high = await _customer_ids(connection)
-    if low is None:
+    slices = await _slices(connection, CHUNK_CUSTOMERS)
+    if not slices.bounds:
         return
-    first, total = int(low), int(high) - int(low) + 1
     if progress is not None:
-        progress(0, total)
+        progress(0, slices.total)
     await connection.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
     await connection.run_sync(lambda sync: COHORT_PARTS.create(sync))
     previous = await connection.scalar(sa.text("SELECT current_setting('work_mem')"))
     await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
-    while first <= int(high):
-        last = first + CHUNK_CUSTOMERS - 1
+    for first, last, count in slices.bounds:
         await _collect(connection, _between(first, last), dimensions, cohorts)
         if progress is not None:
-            progress(min(last, int(high)) - first + 1, total)
-        first = last + 1
+            progress(count, slices.total)
     await _sum_parts(connection, cohorts)
     await connection.execute(sa.select(sa.func.set_config("work_mem", previous, True)))
     await connection.run_sync(lambda sync: ROLLUP_PARTS.drop(sync))
@@ -774,7 +804,7 @@ async def add_dimensions(
     progress: Callable[[int, int], None] | None = None,
 ) -> Added:
     """Roll up `names` (OPTIONAL dimensions) from now on, their rows built from every
-    customer's movements, slice by slice (CHUNK_CUSTOMERS ids), each slice's contribution
+    customer's movements, slice by slice (CHUNK_CUSTOMERS customers), each slice's contribution
     committed to `rollup_build_part` with where the build stands (`rollup_build`); at the end,
     in one transaction, the parts summed into `rollup` and the names recorded in
     `rollup_dimension` (queries use them from then on). The whole build holds DIMENSIONS_LOCK
@@ -782,7 +812,7 @@ async def add_dimensions(
     resumes after its last committed slice when run again with the same names and nothing was
     written since (the data version has not moved), else starts again. Rollups marked behind
     get the names only (the next rebuild builds them with the rest). `progress` gets (0, the
-    customer ids to go through), then the ids already done when resuming, then those of each
+    customers to go through), then those already done when resuming, then those of each
     slice. Names already rolled up are left as they are."""
     wanted = _checked(names)
     async with _held(engine) as connection:
@@ -817,7 +847,6 @@ async def _build_slices(
     discarded), else from the first customer (None, and the names of an unfinished build
     discarded, if any)."""
     version = await _data_version(connection)
-    low, high = await _customer_ids(connection)
     unfinished = (
         await connection.execute(
             sa.select(
@@ -836,50 +865,50 @@ async def _build_slices(
     else:
         discarded = tuple(unfinished.dimensions) if unfinished is not None else ()
         await _discard_build(connection)
-        first = int(low) if low is not None else 0
+        first = 0
         await connection.execute(
             sa.insert(rollup_build).values(
                 dimensions=added, next_customer=first, data_version=version
             )
         )
     await connection.commit()
-    if low is None:
-        return resumed, discarded
-    total = int(high) - int(low) + 1
-    if progress is not None:
-        progress(0, total)
-        if first > int(low):
-            progress(min(first, int(high) + 1) - int(low), total)
-    while first <= int(high):
-        last = first + CHUNK_CUSTOMERS - 1
+    slices = await _slices(connection, CHUNK_CUSTOMERS, first)
+    await connection.commit()
+    if progress is not None and slices.total:
+        progress(0, slices.total)
+        if slices.before:
+            progress(slices.before, slices.total)
+    for low, high, count in slices.bounds:
         await connection.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
-        await _collect(connection, _between(first, last), added, False, rollup_build_part)
+        await _collect(connection, _between(low, high), added, False, rollup_build_part)
         await connection.execute(
             sa.update(rollup_build).values(
-                next_customer=last + 1, data_version=await _data_version(connection)
+                next_customer=high + 1, data_version=await _data_version(connection)
             )
         )
         await connection.commit()
         if progress is not None:
-            progress(min(last, int(high)) - first + 1, total)
-        first = last + 1
+            progress(count, slices.total)
     return resumed, discarded
 
 
 async def unfinished_build(connection: AsyncConnection) -> tuple[list[str], int, int] | None:
-    """An interrupted `add_dimensions`: its names, and how far it went (customer ids read, of
+    """An interrupted `add_dimensions`: its names, and how far it went (customers read, of
     how many), or None."""
     found = (
         await connection.execute(sa.select(rollup_build.c.dimensions, rollup_build.c.next_customer))
     ).first()
     if found is None:
         return None
-    low, high = await _customer_ids(connection)
-    if low is None:
-        return list(found.dimensions), 0, 0
-    total = int(high) - int(low) + 1
-    done = max(0, min(int(found.next_customer), int(high) + 1) - int(low))
-    return list(found.dimensions), done, total
+    c = customer.c
+    done, total = (
+        await connection.execute(
+            sa.select(
+                sa.func.count().filter(c.id < found.next_customer), sa.func.count()
+            ).select_from(customer)
+        )
+    ).one()
+    return list(found.dimensions), int(done), int(total)
 
 
 async def drop_dimensions(connection: AsyncConnection, names: Iterable[str]) -> list[str]:
@@ -975,10 +1004,10 @@ async def check(
     examples: int = 10,
     *,
     connections: int = CHECK_CONNECTIONS,
-    slice_ids: int = CHUNK_CUSTOMERS,
+    per_slice: int = CHUNK_CUSTOMERS,
 ) -> Checked:
     """Every stored rollup and cohort rollup row against the rows a rebuild would write now
-    (every customer's contribution, as `rebuild` collects them, `slice_ids` customer ids per
+    (every customer's contribution, as `rebuild` collects them, `per_slice` customers per
     statement), in one REPEATABLE READ snapshot, so that the writes committed meanwhile are on
     neither side; nothing is written (the transaction is rolled back). The slices are
     collected on `connections` connections at once, each in a transaction importing the first
@@ -988,7 +1017,7 @@ async def check(
         connection = await connection.execution_options(isolation_level="REPEATABLE READ")
         transaction = await connection.begin()
         try:
-            return await _check(engine, connection, progress, examples, connections, slice_ids)
+            return await _check(engine, connection, progress, examples, connections, per_slice)
         finally:
             await transaction.rollback()
 
@@ -999,7 +1028,7 @@ async def _check(
     progress: Callable[[int, int], None] | None,
     examples: int,
     connections: int,
-    slice_ids: int,
+    per_slice: int,
 ) -> Checked:
     snapshot = str(await connection.scalar(sa.select(sa.func.pg_export_snapshot())))
     behind = bool(await connection.scalar(sa.select(sa.exists().select_from(rollup_rebuild))))
@@ -1008,11 +1037,10 @@ async def _check(
     cohort_rows = await connection.scalar(sa.select(sa.func.count()).select_from(cohort_rollup))
     if behind:
         return Checked(True, dimensions, rows, int(cohort_rows or 0), 0, [])
-    low, high = await _customer_ids(connection)
-    bounds = [] if low is None else list(range(int(low), int(high) + 1, slice_ids))
-    if progress is not None and low is not None:
-        progress(0, int(high) - int(low) + 1)
-    pending = iter(bounds)
+    slices = await _slices(connection, per_slice)
+    if progress is not None and slices.bounds:
+        progress(0, slices.total)
+    pending = iter(slices.bounds)
 
     async def collect(on: AsyncConnection) -> None:
         """Slices from `pending` into `on`'s own parts, until none is left."""
@@ -1020,11 +1048,10 @@ async def _check(
         await on.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True)))
         await on.run_sync(lambda sync: ROLLUP_PARTS.create(sync))
         await on.run_sync(lambda sync: COHORT_PARTS.create(sync))
-        for first in pending:
-            last = min(first + slice_ids - 1, int(high))
+        for first, last, count in pending:
             await _collect(on, _between(first, last), dimensions, True)
             if progress is not None:
-                progress(last - first + 1, int(high) - int(low) + 1)
+                progress(count, slices.total)
 
     async def beside() -> list[tuple[sa.Table, list[dict[str, Any]]]]:
         """`collect` on a connection of its own in the same snapshot; its parts summed."""
@@ -1041,7 +1068,7 @@ async def _check(
             finally:
                 await own.rollback()
 
-    helpers = [beside() for _ in range(max(0, min(connections, len(bounds)) - 1))]
+    helpers = [beside() for _ in range(max(0, min(connections, len(slices.bounds)) - 1))]
     _, *collected = await asyncio.gather(collect(connection), *helpers)
     for summed in collected:
         for parts, found_rows in summed:
