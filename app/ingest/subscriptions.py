@@ -159,7 +159,9 @@ PER_BATCH = [
     # draw an id (an upsert draws one for every row it proposes, conflict or not: each
     # re-import of a million customers would move the ids on by a million, and the slices of
     # a rebuild, which go by id, would grow sparse). ON CONFLICT is there for an insert racing
-    # with another import of the same source.
+    # with another import of the same source. New customers get their ids in the order of
+    # their external ids, as the sorted grouping gave them before (and whatever the plan: a
+    # hashed join would return the customers it did not find in no set order).
     """
     WITH filed AS (
         SELECT g.customer_id, g.name, g.email, g.country, c.id, c.name AS stored_name,
@@ -177,6 +179,7 @@ PER_BATCH = [
         LEFT JOIN LATERAL (
             SELECT c.id, c.name, c.email, c.country FROM customer c
             WHERE c.source = :source AND c.external_id = g.customer_id
+            LIMIT 1  -- (kept a subquery: a probe of the unique index per customer, not a join)
         ) c ON true
     ), changed AS (
         UPDATE customer c SET
@@ -184,13 +187,16 @@ PER_BATCH = [
             email = COALESCE(f.email, f.stored_email),
             country = COALESCE(f.country, f.stored_country)
         FROM filed f
-        WHERE c.id = f.id
-          AND (f.stored_name, f.stored_email, f.stored_country) IS DISTINCT FROM
-              (COALESCE(f.name, f.stored_name), COALESCE(f.email, f.stored_email),
-               COALESCE(f.country, f.stored_country))
+        WHERE f.id = c.id  -- the changed ones found by their ids, not by a join with every row
+          AND c.id = ANY(ARRAY(
+              SELECT d.id FROM filed d
+              WHERE (d.stored_name, d.stored_email, d.stored_country) IS DISTINCT FROM
+                    (COALESCE(d.name, d.stored_name), COALESCE(d.email, d.stored_email),
+                     COALESCE(d.country, d.stored_country))))
     )
     INSERT INTO customer (source, external_id, name, email, country)
     SELECT :source, f.customer_id, f.name, f.email, f.country FROM filed f WHERE f.id IS NULL
+    ORDER BY f.customer_id
     ON CONFLICT (source, external_id) DO UPDATE SET
         name = COALESCE(EXCLUDED.name, customer.name),
         email = COALESCE(EXCLUDED.email, customer.email),
@@ -239,11 +245,13 @@ PER_BATCH = [
         LEFT JOIN LATERAL (
             SELECT s.id, s.customer_id FROM subscription s
             WHERE s.source = :source AND s.external_id = x.subscription_id
+            LIMIT 1  -- (as the customers' above)
         ) s ON true
     ), moved AS (
         UPDATE subscription s SET customer_id = f.customer_id
         FROM filed f
-        WHERE s.id = f.id AND f.stored_customer <> f.customer_id
+        WHERE f.id = s.id  -- (as the customers' above)
+          AND s.id = ANY(ARRAY(SELECT m.id FROM filed m WHERE m.stored_customer <> m.customer_id))
     )
     INSERT INTO subscription (source, external_id, customer_id)
     SELECT :source, f.subscription_id, f.customer_id FROM filed f WHERE f.id IS NULL
