@@ -42,8 +42,8 @@ async def _keyed_ids(
     unique on source and external id): the stored rows locked (in id order) and updated
     where a column differs, the others inserted. Only those inserts draw an id: an upsert of
     every row draws one per row, conflict or not, so each sync of a million customers would
-    move the ids on by a million (and a rebuild's slices, which go by id, would grow sparse).
-    ON CONFLICT is left for an insert racing with another worker's."""
+    move the ids on by a million. ON CONFLICT is left for an insert racing with another
+    worker's."""
     if not rows:
         return {}
     names = list(next(iter(rows.values())))

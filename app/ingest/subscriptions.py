@@ -157,8 +157,8 @@ PER_BATCH = [
     # Each customer is looked up once by the unique index: a known one is updated only when the
     # file changes its name, email or country, an unknown one inserted. Only those inserts
     # draw an id (an upsert draws one for every row it proposes, conflict or not: each
-    # re-import of a million customers would move the ids on by a million, and the slices of
-    # a rebuild, which go by id, would grow sparse). ON CONFLICT is there for an insert racing
+    # re-import of a million customers would move the ids on by a million). ON CONFLICT is
+    # there for an insert racing
     # with another import of the same source. New customers get their ids in the order of
     # their external ids, as the sorted grouping gave them before (and whatever the plan: a
     # hashed join would return the customers it did not find in no set order).
