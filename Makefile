@@ -53,8 +53,11 @@ demo: $(STAMP) web ## Load the demo company into the embedded PostgreSQL and ser
 serve: $(STAMP) web ## Serve the dashboard and GraphQL on :8000 (TIDEMILL_DATABASE_URL or embedded)
 	$(BIN)/tidemill serve
 
+# pytest runs the test files side by side, one worker per core (pytest-xdist): a file's tests
+# stay together on one worker, and each worker has its own database. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 test: $(STAMP) web chromium web-test ## Run every test: Vitest, then pytest (browser tests included)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP) ## ruff and mypy --strict (every package, tests included)
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _pytest.nodeid import NodeId  # pytest >= 9.2: an item's structured id
 from graphql import GraphQLFormattedError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -31,6 +32,13 @@ from app.metrics.service import MetricsEngine
 from connectors.csv.subscriptions import read_periods
 from resolvers.context import Context
 from schema import schema
+
+# A pytest-xdist worker starts with COLUMNS=80 and LINES=24 in its environment; the CLI's
+# module-level rich consoles would fix their width from them when first imported, and the CLI
+# tests, which pass COLUMNS=200 per command, would see lines wrapped at 80. Hide them before any
+# test module imports the CLI, as a serial run does.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 
 # dbt Labs' mrr-playbook sample (MIT), shipped with its notice: see tests/data/mrr-playbook/README.md
 PLAYBOOK = Path(__file__).resolve().parent / "data" / "mrr-playbook" / "subscription_periods.csv"
@@ -72,6 +80,19 @@ TABLES = (
     "data_version",
     "customer_tally",
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each of schemathesis' generated tests (tests/test_fuzz.py) its own node id.
+
+    schemathesis names them `test_...[Query.series]`, but pytest 9.2 builds an item's id from
+    its callspec, which they lack, so all 39 share the bare function's id. pytest-xdist schedules
+    tests by id: it would run one of them and report that one alone. The id is set to the name
+    pytest shows, as a parametrized test's is."""
+    for item in items:
+        wanted = f"{item.nodeid.rpartition('::')[0]}::{item.name}"
+        if item.nodeid != wanted:
+            item._id = NodeId.parse(wanted)
 
 
 def _server_url() -> str:
