@@ -14,12 +14,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from playwright.async_api import Browser, Page, Request, async_playwright
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app import migrate
 from app.db import asyncpg_url
 from app.demo import load_demo
+from tests.conftest import session_engine
 from tests.demo_data import load_demo_rates
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,7 +64,7 @@ async def demo_database(server_url: str, customers: int = 300) -> AsyncIterator[
     name = f"tidemill_test_web_{uuid.uuid4().hex[:8]}"
     await _admin(admin.render_as_string(hide_password=False), f'CREATE DATABASE "{name}"')
     url = admin.set(database=name).render_as_string(hide_password=False)
-    engine = create_async_engine(make_url(url))
+    engine = session_engine(url)
     try:
         await migrate.upgrade(engine)
         await load_demo_rates(engine)

@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from _pytest.nodeid import NodeId  # pytest >= 9.2: an item's structured id
 from graphql import GraphQLFormattedError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app import config, migrate
-from app.db import asyncpg_url
+from app.db import SESSION_SETTINGS, asyncpg_url
 from app.ingest import chunked
 from app.ingest.subscriptions import ImportResult, load_periods
 from app.metrics.service import MetricsEngine
@@ -116,6 +116,16 @@ def no_user_configuration() -> Iterator[None]:
         yield
 
 
+def session_engine(url: str | URL) -> AsyncEngine:
+    """An engine on `url` whose connections have the session settings the server and the
+    commands use (app.db.SESSION_SETTINGS), so tests run the statements as they run. JIT is off
+    among them: on, it compiles for most of a second each statement whose estimate crosses its
+    threshold, and a webhook's recompute took a second and a half instead of a tenth."""
+    settings = {"server_settings": dict(SESSION_SETTINGS)}
+    url = make_url(url).set(drivername="postgresql+asyncpg")
+    return create_async_engine(url, connect_args=settings)
+
+
 @pytest.fixture(scope="session")
 def database() -> Iterator[str]:
     """A fresh database on the test server, dropped at the end of the run (its URL)."""
@@ -139,7 +149,7 @@ def database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def engine(database: str) -> AsyncIterator[AsyncEngine]:
     """The migrated test database."""
-    engine = create_async_engine(make_url(database))
+    engine = session_engine(database)
     await migrate.upgrade(engine)
     yield engine
     await engine.dispose()

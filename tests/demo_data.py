@@ -22,6 +22,7 @@ from app.config import load_settings
 from app.demo import DEMO_START, DemoResult, load_demo
 from app.ingest.fx import ecb_rates, import_rates
 from schema.asgi import create_app
+from tests.conftest import session_engine
 from tests.edge import running
 
 PINNED = date(2026, 11, 30)  # the demo's "today" in these tests, so every run sees one company
@@ -47,7 +48,7 @@ async def load_demo_rates(engine: AsyncEngine) -> None:
 
 async def _load(url: str, today: date) -> DemoResult:
     """Migrate, add the ECB rates of the demo's currencies, load the demo company."""
-    engine = create_async_engine(make_url(url).set(drivername="postgresql+asyncpg"))
+    engine = session_engine(url)
     try:
         await migrate.upgrade(engine)
         await load_demo_rates(engine)

@@ -19,8 +19,6 @@ from typing import Any, ClassVar, cast
 import pytest
 import strawberry
 from graphql import GraphQLObjectType, OperationDefinitionNode, parse
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.metrics.service import MetricsEngine
@@ -29,6 +27,7 @@ from resolvers.context import Context
 from schema.execution import PlainExecutor, attribute
 from schema.root import build_schema
 from schema.security import encode_json
+from tests.conftest import session_engine
 from tests.demo_data import PINNED, demo_database
 
 # both forms of each: as written, and as Apollo's client sends it (with __typename)
@@ -82,7 +81,7 @@ def demo(database: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def demo_metrics(demo: str) -> AsyncIterator[MetricsEngine]:
-    engine = create_async_engine(make_url(demo).set(drivername="postgresql+asyncpg"))
+    engine = session_engine(demo)
     yield MetricsEngine(engine)
     await engine.dispose()
 

@@ -28,7 +28,7 @@ from app import migrate
 from app.metrics.service import MetricsEngine
 from app.tables import customer
 from app.usage.ingest import ingest
-from tests.conftest import execute
+from tests.conftest import execute, session_engine
 
 AT = "2026-10-05T12:00:00Z"
 CREATE = """mutation($input: UsageMetricInput!) { createUsageMetric(input: $input) { id } }"""
@@ -61,7 +61,7 @@ async def icu_engine(database: str) -> AsyncIterator[AsyncEngine]:
         if "ICU" not in str(error):
             raise
         pytest.skip("this PostgreSQL is built without ICU: no collation orders text otherwise")
-    engine = create_async_engine(make_url(database).set(database=name))
+    engine = session_engine(make_url(database).set(database=name))
     try:
         await migrate.upgrade(engine)
         yield engine
