@@ -630,8 +630,12 @@ async def test_a_large_import_leaves_the_derived_tables_vacuumed(
     engine: AsyncEngine, company: str, chunk_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An import that recomputes at least REANALYZE_AFTER customers ends with VACUUM
-    (ANALYZE): every page of the movements that holds a row all-visible, so their day indexes
-    answer alone, whether autovacuum runs or not; a smaller one leaves that to autovacuum."""
+    (ANALYZE) of the movements, so that their pages are marked all-visible and their day
+    indexes answer alone, whether autovacuum runs or not; a smaller one leaves that to
+    autovacuum. What the import controls is that it runs: whether a page is then marked
+    depends on the snapshots other sessions hold meanwhile (with the test files side by side, a
+    connection starting up on another database can hold the horizon back), so the manual
+    vacuum count is checked."""
     await empty(engine)
     before = await vacuums(engine)
     monkeypatch.setattr(subscriptions, "REANALYZE_AFTER", 10_000)
@@ -646,31 +650,6 @@ async def test_a_large_import_leaves_the_derived_tables_vacuumed(
     for name, (pages, _seen, count) in after.items():
         assert count == before[name][2] + 1, name
         assert pages > 0, name
-        assert await heap_fetches(engine, name) == 0, name
-
-
-# a cut period's reads of each movement table, answered from its day index
-CUT_READS = {
-    "movement": "SELECT day, kind FROM movement WHERE day >= '1900-01-01' ORDER BY day",
-    "movement_scope": "SELECT day, value, kind FROM movement_scope "
-    "WHERE dimension = 'plan' AND day >= '1900-01-01' ORDER BY day",
-}
-
-
-async def heap_fetches(engine: AsyncEngine, table: str) -> int:
-    """The table rows an index-only scan of its day index had to read (0: every page holding
-    rows is all-visible). Not `relallvisible == relpages`: pages that concurrent inserts
-    added ahead (bulk extension) stay blank and are never marked, and hold nothing to read."""
-    async with engine.connect() as connection:
-        for setting in ("enable_seqscan", "enable_bitmapscan"):
-            await connection.execute(sa.text(f"SET {setting} = off"))
-        explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {CUT_READS[table]}"
-        [plan] = (await connection.execute(sa.text(explain))).scalar_one()
-        await connection.rollback()
-    node = plan["Plan"]
-    assert node["Node Type"] == "Index Only Scan", (node["Node Type"], node.get("Index Name"))
-    assert node["Actual Rows"] > 0, node
-    return int(node["Heap Fetches"])
 
 
 # --- a large file staged by several processes (app.ingest.staging) ------------------------------
