@@ -124,16 +124,28 @@ class VersionedMemo:
     API keys), computed once per data version and process. Concurrent requests for the same
     missing entry share one computation."""
 
-    def __init__(self, entries: int = 256) -> None:
+    def __init__(self, entries: int = 256, large_entries: int = 8) -> None:
         self._values: LRU[asyncio.Future[Any]] = LRU(entries)
+        # values that may hold a million items (a segment's member ids): a few only
+        self._large: LRU[asyncio.Future[Any]] = LRU(large_entries)
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
-        found = self._values.get(key)
-        if found is None or (found.done() and found.exception() is not None):
-            found = asyncio.ensure_future(compute())
-            self._values.put(key, found)
-        result: T = await asyncio.shield(found)
-        return result
+        return await _shared(self._values, key, compute)
+
+    async def get_large(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        """`get` for a value that may be large, kept among fewer."""
+        return await _shared(self._large, key, compute)
+
+
+async def _shared(
+    values: LRU[asyncio.Future[Any]], key: Hashable, compute: Callable[[], Awaitable[T]]
+) -> T:
+    found = values.get(key)
+    if found is None or (found.done() and found.exception() is not None):
+        found = asyncio.ensure_future(compute())
+        values.put(key, found)
+    result: T = await asyncio.shield(found)
+    return result
 
 
 def result_key(

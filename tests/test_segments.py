@@ -10,11 +10,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.metrics import universe
 from app.metrics.service import MetricsEngine
-from app.metrics.spec import AllOf, Filter, FilterOp
-from app.metrics.universe import members
+from app.metrics.spec import AllOf, Filter, FilterOp, QuerySpec, SegmentSpec
+from app.metrics.universe import members, members_key
+from app.segments import parse
 from tests.conftest import execute, execute_errors, import_text, table_counts
-from tests.test_attributes import with_attributes
+from tests.edge import real_app, serving
+from tests.test_attributes import SET, with_attributes
 
 # Jan-Mar 2024, monthly MRR in dollars:
 #   A  US  saas    seats 10    Basic 100, 100, then Pro 150
@@ -478,3 +481,96 @@ async def test_an_and_of_attribute_conditions_joins_their_holders(
     assert "attr_industry_holders" in plan
     assert "attr_seats_holders" in plan
     assert set(names) == {"A"}  # C is saas with 25.5 seats, but in DE
+
+
+# Every metric of a segment: the series with a breakdown and compared segments, cohorts,
+# trials, churn and usage (the customers list tests each customer's own row, as before).
+EVERY_METRIC = f"""query($spec: QuerySpecInput, $cohortSpec: QuerySpecInput) {{
+  series(start: "2024-01-01", end: "2024-03-31", spec: $spec) {{
+    points {{ {FIELDS} }} breakdown {{ key points {{ {FIELDS} }} }} }}
+  snapshot(at: "2024-02-29", spec: $cohortSpec) {{ mrr customers }}
+  cohorts(start: "2024-01-01", end: "2024-03-31", spec: $cohortSpec) {{
+    cohort size ltv cells {{ month activeCustomers mrr }} }}
+  trials(start: "2024-01-01", end: "2024-03-31", spec: $cohortSpec) {{
+    points {{ trialsStarted trialsConverted trialsExpired }} funnel {{ started converted }} }}
+  churn(start: "2024-01-01", end: "2024-03-31", spec: $cohortSpec) {{
+    churnedCustomers {{ totalCount totalAmount events {{ externalId day amount }} }}
+    revenueChurn {{ totalCount totalAmount events {{ externalId day kind amount }} }} }} }}"""
+
+
+async def every_metric(metrics: MetricsEngine, segment: str, compare: list[str]) -> Any:
+    spec = {"segment": segment, "compareSegments": compare, "dimensions": ["plan"]}
+    variables = {"spec": spec, "cohortSpec": {"segment": segment}}
+    return await execute(metrics, EVERY_METRIC, variables)
+
+
+async def test_members_passed_as_ids_or_found_by_the_statement_give_the_same_numbers(
+    engine: AsyncEngine,
+    metrics: MetricsEngine,
+    segments: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A segment reading attributes or the ledger has its members found once and passed to the
+    # statements as ids, unless they are more than MAX_LISTED (then the statements find them,
+    # as a segment of customer fields always does): the same answers either way.
+    cases = [
+        (segments["US SaaS"], [segments["Big or Pro"], segments["Not US"]]),
+        (segments["Big or Pro"], [segments["US SaaS"]]),
+        (segments["Not US"], [segments["Big or Pro"]]),
+    ]
+    listed = [await every_metric(metrics, segment, compare) for segment, compare in cases]
+    monkeypatch.setattr(universe, "MAX_LISTED", 0)
+    found = [await every_metric(metrics, segment, compare) for segment, compare in cases]
+    assert found == listed
+    assert mrr(listed[0]["series"]["points"]) == [10000, 10000, 15000]  # A only
+    assert mrr(listed[1]["series"]["points"]) == [10000, 30000, 35000]  # A and C
+
+
+async def test_which_segments_are_passed_as_ids(
+    engine: AsyncEngine, metrics: MetricsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await with_attributes(engine, metrics)
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.text("SELECT external_id, id FROM customer"))
+        people: dict[str, int] = dict(rows.all())
+    cube = await metrics.current_cube()
+    saas, not_us = parse(INDUSTRY_SAAS)[0], parse(NOT_US)[0]
+    end = datetime.date(2024, 3, 31)
+    async with engine.connect() as connection:
+        spec, ids = await metrics.listing(connection, cube, QuerySpec(segment=saas), end)
+        assert spec.listed == {members_key(saas)}
+        assert sorted(ids[members_key(saas)]) == sorted(people[n] for n in ("A", "C"))
+        # compared segments within a universe: each branch is the universe and the segment
+        both = QuerySpec(segment=saas, compare=(SegmentSpec("x", not_us), SegmentSpec("y", saas)))
+        spec, ids = await metrics.listing(connection, cube, both, end)
+        branches = [AllOf((saas, not_us)), AllOf((saas, saas))]
+        assert spec.listed == {members_key(b) for b in branches} == set(ids)
+        assert ids[members_key(branches[0])] == [people["C"]]
+        # customer fields only: each customer's own row, tested by the statement
+        spec, ids = await metrics.listing(connection, cube, QuerySpec(segment=not_us), end)
+        assert (spec.listed, ids) == (frozenset(), {})
+        monkeypatch.setattr(universe, "MAX_LISTED", 1)  # A and C are two
+        spec, ids = await metrics.listing(connection, cube, QuerySpec(segment=saas), end)
+        assert (spec.listed, ids) == (frozenset(), {})
+
+
+async def test_a_served_segment_follows_a_write_to_its_members(
+    engine: AsyncEngine, metrics: MetricsEngine, database_url: str
+) -> None:
+    # The server keeps a segment's member ids per data version: an attribute changed is a
+    # write, and the next answer has the new members (the result cache off, so each request
+    # computes; the members' memo is what is tested).
+    people = await with_attributes(engine, metrics)
+    created = await execute(metrics, CREATE, {"name": "SaaS", "definition": INDUSTRY_SAAS})
+    query = {"query": SERIES, "variables": {"spec": {"segment": created["createSegment"]["id"]}}}
+    async with serving(real_app(database_url, result_cache_entries=0)) as client:
+
+        async def served() -> list[int]:
+            body = (await client.post("/graphql", json=query)).json()
+            return mrr(body["data"]["series"]["points"])
+
+        assert await served() == [10000, 30000, 35000]  # A and C
+        assert await served() == [10000, 30000, 35000]
+        pairs = [{"key": "industry", "value": "saas"}]
+        await execute(metrics, SET, {"id": people["D"], "values": pairs})
+        assert await served() == [10000, 38000, 43000]  # and D from February

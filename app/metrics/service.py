@@ -55,11 +55,17 @@ from app.metrics.rollup import (
     rolled_up,
     rollup_answers,
 )
-from app.metrics.spec import Interval, QuerySpec, SeriesRequest
+from app.metrics.spec import Interval, Node, QuerySpec, SeriesRequest
 from app.metrics.top import as_other, other_request, ranked, top_problems, top_values
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
-from app.metrics.universe import spec_segment_problems
+from app.metrics.universe import (
+    listable,
+    listed_members,
+    members_key,
+    spec_segment_problems,
+    universes,
+)
 from app.tables import ledger_currency, rollup_dimension, rollup_rebuild
 
 T = TypeVar("T")
@@ -266,6 +272,30 @@ class MetricsEngine:
             f"{names} (mrr takes query_type series, breakdown or snapshot)"
         )
 
+    async def listing(
+        self, connection: AsyncConnection, cube: Cube, spec: QuerySpec, end: date
+    ) -> tuple[QuerySpec, dict[str, Sequence[int]]]:
+        """`spec` with the segments its statement (ending on `end`) is given the member ids
+        of, and those ids as its execution parameters (`app.metrics.universe`): a segment
+        whose members cost a statement to find, when it has at most MAX_LISTED. Found once
+        per data version (a few segments' are kept)."""
+        parameters: dict[str, Sequence[int]] = {}
+        for node in universes(spec):
+            if not listable(cube, node):
+                continue
+            key = members_key(node)
+
+            async def compute(node: Node = node) -> Sequence[int] | None:
+                return await listed_members(connection, cube, node, end)
+
+            if self.memo is None or self.version is None:
+                ids = await compute()
+            else:
+                ids = await self.memo.get_large((key, end, self.version), compute)
+            if ids is not None:
+                parameters[key] = ids
+        return replace(spec, listed=frozenset(parameters)), parameters
+
     async def cube_of(self, connection: AsyncConnection) -> Cube:
         """The cube with a dimension for every attribute defined now (`attr.<key>`)."""
 
@@ -314,9 +344,11 @@ class MetricsEngine:
                 where = rollup_answers(request, self.base_currency, present, state.rolled)
             record(plan_name(where))
             outside = await self._outside(connection, request, where)
+            spec, members = await self.listing(connection, cube, request.spec, request.end)
+            request = replace(request, spec=spec)
             statement = series_statement(cube, request, self.base_currency, present, where, outside)
             with fitting_in_cents(request.spec.currency or self.base_currency):
-                rows = (await connection.execute(statement)).mappings().all()
+                rows = (await connection.execute(statement, members)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return rows
@@ -418,13 +450,14 @@ class MetricsEngine:
                 and cohorts_from_rollup(request, state.present, currencies.report)
             )
             record(ROLLUP if rolled else SCAN)
+            spec, members = await self.listing(connection, cube, request.spec, request.end)
             statement = (
                 compile_cohort_rollup(request)
                 if rolled
-                else compile_cohorts(cube, request, currencies)
+                else compile_cohorts(cube, replace(request, spec=spec), currencies)
             )
             with fitting_in_cents(currencies.report):
-                rows = (await connection.execute(statement)).mappings().all()
+                rows = (await connection.execute(statement, members)).mappings().all()
         if rows:
             check_rates(rows[0]["fx_missing"])
         return build_cohorts(rows, request)
@@ -434,9 +467,11 @@ class MetricsEngine:
         async with self.engine.connect() as connection:
             cube = await self.cube_of(connection)
             check(cube, request.spec, trial_problems(request))
-            rows = (await connection.execute(compile_trials(cube, request))).mappings()
+            spec, members = await self.listing(connection, cube, request.spec, request.end)
+            request = replace(request, spec=spec)
+            rows = (await connection.execute(compile_trials(cube, request), members)).mappings()
             points = rows.all()
-            funnel = (await connection.execute(compile_funnel(cube, request))).mappings()
+            funnel = (await connection.execute(compile_funnel(cube, request), members)).mappings()
             return build_trials(points, funnel.one(), request)
 
     async def churn(self, request: ChurnRequest) -> ChurnPage:
@@ -450,18 +485,22 @@ class MetricsEngine:
             if self.rollups and not state.behind:
                 where = totals_slice(request, currencies, state.rolled)
             record(plan_name(where))
+            spec, members = await self.listing(connection, cube, request.spec, request.end)
+            listed = replace(request, spec=spec)
             if where is None:
-                statement = compile_totals(cube, request, currencies)
+                statement = compile_totals(cube, listed, currencies)
             else:
                 statement = compile_rollup_totals(request, where)
             with fitting_in_cents(currencies.report):
-                totals = await connection.execute(statement)
+                totals = await connection.execute(statement, members)
                 total = totals.mappings().one()
                 check_rates(total["fx_missing"])
                 last = None
                 if where is not None and derives_page(cube, request):
                     last = await connection.scalar(compile_page_end(request, where))
-                page = await connection.execute(compile_page(cube, request, currencies, last))
+                page = await connection.execute(
+                    compile_page(cube, listed, currencies, last), members
+                )
                 return build_page(page.mappings().all(), total, request)
 
     async def data_range(self, today: date) -> DataRange:

@@ -75,6 +75,9 @@ class QuerySpec:
     compare: tuple[SegmentSpec, ...] = ()
     currency: str | None = None  # report currency; None = the base currency
     fix_fx: bool = False  # convert at the rate of the first point's date
+    # the segments (app.metrics.universe.members_key) whose member ids the statement's executor
+    # passes as parameters; set by the metrics service, not by a caller
+    listed: frozenset[str] = frozenset()
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -3,17 +3,26 @@
 A segment selects customers (METRICS.md 3: customer-level dimensions just select customers).
 A condition on a customer-level dimension, customer field or attribute reads the customer; one
 on a subscription-level dimension (plan, plan_interval, ...) means "had MRR in that scope at some
-time" (plan = Pro: ever paid for Pro). Trees compile to one boolean expression over `customer`;
-metric queries keep the movements whose `customer_id` is in it (a hashed semi-join).
+time" (plan = Pro: ever paid for Pro). Trees compile to one boolean expression over `customer`.
+
+A metric statement does not test it: its caller finds the segment's members once (one
+statement, `member_ids`), remembered per data version, and passes their ids as an array
+parameter (`members_key`); the statement keeps the rows whose `customer_id = ANY` of it, which
+PostgreSQL tests by hashing the array once per process. A statement tests its rows against a
+segment in several places (the movements, the opening stocks, ...), and each had found the
+members again (docs/benchmarks.md, twenty-first session).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
 
 from app.attributes import AttributeType, parse_value
@@ -120,7 +129,7 @@ def tree_condition(
             return sa.not_(tree_condition(cube, item, end, who))
 
 
-def members(cube: Cube, node: Node, end: ColumnElement[Any]) -> Select[tuple[int]]:
+def members(cube: Cube, node: Node, end: ColumnElement[Any]) -> Select[int]:
     """The ids of the customers in a segment (an uncorrelated subquery)."""
     return (
         sa.select(customer.c.id)
@@ -129,13 +138,55 @@ def members(cube: Cube, node: Node, end: ColumnElement[Any]) -> Select[tuple[int
     )
 
 
+MAX_LISTED = 200_000
+
+
+def members_key(node: Node) -> str:
+    """The name of the execution parameter that holds the ids of a segment's members."""
+    return "members_" + hashlib.blake2b(repr(node).encode(), digest_size=8).hexdigest()
+
+
 def universe(
     cube: Cube, spec: QuerySpec, customer_id: ColumnElement[Any], end: ColumnElement[Any]
 ) -> list[ColumnElement[bool]]:
-    """The spec's segment as a condition on a customer id column (none without a segment)."""
+    """The spec's segment as a condition on a customer id column (none without a segment): in
+    the member ids its executor passes (`spec.listed`), or in a subquery finding them."""
     if spec.segment is None:
         return []
+    key = members_key(spec.segment)
+    if key in spec.listed:
+        return [customer_id == sa.any_(sa.bindparam(key, type_=sa.ARRAY(sa.BigInteger)))]
     return [customer_id.in_(members(cube, spec.segment, end))]
+
+
+def universes(spec: QuerySpec) -> list[Node]:
+    """The segments a statement of `spec` tests customers against: its universe, or each
+    compared segment within it."""
+    if spec.compare:
+        return [branch.segment for branch in branch_specs(spec) if branch.segment is not None]
+    return [] if spec.segment is None else [spec.segment]
+
+
+def listable(cube: Cube, node: Node) -> bool:
+    """Whether finding the segment's members costs more than a test of each customer's own
+    row: it reads an attribute's holders, the ledger, or each customer's movements (`mrr`)."""
+    fields = segment_cube(cube)
+    return any(
+        (dimension := fields.dimension(item.field)).keyed_by_customer
+        or not dimension.reads_customer
+        or dimension.name == "mrr"
+        for item in _conditions(node)
+    )
+
+
+async def listed_members(
+    connection: AsyncConnection, cube: Cube, node: Node, end: date
+) -> Sequence[int] | None:
+    """The ids of the customers in a segment whose conditions are read at `end`; None when
+    there are more than MAX_LISTED (a statement tests them itself)."""
+    statement = members(cube, node, sa.bindparam("end", end, type_=sa.Date))
+    ids = (await connection.scalars(statement.limit(MAX_LISTED + 1))).all()
+    return ids if len(ids) <= MAX_LISTED else None
 
 
 def branch_specs(spec: QuerySpec) -> list[QuerySpec]:

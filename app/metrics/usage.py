@@ -460,13 +460,17 @@ def _rollup_source(query: UsageQuery, spec: QuerySpec) -> _Source:
     return _Source(rows, rows.c.day, conditions, rollup_aggregate(metric, rows))
 
 
-def _range_end(window: Window) -> ColumnElement[Any]:
-    """The last day the query reads, for time-relative dimensions (plan)."""
+def range_end(window: Window) -> datetime.date:
+    """The last day the query reads, for time-relative dimensions (plan) and segments."""
     last = datetime.date.max
     if window.end is not None:  # the day before `end` (none before 0001-01-01: that day)
         end = _day_of(window.end)
         last = end - datetime.timedelta(days=1) if end > datetime.date.min else end
-    return sa.bindparam("range_end", min(last, datetime.date(2200, 12, 31)), type_=sa.Date)
+    return min(last, datetime.date(2200, 12, 31))
+
+
+def _range_end(window: Window) -> ColumnElement[Any]:
+    return sa.bindparam("range_end", range_end(window), type_=sa.Date)
 
 
 Period = tuple[datetime.date, Window]  # a period's key (first day) and its days in the range

@@ -37,6 +37,7 @@ from app.metrics.usage import (
     UsageQuery,
     Window,
     compile_usage,
+    range_end,
     reads_rollup,
     with_properties,
 )
@@ -211,10 +212,16 @@ class UsageService:
         value checked. Not inside a shared transaction (a mutation's), which a failed
         statement would abort."""
 
+        assert query.segment_cube is not None
+        spec, members = await self.metrics.listing(
+            connection, query.segment_cube, query.spec, range_end(query.window)
+        )
+        query = replace(query, spec=spec)
+
         async def run(statement: sa.Select[Any]) -> Sequence[Any]:
             if query.interval is not None and not reads_rollup(query):
                 await connection.exec_driver_sql(EVENT_SERIES_SETTING)
-            rows: Sequence[Any] = (await connection.execute(statement)).mappings().all()
+            rows: Sequence[Any] = (await connection.execute(statement, members)).mappings().all()
             return rows
 
         if not isinstance(self.engine, SharedTransaction):
