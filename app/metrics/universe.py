@@ -5,12 +5,14 @@ A condition on a customer-level dimension, customer field or attribute reads the
 on a subscription-level dimension (plan, plan_interval, ...) means "had MRR in that scope at some
 time" (plan = Pro: ever paid for Pro). Trees compile to one boolean expression over `customer`.
 
-A metric statement does not test it: its caller finds the segment's members once (one
-statement, `member_ids`), remembered per data version, and passes their ids as an array
-parameter (`members_key`); the statement keeps the rows whose `customer_id = ANY` of it, which
-PostgreSQL tests by hashing the array once per process. A statement tests its rows against a
-segment in several places (the movements, the opening stocks, ...), and each had found the
-members again (docs/benchmarks.md, twenty-first session).
+A statement tests its rows against a segment in several places (the movements, the opening
+stocks, ...). For a segment whose members cost a statement to find (`listable`: an attribute,
+the ledger or the customer's MRR), the metrics service finds them once (`listed_members`),
+remembered per data version, and passes their ids as an array parameter (`members_key`, named
+in `QuerySpec.listed`): the statement keeps the rows whose `customer_id = ANY` of it, which
+PostgreSQL tests by hashing the array once per process. A segment of customer fields only, or
+of more than MAX_LISTED members, is a semi-join on the `members` subquery in the statement
+(docs/benchmarks.md, twenty-first session).
 """
 
 from __future__ import annotations
