@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.datacache import VersionedMemo, read_version
 from app.metrics import universe
 from app.metrics.service import MetricsEngine
 from app.metrics.spec import AllOf, Filter, FilterOp, QuerySpec, SegmentSpec
-from app.metrics.universe import members, members_key
+from app.metrics.universe import members, members_at, members_key
 from app.segments import parse
 from tests.conftest import execute, execute_errors, import_text, table_counts
 from tests.edge import real_app, serving
@@ -513,10 +514,13 @@ async def test_members_passed_as_ids_or_found_by_the_statement_give_the_same_num
     # A segment reading attributes or the ledger has its members found once and passed to the
     # statements as ids, unless they are more than MAX_LISTED (then the statements find them,
     # as a segment of customer fields always does): the same answers either way.
+    paying = {"field": "mrr", "op": "GTE", "values": ["100"]}  # read at each statement's end
+    created = await execute(metrics, CREATE, {"name": "Paying", "definition": paying})
     cases = [
         (segments["US SaaS"], [segments["Big or Pro"], segments["Not US"]]),
         (segments["Big or Pro"], [segments["US SaaS"]]),
         (segments["Not US"], [segments["Big or Pro"]]),
+        (created["createSegment"]["id"], [segments["US SaaS"], segments["Not US"]]),
     ]
     listed = [await every_metric(metrics, segment, compare) for segment, compare in cases]
     monkeypatch.setattr(universe, "MAX_LISTED", 0)
@@ -524,6 +528,37 @@ async def test_members_passed_as_ids_or_found_by_the_statement_give_the_same_num
     assert found == listed
     assert mrr(listed[0]["series"]["points"]) == [10000, 10000, 15000]  # A only
     assert mrr(listed[1]["series"]["points"]) == [10000, 30000, 35000]  # A and C
+    assert mrr(listed[3]["series"]["points"]) == [10000, 30000, 35000]  # A, C at March's end
+
+
+async def test_a_segment_is_found_once_per_version_and_per_end_only_if_it_reads_it(
+    engine: AsyncEngine, metrics: MetricsEngine, segments: dict[str, str]
+) -> None:
+    # A series with the LTV runs its points (to March 31) beside its churn history (to
+    # February 29): an attribute segment's members are found once for both, those of a
+    # segment on the customer's MRR at each end.
+    paying = {"field": "mrr", "op": "GTE", "values": ["100"]}
+    created = await execute(metrics, CREATE, {"name": "Paying", "definition": paying})
+    statements: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT customer.id \nFROM customer"):
+            statements.append(statement)
+
+    query = """query($spec: QuerySpecInput) { series(start: "2024-01-01", end: "2024-03-31",
+        spec: $spec) { points { mrr ltv } } }"""
+    version = await read_version(engine)
+    memo = VersionedMemo()
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for segment, found in ((segments["US SaaS"], 1), (created["createSegment"]["id"], 2)):
+            statements.clear()
+            for _ in range(2):  # the second time from the memo
+                reading = metrics.reading(engine, version, memo)
+                await execute(reading, query, {"spec": {"segment": segment}})
+            assert len(statements) == found, segment
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_which_segments_are_passed_as_ids(
@@ -546,6 +581,9 @@ async def test_which_segments_are_passed_as_ids(
         branches = [AllOf((saas, not_us)), AllOf((saas, saas))]
         assert spec.listed == {members_key(b) for b in branches} == set(ids)
         assert ids[members_key(branches[0])] == [people["C"]]
+        assert members_at(cube, saas, end)[1] is None  # an attribute: any day's answer
+        paying = parse({"field": "mrr", "op": "GT", "values": ["0"]})[0]
+        assert members_at(cube, paying, end)[1] == end
         # customer fields only: each customer's own row, tested by the statement
         spec, ids = await metrics.listing(connection, cube, QuerySpec(segment=not_us), end)
         assert (spec.listed, ids) == (frozenset(), {})

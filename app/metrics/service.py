@@ -55,13 +55,14 @@ from app.metrics.rollup import (
     rolled_up,
     rollup_answers,
 )
-from app.metrics.spec import Interval, Node, QuerySpec, SeriesRequest
+from app.metrics.spec import Interval, QuerySpec, SeriesRequest
 from app.metrics.top import as_other, other_request, ranked, top_problems, top_values
 from app.metrics.trials import Trials, TrialsRequest, build_trials, compile_funnel, compile_trials
 from app.metrics.trials import request_problems as trial_problems
 from app.metrics.universe import (
     listable,
     listed_members,
+    members_at,
     members_key,
     spec_segment_problems,
     universes,
@@ -278,20 +279,22 @@ class MetricsEngine:
         """`spec` with the segments its statement (ending on `end`) is given the member ids
         of, and those ids as its execution parameters (`app.metrics.universe`): a segment
         whose members cost a statement to find, when it has at most MAX_LISTED. Found once
-        per data version (a few segments' are kept)."""
+        per data version, and per `end` for a segment whose conditions read it (a few
+        segments' are kept)."""
         parameters: dict[str, Sequence[int]] = {}
         for node in universes(spec):
             if not listable(cube, node):
                 continue
             key = members_key(node)
+            statement, at = members_at(cube, node, end)
 
-            async def compute(node: Node = node) -> Sequence[int] | None:
-                return await listed_members(connection, cube, node, end)
+            async def compute(statement: sa.Select[int] = statement) -> Sequence[int] | None:
+                return await listed_members(connection, statement)
 
             if self.memo is None or self.version is None:
                 ids = await compute()
             else:
-                ids = await self.memo.get_large((key, end, self.version), compute)
+                ids = await self.memo.get_large((key, at, self.version), compute)
             if ids is not None:
                 parameters[key] = ids
         return replace(spec, listed=frozenset(parameters)), parameters

@@ -25,7 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.expression import ColumnElement, FromClause, Select
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import BindParameter, ColumnElement, FromClause, Select
 
 from app.attributes import AttributeType, parse_value
 from app.metrics.cube import Cube, Dimension, Level, Sources, dimension_condition, filter_problems
@@ -181,12 +182,23 @@ def listable(cube: Cube, node: Node) -> bool:
     )
 
 
-async def listed_members(
-    connection: AsyncConnection, cube: Cube, node: Node, end: date
-) -> Sequence[int] | None:
-    """The ids of the customers in a segment whose conditions are read at `end`; None when
-    there are more than MAX_LISTED (a statement tests them itself)."""
+def members_at(cube: Cube, node: Node, end: date) -> tuple[Select[int], date | None]:
+    """The statement finding a segment's members with its conditions read at `end`, and the
+    day its answer depends on: `end`, or None when no condition reads it (attributes, plans
+    ever paid for, customer fields other than the MRR and the age)."""
     statement = members(cube, node, sa.bindparam("end", end, type_=sa.Date))
+    reads = any(
+        isinstance(element, BindParameter) and element.key == "end"
+        for element in visitors.iterate(statement)
+    )
+    return statement, end if reads else None
+
+
+async def listed_members(
+    connection: AsyncConnection, statement: Select[int]
+) -> Sequence[int] | None:
+    """The ids `statement` finds (`members_at`); None when there are more than MAX_LISTED (a
+    statement tests them itself)."""
     ids = (await connection.scalars(statement.limit(MAX_LISTED + 1))).all()
     return ids if len(ids) <= MAX_LISTED else None
 
