@@ -67,3 +67,27 @@ async def test_cohorts_follow_filters_and_refuse_dimensions(
     [error] = await execute_errors(metrics, QUERY, {"spec": {"dimensions": ["plan"]}})
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "cohorts take filters, not dimensions" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "months"),
+    [("2024-01-01", "2074-01-31", 601), ("1900-01-01", "2200-12-31", 3612)],
+)
+async def test_cohorts_over_more_than_fifty_years_are_refused(
+    engine: AsyncEngine, metrics: MetricsEngine, start: str, end: str, months: int
+) -> None:
+    """A matrix grows with the square of its months: one that would span more than 600 is
+    refused, naming its span, before any statement runs."""
+    await import_text(engine, COMPANY)
+    document = f'{{ cohorts(start: "{start}", end: "{end}") {{ cohort size }} }}'
+    [error] = await execute_errors(metrics, document)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert f"would span {months} months; at most 600 (fifty years) are served" in error["message"]
+
+
+async def test_cohorts_over_exactly_fifty_years_are_served(
+    engine: AsyncEngine, metrics: MetricsEngine
+) -> None:
+    await import_text(engine, COMPANY)
+    data = await execute(metrics, '{ cohorts(start: "2024-01-01", end: "2073-12-31") { cohort } }')
+    assert [row["cohort"] for row in data["cohorts"]] == ["2024-01-01", "2024-02-01", "2024-03-01"]

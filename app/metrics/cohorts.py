@@ -27,6 +27,10 @@ from app.metrics.spec import Interval, QuerySpec
 from app.money import round_half_even
 
 DAYS_PER_MONTH = Fraction(365, 12)
+# Fifty years of monthly cohorts: a matrix of at most 180,300 cells. Its cost grows with the
+# square of the months (each cohort has a cell per month up to `end`), and converted to another
+# currency with the members still active times the months (their stock at every month end).
+MAX_MONTHS = 600
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ def request_problems(request: CohortRequest) -> list[str]:
     problems = []
     if request.start > request.end:
         problems.append(f"start {request.start} is after end {request.end}")
+    months = (request.end.year - request.start.year) * 12 + request.end.month - request.start.month
+    if months + 1 > MAX_MONTHS:
+        problems.append(
+            f"the cohorts from {request.start} to {request.end} would span {months + 1} months; "
+            f"at most {MAX_MONTHS} (fifty years) are served"
+        )
     if request.spec.dimensions or request.spec.compare:
         problems.append(
             "cohorts take filters, not dimensions or compareSegments (one matrix per query)"
