@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -21,15 +22,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnElement
 
+from app import strict
 from app.db import Database
 from app.errors import MAX_REPORTED, ImportFailed, NotFound, UserError
 from app.ingest.csvfile import TextLines, with_header
-from app.limits import magnitude_problem
+from app.limits import DAYS, FIRST_DAY, LAST_DAY, magnitude_problem
 from app.metrics.cube import Dimension, Level, Sources, filter_clause
 from app.metrics.spec import Filter, FilterOp
 from app.tables import attribute, customer, customer_attribute
 
-KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+KEY = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SOURCES = ("stripe", "csv", "api", "computed")
 MAX_VALUES = 1000  # distinct values served per request
 VALUE_COLUMNS = ("string_value", "number_value", "boolean_value", "date_value")
@@ -68,8 +70,8 @@ def parse_value(kind: AttributeType, text: str) -> Value:
             return value
         case AttributeType.NUMBER:
             try:
-                number = Decimal(value)
-            except InvalidOperation:
+                number = strict.decimal(value)
+            except (ValueError, InvalidOperation):
                 raise ValueError(f"{text!r} is not a number") from None
             if not number.is_finite():
                 raise ValueError(f"{text!r} is not a finite number")
@@ -82,9 +84,12 @@ def parse_value(kind: AttributeType, text: str) -> Value:
             raise ValueError(f"{text!r} is not a boolean (true/false, yes/no, 1/0)")
         case AttributeType.DATE:
             try:
-                return date.fromisoformat(value)
+                day = strict.day(value)
             except ValueError:
                 raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ValueError(f"{text!r} is outside {DAYS}")
+            return day
 
 
 def attribute_column(kind: AttributeType) -> ColumnElement[Any]:
@@ -174,7 +179,7 @@ async def create(engine: Database, definition: AttributeDefinition) -> Attribute
     problems = []
     if not definition.label.strip():
         problems.append("an attribute label cannot be empty")
-    if not KEY.match(definition.key):
+    if not KEY.fullmatch(definition.key):
         problems.append(
             f"key {definition.key!r} must be lower-case letters, digits and _ (a letter first)"
         )
@@ -244,7 +249,12 @@ async def set_values(
         if unknown:
             raise NotFound(f"no attribute {', '.join(map(repr, unknown))}; define it first")
         parsed: dict[str, Value] = {}
-        problems = []
+        given = Counter(key for key, _ in values)
+        problems = [
+            f"{key}: given {count} times; give each key once"
+            for key, count in sorted(given.items())
+            if count > 1
+        ]
         for key, text in values:
             try:
                 parsed[key] = parse_value(known[key].type, text)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from app import strict
 from app.errors import UserError
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def bigint(text: str) -> int:
-    """`text` as an integer that fits a bigint; ValueError when it is not one."""
-    number = int(text)
+    """`text` as an integer that fits a bigint; ValueError when it is not one (ASCII digits
+    only: app/strict.py)."""
+    number = strict.integer(text)
     if not BIGINT_MIN <= number <= BIGINT_MAX:
         raise ValueError(f"{text!r} is outside the 64-bit range")
     return number

@@ -37,7 +37,7 @@ def to_spec(
     return QuerySpec(
         dimensions=tuple(dimensions),
         filters=tuple(Filter(name, op, tuple(values)) for name, op, values in filters),
-        currency=currency.upper() if currency else None,
+        currency=None if currency is None else currency.upper(),  # "" is refused, not the base
         fix_fx=fix_fx,
     )
 

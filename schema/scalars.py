@@ -12,6 +12,8 @@ import strawberry
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition, wrap_parser
 from strawberry.types.scalar import ScalarDefinition
 
+from app import strict
+
 Cents = NewType("Cents", int)
 # Days a query may name: PostgreSQL and Python run further, but no subscription business does,
 # and days far out make date arithmetic overflow or series run for minutes.
@@ -41,7 +43,7 @@ def _moment(text: str) -> datetime.datetime:
 
 
 def _day(text: str) -> datetime.date:
-    day = datetime.date.fromisoformat(text)
+    day = strict.day(text)  # YYYY-MM-DD only, not the other ISO forms fromisoformat reads
     if not FIRST_DAY <= day <= LAST_DAY:
         raise ValueError(f"Dates run from {FIRST_DAY} to {LAST_DAY}.")
     return day

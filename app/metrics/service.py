@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import attributes
+from app import attributes, strict
 from app.datacache import LRU, VersionedMemo
 from app.db import Database
 from app.errors import UserError
@@ -128,7 +128,7 @@ def day(params: Mapping[str, Any], name: str) -> date:
     if isinstance(value, date):
         return value
     try:
-        return date.fromisoformat(str(value))
+        return strict.day(str(value))
     except ValueError:
         raise UserError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
 
