@@ -9,7 +9,9 @@ when the document names several operations. Per operation, `ScopeGuard` (a schem
 checks the key's scope against the operation kind (queries need `read`, mutations `write`;
 `FORBIDDEN` otherwise) and takes introspection and "Did you mean" suggestions away from partner
 keys. `RequireScope` (schema/permissions.py) guards single fields (admin-only ones).
-Strawberry's limiters cap depth, aliases and tokens, `InputLimits` the size of arguments, the
+Strawberry's limiters cap depth, aliases and tokens, `DocumentLimits` (schema/limits.py) the
+size of a document with its fragments expanded and the digits of its integers (before the
+limiters, which expand fragments, walk it), `InputLimits` the size of arguments, the
 schema's batching config the operations per batch; every error that leaves the view carries
 `extensions.code`. A response with an error caused by a database outage is HTTP 503
 (schema/edge.py says why and what else the edge does for every route).
@@ -81,6 +83,7 @@ from app.security.persisted import Registry, load_documents, requested_hash
 from schema import inputs
 from schema.edge import RETRY_AFTER_SECONDS, http_error
 from schema.errors import CONNECTION_LOST, coded
+from schema.limits import DocumentLimits
 from schema.permissions import SecureContext, _principal
 from schema.root import build_schema
 from schema.web import graphiql_page
@@ -204,6 +207,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
+        DocumentLimits,  # before any rule expands the document's fragments
         functools.partial(CachedValidation, passed),
     ]
 

@@ -1,21 +1,30 @@
-"""What one request may ask of the server: depth, aliases, tokens and operations per batch are
-capped, a slow statement is cancelled (TIMEOUT), partners see neither the schema nor
-suggestions, GraphiQL only where configured, and every error carries a code."""
+"""What one request may ask of the server: depth, aliases, tokens, the expanded size of a document,
+the digits of an integer and operations per batch are capped, a slow statement is cancelled
+(TIMEOUT), partners see neither the schema nor suggestions, GraphiQL only where configured, and
+every error carries a code."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from graphql import parse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import load_settings
 from app.security.persisted import Document, load_documents, sha256_hex
+from schema.limits import MAX_SELECTIONS, Cycle, expanded_size
 from tests.edge import bearer, codes, extended_app, new_key, persisted, real_app, serving, settings
 
 DOCUMENTS = load_documents()
 CHURN = '{ churn(start: "2024-01-01", end: "2024-01-31") { churnedCustomers { events { name } } } }'
 ALIASES = "{ a: metrics { name } b: metrics { name } c: metrics { name } }"
+# each fragment spreads the next twice: the document's expanded size doubles per fragment
+REUSED = """query Reused { a: metrics { ...Metric } b: metrics { ...Metric } c: metrics { ...Metric } }
+fragment Metric on Metric { name ...Parts ... on Metric { unit } }
+fragment Parts on Metric { dimensions { name } filters { name } fields { name } ...Names }
+fragment Names on Metric { name description }"""
+NINES = "9" * 5_000  # more digits than Python reads as an int (4,300)
 VARIABLES = {"start": "2024-01-01", "end": "2024-03-31", "id": "1", "customerId": "1"}
 
 
@@ -56,6 +65,76 @@ async def test_too_many_tokens(database_url: str) -> None:
     _, body = await post(database_url, {"query": ALIASES}, max_tokens=10)
     assert codes(body) == ["BAD_USER_INPUT"]
     assert "Document contains more than 10 tokens" in body["errors"][0]["message"]
+
+
+def fragment_bomb(fragments: int) -> str:
+    """Under a kilobyte for 22 fragments, and millions of fields once its fragments are expanded."""
+    spreads = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(fragments)
+    )
+    return f"query {{ ...F0 }} {spreads} fragment F{fragments} on Query {{ __typename }}"
+
+
+def test_the_expanded_size_counts_each_fragment_where_it_is_spread() -> None:
+    assert expanded_size(parse(REUSED)) == 3 * (2 + 13)  # 3 fields, each its spread and 13
+    assert expanded_size(parse(fragment_bomb(40))) == 2**41 - 1 + 2**40  # spreads, fields
+    assert expanded_size(parse("{ ...Missing ... on Query { __typename } }")) == 3
+    with pytest.raises(Cycle):
+        expanded_size(parse("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"))
+
+
+@pytest.mark.parametrize("fragments", [22, 40])
+@pytest.mark.usefixtures("engine")
+async def test_a_fragment_bomb_is_refused_before_it_is_expanded(
+    database_url: str, fragments: int
+) -> None:
+    """Refused at once: expanded, 22 such fragments took 17 seconds and 40 would never end."""
+    status, body = await post(database_url, {"query": fragment_bomb(fragments)})
+    assert (status, codes(body)) == (200, ["BAD_USER_INPUT"])
+    size = 2 ** (fragments + 1) - 1 + 2**fragments
+    assert body["errors"][0]["message"] == (
+        f"The document selects {size:,} fields and fragments once its fragments are expanded; "
+        f"at most {MAX_SELECTIONS:,} are accepted: spread fragments less often, or split the query."
+    )
+
+
+@pytest.mark.usefixtures("engine")
+async def test_fragments_spread_many_times_within_the_limit_run(database_url: str) -> None:
+    assert expanded_size(parse(fragment_bomb(10))) <= MAX_SELECTIONS
+    _, bomb = await post(database_url, {"query": fragment_bomb(10)})
+    assert bomb == {"data": {"__typename": "Query"}}
+    _, body = await post(database_url, {"query": REUSED})
+    assert "errors" not in body
+    assert body["data"]["a"] == body["data"]["c"]
+    assert {"name", "unit", "dimensions", "description"} <= set(body["data"]["b"][0])
+
+
+@pytest.mark.usefixtures("engine")
+async def test_a_fragment_cycle_is_the_callers_error(database_url: str) -> None:
+    cycle = "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }"
+    _, body = await post(database_url, {"query": cycle})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == "Cannot spread fragment 'A' within itself via 'B'."
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"{{ customers(first: {NINES}) {{ totalCount }} }}",
+        f'{{ series(start: "2024-01-01", end: "2024-02-01") {{ breakdown(top: -{NINES}) {{ key }} }} }}',
+        f"query($first: Int! = {NINES}) {{ customers(first: $first) {{ totalCount }} }}",
+    ],
+)
+@pytest.mark.usefixtures("engine")
+async def test_an_integer_of_thousands_of_digits_is_the_callers_error(
+    database_url: str, query: str
+) -> None:
+    _, body = await post(database_url, {"query": query})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == (
+        "The document holds an integer of 5,000 digits; integers of at most 100 digits are "
+        "accepted (no argument takes one beyond 64 bits)."
+    )
 
 
 @pytest.mark.usefixtures("engine")
