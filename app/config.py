@@ -39,6 +39,7 @@ class Settings:
     max_query_depth: int = 10
     max_aliases: int = 30
     max_tokens: int = 1_000
+    max_selections: int = 5_000  # fields and fragments of a document, its fragments expanded
     max_batch_operations: int = 10
     max_body_bytes: int = (
         4 << 20
@@ -71,6 +72,7 @@ ENV_KEYS = {
     "TIDEMILL_MAX_QUERY_DEPTH": "max_query_depth",
     "TIDEMILL_MAX_ALIASES": "max_aliases",
     "TIDEMILL_MAX_TOKENS": "max_tokens",
+    "TIDEMILL_MAX_SELECTIONS": "max_selections",
     "TIDEMILL_MAX_BATCH_OPERATIONS": "max_batch_operations",
     "TIDEMILL_MAX_BODY_BYTES": "max_body_bytes",
     "TIDEMILL_MAX_UPLOAD_BYTES": "max_upload_bytes",

@@ -207,7 +207,8 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         functools.partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         inputs.InputLimits,
         ScopeGuard,
-        DocumentLimits,  # before any rule expands the document's fragments
+        # before any rule expands the document's fragments
+        functools.partial(DocumentLimits, settings.max_selections),
         functools.partial(CachedValidation, passed),
     ]
 

@@ -67,6 +67,18 @@ async def test_too_many_tokens(database_url: str) -> None:
     assert "Document contains more than 10 tokens" in body["errors"][0]["message"]
 
 
+@pytest.mark.usefixtures("engine")
+async def test_too_many_selections_by_the_setting(database_url: str) -> None:
+    """`max_selections` (TIDEMILL_MAX_SELECTIONS) sets the limit: 3 aliased fields with a field
+    each are 6 selections."""
+    _, body = await post(database_url, {"query": ALIASES}, max_selections=5)
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert "selects 6 fields and fragments" in body["errors"][0]["message"]
+    assert "at most 5 are accepted" in body["errors"][0]["message"]
+    _, body = await post(database_url, {"query": ALIASES}, max_selections=6)
+    assert "errors" not in body
+
+
 def fragment_bomb(fragments: int) -> str:
     """Under a kilobyte for 22 fragments, and millions of fields once its fragments are expanded."""
     spreads = " ".join(
