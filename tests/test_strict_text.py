@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import strict
 from app.metrics.service import MetricsEngine
+from app.metrics.usage import PROPERTY_NAME
 from tests.conftest import execute, execute_errors, table_counts
 from tests.test_attributes import DEFINE, SET, with_attributes
 
@@ -123,3 +124,9 @@ async def test_an_attribute_given_twice_is_refused(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"] == "seats: given 2 times; give each key once"
     assert await table_counts(engine) == before
+
+
+@pytest.mark.parametrize("name", ["model\n", "model\r\n", ""])
+def test_a_property_name_ending_in_a_newline_is_not_a_name(name: str) -> None:
+    assert PROPERTY_NAME.match(name) is None
+    assert PROPERTY_NAME.match("model") is not None

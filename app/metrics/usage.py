@@ -99,7 +99,8 @@ NUMERIC |= {Aggregation.LATEST}
 # Aggregations whose value over no events is 0 (the others are null).
 ADDITIVE = frozenset({Aggregation.COUNT, Aggregation.SUM, Aggregation.UNIQUE_COUNT})
 PROPERTY_PREFIX = "property."
-PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$@:/-][A-Za-z0-9_.$@:/-]{0,99}$")
+# \Z, not $: `$` also matches before a final newline ("model\n" was a property name)
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$@:/-][A-Za-z0-9_.$@:/-]{0,99}\Z")
 ORDERED = frozenset({FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE})
 MEAN_SCALE = 34  # decimal places of an average (`mean`)
 
