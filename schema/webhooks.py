@@ -1,13 +1,14 @@
 """`POST /webhooks/{source_id}`: verify a source's signed delivery, store it, answer 200.
 
 Processing is the worker's (app.ingest.worker). Nothing is stored unless the delivery is
-authentic and well-formed: an unknown source is 404, a bad or stale signature or a malformed
-body 400. A duplicate is 200 and changes nothing. The database out is 503 (from the edge), so
-the sender retries: a delivery is acknowledged only once it is stored."""
+authentic and well-formed: an unknown source is 404 (its id is ASCII digits), a bad or stale
+signature or a malformed body 400 (so is a body the inbox could not store: a NUL character,
+an unpaired surrogate, NaN, JSON nested too deep, an id too long). A duplicate is 200 and
+changes nothing. The database out is 503 (from the edge), so the sender retries: a delivery
+is acknowledged only once it is stored."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 
@@ -20,7 +21,7 @@ from app.errors import NotFound
 from app.ingest import inbox
 from app.ingest.secrets import Vault
 from app.ingest.sources import secrets_of
-from app.ingest.translator import Translator
+from app.ingest.translator import TRANSLATION_ERRORS, Translator
 from schema.edge import http_error
 
 SECRETS_TTL_SECONDS = 5.0  # a source's secrets are read again after this long (rotation)
@@ -48,7 +49,7 @@ class _Secrets:
 
 def _source_id(request: Request) -> int | None:
     text = request.path_params["source_id"]
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def webhook_route(
@@ -72,9 +73,10 @@ def webhook_route(
         if problem is not None:
             return http_error(400, f"signature refused: {problem}")
         try:
-            event = translator.read_event(json.loads(body))
-        except (ValueError, UnicodeDecodeError) as error:
-            return http_error(400, f"malformed event: {error}; a JSON {kind} event is accepted")
+            event = translator.read_event(inbox.read_json(body))
+        except TRANSLATION_ERRORS as error:  # a ValueError names the problem
+            reason = error if isinstance(error, ValueError) else f"unreadable ({error!r})"
+            return http_error(400, f"malformed event: {reason}; a JSON {kind} event is accepted")
         stored = await intake.store(ident or 0, event)
         return JSONResponse({"received": True, "duplicate": not stored})
 

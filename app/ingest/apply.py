@@ -12,8 +12,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.attributes import definitions, parse_value, upsert_values
-from app.ingest.canonical import CustomerBundle, ItemRecord, PlanRecord, VersionRecord
+from app.ingest.canonical import (
+    CustomerBundle,
+    ItemRecord,
+    PlanRecord,
+    SubscriptionRecord,
+    VersionRecord,
+)
 from app.ingest.recordset import insert_rows, recordset
+from app.limits import count_problem, day_problem, mrr_problem
 from app.metrics import rollup_delta
 from app.metrics.rollup import CHUNK_CUSTOMERS, among, kept, plan_holders
 from app.tables import (
@@ -24,6 +31,47 @@ from app.tables import (
     subscription_item,
     subscription_version,
 )
+
+
+def _item_problem(item: ItemRecord) -> str | None:
+    return (
+        count_problem("quantity", item.quantity)
+        or count_problem("interval_count", item.interval_count, least=1)
+        or mrr_problem(item.mrr)
+    )
+
+
+def _version_problem(version: VersionRecord) -> str | None:
+    problem = (
+        day_problem("start date", version.valid_from)
+        or day_problem("end date", version.valid_to)
+        or day_problem("trial start", version.trial_start)
+        or day_problem("trial end", version.trial_end)
+    )
+    for position, item in enumerate(version.items, 1):
+        if problem is not None:
+            break
+        problem = _item_problem(item)
+        problem = problem and f"item {position} ({item.plan}): {problem}"
+    return problem or mrr_problem(version.mrr)
+
+
+def _subscription_problem(record: SubscriptionRecord) -> str | None:
+    for version in record.versions:
+        problem = _version_problem(version)
+        if problem is not None:
+            return f"subscription {record.external_id} from {version.valid_from}: {problem}"
+    return None
+
+
+def bundle_problem(bundle: CustomerBundle) -> str | None:
+    """Why a customer's rows cannot be stored: the bounds an import holds its rows to
+    (app.limits, as app.ingest.rows checks them), whatever the source. A value out of them
+    would fail the statement that stores it (a 32-bit quantity, a 64-bit MRR), or make totals
+    inexact."""
+    return next(
+        (p for p in map(_subscription_problem, bundle.subscriptions) if p is not None), None
+    )
 
 
 def source_key(kind: str, source_id: int) -> str:

@@ -7,8 +7,11 @@ translator applies) or `failed` (with its error, retried with backoff)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +23,72 @@ from app.ingest.objects import Event
 from app.tables import raw_event
 
 STATUSES = ("received", "pending", "processed", "failed", "ignored")
+MAX_DEPTH = 64  # levels of nesting of a delivery's JSON (a Stripe event has about a dozen)
+
+
+class UnstorableBody(ValueError):
+    """A delivery's body that is not JSON the inbox (PostgreSQL's jsonb) can store."""
+
+
+def _constant(name: str) -> Any:
+    raise UnstorableBody(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise UnstorableBody(f"the number {text[:40]} is out of a double's range")
+    return number
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "holds a NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "holds an unpaired surrogate (\\ud800 to \\udfff), which is not Unicode text"
+    return None
+
+
+def _inside(where: str, part: str) -> str:
+    """The path of a member: `data.object.id`, `items[0]` (`where` is "" at the top)."""
+    return f"`{part.lstrip('.')}`" if not where else f"{where[:-1]}{part}`"
+
+
+def _storable_problem(payload: Any) -> str | None:
+    """Why a parsed body cannot be stored as jsonb, naming where (walked without recursion)."""
+    stack: list[tuple[Any, str, int]] = [(payload, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"the JSON is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if problem := _text_problem(key):
+                    return f"a key in {where or 'the body'} {problem}"
+                stack.append((item, _inside(where, f".{key}"), depth + 1))
+        elif isinstance(value, list):
+            stack.extend(
+                (item, _inside(where, f"[{i}]"), depth + 1) for i, item in enumerate(value)
+            )
+        elif isinstance(value, str) and (problem := _text_problem(value)):
+            return f"{where or 'the body'} {problem}"
+    return None
+
+
+def read_json(body: bytes) -> Any:
+    """A delivery's JSON, refused (UnstorableBody, a ValueError naming why) unless the inbox
+    can store it: PostgreSQL's jsonb holds no NUL character, no unpaired surrogate, no NaN or
+    Infinity; nesting is bounded (MAX_DEPTH)."""
+    try:
+        payload = json.loads(body, parse_constant=_constant, parse_float=_finite)
+    except RecursionError:
+        raise UnstorableBody(f"the JSON is nested more than {MAX_DEPTH} levels deep") from None
+    problem = _storable_problem(payload)
+    if problem is not None:
+        raise UnstorableBody(problem)
+    return payload
 
 
 async def store_many(engine: AsyncEngine, source_id: int, events: list[Event]) -> int:

@@ -9,6 +9,18 @@ from app.ingest.canonical import CustomerBundle
 from app.ingest.objects import Event, Json, Observed
 
 Lookup = Callable[[str], Json | None]  # the latest state of an object by its id
+# What reading a payload of an unexpected shape raises in a translator's pure code (a string
+# where an object was, a number out of range, JSON nested too deep): the event it came in
+# fails with it, alone.
+TRANSLATION_ERRORS = (
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    ArithmeticError,
+    RecursionError,
+)
 
 
 class Translator(Protocol):

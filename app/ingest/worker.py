@@ -4,7 +4,9 @@ states (so any delivery order gives the same rows), recompute those customers, m
 
 A customer whose rebuild fails (something it needs is not known yet, or a bad payload) marks
 its events `failed` with the error and a backoff; the others go through. A later successful
-rebuild of that customer applies those events too.
+rebuild of that customer applies those events too. An event whose data the database refuses
+(a value out of a column's range, a data exception) fails alone as well: the batch is applied
+again in halves without it. Losing the database is no event's failure: the batch is retried.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.ingest.apply import source_key, store_bundles
+from app.ingest.apply import bundle_problem, source_key, store_bundles
 from app.ingest.objects import Json, Observed
 from app.ingest.recompute import create_touched_table, recompute_touched
 from app.ingest.recordset import insert_rows
 from app.ingest.secrets import SecretKeyError, Vault
 from app.ingest.subscriptions import refresh_statistics
-from app.ingest.translator import Translator
+from app.ingest.translator import TRANSLATION_ERRORS, Lookup, Translator
 from app.tables import raw_event, source, source_object
 
 log = logging.getLogger("tidemill.worker")
@@ -37,10 +39,45 @@ BATCH = 500  # events per transaction while the inbox keeps up
 MOST = 4_000  # ... doubled after each full batch (a backlog) up to this
 MAX_ATTEMPTS = 8
 BACKOFF = timedelta(seconds=30)  # doubled after each failed attempt, up to 2^7 = about 1 h
+REASON_CHARACTERS = 2_000  # an event's `last_error` is cut to this length
+# SQLSTATE classes of errors that an event's data causes, whatever the database's state:
+# 22 data exception (a number out of its column's range), 54 program limit exceeded (a value
+# too large for an index)
+DATA_ERROR_CLASSES = ("22", "54")
 
 
 def backoff(attempts: int) -> timedelta:
     return BACKOFF * int(2 ** min(attempts - 1, 7))
+
+
+def unreadable(error: Exception) -> str:
+    """The reason of a translator's error (a ValueError names the problem itself)."""
+    return str(error) if isinstance(error, ValueError) and str(error) else f"unreadable: {error!r}"
+
+
+def data_error(error: Exception) -> bool:
+    """Whether the database refused a statement for the values it was given (so the event
+    that brought them fails), not for its own state: a lost connection, a deadlock or a
+    timeout is retried."""
+    if not isinstance(error, sa.exc.DBAPIError) or error.connection_invalidated:
+        return False
+    state = getattr(error.orig, "sqlstate", None)
+    if state:
+        return str(state)[:2] in DATA_ERROR_CLASSES
+    # refused before it was sent: a value the driver cannot encode (asyncpg's DataError)
+    return error.orig is not None and isinstance(error.orig.__cause__, ValueError)
+
+
+def _refusal(error: Exception) -> str:
+    if isinstance(error, sa.exc.DBAPIError):
+        return f"unstorable event: {error.orig!r}"
+    return unreadable(error)
+
+
+def _reason(text: str) -> str:
+    """A failure's reason as stored: text PostgreSQL accepts, of a bounded length."""
+    clean = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+    return clean if len(clean) <= REASON_CHARACTERS else clean[: REASON_CHARACTERS - 1] + "…"
 
 
 # the ids first (an index scan in event order that stops at the limit), then their rows: the
@@ -129,8 +166,8 @@ def _read(event: _Claimed, translator: Translator, batch: _Batch) -> None:
     """Read one claimed event (no I/O): its outcome so far, its states."""
     try:
         read = translator.read_event(event.payload)
-    except ValueError as error:
-        batch.outcome[event.id] = ("failed", str(error))
+    except TRANSLATION_ERRORS as error:
+        batch.outcome[event.id] = ("failed", unreadable(error))
         return
     batch.outcome[event.id] = ("processed", None) if read.handled else ("ignored", None)
     batch.states[event.id] = list(read.objects)
@@ -291,6 +328,19 @@ async def _owned_states(
     return owned
 
 
+def _incomplete(translator: Translator, states: Sequence[Observed], lookup: Lookup) -> set[str]:
+    """What these states read that their events did not give in full; a state that cannot be
+    read adds nothing (its customer's rebuild then fails with the reason)."""
+    try:
+        return translator.incomplete(states, lookup)
+    except TRANSLATION_ERRORS:
+        wanted: set[str] = set()
+        for state in states:
+            with contextlib.suppress(*TRANSLATION_ERRORS):
+                wanted |= translator.incomplete([state], lookup)
+        return wanted
+
+
 async def _retrieve(
     connection: AsyncConnection,
     source_id: int,
@@ -302,7 +352,7 @@ async def _retrieve(
     """Retrieve from the source's API the objects these states read but the events did not
     give in full (a tiered price without its tiers), store them as states observed now and
     add them to `referenced`; the error of each one that could not be retrieved."""
-    wanted = translator.incomplete(states, referenced.get)
+    wanted = _incomplete(translator, states, referenced.get)
     if not wanted:
         return {}
     found = (
@@ -364,14 +414,17 @@ async def rebuild_customers(
     bundles, failures = [], {}
     for customer in ordered:
         try:
-            bundles.append(translator.customer_bundle(customer, owned[customer], lookup))
-        except (ValueError, KeyError, TypeError) as error:
-            causes = [
-                unretrieved[i]
-                for i in sorted(translator.incomplete(owned[customer], lookup))
-                if i in unretrieved
-            ]
-            failures[customer] = "; ".join([f"customer {customer}: {error}", *causes])
+            bundle = translator.customer_bundle(customer, owned[customer], lookup)
+        except TRANSLATION_ERRORS as error:
+            incomplete = _incomplete(translator, owned[customer], lookup)
+            causes = [unretrieved[i] for i in sorted(incomplete) if i in unretrieved]
+            failures[customer] = "; ".join([f"customer {customer}: {unreadable(error)}", *causes])
+            continue
+        problem = bundle_problem(bundle)
+        if problem is None:
+            bundles.append(bundle)
+        else:
+            failures[customer] = f"customer {customer}: {problem}"
     await store_bundles(connection, source_key(kind, source_id), bundles)
     return failures
 
@@ -424,6 +477,21 @@ async def _settle_earlier_failures(
     )
 
 
+async def _fail(connection: AsyncConnection, event: _Claimed, reason: str, now: datetime) -> None:
+    attempts = event.attempts + 1
+    log.warning("event %s failed: %s", event.event_id, reason)
+    await connection.execute(
+        sa.update(raw_event)
+        .where(raw_event.c.id == event.id)
+        .values(
+            status="failed",
+            last_error=_reason(reason),
+            attempts=attempts,
+            next_attempt_at=now + backoff(attempts),
+        )
+    )
+
+
 async def _mark(
     connection: AsyncConnection, claimed: Mapping[int, _Claimed], batch: _Batch, now: datetime
 ) -> None:
@@ -432,18 +500,7 @@ async def _mark(
         if status != "failed":
             done[status].append(ident)
             continue
-        attempts = claimed[ident].attempts + 1
-        log.warning("event %s failed: %s", claimed[ident].event_id, error)
-        await connection.execute(
-            sa.update(raw_event)
-            .where(raw_event.c.id == ident)
-            .values(
-                status="failed",
-                last_error=error,
-                attempts=attempts,
-                next_attempt_at=now + backoff(attempts),
-            )
-        )
+        await _fail(connection, claimed[ident], error or "failed", now)
     for status, idents in done.items():
         await connection.execute(
             sa.update(raw_event)
@@ -469,18 +526,55 @@ async def process_batch(
         claimed = {row.id: _Claimed(*row) for row in found}
         if not claimed:
             return 0
-        await create_touched_table(connection)
-        batch = _Batch()
-        for event in claimed.values():
-            _read(event, translators[event.kind], batch)
-        await _store(connection, claimed, batch)
-        await _lock_catalog(connection, claimed, batch)
-        await _affected(connection, claimed, batch)
-        await _rebuild(connection, claimed, batch, translators, keys)
-        await connection.execute(sa.text("ANALYZE touched_customer"))
-        await recompute_touched(connection)
-        await _mark(connection, claimed, batch, now)
+        await _apply_isolating(connection, claimed, translators, now, keys)
     return len(claimed)
+
+
+async def _apply_isolating(
+    connection: AsyncConnection,
+    claimed: Mapping[int, _Claimed],
+    translators: Mapping[str, Translator],
+    now: datetime,
+    keys: Keys | None,
+) -> None:
+    """Apply claimed events (in a savepoint). When the database refuses the data of one of
+    them, or a translator fails unexpectedly, each half is applied again the same way, so
+    every such event ends up alone, failed with the error; the others are applied."""
+    try:
+        async with connection.begin_nested():
+            await _apply(connection, claimed, translators, now, keys)
+        return
+    except (sa.exc.DBAPIError, *TRANSLATION_ERRORS) as error:
+        if isinstance(error, sa.exc.DBAPIError) and not data_error(error):
+            raise  # the database away, a deadlock: the whole batch is retried
+        if len(claimed) == 1:
+            [event] = claimed.values()
+            await _fail(connection, event, _refusal(error), now)
+            return
+    idents = list(claimed)
+    for part in (idents[: len(idents) // 2], idents[len(idents) // 2 :]):
+        await _apply_isolating(connection, {i: claimed[i] for i in part}, translators, now, keys)
+
+
+async def _apply(
+    connection: AsyncConnection,
+    claimed: Mapping[int, _Claimed],
+    translators: Mapping[str, Translator],
+    now: datetime,
+    keys: Keys | None,
+) -> None:
+    await create_touched_table(connection)
+    await connection.execute(sa.text("DELETE FROM touched_customer"))  # an earlier part's
+    batch = _Batch()
+    for event in claimed.values():
+        _read(event, translators[event.kind], batch)
+    await _store(connection, claimed, batch)
+    await _lock_catalog(connection, claimed, batch)
+    await _affected(connection, claimed, batch)
+    await _rebuild(connection, claimed, batch, translators, keys)
+    await connection.execute(sa.text("ANALYZE touched_customer"))
+    await recompute_touched(connection)
+    await _mark(connection, claimed, batch, now)
 
 
 def next_limit(limit: int, taken: int) -> int:

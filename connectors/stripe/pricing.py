@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
+from app.ingest.rows import AMOUNT_DECIMALS, AMOUNT_DIGITS
+from app.limits import magnitude_problem
 from app.money import monthly_factor, round_half_even
 
 Json = Mapping[str, Any]
@@ -45,14 +47,17 @@ ZERO_DECIMAL = frozenset(
 THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 
-def hundredths(currency: str) -> Fraction:
-    """How many hundredths of the major unit one Stripe amount unit of `currency` is."""
+def minor_digits(currency: str) -> int:
+    """How many decimal places of the major unit one Stripe amount unit of `currency` is."""
     code = currency.upper()
     if code in ZERO_DECIMAL:
-        return Fraction(100)
-    if code in THREE_DECIMAL:
-        return Fraction(1, 10)
-    return Fraction(1)
+        return 0
+    return 3 if code in THREE_DECIMAL else 2
+
+
+def hundredths(currency: str) -> Fraction:
+    """How many hundredths of the major unit one Stripe amount unit of `currency` is."""
+    return Fraction(100, 10 ** minor_digits(currency))
 
 
 class PricingError(ValueError):
@@ -61,6 +66,44 @@ class PricingError(ValueError):
 
 def _decimal(value: Any) -> Fraction:
     return Fraction(Decimal(str(value)))
+
+
+AMOUNT_FIELDS = (
+    "unit_amount",
+    "unit_amount_decimal",
+    "amount",
+    "flat_amount",
+    "flat_amount_decimal",
+)
+
+
+def amount_problem(value: Any, currency: str) -> str | None:
+    """Why a Stripe amount (in the currency's smallest unit) is out of the bounds an imported
+    amount is held to in the major unit (app.ingest.rows): checked before any arithmetic on
+    it, so an exponent like 1e999999999 costs nothing."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return "is not a number"
+    if not number.is_finite() or number < 0:
+        return "is not a finite number >= 0"
+    digits = minor_digits(currency)
+    return magnitude_problem(number, AMOUNT_DIGITS + digits, AMOUNT_DECIMALS - digits)
+
+
+def _amounts_problem(payload: Json, currency: str) -> str | None:
+    """The first amount of a price (or of its tiers) out of bounds, named."""
+    tiers = payload.get("tiers") or []
+    if not isinstance(tiers, list) or not all(isinstance(tier, Mapping) for tier in tiers):
+        return "tiers is not a list of tiers"
+    entries = [("", payload), *((f"tiers[{i}].", tier) for i, tier in enumerate(tiers))]
+    for prefix, entry in entries:
+        for field in AMOUNT_FIELDS:
+            value = entry.get(field)
+            problem = None if value is None else amount_problem(value, currency)
+            if problem is not None:
+                return f"{prefix}{field} {value} (the currency's smallest unit) {problem}"
+    return None
 
 
 def _amount(entry: Json, field: str) -> Fraction:
@@ -149,6 +192,10 @@ def price_of(payload: Json) -> Price:
     interval = recurring.get("interval")
     if interval not in ("day", "week", "month", "year"):
         raise PricingError(f"price {payload.get('id')} is not recurring (interval {interval!r})")
+    currency = str(payload.get("currency") or "usd").upper()
+    problem = _amounts_problem(payload, currency)
+    if problem is not None:
+        raise PricingError(f"price {payload.get('id')}: {problem}")
     scheme = payload.get("billing_scheme") or "per_unit"
     unit = _amount(payload, "unit_amount") if "recurring" in payload else _amount(payload, "amount")
     tiers = payload.get("tiers")
@@ -163,7 +210,7 @@ def price_of(payload: Json) -> Price:
         tiers_mode=payload.get("tiers_mode"),
         tiers=tuple(tiers) if tiers is not None else None,
         unit_amount=unit,
-        currency=str(payload.get("currency") or "usd").upper(),
+        currency=currency,
     )
 
 
@@ -175,19 +222,36 @@ class Coupon:
     duration: str  # forever | repeating | once
 
 
+def _percent_problem(value: Any) -> str | None:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return "is not a number"
+    if not number.is_finite() or not 0 <= number <= 100:
+        return "is not a percentage from 0 to 100"
+    return magnitude_problem(number, AMOUNT_DIGITS, AMOUNT_DECIMALS)
+
+
 def coupon_of(payload: Json) -> Coupon:
     percent = payload.get("percent_off")
     amount = payload.get("amount_off")
     if percent is None and amount is None:
         raise PricingError(f"coupon {payload.get('id')} has neither percent_off nor amount_off")
+    currency = str(payload.get("currency") or "usd")
+    problems = [
+        f"{field} {problem}"
+        for field, problem in (
+            ("percent_off", percent is not None and _percent_problem(percent)),
+            ("amount_off", amount is not None and amount_problem(amount, currency)),
+        )
+        if problem
+    ]
+    if problems:
+        raise PricingError(f"coupon {payload.get('id')}: {problems[0]}")
     return Coupon(
         id=str(payload["id"]),
         percent_off=_decimal(percent) if percent is not None else None,
-        amount_off=(
-            int(amount) * hundredths(str(payload.get("currency") or "usd"))
-            if amount is not None
-            else None
-        ),
+        amount_off=(int(amount) * hundredths(currency) if amount is not None else None),
         duration=str(payload.get("duration") or "once"),
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.ingest.canonical import CustomerBundle, CustomerRecord, PlanRecord, SubscriptionRecord
 from app.ingest.objects import Event, Observed
+from app.ingest.translator import TRANSLATION_ERRORS
 from connectors.stripe.pricing import PricingError
 from connectors.stripe.subscriptions import (
     Lookup,
@@ -40,6 +41,8 @@ STORED_PREFIXES = ("invoice.", "invoiceitem.", "charge.", "credit_note.")
 IGNORED_TYPES = ("customer.source.", "customer.tax_id.", "customer.cash_balance")
 OWNED_BY_CUSTOMER = ("subscription", "discount", "invoice", "charge", "credit_note", "invoiceitem")
 STUB_KEYS = frozenset(["id", "object", "deleted"])
+MAX_NAME = 255  # characters of an id, a type or an API version (Stripe's are far shorter)
+LISTS = ("items", "lines")  # an object's list objects (`{"data": [...]}`) that are read
 ATTRIBUTE_KEY = re.compile(r"[^a-z0-9_]+")
 
 
@@ -92,6 +95,43 @@ def observed(obj: Json, at: datetime, event_id: str, deleted: bool = False) -> O
     )
 
 
+def _name(value: Any, where: str) -> str:
+    """An id, a type or an API version: a string of 1 to MAX_NAME characters."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise MalformedEvent(f"`{where}` is not a string of 1 to {MAX_NAME} characters")
+    return value
+
+
+def _lists_problem(obj: Json) -> str | None:
+    for key in LISTS:
+        value = obj.get(key)
+        if value is None:
+            continue
+        data = (value.get("data") or []) if isinstance(value, Mapping) else None
+        if not isinstance(data, list) or not all(isinstance(e, Mapping) for e in data):
+            return f'data.object.{key} is not a list object ({{"data": [objects]}})'
+    if not isinstance(obj.get("discounts") or [], list):
+        return "data.object.discounts is not a list"
+    return None
+
+
+def _observed_of(payload: Json, at: datetime) -> Observed:
+    """The state an event of an applied type carries (MalformedEvent: it cannot be read)."""
+    obj = payload["data"].get("object")
+    if not isinstance(obj, Mapping) or "id" not in obj or "object" not in obj:
+        raise MalformedEvent("data.object is not a Stripe object")
+    _name(obj["id"], "data.object.id")
+    _name(obj["object"], "data.object.object")
+    problem = _lists_problem(obj)
+    if problem is not None:
+        raise MalformedEvent(problem)
+    deleted = str(payload["type"]).endswith(".deleted")
+    try:
+        return observed(obj, at, str(payload["id"]), deleted)
+    except TRANSLATION_ERRORS as error:
+        raise MalformedEvent(f"data.object cannot be read ({error!r})") from None
+
+
 def read_event(payload: Any) -> Event:
     """A Stripe Event; raises MalformedEvent when it is not one."""
     if not isinstance(payload, Mapping):
@@ -99,25 +139,21 @@ def read_event(payload: Any) -> Event:
     missing = [key for key in ("id", "type", "created", "data") if key not in payload]
     if missing or not isinstance(payload.get("data"), Mapping):
         raise MalformedEvent(f"not a Stripe event: missing {', '.join(missing) or 'data'}")
-    obj = payload["data"].get("object")
-    event_type = str(payload["type"])
+    event_id, event_type = _name(payload["id"], "id"), _name(payload["type"], "type")
+    version = payload.get("api_version")
+    if version is not None:
+        _name(version, "api_version")
     try:
         at = moment(payload["created"])
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, OSError):
         raise MalformedEvent("`created` is not a Unix timestamp") from None
     known = handled(event_type)
-    objects: tuple[Observed, ...] = ()
-    if known:
-        if not isinstance(obj, Mapping) or "id" not in obj or "object" not in obj:
-            raise MalformedEvent("data.object is not a Stripe object")
-        deleted = event_type.endswith(".deleted")
-        objects = (observed(obj, at, str(payload["id"]), deleted),)
     return Event(
-        event_id=str(payload["id"]),
+        event_id=event_id,
         type=event_type,
         occurred_at=at,
-        api_version=payload.get("api_version"),
-        objects=objects,
+        api_version=version,
+        objects=(_observed_of(payload, at),) if known else (),
         handled=known,
         payload=payload,
     )
@@ -185,7 +221,7 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
     try:
         discounts = [s for s in owned if s.object_type == "discount"]
         context = customer_context([*customer_states, *discounts], lookup)
-    except (KeyError, TypeError, ValueError) as error:
+    except TRANSLATION_ERRORS as error:
         if isinstance(error, PricingError):
             raise
         raise PricingError(f"customer {customer_id}: unreadable ({error!r})") from error
@@ -196,7 +232,7 @@ def customer_bundle(customer_id: str, owned: Sequence[Observed], lookup: Lookup)
         try:
             versions = history(states, lookup, context, invoices)
             subscriptions.append(SubscriptionRecord(object_id, versions))
-        except (KeyError, TypeError, ValueError) as error:
+        except TRANSLATION_ERRORS as error:
             if isinstance(error, PricingError):
                 raise
             raise PricingError(f"subscription {object_id}: unreadable ({error!r})") from error
