@@ -7,6 +7,8 @@ import binascii
 from collections.abc import Sequence
 from typing import Any
 
+from app.ids import BIGINT_MIN, bigint
+
 SEPARATOR = "\x1f"  # ASCII unit separator: never in a date, a number or an id
 
 
@@ -23,3 +25,13 @@ def decode(cursor: str, parts: int) -> list[str]:
     if len(values) != parts or "\x00" in cursor + "".join(values):
         raise ValueError(f"{cursor!r} is not a cursor")
     return values
+
+
+def integer(text: str) -> int:
+    """A whole number of a cursor that a bigint column holds (app/ids.py) and, as a descending
+    sort compares it with the column negated, holds negated too: -(2^63 - 1) to 2^63 - 1.
+    ValueError otherwise (the caller says the cursor is not one)."""
+    number = bigint(text)
+    if number == BIGINT_MIN:
+        raise ValueError(f"{text!r} negated is outside the 64-bit range")
+    return number

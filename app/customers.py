@@ -18,10 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.sql.expression import ColumnElement
 
-from app import cursors
+from app import cursors, strict
 from app.db import Database
 from app.errors import InvalidQuery, NotFound, UserError
-from app.ids import bigint
 from app.metrics.cube import Cube, validate
 from app.metrics.periods import period_count, periods
 from app.metrics.spec import Interval, QuerySpec
@@ -150,10 +149,10 @@ def _after(query: CustomerQuery, key: ColumnElement[Any]) -> list[ColumnElement[
         return []
     try:
         value, ident = cursors.decode(query.after, 2)
-        last_id = bigint(ident)
-        typed: Any = bigint(value) if query.sort is CustomerSort.MRR else value
+        last_id = cursors.integer(ident)
+        typed: Any = cursors.integer(value) if query.sort is CustomerSort.MRR else value
         if query.sort is CustomerSort.CUSTOMER_SINCE:
-            typed = date.fromisoformat(value)
+            typed = strict.day(value)
     except ValueError:
         raise UserError(
             f"after {query.after!r} is not a cursor for sort {query.sort.name}"
@@ -209,7 +208,7 @@ def _by_stored_mrr(query: CustomerQuery, conditions: list[ColumnElement[bool]]) 
 def _mrr_cursor(after: str) -> tuple[int, int]:
     try:
         value, ident = cursors.decode(after, 2)
-        return bigint(value), bigint(ident)
+        return cursors.integer(value), cursors.integer(ident)
     except ValueError:
         raise UserError(f"after {after!r} is not a cursor for sort MRR") from None
 

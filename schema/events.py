@@ -5,7 +5,8 @@ whenever the body is a JSON array of at most MAX_BATCH items: each event is chec
 (app/usage/ingest.py). The request as a whole is refused, as coded errors, when the key is
 missing or lacks `write` (401, 403), the body is not JSON or not an array (400), or the array
 is longer than MAX_BATCH (413). `?source=NAME` names the source the event ids belong to
-(default `events`). The body may be up to `max_events_bytes` (schema/edge.py).
+(default `events`; 1-100 characters, none a control character: else 400). The body may be up
+to `max_events_bytes` (schema/edge.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from app.errors import UserError
 from app.security import keys as auth
 from app.security.keys import Authenticator, Forbidden, Scope, Unauthenticated
 from app.usage.events import loads
-from app.usage.ingest import DEFAULT_SOURCE, MAX_BATCH, IngestResult, fewer_collections, ingest
-from resolvers.usage import source_name
+from app.usage.ingest import (
+    DEFAULT_SOURCE,
+    MAX_BATCH,
+    IngestResult,
+    fewer_collections,
+    ingest,
+    source_name,
+)
 from schema.edge import error_response, http_error
 from schema.security import origin
 

@@ -238,3 +238,39 @@ async def test_bad_ids_and_cursors(metrics: MetricsEngine) -> None:
     assert cursor["extensions"]["code"] == "BAD_USER_INPUT"
     [first] = await execute_errors(metrics, "{ customers(first: 1000) { totalCount } }")
     assert "first must be between 1 and 200, not 1000" in first["message"]
+
+
+@pytest.mark.usefixtures("people")
+@pytest.mark.parametrize(
+    ("sort", "values"),
+    [
+        ("MRR", (-(2**63), 1)),  # its negation, which the MRR index compares, is beyond 64 bits
+        ("MRR", (2**63, 1)),
+        ("MRR", (-(2**70), 1)),
+        ("MRR", (100, 2**63)),
+        ("MRR", (100, -(2**63))),
+        ("NAME", ("Acme Corp", 2**63)),
+        ("NAME", ("Acme Corp", -(2**63))),
+        ("CUSTOMER_SINCE", ("2024-01-01", 10**30)),
+        ("CUSTOMER_SINCE", ("2024-01-01", -(2**63))),
+    ],
+)
+async def test_a_cursor_whose_numbers_no_column_holds_is_not_a_cursor(
+    metrics: MetricsEngine, sort: str, values: tuple[object, object]
+) -> None:
+    """An MRR of -2^63 was an INTERNAL error (negated for the index, beyond 64 bits)."""
+    after = cursors.encode(values)
+    query = "query($after: String, $sort: CustomerSort!) { customers(after: $after, sort: $sort) "
+    [error] = await execute_errors(
+        metrics, query + "{ totalCount } }", {"after": after, "sort": sort}
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == f"after {after!r} is not a cursor for sort {sort}"
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_cursor_at_the_edges_of_64_bits_still_pages(metrics: MetricsEngine) -> None:
+    highest = cursors.encode((2**63 - 1, 0))
+    lowest = cursors.encode((-(2**63) + 1, 2**63 - 1))
+    assert external_ids(await page(metrics, sort="MRR", after=highest)) == ["C", "A", "B"]
+    assert external_ids(await page(metrics, sort="MRR", after=lowest)) == []

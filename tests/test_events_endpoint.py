@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.tables import usage_event
 from app.usage.locks import lock_definitions
 from tests.edge import bearer, codes, new_key, real_app, serving
 
@@ -145,3 +148,131 @@ async def test_a_batch_held_back_past_the_statement_timeout_is_a_503_to_retry(
     assert codes(held.json()) == ["TIMEOUT"]
     assert "was rolled back: send it again shortly" in held.json()["errors"][0]["message"]
     assert (again.status_code, again.json()["accepted"]) == (200, 3)
+
+
+OFFSETS = (
+    "accepted offsets are less than 16 hours from UTC, -15:59 to +15:59 "
+    "(e.g. 2026-11-30T12:00:00Z or 2026-11-30T12:00:00+01:00)"
+)
+OUTSIDE = "is outside the accepted range: from 2000-01-01 to one day after the server's clock"
+BAD_TIMESTAMPS = [
+    ("2026-11-30T12:00:00+16:00", f"has the UTC offset +16:00; {OFFSETS}"),
+    ("2026-11-30T12:00:00-16:00", f"has the UTC offset -16:00; {OFFSETS}"),
+    ("2026-11-30T12:00:00+23:59", f"has the UTC offset +23:59; {OFFSETS}"),
+    ("2026-11-30T12:00:00.5-23:59", f"has the UTC offset -23:59; {OFFSETS}"),
+    ("2026-11-30T12:00:00+20:00:01", f"has the UTC offset +20:00:01; {OFFSETS}"),
+    ("0001-01-01T00:00:00+01:00", OUTSIDE),
+    ("9999-12-31T23:59:59-01:00", OUTSIDE),
+]
+
+
+async def stored_ids(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        found = await connection.scalars(sa.select(usage_event.c.event_id).order_by("event_id"))
+        return list(found)
+
+
+def with_bad_timestamp(timestamp: str) -> list[dict[str, object]]:
+    """A good event, one with `timestamp`, and a good one at an offset PostgreSQL reads."""
+    good, bad, late = events(3)
+    return [good, {**bad, "timestamp": timestamp}, {**late, "timestamp": "2026-11-30T12:00+15:59"}]
+
+
+@pytest.mark.parametrize(("timestamp", "reason"), BAD_TIMESTAMPS)
+async def test_a_timestamp_postgresql_or_python_cannot_hold_is_rejected_alone(
+    database_url: str, engine: AsyncEngine, timestamp: str, reason: str
+) -> None:
+    """An offset of 16 hours or more (PostgreSQL refuses it) or a moment beyond Python's
+    years once made UTC was a 500, losing the whole batch: the event is rejected with its
+    reason, the others are stored."""
+    key = await new_key(engine, "write")
+    async with serving(real_app(database_url)) as client:
+        sent = await client.post("/events", json=with_bad_timestamp(timestamp), headers=bearer(key))
+    assert sent.status_code == 200
+    assert sent.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "rejected": 1,
+        "errors": [{"index": 1, "id": "e1", "reason": f"timestamp {timestamp} {reason}"}],
+    }
+    assert await stored_ids(engine) == ["e0", "e2"]
+
+
+@pytest.mark.parametrize(("timestamp", "reason"), BAD_TIMESTAMPS)
+async def test_the_mutation_rejects_such_a_timestamp_alone_too(
+    database_url: str, engine: AsyncEngine, timestamp: str, reason: str
+) -> None:
+    key = await new_key(engine, "write")
+    mutation = """mutation($events: [UsageEventInput!]!) { ingestEvents(events: $events) {
+        accepted rejected errors { index id reason } } }"""
+    variables = {"events": with_bad_timestamp(timestamp)}
+    async with serving(real_app(database_url)) as client:
+        sent = await client.post(
+            "/graphql", json={"query": mutation, "variables": variables}, headers=bearer(key)
+        )
+    assert sent.json() == {
+        "data": {
+            "ingestEvents": {
+                "accepted": 2,
+                "rejected": 1,
+                "errors": [{"index": 1, "id": "e1", "reason": f"timestamp {timestamp} {reason}"}],
+            }
+        }
+    }
+    assert await stored_ids(engine) == ["e0", "e2"]
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("source=%00", "source holds a control character (U+0000 at character 1)"),
+        ("source=ev%00ents", "source holds a control character (U+0000 at character 3)"),
+        ("source=a%09b", "source holds a control character (U+0009 at character 2)"),
+        ("source=a%0A", "source holds a control character (U+000A at character 2)"),
+        ("source=%7F", "source holds a control character (U+007F at character 1)"),
+        ("source=a%C2%85", "source holds a control character (U+0085 at character 2)"),
+        ("source=" + "s" * 101, "source must be 1-100 characters"),
+        ("source=%20", "source must be 1-100 characters"),
+    ],
+)
+async def test_a_source_that_cannot_name_one_is_a_400_naming_it(
+    database_url: str, engine: AsyncEngine, query: str, problem: str
+) -> None:
+    key = await new_key(engine, "write")
+    async with serving(real_app(database_url)) as client:
+        refused = await client.post(f"/events?{query}", json=events(2), headers=bearer(key))
+        empty = await client.post(f"/events?{query}", json=[], headers=bearer(key))
+    for response in (refused, empty):
+        assert response.status_code == 400
+        assert codes(response.json()) == ["BAD_USER_INPUT"]
+        [error] = response.json()["errors"]
+        assert error["message"].startswith(problem)
+        assert "(default 'events')" in error["message"]
+    assert await stored_ids(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"id": "e\x00"}, "id holds a NUL character (U+0000)"),
+        ({"customer": "\x00"}, "customer holds a NUL character (U+0000)"),
+        ({"name": "api\x00call"}, "name holds a NUL character (U+0000)"),
+        ({"product": "pro\x00"}, "product holds a NUL character (U+0000)"),
+        ({"properties": {"mo\x00del": "a"}}, "properties hold a NUL character (U+0000) in a key"),
+        ({"properties": {"model": "\x00"}}, "properties hold a NUL character (U+0000) in a key"),
+        ({"properties": {"a": [{"b": "\x00"}]}}, "properties hold a NUL character (U+0000) in"),
+    ],
+)
+async def test_a_nul_in_any_text_of_an_event_rejects_that_event(
+    database_url: str, engine: AsyncEngine, change: dict[str, object], reason: str
+) -> None:
+    """PostgreSQL's text and jsonb cannot hold U+0000: each text an event stores is checked."""
+    key = await new_key(engine, "write")
+    good, bad = events(2)
+    async with serving(real_app(database_url)) as client:
+        sent = await client.post("/events", json=[good, {**bad, **change}], headers=bearer(key))
+    assert sent.status_code == 200
+    assert (sent.json()["accepted"], sent.json()["rejected"]) == (1, 1)
+    [error] = sent.json()["errors"]
+    assert (error["index"], error["reason"][: len(reason)]) == (1, reason)
+    assert await stored_ids(engine) == ["e0"]

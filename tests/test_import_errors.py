@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import string
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -169,6 +171,9 @@ ROW = PeriodRow(
         ({"amount": Decimal("NaN")}, "amount NaN is not a finite number >= 0"),
         ({"amount": Decimal("1e30")}, "amount 1E+30 is too large (at most 24 digits before the decimal point)"),
         ({"customer_name": "Ac\x00me"}, "a text value holds a NUL byte"),
+        ({"subscription_id": "s" * 201}, "subscription_id is 201 characters long; at most 200"),
+        ({"customer_id": "c" * 201}, "customer_id is 201 characters long; at most 200"),
+        ({"plan": "p" * 201}, "plan is 201 characters long; at most 200"),
     ],
 )  # fmt: skip
 async def test_every_source_is_held_to_the_limits(
@@ -229,6 +234,58 @@ async def test_rates_that_overflow_64_bit_cents_are_a_clear_error(
         [error] = await execute_errors(metrics, query)
         assert error["extensions"]["code"] == "BAD_USER_INPUT", query
         assert error["message"].startswith("amounts converted to USD exceed 64-bit cents")
+
+
+def incompressible(length: int) -> str:
+    """Text PostgreSQL cannot compress below an index entry's size limit (a run of one letter
+    it can: only such text reached that limit)."""
+    letters = random.Random(length)
+    return "".join(letters.choice(string.ascii_letters) for _ in range(length))
+
+
+NAMED = b"subscription_id,customer_id,start_date,end_date,monthly_amount,plan,customer_name\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("{long},C1,2024-01-01,,10,,", "subscription_id is 20,000 characters long; at most 200"),
+        ("s1,{long},2024-01-01,,10,,", "customer_id is 20,000 characters long; at most 200"),
+        ("s1,C1,2024-01-01,,10,{long},", "plan is 20,000 characters long; at most 200"),
+        ("s1,C1,2024-01-01,,10,{long:.201},", "plan is 201 characters long; at most 200"),
+    ],
+)
+async def test_an_id_or_plan_longer_than_200_characters_is_a_bad_line(
+    engine: AsyncEngine, database_url: str, tmp_path: Path, row: str, reason: str
+) -> None:
+    """Such an id stopped the import with a traceback (an index entry over its size limit)."""
+    path = tmp_path / "periods.csv"
+    fine = f"s0,C0,2024-01-01,,10,{incompressible(200)},\n".encode()
+    path.write_bytes(NAMED + fine + row.format(long=incompressible(20_000)).encode() + b"\n")
+    before = await table_counts(engine)
+    result = await tidemill(database_url, "import", "subscriptions", str(path))
+    assert assert_refused(result, path, (3, reason)) == [f"{path}, line 3: {reason}"]
+    assert await table_counts(engine) == before
+    path.write_bytes(NAMED + fine)
+    result = await tidemill(database_url, "import", "subscriptions", str(path))
+    assert result.exit_code == 0, result.output
+
+
+async def test_a_limit_of_the_database_met_by_a_file_stops_it_saying_so(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    """A name's index entry over its size limit: raised by a statement sent through the driver
+    itself, it was a traceback; it is said as any statement the database stops."""
+    path = tmp_path / "periods.csv"
+    path.write_bytes(NAMED + f"s1,C1,2024-01-01,,10,,{incompressible(20_000)}\n".encode())
+    before = await table_counts(engine)
+    result = await tidemill(database_url, "import", "subscriptions", str(path))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert "error: the database stopped the import (index row requires" in result.output
+    assert result.output.rstrip().endswith("nothing was saved")
+    assert await table_counts(engine) == before
 
 
 # --- attributes ------------------------------------------------------------------------------

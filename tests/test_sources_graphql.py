@@ -147,3 +147,30 @@ async def test_a_backfill_starts_in_the_background(
                 break
             await asyncio.sleep(0.1)
         assert counts["received"] == total
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("http://[::1", "api_base 'http://[::1' is not a valid URL (Invalid IPv6 URL)"),
+        ("http://localhost:99999999", "has a port that is not a whole number from 1 to 65,535"),
+        ("http://localhost:65536", "has a port that is not a whole number from 1 to 65,535"),
+        ("http://localhost:0", "has a port that is not a whole number from 1 to 65,535"),
+        ("http://localhost:http", "has a port that is not a whole number from 1 to 65,535"),
+        ("http://stripe example", "holds a space or a control character"),
+        ("https:///v1", "is not an http:// or https:// URL, e.g. https://api.stripe.com"),
+    ],
+)
+async def test_an_api_base_that_is_no_url_is_refused_naming_it(
+    engine: AsyncEngine, client: httpx.AsyncClient, base: str, problem: str
+) -> None:
+    """A malformed address was an INTERNAL error, a port beyond 65535 was accepted."""
+    admin = await new_key(engine, "admin")
+    refused = await run(client, admin, ADD, {"base": base})
+    [error] = refused["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith(f"api_base {base!r}")
+    assert problem in error["message"]
+    assert (await run(client, admin, SOURCES))["data"] == {"sources": []}
+    added = await run(client, admin, ADD, {"base": "http://[::1]:65535/stripe"})
+    assert added["data"]["addSource"]["name"] == "prod"

@@ -513,3 +513,80 @@ async def test_a_stored_batch_leaves_no_reference_to_its_rows(engine: AsyncEngin
     finally:
         gc.enable()
     assert await total_tokens(engine) == sum(range(50))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reported", "kept"),
+    [
+        (
+            "offset.ndjson",
+            '{"id": "ok1", "customer": "C1", "name": "api_call", "timestamp": "2026-11-30T12:00:00Z"}\n'
+            '{"id": "t1", "customer": "C1", "name": "api_call", "timestamp": "2026-11-30T12:00:00+16:00"}\n'
+            '{"id": "ok2", "customer": "C1", "name": "api_call", "timestamp": "2026-11-30T12:00:00-15:59"}\n',
+            "event 2 (t1): timestamp 2026-11-30T12:00:00+16:00 has the UTC offset +16:00; accepted "
+            "offsets are less than 16 hours from UTC, -15:59 to +15:59",
+            ["ok1", "ok2"],
+        ),
+        (
+            "overflow.ndjson",
+            '{"id": "ok1", "customer": "C1", "name": "api_call", "timestamp": "2026-11-30T12:00:00Z"}\n'
+            '{"id": "t1", "customer": "C1", "name": "api_call", "timestamp": "0001-01-01T00:00:00+01:00"}\n'
+            '{"id": "ok2", "customer": "C1", "name": "api_call", "timestamp": "2026-11-30T12:00:00Z"}\n',
+            "event 2 (t1): timestamp 0001-01-01T00:00:00+01:00 is outside the accepted range: from "
+            "2000-01-01 to one day after the server's clock",
+            ["ok1", "ok2"],
+        ),
+        (
+            "offset.csv",
+            "id,customer,name,timestamp\n"
+            "ok1,C1,api_call,2026-11-30T12:00:00Z\n"
+            "t1,C1,api_call,2026-11-30T12:00:00+20:00\n"
+            "ok2,C1,api_call,9999-12-31T23:59:59-01:00\n"
+            "ok3,C1,api_call,2026-11-30T12:00:00+15:00\n",
+            "event 2 (t1): timestamp 2026-11-30T12:00:00+20:00 has the UTC offset +20:00; accepted "
+            "offsets are less than 16 hours from UTC, -15:59 to +15:59",
+            ["ok1", "ok3"],  # (ok2: 9999-12-31T23:59:59-01:00, beyond Python's years in UTC)
+        ),
+    ],
+)  # fmt: skip
+async def test_a_timestamp_the_database_cannot_hold_is_a_bad_line_reported_and_skipped(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    name: str,
+    content: str,
+    reported: str,
+    kept: list[str],
+) -> None:
+    """Such a line stopped the import with a traceback, its chunk's good lines lost."""
+    path = tmp_path / name
+    path.write_text(content)
+    env = {"TIDEMILL_DATABASE_URL": database_url, "COLUMNS": "300"}
+    args = ["import", "events", str(path)]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    lines = content.count("\n") - name.endswith(".csv")
+    rejected = lines - len(kept)
+    assert f"{lines} events read: 2 stored, 0 duplicates, {rejected} rejected" in result.output
+    assert reported in result.output
+    async with engine.connect() as connection:
+        found = await connection.scalars(sa.select(usage_event.c.event_id).order_by("event_id"))
+        assert list(found) == kept
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("ev\tents", "source holds a control character (U+0009 at character 3)"),
+        ("\udcff", "source holds a lone UTF-16 surrogate (U+DCFF at character 1)"),
+        ("s" * 101, "source must be 1-100 characters"),
+    ],
+)
+async def test_a_source_that_cannot_name_one_stops_the_import_saying_so(
+    engine: AsyncEngine, tmp_path: Path, source: str, problem: str
+) -> None:
+    path = ndjson(tmp_path / "events.ndjson", 2)
+    with pytest.raises(UserError, match=re.escape(problem)):
+        await import_events(engine, path, source)
+    assert await total_tokens(engine) == 0

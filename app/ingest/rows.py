@@ -47,6 +47,9 @@ class PeriodRow(NamedTuple):
 
 
 AMOUNT_DIGITS, AMOUNT_DECIMALS = 24, 20  # an amount's bounds, major units
+# characters of an id or a plan (each is a key of a unique index, whose entries have a size
+# limit): as an event's customer, which names a customer by that id (app/usage/events.py)
+MAX_ID = 200
 
 
 def period_problem(row: PeriodRow) -> str | None:
@@ -62,6 +65,9 @@ def period_problem(row: PeriodRow) -> str | None:
         and (trial_start is None or FIRST_DAY <= trial_start <= LAST_DAY)
         and (trial_end is None or FIRST_DAY <= trial_end <= LAST_DAY)
         and _amount_problem(row.amount) is None
+        and len(row.subscription_id) <= MAX_ID
+        and len(row.customer_id) <= MAX_ID
+        and (row.plan is None or len(row.plan) <= MAX_ID)
         and "\x00" not in f"{row.subscription_id}{row.customer_id}{row.plan}{row.customer_name}"
         and (row.email is None or "\x00" not in row.email)
     ):
@@ -80,8 +86,17 @@ def _first_problem(row: PeriodRow) -> str | None:
         or day_problem("trial start", row.trial_start)
         or day_problem("trial end", row.trial_end)
         or _amount_problem(row.amount)
+        or _id_problem(row)
         or ("a text value holds a NUL byte" if any(t and "\x00" in t for t in texts) else None)
     )
+
+
+def _id_problem(row: PeriodRow) -> str | None:
+    ids = {"subscription_id": row.subscription_id, "customer_id": row.customer_id}
+    for column, text in {**ids, "plan": row.plan}.items():
+        if text is not None and len(text) > MAX_ID:
+            return f"{column} is {len(text):,} characters long; at most {MAX_ID}"
+    return None
 
 
 @lru_cache(maxsize=4096)

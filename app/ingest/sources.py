@@ -56,6 +56,7 @@ class EventStatus(enum.Enum):
 KINDS = ("stripe",)  # kinds a source can be added for (csv is imported, not connected)
 WAITING = ("received", "pending")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_PORT = 65_535
 
 
 @dataclass
@@ -136,12 +137,30 @@ def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[
             "comma-separated in a rotation) starts with whsec_"
         )
     base = settings.get("api_base")
-    if base is not None and http_url(str(base)) is None:
-        problems.append(
-            f"api_base {base!r} is not an http:// or https:// URL (e.g. "
-            "https://api.stripe.com, the default)"
-        )
+    if base is not None and (problem := _api_base_problem(str(base))):
+        problems.append(problem)
     return problems
+
+
+def _api_base_problem(base: str) -> str | None:
+    """What makes `base` no URL to send API requests to: not http(s), no host, a malformed
+    address (`http://[::1`), a port outside 1..65535, a space or a control character."""
+    accepted = "an http:// or https:// URL, e.g. https://api.stripe.com (the default)"
+    try:
+        parts = http_url(base)
+    except ValueError as error:  # urllib's words: "Invalid IPv6 URL", ...
+        return f"api_base {base!r} is not a valid URL ({error}): give {accepted}"
+    if parts is None:
+        return f"api_base {base!r} is not {accepted}"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= MAX_PORT:
+        return f"api_base {base!r} has a port that is not a whole number from 1 to {MAX_PORT:,}"
+    if any(char.isspace() or not char.isprintable() for char in base):
+        return f"api_base {base!r} holds a space or a control character: give {accepted}"
+    return None
 
 
 def _check(kind: str, name: str, secrets: dict[str, str], settings: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ statements, a chunk of customers per transaction, resumable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -479,23 +481,37 @@ async def load_periods(
     is staged by several processes (app.ingest.staging)."""
     from app.ingest import chunked  # (it builds on this module)
 
-    job = await chunked.unfinished_job(engine, source, sha256)
-    chunk_rows = chunk_rows or chunked.CHUNK_ROWS
-    if job is not None or expected_rows > chunk_rows:
-        return await chunked.load_periods_chunked(
-            engine,
-            rows,
-            filename=filename,
-            sha256=sha256,
-            source=source,
-            chunks=chunked.chunk_count(expected_rows, chunk_rows),
-            progress=progress,
-            job=job,
-            parted=parted,
-        )
-    await chunked.abandon(engine, source)  # another file's unfinished chunked import
-    await chunked.build_deferred(engine, progress)  # the indexes it left out, if any
-    return await _load_in_one_transaction(engine, rows, filename, sha256, source, progress)
+    with driver_errors_wrapped():
+        job = await chunked.unfinished_job(engine, source, sha256)
+        chunk_rows = chunk_rows or chunked.CHUNK_ROWS
+        if job is not None or expected_rows > chunk_rows:
+            return await chunked.load_periods_chunked(
+                engine,
+                rows,
+                filename=filename,
+                sha256=sha256,
+                source=source,
+                chunks=chunked.chunk_count(expected_rows, chunk_rows),
+                progress=progress,
+                job=job,
+                parted=parted,
+            )
+        await chunked.abandon(engine, source)  # another file's unfinished chunked import
+        await chunked.build_deferred(engine, progress)  # the indexes it left out, if any
+        return await _load_in_one_transaction(engine, rows, filename, sha256, source, progress)
+
+
+@contextlib.contextmanager
+def driver_errors_wrapped() -> Iterator[None]:
+    """An error the server raised on what was sent through the driver itself (COPY, a script
+    of statements) as SQLAlchemy's DBAPIError, which every other statement raises: a limit of
+    the database met by a file (an index entry too large, ...) is then reported as any
+    statement the database stopped (the CLI: `the database stopped the import (...)` and what
+    was kept), not as a traceback. The transaction it was in is rolled back all the same."""
+    try:
+        yield
+    except asyncpg.PostgresError as error:
+        raise sa.exc.DBAPIError(None, None, error) from error
 
 
 async def _load_in_one_transaction(

@@ -48,6 +48,7 @@ from app.usage.ingest import (
     ensure_partitions,
     fewer_collections,
     rules,
+    source_name,
     store,
 )
 
@@ -285,6 +286,7 @@ async def import_events(
     progress: Progress = lambda _done: None,
 ) -> ImportSummary:
     """Import the events of `path` (module doc); resumes a file it has begun."""
+    source = source_name(source)
     sha256 = file_sha256(path)
     summary, offset = ImportSummary(), 0
     async with engine.connect() as connection:

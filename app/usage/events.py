@@ -2,7 +2,10 @@
 
 Each event is checked on its own: a bad one is rejected with its reason and does not stop the
 others. Timestamps are ISO 8601 (UTC when they carry no offset) from 2000-01-01 up to a day
-ahead of the server's clock, which also bounds the monthly partitions an ingest can create.
+ahead of the server's clock, which also bounds the monthly partitions an ingest can create,
+with a UTC offset of less than 16 hours (-15:59 to +15:59: PostgreSQL's bound; the zones in
+use run from -12:00 to +14:00). Each is made UTC and checked here: the database is never
+given one it would refuse.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ MAX_TEXT = 200
 MAX_PROPERTIES_BYTES = 16_384
 FIRST_TIMESTAMP = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 AHEAD = datetime.timedelta(days=1)
+OFFSET_LIMIT = datetime.timedelta(hours=16)  # an offset is less than this from UTC
 SURROGATE = re.compile("[\ud800-\udfff]")
 ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 # a JSON integer orjson would read as a float (beyond 64 bits) has 19 digits or more: a text
@@ -136,13 +140,39 @@ def parse_timestamp(value: object, now: datetime.datetime) -> datetime.datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     elif moment.tzinfo is not datetime.UTC:
-        moment = moment.astimezone(datetime.UTC)
+        moment = _in_utc(value, moment)
     if not FIRST_TIMESTAMP <= moment <= now + AHEAD:
-        raise Invalid(
-            f"timestamp {value} is outside the accepted range: from {FIRST_TIMESTAMP.date()} "
-            "to one day after the server's clock"
-        )
+        raise _outside_range(value)
     return moment
+
+
+def _in_utc(value: str, moment: datetime.datetime) -> datetime.datetime:
+    offset = moment.utcoffset() or datetime.timedelta()
+    if abs(offset) >= OFFSET_LIMIT:
+        raise Invalid(
+            f"timestamp {value} has the UTC offset {_offset_text(offset)}; accepted offsets "
+            "are less than 16 hours from UTC, -15:59 to +15:59 (e.g. 2026-11-30T12:00:00Z or "
+            "2026-11-30T12:00:00+01:00)"
+        )
+    try:
+        return moment.astimezone(datetime.UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        raise _outside_range(value) from None
+
+
+def _offset_text(offset: datetime.timedelta) -> str:
+    """An offset as ISO 8601 writes it (+16:00), seconds included when it has some."""
+    sign, size = ("-", -offset) if offset < datetime.timedelta() else ("+", offset)
+    hours, rest = divmod(int(size.total_seconds()), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{sign}{hours:02}:{minutes:02}" + (f":{seconds:02}" if seconds else "")
+
+
+def _outside_range(value: str) -> Invalid:
+    return Invalid(
+        f"timestamp {value} is outside the accepted range: from {FIRST_TIMESTAMP.date()} "
+        "to one day after the server's clock"
+    )
 
 
 def _finite(value: object) -> bool:

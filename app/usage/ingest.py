@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,6 +41,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
+from app.errors import UserError
 from app.metrics.usage import NUMERIC, QueryType, UsageMetric, ValueType, rollup_upsert_ctes
 from app.tables import customer, usage_event, usage_event_key
 from app.usage import partitions
@@ -58,11 +60,30 @@ from app.usage.locks import lock_definitions
 MAX_BATCH = 10_000
 GC_THRESHOLD = 200_000  # allocations between collections of the youngest generation
 DEFAULT_SOURCE = "events"
+MAX_SOURCE = 100
+# C0 and C1 control characters (NUL among them: PostgreSQL's text cannot hold it) and lone
+# surrogates (a command line's bytes that are not UTF-8)
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 STAGE = "usage_stage"
 STAGE_COLUMNS = ("event_id", "customer", "name", "ts", "properties", "product")
 UNIQUE_VIOLATION = "23505"
 KEY_CONSTRAINT = "usage_event_key_pkey"
 EVENT_COLUMNS = ("source", "event_id", "customer_id", "name", "ts", "properties", "product")
+
+
+def source_name(source: str) -> str:
+    """`source` when it can name the source events belong to; else a UserError naming it."""
+    if not source.strip() or len(source) > MAX_SOURCE:
+        raise UserError(f"source must be 1-{MAX_SOURCE} characters (default {DEFAULT_SOURCE!r})")
+    if found := UNPRINTABLE.search(source):
+        code = ord(found.group())
+        kind = "a lone UTF-16 surrogate" if code >= 0xD800 else "a control character"
+        raise UserError(
+            f"source holds {kind} (U+{code:04X} at character {found.start() + 1}); a source is "
+            f"1-{MAX_SOURCE} characters, none of them a control character (default "
+            f"{DEFAULT_SOURCE!r})"
+        )
+    return source
 
 
 @dataclass
@@ -370,6 +391,7 @@ async def ingest(
     database: Database, raw: Sequence[object], source: str = DEFAULT_SOURCE
 ) -> IngestResult:
     """Ingest one batch (at most MAX_BATCH events; the caller refuses more)."""
+    source = source_name(source)
     now = datetime.datetime.now(datetime.UTC)
     async with database.connect() as connection:
         found = await rules(connection)
