@@ -81,6 +81,10 @@ def assert_refused(result: Result, path: Path, *problems: tuple[int, str]) -> li
         (b"subscription_id,customer_id,start_date,monthly_amount\ns1,C1,2024-01-01,10\n", 1, "missing required column(s): end_date"),
         (b"subscription_id,customer_id,customer_id,start_date,end_date,monthly_amount\n", 1, "column(s) given twice: customer_id"),
         (HEADER + b"s1,C1,2024-01-01,,[/]\n", 2, "monthly_amount '[/]' is not a number"),
+        (HEADER + b"s1,C1,2024-01-01,,1_000\n", 2, "monthly_amount '1_000' is not a number"),
+        (HEADER + "s1,C1,2024-01-01,,\u0661\u0660\n".encode(), 2, "monthly_amount '\u0661\u0660' is not a number"),
+        (HEADER + b"s1,C1,20240101,,10\n", 2, "start_date '20240101' is not a date (expected YYYY-MM-DD)"),
+        (HEADER + b"s1,C1,2024-01-01,2024-W10-1,10\n", 2, "end_date '2024-W10-1' is not a date (expected YYYY-MM-DD)"),
         (HEADER.replace(b",", b";") + b"s1;C1;2024-01-01;;10,5\n", 1, SEMICOLONS),
     ],
 )  # fmt: skip

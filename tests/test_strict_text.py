@@ -130,3 +130,16 @@ async def test_an_attribute_given_twice_is_refused(
 def test_a_property_name_ending_in_a_newline_is_not_a_name(name: str) -> None:
     assert PROPERTY_NAME.match(name) is None
     assert PROPERTY_NAME.match("model") is not None
+
+
+async def test_names_ending_in_a_newline_are_refused(metrics: MetricsEngine) -> None:
+    """A usage metric's name: its pattern's `$` matched before a final newline."""
+    create = """mutation($input: UsageMetricInput!) { createUsageMetric(input: $input) { name } }"""
+    metric = {"name": "calls\n", "eventName": "api_call", "aggregation": "COUNT"}
+    [error] = await execute_errors(metrics, create, {"input": metric})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "'calls\\n'" in error["message"]
+    metric["name"] = "calls"
+    assert await execute(metrics, create, {"input": metric}) == {
+        "createUsageMetric": {"name": "calls"}
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app import strict
 from app.errors import BadLines, ImportFailed
 from app.ingest.csvfile import TextLines, with_header
 from app.limits import day_problem, magnitude_problem
@@ -103,7 +104,7 @@ def _parse_rate(values: list[str]) -> Rate:
         raise ValueError(f"{len(values)} values, but the header has {len(HEADER)}")
     day_text, currency_text, rate_text = (value.strip() for value in values)
     try:
-        day = date.fromisoformat(day_text)
+        day = strict.day(day_text)
     except ValueError:
         raise ValueError(f"date {day_text!r} is not a date (YYYY-MM-DD)") from None
     if problem := day_problem("date", day):
@@ -112,8 +113,8 @@ def _parse_rate(values: list[str]) -> Rate:
     if currency not in ISO_CURRENCIES:
         raise ValueError(f"currency {currency!r} is not an ISO 4217 code")
     try:
-        rate = Decimal(rate_text)
-    except InvalidOperation:
+        rate = strict.decimal(rate_text)
+    except (ValueError, InvalidOperation):
         raise ValueError(f"rate {rate_text!r} is not a number") from None
     if not rate.is_finite() or rate <= 0:
         raise ValueError(f"rate {rate_text!r} must be a positive number")

@@ -55,7 +55,7 @@ class EventStatus(enum.Enum):
 
 KINDS = ("stripe",)  # kinds a source can be added for (csv is imported, not connected)
 WAITING = ("received", "pending")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: `$` matches before a final newline
 MAX_PORT = 65_535
 
 

@@ -47,7 +47,7 @@ from app.usage import builds
 from app.usage.expression import parse_expression, references
 from app.usage.locks import hold_build, lock_definitions
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}\Z")  # \Z: `$` matches before a final newline
 MAX_FILTERS = 20
 MAX_EVENT_NAME = 200
 log = logging.getLogger("tidemill.usage")

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from app import strict
 from app.ingest.csvfile import (
     ByteRange,
     CsvRow,
@@ -107,7 +108,7 @@ def _date(name: str, value: str | None) -> date | None:
     if value is None:
         return None
     try:
-        day = date.fromisoformat(value)
+        day = strict.day(value)
     except ValueError:
         raise RowError(f"{name} {value!r} is not a date (expected YYYY-MM-DD)") from None
     if problem := day_problem(name, day):
@@ -119,8 +120,8 @@ def _decimal(name: str, value: str | None) -> Decimal | None:
     if value is None:
         return None
     try:
-        number = Decimal(value)
-    except InvalidOperation:
+        number = strict.decimal(value)
+    except (ValueError, InvalidOperation):
         raise RowError(f"{name} {value!r} is not a number") from None
     if not number.is_finite():
         raise RowError(f"{name} {value!r} is not a finite number")
