@@ -142,6 +142,9 @@ async def test_names_are_unique_and_revoke_finds_name_or_id(engine: AsyncEngine)
     assert (await auth.revoke_key(engine, str(second.id))).name == "b"
     with pytest.raises(NotFound):
         await auth.revoke_key(engine, "nobody")
+    for beyond in ("9223372036854775808", "9" * 20):  # no id, no name: not found, no overflow
+        with pytest.raises(NotFound, match=f"no API key named \\(or with id\\) '{beyond}'"):
+            await auth.revoke_key(engine, beyond)
 
 
 # --- every scope against every operation kind, over HTTP ---------------------------------------

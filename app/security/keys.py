@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.datacache import VersionedMemo
 from app.errors import NotFound, UserError
+from app.ids import bigint
 from app.tables import api_key
 
 KEY_PREFIX = "tm_"
@@ -242,11 +243,19 @@ async def _revoke_where(engine: AsyncEngine, condition: sa.ColumnElement[bool]) 
     return _api_key(row) if row is not None else None
 
 
+def _key_id(text: str) -> int | None:
+    """`text` as a key's id, None when it is no id (ASCII digits within 64 bits): a name."""
+    try:
+        return bigint(text)
+    except ValueError:
+        return None
+
+
 async def revoke_key(engine: AsyncEngine, name_or_id: str) -> ApiKey:
     """Revoke the key with this name (or, failing that, this id); it stops working at once."""
     revoked = await _revoke_where(engine, api_key.c.name == name_or_id)
-    if revoked is None and name_or_id.isdigit():
-        revoked = await _revoke_where(engine, api_key.c.id == int(name_or_id))
+    if revoked is None and (ident := _key_id(name_or_id)) is not None:
+        revoked = await _revoke_where(engine, api_key.c.id == ident)
     if revoked is None:
         raise NotFound(f"no API key named (or with id) {name_or_id!r}; see `tidemill keys list`")
     return revoked
