@@ -159,6 +159,9 @@ async def test_a_backfill_starts_in_the_background(
         ("http://localhost:http", "has a port that is not a whole number from 1 to 65,535"),
         ("http://stripe example", "holds a space or a control character"),
         ("https:///v1", "is not an http:// or https:// URL, e.g. https://api.stripe.com"),
+        ("https://%00/", "names a percent-encoded or link-local host"),
+        ("http://169.254.169.254/latest", "names a percent-encoded or link-local host"),
+        ("http://[fe80::1]/", "names a percent-encoded or link-local host"),
     ],
 )
 async def test_an_api_base_that_is_no_url_is_refused_naming_it(
@@ -174,3 +177,32 @@ async def test_an_api_base_that_is_no_url_is_refused_naming_it(
     assert (await run(client, admin, SOURCES))["data"] == {"sources": []}
     added = await run(client, admin, ADD, {"base": "http://[::1]:65535/stripe"})
     assert added["data"]["addSource"]["name"] == "prod"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ('apiBase: "https://user:pass@evil.example/"', "api_base holds credentials"),
+        ('apiKey: "sk_test_x\\n"', "api_key holds a space, a line break or a control character"),
+        ('apiKey: "sk_test x"', "api_key holds a space, a line break or a control character"),
+        ('webhookSecret: "whsec_a\\tb"', "webhook_secret holds a space, a line break"),
+        ('webhookSecret: "whsec_a, whsec_b c"', "webhook_secret holds a space, a line break"),
+    ],
+)
+async def test_credentials_with_blanks_or_in_the_url_are_refused_unechoed(
+    engine: AsyncEngine, client: httpx.AsyncClient, arguments: str, problem: str
+) -> None:
+    """A key sent with a trailing newline was stored, and every request of its backfill then
+    failed on an invalid header; credentials in the API base would travel in every URL."""
+    admin = await new_key(engine, "admin")
+    fields = {"apiKey": f'"{API_KEY}"', "webhookSecret": f'"{WEBHOOK_SECRET}"'}
+    name, value = arguments.split(": ", 1)
+    fields[name] = value
+    given = ", ".join(f"{key}: {text}" for key, text in fields.items())
+    document = f'mutation {{ addSource(kind: STRIPE, name: "prod", {given}) {{ id }} }}'
+    [error] = (await run(client, admin, document))["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert problem in error["message"]
+    assert "user:pass" not in error["message"]
+    assert "sk_test_x" not in error["message"]
+    assert (await run(client, admin, SOURCES))["data"] == {"sources": []}

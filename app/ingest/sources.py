@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -119,8 +120,13 @@ def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[
     """What is not a Stripe credential, from its documented prefixes (never echoing a
     secret): a secret or restricted API key, webhook signing secrets, an http(s) API base."""
     problems = []
-    key = secrets.get("api_key", "").strip()
-    if key.startswith("pk_"):
+    key = secrets.get("api_key", "")
+    if _blank_or_control(key):
+        problems.append(
+            "api_key holds a space, a line break or a control character: a Stripe key is "
+            "letters, digits and underscores"
+        )
+    elif key.startswith("pk_"):
         problems.append(
             "api_key is a publishable key (pk_...), which cannot read the account: give a "
             "secret key (sk_live_..., sk_test_...) or a restricted key (rk_...)"
@@ -131,7 +137,12 @@ def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[
             "or a restricted key (rk_...)"
         )
     parts = [part.strip() for part in secrets.get("webhook_secret", "").split(",")]
-    if any(parts) and not all(part.startswith("whsec_") for part in parts):
+    if any(map(_blank_or_control, parts)):
+        problems.append(
+            "webhook_secret holds a space, a line break or a control character inside a "
+            "secret: each is letters, digits and underscores (several comma-separated)"
+        )
+    elif any(parts) and not all(part.startswith("whsec_") for part in parts):
         problems.append(
             "webhook_secret is not a Stripe webhook signing secret: each (several "
             "comma-separated in a rotation) starts with whsec_"
@@ -142,9 +153,24 @@ def _stripe_problems(secrets: dict[str, str], settings: dict[str, Any]) -> list[
     return problems
 
 
+def _blank_or_control(text: str) -> bool:
+    """A space, a line break or any other character that is not printable."""
+    return any(char.isspace() or not char.isprintable() for char in text)
+
+
+def _link_local(host: str) -> bool:
+    """An address of the machine's own link (169.254.0.0/16, fe80::/10), where cloud metadata
+    services answer: a source's API base never is one."""
+    try:
+        return ipaddress.ip_address(host).is_link_local
+    except ValueError:  # a name, not an address
+        return False
+
+
 def _api_base_problem(base: str) -> str | None:
     """What makes `base` no URL to send API requests to: not http(s), no host, a malformed
-    address (`http://[::1`), a port outside 1..65535, a space or a control character."""
+    address (`http://[::1`), a port outside 1..65535, a space or a control character,
+    credentials in it, a percent-encoded host, a link-local address."""
     accepted = "an http:// or https:// URL, e.g. https://api.stripe.com (the default)"
     try:
         parts = http_url(base)
@@ -158,8 +184,13 @@ def _api_base_problem(base: str) -> str | None:
         port = -1
     if port is not None and not 1 <= port <= MAX_PORT:
         return f"api_base {base!r} has a port that is not a whole number from 1 to {MAX_PORT:,}"
-    if any(char.isspace() or not char.isprintable() for char in base):
+    if _blank_or_control(base):
         return f"api_base {base!r} holds a space or a control character: give {accepted}"
+    if parts.username is not None or parts.password is not None:
+        return "api_base holds credentials (a name or password before @): the API key is sent alone"
+    host = parts.hostname or ""
+    if "%" in host or _link_local(host):
+        return f"api_base {base!r} names a percent-encoded or link-local host: give {accepted}"
     return None
 
 
