@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics.service import MetricsEngine
@@ -187,3 +188,17 @@ def test_filters_read_every_operator() -> None:
         "values": ["a>b=c"],
     }
     assert filter_input("attr.x<=-1")["values"] == ["-1"]
+
+
+@pytest.mark.parametrize("item", ["plan=", "plan=a,,b", "plan!=a, ", "attr.seats>", "plan~ "])
+def test_a_filter_with_a_value_left_out_is_refused(
+    item: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan=` matched the plan named "" (none): the CLI then said there was no data."""
+    from app.cli.metrics import filter_input
+
+    with pytest.raises(typer.Exit) as refused:
+        filter_input(item)
+    assert refused.value.exit_code == 1
+    error = capsys.readouterr().err
+    assert f"--filter {item!r} has an empty value; write key=value" in " ".join(error.split())

@@ -92,9 +92,11 @@ def filter_input(item: str) -> dict[str, Any]:
     if found is None or not found[1].strip():
         raise fail(f"--filter {item!r} is not a condition; write {FILTER_SYNTAX}")
     key, sign, value = found[1].strip(), found[2], found[3]
+    values = [value.strip()] if sign in SINGLE_VALUED else [p.strip() for p in value.split(",")]
+    if not all(values):  # `plan=`, `plan=a,,b`: a value left out, not a value to match
+        raise fail(f"--filter {item!r} has an empty value; write {FILTER_SYNTAX}")
     if sign in SINGLE_VALUED:
-        return {"field": key, "op": SINGLE_VALUED[sign], "values": [value.strip()]}
-    values = [part.strip() for part in value.split(",")]
+        return {"field": key, "op": SINGLE_VALUED[sign], "values": values}
     many = len(values) > 1
     op = ("IN" if many else "EQ") if sign == "=" else ("NOT_IN" if many else "NEQ")
     return {"field": key, "op": op, "values": values}
