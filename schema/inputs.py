@@ -99,6 +99,9 @@ def decode_json(data: str | bytes) -> object:
     except RecursionError:
         raise too_deep from None
     except ValueError as error:
+        if "integer string conversion" in str(error):  # Python's words name its own setting
+            reason = "it holds an integer of more than 4,300 digits"
+            raise HTTPException(400, f"Unable to parse the request as JSON: {reason}.") from None
         raise HTTPException(400, f"Unable to parse the request as JSON: {error}.") from None
     if _too_deep(value, MAX_JSON_DEPTH):
         raise too_deep
