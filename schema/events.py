@@ -32,6 +32,10 @@ from schema.edge import error_response, http_error
 from schema.security import origin
 
 PATH = "/events"
+ACCEPTED = (
+    f"send a JSON array of at most {MAX_BATCH:,} events, each an object "
+    '{"id", "customer", "name", "timestamp", "properties"} (application/json)'
+)
 
 
 def result_body(result: IngestResult) -> dict[str, object]:
@@ -51,9 +55,9 @@ def decode(body: bytes) -> object:
     try:
         return loads(body)
     except RecursionError:
-        raise UserError("the body is not JSON: it is nested too deeply") from None
+        raise UserError(f"the body is not JSON: it is nested too deeply; {ACCEPTED}") from None
     except ValueError as error:
-        raise UserError(f"the body is not JSON: {error}") from None
+        raise UserError(f"the body is not JSON ({error}); {ACCEPTED}") from None
 
 
 async def _events(request: Request) -> list[object]:
@@ -61,7 +65,7 @@ async def _events(request: Request) -> list[object]:
     with fewer_collections():  # no await inside
         body = decode(text)
     if not isinstance(body, list):
-        raise UserError("the body must be a JSON array of events ({id, customer, name, ...})")
+        raise UserError(f"the body is not a JSON array; {ACCEPTED}")
     if len(body) > MAX_BATCH:
         raise OverflowError(
             f"at most {MAX_BATCH:,} events per request; this one has {len(body):,}: "

@@ -76,8 +76,11 @@ async def test_the_whole_request_is_refused_with_a_coded_error(
     assert malformed.status_code == 400
     assert codes(malformed.json()) == ["BAD_USER_INPUT"]
     assert "the body is not JSON" in malformed.json()["errors"][0]["message"]
+    accepted = "send a JSON array of at most 10,000 events, each an object"
+    assert accepted in malformed.json()["errors"][0]["message"]  # what is, as for an object
     assert an_object.status_code == 400
-    assert "must be a JSON array of events" in an_object.json()["errors"][0]["message"]
+    assert "the body is not a JSON array" in an_object.json()["errors"][0]["message"]
+    assert accepted in an_object.json()["errors"][0]["message"]
     assert too_many.status_code == 413
     assert codes(too_many.json()) == ["PAYLOAD_TOO_LARGE"]
     assert too_many.json()["errors"][0]["message"] == (
