@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from graphql import (
     DocumentNode,
     FieldNode,
+    FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
@@ -117,33 +118,43 @@ def too_large(size: int, limit: int) -> UserError:
 class _Integers(Visitor):
     def __init__(self) -> None:
         super().__init__()
-        self.found: list[IntValueNode] = []
+        self.found: list[IntValueNode | FloatValueNode] = []
 
     def enter_int_value(self, node: IntValueNode, *_: object) -> None:
         self.found.append(node)
 
+    def enter_float_value(self, node: FloatValueNode, *_: object) -> None:
+        self.found.append(node)  # (an error about one would quote all its digits)
 
-def long_integers(document: DocumentNode) -> Iterator[tuple[IntValueNode, int]]:
-    """Each integer literal of `document` of more than MAX_INTEGER_DIGITS digits, with its
-    digits; the document is walked only when its text holds that many digits in a row."""
+
+def long_integers(
+    document: DocumentNode,
+) -> Iterator[tuple[IntValueNode | FloatValueNode, int]]:
+    """Each number literal of `document` (an integer, or a float an argument would refuse
+    quoting it whole) of more than MAX_INTEGER_DIGITS digits, with its digits; the document is
+    walked only when its text holds that many digits in a row."""
     if document.loc is not None and not LONG_DIGITS.search(document.loc.source.body):
         return
     integers = _Integers()
     visit(document, integers)
     for node in integers.found:
-        digits = len(node.value.lstrip("-"))
+        digits = sum(char.isdigit() for char in node.value)
         if digits > MAX_INTEGER_DIGITS:
             yield node, digits
 
 
-def too_long(digits: int, limit: int) -> UserError:
+def too_long(digits: int, limit: int, kind: str = "an integer") -> UserError:
     return UserError(
-        f"The document holds an integer of {digits:,} digits; integers of at most {limit} "
+        f"The document holds {kind} of {digits:,} digits; numbers of at most {limit} "
         "digits are accepted (no argument takes one beyond 64 bits)."
     )
 
 
-def _coded(error: UserError, node: IntValueNode | None = None) -> GraphQLError:
+def _kind(node: IntValueNode | FloatValueNode) -> str:
+    return "an integer" if isinstance(node, IntValueNode) else "a number"
+
+
+def _coded(error: UserError, node: IntValueNode | FloatValueNode | None = None) -> GraphQLError:
     return GraphQLError(str(error), node, extensions={"code": error.code})
 
 
@@ -158,7 +169,7 @@ def document_errors(
 ) -> list[GraphQLError]:
     """What makes `document` too large, or unfit, to be validated (nothing: an empty list)."""
     errors = [
-        _coded(too_long(digits, MAX_INTEGER_DIGITS), node)
+        _coded(too_long(digits, MAX_INTEGER_DIGITS, _kind(node)), node)
         for node, digits in long_integers(document)
     ]
     try:

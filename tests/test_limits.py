@@ -5,6 +5,7 @@ every error carries a code."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -135,6 +136,7 @@ async def test_a_fragment_cycle_is_the_callers_error(database_url: str) -> None:
         f"{{ customers(first: {NINES}) {{ totalCount }} }}",
         f'{{ series(start: "2024-01-01", end: "2024-02-01") {{ breakdown(top: -{NINES}) {{ key }} }} }}',
         f"query($first: Int! = {NINES}) {{ customers(first: $first) {{ totalCount }} }}",
+        f"{{ customers(first: {NINES}.0) {{ totalCount }} }}",
     ],
 )
 @pytest.mark.usefixtures("engine")
@@ -143,10 +145,12 @@ async def test_an_integer_of_thousands_of_digits_is_the_callers_error(
 ) -> None:
     _, body = await post(database_url, {"query": query})
     assert codes(body) == ["BAD_USER_INPUT"]
+    kind = "a number of 5,001" if ".0)" in query else "an integer of 5,000"
     assert body["errors"][0]["message"] == (
-        "The document holds an integer of 5,000 digits; integers of at most 100 digits are "
+        f"The document holds {kind} digits; numbers of at most 100 digits are "
         "accepted (no argument takes one beyond 64 bits)."
     )
+    assert NINES not in json.dumps(body)  # not quoted whole
 
 
 @pytest.mark.usefixtures("engine")
