@@ -6,13 +6,12 @@ import datetime
 from collections.abc import Sequence
 
 from app.customers import CustomerRow
-from app.errors import UserError
 from app.ids import parse_id
 from app.metrics.spec import Interval, QuerySpec
 from app.metrics.usage import UsageMetric, Window
 from app.usage import definitions
 from app.usage.definitions import MetricInput, MetricUpdate
-from app.usage.ingest import DEFAULT_SOURCE, IngestResult, ingest
+from app.usage.ingest import IngestResult, ingest
 from app.usage.service import (
     UsageBreakdown,
     UsagePoint,
@@ -22,8 +21,6 @@ from app.usage.service import (
     UsageValue,
 )
 from resolvers.context import Context
-
-MAX_SOURCE = 100
 
 
 def metric_id(text: str) -> int:
@@ -104,11 +101,6 @@ async def customer_usage(
     return found
 
 
-def source_name(source: str) -> str:
-    if not source.strip() or len(source) > MAX_SOURCE:
-        raise UserError(f"source must be 1-{MAX_SOURCE} characters (default {DEFAULT_SOURCE!r})")
-    return source
-
-
 async def ingest_events(context: Context, raw: Sequence[object], source: str) -> IngestResult:
-    return await ingest(context.metrics.engine, raw, source_name(source))
+    """The events stored; `ingest` checks the source's name (app.usage.ingest.source_name)."""
+    return await ingest(context.metrics.engine, raw, source)
